@@ -1,0 +1,505 @@
+//! The client: PodSixNet's `EndPoint` (the connection) and `ConnectionListener` (objects that
+//! receive its events through `network_<action>` handlers).
+
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Registry, Token};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::connection::Connection;
+use crate::dispatch::{self, ListenerFn};
+use crate::error::{errno_text, CloseReason, Error, Result};
+use crate::frame::FrameDecoder;
+use crate::message::Message;
+use crate::server::{log_out_of_band, resolve_first, OutOfBand};
+
+const CONN: Token = Token(0);
+
+/// An object that receives a client connection's events: PodSixNet's `ConnectionListener`.
+///
+/// Register its handlers with [`handler!`](crate::handler); they take
+/// `(&mut self, &mut ClientContext<'_>, msg)` where `msg` is `&Message` or a typed struct.
+/// Besides the server's messages it receives the synthetic events `socketConnect`, `error`
+/// (`{"action": "error", "error": [errno, "text"]}`) and `disconnected`.
+pub trait Listener: 'static {
+    /// A frame that is not a valid message, or that does not fit a typed handler. Default: log
+    /// a warning and drop it.
+    fn out_of_band(&mut self, ctx: &mut ClientContext<'_>, oob: OutOfBand) {
+        let _ = ctx;
+        log_out_of_band(&"client", &oob);
+    }
+}
+
+/// The state of a client connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// TCP connect in progress.
+    Connecting,
+    /// Connected (`socketConnect` was delivered).
+    Open,
+    /// [`Client::close`] was called; queued output is being flushed.
+    Closing,
+    /// Closed, failed, or never connected. Sends fail with [`Error::NotConnected`].
+    Closed,
+}
+
+/// One received event, as handed to listeners: a message (from the server or synthetic) or an
+/// undecodable frame.
+#[derive(Debug, Clone)]
+pub struct Event {
+    message: Option<Message>,
+    payload: Bytes,
+}
+
+impl Event {
+    fn synthetic(message: Message) -> Self {
+        Event { message: Some(message), payload: Bytes::new() }
+    }
+
+    /// The message; `None` if the frame did not decode to a message.
+    pub fn message(&self) -> Option<&Message> {
+        self.message.as_ref()
+    }
+
+    /// The frame's payload as received; empty for synthetic events.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+}
+
+struct ClientCore {
+    conn: Option<Connection>,
+    state: ConnectionState,
+    config: Config,
+    registry: Registry,
+    peer: Option<SocketAddr>,
+    inbox: Vec<Event>,
+}
+
+impl ClientCore {
+    fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<usize> {
+        let c = &self.config;
+        let frame = c.codec.encode(c.framing, msg, c.max_frame_size)?;
+        let len = frame.len();
+        match (&mut self.conn, self.state) {
+            (Some(conn), ConnectionState::Connecting | ConnectionState::Open) => {
+                conn.out.push(frame);
+                Ok(len)
+            }
+            _ => Err(Error::NotConnected),
+        }
+    }
+
+    fn push_error(&mut self, e: &io::Error) {
+        let (errno, text) = errno_text(e);
+        self.inbox.push(Event::synthetic(
+            Message::from_value(json!({"action": "error", "error": [errno, text]})).expect("valid"),
+        ));
+    }
+
+    /// Ends the connection; `disconnected` is delivered if it had been open.
+    fn finish(&mut self, reason: CloseReason) {
+        if let Some(mut conn) = self.conn.take() {
+            let _ = self.registry.deregister(&mut conn.stream);
+            if matches!(self.state, ConnectionState::Open | ConnectionState::Closing) {
+                log::debug!("connection closed: {reason}");
+                self.inbox.push(Event::synthetic(Message::new("disconnected")));
+            }
+        }
+        self.state = ConnectionState::Closed;
+    }
+
+    fn fail(&mut self, e: &io::Error) {
+        log::debug!("connection error: {e}");
+        self.push_error(e);
+        self.finish(CloseReason::from_io(e));
+    }
+
+    /// Writes queued output if connected; finishes a graceful close once it is written.
+    fn flush(&mut self) {
+        if !matches!(self.state, ConnectionState::Open | ConnectionState::Closing) {
+            return;
+        }
+        let Some(conn) = &mut self.conn else { return };
+        match conn.flush() {
+            Ok(true) => {
+                if conn.want_write {
+                    conn.want_write = false;
+                    let _ = self.registry.reregister(&mut conn.stream, CONN, Interest::READABLE);
+                }
+                if self.state == ConnectionState::Closing {
+                    let _ = conn.stream.shutdown(Shutdown::Write);
+                    self.finish(CloseReason::Local);
+                }
+            }
+            Ok(false) => {
+                if !conn.want_write {
+                    conn.want_write = true;
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    if let Err(e) = self.registry.reregister(&mut conn.stream, CONN, interest) {
+                        self.fail(&e);
+                    }
+                }
+            }
+            Err(e) => self.fail(&e),
+        }
+    }
+}
+
+/// What a listener's handlers get: the connection, to send and close.
+pub struct ClientContext<'a> {
+    core: &'a mut ClientCore,
+}
+
+impl ClientContext<'_> {
+    /// Queues `msg` for the server; returns the frame's length in bytes (as PodSixNet's
+    /// `Send`). It is written by the end of the current pump.
+    ///
+    /// # Errors
+    /// Encoding errors (see [`Codec::encode`](crate::Codec::encode)), or
+    /// [`Error::NotConnected`] once the connection is closing or closed.
+    pub fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<usize> {
+        self.core.send(msg)
+    }
+
+    /// Closes the connection gracefully once queued output is written (see [`Client::close`]).
+    pub fn close(&mut self) {
+        if matches!(self.core.state, ConnectionState::Open | ConnectionState::Connecting) {
+            self.core.state = ConnectionState::Closing;
+        }
+    }
+
+    /// The connection's state.
+    pub fn state(&self) -> ConnectionState {
+        self.core.state
+    }
+}
+
+/// Anything [`Client::pump_all`] can deliver events to; implemented for every [`Listener`].
+pub trait AnyListener {
+    /// Delivers one event: the handler for its action, then the catch-all, or the out-of-band
+    /// hook if it is not a valid message.
+    ///
+    /// # Errors
+    /// Handler registration errors ([`Error::DuplicateHandler`], [`Error::HandlerSignature`]).
+    fn dispatch(&mut self, ctx: &mut ClientContext<'_>, event: &Event) -> Result<()>;
+}
+
+impl<L: Listener> AnyListener for L {
+    fn dispatch(&mut self, ctx: &mut ClientContext<'_>, event: &Event) -> Result<()> {
+        let table = dispatch::table::<L, ListenerFn<L>>()?;
+        match &event.message {
+            Some(msg) => {
+                for h in [table.get(msg.action()), table.catch_all()].into_iter().flatten() {
+                    if let Err(error) = h(self, ctx, msg) {
+                        self.out_of_band(ctx, OutOfBand { error, payload: event.payload.clone() });
+                    }
+                }
+            }
+            None => {
+                let error = ctx
+                    .core
+                    .config
+                    .codec
+                    .decode(&event.payload)
+                    .err()
+                    .unwrap_or(Error::NotAnObject);
+                self.out_of_band(ctx, OutOfBand { error, payload: event.payload.clone() });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A connection to a server: PodSixNet's `EndPoint`. Connects without blocking; call
+/// [`pump`](Self::pump) once per game loop to send what is queued, read what arrived and hand
+/// it to a listener.
+///
+/// ```no_run
+/// # use netlib::{Client, Config, Message};
+/// let mut client = Client::connect("127.0.0.1:31425", Config::default())?;
+/// client.send(&Message::new("nickname").with("nickname", "bob"))?;
+/// loop {
+///     for msg in client.pump_messages()? {
+///         println!("{}", msg.as_value());
+///     }
+///     # break;
+/// }
+/// # Ok::<(), netlib::Error>(())
+/// ```
+pub struct Client {
+    poll: Poll,
+    events: Events,
+    core: ClientCore,
+    scratch: Box<[u8]>,
+}
+
+impl Client {
+    /// Starts connecting to `addr` (`"host:port"`; host names are resolved, which may block
+    /// for the resolver's time). Never fails for network reasons: an unresolvable name or a
+    /// refused connection arrives as an `error` event on the next pump, as in PodSixNet
+    /// (`[-2, "..."]` for a name that does not resolve).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the poller cannot be created.
+    pub fn connect(addr: &str, config: Config) -> Result<Self> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let mut core = ClientCore {
+            conn: None,
+            state: ConnectionState::Closed,
+            config,
+            registry,
+            peer: None,
+            inbox: Vec::new(),
+        };
+        match resolve_first(addr) {
+            Err(e) => {
+                log::debug!("{e}");
+                let text = match e {
+                    Error::Resolve { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                core.inbox.push(Event::synthetic(
+                    Message::from_value(json!({"action": "error", "error": [-2, text]})).expect("valid"),
+                ));
+            }
+            Ok(sa) => match TcpStream::connect(sa) {
+                Ok(mut stream) => {
+                    let _ = stream.set_nodelay(true);
+                    poll.registry().register(&mut stream, CONN, Interest::READABLE | Interest::WRITABLE)?;
+                    let c = &core.config;
+                    let mut conn = Connection::new(stream, FrameDecoder::new(c.framing, c.max_frame_size));
+                    conn.want_write = true;
+                    core.conn = Some(conn);
+                    core.state = ConnectionState::Connecting;
+                    core.peer = Some(sa);
+                }
+                Err(e) => core.push_error(&e),
+            },
+        }
+        Ok(Client {
+            poll,
+            events: Events::with_capacity(16),
+            core,
+            scratch: vec![0; 64 * 1024].into_boxed_slice(),
+        })
+    }
+
+    /// Queues `msg` for the server; returns the frame's length in bytes, terminator or length
+    /// prefix included (as PodSixNet's `Send`). Nothing is written before the next pump.
+    /// Messages sent while connecting are written once connected.
+    ///
+    /// # Errors
+    /// Encoding errors (see [`Codec::encode`](crate::Codec::encode)), or
+    /// [`Error::NotConnected`] once the connection is closing or closed (the message is dropped).
+    pub fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<usize> {
+        self.core.send(msg)
+    }
+
+    /// The connection's state.
+    pub fn state(&self) -> ConnectionState {
+        self.core.state
+    }
+
+    /// Whether the connection is open (connected and not closing).
+    pub fn is_connected(&self) -> bool {
+        self.core.state == ConnectionState::Open
+    }
+
+    /// The server's address, once resolved.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.core.peer
+    }
+
+    /// This end's address, while a socket exists.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.core.conn.as_ref().and_then(|c| c.stream.local_addr().ok())
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.core.conn.as_ref().map_or(0, |c| c.out.len())
+    }
+
+    /// Closes gracefully: no more sends; queued output is written during the following pumps,
+    /// then the socket is closed and `disconnected` delivered. See [`flush`](Self::flush) to
+    /// wait for it.
+    pub fn close(&mut self) {
+        if matches!(self.core.state, ConnectionState::Open | ConnectionState::Connecting) {
+            self.core.state = ConnectionState::Closing;
+        }
+        self.core.flush();
+    }
+
+    /// Blocks (in the poller) until everything queued is written or `timeout` passes; returns
+    /// whether the queue is empty. Events that arrive meanwhile are kept for the next pump.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the poller fails.
+    pub fn flush(&mut self, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.io(Some(Duration::ZERO))?;
+            let empty = self.core.conn.as_ref().is_none_or(|c| c.out.is_empty());
+            let now = Instant::now();
+            if empty || now >= deadline {
+                return Ok(empty);
+            }
+            self.io(Some((deadline - now).min(Duration::from_millis(100))))?;
+        }
+    }
+
+    /// Waits up to `timeout` (in the poller, not a sleep) for network activity and does the
+    /// I/O, keeping events for the next pump; returns whether events are waiting. Use it in
+    /// programs without a game loop: `client.wait(t)?; client.pump(&mut listener)?`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the poller fails.
+    pub fn wait(&mut self, timeout: Duration) -> Result<bool> {
+        if self.core.inbox.is_empty() {
+            self.io(Some(timeout))?;
+        }
+        Ok(!self.core.inbox.is_empty())
+    }
+
+    /// One round, never blocking: finishes connecting, writes queued output, reads until
+    /// `WouldBlock`, delivers every event to `listener`, then writes what its handlers queued.
+    /// As PodSixNet's `connection.Pump()` plus `listener.Pump()`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the poller fails; handler registration errors for `L`. Connection
+    /// failures are events, not errors.
+    pub fn pump<L: Listener>(&mut self, listener: &mut L) -> Result<()> {
+        self.pump_all(&mut [listener])
+    }
+
+    /// As [`wait`](Self::wait) then [`pump`](Self::pump).
+    ///
+    /// # Errors
+    /// As [`pump`](Self::pump).
+    pub fn pump_timeout<L: Listener>(&mut self, listener: &mut L, timeout: Duration) -> Result<()> {
+        self.wait(timeout)?;
+        self.pump(listener)
+    }
+
+    /// As [`pump`](Self::pump), delivering every event to every listener in order: several
+    /// objects can watch one connection and none misses an event because another pumped
+    /// first (PodSixNet's listeners share one queue, and the first `Pump()` empties it).
+    ///
+    /// # Errors
+    /// As [`pump`](Self::pump).
+    pub fn pump_all(&mut self, listeners: &mut [&mut dyn AnyListener]) -> Result<()> {
+        self.io(Some(Duration::ZERO))?;
+        let inbox = std::mem::take(&mut self.core.inbox);
+        let mut ctx = ClientContext { core: &mut self.core };
+        for event in &inbox {
+            for l in listeners.iter_mut() {
+                l.dispatch(&mut ctx, event)?;
+            }
+        }
+        self.core.flush();
+        Ok(())
+    }
+
+    /// As [`pump`](Self::pump) without a listener: returns the events as messages, in order.
+    /// Frames that are not valid messages are logged and dropped.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the poller fails.
+    pub fn pump_messages(&mut self) -> Result<Vec<Message>> {
+        self.io(Some(Duration::ZERO))?;
+        let codec = self.core.config.codec;
+        Ok(std::mem::take(&mut self.core.inbox)
+            .into_iter()
+            .filter_map(|e| match e.message {
+                Some(m) => Some(m),
+                None => {
+                    let error = codec.decode(&e.payload).err().unwrap_or(Error::NotAnObject);
+                    log_out_of_band(&"client", &OutOfBand { error, payload: e.payload });
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// Polls once with `timeout`, then connects / reads / writes as the socket allows.
+    fn io(&mut self, timeout: Option<Duration>) -> Result<()> {
+        if self.core.conn.is_none() {
+            return Ok(());
+        }
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+        let (mut readable, mut writable) = (false, false);
+        for ev in self.events.iter() {
+            readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+            writable |= ev.is_writable() || ev.is_error();
+        }
+        if self.core.state == ConnectionState::Connecting && (readable || writable) {
+            self.finish_connect();
+        }
+        self.core.flush();
+        if readable {
+            self.read();
+        }
+        Ok(())
+    }
+
+    fn finish_connect(&mut self) {
+        let Some(conn) = &mut self.core.conn else { return };
+        match conn.stream.take_error() {
+            Ok(Some(e)) | Err(e) => return self.core.fail(&e),
+            Ok(None) => {}
+        }
+        match conn.stream.peer_addr() {
+            Ok(_) => {
+                log::debug!("connected to {:?}", self.core.peer);
+                self.core.state = ConnectionState::Open;
+                self.core.inbox.push(Event::synthetic(Message::new("socketConnect")));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {} // not yet
+            Err(e) => self.core.fail(&e),
+        }
+    }
+
+    fn read(&mut self) {
+        loop {
+            if !matches!(self.core.state, ConnectionState::Open | ConnectionState::Closing) {
+                return;
+            }
+            let Some(conn) = &mut self.core.conn else { return };
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => return self.core.finish(CloseReason::PeerClosed),
+                Ok(n) => {
+                    conn.decoder.push(&self.scratch[..n]);
+                    loop {
+                        match conn.decoder.next_frame() {
+                            Ok(Some(payload)) => {
+                                let message = self.core.config.codec.decode(&payload).ok();
+                                self.core.inbox.push(Event { message, payload });
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                log::warn!("closing the connection: {e}");
+                                let io = io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+                                return self.core.fail(&io);
+                            }
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.core.fail(&e),
+            }
+        }
+    }
+}

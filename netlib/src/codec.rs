@@ -1,0 +1,126 @@
+//! Codecs: how a frame's payload maps to a [`Message`]. Pure and sans-IO.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::frame::Framing;
+use crate::message::Message;
+
+/// The payload encoding. Both ends must agree; there is no negotiation (as in PodSixNet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Codec {
+    /// UTF-8 JSON text, e.g. `{"action": "nickname", "nickname": "bob"}`: PodSixNet's JSON mode.
+    #[default]
+    Json,
+}
+
+impl Codec {
+    /// Decodes one frame's payload into a message.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUtf8`], [`Error::InvalidJson`] (an empty payload is invalid JSON),
+    /// [`Error::NotAnObject`], [`Error::MissingAction`] or [`Error::ActionNotString`]. None of
+    /// these poison the stream: the caller hands them to the out-of-band hook and goes on.
+    pub fn decode(self, payload: &[u8]) -> Result<Message> {
+        match self {
+            Codec::Json => {
+                let text = std::str::from_utf8(payload).map_err(Error::InvalidUtf8)?;
+                let value: Value = serde_json::from_str(text).map_err(Error::InvalidJson)?;
+                Message::from_value(value)
+            }
+        }
+    }
+
+    /// Encodes `msg` and frames it: the returned bytes go on the wire as they are, and can be
+    /// shared between many recipients (cloning [`Bytes`] does not copy).
+    ///
+    /// `msg` is anything serde can serialize to a JSON object: a [`Message`], a
+    /// `serde_json::Value`, or a `#[serde(tag = "action")]` enum. The action is not checked
+    /// here (a peer treats an object without one as out-of-band data).
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if serde fails, [`Error::NotAnObject`] if `msg` is not an object,
+    /// [`Error::FrameTooLarge`] if the payload exceeds `max_frame_size` bytes.
+    pub fn encode<T: Serialize + ?Sized>(
+        self,
+        framing: Framing,
+        msg: &T,
+        max_frame_size: usize,
+    ) -> Result<Bytes> {
+        match self {
+            Codec::Json => {
+                let mut buf = Vec::with_capacity(64);
+                buf.resize(framing.header_len(), 0);
+                serde_json::to_writer(&mut buf, msg).map_err(Error::Encode)?;
+                if buf.get(framing.header_len()) != Some(&b'{') {
+                    return Err(Error::NotAnObject);
+                }
+                framing.finish(buf, max_frame_size)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::FrameDecoder;
+    use serde_json::json;
+
+    fn decode(p: &[u8]) -> Result<Message> {
+        Codec::Json.decode(p)
+    }
+
+    #[test]
+    fn decodes_a_podsixnet_json_message() {
+        let m = decode(br#"{"action": "nickname", "nickname": "bob"}"#).unwrap();
+        assert_eq!(m.action(), "nickname");
+        assert_eq!(m.get_str("nickname"), Some("bob"));
+    }
+
+    #[test]
+    fn every_bad_payload_has_its_own_error() {
+        assert!(matches!(decode(b""), Err(Error::InvalidJson(_))));
+        assert!(matches!(decode(b"{\"action\": \"a\xff\"}"), Err(Error::InvalidUtf8(_))));
+        assert!(matches!(decode(b"{\"action\": "), Err(Error::InvalidJson(_))));
+        assert!(matches!(decode(b"[1, 2]"), Err(Error::NotAnObject)));
+        assert!(matches!(decode(b"\"action\""), Err(Error::NotAnObject)));
+        assert!(matches!(decode(b"{\"x\": 1}"), Err(Error::MissingAction)));
+        assert!(matches!(decode(b"{\"action\": null}"), Err(Error::ActionNotString)));
+        assert!(matches!(decode(b"{\"action\": [\"a\"]}"), Err(Error::ActionNotString)));
+    }
+
+    #[test]
+    fn encode_then_decode_round_trips() {
+        for framing in [Framing::Terminator, Framing::LengthPrefix] {
+            let msg = json!({"action": "message", "message": "héllo \u{0} \"q\"", "n": [1, 2.5, null]});
+            let wire = Codec::Json.encode(framing, &msg, 1024).unwrap();
+            let mut d = FrameDecoder::new(framing, 1024);
+            d.push(&wire);
+            let payload = d.next_frame().unwrap().unwrap();
+            assert_eq!(Codec::Json.decode(&payload).unwrap().into_value(), msg);
+            assert!(d.next_frame().unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn json_payload_never_contains_the_terminator() {
+        let wire = Codec::Json
+            .encode(Framing::Terminator, &json!({"action": "a", "s": "\u{0}---\u{0}"}), 1024)
+            .unwrap();
+        assert_eq!(memchr::memmem::find_iter(&wire, crate::frame::TERMINATOR).count(), 1);
+    }
+
+    #[test]
+    fn encode_rejects_non_objects_and_oversize() {
+        assert!(matches!(Codec::Json.encode(Framing::Terminator, &json!([1]), 100), Err(Error::NotAnObject)));
+        let big = json!({"action": "a", "s": "x".repeat(200)});
+        assert!(matches!(
+            Codec::Json.encode(Framing::LengthPrefix, &big, 100),
+            Err(Error::FrameTooLarge { limit: 100, .. })
+        ));
+    }
+}

@@ -1,0 +1,95 @@
+//! [`Config`]: the wire format and the limits of a server or client, in one place.
+
+use crate::codec::Codec;
+use crate::frame::{Framing, DEFAULT_MAX_FRAME_SIZE};
+
+/// Wire format and resource limits, shared by [`Server`](crate::Server) and
+/// [`Client`](crate::Client). `Config::default()` speaks PodSixNet's JSON mode.
+///
+/// ```
+/// use netlib::{Config, Framing};
+/// let config = Config::default()
+///     .framing(Framing::LengthPrefix)
+///     .max_frame_size(64 * 1024);
+/// assert_eq!(config.max_frame_size, 65536);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// How frames are delimited. Default: [`Framing::Terminator`] (PodSixNet's `\0---\0`).
+    pub framing: Framing,
+    /// How payloads are encoded. Default: [`Codec::Json`].
+    pub codec: Codec,
+    /// Largest frame payload accepted or sent, in bytes. Default 1 MiB (1 048 576).
+    /// A peer that sends a larger frame is sent an `error` frame and closed; nothing beyond the
+    /// limit is buffered. Sending a larger message fails with `Error::FrameTooLarge`.
+    pub max_frame_size: usize,
+    /// Most unwritten bytes queued for one peer. Default 8 MiB. A peer that does not read is
+    /// closed with `CloseReason::OutboundOverflow` when its queue passes this.
+    pub max_outbound_bytes: usize,
+    /// Server only: most channels at once. Default 10 000. A client over the limit is sent an
+    /// `error` frame and closed.
+    pub max_connections: usize,
+    /// Bytes read from one connection per pump before the others get their turn. Default
+    /// 256 KiB. The rest is read on the next pump, so one flooding peer cannot starve others.
+    pub read_budget: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            framing: Framing::Terminator,
+            codec: Codec::Json,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_outbound_bytes: 8 << 20,
+            max_connections: 10_000,
+            read_budget: 256 << 10,
+        }
+    }
+}
+
+impl Config {
+    /// Sets the framing.
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// Sets the codec.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Sets the largest frame payload in bytes.
+    ///
+    /// # Panics
+    /// Panics if `bytes` is 0 or does not fit the 4-byte length prefix (over `u32::MAX`).
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        assert!(bytes > 0 && bytes <= u32::MAX as usize, "max_frame_size out of range");
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets the most unwritten bytes queued per peer.
+    pub fn max_outbound_bytes(mut self, bytes: usize) -> Self {
+        self.max_outbound_bytes = bytes;
+        self
+    }
+
+    /// Sets the most channels a server holds at once.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets the bytes read from one connection per pump.
+    ///
+    /// # Panics
+    /// Panics if `bytes` is 0.
+    pub fn read_budget(mut self, bytes: usize) -> Self {
+        assert!(bytes > 0, "read_budget must be positive");
+        self.read_budget = bytes;
+        self
+    }
+}

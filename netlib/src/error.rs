@@ -1,0 +1,179 @@
+//! The one error type of netlib, and the reasons a channel or connection closes.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+/// Everything that can go wrong in netlib.
+///
+/// Decoding variants ([`Error::FrameTooLarge`] .. [`Error::Payload`]) describe a bad frame from a
+/// peer; all but `FrameTooLarge` are delivered to the out-of-band hook and the connection stays
+/// open, because the frame boundary is still known. `WouldBlock` is never returned: the pump
+/// handles it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A socket operation failed (other than `WouldBlock`/`Interrupted`, which the pump handles).
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// Binding a listening socket failed, e.g. the port is in use.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address that could not be bound.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// An address string could not be parsed or resolved (`host:port` expected).
+    #[error("cannot resolve {addr:?}: {reason}")]
+    Resolve {
+        /// The address as given.
+        addr: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The same action was registered twice for one handler type (found at start-up).
+    #[error("handler for action {action:?} registered twice on {target} ({first} and {second})")]
+    DuplicateHandler {
+        /// The type the handlers were registered on.
+        target: &'static str,
+        /// The action, or `*` for the catch-all.
+        action: &'static str,
+        /// Where the first registration is (`file:line`).
+        first: &'static str,
+        /// Where the second registration is (`file:line`).
+        second: &'static str,
+    },
+    /// A registered handler method does not have a signature netlib can call for its type.
+    #[error("handler for action {action:?} on {target} ({location}) has the wrong signature for this endpoint")]
+    HandlerSignature {
+        /// The type the handler was registered on.
+        target: &'static str,
+        /// The action, or `*` for the catch-all.
+        action: &'static str,
+        /// Where the registration is (`file:line`).
+        location: &'static str,
+    },
+    /// A frame is larger than the configured maximum (in bytes). Sending such a frame fails with
+    /// this error; receiving one closes the connection, since nothing past the limit is buffered.
+    #[error("frame too large: {size} bytes or more, limit {limit} bytes")]
+    FrameTooLarge {
+        /// The size seen so far, in bytes (a lower bound when the frame was still arriving).
+        size: usize,
+        /// The configured limit, in bytes.
+        limit: usize,
+    },
+    /// A frame's payload is not valid UTF-8 (JSON codec).
+    #[error("payload is not valid UTF-8: {0}")]
+    InvalidUtf8(#[source] std::str::Utf8Error),
+    /// A frame's payload is not valid JSON (includes an empty payload).
+    #[error("payload is not valid JSON: {0}")]
+    InvalidJson(#[source] serde_json::Error),
+    /// A frame's payload is JSON but not an object (`{...}`).
+    #[error("payload is not a JSON object")]
+    NotAnObject,
+    /// A frame's payload is an object without an `"action"` key.
+    #[error("message has no \"action\" key")]
+    MissingAction,
+    /// A frame's payload has an `"action"` that is not a string.
+    #[error("message's \"action\" is not a string")]
+    ActionNotString,
+    /// A message did not deserialize into the typed struct its handler takes.
+    #[error("message {action:?} does not fit its handler's type: {source}")]
+    Payload {
+        /// The message's action.
+        action: String,
+        /// What serde reported.
+        source: serde_json::Error,
+    },
+    /// A message could not be encoded (serde reported an error, e.g. a map with non-string keys).
+    #[error("cannot encode message: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The channel or connection this call names is closed or does not exist.
+    #[error("not connected")]
+    NotConnected,
+}
+
+/// A `Result` with netlib's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a channel (server side) or connection (client side) closed; given to the `closed` hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer closed its end (end of stream).
+    PeerClosed,
+    /// This side called `close()`; queued output was flushed first.
+    Local,
+    /// The server is shutting down; queued output was flushed first (within the shutdown timeout).
+    Shutdown,
+    /// The peer sent a frame over the size limit (bytes).
+    FrameTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The peer did not read and its queued output passed the limit (bytes).
+    OutboundOverflow {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The server already holds its maximum number of channels.
+    ServerFull,
+    /// A handler panicked while handling this channel's message.
+    HandlerPanic(String),
+    /// A socket error, e.g. connection reset: `errno` (0 if unknown) and the system's text.
+    Io {
+        /// The OS error number, 0 when unknown.
+        errno: i32,
+        /// The error text without the "(os error N)" suffix.
+        message: String,
+    },
+}
+
+impl CloseReason {
+    pub(crate) fn from_io(e: &io::Error) -> Self {
+        let (errno, message) = errno_text(e);
+        CloseReason::Io { errno, message }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("peer closed the connection"),
+            CloseReason::Local => f.write_str("closed locally"),
+            CloseReason::Shutdown => f.write_str("server shutdown"),
+            CloseReason::FrameTooLarge { limit } => write!(f, "frame too large (limit {limit} bytes)"),
+            CloseReason::OutboundOverflow { limit } => {
+                write!(f, "peer does not read: outbound queue over {limit} bytes")
+            }
+            CloseReason::ServerFull => f.write_str("server full"),
+            CloseReason::HandlerPanic(m) => write!(f, "handler panicked: {m}"),
+            CloseReason::Io { errno, message } => write!(f, "{message} (errno {errno})"),
+        }
+    }
+}
+
+/// Splits an I/O error into PodSixNet's `[errno, "text"]` shape: the OS error number (0 when the
+/// error has none) and the text without Rust's " (os error N)" suffix.
+pub fn errno_text(e: &io::Error) -> (i32, String) {
+    let errno = e.raw_os_error().unwrap_or(0);
+    let mut text = e.to_string();
+    if let Some(i) = text.find(" (os error ") {
+        text.truncate(i);
+    }
+    (errno, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_text_matches_podsixnet_shape() {
+        let e = io::Error::from_raw_os_error(111);
+        assert_eq!(errno_text(&e), (111, "Connection refused".to_string()));
+        let e = io::Error::new(io::ErrorKind::Other, "custom");
+        assert_eq!(errno_text(&e), (0, "custom".to_string()));
+    }
+}

@@ -1,0 +1,286 @@
+//! Framing: how a byte stream is cut into frames. Pure and sans-IO: bytes in, frames out.
+//!
+//! Two framings exist, chosen per server or connection in [`Config`](crate::Config):
+//! - [`Framing::Terminator`] (default, PodSixNet's): `payload` then the 5 bytes `\0---\0`.
+//! - [`Framing::LengthPrefix`]: a 4-byte big-endian payload length, then the payload.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::error::{Error, Result};
+
+/// PodSixNet's frame terminator: `00 2d 2d 2d 00`.
+pub const TERMINATOR: &[u8; 5] = b"\0---\0";
+
+/// The default maximum frame payload size: 1 MiB.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 1 << 20;
+
+/// How frames are delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framing {
+    /// PodSixNet's framing: the payload followed by `\0---\0`. A JSON payload can never contain
+    /// a raw NUL, so it can never contain the terminator.
+    #[default]
+    Terminator,
+    /// A 4-byte big-endian length, then that many payload bytes. Not understood by PodSixNet.
+    LengthPrefix,
+}
+
+impl Framing {
+    /// Bytes this framing adds before the payload.
+    pub fn header_len(self) -> usize {
+        match self {
+            Framing::Terminator => 0,
+            Framing::LengthPrefix => 4,
+        }
+    }
+
+    /// Bytes this framing adds after the payload.
+    pub fn trailer_len(self) -> usize {
+        match self {
+            Framing::Terminator => TERMINATOR.len(),
+            Framing::LengthPrefix => 0,
+        }
+    }
+
+    /// Frames an already encoded payload: returns the bytes to put on the wire.
+    ///
+    /// # Errors
+    /// [`Error::FrameTooLarge`] if `payload` is longer than `max_frame_size` bytes.
+    pub fn frame(self, payload: &[u8], max_frame_size: usize) -> Result<Bytes> {
+        let mut out = Vec::with_capacity(payload.len() + 5);
+        out.resize(self.header_len(), 0);
+        out.extend_from_slice(payload);
+        self.finish(out, max_frame_size)
+    }
+
+    /// Completes a frame whose payload was written into `buf` after [`header_len`](Self::header_len)
+    /// placeholder bytes: fills the header or appends the trailer.
+    ///
+    /// # Errors
+    /// [`Error::FrameTooLarge`] if the payload is longer than `max_frame_size` bytes.
+    pub fn finish(self, mut buf: Vec<u8>, max_frame_size: usize) -> Result<Bytes> {
+        let payload_len = buf.len() - self.header_len();
+        if payload_len > max_frame_size {
+            return Err(Error::FrameTooLarge {
+                size: payload_len,
+                limit: max_frame_size,
+            });
+        }
+        match self {
+            Framing::Terminator => buf.extend_from_slice(TERMINATOR),
+            Framing::LengthPrefix => {
+                // payload_len <= max_frame_size, which Config keeps below u32::MAX.
+                buf[..4].copy_from_slice(&(payload_len as u32).to_be_bytes());
+            }
+        }
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// Cuts a byte stream into frame payloads. Feed it with [`push`](Self::push), then call
+/// [`next_frame`](Self::next_frame) until it returns `Ok(None)`.
+///
+/// Memory is bounded: once the buffered bytes of one unfinished frame pass the limit,
+/// `next_frame` fails with [`Error::FrameTooLarge`] and the decoder should be dropped (the stream
+/// cannot be resynchronised). A length-prefixed frame is rejected as soon as its header is seen.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    framing: Framing,
+    max_frame_size: usize,
+    buf: BytesMut,
+    /// Terminator framing: bytes of `buf` already searched without finding a terminator.
+    scanned: usize,
+    finder: memchr::memmem::Finder<'static>,
+}
+
+impl FrameDecoder {
+    /// A decoder for `framing` that accepts payloads of at most `max_frame_size` bytes.
+    pub fn new(framing: Framing, max_frame_size: usize) -> Self {
+        FrameDecoder {
+            framing,
+            max_frame_size,
+            buf: BytesMut::new(),
+            scanned: 0,
+            finder: memchr::memmem::Finder::new(TERMINATOR),
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes received but not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete frame's payload, `Ok(None)` if more bytes are needed.
+    ///
+    /// # Errors
+    /// [`Error::FrameTooLarge`] once the frame being received is known to exceed the limit.
+    /// After an error the stream is unusable.
+    pub fn next_frame(&mut self) -> Result<Option<Bytes>> {
+        match self.framing {
+            Framing::Terminator => {
+                let start = self.scanned.saturating_sub(TERMINATOR.len() - 1);
+                match self.finder.find(&self.buf[start..]) {
+                    Some(i) => {
+                        let end = start + i;
+                        if end > self.max_frame_size {
+                            return Err(self.too_large(end));
+                        }
+                        let payload = self.buf.split_to(end).freeze();
+                        self.buf.advance(TERMINATOR.len());
+                        self.scanned = 0;
+                        Ok(Some(payload))
+                    }
+                    None => {
+                        self.scanned = self.buf.len();
+                        // No terminator in the buffer: the payload will be at least
+                        // len - 4 bytes long.
+                        if self.buf.len() > self.max_frame_size + TERMINATOR.len() - 1 {
+                            return Err(self.too_large(self.buf.len() + 1 - TERMINATOR.len()));
+                        }
+                        Ok(None)
+                    }
+                }
+            }
+            Framing::LengthPrefix => {
+                if self.buf.len() < 4 {
+                    return Ok(None);
+                }
+                let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
+                    as usize;
+                if len > self.max_frame_size {
+                    return Err(self.too_large(len));
+                }
+                if self.buf.len() < 4 + len {
+                    self.buf.reserve(4 + len - self.buf.len());
+                    return Ok(None);
+                }
+                self.buf.advance(4);
+                Ok(Some(self.buf.split_to(len).freeze()))
+            }
+        }
+    }
+
+    fn too_large(&self, size: usize) -> Error {
+        Error::FrameTooLarge {
+            size,
+            limit: self.max_frame_size,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames_of(framing: Framing, max: usize, chunks: &[&[u8]]) -> Result<Vec<Vec<u8>>> {
+        let mut d = FrameDecoder::new(framing, max);
+        let mut out = Vec::new();
+        for c in chunks {
+            d.push(c);
+            while let Some(f) = d.next_frame()? {
+                out.push(f.to_vec());
+            }
+        }
+        Ok(out)
+    }
+
+    fn stream(framing: Framing, payloads: &[&[u8]]) -> Vec<u8> {
+        let mut s = Vec::new();
+        for p in payloads {
+            s.extend_from_slice(&framing.frame(p, DEFAULT_MAX_FRAME_SIZE).unwrap());
+        }
+        s
+    }
+
+    const BOTH: [Framing; 2] = [Framing::Terminator, Framing::LengthPrefix];
+
+    #[test]
+    fn terminator_wire_format() {
+        let f = Framing::Terminator.frame(b"{}", 10).unwrap();
+        assert_eq!(&f[..], b"{}\0---\0");
+        let f = Framing::LengthPrefix.frame(b"{}", 10).unwrap();
+        assert_eq!(&f[..], b"\0\0\0\x02{}");
+    }
+
+    #[test]
+    fn split_at_every_byte_boundary() {
+        let payloads: [&[u8]; 3] = [br#"{"action":"a"}"#, b"", br#"{"action":"bb","x":[1,2]}"#];
+        for framing in BOTH {
+            let s = stream(framing, &payloads);
+            for i in 0..=s.len() {
+                for j in i..=s.len() {
+                    let got = frames_of(framing, 1024, &[&s[..i], &s[i..j], &s[j..]]).unwrap();
+                    assert_eq!(got, payloads, "{framing:?} split at {i},{j}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_byte_at_a_time() {
+        for framing in BOTH {
+            let s = stream(framing, &[b"hello", b"world"]);
+            let chunks: Vec<&[u8]> = s.chunks(1).collect();
+            assert_eq!(frames_of(framing, 64, &chunks).unwrap(), [b"hello", b"world"]);
+        }
+    }
+
+    #[test]
+    fn many_frames_in_one_read() {
+        for framing in BOTH {
+            let payloads: Vec<Vec<u8>> = (0..1000).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
+            let refs: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
+            let s = stream(framing, &refs);
+            assert_eq!(frames_of(framing, 64, &[&s]).unwrap(), payloads);
+        }
+    }
+
+    #[test]
+    fn empty_payloads() {
+        for framing in BOTH {
+            let s = stream(framing, &[b"", b""]);
+            assert_eq!(frames_of(framing, 64, &[&s]).unwrap(), [b"", b""]);
+        }
+    }
+
+    #[test]
+    fn frame_at_the_limit_passes_and_one_over_fails() {
+        for framing in BOTH {
+            let ok = vec![b'x'; 100];
+            assert_eq!(frames_of(framing, 100, &[&stream(framing, &[&ok])]).unwrap(), [ok.clone()]);
+            let big = vec![b'x'; 101];
+            let err = frames_of(framing, 100, &[&stream(framing, &[&big])]).unwrap_err();
+            assert!(matches!(err, Error::FrameTooLarge { limit: 100, .. }), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn oversized_frame_is_rejected_before_it_completes() {
+        // Terminator framing: no terminator yet, but more than limit + 4 bytes buffered.
+        let mut d = FrameDecoder::new(Framing::Terminator, 100);
+        d.push(&[b'x'; 104]);
+        assert!(d.next_frame().unwrap().is_none(), "104 bytes may still be a 100-byte payload + 4");
+        d.push(b"x");
+        assert!(matches!(d.next_frame(), Err(Error::FrameTooLarge { .. })));
+        // Length prefix: rejected from the header alone.
+        let mut d = FrameDecoder::new(Framing::LengthPrefix, 100);
+        d.push(&1_000_000u32.to_be_bytes());
+        assert!(matches!(
+            d.next_frame(),
+            Err(Error::FrameTooLarge { size: 1_000_000, limit: 100 })
+        ));
+        assert_eq!(d.buffered(), 4, "the payload is never waited for");
+    }
+
+    #[test]
+    fn sending_an_oversized_frame_fails() {
+        for framing in BOTH {
+            assert!(matches!(framing.frame(&[0; 11], 10), Err(Error::FrameTooLarge { size: 11, limit: 10 })));
+        }
+    }
+}
