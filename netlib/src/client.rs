@@ -17,7 +17,7 @@ use crate::dispatch::{self, ListenerFn};
 use crate::error::{errno_text, CloseReason, Error, Result};
 use crate::frame::FrameDecoder;
 use crate::message::Message;
-use crate::server::{log_out_of_band, resolve_first, OutOfBand};
+use crate::server::{log_out_of_band, resolve, OutOfBand};
 
 const CONN: Token = Token(0);
 
@@ -43,7 +43,7 @@ pub enum ConnectionState {
     Connecting,
     /// Connected (`socketConnect` was delivered).
     Open,
-    /// [`Client::close`] was called; queued output is being flushed.
+    /// `close()` was called; queued output is being written, then the connection closes.
     Closing,
     /// Closed, failed, or never connected. Sends fail with [`Error::NotConnected`].
     Closed,
@@ -79,16 +79,68 @@ struct ClientCore {
     config: Config,
     registry: Registry,
     peer: Option<SocketAddr>,
+    /// Resolved addresses not tried yet.
+    candidates: Vec<SocketAddr>,
     inbox: Vec<Event>,
+    /// `close()` was called: no more sends; close once the queue is written.
+    close_requested: bool,
+    /// Our FIN is sent; waiting (until this deadline) for the peer's end of stream, so that
+    /// closing cannot reset the connection and destroy output the peer has not read yet.
+    lingering: Option<Instant>,
 }
 
+/// How long a closing client waits for the server to close its side (ms).
+const LINGER: Duration = Duration::from_secs(5);
+
 impl ClientCore {
+    fn public_state(&self) -> ConnectionState {
+        match self.state {
+            ConnectionState::Closed => ConnectionState::Closed,
+            _ if self.close_requested => ConnectionState::Closing,
+            s => s,
+        }
+    }
+
+    /// Starts a non-blocking connect to the next resolved address; `false` if none is left.
+    fn try_next(&mut self, e: Option<&io::Error>) -> bool {
+        if self.state != ConnectionState::Connecting && self.conn.is_some() {
+            return false;
+        }
+        while let Some(sa) = self.candidates.pop() {
+            if let Some(e) = e {
+                log::debug!("connect failed ({e}); trying {sa}");
+            }
+            match TcpStream::connect(sa) {
+                Ok(mut stream) => {
+                    let _ = stream.set_nodelay(true);
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    if let Err(e) = self.registry.register(&mut stream, CONN, interest) {
+                        log::debug!("cannot register the socket: {e}");
+                        continue;
+                    }
+                    if let Some(mut old) = self.conn.take() {
+                        let _ = self.registry.deregister(&mut old.stream);
+                    }
+                    let c = &self.config;
+                    let mut conn = Connection::new(stream, FrameDecoder::new(c.framing, c.max_frame_size));
+                    conn.want_write = true;
+                    self.conn = Some(conn);
+                    self.state = ConnectionState::Connecting;
+                    self.peer = Some(sa);
+                    return true;
+                }
+                Err(e) => log::debug!("connect to {sa} failed: {e}"),
+            }
+        }
+        false
+    }
+
     fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<usize> {
         let c = &self.config;
         let frame = c.codec.encode(c.framing, msg, c.max_frame_size)?;
         let len = frame.len();
         match (&mut self.conn, self.state) {
-            (Some(conn), ConnectionState::Connecting | ConnectionState::Open) => {
+            (Some(conn), ConnectionState::Connecting | ConnectionState::Open) if !self.close_requested => {
                 conn.out.push(frame);
                 Ok(len)
             }
@@ -107,7 +159,7 @@ impl ClientCore {
     fn finish(&mut self, reason: CloseReason) {
         if let Some(mut conn) = self.conn.take() {
             let _ = self.registry.deregister(&mut conn.stream);
-            if matches!(self.state, ConnectionState::Open | ConnectionState::Closing) {
+            if self.state == ConnectionState::Open {
                 log::debug!("connection closed: {reason}");
                 self.inbox.push(Event::synthetic(Message::new("disconnected")));
             }
@@ -116,6 +168,16 @@ impl ClientCore {
     }
 
     fn fail(&mut self, e: &io::Error) {
+        if self.state == ConnectionState::Connecting && !self.candidates.is_empty() {
+            // Keep what was queued while connecting for the next address.
+            let out = self.conn.as_mut().map(|c| std::mem::take(&mut c.out));
+            if self.try_next(Some(e)) {
+                if let (Some(conn), Some(out)) = (&mut self.conn, out) {
+                    conn.out = out;
+                }
+                return;
+            }
+        }
         log::debug!("connection error: {e}");
         self.push_error(e);
         self.finish(CloseReason::from_io(e));
@@ -123,7 +185,7 @@ impl ClientCore {
 
     /// Writes queued output if connected; finishes a graceful close once it is written.
     fn flush(&mut self) {
-        if !matches!(self.state, ConnectionState::Open | ConnectionState::Closing) {
+        if self.state != ConnectionState::Open {
             return;
         }
         let Some(conn) = &mut self.conn else { return };
@@ -133,9 +195,9 @@ impl ClientCore {
                     conn.want_write = false;
                     let _ = self.registry.reregister(&mut conn.stream, CONN, Interest::READABLE);
                 }
-                if self.state == ConnectionState::Closing {
+                if self.close_requested && self.lingering.is_none() {
                     let _ = conn.stream.shutdown(Shutdown::Write);
-                    self.finish(CloseReason::Local);
+                    self.lingering = Some(Instant::now() + LINGER);
                 }
             }
             Ok(false) => {
@@ -170,14 +232,12 @@ impl ClientContext<'_> {
 
     /// Closes the connection gracefully once queued output is written (see [`Client::close`]).
     pub fn close(&mut self) {
-        if matches!(self.core.state, ConnectionState::Open | ConnectionState::Connecting) {
-            self.core.state = ConnectionState::Closing;
-        }
+        self.core.close_requested = true;
     }
 
     /// The connection's state.
     pub fn state(&self) -> ConnectionState {
-        self.core.state
+        self.core.public_state()
     }
 }
 
@@ -242,7 +302,8 @@ pub struct Client {
 
 impl Client {
     /// Starts connecting to `addr` (`"host:port"`; host names are resolved, which may block
-    /// for the resolver's time). Never fails for network reasons: an unresolvable name or a
+    /// for the resolver's time; when a name has several addresses they are tried in order until
+    /// one accepts). Never fails for network reasons: an unresolvable name or a
     /// refused connection arrives as an `error` event on the next pump, as in PodSixNet
     /// (`[-2, "..."]` for a name that does not resolve).
     ///
@@ -257,9 +318,12 @@ impl Client {
             config,
             registry,
             peer: None,
+            candidates: Vec::new(),
             inbox: Vec::new(),
+            close_requested: false,
+            lingering: None,
         };
-        match resolve_first(addr) {
+        match resolve(addr) {
             Err(e) => {
                 log::debug!("{e}");
                 let text = match e {
@@ -270,19 +334,14 @@ impl Client {
                     Message::from_value(json!({"action": "error", "error": [-2, text]})).expect("valid"),
                 ));
             }
-            Ok(sa) => match TcpStream::connect(sa) {
-                Ok(mut stream) => {
-                    let _ = stream.set_nodelay(true);
-                    poll.registry().register(&mut stream, CONN, Interest::READABLE | Interest::WRITABLE)?;
-                    let c = &core.config;
-                    let mut conn = Connection::new(stream, FrameDecoder::new(c.framing, c.max_frame_size));
-                    conn.want_write = true;
-                    core.conn = Some(conn);
-                    core.state = ConnectionState::Connecting;
-                    core.peer = Some(sa);
+            Ok(mut addrs) => {
+                addrs.reverse();
+                core.candidates = addrs;
+                if !core.try_next(None) {
+                    let e = io::Error::new(io::ErrorKind::Other, format!("cannot connect to {addr}"));
+                    core.push_error(&e);
                 }
-                Err(e) => core.push_error(&e),
-            },
+            }
         }
         Ok(Client {
             poll,
@@ -305,12 +364,12 @@ impl Client {
 
     /// The connection's state.
     pub fn state(&self) -> ConnectionState {
-        self.core.state
+        self.core.public_state()
     }
 
     /// Whether the connection is open (connected and not closing).
     pub fn is_connected(&self) -> bool {
-        self.core.state == ConnectionState::Open
+        self.core.public_state() == ConnectionState::Open
     }
 
     /// The server's address, once resolved.
@@ -329,13 +388,32 @@ impl Client {
     }
 
     /// Closes gracefully: no more sends; queued output is written during the following pumps,
-    /// then the socket is closed and `disconnected` delivered. See [`flush`](Self::flush) to
-    /// wait for it.
+    /// then this side's end of stream is sent, and once the server closes its side (or after
+    /// 5 s) the socket is closed and `disconnected` delivered. Events keep arriving until then.
+    /// [`shutdown`](Self::shutdown) does the same and waits.
     pub fn close(&mut self) {
-        if matches!(self.core.state, ConnectionState::Open | ConnectionState::Connecting) {
-            self.core.state = ConnectionState::Closing;
-        }
+        self.core.close_requested = true;
         self.core.flush();
+    }
+
+    /// Closes gracefully (as [`close`](Self::close)) and blocks, in the poller, until the
+    /// connection is closed or `timeout` passes; returns whether it closed. Use it before a
+    /// program exits so nothing queued is lost. Events that arrive meanwhile are kept for the
+    /// next pump.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the poller fails.
+    pub fn shutdown(&mut self, timeout: Duration) -> Result<bool> {
+        self.close();
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.io(Some(Duration::ZERO))?;
+            let now = Instant::now();
+            if self.core.state == ConnectionState::Closed || now >= deadline {
+                return Ok(self.core.state == ConnectionState::Closed);
+            }
+            self.io(Some((deadline - now).min(Duration::from_millis(100))))?;
+        }
     }
 
     /// Blocks (in the poller) until everything queued is written or `timeout` passes; returns
@@ -451,6 +529,10 @@ impl Client {
         if readable {
             self.read();
         }
+        if self.core.lingering.is_some_and(|t| Instant::now() >= t) {
+            log::debug!("the server did not close its side in {LINGER:?}; closing");
+            self.core.finish(CloseReason::Local);
+        }
         Ok(())
     }
 
@@ -473,12 +555,18 @@ impl Client {
 
     fn read(&mut self) {
         loop {
-            if !matches!(self.core.state, ConnectionState::Open | ConnectionState::Closing) {
+            if self.core.state != ConnectionState::Open {
                 return;
             }
             let Some(conn) = &mut self.core.conn else { return };
             match conn.stream.read(&mut self.scratch) {
-                Ok(0) => return self.core.finish(CloseReason::PeerClosed),
+                Ok(0) => {
+                    let reason = match self.core.lingering {
+                        Some(_) => CloseReason::Local,
+                        None => CloseReason::PeerClosed,
+                    };
+                    return self.core.finish(reason);
+                }
                 Ok(n) => {
                     conn.decoder.push(&self.scratch[..n]);
                     loop {

@@ -28,6 +28,10 @@ use crate::message::Message;
 const WAKER: Token = Token(usize::MAX);
 /// Tokens below this are listeners; a connection's token is its slab key plus this.
 const FIRST_CONN: usize = 1 << 16;
+/// Tokens from here on are lingering sockets (closed channels waiting for the peer's FIN).
+const FIRST_LINGER: usize = usize::MAX / 2;
+/// How long a closed channel's socket waits for the peer to close its side.
+const LINGER: Duration = Duration::from_secs(5);
 /// How long accepting pauses after an accept error such as EMFILE (ms).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// The `error` code sent with "frame too large" (Linux EMSGSIZE).
@@ -179,8 +183,9 @@ struct Core<C> {
     registry: Registry,
     /// Keys whose queue gained output since the last flush.
     dirty: Vec<usize>,
-    /// Keys to remove at the end of the pump, with the reason.
-    dead: Vec<(usize, CloseReason)>,
+    /// Keys to remove at the end of the pump, with the reason and whether the socket should
+    /// linger (graceful close: our FIN is sent, wait for the peer's).
+    dead: Vec<(usize, CloseReason, bool)>,
     /// Keys whose read budget ran out: read again next pump.
     read_ready: Vec<usize>,
     next_serial: u64,
@@ -221,10 +226,14 @@ impl<C> Core<C> {
     }
 
     fn kill(&mut self, key: usize, reason: CloseReason) {
+        self.remove_later(key, reason, false);
+    }
+
+    fn remove_later(&mut self, key: usize, reason: CloseReason, linger: bool) {
         if let Some(slot) = self.slots.get_mut(key) {
             if slot.state != SlotState::Dead {
                 slot.state = SlotState::Dead;
-                self.dead.push((key, reason));
+                self.dead.push((key, reason, linger));
             }
         }
     }
@@ -257,8 +266,8 @@ impl<C> Core<C> {
                 }
                 if let SlotState::Closing(reason) = &slot.state {
                     let reason = reason.clone();
-                    let _ = slot.conn.stream.shutdown(Shutdown::Write);
-                    self.kill(key, reason);
+                    let linger = slot.conn.stream.shutdown(Shutdown::Write).is_ok();
+                    self.remove_later(key, reason, linger);
                 }
             }
             Ok(false) => {
@@ -521,9 +530,13 @@ pub struct Server<S: ServerHandler> {
     connected_frame: Frame,
     ready: Vec<(Token, bool, bool)>,
     accept_retry_at: Option<Instant>,
+    /// Sockets of gracefully closed channels, read and discarded until the peer closes or the
+    /// deadline passes: closing a socket with unread input would reset the connection and
+    /// destroy output the peer has not read yet.
+    lingering: Slab<(TcpStream, Instant)>,
 }
 
-fn resolve(addr: &str) -> Result<Vec<SocketAddr>> {
+pub(crate) fn resolve(addr: &str) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
         .map_err(|e| Error::Resolve { addr: addr.to_owned(), reason: e.to_string() })?
@@ -532,10 +545,6 @@ fn resolve(addr: &str) -> Result<Vec<SocketAddr>> {
         return Err(Error::Resolve { addr: addr.to_owned(), reason: "no addresses".into() });
     }
     Ok(addrs)
-}
-
-pub(crate) fn resolve_first(addr: &str) -> Result<SocketAddr> {
-    Ok(resolve(addr)?[0])
 }
 
 fn panic_text(p: &(dyn Any + Send)) -> String {
@@ -598,6 +607,7 @@ impl<S: ServerHandler> Server<S> {
             connected_frame,
             ready: Vec::new(),
             accept_retry_at: None,
+            lingering: Slab::new(),
         })
     }
 
@@ -716,6 +726,12 @@ impl<S: ServerHandler> Server<S> {
             }
             self.pump_inner(Some(deadline - now))?;
         }
+        // Our FINs are sent; drain what the peers still sent and close without waiting for
+        // theirs.
+        let keys: Vec<usize> = self.lingering.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            self.read_lingering(k);
+        }
         Ok(self.state)
     }
 
@@ -748,6 +764,7 @@ impl<S: ServerHandler> Server<S> {
             let (token, readable, writable) = self.ready[i];
             match token {
                 WAKER => {}
+                Token(t) if t >= FIRST_LINGER => self.read_lingering(t - FIRST_LINGER),
                 Token(t) if t < FIRST_CONN => {
                     if self.accept_retry_at.is_none() {
                         self.accept(t)
@@ -766,6 +783,14 @@ impl<S: ServerHandler> Server<S> {
         }
         for key in to_read {
             self.read_channel(key);
+        }
+        if !self.lingering.is_empty() {
+            let now = Instant::now();
+            let expired: Vec<usize> = self.lingering.iter().filter(|(_, l)| l.1 <= now).map(|(k, _)| k).collect();
+            for k in expired {
+                let (mut stream, _) = self.lingering.remove(k);
+                let _ = self.core.registry.deregister(&mut stream);
+            }
         }
         let hooked = catch_unwind(AssertUnwindSafe(|| {
             self.state.after_pump(&mut ServerContext { core: &mut self.core })
@@ -944,24 +969,42 @@ impl<S: ServerHandler> Server<S> {
         }
     }
 
-    fn reap(&mut self) {
-        let dead = std::mem::take(&mut self.core.dead);
-        for (key, reason) in dead {
-            let Some(mut slot) = self.core.slots.try_remove(key) else { continue };
-            let _ = self.core.registry.deregister(&mut slot.conn.stream);
-            // Read what the peer still sent, so closing does not reset the connection and
-            // destroy output it has not read yet.
-            let mut drained = 0;
-            while drained < 1 << 20 {
-                match slot.conn.stream.read(&mut self.scratch) {
-                    Ok(n) if n > 0 => drained += n,
-                    _ => break,
+    /// Reads and discards a lingering socket's input; drops it at end of stream or error.
+    fn read_lingering(&mut self, k: usize) {
+        let Some((stream, _)) = self.lingering.get_mut(k) else { return };
+        let mut budget = self.core.config.read_budget;
+        loop {
+            match stream.read(&mut self.scratch) {
+                Ok(n) if n > 0 && n < budget => budget -= n,
+                Ok(n) if n > 0 => return, // the rest next time
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => {
+                    let (mut stream, _) = self.lingering.remove(k);
+                    let _ = self.core.registry.deregister(&mut stream);
+                    return;
                 }
             }
-            let id = slot.id;
-            log::debug!("channel {id} ({}) closed: {reason}", slot.addr);
-            if let Some(channel) = slot.channel.take() {
-                drop(slot);
+        }
+    }
+
+    fn reap(&mut self) {
+        let dead = std::mem::take(&mut self.core.dead);
+        for (key, reason, linger) in dead {
+            let Some(slot) = self.core.slots.try_remove(key) else { continue };
+            let Slot { conn, channel, id, addr, .. } = slot;
+            let mut stream = conn.stream;
+            let _ = self.core.registry.deregister(&mut stream);
+            if linger {
+                let k = self.lingering.vacant_key();
+                let token = Token(FIRST_LINGER + k);
+                if self.core.registry.register(&mut stream, token, Interest::READABLE).is_ok() {
+                    self.lingering.insert((stream, Instant::now() + LINGER));
+                    self.read_lingering(k);
+                }
+            }
+            log::debug!("channel {id} ({addr}) closed: {reason}");
+            if let Some(channel) = channel {
                 let hooked = catch_unwind(AssertUnwindSafe(|| {
                     self.state.closed(&mut ServerContext { core: &mut self.core }, id, channel, &reason)
                 }));
@@ -971,4 +1014,5 @@ impl<S: ServerHandler> Server<S> {
             }
         }
     }
+
 }
