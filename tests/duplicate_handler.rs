@@ -2,7 +2,10 @@
 
 use std::net::SocketAddr;
 
-use netlib::{handler, Channel, ChannelContext, ChannelId, Config, Error, Message, Server, ServerContext, ServerHandler};
+use netlib::{
+    handler, Channel, ChannelContext, ChannelId, Config, Error, Message, Server, ServerContext,
+    ServerHandler,
+};
 
 struct Twice;
 struct Ch;
@@ -25,16 +28,28 @@ handler!(Ch, "a" => network_a_again);
 
 #[test]
 fn duplicate_registration_fails_at_bind() {
-    let err = Server::bind(Twice, &["127.0.0.1:0"], Config::default()).err().expect("must fail");
+    let err = Server::bind(Twice, &["127.0.0.1:0"], Config::default())
+        .err()
+        .expect("must fail");
     match &err {
-        Error::DuplicateHandler { target, action, first, second } => {
+        Error::DuplicateHandler {
+            target,
+            action,
+            first,
+            second,
+        } => {
             assert_eq!(*target, "Ch");
             assert_eq!(*action, "a");
             assert_ne!(first, second);
-            assert!(first.contains("duplicate_handler.rs") && second.contains("duplicate_handler.rs"));
+            assert!(
+                first.contains("duplicate_handler.rs") && second.contains("duplicate_handler.rs")
+            );
         }
         other => panic!("wrong error: {other:?}"),
     }
-    assert!(netlib::check_handlers().is_err(), "the program-wide check sees it too");
+    assert!(
+        netlib::check_handlers().is_err(),
+        "the program-wide check sees it too"
+    );
     assert!(err.to_string().contains("registered twice"), "{err}");
 }

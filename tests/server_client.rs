@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use netlib::{
-    handler, Channel, ChannelContext, ChannelId, Client, ClientContext, CloseReason, Config, ConnectionState,
-    Framing, Listener, Message, OutOfBand, Server, ServerContext, ServerHandler,
+    handler, Channel, ChannelContext, ChannelId, Client, ClientContext, CloseReason, Config,
+    ConnectionState, Framing, Listener, Message, OutOfBand, Server, ServerContext, ServerHandler,
 };
 use netlib_tests::{until, RawPeer};
 use serde::Deserialize;
@@ -28,12 +28,25 @@ struct Peer {
 
 impl ServerHandler for Lab {
     type Channel = Peer;
-    fn connected(&mut self, ctx: &mut ServerContext<'_, Peer>, id: ChannelId, addr: SocketAddr) -> Peer {
+    fn connected(
+        &mut self,
+        ctx: &mut ServerContext<'_, Peer>,
+        id: ChannelId,
+        addr: SocketAddr,
+    ) -> Peer {
         assert_eq!(ctx.addr_of(id), Some(addr));
         self.connected.push((id, addr));
-        Peer { name: format!("peer{}", id.serial()) }
+        Peer {
+            name: format!("peer{}", id.serial()),
+        }
     }
-    fn closed(&mut self, _ctx: &mut ServerContext<'_, Peer>, id: ChannelId, channel: Peer, reason: &CloseReason) {
+    fn closed(
+        &mut self,
+        _ctx: &mut ServerContext<'_, Peer>,
+        id: ChannelId,
+        channel: Peer,
+        reason: &CloseReason,
+    ) {
         self.closed.push((id, channel.name, reason.clone()));
     }
 }
@@ -52,10 +65,13 @@ struct Echo {
 
 impl Peer {
     fn network_echo(&mut self, ctx: &mut ChannelContext<'_, Self>, e: Echo) {
-        ctx.send(&json!({"action": "echo", "text": e.text, "who": self.name})).unwrap();
+        ctx.send(&json!({"action": "echo", "text": e.text, "who": self.name}))
+            .unwrap();
     }
     fn network_shout(&mut self, ctx: &mut ChannelContext<'_, Self>, msg: &Message) {
-        let n = ctx.send_to_all(&json!({"action": "shout", "text": msg.get("text"), "who": self.name})).unwrap();
+        let n = ctx
+            .send_to_all(&json!({"action": "shout", "text": msg.get("text"), "who": self.name}))
+            .unwrap();
         assert_eq!(n, ctx.len(), "every channel, the sender included");
     }
     fn network_bye(&mut self, ctx: &mut ChannelContext<'_, Self>, _msg: &Message) {
@@ -140,12 +156,22 @@ fn every_event_in_order_on_ipv4_and_ipv6_with_both_framings() {
                 pump_both(&mut server, &mut client, &mut w);
                 w.has("connected")
             });
-            assert_eq!(w.actions(), ["socketConnect", "connected"], "{addr} {framing:?}");
+            assert_eq!(
+                w.actions(),
+                ["socketConnect", "connected"],
+                "{addr} {framing:?}"
+            );
             assert!(client.is_connected());
             let (id, seen_addr) = server.state().connected[0];
-            assert_eq!(Some(seen_addr), client.local_addr(), "connected hook gets the peer address");
+            assert_eq!(
+                Some(seen_addr),
+                client.local_addr(),
+                "connected hook gets the peer address"
+            );
 
-            let len = client.send(&json!({"action": "echo", "text": "hi"})).unwrap();
+            let len = client
+                .send(&json!({"action": "echo", "text": "hi"}))
+                .unwrap();
             let expected = match framing {
                 Framing::Terminator => br#"{"action":"echo","text":"hi"}"#.len() + 5,
                 Framing::LengthPrefix => br#"{"action":"echo","text":"hi"}"#.len() + 4,
@@ -157,8 +183,15 @@ fn every_event_in_order_on_ipv4_and_ipv6_with_both_framings() {
             });
             let echo = w.events.iter().find(|m| m.action() == "echo").unwrap();
             assert_eq!(echo.get_str("text"), Some("hi"));
-            assert_eq!(echo.get_str("who"), Some(format!("peer{}", id.serial()).as_str()));
-            assert_eq!(server.state().catch_all, ["echo"], "catch-all runs after the specific handler");
+            assert_eq!(
+                echo.get_str("who"),
+                Some(format!("peer{}", id.serial()).as_str())
+            );
+            assert_eq!(
+                server.state().catch_all,
+                ["echo"],
+                "catch-all runs after the specific handler"
+            );
 
             client.close();
             until("disconnect on both sides", || {
@@ -168,7 +201,10 @@ fn every_event_in_order_on_ipv4_and_ipv6_with_both_framings() {
             assert_eq!(server.state().closed[0].2, CloseReason::PeerClosed);
             assert_eq!(server.channel_count(), 0, "closed channels are removed");
             assert_eq!(client.state(), ConnectionState::Closed);
-            assert!(matches!(client.send(&Message::new("late")), Err(netlib::Error::NotConnected)));
+            assert!(matches!(
+                client.send(&Message::new("late")),
+                Err(netlib::Error::NotConnected)
+            ));
         }
     }
 }
@@ -180,10 +216,16 @@ fn one_server_listens_on_ipv4_and_ipv6_at_once() {
     assert!(addrs[0].is_ipv4() && addrs[1].is_ipv6());
     let mut clients: Vec<(Client, Echoes)> = addrs
         .iter()
-        .map(|a| (Client::connect(&a.to_string(), Config::default()).unwrap(), Echoes::default()))
+        .map(|a| {
+            (
+                Client::connect(&a.to_string(), Config::default()).unwrap(),
+                Echoes::default(),
+            )
+        })
         .collect();
     for (i, (c, _)) in clients.iter_mut().enumerate() {
-        c.send(&json!({"action": "echo", "text": format!("via {i}")})).unwrap();
+        c.send(&json!({"action": "echo", "text": format!("via {i}")}))
+            .unwrap();
     }
     until("both echoes", || {
         server.pump_timeout(TICK).unwrap();
@@ -194,14 +236,18 @@ fn one_server_listens_on_ipv4_and_ipv6_at_once() {
     });
     assert_eq!(clients[0].1.texts, ["via 0"]);
     assert_eq!(clients[1].1.texts, ["via 1"]);
-    assert!(clients.iter().all(|(_, e)| e.socket_connects == 1 && e.bad.is_empty()));
+    assert!(clients
+        .iter()
+        .all(|(_, e)| e.socket_connects == 1 && e.bad.is_empty()));
 }
 
 #[test]
 fn send_to_all_reaches_every_client_including_the_sender() {
     let mut server = server(&["127.0.0.1:0"], Config::default());
     let addr = server.local_addrs()[0];
-    let mut peers: Vec<RawPeer> = (0..3).map(|_| RawPeer::connect(addr, Framing::Terminator)).collect();
+    let mut peers: Vec<RawPeer> = (0..3)
+        .map(|_| RawPeer::connect(addr, Framing::Terminator))
+        .collect();
     until("three channels", || {
         server.pump_timeout(TICK).unwrap();
         server.channel_count() == 3
@@ -211,7 +257,13 @@ fn send_to_all_reaches_every_client_including_the_sender() {
     }
     peers[1].send(&json!({"action": "shout", "text": "hello all"}));
     let local = peers[1].stream.local_addr().unwrap();
-    let first = server.state().connected.iter().find(|c| c.1 == local).unwrap().0;
+    let first = server
+        .state()
+        .connected
+        .iter()
+        .find(|c| c.1 == local)
+        .unwrap()
+        .0;
     std::thread::scope(|s| {
         let handle = s.spawn(|| {
             peers
@@ -226,7 +278,10 @@ fn send_to_all_reaches_every_client_including_the_sender() {
         let got = handle.join().unwrap();
         for m in got {
             assert_eq!(m.get_str("text"), Some("hello all"));
-            assert_eq!(m.get_str("who"), Some(format!("peer{}", first.serial()).as_str()));
+            assert_eq!(
+                m.get_str("who"),
+                Some(format!("peer{}", first.serial()).as_str())
+            );
         }
     });
     // And from outside a handler, through the server itself.
@@ -315,10 +370,18 @@ fn an_oversized_frame_gets_an_error_frame_and_closes_only_that_channel() {
         });
         let got = h.join().unwrap();
         assert_eq!(got.len(), 2, "{got:?}");
-        assert_eq!(got[1].as_value(), &json!({"action": "error", "error": [90, "frame too large"]}));
+        assert_eq!(
+            got[1].as_value(),
+            &json!({"action": "error", "error": [90, "frame too large"]})
+        );
     });
-    assert_eq!(server.state().closed[0].2, CloseReason::FrameTooLarge { limit: 1024 });
-    client.send(&json!({"action": "echo", "text": "ok"})).unwrap();
+    assert_eq!(
+        server.state().closed[0].2,
+        CloseReason::FrameTooLarge { limit: 1024 }
+    );
+    client
+        .send(&json!({"action": "echo", "text": "ok"}))
+        .unwrap();
     until("echo", || {
         pump_both(&mut server, &mut client, &mut e);
         !e.texts.is_empty()
@@ -338,7 +401,8 @@ fn a_panicking_handler_closes_only_its_channel() {
         wb.has("disconnected")
     });
     assert!(matches!(&server.state().closed[0].2, CloseReason::HandlerPanic(m) if m == "boom"));
-    good.send(&json!({"action": "echo", "text": "fine"})).unwrap();
+    good.send(&json!({"action": "echo", "text": "fine"}))
+        .unwrap();
     until("echo", || {
         pump_both(&mut server, &mut good, &mut wg);
         !wg.texts.is_empty()
@@ -348,30 +412,45 @@ fn a_panicking_handler_closes_only_its_channel() {
 #[test]
 fn server_side_close_flushes_then_disconnects() {
     let mut server = server(&["127.0.0.1:0"], Config::default());
-    let mut client = Client::connect(&server.local_addrs()[0].to_string(), Config::default()).unwrap();
+    let mut client =
+        Client::connect(&server.local_addrs()[0].to_string(), Config::default()).unwrap();
     let mut w = Watcher::default();
     client.send(&Message::new("bye")).unwrap();
     until("disconnected", || {
         pump_both(&mut server, &mut client, &mut w);
         w.has("disconnected")
     });
-    assert_eq!(w.actions(), ["socketConnect", "connected", "bye", "disconnected"]);
+    assert_eq!(
+        w.actions(),
+        ["socketConnect", "connected", "bye", "disconnected"]
+    );
     assert_eq!(server.state().closed[0].2, CloseReason::Local);
 }
 
 #[test]
 fn connection_refused_is_an_error_event() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut client = Client::connect(&format!("127.0.0.1:{port}"), Config::default()).unwrap();
     let mut w = Watcher::default();
     until("error event", || {
         client.pump_timeout(&mut w, TICK).unwrap();
         !w.events.is_empty()
     });
-    assert_eq!(w.events[0].as_value(), &json!({"action": "error", "error": [111, "Connection refused"]}));
+    assert_eq!(
+        w.events[0].as_value(),
+        &json!({"action": "error", "error": [111, "Connection refused"]})
+    );
     assert_eq!(client.state(), ConnectionState::Closed);
     client.pump(&mut w).unwrap();
-    assert_eq!(w.events.len(), 1, "no disconnected for a connection that never opened");
+    assert_eq!(
+        w.events.len(),
+        1,
+        "no disconnected for a connection that never opened"
+    );
 }
 
 #[test]
@@ -402,9 +481,12 @@ fn host_names_resolve_and_every_address_is_tried() {
 #[test]
 fn several_listeners_each_see_every_event() {
     let mut server = server(&["127.0.0.1:0"], Config::default());
-    let mut client = Client::connect(&server.local_addrs()[0].to_string(), Config::default()).unwrap();
+    let mut client =
+        Client::connect(&server.local_addrs()[0].to_string(), Config::default()).unwrap();
     let (mut a, mut b, mut typed) = (Watcher::default(), Watcher::default(), Echoes::default());
-    client.send(&json!({"action": "echo", "text": "one"})).unwrap();
+    client
+        .send(&json!({"action": "echo", "text": "one"}))
+        .unwrap();
     until("echo", || {
         server.pump_timeout(TICK).unwrap();
         client.pump_all(&mut [&mut a, &mut b, &mut typed]).unwrap();
@@ -418,14 +500,20 @@ fn several_listeners_each_see_every_event() {
 #[test]
 fn a_mistyped_message_reaches_the_listener_out_of_band_hook() {
     let mut server = server(&["127.0.0.1:0"], Config::default());
-    let mut client = Client::connect(&server.local_addrs()[0].to_string(), Config::default()).unwrap();
+    let mut client =
+        Client::connect(&server.local_addrs()[0].to_string(), Config::default()).unwrap();
     let mut e = Echoes::default();
     until("connected", || {
         pump_both(&mut server, &mut client, &mut e);
         e.socket_connects == 1 && server.channel_count() == 1
     });
     let id = server.state().connected[0].0;
-    server.send_to(id, &json!({"action": "echo", "text": ["not", "a", "string"]})).unwrap();
+    server
+        .send_to(
+            id,
+            &json!({"action": "echo", "text": ["not", "a", "string"]}),
+        )
+        .unwrap();
     until("out of band", || {
         pump_both(&mut server, &mut client, &mut e);
         !e.bad.is_empty()
@@ -445,7 +533,9 @@ fn shutdown_flushes_everything_already_queued() {
     let id = server.state().connected[0].0;
     let filler = "x".repeat(1000);
     for n in 0..5000 {
-        server.send_to(id, &json!({"action": "n", "n": n, "pad": filler})).unwrap();
+        server
+            .send_to(id, &json!({"action": "n", "n": n, "pad": filler}))
+            .unwrap();
     }
     std::thread::scope(|s| {
         let h = s.spawn(|| peer.recv_until_closed());
@@ -462,9 +552,12 @@ fn shutdown_flushes_everything_already_queued() {
 #[test]
 fn client_close_flushes_everything_already_queued() {
     let mut server = server(&["127.0.0.1:0"], Config::default());
-    let mut client = Client::connect(&server.local_addrs()[0].to_string(), Config::default()).unwrap();
+    let mut client =
+        Client::connect(&server.local_addrs()[0].to_string(), Config::default()).unwrap();
     for i in 0..3000 {
-        client.send(&json!({"action": "count", "i": i, "pad": "y".repeat(500)})).unwrap();
+        client
+            .send(&json!({"action": "count", "i": i, "pad": "y".repeat(500)}))
+            .unwrap();
     }
     client.close();
     let mut w = Watcher::default();
@@ -488,7 +581,9 @@ fn run_returns_when_stopped_from_another_thread() {
     });
     let mut client = Client::connect(&addr, Config::default()).unwrap();
     let mut e = Echoes::default();
-    client.send(&json!({"action": "echo", "text": "threaded"})).unwrap();
+    client
+        .send(&json!({"action": "echo", "text": "threaded"}))
+        .unwrap();
     until("echo from the running server", || {
         client.pump_timeout(&mut e, TICK).unwrap();
         !e.texts.is_empty()

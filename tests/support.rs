@@ -33,7 +33,11 @@ impl RawPeer {
     pub fn connect(addr: SocketAddr, framing: Framing) -> Self {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).unwrap();
-        RawPeer { stream, decoder: FrameDecoder::new(framing, 16 << 20), framing }
+        RawPeer {
+            stream,
+            decoder: FrameDecoder::new(framing, 16 << 20),
+            framing,
+        }
     }
 
     /// Writes raw bytes.
@@ -55,7 +59,9 @@ impl RawPeer {
             if let Some(p) = self.decoder.next_frame().expect("frame") {
                 return Some(p.to_vec());
             }
-            let left = deadline.checked_duration_since(Instant::now()).expect("timed out reading");
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .expect("timed out reading");
             self.stream.set_read_timeout(Some(left)).unwrap();
             match self.stream.read(&mut buf) {
                 Ok(0) => return None,
@@ -71,7 +77,9 @@ impl RawPeer {
 
     /// The next message. Panics on end of stream, timeout or an invalid message.
     pub fn recv(&mut self) -> Message {
-        let p = self.recv_payload().expect("end of stream while waiting for a message");
+        let p = self
+            .recv_payload()
+            .expect("end of stream while waiting for a message");
         Codec::Json.decode(&p).expect("valid message")
     }
 
@@ -92,5 +100,110 @@ impl RawPeer {
             out.push(Codec::Json.decode(&p).expect("valid message"));
         }
         out
+    }
+}
+
+/// The PodSixNet release the interop tests run against.
+pub const PODSIXNET: &str = "podsixnet==0.11.0";
+
+/// The workspace's `target` directory.
+pub fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// The Python of a virtualenv holding [`PODSIXNET`] from PyPI, made on first use under
+/// `target/podsixnet-venv` (Python 3.11: `python3.11`, else `python3`). Several test processes
+/// may ask at once: each builds in its own directory and renames it into place.
+///
+/// # Panics
+/// If the virtualenv cannot be made or the package cannot be installed: interop tests fail,
+/// they are never skipped.
+pub fn podsixnet_python() -> std::path::PathBuf {
+    use std::process::Command;
+    let venv = target_dir().join("podsixnet-venv");
+    let python = venv.join("bin/python");
+    let ready = venv.join(".installed");
+    if ready.exists() {
+        return python;
+    }
+    std::fs::create_dir_all(target_dir()).unwrap();
+    let tmp = target_dir().join(format!("podsixnet-venv.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let base = ["python3.11", "python3"]
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("Python 3 is needed for the PodSixNet interop tests");
+    let ok = Command::new(base)
+        .args(["-m", "venv"])
+        .arg(&tmp)
+        .status()
+        .expect("run venv");
+    assert!(ok.success(), "python -m venv failed");
+    let out = Command::new(tmp.join("bin/python"))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            PODSIXNET,
+        ])
+        .output()
+        .expect("run pip");
+    assert!(
+        out.status.success(),
+        "pip install {PODSIXNET} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(tmp.join(".installed"), PODSIXNET).unwrap();
+    if std::fs::rename(&tmp, &venv).is_err() {
+        // Another process won the race; use its venv (ours has the same contents).
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !ready.exists() {
+            // A stale, incomplete venv from an interrupted run: replace it.
+            let _ = std::fs::remove_dir_all(&venv);
+            return podsixnet_python();
+        }
+    }
+    // The venv's interpreter is a symlink to the base Python, so it survives the rename.
+    assert!(ready.exists());
+    python
+}
+
+/// The directory of the Python helper scripts (`tests/podsixnet`).
+pub fn podsixnet_scripts() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("podsixnet")
+}
+
+/// A child process that is killed (by its own PID) when dropped, so a failing test leaves
+/// nothing running.
+pub struct ChildGuard(pub std::process::Child);
+
+impl ChildGuard {
+    /// Waits for the process to exit, calling `step` between checks; panics after [`TIMEOUT`].
+    pub fn wait_with(&mut self, mut step: impl FnMut()) -> std::process::ExitStatus {
+        let mut status = None;
+        until("the child process to exit", || {
+            step();
+            status = self.0.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        status.unwrap()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }

@@ -20,6 +20,22 @@ use crate::message::Message;
 use crate::server::{log_out_of_band, resolve, OutOfBand};
 
 const CONN: Token = Token(0);
+const WAKE: Token = Token(1);
+
+/// Wakes a [`Client`] blocked in [`Client::wait`] from another thread, e.g. one that reads the
+/// keyboard. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct WakeHandle(std::sync::Arc<mio::Waker>);
+
+impl WakeHandle {
+    /// Makes the client's current or next `wait` return at once.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the poller cannot be signalled.
+    pub fn wake(&self) -> Result<()> {
+        Ok(self.0.wake()?)
+    }
+}
 
 /// An object that receives a client connection's events: PodSixNet's `ConnectionListener`.
 ///
@@ -33,6 +49,12 @@ pub trait Listener: 'static {
     fn out_of_band(&mut self, ctx: &mut ClientContext<'_>, oob: OutOfBand) {
         let _ = ctx;
         log_out_of_band(&"client", &oob);
+    }
+
+    /// A valid message whose action has no specific handler; called before the catch-all.
+    /// Default: nothing.
+    fn unhandled(&mut self, ctx: &mut ClientContext<'_>, msg: &Message) {
+        let _ = (ctx, msg);
     }
 }
 
@@ -59,7 +81,10 @@ pub struct Event {
 
 impl Event {
     fn synthetic(message: Message) -> Self {
-        Event { message: Some(message), payload: Bytes::new() }
+        Event {
+            message: Some(message),
+            payload: Bytes::new(),
+        }
     }
 
     /// The message; `None` if the frame did not decode to a message.
@@ -122,7 +147,8 @@ impl ClientCore {
                         let _ = self.registry.deregister(&mut old.stream);
                     }
                     let c = &self.config;
-                    let mut conn = Connection::new(stream, FrameDecoder::new(c.framing, c.max_frame_size));
+                    let mut conn =
+                        Connection::new(stream, FrameDecoder::new(c.framing, c.max_frame_size));
                     conn.want_write = true;
                     self.conn = Some(conn);
                     self.state = ConnectionState::Connecting;
@@ -140,7 +166,9 @@ impl ClientCore {
         let frame = c.codec.encode(c.framing, msg, c.max_frame_size)?;
         let len = frame.len();
         match (&mut self.conn, self.state) {
-            (Some(conn), ConnectionState::Connecting | ConnectionState::Open) if !self.close_requested => {
+            (Some(conn), ConnectionState::Connecting | ConnectionState::Open)
+                if !self.close_requested =>
+            {
                 conn.out.push(frame);
                 Ok(len)
             }
@@ -161,7 +189,8 @@ impl ClientCore {
             let _ = self.registry.deregister(&mut conn.stream);
             if self.state == ConnectionState::Open {
                 log::debug!("connection closed: {reason}");
-                self.inbox.push(Event::synthetic(Message::new("disconnected")));
+                self.inbox
+                    .push(Event::synthetic(Message::new("disconnected")));
             }
         }
         self.state = ConnectionState::Closed;
@@ -193,7 +222,9 @@ impl ClientCore {
             Ok(true) => {
                 if conn.want_write {
                     conn.want_write = false;
-                    let _ = self.registry.reregister(&mut conn.stream, CONN, Interest::READABLE);
+                    let _ = self
+                        .registry
+                        .reregister(&mut conn.stream, CONN, Interest::READABLE);
                 }
                 if self.close_requested && self.lingering.is_none() {
                     let _ = conn.stream.shutdown(Shutdown::Write);
@@ -256,9 +287,19 @@ impl<L: Listener> AnyListener for L {
         let table = dispatch::table::<L, ListenerFn<L>>()?;
         match &event.message {
             Some(msg) => {
-                for h in [table.get(msg.action()), table.catch_all()].into_iter().flatten() {
+                let specific = table.get(msg.action());
+                if specific.is_none() {
+                    self.unhandled(ctx, msg);
+                }
+                for h in [specific, table.catch_all()].into_iter().flatten() {
                     if let Err(error) = h(self, ctx, msg) {
-                        self.out_of_band(ctx, OutOfBand { error, payload: event.payload.clone() });
+                        self.out_of_band(
+                            ctx,
+                            OutOfBand {
+                                error,
+                                payload: event.payload.clone(),
+                            },
+                        );
                     }
                 }
             }
@@ -270,7 +311,13 @@ impl<L: Listener> AnyListener for L {
                     .decode(&event.payload)
                     .err()
                     .unwrap_or(Error::NotAnObject);
-                self.out_of_band(ctx, OutOfBand { error, payload: event.payload.clone() });
+                self.out_of_band(
+                    ctx,
+                    OutOfBand {
+                        error,
+                        payload: event.payload.clone(),
+                    },
+                );
             }
         }
         Ok(())
@@ -298,6 +345,7 @@ pub struct Client {
     events: Events,
     core: ClientCore,
     scratch: Box<[u8]>,
+    waker: Option<WakeHandle>,
 }
 
 impl Client {
@@ -331,14 +379,15 @@ impl Client {
                     other => other.to_string(),
                 };
                 core.inbox.push(Event::synthetic(
-                    Message::from_value(json!({"action": "error", "error": [-2, text]})).expect("valid"),
+                    Message::from_value(json!({"action": "error", "error": [-2, text]}))
+                        .expect("valid"),
                 ));
             }
             Ok(mut addrs) => {
                 addrs.reverse();
                 core.candidates = addrs;
                 if !core.try_next(None) {
-                    let e = io::Error::new(io::ErrorKind::Other, format!("cannot connect to {addr}"));
+                    let e = io::Error::other(format!("cannot connect to {addr}"));
                     core.push_error(&e);
                 }
             }
@@ -348,6 +397,7 @@ impl Client {
             events: Events::with_capacity(16),
             core,
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
+            waker: None,
         })
     }
 
@@ -367,6 +417,19 @@ impl Client {
         self.core.public_state()
     }
 
+    /// A handle that wakes this client's [`wait`](Self::wait) from another thread (made on
+    /// first call, then shared).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the waker cannot be registered.
+    pub fn wake_handle(&mut self) -> Result<WakeHandle> {
+        if self.waker.is_none() {
+            let w = mio::Waker::new(self.poll.registry(), WAKE)?;
+            self.waker = Some(WakeHandle(std::sync::Arc::new(w)));
+        }
+        Ok(self.waker.clone().expect("just made"))
+    }
+
     /// Whether the connection is open (connected and not closing).
     pub fn is_connected(&self) -> bool {
         self.core.public_state() == ConnectionState::Open
@@ -379,7 +442,10 @@ impl Client {
 
     /// This end's address, while a socket exists.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.core.conn.as_ref().and_then(|c| c.stream.local_addr().ok())
+        self.core
+            .conn
+            .as_ref()
+            .and_then(|c| c.stream.local_addr().ok())
     }
 
     /// Bytes queued and not yet written.
@@ -434,8 +500,9 @@ impl Client {
         }
     }
 
-    /// Waits up to `timeout` (in the poller, not a sleep) for network activity and does the
-    /// I/O, keeping events for the next pump; returns whether events are waiting. Use it in
+    /// Waits up to `timeout` (in the poller, not a sleep) for network activity or a
+    /// [`WakeHandle::wake`] and does the I/O, keeping events for the next pump; returns whether
+    /// events are waiting. Returns at once if the connection is closed. Use it in
     /// programs without a game loop: `client.wait(t)?; client.pump(&mut listener)?`.
     ///
     /// # Errors
@@ -476,7 +543,9 @@ impl Client {
     pub fn pump_all(&mut self, listeners: &mut [&mut dyn AnyListener]) -> Result<()> {
         self.io(Some(Duration::ZERO))?;
         let inbox = std::mem::take(&mut self.core.inbox);
-        let mut ctx = ClientContext { core: &mut self.core };
+        let mut ctx = ClientContext {
+            core: &mut self.core,
+        };
         for event in &inbox {
             for l in listeners.iter_mut() {
                 l.dispatch(&mut ctx, event)?;
@@ -500,7 +569,13 @@ impl Client {
                 Some(m) => Some(m),
                 None => {
                     let error = codec.decode(&e.payload).err().unwrap_or(Error::NotAnObject);
-                    log_out_of_band(&"client", &OutOfBand { error, payload: e.payload });
+                    log_out_of_band(
+                        &"client",
+                        &OutOfBand {
+                            error,
+                            payload: e.payload,
+                        },
+                    );
                     None
                 }
             })
@@ -518,7 +593,7 @@ impl Client {
             Err(e) => return Err(e.into()),
         }
         let (mut readable, mut writable) = (false, false);
-        for ev in self.events.iter() {
+        for ev in self.events.iter().filter(|e| e.token() == CONN) {
             readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
             writable |= ev.is_writable() || ev.is_error();
         }
@@ -537,7 +612,9 @@ impl Client {
     }
 
     fn finish_connect(&mut self) {
-        let Some(conn) = &mut self.core.conn else { return };
+        let Some(conn) = &mut self.core.conn else {
+            return;
+        };
         match conn.stream.take_error() {
             Ok(Some(e)) | Err(e) => return self.core.fail(&e),
             Ok(None) => {}
@@ -546,7 +623,9 @@ impl Client {
             Ok(_) => {
                 log::debug!("connected to {:?}", self.core.peer);
                 self.core.state = ConnectionState::Open;
-                self.core.inbox.push(Event::synthetic(Message::new("socketConnect")));
+                self.core
+                    .inbox
+                    .push(Event::synthetic(Message::new("socketConnect")));
             }
             Err(e) if e.kind() == io::ErrorKind::NotConnected => {} // not yet
             Err(e) => self.core.fail(&e),
@@ -558,7 +637,9 @@ impl Client {
             if self.core.state != ConnectionState::Open {
                 return;
             }
-            let Some(conn) = &mut self.core.conn else { return };
+            let Some(conn) = &mut self.core.conn else {
+                return;
+            };
             match conn.stream.read(&mut self.scratch) {
                 Ok(0) => {
                     let reason = match self.core.lingering {

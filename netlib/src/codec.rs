@@ -84,19 +84,32 @@ mod tests {
     #[test]
     fn every_bad_payload_has_its_own_error() {
         assert!(matches!(decode(b""), Err(Error::InvalidJson(_))));
-        assert!(matches!(decode(b"{\"action\": \"a\xff\"}"), Err(Error::InvalidUtf8(_))));
-        assert!(matches!(decode(b"{\"action\": "), Err(Error::InvalidJson(_))));
+        assert!(matches!(
+            decode(b"{\"action\": \"a\xff\"}"),
+            Err(Error::InvalidUtf8(_))
+        ));
+        assert!(matches!(
+            decode(b"{\"action\": "),
+            Err(Error::InvalidJson(_))
+        ));
         assert!(matches!(decode(b"[1, 2]"), Err(Error::NotAnObject)));
         assert!(matches!(decode(b"\"action\""), Err(Error::NotAnObject)));
         assert!(matches!(decode(b"{\"x\": 1}"), Err(Error::MissingAction)));
-        assert!(matches!(decode(b"{\"action\": null}"), Err(Error::ActionNotString)));
-        assert!(matches!(decode(b"{\"action\": [\"a\"]}"), Err(Error::ActionNotString)));
+        assert!(matches!(
+            decode(b"{\"action\": null}"),
+            Err(Error::ActionNotString)
+        ));
+        assert!(matches!(
+            decode(b"{\"action\": [\"a\"]}"),
+            Err(Error::ActionNotString)
+        ));
     }
 
     #[test]
     fn encode_then_decode_round_trips() {
         for framing in [Framing::Terminator, Framing::LengthPrefix] {
-            let msg = json!({"action": "message", "message": "héllo \u{0} \"q\"", "n": [1, 2.5, null]});
+            let msg =
+                json!({"action": "message", "message": "héllo \u{0} \"q\"", "n": [1, 2.5, null]});
             let wire = Codec::Json.encode(framing, &msg, 1024).unwrap();
             let mut d = FrameDecoder::new(framing, 1024);
             d.push(&wire);
@@ -109,14 +122,24 @@ mod tests {
     #[test]
     fn json_payload_never_contains_the_terminator() {
         let wire = Codec::Json
-            .encode(Framing::Terminator, &json!({"action": "a", "s": "\u{0}---\u{0}"}), 1024)
+            .encode(
+                Framing::Terminator,
+                &json!({"action": "a", "s": "\u{0}---\u{0}"}),
+                1024,
+            )
             .unwrap();
-        assert_eq!(memchr::memmem::find_iter(&wire, crate::frame::TERMINATOR).count(), 1);
+        assert_eq!(
+            memchr::memmem::find_iter(&wire, crate::frame::TERMINATOR).count(),
+            1
+        );
     }
 
     #[test]
     fn encode_rejects_non_objects_and_oversize() {
-        assert!(matches!(Codec::Json.encode(Framing::Terminator, &json!([1]), 100), Err(Error::NotAnObject)));
+        assert!(matches!(
+            Codec::Json.encode(Framing::Terminator, &json!([1]), 100),
+            Err(Error::NotAnObject)
+        ));
         let big = json!({"action": "a", "s": "x".repeat(200)});
         assert!(matches!(
             Codec::Json.encode(Framing::LengthPrefix, &big, 100),

@@ -66,7 +66,10 @@ impl Config {
     /// # Panics
     /// Panics if `bytes` is 0 or does not fit the 4-byte length prefix (over `u32::MAX`).
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
-        assert!(bytes > 0 && bytes <= u32::MAX as usize, "max_frame_size out of range");
+        assert!(
+            bytes > 0 && bytes <= u32::MAX as usize,
+            "max_frame_size out of range"
+        );
         self.max_frame_size = bytes;
         self
     }

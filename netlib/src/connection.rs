@@ -161,7 +161,12 @@ mod tests {
     fn partial_writes_keep_order_and_resume() {
         let mut q = queue(&[b"hello", b"big world", b"!"]);
         assert_eq!(q.len(), 15);
-        let mut w = Trickle { got: vec![], per_call: 3, budget: 7, calls: 0 };
+        let mut w = Trickle {
+            got: vec![],
+            per_call: 3,
+            budget: 7,
+            calls: 0,
+        };
         assert!(!q.write_to(&mut w).unwrap(), "blocked after 7 bytes");
         assert_eq!(q.len(), 8);
         w.budget = 100;
@@ -176,7 +181,12 @@ mod tests {
         for _ in 0..128 {
             q.push(Bytes::from_static(b"frame"));
         }
-        let mut w = Trickle { got: vec![], per_call: usize::MAX, budget: usize::MAX, calls: 0 };
+        let mut w = Trickle {
+            got: vec![],
+            per_call: usize::MAX,
+            budget: usize::MAX,
+            calls: 0,
+        };
         assert!(q.write_to(&mut w).unwrap());
         assert_eq!(w.calls, 2, "64 frames per writev");
         assert_eq!(w.got.len(), 128 * 5);

@@ -212,7 +212,9 @@ pub(crate) fn table<T: 'static, H: Send + Sync + 'static>() -> Result<&'static T
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     if let Some(t) = cache.get(&TypeId::of::<T>()) {
-        return Ok(t.downcast_ref::<Table<H>>().expect("one handler shape per type"));
+        return Ok(t
+            .downcast_ref::<Table<H>>()
+            .expect("one handler shape per type"));
     }
     let mut table = Table {
         actions: HashMap::new(),
@@ -231,11 +233,13 @@ pub(crate) fn table<T: 'static, H: Send + Sync + 'static>() -> Result<&'static T
                 second: e.location,
             });
         }
-        let h = (e.make)().downcast::<H>().map_err(|_| Error::HandlerSignature {
-            target: e.target_name,
-            action: label(e.action),
-            location: e.location,
-        })?;
+        let h = (e.make)()
+            .downcast::<H>()
+            .map_err(|_| Error::HandlerSignature {
+                target: e.target_name,
+                action: label(e.action),
+                location: e.location,
+            })?;
         match e.action {
             Some(a) => {
                 table.actions.insert(a, *h);

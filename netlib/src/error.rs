@@ -143,7 +143,9 @@ impl fmt::Display for CloseReason {
             CloseReason::PeerClosed => f.write_str("peer closed the connection"),
             CloseReason::Local => f.write_str("closed locally"),
             CloseReason::Shutdown => f.write_str("server shutdown"),
-            CloseReason::FrameTooLarge { limit } => write!(f, "frame too large (limit {limit} bytes)"),
+            CloseReason::FrameTooLarge { limit } => {
+                write!(f, "frame too large (limit {limit} bytes)")
+            }
             CloseReason::OutboundOverflow { limit } => {
                 write!(f, "peer does not read: outbound queue over {limit} bytes")
             }
@@ -173,7 +175,7 @@ mod tests {
     fn errno_text_matches_podsixnet_shape() {
         let e = io::Error::from_raw_os_error(111);
         assert_eq!(errno_text(&e), (111, "Connection refused".to_string()));
-        let e = io::Error::new(io::ErrorKind::Other, "custom");
+        let e = io::Error::other("custom");
         assert_eq!(errno_text(&e), (0, "custom".to_string()));
     }
 }

@@ -226,14 +226,19 @@ mod tests {
         for framing in BOTH {
             let s = stream(framing, &[b"hello", b"world"]);
             let chunks: Vec<&[u8]> = s.chunks(1).collect();
-            assert_eq!(frames_of(framing, 64, &chunks).unwrap(), [b"hello", b"world"]);
+            assert_eq!(
+                frames_of(framing, 64, &chunks).unwrap(),
+                [b"hello", b"world"]
+            );
         }
     }
 
     #[test]
     fn many_frames_in_one_read() {
         for framing in BOTH {
-            let payloads: Vec<Vec<u8>> = (0..1000).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
+            let payloads: Vec<Vec<u8>> = (0..1000)
+                .map(|i| format!("{{\"n\":{i}}}").into_bytes())
+                .collect();
             let refs: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
             let s = stream(framing, &refs);
             assert_eq!(frames_of(framing, 64, &[&s]).unwrap(), payloads);
@@ -252,10 +257,16 @@ mod tests {
     fn frame_at_the_limit_passes_and_one_over_fails() {
         for framing in BOTH {
             let ok = vec![b'x'; 100];
-            assert_eq!(frames_of(framing, 100, &[&stream(framing, &[&ok])]).unwrap(), [ok.clone()]);
+            assert_eq!(
+                frames_of(framing, 100, &[&stream(framing, &[&ok])]).unwrap(),
+                [ok]
+            );
             let big = vec![b'x'; 101];
             let err = frames_of(framing, 100, &[&stream(framing, &[&big])]).unwrap_err();
-            assert!(matches!(err, Error::FrameTooLarge { limit: 100, .. }), "{err:?}");
+            assert!(
+                matches!(err, Error::FrameTooLarge { limit: 100, .. }),
+                "{err:?}"
+            );
         }
     }
 
@@ -264,7 +275,10 @@ mod tests {
         // Terminator framing: no terminator yet, but more than limit + 4 bytes buffered.
         let mut d = FrameDecoder::new(Framing::Terminator, 100);
         d.push(&[b'x'; 104]);
-        assert!(d.next_frame().unwrap().is_none(), "104 bytes may still be a 100-byte payload + 4");
+        assert!(
+            d.next_frame().unwrap().is_none(),
+            "104 bytes may still be a 100-byte payload + 4"
+        );
         d.push(b"x");
         assert!(matches!(d.next_frame(), Err(Error::FrameTooLarge { .. })));
         // Length prefix: rejected from the header alone.
@@ -272,7 +286,10 @@ mod tests {
         d.push(&1_000_000u32.to_be_bytes());
         assert!(matches!(
             d.next_frame(),
-            Err(Error::FrameTooLarge { size: 1_000_000, limit: 100 })
+            Err(Error::FrameTooLarge {
+                size: 1_000_000,
+                limit: 100
+            })
         ));
         assert_eq!(d.buffered(), 4, "the payload is never waited for");
     }
@@ -280,7 +297,13 @@ mod tests {
     #[test]
     fn sending_an_oversized_frame_fails() {
         for framing in BOTH {
-            assert!(matches!(framing.frame(&[0; 11], 10), Err(Error::FrameTooLarge { size: 11, limit: 10 })));
+            assert!(matches!(
+                framing.frame(&[0; 11], 10),
+                Err(Error::FrameTooLarge {
+                    size: 11,
+                    limit: 10
+                })
+            ));
         }
     }
 }

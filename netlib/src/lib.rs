@@ -62,7 +62,9 @@ pub mod frame;
 pub mod message;
 pub mod server;
 
-pub use client::{AnyListener, Client, ClientContext, ConnectionState, Event, Listener};
+pub use client::{
+    AnyListener, Client, ClientContext, ConnectionState, Event, Listener, WakeHandle,
+};
 pub use codec::Codec;
 pub use config::Config;
 pub use dispatch::check_handlers;

@@ -152,8 +152,14 @@ mod tests {
 
     #[test]
     fn from_value_checks_the_action() {
-        assert!(matches!(Message::from_value(json!([1])), Err(Error::NotAnObject)));
-        assert!(matches!(Message::from_value(json!({"a": 1})), Err(Error::MissingAction)));
+        assert!(matches!(
+            Message::from_value(json!([1])),
+            Err(Error::NotAnObject)
+        ));
+        assert!(matches!(
+            Message::from_value(json!({"a": 1})),
+            Err(Error::MissingAction)
+        ));
         assert!(matches!(
             Message::from_value(json!({"action": 5})),
             Err(Error::ActionNotString)

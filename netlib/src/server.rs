@@ -144,8 +144,8 @@ pub trait ServerHandler: Sized + 'static {
 /// Per-client state on the server: PodSixNet's `Channel` subclass.
 ///
 /// Its message handlers are methods registered with [`handler!`](crate::handler): a message
-/// with action `foo` calls the handler registered for `"foo"`, then the catch-all registered
-/// with `*`, each only if registered.
+/// with action `foo` calls the handler registered for `"foo"` (or [`unhandled`](Self::unhandled)
+/// if there is none), then the catch-all registered with `*` if there is one.
 pub trait Channel: Sized + 'static {
     /// The server state type this channel belongs to.
     type Server: ServerHandler<Channel = Self>;
@@ -154,6 +154,17 @@ pub trait Channel: Sized + 'static {
     /// warning (PodSixNet prints "OOB data") and drop it; the channel stays open.
     fn out_of_band(&mut self, ctx: &mut ChannelContext<'_, Self>, oob: OutOfBand) {
         log_out_of_band(&format_args!("channel {} ({})", ctx.id(), ctx.addr()), &oob);
+    }
+
+    /// A valid message whose action has no specific handler; called before the catch-all.
+    /// Default: a debug log line (PodSixNet silently ignores such messages). Override it to
+    /// answer unknown actions with an error reply.
+    fn unhandled(&mut self, ctx: &mut ChannelContext<'_, Self>, msg: &Message) {
+        log::debug!(
+            "channel {}: no handler for action {:?}",
+            ctx.id(),
+            msg.action()
+        );
     }
 }
 
@@ -214,7 +225,11 @@ impl<C> Core<C> {
         };
         let queued = slot.conn.out.push(frame.0.clone());
         if queued > limit {
-            log::warn!("channel {} ({}): outbound queue over {limit} bytes, closing", slot.id, slot.addr);
+            log::warn!(
+                "channel {} ({}): outbound queue over {limit} bytes, closing",
+                slot.id,
+                slot.addr
+            );
             self.kill(key, CloseReason::OutboundOverflow { limit });
             return Err(Error::NotConnected);
         }
@@ -252,7 +267,9 @@ impl<C> Core<C> {
 
     /// Writes a slot's queue; moves a closing slot to the dead list once it is empty.
     fn flush(&mut self, key: usize) {
-        let Some(slot) = self.slots.get_mut(key) else { return };
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
         slot.conn.dirty = false;
         if slot.state == SlotState::Dead {
             return;
@@ -262,7 +279,9 @@ impl<C> Core<C> {
             Ok(true) => {
                 if slot.conn.want_write {
                     slot.conn.want_write = false;
-                    let _ = self.registry.reregister(&mut slot.conn.stream, token, Interest::READABLE);
+                    let _ =
+                        self.registry
+                            .reregister(&mut slot.conn.stream, token, Interest::READABLE);
                 }
                 if let SlotState::Closing(reason) = &slot.state {
                     let reason = reason.clone();
@@ -274,7 +293,10 @@ impl<C> Core<C> {
                 if !slot.conn.want_write {
                     slot.conn.want_write = true;
                     let interest = Interest::READABLE | Interest::WRITABLE;
-                    if let Err(e) = self.registry.reregister(&mut slot.conn.stream, token, interest) {
+                    if let Err(e) = self
+                        .registry
+                        .reregister(&mut slot.conn.stream, token, interest)
+                    {
                         self.kill(key, CloseReason::from_io(&e));
                     }
                 }
@@ -360,12 +382,18 @@ impl<C> ServerContext<'_, C> {
             .filter(|(_, s)| s.established && s.state == SlotState::Open)
             .map(|(k, _)| k)
             .collect();
-        keys.into_iter().filter(|&k| self.core.queue(k, frame).is_ok()).count()
+        keys.into_iter()
+            .filter(|&k| self.core.queue(k, frame).is_ok())
+            .count()
     }
 
     /// Queues an encoded frame for each channel in `ids` (unknown or closed ids are skipped);
     /// returns how many took it. Use it for rooms and teams: encode once, send to the members.
-    pub fn send_frame_to_each<I: IntoIterator<Item = ChannelId>>(&mut self, ids: I, frame: &Frame) -> usize {
+    pub fn send_frame_to_each<I: IntoIterator<Item = ChannelId>>(
+        &mut self,
+        ids: I,
+        frame: &Frame,
+    ) -> usize {
         ids.into_iter()
             .filter(|&id| self.send_frame_to(id, frame).is_ok())
             .count()
@@ -539,10 +567,16 @@ pub struct Server<S: ServerHandler> {
 pub(crate) fn resolve(addr: &str) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
-        .map_err(|e| Error::Resolve { addr: addr.to_owned(), reason: e.to_string() })?
+        .map_err(|e| Error::Resolve {
+            addr: addr.to_owned(),
+            reason: e.to_string(),
+        })?
         .collect();
     if addrs.is_empty() {
-        return Err(Error::Resolve { addr: addr.to_owned(), reason: "no addresses".into() });
+        return Err(Error::Resolve {
+            addr: addr.to_owned(),
+            reason: "no addresses".into(),
+        });
     }
     Ok(addrs)
 }
@@ -572,8 +606,10 @@ impl<S: ServerHandler> Server<S> {
         let mut local_addrs = Vec::new();
         for a in addrs {
             for addr in resolve(a.as_ref())? {
-                let mut l = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
-                poll.registry().register(&mut l, Token(listeners.len()), Interest::READABLE)?;
+                let mut l =
+                    TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+                poll.registry()
+                    .register(&mut l, Token(listeners.len()), Interest::READABLE)?;
                 let local = l.local_addr()?;
                 log::info!("listening on {local}");
                 local_addrs.push(local);
@@ -581,7 +617,10 @@ impl<S: ServerHandler> Server<S> {
             }
         }
         if listeners.is_empty() {
-            return Err(Error::Resolve { addr: String::new(), reason: "no address to listen on".into() });
+            return Err(Error::Resolve {
+                addr: String::new(),
+                reason: "no address to listen on".into(),
+            });
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let core = Core {
@@ -603,7 +642,10 @@ impl<S: ServerHandler> Server<S> {
             core,
             table,
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
-            stop: StopHandle { flag: Arc::new(AtomicBool::new(false)), waker },
+            stop: StopHandle {
+                flag: Arc::new(AtomicBool::new(false)),
+                waker,
+            },
             connected_frame,
             ready: Vec::new(),
             accept_retry_at: None,
@@ -628,12 +670,19 @@ impl<S: ServerHandler> Server<S> {
 
     /// The channel hub, for sending or closing from outside a handler (e.g. the game loop).
     pub fn context(&mut self) -> ServerContext<'_, S::Channel> {
-        ServerContext { core: &mut self.core }
+        ServerContext {
+            core: &mut self.core,
+        }
     }
 
     /// The server state and the channel hub at once.
     pub fn split(&mut self) -> (&mut S, ServerContext<'_, S::Channel>) {
-        (&mut self.state, ServerContext { core: &mut self.core })
+        (
+            &mut self.state,
+            ServerContext {
+                core: &mut self.core,
+            },
+        )
     }
 
     /// Encodes `msg` once and queues it for every channel; returns how many (see
@@ -716,7 +765,10 @@ impl<S: ServerHandler> Server<S> {
         while !self.core.slots.is_empty() {
             let now = Instant::now();
             if now >= deadline {
-                log::warn!("shutdown: {} channel(s) not flushed in time", self.core.slots.len());
+                log::warn!(
+                    "shutdown: {} channel(s) not flushed in time",
+                    self.core.slots.len()
+                );
                 let keys: Vec<usize> = self.core.slots.iter().map(|(k, _)| k).collect();
                 for k in keys {
                     self.core.kill(k, CloseReason::Shutdown);
@@ -786,14 +838,21 @@ impl<S: ServerHandler> Server<S> {
         }
         if !self.lingering.is_empty() {
             let now = Instant::now();
-            let expired: Vec<usize> = self.lingering.iter().filter(|(_, l)| l.1 <= now).map(|(k, _)| k).collect();
+            let expired: Vec<usize> = self
+                .lingering
+                .iter()
+                .filter(|(_, l)| l.1 <= now)
+                .map(|(k, _)| k)
+                .collect();
             for k in expired {
                 let (mut stream, _) = self.lingering.remove(k);
                 let _ = self.core.registry.deregister(&mut stream);
             }
         }
         let hooked = catch_unwind(AssertUnwindSafe(|| {
-            self.state.after_pump(&mut ServerContext { core: &mut self.core })
+            self.state.after_pump(&mut ServerContext {
+                core: &mut self.core,
+            })
         }));
         if let Err(p) = hooked {
             log::error!("after_pump panicked: {}", panic_text(&*p));
@@ -823,7 +882,10 @@ impl<S: ServerHandler> Server<S> {
                 Err(e) => {
                     // EMFILE and friends: the connection stays in the backlog; try again soon
                     // instead of spinning on an always-ready listener.
-                    log::error!("accept on {} failed: {e}; retrying in {ACCEPT_RETRY:?}", self.local_addrs[i]);
+                    log::error!(
+                        "accept on {} failed: {e}; retrying in {ACCEPT_RETRY:?}",
+                        self.local_addrs[i]
+                    );
                     self.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY);
                     return;
                 }
@@ -834,20 +896,33 @@ impl<S: ServerHandler> Server<S> {
     fn add(&mut self, mut stream: TcpStream, addr: SocketAddr) {
         let _ = stream.set_nodelay(true);
         if self.core.slots.len() >= self.core.config.max_connections {
-            log::warn!("refusing {addr}: server full ({} channels)", self.core.slots.len());
-            if let Ok(frame) = self.core.encode(&serde_json::json!({"action": "error", "error": [EUSERS, "server full"]})) {
+            log::warn!(
+                "refusing {addr}: server full ({} channels)",
+                self.core.slots.len()
+            );
+            if let Ok(frame) = self
+                .core
+                .encode(&serde_json::json!({"action": "error", "error": [EUSERS, "server full"]}))
+            {
                 let _ = stream.write(&frame.0);
             }
             return;
         }
         let key = self.core.slots.vacant_key();
         let token = Token(key + FIRST_CONN);
-        if let Err(e) = self.core.registry.register(&mut stream, token, Interest::READABLE) {
+        if let Err(e) = self
+            .core
+            .registry
+            .register(&mut stream, token, Interest::READABLE)
+        {
             log::error!("cannot register {addr}: {e}");
             return;
         }
         let c = &self.core.config;
-        let id = ChannelId { key, serial: self.core.next_serial };
+        let id = ChannelId {
+            key,
+            serial: self.core.next_serial,
+        };
         self.core.next_serial += 1;
         self.core.slots.insert(Slot {
             conn: Connection::new(stream, FrameDecoder::new(c.framing, c.max_frame_size)),
@@ -860,7 +935,13 @@ impl<S: ServerHandler> Server<S> {
         log::debug!("channel {id} connected from {addr}");
         let _ = self.core.queue(key, &self.connected_frame);
         let made = catch_unwind(AssertUnwindSafe(|| {
-            self.state.connected(&mut ServerContext { core: &mut self.core }, id, addr)
+            self.state.connected(
+                &mut ServerContext {
+                    core: &mut self.core,
+                },
+                id,
+                addr,
+            )
         }));
         match made {
             Ok(channel) => {
@@ -880,7 +961,9 @@ impl<S: ServerHandler> Server<S> {
     fn read_channel(&mut self, key: usize) {
         let mut budget = self.core.config.read_budget;
         loop {
-            let Some(slot) = self.core.slots.get_mut(key) else { return };
+            let Some(slot) = self.core.slots.get_mut(key) else {
+                return;
+            };
             if slot.state != SlotState::Open {
                 return;
             }
@@ -926,7 +1009,8 @@ impl<S: ServerHandler> Server<S> {
                     if let Ok(frame) = self.core.encode(&err) {
                         let _ = self.core.queue(key, &frame);
                     }
-                    self.core.close_gracefully(key, CloseReason::FrameTooLarge { limit });
+                    self.core
+                        .close_gracefully(key, CloseReason::FrameTooLarge { limit });
                     return;
                 }
             };
@@ -938,21 +1022,34 @@ impl<S: ServerHandler> Server<S> {
     fn dispatch(&mut self, key: usize, decoded: Result<Message>, payload: Bytes) {
         let slot = &mut self.core.slots[key];
         let (id, addr) = (slot.id, slot.addr);
-        let Some(mut channel) = slot.channel.take() else { return };
+        let Some(mut channel) = slot.channel.take() else {
+            return;
+        };
         let table = self.table;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut ctx = ChannelContext {
                 server: &mut self.state,
-                hub: ServerContext { core: &mut self.core },
+                hub: ServerContext {
+                    core: &mut self.core,
+                },
                 id,
                 addr,
             };
             match decoded {
                 Ok(msg) => {
-                    let handlers = [table.get(msg.action()), table.catch_all()];
-                    for h in handlers.into_iter().flatten() {
+                    let specific = table.get(msg.action());
+                    if specific.is_none() {
+                        channel.unhandled(&mut ctx, &msg);
+                    }
+                    for h in [specific, table.catch_all()].into_iter().flatten() {
                         if let Err(error) = h(&mut channel, &mut ctx, &msg) {
-                            channel.out_of_band(&mut ctx, OutOfBand { error, payload: payload.clone() });
+                            channel.out_of_band(
+                                &mut ctx,
+                                OutOfBand {
+                                    error,
+                                    payload: payload.clone(),
+                                },
+                            );
                         }
                     }
                 }
@@ -971,7 +1068,9 @@ impl<S: ServerHandler> Server<S> {
 
     /// Reads and discards a lingering socket's input; drops it at end of stream or error.
     fn read_lingering(&mut self, k: usize) {
-        let Some((stream, _)) = self.lingering.get_mut(k) else { return };
+        let Some((stream, _)) = self.lingering.get_mut(k) else {
+            return;
+        };
         let mut budget = self.core.config.read_budget;
         loop {
             match stream.read(&mut self.scratch) {
@@ -991,14 +1090,27 @@ impl<S: ServerHandler> Server<S> {
     fn reap(&mut self) {
         let dead = std::mem::take(&mut self.core.dead);
         for (key, reason, linger) in dead {
-            let Some(slot) = self.core.slots.try_remove(key) else { continue };
-            let Slot { conn, channel, id, addr, .. } = slot;
+            let Some(slot) = self.core.slots.try_remove(key) else {
+                continue;
+            };
+            let Slot {
+                conn,
+                channel,
+                id,
+                addr,
+                ..
+            } = slot;
             let mut stream = conn.stream;
             let _ = self.core.registry.deregister(&mut stream);
             if linger {
                 let k = self.lingering.vacant_key();
                 let token = Token(FIRST_LINGER + k);
-                if self.core.registry.register(&mut stream, token, Interest::READABLE).is_ok() {
+                if self
+                    .core
+                    .registry
+                    .register(&mut stream, token, Interest::READABLE)
+                    .is_ok()
+                {
                     self.lingering.insert((stream, Instant::now() + LINGER));
                     self.read_lingering(k);
                 }
@@ -1006,7 +1118,14 @@ impl<S: ServerHandler> Server<S> {
             log::debug!("channel {id} ({addr}) closed: {reason}");
             if let Some(channel) = channel {
                 let hooked = catch_unwind(AssertUnwindSafe(|| {
-                    self.state.closed(&mut ServerContext { core: &mut self.core }, id, channel, &reason)
+                    self.state.closed(
+                        &mut ServerContext {
+                            core: &mut self.core,
+                        },
+                        id,
+                        channel,
+                        &reason,
+                    )
                 }));
                 if let Err(p) = hooked {
                     log::error!("closed hook panicked for channel {id}: {}", panic_text(&*p));
@@ -1014,5 +1133,4 @@ impl<S: ServerHandler> Server<S> {
             }
         }
     }
-
 }

@@ -1,0 +1,41 @@
+"""A stock PodSixNet Server in JSON mode on 127.0.0.1 (free port, printed as "PORT n"). Its
+channels answer "echo" with the same fields plus "who": "python", and print every message as a
+JSON line. Exits 0 once a client has connected and closed again (1 on a 30 s timeout)."""
+import json
+import sys
+import time
+
+import jsonmode  # noqa: F401
+from PodSixNet.Channel import Channel
+from PodSixNet.Server import Server
+
+state = {"connected": 0, "closed": 0}
+
+
+class EchoChannel(Channel):
+    def Network(self, data):
+        print(json.dumps(data), flush=True)
+
+    def Network_echo(self, data):
+        reply = dict(data)
+        reply["who"] = "python"
+        self.Send(reply)
+
+    def Close(self):
+        state["closed"] += 1
+
+
+class EchoServer(Server):
+    channelClass = EchoChannel
+
+    def Connected(self, channel, addr):
+        state["connected"] += 1
+
+
+server = EchoServer(localaddr=("127.0.0.1", 0))
+print("PORT", server.socket.getsockname()[1], flush=True)
+deadline = time.time() + 30
+while time.time() < deadline and not (state["connected"] and state["closed"]):
+    server.Pump()
+    time.sleep(0.001)
+sys.exit(0 if state["closed"] else 1)
