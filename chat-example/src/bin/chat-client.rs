@@ -1,0 +1,146 @@
+//! `chat-client [HOST:PORT] [--nick NAME]`: the netlib chat's terminal client.
+//!
+//! Reads lines from standard input on a separate thread, so the network is pumped while the
+//! user types; exits on `/quit`, at end of input, or when the server goes away.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use chat::client::{ChatView, Command, Ending, HELP};
+use clap::{Parser, ValueEnum};
+use netlib::{Client, Config};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CodecArg {
+    /// PodSixNet's JSON mode.
+    Json,
+    /// PodSixNet's default rencode (not implemented yet).
+    Rencode,
+}
+
+/// The netlib chat's terminal client. Plain lines are messages; /help lists the commands.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The server's address.
+    #[arg(default_value = netlib::DEFAULT_ADDR)]
+    addr: String,
+    /// Nickname; asked for on the first input line when absent.
+    #[arg(long)]
+    nick: Option<String>,
+    /// Payload codec.
+    #[arg(long, value_enum, default_value = "json")]
+    codec: CodecArg,
+}
+
+/// How long a quitting client waits for its last lines to be written and the server to close.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    if args.codec == CodecArg::Rencode {
+        eprintln!("chat-client: --codec rencode is not supported yet; use --codec json");
+        return ExitCode::from(2);
+    }
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("chat-client: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> netlib::Result<ExitCode> {
+    let mut client = Client::connect(&args.addr, Config::default())?;
+    let mut view = ChatView::new(Box::new(std::io::stdout()));
+
+    // Standard input on its own thread; each line wakes the pump.
+    let (tx, rx) = mpsc::channel::<Option<String>>();
+    let waker = client.wake_handle()?;
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(Some(line)).is_err() {
+                return;
+            }
+            let _ = waker.wake();
+        }
+        let _ = tx.send(None);
+        let _ = waker.wake();
+    });
+
+    let mut awaiting_nick = true;
+    if let Some(nick) = &args.nick {
+        client.send(&Command::Nick(nick.clone()).to_message())?;
+        awaiting_nick = false;
+    } else {
+        print!("Nickname: ");
+        let _ = std::io::stdout().flush();
+    }
+    view.plain(&format!(
+        "* connecting to {} (/help for commands)",
+        args.addr
+    ));
+
+    loop {
+        client.wait(Duration::from_secs(1))?;
+        client.pump(&mut view)?;
+        match view.ending {
+            Some(Ending::Disconnected) => return Ok(ExitCode::SUCCESS),
+            Some(Ending::Failed) => return Ok(ExitCode::FAILURE),
+            None => {}
+        }
+        while let Ok(input) = rx.try_recv() {
+            let Some(line) = input else {
+                view.plain("* end of input; leaving");
+                return quit(&mut client, &mut view, None);
+            };
+            if awaiting_nick {
+                let nick = line.trim();
+                if !nick.is_empty() {
+                    client.send(&Command::Nick(nick.to_owned()).to_message())?;
+                }
+                awaiting_nick = false;
+                continue;
+            }
+            match Command::parse(&line) {
+                None => {}
+                Some(Command::Help) => view.plain(HELP),
+                Some(Command::Invalid(text)) => view.plain(&format!("! {text}")),
+                Some(Command::Quit(reason)) => return quit(&mut client, &mut view, reason),
+                Some(cmd) => {
+                    if let Some(msg) = cmd.to_message() {
+                        if let Err(e) = client.send(&msg) {
+                            view.plain(&format!("! not sent: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends `quit`, waits until everything queued is written and the server closed the
+/// connection, prints what arrived meanwhile, and exits.
+fn quit(
+    client: &mut Client,
+    view: &mut ChatView,
+    reason: Option<String>,
+) -> netlib::Result<ExitCode> {
+    let _ = client.send(&Command::Quit(reason).to_message());
+    let closed = client.shutdown(QUIT_TIMEOUT)?;
+    client.pump(view)?;
+    if view.ending == Some(Ending::Failed) {
+        return Ok(ExitCode::FAILURE);
+    }
+    if !closed {
+        view.plain("! the server did not confirm in time; some lines may be lost");
+        return Ok(ExitCode::FAILURE);
+    }
+    view.plain("* bye");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,102 @@
+//! `chat-server [HOST:PORT] [--codec json] [--op-password-env VAR]`: the netlib chat server.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chat::server::{Chat, Settings};
+use clap::{Parser, ValueEnum};
+use netlib::{Config, Server};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CodecArg {
+    /// PodSixNet's JSON mode.
+    Json,
+    /// PodSixNet's default rencode (not implemented yet).
+    Rencode,
+}
+
+/// The netlib chat server: rooms, private messages, operators; PodSixNet's chat clients can join.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on; repeat for several (e.g. 127.0.0.1:31425 [::1]:31425). Port 0 picks a
+    /// free port; the real address is printed.
+    #[arg(default_value = netlib::DEFAULT_ADDR)]
+    addrs: Vec<String>,
+    /// Payload codec.
+    #[arg(long, value_enum, default_value = "json")]
+    codec: CodecArg,
+    /// Name of the environment variable holding the operator password (never pass it in argv).
+    /// Without it, nobody can become an operator.
+    #[arg(long, value_name = "VAR")]
+    op_password_env: Option<String>,
+    /// Most clients at once.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// Rooms up to this size get full player lists and a notice per join/leave/rename.
+    #[arg(long, default_value_t = chat::protocol::DEFAULT_FULL_LIST_MAX)]
+    full_list_max: usize,
+    /// Rooms up to this size get one compact membership delta per pump; larger rooms get none.
+    #[arg(long, default_value_t = chat::protocol::DEFAULT_NOTICE_MAX)]
+    notice_max: usize,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if args.codec == CodecArg::Rencode {
+        eprintln!("chat-server: --codec rencode is not supported yet; use --codec json");
+        return ExitCode::from(2);
+    }
+    let op_password = match &args.op_password_env {
+        None => None,
+        Some(var) => match std::env::var(var) {
+            Ok(p) if !p.is_empty() => Some(p),
+            _ => {
+                eprintln!("chat-server: environment variable {var} is not set or empty (--op-password-env)");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    // Each client is a file descriptor: allow as many as the hard limit permits.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => log::debug!("file descriptor limit: {n}"),
+        Err(e) => log::warn!("cannot raise the file descriptor limit: {e}"),
+    }
+    let settings = Settings {
+        op_password,
+        full_list_max: args.full_list_max,
+        notice_max: args.notice_max,
+    };
+    let config = Config::default().max_connections(args.max_connections);
+    let mut server = match Server::bind(Chat::new(settings), &args.addrs, config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chat-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for a in server.local_addrs() {
+        println!("chat-server listening on {a}");
+    }
+    let stop = server.stop_handle();
+    if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
+        eprintln!("chat-server: cannot install the Ctrl-C/SIGTERM handler: {e}");
+        return ExitCode::FAILURE;
+    }
+    if let Err(e) = server.run() {
+        eprintln!("chat-server: {e}");
+        return ExitCode::FAILURE;
+    }
+    log::info!("stopping: closing {} connection(s)", server.channel_count());
+    match server.shutdown(Duration::from_secs(5)) {
+        Ok(_) => {
+            println!("chat-server stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("chat-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The netlib chat: a multi-user chat server and a terminal client, wire-compatible with
+//! PodSixNet's chat example (JSON mode) and extended with rooms, private messages, operators
+//! and kicks. The protocol is described in this crate's README.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: the actions, their typed payloads, limits and validation rules.
+//! - [`server`]: the chat server state ([`server::Chat`]) and its channel handlers.
+//! - [`client`]: the terminal client's listener (what it prints for each event) and command
+//!   parsing.
+//! - [`sanitize`]: strips terminal control and escape sequences from received text.
+#![deny(missing_docs, rust_2018_idioms)]
+
+pub mod client;
+pub mod protocol;
+pub mod sanitize;
+pub mod server;

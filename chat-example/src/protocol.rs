@@ -1,0 +1,373 @@
+//! The chat protocol: every action, its payload, and the rules the server enforces.
+//!
+//! Client to server: `nickname`, `message`, `private`, `who`, `join`, `part`, `rooms`, `op`,
+//! `kick`, `quit`. Server to client: `message`, `private`, `players`, `members`, `joined`,
+//! `left`, `renamed`, `welcome`, `who`, `rooms`, `op`, `kicked`, `refused`. The first two of
+//! each list and `players` are PodSixNet's chat example, unchanged.
+
+use serde::{Deserialize, Serialize};
+
+/// The room everyone starts in.
+pub const DEFAULT_ROOM: &str = "lobby";
+/// The nickname of a user who has not set one (as in PodSixNet's example). It cannot be claimed.
+pub const ANONYMOUS: &str = "anonymous";
+/// Longest chat message, in characters (Unicode scalar values).
+pub const MAX_MESSAGE_CHARS: usize = 2000;
+/// Longest nickname or room name, in characters.
+pub const MAX_NAME_CHARS: usize = 32;
+/// Rooms up to this many members get PodSixNet's full `players` list after every change
+/// (coalesced to one per room per pump) and one `joined`/`left`/`renamed` notice per change.
+pub const DEFAULT_FULL_LIST_MAX: usize = 50;
+/// Rooms above [`DEFAULT_FULL_LIST_MAX`] and up to this many members get one compact `members`
+/// delta per room per pump instead; larger rooms get no membership traffic (ask with `who`).
+pub const DEFAULT_NOTICE_MAX: usize = 1000;
+
+/// Milliseconds since the Unix epoch, the `time` of every relayed message.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+// ---------------------------------------------------------------- client to server
+
+/// `{"action": "nickname", "nickname": S}`: set or change your nickname (PodSixNet's).
+#[derive(Debug, Deserialize)]
+pub struct SetNickname {
+    /// The new nickname.
+    pub nickname: String,
+}
+
+/// `{"action": "message", "message": S}`: say something to your room (PodSixNet's).
+#[derive(Debug, Deserialize)]
+pub struct Say {
+    /// The text; 1 to 2000 characters.
+    pub message: String,
+}
+
+/// `{"action": "private", "to": NICK, "message": S}`: a message only `to` (and you) see.
+#[derive(Debug, Deserialize)]
+pub struct SayPrivately {
+    /// The recipient's nickname (case-insensitive).
+    pub to: String,
+    /// The text; 1 to 2000 characters.
+    pub message: String,
+}
+
+/// `{"action": "who"}` or `{"action": "who", "room": R}`: list users (all, or one room's).
+#[derive(Debug, Deserialize)]
+pub struct Who {
+    /// Only this room's members, if given.
+    #[serde(default)]
+    pub room: Option<String>,
+}
+
+/// `{"action": "join", "room": R}`: leave your room and enter `room` (made if new).
+#[derive(Debug, Deserialize)]
+pub struct Join {
+    /// The room's name.
+    pub room: String,
+}
+
+/// `{"action": "quit"}` or `{"action": "quit", "reason": S}`: leave; the others see the reason.
+#[derive(Debug, Deserialize)]
+pub struct Quit {
+    /// Why, shown to the others.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `{"action": "op", "password": S}`: become an operator.
+#[derive(Debug, Deserialize)]
+pub struct Op {
+    /// The operator password the server was started with.
+    pub password: String,
+}
+
+/// `{"action": "kick", "nickname": NICK, "reason": S}`: disconnect a user (operators only).
+#[derive(Debug, Deserialize)]
+pub struct Kick {
+    /// Who to kick.
+    pub nickname: String,
+    /// Why, shown to them and to their room.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+// ---------------------------------------------------------------- server to client
+
+/// One user in a `who` reply.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WhoEntry {
+    /// The nickname.
+    pub nickname: String,
+    /// The room they are in.
+    pub room: String,
+}
+
+/// One room in a `rooms` reply.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RoomEntry {
+    /// The room's name.
+    pub name: String,
+    /// How many users are in it.
+    pub members: usize,
+}
+
+/// Everything the server sends. Serialized with `"action"` as the tag, e.g.
+/// `{"action": "message", "message": "hi", "who": "alice", "room": "lobby", "time": 1700000000000}`.
+/// `time` is always the server's clock in milliseconds since the Unix epoch.
+#[derive(Debug, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ServerMsg<'a> {
+    /// A room message (PodSixNet's, plus `room` and `time`). `who` is the sender's nickname as
+    /// the server knows it.
+    Message {
+        /// The text.
+        message: &'a str,
+        /// The sender.
+        who: &'a str,
+        /// The room it was said in.
+        room: &'a str,
+        /// Server time (ms).
+        time: u64,
+    },
+    /// A private message, sent to the recipient and echoed to the sender.
+    Private {
+        /// The text.
+        message: &'a str,
+        /// The sender.
+        who: &'a str,
+        /// The recipient.
+        to: &'a str,
+        /// Server time (ms).
+        time: u64,
+    },
+    /// The full member list of your room (PodSixNet's, plus `room`), sorted by nickname.
+    Players {
+        /// Nicknames.
+        players: Vec<&'a str>,
+        /// The room.
+        room: &'a str,
+    },
+    /// Membership changes of a large room since the last update, sent at most once per pump.
+    Members {
+        /// The room.
+        room: &'a str,
+        /// Members now.
+        count: usize,
+        /// Nicknames that joined.
+        joined: Vec<String>,
+        /// Nicknames that left.
+        left: Vec<String>,
+        /// `[old, new]` nickname pairs.
+        renamed: Vec<(String, String)>,
+        /// Server time (ms).
+        time: u64,
+    },
+    /// Someone entered your room.
+    Joined {
+        /// Their nickname.
+        nickname: &'a str,
+        /// The room.
+        room: &'a str,
+        /// Server time (ms).
+        time: u64,
+    },
+    /// Someone left your room (quit, disconnected, kicked or went to another room).
+    Left {
+        /// Their nickname.
+        nickname: &'a str,
+        /// The room.
+        room: &'a str,
+        /// Why.
+        reason: &'a str,
+        /// Server time (ms).
+        time: u64,
+    },
+    /// Someone in your room (or you) changed nickname.
+    Renamed {
+        /// The old nickname.
+        from: &'a str,
+        /// The new nickname.
+        to: &'a str,
+        /// The room.
+        room: &'a str,
+        /// Server time (ms).
+        time: u64,
+    },
+    /// You are in `room` now, as `nickname`.
+    Welcome {
+        /// Your nickname.
+        nickname: &'a str,
+        /// The room.
+        room: &'a str,
+        /// Members of the room, you included.
+        members: usize,
+        /// Server time (ms).
+        time: u64,
+    },
+    /// Reply to `who`, sorted by nickname.
+    Who {
+        /// The users.
+        users: Vec<WhoEntry>,
+        /// The room asked about, if any.
+        room: Option<&'a str>,
+    },
+    /// Reply to `rooms`, sorted by name.
+    Rooms {
+        /// The rooms.
+        rooms: Vec<RoomEntry>,
+    },
+    /// You are an operator now.
+    Op {
+        /// Always true (a wrong password is refused).
+        granted: bool,
+    },
+    /// You were kicked; the server closes the connection after this.
+    Kicked {
+        /// The operator.
+        by: &'a str,
+        /// Why.
+        reason: &'a str,
+        /// Server time (ms).
+        time: u64,
+    },
+    /// A request was refused; nothing was relayed and the connection stays usable.
+    Refused {
+        /// The action that was refused (empty when the frame was not a message at all).
+        request: &'a str,
+        /// A stable code, e.g. `nickname-taken` (see the crate README for the list).
+        code: &'a str,
+        /// A human-readable explanation.
+        text: &'a str,
+    },
+}
+
+/// Why a request is refused: a stable code and a text for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// e.g. `nickname-taken`.
+    pub code: &'static str,
+    /// e.g. `nickname "bob" is taken`.
+    pub text: String,
+}
+
+impl Refusal {
+    /// A refusal with `code` and `text`.
+    pub fn new(code: &'static str, text: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            text: text.into(),
+        }
+    }
+}
+
+/// Checks a message text: 1 to [`MAX_MESSAGE_CHARS`] characters, not only whitespace.
+///
+/// # Errors
+/// `empty-message` or `message-too-long`.
+pub fn check_message(text: &str) -> Result<(), Refusal> {
+    if text.trim().is_empty() {
+        return Err(Refusal::new("empty-message", "the message is empty"));
+    }
+    let n = text.chars().count();
+    if n > MAX_MESSAGE_CHARS {
+        return Err(Refusal::new(
+            "message-too-long",
+            format!("the message is {n} characters long; the limit is {MAX_MESSAGE_CHARS}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a nickname or room name: 1 to [`MAX_NAME_CHARS`] characters, no whitespace, no
+/// control characters. `what` is `"nickname"` or `"room name"`, for the text.
+///
+/// # Errors
+/// `empty-name`, `name-too-long` or `bad-name`.
+pub fn check_name(what: &str, name: &str) -> Result<(), Refusal> {
+    if name.is_empty() {
+        return Err(Refusal::new("empty-name", format!("the {what} is empty")));
+    }
+    let n = name.chars().count();
+    if n > MAX_NAME_CHARS {
+        return Err(Refusal::new(
+            "name-too-long",
+            format!("the {what} is {n} characters long; the limit is {MAX_NAME_CHARS}"),
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Refusal::new(
+            "bad-name",
+            format!(
+                "the {what} {name:?} holds {c:?}; spaces and control characters are not allowed"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_rules() {
+        assert!(check_message("hi").is_ok());
+        assert_eq!(check_message("").unwrap_err().code, "empty-message");
+        assert_eq!(check_message("  \n").unwrap_err().code, "empty-message");
+        assert!(
+            check_message(&"é".repeat(2000)).is_ok(),
+            "characters, not bytes"
+        );
+        assert_eq!(
+            check_message(&"x".repeat(2001)).unwrap_err().code,
+            "message-too-long"
+        );
+    }
+
+    #[test]
+    fn name_rules() {
+        assert!(check_name("nickname", "alice_1").is_ok());
+        assert_eq!(check_name("nickname", "").unwrap_err().code, "empty-name");
+        assert_eq!(
+            check_name("nickname", &"a".repeat(33)).unwrap_err().code,
+            "name-too-long"
+        );
+        assert!(check_name("nickname", &"ü".repeat(32)).is_ok());
+        assert_eq!(check_name("nickname", "a b").unwrap_err().code, "bad-name");
+        assert_eq!(
+            check_name("nickname", "a\u{1b}b").unwrap_err().code,
+            "bad-name"
+        );
+        assert_eq!(
+            check_name("room name", "a\tb").unwrap_err().code,
+            "bad-name"
+        );
+    }
+
+    #[test]
+    fn server_messages_have_podsixnet_shapes() {
+        let v = serde_json::to_value(ServerMsg::Message {
+            message: "hi",
+            who: "bob",
+            room: "lobby",
+            time: 5,
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"action": "message", "message": "hi", "who": "bob", "room": "lobby", "time": 5})
+        );
+        let v = serde_json::to_value(ServerMsg::Players {
+            players: vec!["a", "b"],
+            room: "lobby",
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"action": "players", "players": ["a", "b"], "room": "lobby"})
+        );
+    }
+}
