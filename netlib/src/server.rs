@@ -564,6 +564,21 @@ pub struct Server<S: ServerHandler> {
     lingering: Slab<(TcpStream, Instant)>,
 }
 
+/// A non-blocking listening socket with `SO_REUSEADDR` (as mio's `bind`) and `backlog`.
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // "[::]:port" is IPv6 only, so that "0.0.0.0:port" can be bound beside it.
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
 pub(crate) fn resolve(addr: &str) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
@@ -606,8 +621,8 @@ impl<S: ServerHandler> Server<S> {
         let mut local_addrs = Vec::new();
         for a in addrs {
             for addr in resolve(a.as_ref())? {
-                let mut l =
-                    TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+                let mut l = listen(addr, config.listen_backlog)
+                    .map_err(|source| Error::Bind { addr, source })?;
                 poll.registry()
                     .register(&mut l, Token(listeners.len()), Interest::READABLE)?;
                 let local = l.local_addr()?;

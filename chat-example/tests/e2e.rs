@@ -1,0 +1,714 @@
+//! End-to-end tests: the real `chat-server` process on a free port, driven by several clients
+//! (netlib clients, raw sockets, the real `chat-client` binary, and PodSixNet's Python client).
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use netlib::{Client, Config, Framing, Message};
+use netlib_tests::{podsixnet_python, podsixnet_scripts, until, ChildGuard, RawPeer};
+use serde_json::{json, Value};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_chat-server");
+const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
+
+/// Lines a child process printed, collected by a thread so its pipe never fills.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<(Vec<String>, bool)>>);
+
+impl Lines {
+    fn collect(pipe: impl std::io::Read + Send + 'static) -> Self {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                sink.0.lock().unwrap().0.push(line);
+            }
+            sink.0.lock().unwrap().1 = true;
+        });
+        lines
+    }
+    /// Waits until the pipe is closed (the process exited and everything was read).
+    fn finish(&self) -> &Self {
+        until("the end of the output", || self.0.lock().unwrap().1);
+        self
+    }
+    fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().0.clone()
+    }
+    fn any(&self, pred: impl Fn(&str) -> bool) -> bool {
+        self.0.lock().unwrap().0.iter().any(|l| pred(l))
+    }
+}
+
+struct ChatServer {
+    child: ChildGuard,
+    addr: String,
+    stdout: Lines,
+    stderr: Lines,
+}
+
+impl ChatServer {
+    fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(SERVER);
+        cmd.arg("127.0.0.1:0")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.env("RUST_LOG", "info");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = ChildGuard(cmd.spawn().expect("start chat-server"));
+        let stdout = Lines::collect(child.0.stdout.take().unwrap());
+        let stderr = Lines::collect(child.0.stderr.take().unwrap());
+        let mut addr = String::new();
+        until("the server's address", || {
+            if let Some(l) = stdout
+                .all()
+                .iter()
+                .find(|l| l.starts_with("chat-server listening on "))
+            {
+                addr = l.trim_start_matches("chat-server listening on ").to_owned();
+            }
+            assert!(
+                child.0.try_wait().unwrap().is_none(),
+                "chat-server exited: {:?}",
+                stderr.all()
+            );
+            !addr.is_empty()
+        });
+        ChatServer {
+            child,
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    fn stop(mut self) -> (Lines, Lines) {
+        let pid = self.child.0.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait_with(|| {});
+        self.stdout.finish();
+        self.stderr.finish();
+        assert!(
+            status.success(),
+            "chat-server exit status {status}; stderr: {:?}",
+            self.stderr.all()
+        );
+        (self.stdout, self.stderr)
+    }
+}
+
+/// A netlib client with an inbox.
+struct Peer {
+    client: Client,
+    inbox: VecDeque<Message>,
+}
+
+impl Peer {
+    fn connect(addr: &str) -> Self {
+        let mut p = Peer {
+            client: Client::connect(addr, Config::default()).unwrap(),
+            inbox: VecDeque::new(),
+        };
+        p.expect("welcome");
+        p
+    }
+
+    /// Connects and takes `nick`; waits for the confirmation.
+    fn join(addr: &str, nick: &str) -> Self {
+        let mut p = Peer::connect(addr);
+        p.send(json!({"action": "nickname", "nickname": nick}));
+        p.expect_where("renamed", |m| m.get_str("to") == Some(nick));
+        p
+    }
+
+    /// Queues `v` and pumps once, so it is written now (a netlib client writes on pump).
+    fn send(&mut self, v: Value) {
+        self.client.send(&v).unwrap();
+        self.inbox.extend(self.client.pump_messages().unwrap());
+    }
+
+    fn pump(&mut self) {
+        self.client.wait(Duration::from_millis(5)).unwrap();
+        self.inbox.extend(self.client.pump_messages().unwrap());
+    }
+
+    /// The first message with `action` matching `pred`, removed from the inbox (others stay).
+    fn expect_where(&mut self, action: &str, pred: impl Fn(&Message) -> bool) -> Message {
+        let deadline = std::time::Instant::now() + netlib_tests::TIMEOUT;
+        loop {
+            if let Some(i) = self
+                .inbox
+                .iter()
+                .position(|m| m.action() == action && pred(m))
+            {
+                return self.inbox.remove(i).unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for a {action:?} message; got {:?}",
+                self.inbox
+            );
+            self.pump();
+        }
+    }
+
+    fn expect(&mut self, action: &str) -> Message {
+        self.expect_where(action, |_| true)
+    }
+
+    /// Sends `who` and waits for the reply: everything the server meant for this peer before
+    /// now is in the inbox afterwards.
+    fn sync(&mut self) -> Message {
+        self.send(json!({"action": "who"}));
+        self.expect("who")
+    }
+
+    fn refused(&mut self, request: Value) -> Message {
+        self.send(request);
+        self.expect("refused")
+    }
+
+    fn has(&self, action: &str, pred: impl Fn(&Message) -> bool) -> bool {
+        self.inbox.iter().any(|m| m.action() == action && pred(m))
+    }
+}
+
+fn now_ms() -> u64 {
+    chat::protocol::now_ms()
+}
+
+#[test]
+fn messages_reach_the_room_with_the_servers_who_and_time() {
+    let server = ChatServer::start(&[], &[]);
+    let mut alice = Peer::join(&server.addr, "alice");
+    let mut bob = Peer::join(&server.addr, "bob");
+    alice.expect_where("players", |m| {
+        m.get("players") == Some(&json!(["alice", "bob"]))
+    });
+
+    let before = now_ms();
+    alice.send(json!({"action": "message", "message": "hi all", "who": "mallory", "time": 1}));
+    for p in [&mut alice, &mut bob] {
+        let m = p.expect("message");
+        assert_eq!(m.get_str("message"), Some("hi all"));
+        assert_eq!(
+            m.get_str("who"),
+            Some("alice"),
+            "the client cannot choose who"
+        );
+        assert_eq!(m.get_str("room"), Some("lobby"));
+        let t = m.get("time").and_then(Value::as_u64).unwrap();
+        assert!(
+            t >= before - 60_000 && t <= now_ms() + 60_000,
+            "server clock in ms, not the client's 1: {t}"
+        );
+    }
+    server.stop();
+}
+
+#[test]
+fn private_messages_go_to_one_nickname_only() {
+    let server = ChatServer::start(&[], &[]);
+    let mut alice = Peer::join(&server.addr, "alice");
+    let mut bob = Peer::join(&server.addr, "Bob");
+    let mut carol = Peer::join(&server.addr, "carol");
+    alice.send(json!({"action": "private", "to": "bob", "message": "psst"}));
+    for p in [&mut bob, &mut alice] {
+        let m = p.expect("private");
+        assert_eq!(m.get_str("who"), Some("alice"));
+        assert_eq!(
+            m.get_str("to"),
+            Some("Bob"),
+            "nicknames match case-insensitively"
+        );
+        assert_eq!(m.get_str("message"), Some("psst"));
+        assert!(m.get("time").unwrap().is_u64());
+    }
+    carol.sync();
+    assert!(!carol.has("private", |_| true));
+    let r = alice.refused(json!({"action": "private", "to": "nobody", "message": "hello?"}));
+    assert_eq!(r.get_str("code"), Some("unknown-nickname"));
+    assert_eq!(r.get_str("request"), Some("private"));
+    server.stop();
+}
+
+#[test]
+fn rooms_scope_messages_and_player_lists() {
+    let server = ChatServer::start(&[], &[]);
+    let mut alice = Peer::join(&server.addr, "alice");
+    let mut bob = Peer::join(&server.addr, "bob");
+    alice.send(json!({"action": "join", "room": "games"}));
+    let w = alice.expect_where("welcome", |m| m.get_str("room") == Some("games"));
+    assert_eq!(w.get("members"), Some(&json!(1)));
+    let left = bob.expect("left");
+    assert_eq!(left.get_str("nickname"), Some("alice"));
+    assert_eq!(left.get_str("reason"), Some("went to games"));
+    bob.expect_where("players", |m| m.get("players") == Some(&json!(["bob"])));
+
+    alice.send(json!({"action": "message", "message": "in games"}));
+    alice.expect_where("message", |m| m.get_str("room") == Some("games"));
+    bob.send(json!({"action": "message", "message": "in lobby"}));
+    bob.expect("message");
+    bob.sync();
+    assert!(
+        !bob.has("message", |m| m.get_str("message") == Some("in games")),
+        "rooms are isolated"
+    );
+    alice.sync();
+    assert!(!alice.has("message", |m| m.get_str("message") == Some("in lobby")));
+
+    alice.send(json!({"action": "rooms"}));
+    let rooms = alice.expect("rooms");
+    assert_eq!(
+        rooms.get("rooms"),
+        Some(&json!([{"name": "games", "members": 1}, {"name": "lobby", "members": 1}]))
+    );
+    let who = alice.sync();
+    assert_eq!(
+        who.get("users"),
+        Some(
+            &json!([{"nickname": "alice", "room": "games"}, {"nickname": "bob", "room": "lobby"}])
+        )
+    );
+    alice.send(json!({"action": "who", "room": "lobby"}));
+    assert_eq!(
+        alice.expect("who").get("users"),
+        Some(&json!([{"nickname": "bob", "room": "lobby"}]))
+    );
+
+    alice.send(json!({"action": "part"}));
+    alice.expect_where("welcome", |m| m.get_str("room") == Some("lobby"));
+    assert_eq!(bob.expect("joined").get_str("nickname"), Some("alice"));
+    assert_eq!(
+        alice.refused(json!({"action": "part"})).get_str("code"),
+        Some("not-in-a-room")
+    );
+    assert_eq!(
+        alice
+            .refused(json!({"action": "join", "room": "lobby"}))
+            .get_str("code"),
+        Some("already-in-room")
+    );
+    assert_eq!(
+        alice
+            .refused(json!({"action": "join", "room": "two words"}))
+            .get_str("code"),
+        Some("bad-name")
+    );
+    server.stop();
+}
+
+#[test]
+fn join_leave_rename_and_quit_notices() {
+    let server = ChatServer::start(&[], &[]);
+    let mut alice = Peer::join(&server.addr, "alice");
+    let mut carol = Peer::connect(&server.addr);
+    assert_eq!(
+        alice.expect("joined").get_str("nickname"),
+        Some("anonymous")
+    );
+    alice.expect_where("players", |m| {
+        m.get("players") == Some(&json!(["alice", "anonymous"]))
+    });
+    carol.send(json!({"action": "nickname", "nickname": "carol"}));
+    let r = alice.expect("renamed");
+    assert_eq!(
+        (r.get_str("from"), r.get_str("to")),
+        (Some("anonymous"), Some("carol"))
+    );
+    alice.expect_where("players", |m| {
+        m.get("players") == Some(&json!(["alice", "carol"]))
+    });
+    carol.send(json!({"action": "quit", "reason": "dinner"}));
+    carol.expect("disconnected");
+    let left = alice.expect("left");
+    assert_eq!(left.get_str("nickname"), Some("carol"));
+    assert_eq!(left.get_str("reason"), Some("quit: dinner"));
+    alice.expect_where("players", |m| m.get("players") == Some(&json!(["alice"])));
+    // The nickname is free again.
+    let _carol2 = Peer::join(&server.addr, "carol");
+    server.stop();
+}
+
+#[test]
+fn kick_needs_an_operator_who_knows_the_password() {
+    let server = ChatServer::start(
+        &["--op-password-env", "CHAT_TEST_OP"],
+        &[("CHAT_TEST_OP", "sesame")],
+    );
+    let mut alice = Peer::join(&server.addr, "alice");
+    let mut bob = Peer::join(&server.addr, "bob");
+    let mut carol = Peer::join(&server.addr, "carol");
+    let r = bob.refused(json!({"action": "kick", "nickname": "alice", "reason": "spam"}));
+    assert_eq!(r.get_str("code"), Some("not-operator"));
+    let r = bob.refused(json!({"action": "op", "password": "guess"}));
+    assert_eq!(r.get_str("code"), Some("bad-password"));
+    bob.send(json!({"action": "op", "password": "sesame"}));
+    assert_eq!(bob.expect("op").get("granted"), Some(&json!(true)));
+    let r = bob.refused(json!({"action": "kick", "nickname": "zed"}));
+    assert_eq!(r.get_str("code"), Some("unknown-nickname"));
+    bob.send(json!({"action": "kick", "nickname": "ALICE", "reason": "spam"}));
+    let k = alice.expect("kicked");
+    assert_eq!(
+        (k.get_str("by"), k.get_str("reason")),
+        (Some("bob"), Some("spam"))
+    );
+    alice.expect("disconnected");
+    let left = carol.expect_where("left", |m| m.get_str("nickname") == Some("alice"));
+    assert_eq!(left.get_str("reason"), Some("kicked by bob: spam"));
+    let (_, stderr) = server.stop();
+    assert!(
+        stderr.any(|l| l.contains("bob kicked alice") && l.contains("spam")),
+        "{:?}",
+        stderr.all()
+    );
+    assert!(
+        !stderr.any(|l| l.contains("sesame")),
+        "the password is never logged"
+    );
+
+    // Without a password nobody can become an operator.
+    let server = ChatServer::start(&[], &[]);
+    let mut dave = Peer::join(&server.addr, "dave");
+    assert_eq!(
+        dave.refused(json!({"action": "op", "password": ""}))
+            .get_str("code"),
+        Some("op-disabled")
+    );
+    server.stop();
+}
+
+#[test]
+fn every_bad_request_gets_a_clear_refusal_and_nothing_is_relayed() {
+    let server = ChatServer::start(&[], &[]);
+    let mut alice = Peer::join(&server.addr, "alice");
+    let mut bob = Peer::join(&server.addr, "bob");
+    let cases = [
+        (
+            json!({"action": "message", "message": "x".repeat(2001)}),
+            "message",
+            "message-too-long",
+        ),
+        (
+            json!({"action": "message", "message": ""}),
+            "message",
+            "empty-message",
+        ),
+        (
+            json!({"action": "nickname", "nickname": "bob"}),
+            "nickname",
+            "nickname-taken",
+        ),
+        (
+            json!({"action": "nickname", "nickname": "BOB"}),
+            "nickname",
+            "nickname-taken",
+        ),
+        (
+            json!({"action": "nickname", "nickname": ""}),
+            "nickname",
+            "empty-name",
+        ),
+        (
+            json!({"action": "nickname", "nickname": "n".repeat(33)}),
+            "nickname",
+            "name-too-long",
+        ),
+        (
+            json!({"action": "nickname", "nickname": "two words"}),
+            "nickname",
+            "bad-name",
+        ),
+        (
+            json!({"action": "nickname", "nickname": "bell\u{7}"}),
+            "nickname",
+            "bad-name",
+        ),
+        (
+            json!({"action": "nickname", "nickname": "anonymous"}),
+            "nickname",
+            "nickname-reserved",
+        ),
+        (
+            json!({"action": "private", "to": "ghost", "message": "boo"}),
+            "private",
+            "unknown-nickname",
+        ),
+        (json!({"action": "dance"}), "dance", "unknown-action"),
+        (json!({"action": "message"}), "message", "bad-request"),
+        (
+            json!({"action": "message", "message": 5}),
+            "message",
+            "bad-request",
+        ),
+        (
+            json!({"action": "private", "to": ["bob"], "message": "x"}),
+            "private",
+            "bad-request",
+        ),
+        (
+            json!({"action": "kick", "nickname": "bob"}),
+            "kick",
+            "not-operator",
+        ),
+    ];
+    for (request, action, code) in cases {
+        let r = alice.refused(request.clone());
+        assert_eq!(r.get_str("request"), Some(action), "{request}");
+        assert_eq!(r.get_str("code"), Some(code), "{request} -> {r:?}");
+        assert!(!r.get_str("text").unwrap().is_empty());
+        alice.sync(); // the connection is still usable
+    }
+    // A frame that is not even JSON.
+    let mut raw = RawPeer::connect(server.addr.parse().unwrap(), Framing::Terminator);
+    raw.write(b"{oops\0---\0");
+    let r = raw.recv_action("refused");
+    assert_eq!(r.get_str("code"), Some("bad-frame"));
+    raw.send(&json!({"action": "rooms"}));
+    raw.recv_action("rooms");
+
+    bob.sync();
+    let relayed: Vec<&Message> = bob
+        .inbox
+        .iter()
+        .filter(|m| matches!(m.action(), "message" | "private" | "renamed" | "left"))
+        .collect();
+    assert!(relayed.is_empty(), "nothing was relayed: {relayed:?}");
+    let (_, stderr) = server.stop();
+    for code in [
+        "message-too-long",
+        "empty-message",
+        "nickname-taken",
+        "unknown-action",
+        "bad-request",
+        "bad-frame",
+    ] {
+        assert!(
+            stderr.any(|l| l.contains("refused") && l.contains(code)),
+            "server logs {code}"
+        );
+    }
+}
+
+#[test]
+fn podsixnets_own_chat_client_joins_and_chats() {
+    let server = ChatServer::start(&[], &[]);
+    let mut alice = Peer::join(&server.addr, "alice");
+    let (host, port) = server.addr.rsplit_once(':').unwrap();
+    let mut py = ChildGuard(
+        Command::new(podsixnet_python())
+            .current_dir(podsixnet_scripts())
+            .args([
+                "chat_client.py",
+                host,
+                port,
+                "pyuser",
+                "hello from PodSixNet",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let out = Lines::collect(py.0.stdout.take().unwrap());
+    let err = Lines::collect(py.0.stderr.take().unwrap());
+    let status = py.wait_with(|| {});
+    out.finish();
+    err.finish();
+    assert!(
+        status.success(),
+        "PodSixNet chat client: {status}\n{:?}\n{:?}",
+        out.all(),
+        err.all()
+    );
+    let m = alice.expect_where("message", |m| m.get_str("who") == Some("pyuser"));
+    assert_eq!(m.get_str("message"), Some("hello from PodSixNet"));
+    assert!(out.any(|l| l.contains("\"players\"") && l.contains("pyuser")));
+    server.stop();
+}
+
+fn chat_client(addr: &str, args: &[&str]) -> (ChildGuard, Lines) {
+    let mut child = ChildGuard(
+        Command::new(CLIENT)
+            .arg(addr)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let out = Lines::collect(child.0.stdout.take().unwrap());
+    (child, out)
+}
+
+#[test]
+fn the_terminal_client_can_be_scripted() {
+    let server = ChatServer::start(&[], &[]);
+    let mut watcher = Peer::join(&server.addr, "watcher");
+    let (mut client, out) = chat_client(&server.addr, &[]);
+    client
+        .0
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"alice\nhello\n/quit see you\n")
+        .unwrap();
+    let status = client.wait_with(|| {});
+    out.finish();
+    assert!(status.success(), "{status}: {:?}", out.all());
+    let m = watcher.expect("message");
+    assert_eq!(
+        (m.get_str("who"), m.get_str("message")),
+        (Some("alice"), Some("hello"))
+    );
+    let left = watcher.expect_where("left", |m| m.get_str("nickname") == Some("alice"));
+    assert_eq!(left.get_str("reason"), Some("quit: see you"));
+    let lines = out.all();
+    assert!(
+        lines.iter().any(|l| l.contains("Nickname:")),
+        "asks for a nickname: {lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with('[') && l.contains("] <alice> hello")),
+        "{lines:?}"
+    );
+    assert_eq!(lines.last().map(String::as_str), Some("* bye"), "{lines:?}");
+
+    // End of input without /quit also leaves cleanly, after sending what was typed.
+    let (mut client, out) = chat_client(&server.addr, &["--nick", "bob"]);
+    client
+        .0
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"/join side\nlast words\n")
+        .unwrap();
+    let status = client.wait_with(|| {});
+    out.finish();
+    assert!(status.success(), "{status}: {:?}", out.all());
+    assert!(
+        out.any(|l| l.contains("<bob> last words")),
+        "{:?}",
+        out.all()
+    );
+    assert!(out.any(|l| l.contains("end of input")));
+    server.stop();
+}
+
+#[test]
+fn the_terminal_client_strips_escape_sequences_and_prints_refusals() {
+    let server = ChatServer::start(&[], &[]);
+    let (mut client, out) = chat_client(&server.addr, &["--nick", "carol"]);
+    let mut stdin = client.0.stdin.take().unwrap();
+    let mut mallory = Peer::connect(&server.addr);
+    until("carol is in", || {
+        mallory.pump();
+        mallory.has("renamed", |m| m.get_str("to") == Some("carol"))
+    });
+    mallory.send(json!({"action": "nickname", "nickname": "mal\u{1b}[31m"}));
+    mallory.expect("refused");
+    mallory.send(json!({"action": "message", "message": "\u{1b}[2J\u{1b}]0;pwned\u{7}evil\u{202e} text\u{9b}31m\r\n"}));
+    until("carol's client prints the message", || {
+        out.any(|l| l.contains("evil"))
+    });
+    let line = out.all().into_iter().find(|l| l.contains("evil")).unwrap();
+    assert!(line.ends_with("<anonymous> evil text"), "{line:?}");
+    for bad in ['\u{1b}', '\u{7}', '\u{202e}', '\u{9b}', '\r'] {
+        assert!(!line.contains(bad), "{line:?} holds {bad:?}");
+    }
+    stdin.write_all(b"/nick two words\n").unwrap();
+    until("the refusal is printed", || {
+        out.any(|l| l.contains("! nickname refused:"))
+    });
+    drop(stdin);
+    let status = client.wait_with(|| {});
+    out.finish();
+    assert!(status.success());
+    server.stop();
+}
+
+#[test]
+fn server_stops_cleanly_on_sigterm_and_clients_exit_with_a_message() {
+    let server = ChatServer::start(&[], &[]);
+    let (mut client, out) = chat_client(&server.addr, &["--nick", "dora"]);
+    let _stdin = client.0.stdin.take().unwrap(); // kept open: the client waits for input
+    until("dora is connected", || {
+        out.any(|l| l.contains("you are now known as dora"))
+    });
+    let (stdout, stderr) = server.stop();
+    assert!(stdout.any(|l| l == "chat-server stopped"));
+    assert!(
+        stderr.any(|l| l.contains("dora") && l.contains("disconnected")),
+        "{:?}",
+        stderr.all()
+    );
+    let status = client.wait_with(|| {});
+    out.finish();
+    assert!(status.success(), "{status}");
+    assert!(out.any(|l| l.contains("* disconnected")), "{:?}", out.all());
+}
+
+#[test]
+fn the_client_reports_a_refused_connection() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (mut client, out) = chat_client(&format!("127.0.0.1:{port}"), &["--nick", "x"]);
+    let _stdin = client.0.stdin.take().unwrap();
+    let status = client.wait_with(|| {});
+    out.finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        out.any(|l| l.contains("Connection refused")),
+        "{:?}",
+        out.all()
+    );
+}
+
+#[test]
+fn a_room_of_ten_thousand_fills_and_a_message_reaches_everyone() {
+    const N: usize = 10_000;
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    assert!(
+        limit as usize > N + 100,
+        "this test needs {N} sockets; the limit is {limit}"
+    );
+    let server = ChatServer::start(&["--max-connections", "10000"], &[]);
+    let addr = server.addr.parse().unwrap();
+    let mut idle: Vec<RawPeer> = (0..N - 1)
+        .map(|_| RawPeer::connect(addr, Framing::Terminator))
+        .collect();
+    let mut sender = Peer::join(&server.addr, "sender");
+    sender.send(json!({"action": "rooms"}));
+    let rooms = sender.expect("rooms");
+    assert_eq!(
+        rooms.get("rooms"),
+        Some(&json!([{"name": "lobby", "members": N}]))
+    );
+    sender.send(json!({"action": "message", "message": "hello, everyone"}));
+    for (i, p) in idle.iter_mut().enumerate() {
+        let m = p.recv_action("message");
+        assert_eq!(m.get_str("message"), Some("hello, everyone"), "member {i}");
+    }
+    sender.expect("message");
+    // Members of a room this large get no player lists; they ask with who.
+    assert!(!sender.has("players", |_| true));
+    server.stop();
+}
