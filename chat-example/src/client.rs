@@ -1,6 +1,6 @@
 //! The terminal client's logic, apart from the terminal: command parsing ([`Command`]) and the
 //! listener ([`ChatView`]) that turns server events into printed lines. Every string received
-//! goes through [`sanitize`](crate::sanitize::sanitize) before it is printed.
+//! goes through [`sanitize`](crate::sanitize::sanitize()) before it is printed.
 
 use std::io::Write;
 

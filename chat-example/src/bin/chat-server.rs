@@ -19,7 +19,7 @@ enum CodecArg {
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address to listen on; repeat for several (e.g. 127.0.0.1:31425 [::1]:31425). Port 0 picks a
+    /// Address to listen on; repeat for several (e.g. `127.0.0.1:31425 [::1]:31425`). Port 0 picks a
     /// free port; the real address is printed.
     #[arg(default_value = netlib::DEFAULT_ADDR)]
     addrs: Vec<String>,

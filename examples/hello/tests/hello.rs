@@ -1,0 +1,75 @@
+//! Runs the real hello-server and hello-client binaries.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use netlib_tests::{until, ChildGuard};
+
+#[test]
+fn the_client_is_welcomed_by_name() {
+    let mut server = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_hello-server"))
+            .arg("127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .strip_prefix("hello-server listening on ")
+        .expect(&first)
+        .to_owned();
+    for (name, n) in [("ada", 1), ("grace", 2)] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hello-client"))
+            .args([&addr, name])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            format!("hello, {name} (guest number {n})\n")
+        );
+    }
+    let mut greeted = Vec::new();
+    until("the server logged both greetings", || {
+        let l = lines.next().unwrap().unwrap();
+        if l.starts_with("greeted") {
+            greeted.push(l);
+        }
+        greeted.len() == 2
+    });
+    assert_eq!(
+        greeted,
+        ["greeted ada (guest 1)", "greeted grace (guest 2)"]
+    );
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = server.wait_with(|| {});
+    assert!(status.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("hello-server stopped after 2 greeting(s)")
+    );
+}
+
+#[test]
+fn the_client_reports_a_refused_connection() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(env!("CARGO_BIN_EXE_hello-client"))
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("Connection refused (errno 111)"), "{err}");
+}
