@@ -11,8 +11,8 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::config::Config;
-use crate::connection::Connection;
+use crate::config::{Config, PING_ACTION, PONG_ACTION};
+use crate::connection::{Connection, OutQueue};
 use crate::dispatch::{self, ListenerFn};
 use crate::error::{errno_text, CloseReason, Error, Result};
 use crate::frame::FrameDecoder;
@@ -104,8 +104,12 @@ struct ClientCore {
     config: Config,
     registry: Registry,
     peer: Option<SocketAddr>,
+    /// The address as given to `connect`, resolved again on `reconnect`.
+    addr: String,
     /// Resolved addresses not tried yet.
     candidates: Vec<SocketAddr>,
+    /// Frames not written when the last connection ended, sent first on the next one.
+    unsent: OutQueue,
     inbox: Vec<Event>,
     /// `close()` was called: no more sends; close once the queue is written.
     close_requested: bool,
@@ -145,10 +149,12 @@ impl ClientCore {
                     }
                     if let Some(mut old) = self.conn.take() {
                         let _ = self.registry.deregister(&mut old.stream);
+                        self.unsent.append(old.out);
                     }
                     let c = &self.config;
                     let mut conn =
                         Connection::new(stream, FrameDecoder::new(c.framing, c.max_frame_size));
+                    conn.out = std::mem::take(&mut self.unsent);
                     conn.want_write = true;
                     self.conn = Some(conn);
                     self.state = ConnectionState::Connecting;
@@ -183,10 +189,42 @@ impl ClientCore {
         ));
     }
 
-    /// Ends the connection; `disconnected` is delivered if it had been open.
+    /// Resolves the address and starts connecting; failures become `error` events.
+    fn start(&mut self) {
+        self.close_requested = false;
+        self.lingering = None;
+        match resolve(&self.addr) {
+            Err(e) => {
+                log::debug!("{e}");
+                let text = match e {
+                    Error::Resolve { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                self.inbox.push(Event::synthetic(
+                    Message::from_value(json!({"action": "error", "error": [-2, text]}))
+                        .expect("valid"),
+                ));
+            }
+            Ok(mut addrs) => {
+                addrs.reverse();
+                self.candidates = addrs;
+                if !self.try_next(None) {
+                    let e = io::Error::other(format!("cannot connect to {}", self.addr));
+                    self.push_error(&e);
+                }
+            }
+        }
+    }
+
+    /// Ends the connection; `disconnected` is delivered if it had been open. Frames not yet
+    /// written are kept for [`Client::reconnect`].
     fn finish(&mut self, reason: CloseReason) {
         if let Some(mut conn) = self.conn.take() {
             let _ = self.registry.deregister(&mut conn.stream);
+            if !conn.out.is_empty() {
+                log::debug!("{} unwritten bytes kept for a reconnect", conn.out.len());
+                self.unsent.append(std::mem::take(&mut conn.out));
+            }
             if self.state == ConnectionState::Open {
                 log::debug!("connection closed: {reason}");
                 self.inbox
@@ -197,15 +235,9 @@ impl ClientCore {
     }
 
     fn fail(&mut self, e: &io::Error) {
-        if self.state == ConnectionState::Connecting && !self.candidates.is_empty() {
-            // Keep what was queued while connecting for the next address.
-            let out = self.conn.as_mut().map(|c| std::mem::take(&mut c.out));
-            if self.try_next(Some(e)) {
-                if let (Some(conn), Some(out)) = (&mut self.conn, out) {
-                    conn.out = out;
-                }
-                return;
-            }
+        // What was queued while connecting moves to the next address.
+        if self.state == ConnectionState::Connecting && self.try_next(Some(e)) {
+            return;
         }
         log::debug!("connection error: {e}");
         self.push_error(e);
@@ -366,32 +398,14 @@ impl Client {
             config,
             registry,
             peer: None,
+            addr: addr.to_owned(),
             candidates: Vec::new(),
+            unsent: OutQueue::default(),
             inbox: Vec::new(),
             close_requested: false,
             lingering: None,
         };
-        match resolve(addr) {
-            Err(e) => {
-                log::debug!("{e}");
-                let text = match e {
-                    Error::Resolve { reason, .. } => reason,
-                    other => other.to_string(),
-                };
-                core.inbox.push(Event::synthetic(
-                    Message::from_value(json!({"action": "error", "error": [-2, text]}))
-                        .expect("valid"),
-                ));
-            }
-            Ok(mut addrs) => {
-                addrs.reverse();
-                core.candidates = addrs;
-                if !core.try_next(None) {
-                    let e = io::Error::other(format!("cannot connect to {addr}"));
-                    core.push_error(&e);
-                }
-            }
-        }
+        core.start();
         Ok(Client {
             poll,
             events: Events::with_capacity(16),
@@ -399,6 +413,19 @@ impl Client {
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
             waker: None,
         })
+    }
+
+    /// Connects again to the address given to [`connect`](Self::connect) (resolving it again),
+    /// first dropping the current connection if there is one (its `disconnected` is delivered if
+    /// it was open). Frames that were queued but not written when the last connection ended are
+    /// kept and written first on the new connection; a frame that was partly written is sent
+    /// again whole. Messages passed to `send` while closed were refused with
+    /// [`Error::NotConnected`] and are not kept.
+    pub fn reconnect(&mut self) {
+        if self.core.conn.is_some() {
+            self.core.finish(CloseReason::Local);
+        }
+        self.core.start();
     }
 
     /// Queues `msg` for the server; returns the frame's length in bytes, terminator or length
@@ -603,6 +630,7 @@ impl Client {
         self.core.flush();
         if readable {
             self.read();
+            self.core.flush(); // heartbeat answers queued while reading
         }
         if self.core.lingering.is_some_and(|t| Instant::now() >= t) {
             log::debug!("the server did not close its side in {LINGER:?}; closing");
@@ -654,6 +682,17 @@ impl Client {
                         match conn.decoder.next_frame() {
                             Ok(Some(payload)) => {
                                 let message = self.core.config.codec.decode(&payload).ok();
+                                if matches!(&message, Some(m) if m.action() == PING_ACTION) {
+                                    // The server's heartbeat: answer, do not deliver.
+                                    let c = &self.core.config;
+                                    let pong = Message::new(PONG_ACTION);
+                                    if let Ok(f) =
+                                        c.codec.encode(c.framing, &pong, c.max_frame_size)
+                                    {
+                                        conn.out.push(f);
+                                    }
+                                    continue;
+                                }
                                 self.core.inbox.push(Event { message, payload });
                             }
                             Ok(None) => break,

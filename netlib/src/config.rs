@@ -1,5 +1,7 @@
 //! [`Config`]: the wire format and the limits of a server or client, in one place.
 
+use std::time::Duration;
+
 use crate::codec::Codec;
 use crate::frame::{Framing, DEFAULT_MAX_FRAME_SIZE};
 
@@ -37,7 +39,28 @@ pub struct Config {
     /// Default 4096 (Linux caps it at `net.core.somaxconn`). The standard library's 128 drops
     /// connections during bursts of connects, which then wait a 1 s SYN retry.
     pub listen_backlog: u32,
+    /// Server only: ping idle clients and close silent ones. Default `None` (off), since
+    /// PodSixNet clients do not answer pings.
+    pub heartbeat: Option<Heartbeat>,
 }
+
+/// The server's heartbeat: a channel that sent nothing for `interval` is sent
+/// `{"action": "netlib.ping"}`; netlib clients answer `{"action": "netlib.pong"}` by themselves
+/// (neither reaches handlers). A channel silent for `timeout` is closed with
+/// [`CloseReason::Timeout`](crate::CloseReason::Timeout). Any data from the peer counts as a sign
+/// of life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Silence after which a ping is sent.
+    pub interval: Duration,
+    /// Silence after which the channel is closed; should be a few times `interval`.
+    pub timeout: Duration,
+}
+
+/// The ping a server sends (see [`Heartbeat`]).
+pub const PING_ACTION: &str = "netlib.ping";
+/// The answer netlib clients send to [`PING_ACTION`].
+pub const PONG_ACTION: &str = "netlib.pong";
 
 impl Default for Config {
     fn default() -> Self {
@@ -49,6 +72,7 @@ impl Default for Config {
             max_connections: 10_000,
             read_budget: 256 << 10,
             listen_backlog: 4096,
+            heartbeat: None,
         }
     }
 }
@@ -88,6 +112,19 @@ impl Config {
     /// Sets the most channels a server holds at once.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
+        self
+    }
+
+    /// Turns the server's heartbeat on (see [`Heartbeat`]).
+    ///
+    /// # Panics
+    /// Panics if `interval` is zero or `timeout` is not longer than `interval`.
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        assert!(
+            !interval.is_zero() && timeout > interval,
+            "heartbeat: need 0 < interval < timeout"
+        );
+        self.heartbeat = Some(Heartbeat { interval, timeout });
         self
     }
 

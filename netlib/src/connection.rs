@@ -31,6 +31,21 @@ impl OutQueue {
         self.bytes
     }
 
+    /// Frames not completely written, for a new connection: a partly written frame is kept
+    /// whole, since the peer of the old connection is gone.
+    pub(crate) fn into_unsent(mut self) -> OutQueue {
+        self.offset = 0;
+        self.bytes = self.frames.iter().map(Bytes::len).sum();
+        self
+    }
+
+    /// Appends every frame of `other` after this queue's.
+    pub(crate) fn append(&mut self, other: OutQueue) {
+        let other = other.into_unsent();
+        self.bytes += other.bytes;
+        self.frames.extend(other.frames);
+    }
+
     /// Unwritten bytes.
     pub(crate) fn len(&self) -> usize {
         self.bytes
@@ -173,6 +188,29 @@ mod tests {
         assert!(q.write_to(&mut w).unwrap());
         assert_eq!(w.got, b"hellobig world!");
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_partly_written_frame_is_kept_whole_for_a_new_connection() {
+        let mut q = queue(&[b"hello", b"world"]);
+        let mut w = Trickle {
+            got: vec![],
+            per_call: 3,
+            budget: 3,
+            calls: 0,
+        };
+        assert!(!q.write_to(&mut w).unwrap());
+        let mut fresh = queue(&[b"first"]);
+        fresh.append(q);
+        assert_eq!(fresh.len(), 15);
+        let mut w = Trickle {
+            got: vec![],
+            per_call: 100,
+            budget: 100,
+            calls: 0,
+        };
+        assert!(fresh.write_to(&mut w).unwrap());
+        assert_eq!(w.got, b"firsthelloworld");
     }
 
     #[test]

@@ -119,6 +119,8 @@ pub enum CloseReason {
     },
     /// The server already holds its maximum number of channels.
     ServerFull,
+    /// The peer was silent for longer than the heartbeat timeout.
+    Timeout,
     /// A handler panicked while handling this channel's message.
     HandlerPanic(String),
     /// A socket error, e.g. connection reset: `errno` (0 if unknown) and the system's text.
@@ -150,6 +152,7 @@ impl fmt::Display for CloseReason {
                 write!(f, "peer does not read: outbound queue over {limit} bytes")
             }
             CloseReason::ServerFull => f.write_str("server full"),
+            CloseReason::Timeout => f.write_str("timeout"),
             CloseReason::HandlerPanic(m) => write!(f, "handler panicked: {m}"),
             CloseReason::Io { errno, message } => write!(f, "{message} (errno {errno})"),
         }

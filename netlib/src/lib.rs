@@ -66,7 +66,7 @@ pub use client::{
     AnyListener, Client, ClientContext, ConnectionState, Event, Listener, WakeHandle,
 };
 pub use codec::Codec;
-pub use config::Config;
+pub use config::{Config, Heartbeat};
 pub use dispatch::check_handlers;
 pub use error::{CloseReason, Error, Result};
 pub use frame::Framing;

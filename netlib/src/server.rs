@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use serde::Serialize;
 use slab::Slab;
 
-use crate::config::Config;
+use crate::config::{Config, PING_ACTION, PONG_ACTION};
 use crate::connection::Connection;
 use crate::dispatch::{self, ChannelFn, Table};
 use crate::error::{CloseReason, Error, Result};
@@ -185,6 +185,10 @@ struct Slot<C> {
     state: SlotState,
     /// `connected` returned: the channel receives broadcasts even while it is being dispatched.
     established: bool,
+    /// When the peer last sent anything (heartbeat).
+    last_rx: Instant,
+    /// A heartbeat ping is unanswered.
+    pinged: bool,
 }
 
 /// Connection bookkeeping shared by the pump and the contexts.
@@ -558,6 +562,9 @@ pub struct Server<S: ServerHandler> {
     connected_frame: Frame,
     ready: Vec<(Token, bool, bool)>,
     accept_retry_at: Option<Instant>,
+    /// When the heartbeat next looks for idle channels.
+    next_heartbeat: Option<Instant>,
+    ping_frame: Frame,
     /// Sockets of gracefully closed channels, read and discarded until the peer closes or the
     /// deadline passes: closing a socket with unread input would reset the connection and
     /// destroy output the peer has not read yet.
@@ -648,6 +655,7 @@ impl<S: ServerHandler> Server<S> {
             config,
         };
         let connected_frame = core.encode(&Message::new("connected"))?;
+        let ping_frame = core.encode(&Message::new(PING_ACTION))?;
         Ok(Server {
             poll,
             events: Events::with_capacity(1024),
@@ -665,6 +673,8 @@ impl<S: ServerHandler> Server<S> {
             ready: Vec::new(),
             accept_retry_at: None,
             lingering: Slab::new(),
+            next_heartbeat: None,
+            ping_frame,
         })
     }
 
@@ -806,7 +816,10 @@ impl<S: ServerHandler> Server<S> {
         if !self.core.read_ready.is_empty() {
             timeout = Some(Duration::ZERO);
         }
-        if let Some(at) = self.accept_retry_at {
+        for at in [self.accept_retry_at, self.next_heartbeat]
+            .into_iter()
+            .flatten()
+        {
             let left = at.saturating_duration_since(Instant::now());
             timeout = Some(timeout.map_or(left, |t| t.min(left)));
         }
@@ -864,6 +877,7 @@ impl<S: ServerHandler> Server<S> {
                 let _ = self.core.registry.deregister(&mut stream);
             }
         }
+        self.heartbeat();
         let hooked = catch_unwind(AssertUnwindSafe(|| {
             self.state.after_pump(&mut ServerContext {
                 core: &mut self.core,
@@ -946,6 +960,8 @@ impl<S: ServerHandler> Server<S> {
             addr,
             state: SlotState::Open,
             established: false,
+            last_rx: Instant::now(),
+            pinged: false,
         });
         log::debug!("channel {id} connected from {addr}");
         let _ = self.core.queue(key, &self.connected_frame);
@@ -989,6 +1005,8 @@ impl<S: ServerHandler> Server<S> {
                     return;
                 }
                 Ok(n) => {
+                    slot.last_rx = Instant::now();
+                    slot.pinged = false;
                     slot.conn.decoder.push(&self.scratch[..n]);
                     self.decode_frames(key);
                     if n >= budget {
@@ -1030,6 +1048,9 @@ impl<S: ServerHandler> Server<S> {
                 }
             };
             let decoded = self.core.config.codec.decode(&payload);
+            if matches!(&decoded, Ok(m) if m.action() == PONG_ACTION) {
+                continue; // heartbeat answer: the read already counted as a sign of life
+            }
             self.dispatch(key, decoded, payload);
         }
     }
@@ -1078,6 +1099,45 @@ impl<S: ServerHandler> Server<S> {
             let text = panic_text(&*p);
             log::error!("channel {id} ({addr}): handler panicked: {text}; closing the channel");
             self.core.kill(key, CloseReason::HandlerPanic(text));
+        }
+    }
+
+    /// Pings channels idle for the heartbeat interval, closes those silent past its timeout.
+    fn heartbeat(&mut self) {
+        let Some(hb) = self.core.config.heartbeat else {
+            return;
+        };
+        let now = Instant::now();
+        if self.next_heartbeat.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_heartbeat = Some(now + (hb.interval / 4).max(Duration::from_millis(10)));
+        let mut ping = Vec::new();
+        let mut silent = Vec::new();
+        for (key, slot) in self.core.slots.iter_mut() {
+            if slot.state != SlotState::Open {
+                continue;
+            }
+            let idle = now.saturating_duration_since(slot.last_rx);
+            if idle >= hb.timeout {
+                silent.push(key);
+            } else if idle >= hb.interval && !slot.pinged {
+                slot.pinged = true;
+                ping.push(key);
+            }
+        }
+        for key in ping {
+            let _ = self.core.queue(key, &self.ping_frame);
+        }
+        for key in silent {
+            let slot = &self.core.slots[key];
+            log::info!(
+                "channel {} ({}): silent for {:?}, closing",
+                slot.id,
+                slot.addr,
+                hb.timeout
+            );
+            self.core.kill(key, CloseReason::Timeout);
         }
     }
 
