@@ -593,3 +593,45 @@ fn run_returns_when_stopped_from_another_thread() {
     assert_eq!(lab.catch_all, ["echo"]);
     assert_eq!(lab.closed.len(), 1);
 }
+
+#[test]
+fn reconnect_sends_what_was_queued_while_disconnected() {
+    // Nothing listens yet: the messages queue while connecting, and the connect fails.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut client = Client::connect(&addr, Config::default()).unwrap();
+    for i in 0..3 {
+        client
+            .send(&json!({"action": "echo", "text": format!("queued {i}")}))
+            .unwrap();
+    }
+    let mut w = Watcher::default();
+    until("the refused connection", || {
+        client.pump_timeout(&mut w, TICK).unwrap();
+        w.has("error")
+    });
+    assert!(
+        matches!(
+            client.send(&Message::new("dropped")),
+            Err(netlib::Error::NotConnected)
+        ),
+        "a closed client refuses new messages instead of silently dropping them"
+    );
+    assert_eq!(client.state(), ConnectionState::Closed);
+    assert!(
+        client.queued_bytes() > 0,
+        "the three messages are kept for a reconnect"
+    );
+    let mut server = server(&[&addr], Config::default());
+    client.reconnect();
+    let mut e = Echoes::default();
+    until("the three queued echoes", || {
+        pump_both(&mut server, &mut client, &mut e);
+        e.texts.len() == 3
+    });
+    assert_eq!(e.texts, ["queued 0", "queued 1", "queued 2"]);
+}

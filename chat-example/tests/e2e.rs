@@ -717,7 +717,10 @@ fn a_room_of_ten_thousand_fills_and_a_message_reaches_everyone() {
 fn out_of_file_descriptors_the_server_waits_and_accepts_later_without_spinning() {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(SERVER);
-    cmd.arg("127.0.0.1:0").env("RUST_LOG", "info").stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| rlimit::setrlimit(rlimit::Resource::NOFILE, 40, 40));
@@ -727,24 +730,45 @@ fn out_of_file_descriptors_the_server_waits_and_accepts_later_without_spinning()
     let stderr = Lines::collect(child.0.stderr.take().unwrap());
     let mut addr = String::new();
     until("the server's address", || {
-        if let Some(l) = stdout.all().iter().find(|l| l.starts_with("chat-server listening on ")) {
+        if let Some(l) = stdout
+            .all()
+            .iter()
+            .find(|l| l.starts_with("chat-server listening on "))
+        {
             addr = l.trim_start_matches("chat-server listening on ").to_owned();
         }
         !addr.is_empty()
     });
     let mut peer = Peer::join(&addr, "keeper");
     let sock_addr: std::net::SocketAddr = addr.parse().unwrap();
-    let mut raws: Vec<RawPeer> = (0..60).map(|_| RawPeer::connect(sock_addr, Framing::Terminator)).collect();
-    until("the server runs out of file descriptors", || stderr.any(|l| l.contains("Too many open files")));
+    let mut raws: Vec<RawPeer> = (0..60)
+        .map(|_| RawPeer::connect(sock_addr, Framing::Terminator))
+        .collect();
+    until("the server runs out of file descriptors", || {
+        stderr.any(|l| l.contains("Too many open files"))
+    });
     peer.send(json!({"action": "rooms"}));
-    let accepted = peer.expect("rooms").get("rooms").unwrap()[0]["members"].as_u64().unwrap() as usize;
+    let accepted = peer.expect("rooms").get("rooms").unwrap()[0]["members"]
+        .as_u64()
+        .unwrap() as usize;
     assert!(accepted > 1 && accepted < 61, "{accepted}");
     // The first accepted - 1 raw sockets are in (accept order is connect order); free ten.
     let first_waiting = accepted - 1;
     raws.drain(..10);
     let waiting = &mut raws[first_waiting - 10];
-    assert_eq!(waiting.recv().action(), "connected", "accepted once descriptors were free");
-    let errors = stderr.all().iter().filter(|l| l.contains("accept on")).count();
-    assert!(errors < 200, "accept errors are retried every 100 ms, not in a busy loop: {errors} log lines");
+    assert_eq!(
+        waiting.recv().action(),
+        "connected",
+        "accepted once descriptors were free"
+    );
+    let errors = stderr
+        .all()
+        .iter()
+        .filter(|l| l.contains("accept on"))
+        .count();
+    assert!(
+        errors < 200,
+        "accept errors are retried every 100 ms, not in a busy loop: {errors} log lines"
+    );
     drop(child);
 }

@@ -475,9 +475,10 @@ impl Client {
             .and_then(|c| c.stream.local_addr().ok())
     }
 
-    /// Bytes queued and not yet written.
+    /// Bytes queued and not yet written, including those kept from a lost connection for
+    /// [`reconnect`](Self::reconnect).
     pub fn queued_bytes(&self) -> usize {
-        self.core.conn.as_ref().map_or(0, |c| c.out.len())
+        self.core.conn.as_ref().map_or(0, |c| c.out.len()) + self.core.unsent.len()
     }
 
     /// Closes gracefully: no more sends; queued output is written during the following pumps,

@@ -147,3 +147,90 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::frame::FrameDecoder;
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::btree_map(any::<String>(), inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn message() -> impl Strategy<Value = Value> {
+        (
+            any::<String>(),
+            prop::collection::btree_map("[a-z]{1,8}", json_value(), 0..6),
+        )
+            .prop_map(|(action, fields)| {
+                let mut m: Map<String, Value> = fields.into_iter().collect();
+                m.insert("action".into(), Value::String(action));
+                Value::Object(m)
+            })
+    }
+
+    fn framing() -> impl Strategy<Value = Framing> {
+        prop_oneof![Just(Framing::Terminator), Just(Framing::LengthPrefix)]
+    }
+
+    fn decode_all(framing: Framing, chunks: &[&[u8]]) -> Vec<Value> {
+        let mut d = FrameDecoder::new(framing, 1 << 24);
+        let mut out = Vec::new();
+        for c in chunks {
+            d.push(c);
+            while let Some(p) = d.next_frame().unwrap() {
+                out.push(Codec::Json.decode(&p).unwrap().into_value());
+            }
+        }
+        assert_eq!(d.buffered(), 0);
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn any_message_round_trips(framing in framing(), msg in message()) {
+            let wire = Codec::Json.encode(framing, &msg, 1 << 24).unwrap();
+            prop_assert_eq!(decode_all(framing, &[&wire]), vec![msg]);
+        }
+
+        #[test]
+        fn any_split_of_a_stream_decodes_to_the_same_messages(
+            framing in framing(),
+            msgs in prop::collection::vec(message(), 1..6),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+        ) {
+            let mut stream = Vec::new();
+            for m in &msgs {
+                stream.extend_from_slice(&Codec::Json.encode(framing, m, 1 << 24).unwrap());
+            }
+            let mut points: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+            points.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut last = 0;
+            for p in points {
+                chunks.push(&stream[last..p]);
+                last = p;
+            }
+            chunks.push(&stream[last..]);
+            prop_assert_eq!(decode_all(framing, &chunks), msgs);
+        }
+    }
+}

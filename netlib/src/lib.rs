@@ -59,6 +59,8 @@ mod connection;
 pub mod dispatch;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod message;
 pub mod server;
 
