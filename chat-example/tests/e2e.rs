@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use netlib::{Client, Config, Framing, Message};
+use netlib::{Client, Codec, Config, Framing, Message};
 use netlib_tests::{podsixnet_python, podsixnet_scripts, until, ChildGuard, RawPeer};
 use serde_json::{json, Value};
 
@@ -117,8 +117,12 @@ struct Peer {
 
 impl Peer {
     fn connect(addr: &str) -> Self {
+        Peer::connect_with(addr, Config::default())
+    }
+
+    fn connect_with(addr: &str, config: Config) -> Self {
         let mut p = Peer {
-            client: Client::connect(addr, Config::default()).unwrap(),
+            client: Client::connect(addr, config).unwrap(),
             inbox: VecDeque::new(),
         };
         p.expect("welcome");
@@ -127,7 +131,11 @@ impl Peer {
 
     /// Connects and takes `nick`; waits for the confirmation.
     fn join(addr: &str, nick: &str) -> Self {
-        let mut p = Peer::connect(addr);
+        Peer::join_with(addr, nick, Config::default())
+    }
+
+    fn join_with(addr: &str, nick: &str, config: Config) -> Self {
+        let mut p = Peer::connect_with(addr, config);
         p.send(json!({"action": "nickname", "nickname": nick}));
         p.expect_where("renamed", |m| m.get_str("to") == Some(nick));
         p
@@ -503,39 +511,74 @@ fn every_bad_request_gets_a_clear_refusal_and_nothing_is_relayed() {
 }
 
 #[test]
-fn podsixnets_own_chat_client_joins_and_chats() {
-    let server = ChatServer::start(&[], &[]);
-    let mut alice = Peer::join(&server.addr, "alice");
-    let (host, port) = server.addr.rsplit_once(':').unwrap();
-    let mut py = ChildGuard(
-        Command::new(podsixnet_python())
-            .current_dir(podsixnet_scripts())
-            .args([
-                "chat_client.py",
-                host,
-                port,
-                "pyuser",
-                "hello from PodSixNet",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+fn podsixnets_own_chat_client_joins_and_chats_in_both_codecs() {
+    for (codec, mode) in [(Codec::Json, "json"), (Codec::Rencode, "rencode")] {
+        let server = ChatServer::start(&["--codec", mode], &[]);
+        let mut alice = Peer::join_with(&server.addr, "alice", Config::default().codec(codec));
+        let (host, port) = server.addr.rsplit_once(':').unwrap();
+        let mut py = ChildGuard(
+            Command::new(podsixnet_python())
+                .current_dir(podsixnet_scripts())
+                .args([
+                    "chat_client.py",
+                    mode,
+                    host,
+                    port,
+                    "pyuser",
+                    "hello from PodSixNet",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let out = Lines::collect(py.0.stdout.take().unwrap());
+        let err = Lines::collect(py.0.stderr.take().unwrap());
+        let status = py.wait_with(|| {});
+        out.finish();
+        err.finish();
+        assert!(
+            status.success(),
+            "{mode}: PodSixNet chat client: {status}\n{:?}\n{:?}",
+            out.all(),
+            err.all()
+        );
+        let m = alice.expect_where("message", |m| m.get_str("who") == Some("pyuser"));
+        assert_eq!(m.get_str("message"), Some("hello from PodSixNet"));
+        assert!(out.any(|l| l.contains("\"players\"") && l.contains("pyuser")));
+        server.stop();
+    }
+}
+
+#[test]
+fn the_terminal_client_speaks_rencode_too() {
+    let server = ChatServer::start(&["--codec", "rencode"], &[]);
+    let mut watcher = Peer::join_with(
+        &server.addr,
+        "watcher",
+        Config::default().codec(Codec::Rencode),
     );
-    let out = Lines::collect(py.0.stdout.take().unwrap());
-    let err = Lines::collect(py.0.stderr.take().unwrap());
-    let status = py.wait_with(|| {});
+    let (mut client, out) = chat_client(&server.addr, &["--codec", "rencode", "--nick", "renc"]);
+    client
+        .0
+        .stdin
+        .take()
+        .unwrap()
+        .write_all("h\u{e9}llo\n/quit\n".as_bytes())
+        .unwrap();
+    let status = client.wait_with(|| {});
     out.finish();
-    err.finish();
-    assert!(
-        status.success(),
-        "PodSixNet chat client: {status}\n{:?}\n{:?}",
-        out.all(),
-        err.all()
+    assert!(status.success(), "{:?}", out.all());
+    let m = watcher.expect("message");
+    assert_eq!(
+        (m.get_str("who"), m.get_str("message")),
+        (Some("renc"), Some("h\u{e9}llo"))
     );
-    let m = alice.expect_where("message", |m| m.get_str("who") == Some("pyuser"));
-    assert_eq!(m.get_str("message"), Some("hello from PodSixNet"));
-    assert!(out.any(|l| l.contains("\"players\"") && l.contains("pyuser")));
+    assert!(
+        out.any(|l| l.contains("<renc> h\u{e9}llo")),
+        "{:?}",
+        out.all()
+    );
     server.stop();
 }
 

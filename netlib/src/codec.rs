@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::frame::Framing;
+use crate::frame::{Framing, TERMINATOR};
 use crate::message::Message;
 
 /// The payload encoding. Both ends must agree; there is no negotiation (as in PodSixNet).
@@ -15,6 +15,9 @@ pub enum Codec {
     /// UTF-8 JSON text, e.g. `{"action": "nickname", "nickname": "bob"}`: PodSixNet's JSON mode.
     #[default]
     Json,
+    /// PodSixNet's own rencode variant, PodSixNet's default: what stock PodSixNet games speak.
+    /// See [`rencode`](crate::rencode) for how values map to JSON.
+    Rencode,
 }
 
 impl Codec {
@@ -22,16 +25,18 @@ impl Codec {
     ///
     /// # Errors
     /// [`Error::InvalidUtf8`], [`Error::InvalidJson`] (an empty payload is invalid JSON),
+    /// [`Error::InvalidRencode`],
     /// [`Error::NotAnObject`], [`Error::MissingAction`] or [`Error::ActionNotString`]. None of
     /// these poison the stream: the caller hands them to the out-of-band hook and goes on.
     pub fn decode(self, payload: &[u8]) -> Result<Message> {
-        match self {
+        let value: Value = match self {
             Codec::Json => {
                 let text = std::str::from_utf8(payload).map_err(Error::InvalidUtf8)?;
-                let value: Value = serde_json::from_str(text).map_err(Error::InvalidJson)?;
-                Message::from_value(value)
+                serde_json::from_str(text).map_err(Error::InvalidJson)?
             }
-        }
+            Codec::Rencode => crate::rencode::decode(payload).map_err(Error::InvalidRencode)?,
+        };
+        Message::from_value(value)
     }
 
     /// Encodes `msg` and frames it: the returned bytes go on the wire as they are, and can be
@@ -43,24 +48,38 @@ impl Codec {
     ///
     /// # Errors
     /// [`Error::Encode`] if serde fails, [`Error::NotAnObject`] if `msg` is not an object,
-    /// [`Error::FrameTooLarge`] if the payload exceeds `max_frame_size` bytes.
+    /// [`Error::FrameTooLarge`] if the payload exceeds `max_frame_size` bytes,
+    /// [`Error::TerminatorInPayload`] if a rencode payload contains `\0---\0` under terminator
+    /// framing.
     pub fn encode<T: Serialize + ?Sized>(
         self,
         framing: Framing,
         msg: &T,
         max_frame_size: usize,
     ) -> Result<Bytes> {
+        let mut buf = Vec::with_capacity(64);
+        buf.resize(framing.header_len(), 0);
         match self {
             Codec::Json => {
-                let mut buf = Vec::with_capacity(64);
-                buf.resize(framing.header_len(), 0);
                 serde_json::to_writer(&mut buf, msg).map_err(Error::Encode)?;
                 if buf.get(framing.header_len()) != Some(&b'{') {
                     return Err(Error::NotAnObject);
                 }
-                framing.finish(buf, max_frame_size)
+            }
+            Codec::Rencode => {
+                let value = serde_json::to_value(msg).map_err(Error::Encode)?;
+                if !value.is_object() {
+                    return Err(Error::NotAnObject);
+                }
+                crate::rencode::encode(&value, &mut buf);
+                if framing == Framing::Terminator
+                    && memchr::memmem::find(&buf, TERMINATOR).is_some()
+                {
+                    return Err(Error::TerminatorInPayload);
+                }
             }
         }
+        framing.finish(buf, max_frame_size)
     }
 }
 
@@ -232,5 +251,45 @@ mod properties {
             chunks.push(&stream[last..]);
             prop_assert_eq!(decode_all(framing, &chunks), msgs);
         }
+    }
+}
+
+#[cfg(test)]
+mod rencode_codec {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_payload_holding_the_terminator_is_refused_under_terminator_framing_only() {
+        // 0x2d2d2d is int32 40 00 2d 2d 2d, and the key "x" + NUL-ended string puts a 00 before it.
+        let msg = json!({"action": "a", "s": "\u{0}", "n": 0x2d2d2d, "z": "\u{0}---\u{0}"});
+        assert!(matches!(
+            Codec::Rencode.encode(Framing::Terminator, &msg, 1 << 20),
+            Err(Error::TerminatorInPayload)
+        ));
+        let wire = Codec::Rencode
+            .encode(Framing::LengthPrefix, &msg, 1 << 20)
+            .unwrap();
+        assert_eq!(Codec::Rencode.decode(&wire[4..]).unwrap().into_value(), msg);
+        // The same message in JSON is always safe: JSON escapes NUL.
+        assert!(Codec::Json
+            .encode(Framing::Terminator, &msg, 1 << 20)
+            .is_ok());
+    }
+
+    #[test]
+    fn rencode_errors_are_reported_as_such() {
+        assert!(matches!(
+            Codec::Rencode.decode(&[0x2d]),
+            Err(Error::InvalidRencode(_))
+        ));
+        assert!(matches!(
+            Codec::Rencode.decode(&[0xc0]),
+            Err(Error::NotAnObject)
+        ));
+        assert!(matches!(
+            Codec::Rencode.decode(&[0x66]),
+            Err(Error::MissingAction)
+        ));
     }
 }

@@ -69,6 +69,16 @@ pub enum Error {
     /// A frame's payload is not valid JSON (includes an empty payload).
     #[error("payload is not valid JSON: {0}")]
     InvalidJson(#[source] serde_json::Error),
+    /// A frame's payload is not valid PodSixNet rencode (rencode codec).
+    #[error("payload is not valid rencode: {0}")]
+    InvalidRencode(#[source] crate::rencode::RencodeError),
+    /// A message encoded with the rencode codec contains the frame terminator `\0---\0` (e.g.
+    /// the integer 0x2d2d2d or a string with NULs), so terminator framing would cut it in two
+    /// (PodSixNet silently does). Use length-prefix framing for such data.
+    #[error(
+        "the encoded message contains the frame terminator \\0---\\0; use length-prefix framing"
+    )]
+    TerminatorInPayload,
     /// A frame's payload is JSON but not an object (`{...}`).
     #[error("payload is not a JSON object")]
     NotAnObject,

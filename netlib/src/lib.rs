@@ -4,7 +4,9 @@
 //!
 //! - [`frame`]: framing (PodSixNet's `\0---\0` terminator or a 4-byte length prefix); a pure
 //!   decoder, bytes in, frame payloads out, with a size limit.
-//! - [`codec`]: payload encoding (JSON), payload bytes to [`Message`] and back.
+//! - [`codec`]: payload encoding (JSON or PodSixNet's rencode), payload bytes to [`Message`] and
+//!   back.
+//! - [`rencode`]: PodSixNet's rencode variant, mapped to and from JSON values.
 //! - [`message`]: [`Message`], a JSON object with a string `"action"`.
 //! - [`dispatch`]: handler registration through `inventory` and per-type dispatch tables.
 //! - `connection` (private): one socket's decoder and outgoing queue (`writev`-coalesced).
@@ -62,6 +64,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod message;
+pub mod rencode;
 pub mod server;
 
 pub use client::{

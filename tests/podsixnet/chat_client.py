@@ -1,12 +1,12 @@
-"""A PodSixNet 0.11.0 chat client in JSON mode, written as PodSixNet's own examples/ChatClient.py
+"""A stock PodSixNet 0.11.0 chat client (rencode, or JSON mode), written as PodSixNet's own examples/ChatClient.py
 is: a ConnectionListener with Network_players / Network_message, sending {"action": "nickname"}
-and {"action": "message"}. Usage: chat_client.py HOST PORT NICK TEXT. Prints every event as a JSON
+and {"action": "message"}. Usage: chat_client.py [json|rencode] HOST PORT NICK TEXT. Prints every event as a JSON
 line; exits 0 once the server relayed TEXT back with who=NICK and NICK was in a players list."""
 import json
 import sys
 import time
 
-import jsonmode  # noqa: F401
+import jsonmode  # noqa: F401  (first: may switch PodSixNet to JSON)
 from PodSixNet.Connection import ConnectionListener, connection
 
 host, port, nick, text = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]

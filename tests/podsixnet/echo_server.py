@@ -1,11 +1,12 @@
-"""A stock PodSixNet Server in JSON mode on 127.0.0.1 (free port, printed as "PORT n"). Its
-channels answer "echo" with the same fields plus "who": "python", and print every message as a
-JSON line. Exits 0 once a client has connected and closed again (1 on a 30 s timeout)."""
+"""A stock PodSixNet Server on 127.0.0.1 (free port, printed as "PORT n"). Its channels answer
+"echo" with the same fields plus "who": "python", and print every message as a JSON line (a
+"blob" shortened to its length). Exits 0 once a client has connected and closed again (1 on a
+30 s timeout). Usage: echo_server.py [json|rencode]"""
 import json
 import sys
 import time
 
-import jsonmode  # noqa: F401
+import jsonmode  # noqa: F401  (first: may switch PodSixNet to JSON)
 from PodSixNet.Channel import Channel
 from PodSixNet.Server import Server
 
@@ -14,7 +15,10 @@ state = {"connected": 0, "closed": 0}
 
 class EchoChannel(Channel):
     def Network(self, data):
-        print(json.dumps(data), flush=True)
+        shown = dict(data)
+        if "blob" in shown:
+            shown["blob"] = len(shown["blob"])
+        print(json.dumps(shown), flush=True)
 
     def Network_echo(self, data):
         reply = dict(data)

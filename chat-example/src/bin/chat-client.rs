@@ -1,4 +1,4 @@
-//! `chat-client [HOST:PORT] [--nick NAME]`: the netlib chat's terminal client.
+//! `chat-client [HOST:PORT] [--nick NAME] [--codec json|rencode]`: the netlib chat's terminal client.
 //!
 //! Reads lines from standard input on a separate thread, so the network is pumped while the
 //! user types; exits on `/quit`, at end of input, or when the server goes away.
@@ -16,8 +16,17 @@ use netlib::{Client, Config};
 enum CodecArg {
     /// PodSixNet's JSON mode.
     Json,
-    /// PodSixNet's default rencode (not implemented yet).
+    /// PodSixNet's default rencode (what stock PodSixNet clients speak).
     Rencode,
+}
+
+impl From<CodecArg> for netlib::Codec {
+    fn from(c: CodecArg) -> Self {
+        match c {
+            CodecArg::Json => netlib::Codec::Json,
+            CodecArg::Rencode => netlib::Codec::Rencode,
+        }
+    }
 }
 
 /// The netlib chat's terminal client. Plain lines are messages; /help lists the commands.
@@ -41,10 +50,6 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 fn main() -> ExitCode {
     let args = Args::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    if args.codec == CodecArg::Rencode {
-        eprintln!("chat-client: --codec rencode is not supported yet; use --codec json");
-        return ExitCode::from(2);
-    }
     match run(args) {
         Ok(code) => code,
         Err(e) => {
@@ -55,7 +60,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> netlib::Result<ExitCode> {
-    let mut client = Client::connect(&args.addr, Config::default())?;
+    let mut client = Client::connect(&args.addr, Config::default().codec(args.codec.into()))?;
     let mut view = ChatView::new(Box::new(std::io::stdout()));
 
     // Standard input on its own thread; each line wakes the pump.

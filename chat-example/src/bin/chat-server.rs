@@ -11,8 +11,17 @@ use netlib::{Config, Server};
 enum CodecArg {
     /// PodSixNet's JSON mode.
     Json,
-    /// PodSixNet's default rencode (not implemented yet).
+    /// PodSixNet's default rencode (what stock PodSixNet clients speak).
     Rencode,
+}
+
+impl From<CodecArg> for netlib::Codec {
+    fn from(c: CodecArg) -> Self {
+        match c {
+            CodecArg::Json => netlib::Codec::Json,
+            CodecArg::Rencode => netlib::Codec::Rencode,
+        }
+    }
 }
 
 /// The netlib chat server: rooms, private messages, operators; PodSixNet's chat clients can join.
@@ -44,10 +53,6 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    if args.codec == CodecArg::Rencode {
-        eprintln!("chat-server: --codec rencode is not supported yet; use --codec json");
-        return ExitCode::from(2);
-    }
     let op_password = match &args.op_password_env {
         None => None,
         Some(var) => match std::env::var(var) {
@@ -68,7 +73,9 @@ fn main() -> ExitCode {
         full_list_max: args.full_list_max,
         notice_max: args.notice_max,
     };
-    let config = Config::default().max_connections(args.max_connections);
+    let config = Config::default()
+        .max_connections(args.max_connections)
+        .codec(args.codec.into());
     let mut server = match Server::bind(Chat::new(settings), &args.addrs, config) {
         Ok(s) => s,
         Err(e) => {

@@ -1,11 +1,15 @@
-//! Fuzzes the frame decoders (both framings) and the JSON codec: any bytes, any chunking.
+//! Fuzzes the frame decoders (both framings) and both codecs (JSON, PodSixNet's rencode): any
+//! bytes, any chunking.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use netlib::fuzzing::decode_stream;
-use netlib::Framing;
+use netlib::{Codec, Framing};
 
 fuzz_target!(|data: &[u8]| {
-    decode_stream(data, Framing::Terminator);
-    decode_stream(data, Framing::LengthPrefix);
+    for framing in [Framing::Terminator, Framing::LengthPrefix] {
+        for codec in [Codec::Json, Codec::Rencode] {
+            decode_stream(data, framing, codec);
+        }
+    }
 });
