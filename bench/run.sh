@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The one benchmark command: builds the release binaries, installs PodSixNet 0.11.0 from PyPI into
+# target/podsixnet-venv if needed, then runs every workload against netlib, PodSixNet and the raw
+# relay, servers on CPU 0 and the generator on CPU 1. Extra arguments go to netlib-bench
+# (e.g. --seconds 10). Usage: bench/run.sh [ARGS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet -p chat-example -p netlib-bench
+if [ ! -e target/podsixnet-venv/.installed ]; then
+  rm -rf target/podsixnet-venv
+  python3 -m venv target/podsixnet-venv
+  target/podsixnet-venv/bin/python -m pip install --quiet --disable-pip-version-check podsixnet==0.11.0
+  echo "podsixnet==0.11.0" > target/podsixnet-venv/.installed
+fi
+lscpu | grep -E "^(Model name|CPU\(s\)):" | sed 's/^/# /'
+exec taskset -c 1 target/release/netlib-bench "$@"

@@ -1,0 +1,149 @@
+//! `netlib-bench`: runs the same workloads, in one run, against netlib's chat-server, PodSixNet's
+//! chat server (JSON mode, the real PodSixNet 0.11.0) and a raw relay with no JSON, and prints a
+//! Markdown table with ratios. Servers run pinned to CPU 0 (`taskset`), the generator should run
+//! on CPU 1 (`bench/run.sh` does both).
+//!
+//! Expects `target/release/{chat-server,raw-relay}` built and the PodSixNet virtualenv at
+//! `target/podsixnet-venv` (`bench/run.sh` prepares all of it).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use clap::Parser;
+use netlib_bench::load::{self, ChatResult};
+
+/// The benchmark run.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Seconds measured per chat workload (after a 1 s warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Idle connections for the memory workload.
+    #[arg(long, default_value_t = 10_000)]
+    idle: usize,
+    /// The workspace's target directory.
+    #[arg(long, default_value = "target")]
+    target: PathBuf,
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(name: &str, program: &Path, args: &[&str]) -> Server {
+    let mut child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).expect("read address");
+    // Keep draining: PodSixNet prints a line per connection and must not hit a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let addr = line.trim().rsplit(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("{name}: {line:?}"));
+    Server { child, addr }
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2} M/s", r / 1e6)
+    } else {
+        format!("{:.0} k/s", r / 1e3)
+    }
+}
+
+fn ms(us: f64) -> String {
+    format!("{:.3} ms", us / 1000.0)
+}
+
+fn main() {
+    let args = Args::parse();
+    let t = &args.target;
+    let warm = Duration::from_secs(1);
+    let dur = Duration::from_secs_f64(args.seconds);
+    let python = t.join("podsixnet-venv/bin/python");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("podsixnet_chat_server.py");
+
+    type Run<'a> = (&'static str, Box<dyn Fn() -> Server + 'a>);
+    let servers: Vec<Run> = vec![
+        ("netlib", Box::new(|| start("chat-server", &t.join("release/chat-server"), &["127.0.0.1:0", "--max-connections", "20000"]))),
+        ("PodSixNet", Box::new(|| start("PodSixNet", &python, &[script.to_str().unwrap(), "0"]))),
+        ("raw", Box::new(|| start("raw-relay", &t.join("release/raw-relay"), &["127.0.0.1:0"]))),
+    ];
+    let workloads: [(&str, usize, usize, usize); 3] =
+        [("chat K=100 S=100 W=1", 100, 100, 1), ("chat K=100 S=1 W=1", 100, 1, 1), ("ping, 1 client", 1, 1, 1)];
+    let mut results: Vec<Vec<ChatResult>> = Vec::new();
+    for (name, k, s, w) in workloads {
+        let mut row = Vec::new();
+        for (server_name, make) in &servers {
+            let server = make();
+            let r = load::chat(server.addr, k, s, w, warm, dur);
+            eprintln!("{name} / {server_name}: {r:?}");
+            row.push(r);
+        }
+        results.push(row);
+    }
+    let netlib = (servers[0].1)();
+    let idle = load::idle(netlib.addr, netlib.child.id(), args.idle);
+    eprintln!("idle / netlib: {idle:?}");
+    drop(netlib);
+
+    println!("| workload | metric | netlib | PodSixNet | raw relay | netlib / raw | netlib / PodSixNet |");
+    println!("|---|---|---|---|---|---|---|");
+    let tp = &results[0];
+    println!(
+        "| chat, K=100, S=100, W=1 | deliveries/s | {} | {} | {} | {:.0}% | {:.0}x |",
+        fmt_rate(tp[0].deliveries_per_sec),
+        fmt_rate(tp[1].deliveries_per_sec),
+        fmt_rate(tp[2].deliveries_per_sec),
+        100.0 * tp[0].deliveries_per_sec / tp[2].deliveries_per_sec,
+        tp[0].deliveries_per_sec / tp[1].deliveries_per_sec,
+    );
+    for (row, label) in [(&results[1], "chat, K=100, S=1, W=1"), (&results[2], "ping, 1 client")] {
+        println!(
+            "| {label} | round trip p50 | {} | {} | {} | {:.2}x | {:.3}x |",
+            ms(row[0].p50_us),
+            ms(row[1].p50_us),
+            ms(row[2].p50_us),
+            row[0].p50_us / row[2].p50_us,
+            row[0].p50_us / row[1].p50_us,
+        );
+        println!(
+            "| {label} | round trip p99 | {} | {} | {} | {:.2}x | {:.3}x |",
+            ms(row[0].p99_us),
+            ms(row[1].p99_us),
+            ms(row[2].p99_us),
+            row[0].p99_us / row[2].p99_us,
+            row[0].p99_us / row[1].p99_us,
+        );
+    }
+    println!(
+        "| idle, N={} in one room | all connected in | {:.2} s | (cannot exceed ~1 000) | - | - | - |",
+        idle.connections,
+        idle.connect_time.as_secs_f64()
+    );
+    println!(
+        "| idle, N={} in one room | server RSS per connection | {:.0} B | - | - | - | - |",
+        idle.connections, idle.rss_per_connection
+    );
+    println!(
+        "| idle, N={} in one room | round trip at the end | {} | - | - | - | - |",
+        idle.connections,
+        if idle.round_trip_ok { "works" } else { "FAILED" }
+    );
+}

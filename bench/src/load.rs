@@ -1,0 +1,309 @@
+//! The workloads: [`chat`] (K clients, S senders with W messages in flight each), [`idle`] (N
+//! idle connections, the server's memory per connection).
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use memchr::memmem;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+const TERM: &[u8] = b"\0---\0";
+
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    writable: bool,
+    /// Frames received.
+    frames: u64,
+    /// Sender state: tag `"<id>:` and the messages in flight (seq, sent at).
+    tag: Option<memmem::Finder<'static>>,
+    inflight: VecDeque<(u64, Instant)>,
+    next_seq: u64,
+}
+
+impl Conn {
+    fn queue(&mut self, v: &serde_json::Value) {
+        self.out.extend_from_slice(&serde_json::to_vec(v).expect("json"));
+        self.out.extend_from_slice(TERM);
+    }
+
+    fn queue_message(&mut self, id: usize) {
+        let text = format!("{id}:{}", self.next_seq);
+        self.inflight.push_back((self.next_seq, Instant::now()));
+        self.next_seq += 1;
+        self.queue(&serde_json::json!({"action": "message", "message": text}));
+    }
+
+    /// Writes what is queued; returns false if the connection failed.
+    fn flush(&mut self, poll: &Poll, token: Token) -> bool {
+        let mut written = 0;
+        while written < self.out.len() {
+            match self.stream.write(&self.out[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::NotConnected => break,
+                Err(_) => return false,
+            }
+        }
+        self.out.drain(..written);
+        let want = !self.out.is_empty();
+        if want != self.writable {
+            self.writable = want;
+            let i = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            poll.registry().reregister(&mut self.stream, token, i).expect("reregister");
+        }
+        true
+    }
+}
+
+/// A generator: a poller and its connections.
+struct Gen {
+    poll: Poll,
+    events: Events,
+    conns: Vec<Conn>,
+    scratch: Vec<u8>,
+}
+
+impl Gen {
+    fn new() -> Self {
+        Gen { poll: Poll::new().expect("poll"), events: Events::with_capacity(4096), conns: Vec::new(), scratch: vec![0; 256 * 1024] }
+    }
+
+    fn connect(&mut self, addr: SocketAddr) -> usize {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let id = self.conns.len();
+        self.poll
+            .registry()
+            .register(&mut stream, Token(id), Interest::READABLE | Interest::WRITABLE)
+            .expect("register");
+        self.conns.push(Conn {
+            stream,
+            buf: Vec::new(),
+            out: Vec::new(),
+            writable: true,
+            frames: 0,
+            tag: None,
+            inflight: VecDeque::new(),
+            next_seq: 0,
+        });
+        id
+    }
+
+    /// One poll round: reads everything readable, calls `own(conn, seq, sent_at)` for every
+    /// own message a sender sees come back, flushes. Returns frames received this round.
+    fn round(&mut self, timeout: Duration, mut own: impl FnMut(&mut Conn, usize, u64, Instant)) -> u64 {
+        self.poll.poll(&mut self.events, Some(timeout)).expect("poll");
+        let mut frames = 0;
+        let tokens: Vec<(usize, bool)> = self.events.iter().map(|e| (e.token().0, e.is_readable() || e.is_read_closed())).collect();
+        for (id, readable) in tokens {
+            let c = &mut self.conns[id];
+            if readable {
+                loop {
+                    match c.stream.read(&mut self.scratch) {
+                        Ok(0) => break,
+                        Ok(n) => c.buf.extend_from_slice(&self.scratch[..n]),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+                if let Some(end) = memmem::rfind(&c.buf, TERM).map(|i| i + TERM.len()) {
+                    let complete = &c.buf[..end];
+                    let n = memmem::find_iter(complete, TERM).count() as u64;
+                    c.frames += n;
+                    frames += n;
+                    let found: Vec<u64> = match &c.tag {
+                        Some(tag) => tag
+                            .find_iter(complete)
+                            .filter_map(|i| {
+                                let digits = &complete[i + tag.needle().len()..];
+                                let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+                                std::str::from_utf8(&digits[..len]).ok()?.parse().ok()
+                            })
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    c.buf.drain(..end);
+                    for seq in found {
+                        while let Some((s, at)) = c.inflight.pop_front() {
+                            if s == seq {
+                                own(c, id, seq, at);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            c.flush(&self.poll, Token(id));
+        }
+        frames
+    }
+
+    fn flush_all(&mut self) {
+        for (id, c) in self.conns.iter_mut().enumerate() {
+            if !c.out.is_empty() {
+                c.flush(&self.poll, Token(id));
+            }
+        }
+    }
+}
+
+/// Result of a [`chat`] run.
+#[derive(Debug, Clone)]
+pub struct ChatResult {
+    /// Frames received by all clients per second, during the measured window.
+    pub deliveries_per_sec: f64,
+    /// Sender-observed round trip (send to own echo), median, in microseconds.
+    pub p50_us: f64,
+    /// 99th percentile, in microseconds.
+    pub p99_us: f64,
+    /// Round trips measured.
+    pub samples: usize,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64
+}
+
+/// `K` clients connect and set nicknames; `S` of them keep `W` messages in flight each (a
+/// message is in flight until its sender sees it come back) for `duration` after a warm-up of
+/// `warmup`. Counts every frame every client receives.
+///
+/// # Panics
+/// If the server cannot be reached or the set-up does not finish within 30 s.
+pub fn chat(addr: SocketAddr, k: usize, s: usize, w: usize, warmup: Duration, duration: Duration) -> ChatResult {
+    let mut g = Gen::new();
+    for i in 0..k {
+        let id = g.connect(addr);
+        g.conns[id].queue(&serde_json::json!({"action": "nickname", "nickname": format!("c{i}")}));
+        if i < s {
+            let tag: &'static [u8] = Box::leak(format!("\"{i}:").into_bytes().into_boxed_slice());
+            g.conns[id].tag = Some(memmem::Finder::new(tag).into_owned());
+        }
+    }
+    // Set-up: everyone has heard from the server, then the server has been quiet for 200 ms.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut quiet_since = Instant::now();
+    loop {
+        assert!(Instant::now() < deadline, "set-up did not finish");
+        if g.round(Duration::from_millis(10), |_, _, _, _| {}) > 0 {
+            quiet_since = Instant::now();
+        }
+        if g.conns.iter().all(|c| c.frames > 0) && quiet_since.elapsed() > Duration::from_millis(200) {
+            break;
+        }
+    }
+    for i in 0..s {
+        for _ in 0..w {
+            g.conns[i].queue_message(i);
+        }
+    }
+    g.flush_all();
+    let start = Instant::now();
+    let (measure_from, measure_to) = (start + warmup, start + warmup + duration);
+    let mut delivered = 0u64;
+    let mut lat: Vec<u32> = Vec::with_capacity(1 << 20);
+    loop {
+        let now = Instant::now();
+        if now >= measure_to {
+            break;
+        }
+        let in_window = now >= measure_from;
+        let n = g.round(Duration::from_millis(1), |c, id, _seq, at| {
+            if Instant::now() >= measure_from {
+                lat.push(at.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            }
+            c.queue_message(id);
+        });
+        if in_window {
+            delivered += n;
+        }
+    }
+    let secs = (Instant::now() - measure_from).as_secs_f64();
+    lat.sort_unstable();
+    ChatResult {
+        deliveries_per_sec: delivered as f64 / secs,
+        p50_us: percentile(&lat, 0.5),
+        p99_us: percentile(&lat, 0.99),
+        samples: lat.len(),
+    }
+}
+
+/// Result of an [`idle`] run.
+#[derive(Debug, Clone)]
+pub struct IdleResult {
+    /// Connections opened and greeted by the server.
+    pub connections: usize,
+    /// Time until every connection had received its first frame.
+    pub connect_time: Duration,
+    /// Growth of the server's resident memory per connection, in bytes.
+    pub rss_per_connection: f64,
+    /// Whether a message sent at the end came back to its sender.
+    pub round_trip_ok: bool,
+}
+
+/// Resident memory of process `pid`, in bytes (from `/proc/PID/status`).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Opens `n` connections (at most 256 waiting for the server's first frame at a time) to the
+/// server with process id `pid`, measures the time until all were greeted and the server's RSS
+/// growth, then checks a round trip through the crowded room. Raises this process's
+/// file-descriptor limit as far as the hard limit allows.
+///
+/// # Panics
+/// If the limit is too low for `n`, or the connections cannot be made within 60 s.
+pub fn idle(addr: SocketAddr, pid: u32, n: usize) -> IdleResult {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    assert!(limit as usize > n + 64, "need {n} sockets, the file limit is {limit}");
+    let mut g = Gen::new();
+    // The probe connection, then the baseline.
+    let probe = g.connect(addr);
+    g.conns[probe].queue(&serde_json::json!({"action": "nickname", "nickname": "probe"}));
+    g.conns[probe].tag = Some(memmem::Finder::new(b"\"0:").into_owned());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while g.conns[probe].frames == 0 {
+        assert!(Instant::now() < deadline, "no greeting for the probe");
+        g.round(Duration::from_millis(10), |_, _, _, _| {});
+    }
+    let before = rss_bytes(pid);
+    let start = Instant::now();
+    let mut greeted = 0;
+    while greeted < n {
+        assert!(Instant::now() < deadline, "only {greeted} of {n} connections greeted");
+        while g.conns.len() - 1 < n && g.conns.len() - 1 - greeted < 256 {
+            g.connect(addr);
+        }
+        g.round(Duration::from_millis(5), |_, _, _, _| {});
+        greeted = g.conns[1..].iter().filter(|c| c.frames > 0).count();
+    }
+    let connect_time = start.elapsed();
+    let after = rss_bytes(pid);
+    let mut ok = false;
+    g.conns[probe].queue_message(0);
+    g.flush_all();
+    while !ok && Instant::now() < deadline {
+        g.round(Duration::from_millis(10), |_, _, _, _| ok = true);
+    }
+    IdleResult {
+        connections: n,
+        connect_time,
+        rss_per_connection: after.saturating_sub(before) as f64 / n as f64,
+        round_trip_ok: ok,
+    }
+}
