@@ -27,7 +27,8 @@ struct Conn {
 
 impl Conn {
     fn queue(&mut self, v: &serde_json::Value) {
-        self.out.extend_from_slice(&serde_json::to_vec(v).expect("json"));
+        self.out
+            .extend_from_slice(&serde_json::to_vec(v).expect("json"));
         self.out.extend_from_slice(TERM);
     }
 
@@ -54,8 +55,14 @@ impl Conn {
         let want = !self.out.is_empty();
         if want != self.writable {
             self.writable = want;
-            let i = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            poll.registry().reregister(&mut self.stream, token, i).expect("reregister");
+            let i = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            poll.registry()
+                .reregister(&mut self.stream, token, i)
+                .expect("reregister");
         }
         true
     }
@@ -71,7 +78,12 @@ struct Gen {
 
 impl Gen {
     fn new() -> Self {
-        Gen { poll: Poll::new().expect("poll"), events: Events::with_capacity(4096), conns: Vec::new(), scratch: vec![0; 256 * 1024] }
+        Gen {
+            poll: Poll::new().expect("poll"),
+            events: Events::with_capacity(4096),
+            conns: Vec::new(),
+            scratch: vec![0; 256 * 1024],
+        }
     }
 
     fn connect(&mut self, addr: SocketAddr) -> usize {
@@ -80,7 +92,11 @@ impl Gen {
         let id = self.conns.len();
         self.poll
             .registry()
-            .register(&mut stream, Token(id), Interest::READABLE | Interest::WRITABLE)
+            .register(
+                &mut stream,
+                Token(id),
+                Interest::READABLE | Interest::WRITABLE,
+            )
             .expect("register");
         self.conns.push(Conn {
             stream,
@@ -97,10 +113,20 @@ impl Gen {
 
     /// One poll round: reads everything readable, calls `own(conn, seq, sent_at)` for every
     /// own message a sender sees come back, flushes. Returns frames received this round.
-    fn round(&mut self, timeout: Duration, mut own: impl FnMut(&mut Conn, usize, u64, Instant)) -> u64 {
-        self.poll.poll(&mut self.events, Some(timeout)).expect("poll");
+    fn round(
+        &mut self,
+        timeout: Duration,
+        mut own: impl FnMut(&mut Conn, usize, u64, Instant),
+    ) -> u64 {
+        self.poll
+            .poll(&mut self.events, Some(timeout))
+            .expect("poll");
         let mut frames = 0;
-        let tokens: Vec<(usize, bool)> = self.events.iter().map(|e| (e.token().0, e.is_readable() || e.is_read_closed())).collect();
+        let tokens: Vec<(usize, bool)> = self
+            .events
+            .iter()
+            .map(|e| (e.token().0, e.is_readable() || e.is_read_closed()))
+            .collect();
         for (id, readable) in tokens {
             let c = &mut self.conns[id];
             if readable {
@@ -180,7 +206,14 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 ///
 /// # Panics
 /// If the server cannot be reached or the set-up does not finish within 30 s.
-pub fn chat(addr: SocketAddr, k: usize, s: usize, w: usize, warmup: Duration, duration: Duration) -> ChatResult {
+pub fn chat(
+    addr: SocketAddr,
+    k: usize,
+    s: usize,
+    w: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> ChatResult {
     let mut g = Gen::new();
     for i in 0..k {
         let id = g.connect(addr);
@@ -198,7 +231,9 @@ pub fn chat(addr: SocketAddr, k: usize, s: usize, w: usize, warmup: Duration, du
         if g.round(Duration::from_millis(10), |_, _, _, _| {}) > 0 {
             quiet_since = Instant::now();
         }
-        if g.conns.iter().all(|c| c.frames > 0) && quiet_since.elapsed() > Duration::from_millis(200) {
+        if g.conns.iter().all(|c| c.frames > 0)
+            && quiet_since.elapsed() > Duration::from_millis(200)
+        {
             break;
         }
     }
@@ -270,7 +305,10 @@ pub fn rss_bytes(pid: u32) -> u64 {
 /// If the limit is too low for `n`, or the connections cannot be made within 60 s.
 pub fn idle(addr: SocketAddr, pid: u32, n: usize) -> IdleResult {
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
-    assert!(limit as usize > n + 64, "need {n} sockets, the file limit is {limit}");
+    assert!(
+        limit as usize > n + 64,
+        "need {n} sockets, the file limit is {limit}"
+    );
     let mut g = Gen::new();
     // The probe connection, then the baseline.
     let probe = g.connect(addr);
@@ -285,7 +323,10 @@ pub fn idle(addr: SocketAddr, pid: u32, n: usize) -> IdleResult {
     let start = Instant::now();
     let mut greeted = 0;
     while greeted < n {
-        assert!(Instant::now() < deadline, "only {greeted} of {n} connections greeted");
+        assert!(
+            Instant::now() < deadline,
+            "only {greeted} of {n} connections greeted"
+        );
         while g.conns.len() - 1 < n && g.conns.len() - 1 - greeted < 256 {
             g.connect(addr);
         }

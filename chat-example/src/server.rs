@@ -4,6 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
+use indexmap::IndexSet;
+
 use netlib::{
     handler, Channel, ChannelContext, ChannelId, CloseReason, Error, Message, OutOfBand,
     ServerContext, ServerHandler,
@@ -49,7 +51,8 @@ struct User {
 
 #[derive(Debug, Default)]
 struct Room {
-    members: HashSet<ChannelId>,
+    /// Members, iterated densely for broadcasts (insertion order, O(1) removal).
+    members: IndexSet<ChannelId>,
     /// Membership changed since the last `players` list (small rooms).
     list_dirty: bool,
     joined: Vec<String>,
@@ -215,7 +218,7 @@ impl Chat {
         let Some(room) = self.rooms.get_mut(&room_name) else {
             return;
         };
-        room.members.remove(&id);
+        room.members.swap_remove(&id);
         let size = room.members.len();
         if size == 0 && room_name != DEFAULT_ROOM {
             self.rooms.remove(&room_name);

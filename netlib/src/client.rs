@@ -149,7 +149,7 @@ impl ClientCore {
                     }
                     if let Some(mut old) = self.conn.take() {
                         let _ = self.registry.deregister(&mut old.stream);
-                        self.unsent.append(old.out);
+                        self.unsent.append(old.out, self.config.framing);
                     }
                     let c = &self.config;
                     let mut conn =
@@ -175,7 +175,7 @@ impl ClientCore {
             (Some(conn), ConnectionState::Connecting | ConnectionState::Open)
                 if !self.close_requested =>
             {
-                conn.out.push(frame);
+                conn.out.push(&frame);
                 Ok(len)
             }
             _ => Err(Error::NotConnected),
@@ -223,7 +223,8 @@ impl ClientCore {
             let _ = self.registry.deregister(&mut conn.stream);
             if !conn.out.is_empty() {
                 log::debug!("{} unwritten bytes kept for a reconnect", conn.out.len());
-                self.unsent.append(std::mem::take(&mut conn.out));
+                self.unsent
+                    .append(std::mem::take(&mut conn.out), self.config.framing);
             }
             if self.state == ConnectionState::Open {
                 log::debug!("connection closed: {reason}");
@@ -690,7 +691,7 @@ impl Client {
                                     if let Ok(f) =
                                         c.codec.encode(c.framing, &pong, c.max_frame_size)
                                     {
-                                        conn.out.push(f);
+                                        conn.out.push(&f);
                                     }
                                     continue;
                                 }

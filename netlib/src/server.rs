@@ -221,13 +221,14 @@ impl<C> Core<C> {
     }
 
     /// Queues a frame for an open slot; returns the unwritten bytes now queued for it.
-    fn queue(&mut self, key: usize, frame: &Frame) -> Result<usize> {
+    /// `serial`, when given, must match the slot's (the id of the channel meant).
+    fn queue(&mut self, key: usize, serial: Option<u64>, frame: &Frame) -> Result<usize> {
         let limit = self.config.max_outbound_bytes;
         let slot = match self.slots.get_mut(key) {
-            Some(s) if s.state == SlotState::Open => s,
+            Some(s) if s.state == SlotState::Open && serial.is_none_or(|n| n == s.id.serial) => s,
             _ => return Err(Error::NotConnected),
         };
-        let queued = slot.conn.out.push(frame.0.clone());
+        let queued = slot.conn.out.push(&frame.0);
         if queued > limit {
             log::warn!(
                 "channel {} ({}): outbound queue over {limit} bytes, closing",
@@ -360,10 +361,9 @@ impl<C> ServerContext<'_, C> {
     /// # Errors
     /// [`Error::NotConnected`] as for [`send_to`](Self::send_to).
     pub fn send_frame_to(&mut self, id: ChannelId, frame: &Frame) -> Result<usize> {
-        if self.core.slot(id).is_none() {
-            return Err(Error::NotConnected);
-        }
-        self.core.queue(id.key, frame).map(|_| frame.len())
+        self.core
+            .queue(id.key, Some(id.serial), frame)
+            .map(|_| frame.len())
     }
 
     /// Encodes `msg` once and queues the same bytes for every open channel (including the one
@@ -387,7 +387,7 @@ impl<C> ServerContext<'_, C> {
             .map(|(k, _)| k)
             .collect();
         keys.into_iter()
-            .filter(|&k| self.core.queue(k, frame).is_ok())
+            .filter(|&k| self.core.queue(k, None, frame).is_ok())
             .count()
     }
 
@@ -964,7 +964,7 @@ impl<S: ServerHandler> Server<S> {
             pinged: false,
         });
         log::debug!("channel {id} connected from {addr}");
-        let _ = self.core.queue(key, &self.connected_frame);
+        let _ = self.core.queue(key, None, &self.connected_frame);
         let made = catch_unwind(AssertUnwindSafe(|| {
             self.state.connected(
                 &mut ServerContext {
@@ -1005,8 +1005,10 @@ impl<S: ServerHandler> Server<S> {
                     return;
                 }
                 Ok(n) => {
-                    slot.last_rx = Instant::now();
-                    slot.pinged = false;
+                    if self.core.config.heartbeat.is_some() {
+                        slot.last_rx = Instant::now();
+                        slot.pinged = false;
+                    }
                     slot.conn.decoder.push(&self.scratch[..n]);
                     self.decode_frames(key);
                     if n >= budget {
@@ -1040,7 +1042,7 @@ impl<S: ServerHandler> Server<S> {
                     log::warn!("channel {} ({}): {e}; closing", slot.id, slot.addr);
                     let err = serde_json::json!({"action": "error", "error": [EMSGSIZE, "frame too large"]});
                     if let Ok(frame) = self.core.encode(&err) {
-                        let _ = self.core.queue(key, &frame);
+                        let _ = self.core.queue(key, None, &frame);
                     }
                     self.core
                         .close_gracefully(key, CloseReason::FrameTooLarge { limit });
@@ -1127,7 +1129,7 @@ impl<S: ServerHandler> Server<S> {
             }
         }
         for key in ping {
-            let _ = self.core.queue(key, &self.ping_frame);
+            let _ = self.core.queue(key, None, &self.ping_frame);
         }
         for key in silent {
             let slot = &self.core.slots[key];

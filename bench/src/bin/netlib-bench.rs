@@ -55,7 +55,13 @@ fn start(name: &str, program: &Path, args: &[&str]) -> Server {
     out.read_line(&mut line).expect("read address");
     // Keep draining: PodSixNet prints a line per connection and must not hit a closed pipe.
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let addr = line.trim().rsplit(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("{name}: {line:?}"));
+    let addr = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("{name}: {line:?}"));
     Server { child, addr }
 }
 
@@ -81,12 +87,30 @@ fn main() {
 
     type Run<'a> = (&'static str, Box<dyn Fn() -> Server + 'a>);
     let servers: Vec<Run> = vec![
-        ("netlib", Box::new(|| start("chat-server", &t.join("release/chat-server"), &["127.0.0.1:0", "--max-connections", "20000"]))),
-        ("PodSixNet", Box::new(|| start("PodSixNet", &python, &[script.to_str().unwrap(), "0"]))),
-        ("raw", Box::new(|| start("raw-relay", &t.join("release/raw-relay"), &["127.0.0.1:0"]))),
+        (
+            "netlib",
+            Box::new(|| {
+                start(
+                    "chat-server",
+                    &t.join("release/chat-server"),
+                    &["127.0.0.1:0", "--max-connections", "20000"],
+                )
+            }),
+        ),
+        (
+            "PodSixNet",
+            Box::new(|| start("PodSixNet", &python, &[script.to_str().unwrap(), "0"])),
+        ),
+        (
+            "raw",
+            Box::new(|| start("raw-relay", &t.join("release/raw-relay"), &["127.0.0.1:0"])),
+        ),
     ];
-    let workloads: [(&str, usize, usize, usize); 3] =
-        [("chat K=100 S=100 W=1", 100, 100, 1), ("chat K=100 S=1 W=1", 100, 1, 1), ("ping, 1 client", 1, 1, 1)];
+    let workloads: [(&str, usize, usize, usize); 3] = [
+        ("chat K=100 S=100 W=1", 100, 100, 1),
+        ("chat K=100 S=1 W=1", 100, 1, 1),
+        ("ping, 1 client", 1, 1, 1),
+    ];
     let mut results: Vec<Vec<ChatResult>> = Vec::new();
     for (name, k, s, w) in workloads {
         let mut row = Vec::new();
@@ -114,7 +138,10 @@ fn main() {
         100.0 * tp[0].deliveries_per_sec / tp[2].deliveries_per_sec,
         tp[0].deliveries_per_sec / tp[1].deliveries_per_sec,
     );
-    for (row, label) in [(&results[1], "chat, K=100, S=1, W=1"), (&results[2], "ping, 1 client")] {
+    for (row, label) in [
+        (&results[1], "chat, K=100, S=1, W=1"),
+        (&results[2], "ping, 1 client"),
+    ] {
         println!(
             "| {label} | round trip p50 | {} | {} | {} | {:.2}x | {:.3}x |",
             ms(row[0].p50_us),
@@ -144,6 +171,10 @@ fn main() {
     println!(
         "| idle, N={} in one room | round trip at the end | {} | - | - | - | - |",
         idle.connections,
-        if idle.round_trip_ok { "works" } else { "FAILED" }
+        if idle.round_trip_ok {
+            "works"
+        } else {
+            "FAILED"
+        }
     );
 }

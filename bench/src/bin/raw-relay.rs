@@ -18,11 +18,14 @@ struct Conn {
 }
 
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:0".into());
     let mut listener = TcpListener::bind(addr.parse().expect("address"))?;
     println!("raw-relay listening on {}", listener.local_addr()?);
     let mut poll = Poll::new()?;
-    poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
     let mut events = Events::with_capacity(1024);
     let mut conns: HashMap<usize, Conn> = HashMap::new();
     let mut next = 0usize;
@@ -38,8 +41,20 @@ fn main() -> std::io::Result<()> {
                     match listener.accept() {
                         Ok((mut stream, _)) => {
                             stream.set_nodelay(true)?;
-                            poll.registry().register(&mut stream, Token(next), Interest::READABLE)?;
-                            conns.insert(next, Conn { stream, inbuf: Vec::new(), out: Vec::new(), writable: false });
+                            poll.registry().register(
+                                &mut stream,
+                                Token(next),
+                                Interest::READABLE,
+                            )?;
+                            conns.insert(
+                                next,
+                                Conn {
+                                    stream,
+                                    inbuf: Vec::new(),
+                                    out: Vec::new(),
+                                    writable: false,
+                                },
+                            );
                             next += 1;
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -90,7 +105,9 @@ fn main() -> std::io::Result<()> {
         dirty.sort_unstable();
         dirty.dedup();
         for key in dirty.drain(..) {
-            let Some(c) = conns.get_mut(&key) else { continue };
+            let Some(c) = conns.get_mut(&key) else {
+                continue;
+            };
             let mut written = 0;
             while written < c.out.len() {
                 match c.stream.write(&c.out[written..]) {
@@ -103,8 +120,13 @@ fn main() -> std::io::Result<()> {
             let want = !c.out.is_empty();
             if want != c.writable {
                 c.writable = want;
-                let interest = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-                poll.registry().reregister(&mut c.stream, Token(key), interest)?;
+                let interest = if want {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                poll.registry()
+                    .reregister(&mut c.stream, Token(key), interest)?;
             }
         }
     }
