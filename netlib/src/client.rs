@@ -683,7 +683,8 @@ impl Client {
                     loop {
                         match conn.decoder.next_frame() {
                             Ok(Some(payload)) => {
-                                let message = self.core.config.codec.decode(&payload).ok();
+                                let message =
+                                    self.core.config.codec.decode_bytes(payload.clone()).ok();
                                 if matches!(&message, Some(m) if m.action() == PING_ACTION) {
                                     // The server's heartbeat: answer, do not deliver.
                                     let c = &self.core.config;

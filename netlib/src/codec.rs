@@ -2,7 +2,6 @@
 
 use bytes::Bytes;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::frame::{Framing, TERMINATOR};
@@ -29,14 +28,21 @@ impl Codec {
     /// [`Error::NotAnObject`], [`Error::MissingAction`] or [`Error::ActionNotString`]. None of
     /// these poison the stream: the caller hands them to the out-of-band hook and goes on.
     pub fn decode(self, payload: &[u8]) -> Result<Message> {
-        let value: Value = match self {
-            Codec::Json => {
-                let text = std::str::from_utf8(payload).map_err(Error::InvalidUtf8)?;
-                serde_json::from_str(text).map_err(Error::InvalidJson)?
-            }
-            Codec::Rencode => crate::rencode::decode(payload).map_err(Error::InvalidRencode)?,
-        };
-        Message::from_value(value)
+        self.decode_bytes(Bytes::copy_from_slice(payload))
+    }
+
+    /// As [`decode`](Self::decode), taking a payload already in [`Bytes`] (as the frame
+    /// decoder returns it), which a JSON message then keeps without copying.
+    ///
+    /// # Errors
+    /// As [`decode`](Self::decode).
+    pub fn decode_bytes(self, payload: Bytes) -> Result<Message> {
+        match self {
+            Codec::Json => Message::from_json(payload),
+            Codec::Rencode => Message::from_value(
+                crate::rencode::decode(&payload).map_err(Error::InvalidRencode)?,
+            ),
+        }
     }
 
     /// Encodes `msg` and frames it: the returned bytes go on the wire as they are, and can be

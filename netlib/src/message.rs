@@ -1,5 +1,10 @@
 //! [`Message`]: a JSON object with a string `"action"` key, the unit every handler receives.
 
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -12,16 +17,44 @@ use crate::error::{Error, Result};
 /// Build one with [`Message::new`] and [`Message::with`], or from any JSON value with
 /// [`Message::from_value`]. Handlers that want a typed view call [`Message::parse`] (or take a
 /// typed argument directly, see [`handler!`](crate::handler)).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Message(Value);
+///
+/// A message received with the JSON codec keeps its payload text: its action is read in place,
+/// a typed handler deserializes straight from the text, and the [`Value`] tree is only built
+/// if something asks for it ([`get`](Self::get), [`as_value`](Self::as_value), ...). This
+/// keeps the common path (typed handlers) free of the tree's allocations.
+#[derive(Clone)]
+pub struct Message {
+    /// The JSON payload the message was decoded from, while it still describes the message.
+    raw: Option<Bytes>,
+    /// Where the action is.
+    action: ActionAt,
+    /// The object, built on first use when `raw` is set.
+    value: OnceLock<Value>,
+}
+
+#[derive(Clone, Debug)]
+enum ActionAt {
+    /// Bytes `start..end` of `raw` (an action without escapes).
+    Raw(usize, usize),
+    /// The `"action"` entry of `value`.
+    InValue,
+}
 
 impl Message {
+    fn of_value(value: Value) -> Self {
+        Message {
+            raw: None,
+            action: ActionAt::InValue,
+            value: OnceLock::from(value),
+        }
+    }
+
     /// A message with only its action, e.g. `Message::new("connected")` is
     /// `{"action": "connected"}`.
     pub fn new(action: &str) -> Self {
         let mut map = Map::new();
         map.insert("action".to_owned(), Value::String(action.to_owned()));
-        Message(Value::Object(map))
+        Message::of_value(Value::Object(map))
     }
 
     /// Adds (or replaces) a field and returns the message, for building in one expression.
@@ -53,12 +86,55 @@ impl Message {
     pub fn from_value(value: Value) -> Result<Self> {
         match &value {
             Value::Object(map) => match map.get("action") {
-                Some(Value::String(_)) => Ok(Message(value)),
+                Some(Value::String(_)) => Ok(Message::of_value(value)),
                 Some(_) => Err(Error::ActionNotString),
                 None => Err(Error::MissingAction),
             },
             _ => Err(Error::NotAnObject),
         }
+    }
+
+    /// Decodes a JSON payload, reading the action in place and keeping the text for typed
+    /// handlers (see the type's docs).
+    ///
+    /// # Errors
+    /// [`Error::InvalidUtf8`], [`Error::InvalidJson`], [`Error::NotAnObject`],
+    /// [`Error::MissingAction`] or [`Error::ActionNotString`].
+    pub(crate) fn from_json(payload: Bytes) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Head<'a> {
+            #[serde(borrow)]
+            action: Cow<'a, str>,
+        }
+        let text = std::str::from_utf8(&payload).map_err(Error::InvalidUtf8)?;
+        // One pass that checks the whole text and finds the action without building a tree.
+        let at = match serde_json::from_str::<Head<'_>>(text) {
+            Ok(Head {
+                action: Cow::Borrowed(a),
+            }) => {
+                let start = a.as_ptr() as usize - text.as_ptr() as usize;
+                Some((start, start + a.len()))
+            }
+            Ok(Head {
+                action: Cow::Owned(_),
+            }) => None, // escaped: read it from the tree
+            Err(_) => {
+                // Not the common shape: let the full parser say what is wrong.
+                let value: Value = serde_json::from_str(text).map_err(Error::InvalidJson)?;
+                return Message::from_value(value);
+            }
+        };
+        Ok(match at {
+            Some((start, end)) => Message {
+                raw: Some(payload),
+                action: ActionAt::Raw(start, end),
+                value: OnceLock::new(),
+            },
+            None => {
+                let value: Value = serde_json::from_str(text).map_err(Error::InvalidJson)?;
+                Message::from_value(value)?
+            }
+        })
     }
 
     /// Serializes any value (typically a `#[serde(tag = "action")]` enum or a struct with an
@@ -72,45 +148,61 @@ impl Message {
 
     /// The action, e.g. `"nickname"`.
     pub fn action(&self) -> &str {
-        match self.0.get("action") {
-            Some(Value::String(s)) => s,
-            _ => unreachable!("Message invariant: string action"),
+        match (&self.action, &self.raw) {
+            (ActionAt::Raw(start, end), Some(raw)) => {
+                std::str::from_utf8(&raw[*start..*end]).expect("checked when decoded")
+            }
+            _ => match self.as_value().get("action") {
+                Some(Value::String(s)) => s,
+                _ => unreachable!("Message invariant: string action"),
+            },
         }
     }
 
     /// A field by name, `None` if absent.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.get(key)
+        self.as_value().get(key)
     }
 
     /// A string field by name, `None` if absent or not a string.
     pub fn get_str(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(Value::as_str)
+        self.get(key).and_then(Value::as_str)
     }
 
     /// The whole object.
     pub fn as_map(&self) -> &Map<String, Value> {
-        match &self.0 {
+        match self.as_value() {
             Value::Object(m) => m,
             _ => unreachable!("Message invariant: object"),
         }
     }
 
     fn map_mut(&mut self) -> &mut Map<String, Value> {
-        match &mut self.0 {
-            Value::Object(m) => m,
+        self.as_value();
+        // The text no longer describes the message once it changes.
+        self.raw = None;
+        self.action = ActionAt::InValue;
+        match self.value.get_mut() {
+            Some(Value::Object(m)) => m,
             _ => unreachable!("Message invariant: object"),
         }
     }
 
     /// The message as a JSON value (always an object).
     pub fn as_value(&self) -> &Value {
-        &self.0
+        self.value.get_or_init(|| {
+            let raw = self
+                .raw
+                .as_ref()
+                .expect("a message without a tree has its text");
+            serde_json::from_slice(raw).expect("checked when decoded")
+        })
     }
 
     /// Unwraps the JSON value (always an object).
     pub fn into_value(self) -> Value {
-        self.0
+        self.as_value();
+        self.value.into_inner().expect("just built")
     }
 
     /// Deserializes the message into a typed struct; unknown fields (such as `action`) are
@@ -119,16 +211,32 @@ impl Message {
     /// # Errors
     /// [`Error::Payload`] naming the action and serde's complaint (missing or mistyped field).
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
-        T::deserialize(&self.0).map_err(|source| Error::Payload {
+        let parsed = match (&self.raw, self.value.get()) {
+            (Some(raw), None) => serde_json::from_slice(raw),
+            _ => T::deserialize(self.as_value()),
+        };
+        parsed.map_err(|source| Error::Payload {
             action: self.action().to_owned(),
             source,
         })
     }
 }
 
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Message").field(self.as_value()).finish()
+    }
+}
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_value() == other.as_value()
+    }
+}
+
 impl Serialize for Message {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.0.serialize(s)
+        self.as_value().serialize(s)
     }
 }
 
@@ -141,7 +249,7 @@ impl<'de> Deserialize<'de> for Message {
 
 impl From<Message> for Value {
     fn from(m: Message) -> Value {
-        m.0
+        m.into_value()
     }
 }
 
@@ -179,6 +287,47 @@ mod tests {
         assert_eq!(m.parse::<Nick>().unwrap().nickname, "bob");
         let err = Message::new("nickname").parse::<Nick>().unwrap_err();
         assert!(err.to_string().contains("nickname"), "{err}");
+    }
+
+    #[test]
+    fn a_json_message_reads_its_action_in_place_and_builds_the_tree_on_demand() {
+        let m = Message::from_json(Bytes::from_static(br#"{"n": 1, "action": "go", "s": "x"}"#))
+            .unwrap();
+        assert_eq!(m.action(), "go");
+        assert!(m.value.get().is_none(), "no tree yet");
+        #[derive(Deserialize)]
+        struct N {
+            n: u8,
+        }
+        assert_eq!(m.parse::<N>().unwrap().n, 1);
+        assert!(m.value.get().is_none(), "typed parsing reads the text");
+        assert_eq!(m.get_str("s"), Some("x"));
+        let escaped = Message::from_json(Bytes::from_static(br#"{"action": "g\u006f"}"#)).unwrap();
+        assert_eq!(escaped.action(), "go");
+        let mut changed = m.clone().with("action", "stop");
+        assert_eq!(changed.action(), "stop");
+        changed.insert("n", 2);
+        assert_eq!(
+            changed.parse::<N>().unwrap().n,
+            2,
+            "a changed message parses its tree"
+        );
+        assert!(matches!(
+            Message::from_json(Bytes::from_static(b"{\"action\": 1}")),
+            Err(Error::ActionNotString)
+        ));
+        assert!(matches!(
+            Message::from_json(Bytes::from_static(b"[]")),
+            Err(Error::NotAnObject)
+        ));
+        assert!(matches!(
+            Message::from_json(Bytes::from_static(b"{}")),
+            Err(Error::MissingAction)
+        ));
+        assert!(matches!(
+            Message::from_json(Bytes::from_static(b"{")),
+            Err(Error::InvalidJson(_))
+        ));
     }
 
     #[test]

@@ -1049,7 +1049,7 @@ impl<S: ServerHandler> Server<S> {
                     return;
                 }
             };
-            let decoded = self.core.config.codec.decode(&payload);
+            let decoded = self.core.config.codec.decode_bytes(payload.clone());
             if matches!(&decoded, Ok(m) if m.action() == PONG_ACTION) {
                 continue; // heartbeat answer: the read already counted as a sign of life
             }
@@ -1161,6 +1161,16 @@ impl<S: ServerHandler> Server<S> {
                     return;
                 }
             }
+        }
+    }
+
+    /// Decodes one frame payload and dispatches it to channel `id`'s handlers, as the pump
+    /// does for every frame it reads, without any I/O. For benchmarks and tests of handlers;
+    /// does nothing if `id` is closed.
+    pub fn dispatch_payload(&mut self, id: ChannelId, payload: Bytes) {
+        if self.core.slot(id).is_some() {
+            let decoded = self.core.config.codec.decode_bytes(payload.clone());
+            self.dispatch(id.key, decoded, payload);
         }
     }
 
