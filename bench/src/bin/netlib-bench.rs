@@ -21,6 +21,10 @@ struct Args {
     /// Seconds measured per chat workload (after a 1 s warm-up).
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// Runs of every chat workload per server (interleaved); the table shows medians, since
+    /// a shared machine's speed drifts between runs.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
     /// Idle connections for the memory workload.
     #[arg(long, default_value_t = 10_000)]
     idle: usize,
@@ -63,6 +67,21 @@ fn start(name: &str, program: &Path, args: &[&str]) -> Server {
         .parse()
         .unwrap_or_else(|_| panic!("{name}: {line:?}"));
     Server { child, addr }
+}
+
+/// The median of each metric over runs.
+fn median(runs: &[ChatResult]) -> ChatResult {
+    let mid = |f: fn(&ChatResult) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    ChatResult {
+        deliveries_per_sec: mid(|r| r.deliveries_per_sec),
+        p50_us: mid(|r| r.p50_us),
+        p99_us: mid(|r| r.p99_us),
+        samples: runs.iter().map(|r| r.samples).sum(),
+    }
 }
 
 fn fmt_rate(r: f64) -> String {
@@ -113,14 +132,16 @@ fn main() {
     ];
     let mut results: Vec<Vec<ChatResult>> = Vec::new();
     for (name, k, s, w) in workloads {
-        let mut row = Vec::new();
-        for (server_name, make) in &servers {
-            let server = make();
-            let r = load::chat(server.addr, k, s, w, warm, dur);
-            eprintln!("{name} / {server_name}: {r:?}");
-            row.push(r);
+        let mut runs: Vec<Vec<ChatResult>> = vec![Vec::new(); servers.len()];
+        for rep in 0..args.repeat.max(1) {
+            for (i, (server_name, make)) in servers.iter().enumerate() {
+                let server = make();
+                let r = load::chat(server.addr, k, s, w, warm, dur);
+                eprintln!("{name} / {server_name} / run {}: {r:?}", rep + 1);
+                runs[i].push(r);
+            }
         }
-        results.push(row);
+        results.push(runs.iter().map(|r| median(r)).collect());
     }
     let netlib = (servers[0].1)();
     let idle = load::idle(netlib.addr, netlib.child.id(), args.idle);

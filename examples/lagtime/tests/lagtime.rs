@@ -1,0 +1,70 @@
+//! Runs the real lagtime-server and lagtime-client binaries: ten round trips are reported.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+use netlib_tests::{ChildGuard, TIMEOUT};
+
+#[test]
+fn a_client_gets_ten_round_trips_measured() {
+    let mut server = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_lagtime-server"))
+            .arg("127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, rx) = mpsc::channel();
+    let stdout = server.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines() {
+            if tx.send(l.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(TIMEOUT).unwrap();
+    let addr = first
+        .strip_prefix("lagtime-server listening on ")
+        .expect(&first)
+        .to_owned();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_lagtime-client"))
+        .arg(&addr)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let got: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let expected: Vec<String> = (0..=10).map(|n| format!("got ping {n}")).collect();
+    assert_eq!(
+        got, expected,
+        "the client echoes pings 0-9 and closes on 10"
+    );
+
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.contains("round trips,")) {
+        lines.push(rx.recv_timeout(TIMEOUT).expect("the server's summary"));
+    }
+    let trips: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("round trip ") && l.contains(" ms"))
+        .collect();
+    assert_eq!(trips.len(), 10, "{lines:?}");
+    for (n, l) in trips.iter().enumerate() {
+        assert!(l.contains(&format!("ping {n} round trip ")), "{l}");
+        let ms: f64 = l.rsplit(' ').nth(1).unwrap().parse().unwrap();
+        assert!(ms >= 0.0);
+    }
+    let summary = lines.last().unwrap();
+    assert!(
+        summary.contains(": 10 round trips, min ")
+            && summary.contains(" median ")
+            && summary.contains(" max "),
+        "{summary}"
+    );
+}
