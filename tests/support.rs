@@ -207,3 +207,42 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+/// Starts `program` with `args`, collects its standard output lines on a thread, and waits
+/// (up to [`TIMEOUT`]) for the line `"... listening on ADDR"` that every example server
+/// prints first. Returns the process, the address, and the receiver of the following lines.
+///
+/// # Panics
+/// If the program cannot start or prints something else first.
+pub fn spawn_listening(
+    program: &str,
+    args: &[&str],
+) -> (ChildGuard, String, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = ChildGuard(
+        std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program}: {e}")),
+    );
+    let stdout = child.0.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(TIMEOUT)
+        .unwrap_or_else(|_| panic!("{program} printed no address"));
+    let addr = first
+        .split_once(" listening on ")
+        .unwrap_or_else(|| panic!("{program}: unexpected first line {first:?}"))
+        .1
+        .to_owned();
+    (child, addr, rx)
+}

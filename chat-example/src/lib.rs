@@ -15,3 +15,21 @@ pub mod client;
 pub mod protocol;
 pub mod sanitize;
 pub mod server;
+
+/// The `--codec` option of both binaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CodecArg {
+    /// PodSixNet's JSON mode.
+    Json,
+    /// PodSixNet's default rencode (what stock PodSixNet clients speak).
+    Rencode,
+}
+
+impl From<CodecArg> for netlib::Codec {
+    fn from(c: CodecArg) -> Self {
+        match c {
+            CodecArg::Json => netlib::Codec::Json,
+            CodecArg::Rencode => netlib::Codec::Rencode,
+        }
+    }
+}

@@ -589,56 +589,47 @@ impl ServerHandler for Chat {
     }
 }
 
+/// Runs `f` on the chat state with the channel hub and this channel's id: every handler below
+/// is one call into [`Chat`].
+fn on_chat<R>(
+    ctx: &mut ChannelContext<'_, ChatChannel>,
+    f: impl FnOnce(&mut Chat, &mut Hub<'_>, ChannelId) -> R,
+) -> R {
+    let id = ctx.id();
+    let (chat, hub) = ctx.split();
+    f(chat, hub, id)
+}
+
 impl ChatChannel {
     fn network_nickname(&mut self, ctx: &mut ChannelContext<'_, Self>, m: SetNickname) {
-        let id = ctx.id();
-        let (chat, hub) = ctx.split();
-        chat.set_nickname(hub, id, m);
+        on_chat(ctx, |chat, hub, id| chat.set_nickname(hub, id, m));
     }
     fn network_message(&mut self, ctx: &mut ChannelContext<'_, Self>, m: Say) {
-        let id = ctx.id();
-        let (chat, hub) = ctx.split();
-        chat.say(hub, id, m);
+        on_chat(ctx, |chat, hub, id| chat.say(hub, id, m));
     }
     fn network_private(&mut self, ctx: &mut ChannelContext<'_, Self>, m: SayPrivately) {
-        let id = ctx.id();
-        let (chat, hub) = ctx.split();
-        chat.private(hub, id, m);
+        on_chat(ctx, |chat, hub, id| chat.private(hub, id, m));
     }
     fn network_who(&mut self, ctx: &mut ChannelContext<'_, Self>, m: Who) {
-        let id = ctx.id();
-        let (chat, hub) = ctx.split();
-        chat.who(hub, id, m);
+        on_chat(ctx, |chat, hub, id| chat.who(hub, id, m));
     }
     fn network_rooms(&mut self, ctx: &mut ChannelContext<'_, Self>, _m: &Message) {
-        let id = ctx.id();
-        let (chat, hub) = ctx.split();
-        chat.rooms(hub, id);
+        on_chat(ctx, |chat, hub, id| chat.rooms(hub, id));
     }
     fn network_join(&mut self, ctx: &mut ChannelContext<'_, Self>, m: Join) {
-        let id = ctx.id();
-        let (chat, hub) = ctx.split();
-        chat.join(hub, id, m);
+        on_chat(ctx, |chat, hub, id| chat.join(hub, id, m));
     }
     fn network_part(&mut self, ctx: &mut ChannelContext<'_, Self>, _m: &Message) {
-        let id = ctx.id();
-        let (chat, hub) = ctx.split();
-        chat.part(hub, id);
+        on_chat(ctx, |chat, hub, id| chat.part(hub, id));
     }
     fn network_op(&mut self, ctx: &mut ChannelContext<'_, Self>, m: Op) {
-        let id = ctx.id();
-        let (chat, hub) = ctx.split();
-        chat.op(hub, id, m);
+        on_chat(ctx, |chat, hub, id| chat.op(hub, id, m));
     }
     fn network_kick(&mut self, ctx: &mut ChannelContext<'_, Self>, m: Kick) {
-        let id = ctx.id();
-        let (chat, hub) = ctx.split();
-        chat.kick(hub, id, m);
+        on_chat(ctx, |chat, hub, id| chat.kick(hub, id, m));
     }
     fn network_quit(&mut self, ctx: &mut ChannelContext<'_, Self>, m: Quit) {
-        let id = ctx.id();
-        let (chat, hub) = ctx.split();
-        chat.quit(hub, id, m);
+        on_chat(ctx, |chat, hub, id| chat.quit(hub, id, m));
     }
 }
 
@@ -658,25 +649,22 @@ impl Channel for ChatChannel {
 
     /// Unknown actions get a `refused` reply (`unknown-action`).
     fn unhandled(&mut self, ctx: &mut ChannelContext<'_, Self>, msg: &Message) {
-        let id = ctx.id();
-        let (chat, hub) = ctx.split();
         let r = Refusal::new(
             "unknown-action",
             format!("unknown action {:?}", msg.action()),
         );
-        chat.refuse(hub, id, msg.action(), r);
+        on_chat(ctx, |chat, hub, id| chat.refuse(hub, id, msg.action(), r));
     }
 
     /// Mistyped or missing fields get `bad-request`; frames that are not messages `bad-frame`.
     fn out_of_band(&mut self, ctx: &mut ChannelContext<'_, Self>, oob: OutOfBand) {
-        let id = ctx.id();
-        let (chat, hub) = ctx.split();
-        match &oob.error {
-            Error::Payload { action, source } => {
-                let r = Refusal::new("bad-request", format!("{action}: {source}"));
-                chat.refuse(hub, id, action, r);
-            }
-            other => chat.refuse(hub, id, "", Refusal::new("bad-frame", other.to_string())),
-        }
+        let (request, r) = match &oob.error {
+            Error::Payload { action, source } => (
+                action.as_str(),
+                Refusal::new("bad-request", format!("{action}: {source}")),
+            ),
+            other => ("", Refusal::new("bad-frame", other.to_string())),
+        };
+        on_chat(ctx, |chat, hub, id| chat.refuse(hub, id, request, r));
     }
 }

@@ -9,25 +9,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use chat::client::{ChatView, Command, Ending, HELP};
-use clap::{Parser, ValueEnum};
+use chat::CodecArg;
+use clap::Parser;
 use netlib::{Client, Config};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum CodecArg {
-    /// PodSixNet's JSON mode.
-    Json,
-    /// PodSixNet's default rencode (what stock PodSixNet clients speak).
-    Rencode,
-}
-
-impl From<CodecArg> for netlib::Codec {
-    fn from(c: CodecArg) -> Self {
-        match c {
-            CodecArg::Json => netlib::Codec::Json,
-            CodecArg::Rencode => netlib::Codec::Rencode,
-        }
-    }
-}
 
 /// The netlib chat's terminal client. Plain lines are messages; /help lists the commands.
 #[derive(Debug, Parser)]

@@ -4,25 +4,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use chat::server::{Chat, Settings};
-use clap::{Parser, ValueEnum};
+use chat::CodecArg;
+use clap::Parser;
 use netlib::{Config, Server};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum CodecArg {
-    /// PodSixNet's JSON mode.
-    Json,
-    /// PodSixNet's default rencode (what stock PodSixNet clients speak).
-    Rencode,
-}
-
-impl From<CodecArg> for netlib::Codec {
-    fn from(c: CodecArg) -> Self {
-        match c {
-            CodecArg::Json => netlib::Codec::Json,
-            CodecArg::Rencode => netlib::Codec::Rencode,
-        }
-    }
-}
 
 /// The netlib chat server: rooms, private messages, operators; PodSixNet's chat clients can join.
 #[derive(Debug, Parser)]

@@ -1,25 +1,13 @@
 //! Runs the real hello-server and hello-client binaries.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use netlib_tests::{until, ChildGuard};
+use netlib_tests::{spawn_listening, TIMEOUT};
 
 #[test]
 fn the_client_is_welcomed_by_name() {
-    let mut server = ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_hello-server"))
-            .arg("127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first
-        .strip_prefix("hello-server listening on ")
-        .expect(&first)
-        .to_owned();
+    let (mut server, addr, lines) =
+        spawn_listening(env!("CARGO_BIN_EXE_hello-server"), &["127.0.0.1:0"]);
     for (name, n) in [("ada", 1), ("grace", 2)] {
         let out = Command::new(env!("CARGO_BIN_EXE_hello-client"))
             .args([&addr, name])
@@ -32,13 +20,14 @@ fn the_client_is_welcomed_by_name() {
         );
     }
     let mut greeted = Vec::new();
-    until("the server logged both greetings", || {
-        let l = lines.next().unwrap().unwrap();
+    while greeted.len() < 2 {
+        let l = lines
+            .recv_timeout(TIMEOUT)
+            .expect("the server logs both greetings");
         if l.starts_with("greeted") {
             greeted.push(l);
         }
-        greeted.len() == 2
-    });
+    }
     assert_eq!(
         greeted,
         ["greeted ada (guest 1)", "greeted grace (guest 2)"]
@@ -51,7 +40,7 @@ fn the_client_is_welcomed_by_name() {
         .success());
     let status = server.wait_with(|| {});
     assert!(status.success());
-    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let rest: Vec<String> = lines.iter().collect();
     assert_eq!(
         rest.last().map(String::as_str),
         Some("hello-server stopped after 2 greeting(s)")

@@ -1,34 +1,13 @@
 //! Runs the real lagtime-server and lagtime-client binaries: ten round trips are reported.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 
-use netlib_tests::{ChildGuard, TIMEOUT};
+use netlib_tests::{spawn_listening, TIMEOUT};
 
 #[test]
 fn a_client_gets_ten_round_trips_measured() {
-    let mut server = ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_lagtime-server"))
-            .arg("127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let (tx, rx) = mpsc::channel();
-    let stdout = server.0.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines() {
-            if tx.send(l.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
-    let first = rx.recv_timeout(TIMEOUT).unwrap();
-    let addr = first
-        .strip_prefix("lagtime-server listening on ")
-        .expect(&first)
-        .to_owned();
+    let (_server, addr, rx) =
+        spawn_listening(env!("CARGO_BIN_EXE_lagtime-server"), &["127.0.0.1:0"]);
 
     let out = Command::new(env!("CARGO_BIN_EXE_lagtime-client"))
         .arg(&addr)

@@ -1,12 +1,11 @@
 //! Runs the real whiteboard-server; draws with the headless client binary and with netlib
 //! clients holding the board model, and checks what a user would see.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use netlib::{Client, Config};
-use netlib_tests::{until, ChildGuard};
+use netlib_tests::{spawn_listening, until};
 use serde_json::json;
 use whiteboard::board::Board;
 use whiteboard::figure::figure;
@@ -42,20 +41,8 @@ impl Viewer {
 
 #[test]
 fn late_joiners_see_every_stroke_and_live_strokes_arrive_in_order() {
-    let mut server = ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_whiteboard-server"))
-            .arg("127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first
-        .strip_prefix("whiteboard-server listening on ")
-        .expect(&first)
-        .to_owned();
-    std::thread::spawn(move || lines.for_each(drop));
+    let (_server, addr, _lines) =
+        spawn_listening(env!("CARGO_BIN_EXE_whiteboard-server"), &["127.0.0.1:0"]);
 
     // Player 1: the headless client binary draws a square and leaves.
     let out = Command::new(env!("CARGO_BIN_EXE_whiteboard-client"))
