@@ -101,23 +101,14 @@ impl Message {
     /// [`Error::InvalidUtf8`], [`Error::InvalidJson`], [`Error::NotAnObject`],
     /// [`Error::MissingAction`] or [`Error::ActionNotString`].
     pub(crate) fn from_json(payload: Bytes) -> Result<Self> {
-        #[derive(Deserialize)]
-        struct Head<'a> {
-            #[serde(borrow)]
-            action: Cow<'a, str>,
-        }
         let text = std::str::from_utf8(&payload).map_err(Error::InvalidUtf8)?;
         // One pass that checks the whole text and finds the action without building a tree.
         let at = match serde_json::from_str::<Head<'_>>(text) {
-            Ok(Head {
-                action: Cow::Borrowed(a),
-            }) => {
+            Ok(Head(Cow::Borrowed(a))) => {
                 let start = a.as_ptr() as usize - text.as_ptr() as usize;
                 Some((start, start + a.len()))
             }
-            Ok(Head {
-                action: Cow::Owned(_),
-            }) => None, // escaped: read it from the tree
+            Ok(Head(Cow::Owned(_))) => None, // escaped: read it from the tree
             Err(_) => {
                 // Not the common shape: let the full parser say what is wrong.
                 let value: Value = serde_json::from_str(text).map_err(Error::InvalidJson)?;
@@ -219,6 +210,113 @@ impl Message {
             action: self.action().to_owned(),
             source,
         })
+    }
+}
+
+/// The action of a JSON object, found in one pass that checks the whole text as strictly as
+/// building a [`Value`] would (numbers are converted, so `1e400` fails here as it does there) but
+/// allocates nothing. Fails for anything that is not an object with a string `"action"`; the
+/// caller then asks the full parser what is wrong. With several `"action"` keys the last wins,
+/// as in a [`Value`].
+struct Head<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Head<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Head<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object with a string action")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Head<'de>, A::Error> {
+                let mut action = None;
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    if key == "action" {
+                        action = Some(map.next_value::<Text<'de>>()?.0);
+                    } else {
+                        map.next_value::<Checked>()?;
+                    }
+                }
+                action
+                    .map(Head)
+                    .ok_or_else(|| serde::de::Error::missing_field("action"))
+            }
+        }
+        d.deserialize_map(Fields)
+    }
+}
+
+/// A string, borrowed from the text when it has no escapes (serde's own `Cow` always copies).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Str;
+        impl<'de> serde::de::Visitor<'de> for Str {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(Str)
+    }
+}
+
+/// Any JSON value, visited (numbers converted, strings unescaped into serde_json's scratch
+/// space) and dropped.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Any;
+        impl<'de> serde::de::Visitor<'de> for Any {
+            type Value = Checked;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> std::result::Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_i64<E>(self, _: i64) -> std::result::Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_u64<E>(self, _: u64) -> std::result::Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_f64<E>(self, _: f64) -> std::result::Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_str<E>(self, _: &str) -> std::result::Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Checked, A::Error> {
+                while seq.next_element::<Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Checked, A::Error> {
+                while map.next_entry::<Checked, Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+        }
+        d.deserialize_any(Any)
     }
 }
 
@@ -328,6 +426,15 @@ mod tests {
             Message::from_json(Bytes::from_static(b"{")),
             Err(Error::InvalidJson(_))
         ));
+        // What the full parser refuses is refused up front, so the tree can always be built.
+        let huge = Bytes::from_static(br#"{"action": "a", "x": [1e400]}"#);
+        assert!(matches!(
+            Message::from_json(huge),
+            Err(Error::InvalidJson(_))
+        ));
+        let last =
+            Message::from_json(Bytes::from_static(br#"{"action": "a", "action": "b"}"#)).unwrap();
+        assert_eq!((last.action(), last.get_str("action")), ("b", Some("b")));
     }
 
     #[test]
