@@ -242,8 +242,16 @@ fn a_client_that_connects_and_sends_nothing() {
         counter.send(&json!({"action": "count"}));
         counter.recv_action("count").get("channels") == Some(&json!(3))
     });
-    assert_eq!(r.closes().len(), 1, "only check()'s client closed: {:?}", r.closes());
-    assert!(!r.closes().contains(&CloseReason::Timeout), "without a heartbeat, silence is allowed");
+    assert_eq!(
+        r.closes().len(),
+        1,
+        "only check()'s client closed: {:?}",
+        r.closes()
+    );
+    assert!(
+        !r.closes().contains(&CloseReason::Timeout),
+        "without a heartbeat, silence is allowed"
+    );
 }
 
 #[test]

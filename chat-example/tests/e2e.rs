@@ -815,3 +815,126 @@ fn out_of_file_descriptors_the_server_waits_and_accepts_later_without_spinning()
     );
     drop(child);
 }
+
+#[test]
+fn membership_traffic_shrinks_as_rooms_grow() {
+    // Full lists up to 2 members, compact deltas up to 4, nothing above.
+    let server = ChatServer::start(&["--full-list-max", "2", "--notice-max", "4"], &[]);
+    let mut a = Peer::join(&server.addr, "a");
+    let mut b = Peer::join(&server.addr, "b");
+    // Two members: PodSixNet's behaviour, a players list and a notice.
+    a.expect_where("players", |m| m.get("players") == Some(&json!(["a", "b"])));
+    assert_eq!(a.expect("joined").get_str("nickname"), Some("anonymous"));
+    // Three and four members: one `members` delta, no list, no per-join notice.
+    let mut c = Peer::connect(&server.addr);
+    let d = a.expect("members");
+    assert_eq!(
+        (d.get("count"), d.get("joined")),
+        (Some(&json!(3)), Some(&json!(["anonymous"])))
+    );
+    assert!(
+        c.expect("players")
+            .get("players")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+            == 3,
+        "a newcomer still gets the list"
+    );
+    c.send(json!({"action": "nickname", "nickname": "c"}));
+    let d = b.expect_where("members", |m| {
+        m.get("renamed").is_some_and(|r| r != &json!([]))
+    });
+    assert_eq!(d.get("renamed"), Some(&json!([["anonymous", "c"]])));
+    let _d4 = Peer::join(&server.addr, "d");
+    a.expect_where("members", |m| m.get("count") == Some(&json!(4)));
+    // Five members: nothing at all; the newcomer is told the count and can ask with who.
+    for p in [&mut a, &mut b] {
+        p.sync();
+        p.inbox.clear();
+    }
+    let mut e = Peer::connect(&server.addr);
+    assert_eq!(
+        e.inbox.iter().filter(|m| m.action() == "players").count(),
+        0
+    );
+    e.send(json!({"action": "who", "room": "lobby"}));
+    assert_eq!(
+        e.expect("who")
+            .get("users")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    for p in [&mut a, &mut b] {
+        p.sync();
+        let traffic: Vec<&Message> = p
+            .inbox
+            .iter()
+            .filter(|m| matches!(m.action(), "players" | "members" | "joined"))
+            .collect();
+        assert!(
+            traffic.is_empty(),
+            "no membership traffic in a room of 5: {traffic:?}"
+        );
+    }
+    // Messages still reach everyone at every size.
+    e.send(json!({"action": "message", "message": "hi all"}));
+    for p in [&mut a, &mut b, &mut c, &mut e] {
+        assert_eq!(p.expect("message").get_str("message"), Some("hi all"));
+    }
+    server.stop();
+}
+
+#[test]
+fn membership_updates_are_coalesced_to_one_list_per_pump() {
+    let server = ChatServer::start(&[], &[]);
+    let mut watcher = Peer::join(&server.addr, "watcher");
+    let mut x = RawPeer::connect(server.addr.parse().unwrap(), Framing::Terminator);
+    x.recv_action("welcome");
+    watcher.expect_where("players", |m| {
+        m.get("players").unwrap().as_array().unwrap().len() == 2
+    });
+    watcher.sync();
+    watcher.inbox.clear();
+    // Three renames in one write: handled in one pump.
+    let mut burst = Vec::new();
+    for n in ["x1", "x2", "x3"] {
+        burst.extend(
+            netlib::Codec::Json
+                .encode(
+                    Framing::Terminator,
+                    &json!({"action": "nickname", "nickname": n}),
+                    1 << 20,
+                )
+                .unwrap(),
+        );
+    }
+    x.write(&burst);
+    watcher.expect_where("renamed", |m| m.get_str("to") == Some("x3"));
+    watcher.sync();
+    let renames = watcher
+        .inbox
+        .iter()
+        .filter(|m| m.action() == "renamed")
+        .count();
+    let lists: Vec<&Message> = watcher
+        .inbox
+        .iter()
+        .filter(|m| m.action() == "players")
+        .collect();
+    assert_eq!(
+        renames, 2,
+        "x1 and x2 (x3 was taken out above): one notice per change"
+    );
+    assert_eq!(
+        lists.len(),
+        1,
+        "one players list for the three changes: {lists:?}"
+    );
+    assert_eq!(lists[0].get("players"), Some(&json!(["watcher", "x3"])));
+    server.stop();
+}
