@@ -635,3 +635,39 @@ fn reconnect_sends_what_was_queued_while_disconnected() {
     });
     assert_eq!(e.texts, ["queued 0", "queued 1", "queued 2"]);
 }
+
+#[test]
+fn listeners_that_pump_separately_each_see_every_event() {
+    let mut server = server(&["127.0.0.1:0"], Config::default());
+    let mut client =
+        Client::connect(&server.local_addrs()[0].to_string(), Config::default()).unwrap();
+    let (hud, board) = (client.subscribe(), client.subscribe());
+    let (mut a, mut b) = (Watcher::default(), Watcher::default());
+    client
+        .send(&json!({"action": "echo", "text": "one"}))
+        .unwrap();
+    // PodSixNet's way: each object pumps on its own. The first pump must not starve the second.
+    let mut round = 0;
+    until("both saw the echo", || {
+        server.pump_timeout(TICK).unwrap();
+        client.pump_subscription(&hud, &mut a).unwrap();
+        round += 1;
+        if round % 3 == 0 {
+            client.pump_subscription(&board, &mut b).unwrap(); // less often, and second
+        }
+        a.has("echo") && b.has("echo")
+    });
+    assert_eq!(a.actions(), ["socketConnect", "connected", "echo"]);
+    assert_eq!(b.actions(), a.actions());
+    // An unsubscribed consumer no longer holds events back; the other goes on.
+    client.unsubscribe(board);
+    client
+        .send(&json!({"action": "echo", "text": "two"}))
+        .unwrap();
+    until("the second echo", || {
+        server.pump_timeout(TICK).unwrap();
+        client.pump_subscription(&hud, &mut a).unwrap();
+        a.events.len() == 4
+    });
+    assert_eq!(b.events.len(), 3);
+}

@@ -379,6 +379,52 @@ pub struct Client {
     core: ClientCore,
     scratch: Box<[u8]>,
     waker: Option<WakeHandle>,
+    log: EventLog,
+}
+
+/// Identifies one consumer of a client's events for [`Client::pump_subscription`]: each
+/// subscription gets every event from its creation on, whoever pumps first.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Subscription(usize);
+
+/// Events kept until every consumer has seen them: the plain pumps (`pump`, `pump_all`,
+/// `pump_messages`, one consumer together, active from their first use) and each
+/// [`Subscription`]. Each consumer has a cursor, the sequence number of the next event it gets.
+#[derive(Default)]
+struct EventLog {
+    events: std::collections::VecDeque<Event>,
+    /// Sequence number of `events[0]`.
+    start: u64,
+    plain: Option<u64>,
+    subs: Vec<Option<u64>>,
+}
+
+impl EventLog {
+    fn end(&self) -> u64 {
+        self.start + self.events.len() as u64
+    }
+
+    /// Events from `cursor` on.
+    fn since(&self, cursor: u64) -> impl Iterator<Item = &Event> {
+        self.events
+            .iter()
+            .skip((cursor.max(self.start) - self.start) as usize)
+    }
+
+    /// Drops the events every active consumer has seen.
+    fn trim(&mut self) {
+        let min = self
+            .plain
+            .iter()
+            .chain(self.subs.iter().flatten())
+            .min()
+            .copied()
+            .unwrap_or(self.end());
+        while self.start < min {
+            self.events.pop_front();
+            self.start += 1;
+        }
+    }
 }
 
 impl Client {
@@ -413,6 +459,7 @@ impl Client {
             core,
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
             waker: None,
+            log: EventLog::default(),
         })
     }
 
@@ -565,23 +612,96 @@ impl Client {
 
     /// As [`pump`](Self::pump), delivering every event to every listener in order: several
     /// objects can watch one connection and none misses an event because another pumped
-    /// first (PodSixNet's listeners share one queue, and the first `Pump()` empties it).
+    /// first (PodSixNet's listeners share one queue, and the first `Pump()` empties it). For
+    /// listeners that pump separately, see [`subscribe`](Self::subscribe).
     ///
     /// # Errors
     /// As [`pump`](Self::pump).
     pub fn pump_all(&mut self, listeners: &mut [&mut dyn AnyListener]) -> Result<()> {
-        self.io(Some(Duration::ZERO))?;
-        let inbox = std::mem::take(&mut self.core.inbox);
+        let from = self.collect_plain()?;
         let mut ctx = ClientContext {
             core: &mut self.core,
         };
-        for event in &inbox {
+        for event in self.log.since(from) {
             for l in listeners.iter_mut() {
                 l.dispatch(&mut ctx, event)?;
             }
         }
+        self.log.trim();
         self.core.flush();
         Ok(())
+    }
+
+    /// A new consumer of this client's events: [`pump_subscription`](Self::pump_subscription)
+    /// gives it every event from now on, however many other consumers pump, in any order. Use
+    /// it when several objects pump the connection separately, as PodSixNet's listeners each
+    /// call `Pump()` (where the first one empties the shared queue). Events are kept until every
+    /// subscription has seen them, so pump every subscription, or
+    /// [`unsubscribe`](Self::unsubscribe) it.
+    pub fn subscribe(&mut self) -> Subscription {
+        self.log.events.extend(std::mem::take(&mut self.core.inbox));
+        let cursor = Some(self.log.end());
+        match self.log.subs.iter().position(Option::is_none) {
+            Some(i) => {
+                self.log.subs[i] = cursor;
+                Subscription(i)
+            }
+            None => {
+                self.log.subs.push(cursor);
+                Subscription(self.log.subs.len() - 1)
+            }
+        }
+    }
+
+    /// Ends a subscription: events are no longer kept for it.
+    pub fn unsubscribe(&mut self, sub: Subscription) {
+        if let Some(c) = self.log.subs.get_mut(sub.0) {
+            *c = None;
+        }
+        self.log.trim();
+    }
+
+    /// As [`pump`](Self::pump), delivering to `listener` the events `sub` has not seen yet.
+    ///
+    /// # Errors
+    /// As [`pump`](Self::pump).
+    ///
+    /// # Panics
+    /// If `sub` was unsubscribed or belongs to another client.
+    pub fn pump_subscription<L: Listener>(
+        &mut self,
+        sub: &Subscription,
+        listener: &mut L,
+    ) -> Result<()> {
+        self.io(Some(Duration::ZERO))?;
+        self.log.events.extend(std::mem::take(&mut self.core.inbox));
+        let from = self
+            .log
+            .subs
+            .get(sub.0)
+            .copied()
+            .flatten()
+            .expect("a live subscription of this client");
+        let mut ctx = ClientContext {
+            core: &mut self.core,
+        };
+        for event in self.log.since(from) {
+            listener.dispatch(&mut ctx, event)?;
+        }
+        self.log.subs[sub.0] = Some(self.log.end());
+        self.log.trim();
+        self.core.flush();
+        Ok(())
+    }
+
+    /// For the plain pumps: does the I/O, moves new events to the log and returns where the
+    /// plain consumer starts; afterwards the plain consumer has seen everything.
+    fn collect_plain(&mut self) -> Result<u64> {
+        self.io(Some(Duration::ZERO))?;
+        let from = self.log.plain.unwrap_or(self.log.end());
+        self.log.events.extend(std::mem::take(&mut self.core.inbox));
+        self.log.plain = Some(self.log.end());
+        Ok(from)
     }
 
     /// As [`pump`](Self::pump) without a listener: returns the events as messages, in order.
@@ -590,25 +710,28 @@ impl Client {
     /// # Errors
     /// [`Error::Io`] if the poller fails.
     pub fn pump_messages(&mut self) -> Result<Vec<Message>> {
-        self.io(Some(Duration::ZERO))?;
+        let from = self.collect_plain()?;
         let codec = self.core.config.codec;
-        Ok(std::mem::take(&mut self.core.inbox)
-            .into_iter()
-            .filter_map(|e| match e.message {
-                Some(m) => Some(m),
+        let out = self
+            .log
+            .since(from)
+            .filter_map(|e| match &e.message {
+                Some(m) => Some(m.clone()),
                 None => {
                     let error = codec.decode(&e.payload).err().unwrap_or(Error::NotAnObject);
                     log_out_of_band(
                         &"client",
                         &OutOfBand {
                             error,
-                            payload: e.payload,
+                            payload: e.payload.clone(),
                         },
                     );
                     None
                 }
             })
-            .collect())
+            .collect();
+        self.log.trim();
+        Ok(out)
     }
 
     /// Polls once with `timeout`, then connects / reads / writes as the socket allows.

@@ -68,7 +68,7 @@ pub mod rencode;
 pub mod server;
 
 pub use client::{
-    AnyListener, Client, ClientContext, ConnectionState, Event, Listener, WakeHandle,
+    AnyListener, Client, ClientContext, ConnectionState, Event, Listener, Subscription, WakeHandle,
 };
 pub use codec::Codec;
 pub use config::{Config, Heartbeat};
