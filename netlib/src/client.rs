@@ -41,8 +41,14 @@ impl WakeHandle {
 ///
 /// Register its handlers with [`handler!`](crate::handler); they take
 /// `(&mut self, &mut ClientContext<'_>, msg)` where `msg` is `&Message` or a typed struct.
-/// Besides the server's messages it receives the synthetic events `socketConnect`, `error`
-/// (`{"action": "error", "error": [errno, "text"]}`) and `disconnected`.
+/// Besides the server's messages it receives PodSixNet's synthetic events:
+///
+/// - `{"action": "socketConnect"}` when the TCP connection is made (then the server's own
+///   `{"action": "connected"}` follows);
+/// - `{"action": "error", "error": [errno, "text"]}` when connecting fails (e.g.
+///   `[111, "Connection refused"]`, or `[-2, ...]` for a name that does not resolve; nothing
+///   follows) or an open connection breaks (then `disconnected` follows);
+/// - `{"action": "disconnected"}` when an open connection ends, from either side.
 pub trait Listener: 'static {
     /// A frame that is not a valid message, or that does not fit a typed handler. Default: log
     /// a warning and drop it.
