@@ -429,11 +429,7 @@ fn server_side_close_flushes_then_disconnects() {
 
 #[test]
 fn connection_refused_is_an_error_event() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = netlib_tests::unused_port();
     let mut client = Client::connect(&format!("127.0.0.1:{port}"), Config::default()).unwrap();
     let mut w = Watcher::default();
     until("error event", || {
@@ -597,11 +593,7 @@ fn run_returns_when_stopped_from_another_thread() {
 #[test]
 fn reconnect_sends_what_was_queued_while_disconnected() {
     // Nothing listens yet: the messages queue while connecting, and the connect fails.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = netlib_tests::unused_port();
     let addr = format!("127.0.0.1:{port}");
     let mut client = Client::connect(&addr, Config::default()).unwrap();
     for i in 0..3 {

@@ -246,3 +246,13 @@ pub fn spawn_listening(
         .to_owned();
     (child, addr, rx)
 }
+
+/// A loopback port that nothing listens on (bound, then released), for connection-refused
+/// tests.
+pub fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

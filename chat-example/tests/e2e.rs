@@ -708,11 +708,7 @@ fn server_stops_cleanly_on_sigterm_and_clients_exit_with_a_message() {
 
 #[test]
 fn the_client_reports_a_refused_connection() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = netlib_tests::unused_port();
     let (mut client, out) = chat_client(&format!("127.0.0.1:{port}"), &["--nick", "x"]);
     let _stdin = client.0.stdin.take().unwrap();
     let status = client.wait_with(|| {});

@@ -49,11 +49,7 @@ fn the_client_is_welcomed_by_name() {
 
 #[test]
 fn the_client_reports_a_refused_connection() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = netlib_tests::unused_port();
     let out = Command::new(env!("CARGO_BIN_EXE_hello-client"))
         .arg(format!("127.0.0.1:{port}"))
         .output()
