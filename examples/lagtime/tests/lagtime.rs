@@ -47,3 +47,32 @@ fn a_client_gets_ten_round_trips_measured() {
         "{summary}"
     );
 }
+
+#[test]
+fn podsixnets_own_lagtime_client_gets_the_same_ten_round_trips() {
+    let (_server, addr, rx) =
+        spawn_listening(env!("CARGO_BIN_EXE_lagtime-server"), &["127.0.0.1:0"]);
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = Command::new(netlib_tests::podsixnet_python())
+        .current_dir(netlib_tests::podsixnet_scripts())
+        .args(["lagtime_client.py", "json", host, port])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let got = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        got.lines().count(),
+        11,
+        "pings 0-10 reached PodSixNet's client:\n{got}"
+    );
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.contains("round trips,")) {
+        lines.push(rx.recv_timeout(TIMEOUT).expect("the server's summary"));
+    }
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(" round trip ")).count(),
+        10,
+        "{lines:?}"
+    );
+    assert!(lines.last().unwrap().contains(": 10 round trips, min "));
+}

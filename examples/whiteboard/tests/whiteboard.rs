@@ -107,3 +107,28 @@ fn late_joiners_see_every_stroke_and_live_strokes_arrive_in_order() {
     late.until("player 3 left", |b| !b.players.contains_key("3"));
     assert_eq!(late.board.points_of("3"), total);
 }
+
+#[test]
+fn podsixnets_own_whiteboard_client_draws_on_a_netlib_board() {
+    let (_server, addr, _lines) =
+        spawn_listening(env!("CARGO_BIN_EXE_whiteboard-server"), &["127.0.0.1:0"]);
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = Command::new(netlib_tests::podsixnet_python())
+        .current_dir(netlib_tests::podsixnet_scripts())
+        .args(["whiteboard_client.py", "json", host, port])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let initial: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(
+        initial["lines"]["1"]["color"],
+        json!(color_of(1)),
+        "PodSixNet's client got its board"
+    );
+    let late = Viewer::join(&addr);
+    assert_eq!(
+        late.board.strokes["1"].lines,
+        vec![vec![[5, 5], [50, 5], [50, 50]]]
+    );
+}
