@@ -658,11 +658,11 @@ fn the_terminal_client_strips_escape_sequences_and_prints_refusals() {
     let server = ChatServer::start(&[], &[]);
     let (mut client, out) = chat_client(&server.addr, &["--nick", "carol"]);
     let mut stdin = client.0.stdin.take().unwrap();
-    let mut mallory = Peer::connect(&server.addr);
+    // Carol is in before mallory joins, so that mallory's messages reach her.
     until("carol is in", || {
-        mallory.pump();
-        mallory.has("renamed", |m| m.get_str("to") == Some("carol"))
+        out.any(|l| l.contains("you are now known as carol"))
     });
+    let mut mallory = Peer::connect(&server.addr);
     mallory.send(json!({"action": "nickname", "nickname": "mal\u{1b}[31m"}));
     mallory.expect("refused");
     mallory.send(json!({"action": "message", "message": "\u{1b}[2J\u{1b}]0;pwned\u{7}evil\u{202e} text\u{9b}31m\r\n"}));

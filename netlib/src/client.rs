@@ -718,25 +718,29 @@ impl Client {
     pub fn pump_messages(&mut self) -> Result<Vec<Message>> {
         let from = self.collect_plain()?;
         let codec = self.core.config.codec;
-        let out = self
-            .log
-            .since(from)
-            .filter_map(|e| match &e.message {
-                Some(m) => Some(m.clone()),
-                None => {
-                    let error = codec.decode(&e.payload).err().unwrap_or(Error::NotAnObject);
-                    log_out_of_band(
-                        &"client",
-                        &OutOfBand {
-                            error,
-                            payload: e.payload.clone(),
-                        },
-                    );
-                    None
-                }
-            })
-            .collect();
-        self.log.trim();
+        let message = |e: Event| match e.message {
+            Some(m) => Some(m),
+            None => {
+                let error = codec.decode(&e.payload).err().unwrap_or(Error::NotAnObject);
+                log_out_of_band(
+                    &"client",
+                    &OutOfBand {
+                        error,
+                        payload: e.payload,
+                    },
+                );
+                None
+            }
+        };
+        let out = if self.log.subs.iter().all(Option::is_none) {
+            // The plain pumps are the only consumer: hand the events over instead of copying.
+            self.log.start = self.log.end();
+            self.log.events.drain(..).filter_map(message).collect()
+        } else {
+            let out = self.log.since(from).cloned().filter_map(message).collect();
+            self.log.trim();
+            out
+        };
         Ok(out)
     }
 

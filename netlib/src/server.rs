@@ -191,6 +191,40 @@ struct Slot<C> {
     pinged: bool,
 }
 
+impl<C> Slot<C> {
+    /// Queues a frame if the slot is open: marks it dirty (in `dirty`) or, past `limit` queued
+    /// bytes, dead (in `dead`). Returns the unwritten bytes now queued. A method on the slot, not
+    /// on [`Core`], so a broadcast can walk the slab while it queues.
+    fn enqueue(
+        &mut self,
+        key: usize,
+        frame: &Frame,
+        limit: usize,
+        dirty: &mut Vec<usize>,
+        dead: &mut Vec<(usize, CloseReason, bool)>,
+    ) -> Result<usize> {
+        if self.state != SlotState::Open {
+            return Err(Error::NotConnected);
+        }
+        let queued = self.conn.out.push(&frame.0);
+        if queued > limit {
+            log::warn!(
+                "channel {} ({}): outbound queue over {limit} bytes, closing",
+                self.id,
+                self.addr
+            );
+            self.state = SlotState::Dead;
+            dead.push((key, CloseReason::OutboundOverflow { limit }, false));
+            return Err(Error::NotConnected);
+        }
+        if !self.conn.dirty {
+            self.conn.dirty = true;
+            dirty.push(key);
+        }
+        Ok(queued)
+    }
+}
+
 /// Connection bookkeeping shared by the pump and the contexts.
 struct Core<C> {
     slots: Slab<Slot<C>>,
@@ -223,26 +257,13 @@ impl<C> Core<C> {
     /// Queues a frame for an open slot; returns the unwritten bytes now queued for it.
     /// `serial`, when given, must match the slot's (the id of the channel meant).
     fn queue(&mut self, key: usize, serial: Option<u64>, frame: &Frame) -> Result<usize> {
-        let limit = self.config.max_outbound_bytes;
-        let slot = match self.slots.get_mut(key) {
-            Some(s) if s.state == SlotState::Open && serial.is_none_or(|n| n == s.id.serial) => s,
-            _ => return Err(Error::NotConnected),
-        };
-        let queued = slot.conn.out.push(&frame.0);
-        if queued > limit {
-            log::warn!(
-                "channel {} ({}): outbound queue over {limit} bytes, closing",
-                slot.id,
-                slot.addr
-            );
-            self.kill(key, CloseReason::OutboundOverflow { limit });
-            return Err(Error::NotConnected);
+        match self.slots.get_mut(key) {
+            Some(s) if serial.is_none_or(|n| n == s.id.serial) => {
+                let limit = self.config.max_outbound_bytes;
+                s.enqueue(key, frame, limit, &mut self.dirty, &mut self.dead)
+            }
+            _ => Err(Error::NotConnected),
         }
-        if !slot.conn.dirty {
-            slot.conn.dirty = true;
-            self.dirty.push(key);
-        }
-        Ok(queued)
     }
 
     fn kill(&mut self, key: usize, reason: CloseReason) {
@@ -379,16 +400,19 @@ impl<C> ServerContext<'_, C> {
 
     /// Queues an encoded frame for every open channel; returns how many took it.
     pub fn send_frame_to_all(&mut self, frame: &Frame) -> usize {
-        let keys: Vec<usize> = self
-            .core
-            .slots
-            .iter()
-            .filter(|(_, s)| s.established && s.state == SlotState::Open)
-            .map(|(k, _)| k)
-            .collect();
-        keys.into_iter()
-            .filter(|&k| self.core.queue(k, None, frame).is_ok())
-            .count()
+        let Core {
+            slots,
+            config,
+            dirty,
+            dead,
+            ..
+        } = &mut *self.core;
+        let limit = config.max_outbound_bytes;
+        let mut sent = 0;
+        for (key, slot) in slots.iter_mut().filter(|(_, s)| s.established) {
+            sent += usize::from(slot.enqueue(key, frame, limit, dirty, dead).is_ok());
+        }
+        sent
     }
 
     /// Queues an encoded frame for each channel in `ids` (unknown or closed ids are skipped);
