@@ -1,47 +1,45 @@
-//! [`Config`]: the wire format and the limits of a server or client, in one place.
+//! [`Config`]: the wire format, limits and clock of a server or client, in one place. Fields are
+//! private: the builder methods check every value, so a config is always valid.
 
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::codec::Codec;
 use crate::frame::{Framing, DEFAULT_MAX_FRAME_SIZE};
 
-/// Wire format and resource limits, shared by [`Server`](crate::Server) and
+/// Most channel slots a server may hold (`max_connections`), so that a [`ChannelId`]'s table
+/// index fits its 24 bits.
+///
+/// [`ChannelId`]: crate::ChannelId
+pub(crate) const MAX_SLOTS: usize = 1 << 24;
+
+/// Wire format, resource limits and clock, shared by [`Server`](crate::Server) and
 /// [`Client`](crate::Client). `Config::default()` speaks PodSixNet's JSON mode.
+///
+/// Set values with the builder methods (each checks its value and panics on one that makes no
+/// sense, e.g. a zero frame size); read them with the `get_` methods, as `std::process::Command`
+/// does.
 ///
 /// ```
 /// use netlib::{Config, Framing};
 /// let config = Config::default()
 ///     .framing(Framing::LengthPrefix)
 ///     .max_frame_size(64 * 1024);
-/// assert_eq!(config.max_frame_size, 65536);
+/// assert_eq!(config.get_max_frame_size(), 65536);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Config {
-    /// How frames are delimited. Default: [`Framing::Terminator`] (PodSixNet's `\0---\0`).
-    pub framing: Framing,
-    /// How payloads are encoded. Default: [`Codec::Json`].
-    pub codec: Codec,
-    /// Largest frame payload accepted or sent, in bytes. Default 1 MiB (1 048 576).
-    /// A peer that sends a larger frame is sent an `error` frame and closed; nothing beyond the
-    /// limit is buffered. Sending a larger message fails with `Error::FrameTooLarge`.
-    pub max_frame_size: usize,
-    /// Most unwritten bytes queued for one peer. Default 8 MiB. A peer that does not read is
-    /// closed with `CloseReason::OutboundOverflow` when its queue passes this.
-    pub max_outbound_bytes: usize,
-    /// Server only: most channels at once. Default 10 000. A client over the limit is sent an
-    /// `error` frame and closed.
-    pub max_connections: usize,
-    /// Bytes read from one connection per pump before the others get their turn. Default
-    /// 256 KiB. The rest is read on the next pump, so one flooding peer cannot starve others.
-    pub read_budget: usize,
-    /// Server only: the listen backlog, connections the kernel holds before they are accepted.
-    /// Default 4096 (Linux caps it at `net.core.somaxconn`). The standard library's 128 drops
-    /// connections during bursts of connects, which then wait a 1 s SYN retry.
-    pub listen_backlog: u32,
-    /// Server only: ping idle clients and close silent ones. Default `None` (off), since
-    /// PodSixNet clients do not answer pings.
-    pub heartbeat: Option<Heartbeat>,
+    framing: Framing,
+    codec: Codec,
+    max_frame_size: usize,
+    max_outbound_bytes: usize,
+    max_connections: usize,
+    read_budget: usize,
+    listen_backlog: u32,
+    heartbeat: Option<Heartbeat>,
+    clock: Clock,
+    announce_id: bool,
+    reply_invalid: bool,
 }
 
 /// The server's heartbeat: a channel that sent nothing for `interval` is sent
@@ -53,14 +51,14 @@ pub struct Config {
 pub struct Heartbeat {
     /// Silence after which a ping is sent.
     pub interval: Duration,
-    /// Silence after which the channel is closed; should be a few times `interval`.
+    /// Silence after which the channel is closed; longer than `interval`.
     pub timeout: Duration,
 }
 
 /// The ping a server sends (see [`Heartbeat`]).
-pub const PING_ACTION: &str = "netlib.ping";
+pub(crate) const PING_ACTION: &str = "netlib.ping";
 /// The answer netlib clients send to [`PING_ACTION`].
-pub const PONG_ACTION: &str = "netlib.pong";
+pub(crate) const PONG_ACTION: &str = "netlib.pong";
 
 impl Default for Config {
     fn default() -> Self {
@@ -73,27 +71,32 @@ impl Default for Config {
             read_budget: 256 << 10,
             listen_backlog: 4096,
             heartbeat: None,
+            clock: Clock::System,
+            announce_id: false,
+            reply_invalid: true,
         }
     }
 }
 
 impl Config {
-    /// Sets the framing.
+    /// Sets how frames are delimited. Default: [`Framing::Terminator`] (PodSixNet's `\0---\0`).
     pub fn framing(mut self, framing: Framing) -> Self {
         self.framing = framing;
         self
     }
 
-    /// Sets the codec.
+    /// Sets how payloads are encoded. Default: [`Codec::Json`] (PodSixNet's JSON mode).
     pub fn codec(mut self, codec: Codec) -> Self {
         self.codec = codec;
         self
     }
 
-    /// Sets the largest frame payload in bytes.
+    /// Sets the largest frame payload accepted or sent, in bytes. Default 1 MiB (1 048 576).
+    /// A peer that sends a larger frame is sent an `error` frame and closed; nothing beyond the
+    /// limit is buffered. Sending a larger message fails with `Error::FrameTooLarge`.
     ///
     /// # Panics
-    /// Panics if `bytes` is 0 or does not fit the 4-byte length prefix (over `u32::MAX`).
+    /// If `bytes` is 0 or does not fit the 4-byte length prefix (over `u32::MAX`).
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         assert!(
             bytes > 0 && bytes <= u32::MAX as usize,
@@ -103,22 +106,58 @@ impl Config {
         self
     }
 
-    /// Sets the most unwritten bytes queued per peer.
+    /// Sets the most unwritten bytes queued for one peer. Default 8 MiB. A peer that does not
+    /// read is closed with `CloseReason::OutboundOverflow` when its queue passes this (on a
+    /// client: the connection to the server).
+    ///
+    /// # Panics
+    /// If `bytes` is 0.
     pub fn max_outbound_bytes(mut self, bytes: usize) -> Self {
+        assert!(bytes > 0, "max_outbound_bytes must be positive");
         self.max_outbound_bytes = bytes;
         self
     }
 
-    /// Sets the most channels a server holds at once.
+    /// Server only: sets the most channels at once. Default 10 000. A client over the limit is
+    /// sent `{"action": "error", "error": [87, "server full"]}` and closed.
+    ///
+    /// # Panics
+    /// If `n` is 0 or over 2^24 (16 777 216).
     pub fn max_connections(mut self, n: usize) -> Self {
+        assert!(n > 0 && n <= MAX_SLOTS, "max_connections out of range");
         self.max_connections = n;
         self
     }
 
-    /// Turns the server's heartbeat on (see [`Heartbeat`]).
+    /// Sets the bytes read from one connection per pump before the others get their turn.
+    /// Default 256 KiB. The rest is read on the next pump, so one flooding peer cannot starve
+    /// others.
     ///
     /// # Panics
-    /// Panics if `interval` is zero or `timeout` is not longer than `interval`.
+    /// If `bytes` is 0.
+    pub fn read_budget(mut self, bytes: usize) -> Self {
+        assert!(bytes > 0, "read_budget must be positive");
+        self.read_budget = bytes;
+        self
+    }
+
+    /// Server only: sets the listen backlog, connections the kernel holds before they are
+    /// accepted. Default 4096 (Linux caps it at `net.core.somaxconn`); the standard library's
+    /// 128 drops connections during bursts of connects, which then wait a 1 s SYN retry.
+    ///
+    /// # Panics
+    /// If `n` is 0.
+    pub fn listen_backlog(mut self, n: u32) -> Self {
+        assert!(n > 0, "listen_backlog must be positive");
+        self.listen_backlog = n;
+        self
+    }
+
+    /// Server only: turns the heartbeat on (see [`Heartbeat`]). Default off, since PodSixNet
+    /// clients do not answer pings.
+    ///
+    /// # Panics
+    /// If `interval` is zero or `timeout` is not longer than `interval`.
     pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
         assert!(
             !interval.is_zero() && timeout > interval,
@@ -128,19 +167,110 @@ impl Config {
         self
     }
 
-    /// Sets the listen backlog (connections).
-    pub fn listen_backlog(mut self, n: u32) -> Self {
-        self.listen_backlog = n;
+    /// Sets the clock deadlines are measured on. Default [`Clock::System`]; tests pass a
+    /// [`ManualClock`](crate::ManualClock).
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
         self
     }
 
-    /// Sets the bytes read from one connection per pump.
-    ///
-    /// # Panics
-    /// Panics if `bytes` is 0.
-    pub fn read_budget(mut self, bytes: usize) -> Self {
-        assert!(bytes > 0, "read_budget must be positive");
-        self.read_budget = bytes;
+    /// Server only: whether the `connected` message tells the client its channel id, as
+    /// `{"action": "connected", "id": 7}` (see [`ChannelId`](crate::ChannelId)). Default off:
+    /// PodSixNet's message has no `id`.
+    pub fn announce_id(mut self, on: bool) -> Self {
+        self.announce_id = on;
         self
+    }
+
+    /// Server only: whether a message that does not fit its typed handler (or whose handler
+    /// returned an error) is answered to the peer with
+    /// `{"action": "error", "error": [22, "<why>"], "for": "<action>"}` naming the action and
+    /// the field. Default on; it is logged at warn either way.
+    pub fn reply_invalid(mut self, on: bool) -> Self {
+        self.reply_invalid = on;
+        self
+    }
+
+    /// The framing.
+    pub fn get_framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The codec.
+    pub fn get_codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// The largest frame payload in bytes.
+    pub fn get_max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+
+    /// The most unwritten bytes queued per peer.
+    pub fn get_max_outbound_bytes(&self) -> usize {
+        self.max_outbound_bytes
+    }
+
+    /// The most channels a server holds at once.
+    pub fn get_max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// Bytes read from one connection per pump.
+    pub fn get_read_budget(&self) -> usize {
+        self.read_budget
+    }
+
+    /// The listen backlog (connections).
+    pub fn get_listen_backlog(&self) -> u32 {
+        self.listen_backlog
+    }
+
+    /// The heartbeat, if on.
+    pub fn get_heartbeat(&self) -> Option<Heartbeat> {
+        self.heartbeat
+    }
+
+    /// The clock.
+    pub fn get_clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Whether `connected` carries the channel id.
+    pub fn get_announce_id(&self) -> bool {
+        self.announce_id
+    }
+
+    /// Whether invalid messages are answered with an `error` message.
+    pub fn get_reply_invalid(&self) -> bool {
+        self.reply_invalid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "max_frame_size out of range")]
+    fn a_zero_frame_size_is_refused() {
+        let _ = Config::default().max_frame_size(0);
+    }
+
+    #[test]
+    #[should_panic(expected = "heartbeat")]
+    fn a_timeout_shorter_than_the_interval_is_refused() {
+        let _ = Config::default().heartbeat(Duration::from_secs(2), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn builders_set_what_getters_read() {
+        let c = Config::default()
+            .codec(Codec::Rencode)
+            .max_connections(5)
+            .announce_id(true);
+        assert_eq!(c.get_codec(), Codec::Rencode);
+        assert_eq!(c.get_max_connections(), 5);
+        assert!(c.get_announce_id() && c.get_reply_invalid());
     }
 }

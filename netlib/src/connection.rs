@@ -1,338 +1,361 @@
-//! One TCP connection's protocol state: the frame decoder and the queue of outgoing frames.
-//! The queue writes to any `Write`, so tests drive it with an in-memory writer.
+//! A client's connection: its [`Connector`], the current [`Link`] and the events it produced
+//! for the listeners. The client driver ([`client`](crate::client)) polls; this does the
+//! connection's part of each step.
 
-use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
-use mio::net::TcpStream;
+use mio::{Registry, Token, Waker};
+use serde::Serialize;
+use serde_json::json;
 
-use crate::frame::{FrameDecoder, Framing, TERMINATOR};
+use crate::config::Config;
+use crate::error::{errno_text, CloseReason, Error, Result};
+use crate::frame::Wire;
+use crate::link::{Link, Step};
+use crate::message::Message;
+use crate::queue::OutQueue;
+use crate::session::{Inbound, Phase, Session, Timer};
+use crate::transport::Connector;
 
-/// Most chunks handed to one `writev` call.
-const MAX_IOSLICES: usize = 64;
-/// Frames up to this size (bytes) are copied into a contiguous per-connection buffer: for small
-/// frames a copy is cheaper than sharing (an atomic count per recipient, one `iovec` per frame).
-/// Larger frames are shared between recipients, never copied.
-const COPY_MAX: usize = 2048;
-/// A contiguous buffer grows to at most this many bytes before a new one starts.
-const CHUNK_MAX: usize = 64 * 1024;
+/// The poll token of a client's connection.
+pub(crate) const CONN: Token = Token(0);
 
-#[derive(Debug)]
-enum Chunk {
-    /// Small frames, copied back to back.
-    Owned(Vec<u8>),
-    /// One large frame, shared with every other queue it was sent to.
-    Shared(Bytes),
+/// The state of a client connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Connect in progress.
+    Connecting,
+    /// Connected (`socketConnect` was delivered).
+    Open,
+    /// `close()` was called; queued output is being written, then the connection closes.
+    Closing,
+    /// Closed, failed, or never connected. Sends fail with [`Error::NotConnected`].
+    Closed,
 }
 
-impl Chunk {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Chunk::Owned(v) => v,
-            Chunk::Shared(b) => b,
-        }
-    }
+/// One received event, as handed to listeners: a message (from the server or synthetic) or an
+/// undecodable frame.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub(crate) message: Option<Message>,
+    pub(crate) payload: Bytes,
 }
 
-/// Frames waiting to be written, in order: small frames coalesced into contiguous buffers, large
-/// ones shared ([`Bytes`]) with every recipient. Written with `writev`, so one pump's output
-/// to a channel usually takes a single system call.
-#[derive(Debug, Default)]
-pub(crate) struct OutQueue {
-    chunks: VecDeque<Chunk>,
-    /// Bytes of `chunks[0]` already written.
-    offset: usize,
-    /// Unwritten bytes in the whole queue.
-    bytes: usize,
-    /// A written buffer kept for reuse, so a busy connection does not allocate every pump.
-    spare: Vec<u8>,
-}
-
-impl OutQueue {
-    /// Appends a frame; returns the unwritten bytes now queued.
-    pub(crate) fn push(&mut self, frame: &Bytes) -> usize {
-        self.bytes += frame.len();
-        if frame.len() > COPY_MAX {
-            self.chunks.push_back(Chunk::Shared(frame.clone()));
-            return self.bytes;
+impl Event {
+    fn synthetic(message: Message) -> Self {
+        Event {
+            message: Some(message),
+            payload: Bytes::new(),
         }
-        if let Some(Chunk::Owned(v)) = self.chunks.back_mut() {
-            if v.len() + frame.len() <= CHUNK_MAX {
-                v.extend_from_slice(frame);
-                return self.bytes;
-            }
-        }
-        let mut v = std::mem::take(&mut self.spare);
-        v.clear();
-        v.extend_from_slice(frame);
-        self.chunks.push_back(Chunk::Owned(v));
-        self.bytes
     }
 
-    /// Frames not completely written, for a new connection: a partly written frame is kept
-    /// whole, since the peer of the old connection is gone. `framing` finds frame boundaries
-    /// inside a partly written buffer of small frames.
-    pub(crate) fn into_unsent(mut self, framing: Framing) -> OutQueue {
-        if self.offset > 0 {
-            let restart = match &self.chunks[0] {
-                Chunk::Shared(_) => 0,
-                Chunk::Owned(v) => frame_start(v, self.offset, framing),
-            };
-            if let Some(Chunk::Owned(v)) = self.chunks.front_mut() {
-                v.drain(..restart);
-            }
-            self.offset = 0;
-        }
-        self.bytes = self.chunks.iter().map(|c| c.bytes().len()).sum();
-        self
+    /// The message; `None` if the frame did not decode to a message.
+    pub fn message(&self) -> Option<&Message> {
+        self.message.as_ref()
     }
 
-    /// Appends every frame of `other` (as [`into_unsent`](Self::into_unsent)) after this
-    /// queue's.
-    pub(crate) fn append(&mut self, other: OutQueue, framing: Framing) {
-        let other = other.into_unsent(framing);
-        self.bytes += other.bytes;
-        self.chunks.extend(other.chunks);
-    }
-
-    /// Unwritten bytes.
-    pub(crate) fn len(&self) -> usize {
-        self.bytes
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.bytes == 0
-    }
-
-    /// Writes as much as `w` takes, up to 64 chunks per `write_vectored` call.
-    /// Returns `Ok(true)` when the queue is empty, `Ok(false)` when `w` would block.
-    /// `Interrupted` is retried.
-    ///
-    /// # Errors
-    /// Any other error from `w`; a write of zero bytes is reported as `WriteZero`.
-    pub(crate) fn write_to<W: Write>(&mut self, w: &mut W) -> io::Result<bool> {
-        while !self.chunks.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOSLICES];
-            let mut n = 0;
-            for (i, c) in self.chunks.iter().take(MAX_IOSLICES).enumerate() {
-                let b = c.bytes();
-                slices[i] = IoSlice::new(if i == 0 { &b[self.offset..] } else { b });
-                n += 1;
-            }
-            match w.write_vectored(&slices[..n]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => self.advance(written),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(true)
-    }
-
-    fn advance(&mut self, mut written: usize) {
-        self.bytes -= written;
-        while written > 0 {
-            let front = self.chunks[0].bytes().len() - self.offset;
-            if written >= front {
-                written -= front;
-                if let Some(Chunk::Owned(v)) = self.chunks.pop_front() {
-                    if v.capacity() <= CHUNK_MAX && v.capacity() > self.spare.capacity() {
-                        self.spare = v;
-                    }
-                }
-                self.offset = 0;
-            } else {
-                self.offset += written;
-                written = 0;
-            }
-        }
+    /// The frame's payload as received; empty for synthetic events.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
     }
 }
 
-/// The start of the frame holding byte `at` of `buf`, a buffer of whole frames.
-fn frame_start(buf: &[u8], at: usize, framing: Framing) -> usize {
-    let mut start = 0;
-    loop {
-        let end = match framing {
-            Framing::Terminator => memchr::memmem::find(&buf[start..], TERMINATOR)
-                .map_or(buf.len(), |i| start + i + TERMINATOR.len()),
-            Framing::LengthPrefix => match buf.get(start..start + 4) {
-                Some(h) => start + 4 + u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize,
-                None => buf.len(),
-            },
-        };
-        if at < end || end >= buf.len() {
-            return start;
-        }
-        start = end;
-    }
-}
-
-/// A connection's socket and protocol state, owned by a server slot or a client.
+/// A client's connection state.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    pub(crate) stream: TcpStream,
-    pub(crate) decoder: FrameDecoder,
-    pub(crate) out: OutQueue,
-    /// Registered for `WRITABLE` (only while output is queued).
-    pub(crate) want_write: bool,
-    /// In the server's list of connections to flush this pump.
-    pub(crate) dirty: bool,
+    link: Option<Link>,
+    state: ConnectionState,
+    close_requested: bool,
+    pub(crate) config: Config,
+    wire: Wire,
+    connector: Box<dyn Connector>,
+    /// Frames not written when the last connection ended, sent first on the next one.
+    unsent: OutQueue,
+    pub(crate) inbox: Vec<Event>,
+    registry: Registry,
+    waker: Arc<Waker>,
+    peer: Option<SocketAddr>,
+    /// The read budget ran out: read again without waiting.
+    pub(crate) more_to_read: bool,
+    scratch: Box<[u8]>,
 }
 
 impl Connection {
-    pub(crate) fn new(stream: TcpStream, decoder: FrameDecoder) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        connector: Box<dyn Connector>,
+        registry: Registry,
+        waker: Arc<Waker>,
+    ) -> Self {
         Connection {
-            stream,
-            decoder,
-            out: OutQueue::default(),
-            want_write: false,
-            dirty: false,
+            link: None,
+            state: ConnectionState::Closed,
+            close_requested: false,
+            wire: Wire {
+                framing: config.get_framing(),
+                codec: config.get_codec(),
+            },
+            config,
+            connector,
+            unsent: OutQueue::default(),
+            inbox: Vec::new(),
+            registry,
+            waker,
+            peer: None,
+            more_to_read: false,
+            scratch: vec![0; 64 * 1024].into_boxed_slice(),
         }
     }
 
-    /// Writes queued frames until done or `WouldBlock`; `Ok(true)` when the queue is empty.
-    pub(crate) fn flush(&mut self) -> io::Result<bool> {
-        self.out.write_to(&mut self.stream)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Accepts at most `per_call` bytes per call and blocks after `budget` bytes in all.
-    struct Trickle {
-        got: Vec<u8>,
-        per_call: usize,
-        budget: usize,
-        calls: usize,
-    }
-
-    impl Write for Trickle {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.write_vectored(&[IoSlice::new(buf)])
+    pub(crate) fn state(&self) -> ConnectionState {
+        match self.state {
+            ConnectionState::Closed => ConnectionState::Closed,
+            _ if self.close_requested => ConnectionState::Closing,
+            s => s,
         }
-        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-            self.calls += 1;
-            if self.budget == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.link.is_none()
+    }
+
+    /// Whether the link is polled rather than reported by the poller.
+    pub(crate) fn is_polled(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| !l.is_sourced())
+    }
+
+    pub(crate) fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
+        self.link.as_ref()?.transport.local_addr()
+    }
+
+    /// When the session's next deadline (linger) falls.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.link.as_ref()?.session.deadline()
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.link.as_ref().map_or(0, |l| l.session.queued()) + self.unsent.len()
+    }
+
+    fn push_error(&mut self, errno: i32, text: String) {
+        let m = Message::from_value(json!({"action": "error", "error": [errno, text]}));
+        self.inbox.push(Event::synthetic(m.expect("an object with an action")));
+    }
+
+    /// Starts a new round of connection attempts; failures become `error` events.
+    pub(crate) fn start(&mut self, now: Instant) {
+        self.close_requested = false;
+        if let Err((errno, text)) = self.connector.restart() {
+            log::debug!("cannot connect: {text}");
+            return self.push_error(errno, text);
+        }
+        if !self.try_next(now, None) {
+            self.push_error(0, "cannot connect: no address to try".into());
+        }
+    }
+
+    /// Starts the next attempt; `false` if none is left.
+    fn try_next(&mut self, now: Instant, e: Option<&io::Error>) -> bool {
+        while let Some(attempt) = self.connector.next_attempt() {
+            if let Some(e) = e {
+                log::debug!("connect failed ({e}); trying the next address");
             }
-            let mut n = 0;
-            for b in bufs {
-                for &byte in b.iter() {
-                    if n == self.per_call || self.budget == 0 {
-                        return Ok(n);
-                    }
-                    self.got.push(byte);
-                    n += 1;
-                    self.budget -= 1;
+            let transport = match attempt {
+                Ok(t) => t,
+                Err(e) => {
+                    log::debug!("connect failed: {e}");
+                    continue;
                 }
+            };
+            if let Some(mut old) = self.link.take() {
+                old.deregister(&self.registry);
+                self.unsent.append(old.session.take_output(), self.wire.framing);
             }
-            Ok(n)
+            let mut session = Session::new(self.wire, &self.config, false, now);
+            session.restore_output(std::mem::take(&mut self.unsent));
+            let mut link = Link::new(session, transport);
+            if let Err(e) = link.register(&self.registry, CONN, &self.waker, true) {
+                log::debug!("cannot register the connection: {e}");
+                self.unsent = link.session.take_output();
+                continue;
+            }
+            self.link = Some(link);
+            self.state = ConnectionState::Connecting;
+            return true;
         }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
+        false
     }
 
-    fn queue(frames: &[&'static [u8]]) -> OutQueue {
-        let mut q = OutQueue::default();
-        for f in frames {
-            q.push(&Bytes::from_static(f));
+    pub(crate) fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<usize> {
+        let bytes = self.wire.encode(msg, self.config.get_max_frame_size())?;
+        if self.close_requested || self.state == ConnectionState::Closed {
+            return Err(Error::NotConnected);
         }
-        q
-    }
-
-    fn term(payload: &str) -> Bytes {
-        Framing::Terminator
-            .frame(payload.as_bytes(), 1 << 20)
-            .unwrap()
-    }
-
-    #[test]
-    fn partial_writes_keep_order_and_resume() {
-        let mut q = queue(&[b"hello", b"big world", b"!"]);
-        assert_eq!(q.len(), 15);
-        let mut w = Trickle {
-            got: vec![],
-            per_call: 3,
-            budget: 7,
-            calls: 0,
+        let Some(link) = &mut self.link else {
+            return Err(Error::NotConnected);
         };
-        assert!(!q.write_to(&mut w).unwrap(), "blocked after 7 bytes");
-        assert_eq!(q.len(), 8);
-        w.budget = 100;
-        assert!(q.write_to(&mut w).unwrap());
-        assert_eq!(w.got, b"hellobig world!");
-        assert!(q.is_empty());
-    }
-
-    #[test]
-    fn a_partly_written_frame_is_kept_whole_for_a_new_connection() {
-        for framing in [Framing::Terminator, Framing::LengthPrefix] {
-            let frames: Vec<Bytes> = ["one", "two", "three"]
-                .iter()
-                .map(|p| framing.frame(p.as_bytes(), 100).unwrap())
-                .collect();
-            let mut q = OutQueue::default();
-            frames.iter().for_each(|f| {
-                q.push(f);
-            });
-            // Write the first frame and part of the second.
-            let budget = frames[0].len() + 2;
-            let mut w = Trickle {
-                got: vec![],
-                per_call: 100,
-                budget,
-                calls: 0,
-            };
-            assert!(!q.write_to(&mut w).unwrap());
-            let mut fresh = OutQueue::default();
-            fresh.push(&framing.frame(b"first", 100).unwrap());
-            fresh.append(q, framing);
-            let mut w = Trickle {
-                got: vec![],
-                per_call: 1000,
-                budget: 1000,
-                calls: 0,
-            };
-            assert!(fresh.write_to(&mut w).unwrap());
-            let mut expected = framing.frame(b"first", 100).unwrap().to_vec();
-            expected.extend_from_slice(&frames[1]);
-            expected.extend_from_slice(&frames[2]);
-            assert_eq!(w.got, expected, "{framing:?}");
+        match link.session.send(&bytes) {
+            Ok(_) => Ok(bytes.len()),
+            Err(e) => {
+                if let Some(CloseReason::OutboundOverflow { limit }) = link.session.reason().cloned() {
+                    log::warn!("the server does not read: outbound queue over {limit} bytes; closing");
+                    self.push_error(105, format!("outbound queue over {limit} bytes"));
+                    self.finish(CloseReason::OutboundOverflow { limit });
+                }
+                Err(e)
+            }
         }
     }
 
-    #[test]
-    fn small_frames_coalesce_into_one_write_and_large_ones_are_shared() {
-        let mut q = OutQueue::default();
-        for i in 0..1000 {
-            q.push(&term(&format!("frame {i}")));
+    /// Closes gracefully once queued output is written.
+    pub(crate) fn close(&mut self) {
+        self.close_requested = true;
+        if let Some(link) = &mut self.link {
+            link.session.close(CloseReason::Local);
         }
-        let big = Bytes::from(vec![b'x'; 100_000]);
-        q.push(&big);
-        q.push(&term("after"));
-        assert_eq!(
-            q.chunks.len(),
-            3,
-            "one buffer of small frames, the shared frame, one more buffer"
-        );
-        match &q.chunks[1] {
-            Chunk::Shared(b) => assert_eq!(b.as_ptr(), big.as_ptr(), "shared, not copied"),
-            Chunk::Owned(_) => panic!("a large frame must be shared"),
+    }
+
+    /// Ends the connection; `disconnected` is delivered if it had been open. Frames not yet
+    /// written are kept for a reconnect.
+    pub(crate) fn finish(&mut self, reason: CloseReason) {
+        if let Some(mut link) = self.link.take() {
+            link.deregister(&self.registry);
+            let out = link.session.take_output();
+            if !out.is_empty() {
+                log::debug!("{} unwritten bytes kept for a reconnect", out.len());
+                self.unsent.append(out, self.wire.framing);
+            }
+            if self.state == ConnectionState::Open {
+                log::debug!("connection closed: {reason}");
+                self.inbox.push(Event::synthetic(Message::new("disconnected")));
+            }
         }
-        let mut w = Trickle {
-            got: vec![],
-            per_call: usize::MAX,
-            budget: usize::MAX,
-            calls: 0,
-        };
-        assert!(q.write_to(&mut w).unwrap());
-        assert_eq!(w.calls, 1, "one writev for everything");
-        assert!(w.got.ends_with(b"after\0---\0"));
+        self.state = ConnectionState::Closed;
+    }
+
+    fn fail(&mut self, now: Instant, e: &io::Error) {
+        // What was queued while connecting moves to the next address.
+        if self.state == ConnectionState::Connecting && self.try_next(now, Some(e)) {
+            return;
+        }
+        log::debug!("connection error: {e}");
+        let (errno, text) = errno_text(e);
+        self.push_error(errno, text);
+        self.finish(CloseReason::from_io(e));
+    }
+
+    /// One step of I/O after the poller reported `readable`/`writable` (both assumed for a
+    /// polled link): finishes connecting, writes, reads up to the read budget, runs timers.
+    pub(crate) fn drive(&mut self, now: Instant, readable: bool, writable: bool) {
+        let polled = self.is_polled();
+        if self.state == ConnectionState::Connecting && (readable || writable || polled) {
+            self.finish_connect(now);
+        }
+        if self.state != ConnectionState::Open {
+            return;
+        }
+        self.flush(now);
+        if readable || polled || self.more_to_read {
+            self.read(now);
+            self.flush(now); // heartbeat answers and the frame-too-large reply
+        }
+        if let Some(link) = &mut self.link {
+            if link.session.poll_timer(now) == Timer::LingerOver {
+                log::debug!("the server did not close its side in time; closing");
+            }
+        }
+        self.settle();
+    }
+
+    fn finish_connect(&mut self, now: Instant) {
+        let Some(link) = &mut self.link else { return };
+        match link.transport.finish_connect() {
+            Ok(true) => {
+                self.peer = link.transport.peer_addr();
+                log::debug!("connected to {:?}", self.peer);
+                self.state = ConnectionState::Open;
+                if self.close_requested {
+                    link.session.close(CloseReason::Local);
+                }
+                self.inbox.push(Event::synthetic(Message::new("socketConnect")));
+            }
+            Ok(false) => {}
+            Err(e) => self.fail(now, &e),
+        }
+    }
+
+    /// Writes queued output if connected.
+    pub(crate) fn flush(&mut self, now: Instant) {
+        if self.state != ConnectionState::Open {
+            return;
+        }
+        if let Some(link) = &mut self.link {
+            link.flush(&self.registry, CONN, now, &mut self.scratch);
+        }
+        self.settle();
+    }
+
+    /// Ends the connection once its session is closed.
+    fn settle(&mut self) {
+        let Some(link) = &self.link else { return };
+        if link.session.phase() != &Phase::Closed {
+            return;
+        }
+        let reason = link.session.reason().cloned().unwrap_or(CloseReason::Local);
+        if let CloseReason::Io { errno, message } = &reason {
+            self.push_error(*errno, message.clone());
+        }
+        self.finish(reason);
+    }
+
+    fn read(&mut self, now: Instant) {
+        self.more_to_read = false;
+        let mut budget = self.config.get_read_budget();
+        let Some(link) = &mut self.link else { return };
+        loop {
+            match link.read_step(&mut self.scratch, now) {
+                Step::Data(n) => {
+                    while let Some(i) = link.session.next_inbound() {
+                        self.inbox.push(match i {
+                            Inbound::Message(m, payload) => Event {
+                                message: Some(m),
+                                payload,
+                            },
+                            Inbound::Invalid(_, payload) => Event {
+                                message: None,
+                                payload,
+                            },
+                        });
+                    }
+                    if let Some(CloseReason::FrameTooLarge { limit }) = link.session.reason() {
+                        let text = format!("frame too large (limit {limit} bytes)");
+                        log::warn!("closing the connection: {text}");
+                        let m = json!({"action": "error", "error": [crate::session::EMSGSIZE, text]});
+                        self.inbox.push(Event::synthetic(Message::from_value(m).expect("object")));
+                        link.session.abort(CloseReason::FrameTooLarge { limit: *limit });
+                        return;
+                    }
+                    if n >= budget {
+                        self.more_to_read = true;
+                        return;
+                    }
+                    budget -= n;
+                }
+                Step::Blocked | Step::Done => return,
+            }
+        }
+    }
+
+    /// Decodes an undecodable event's payload again for its error.
+    pub(crate) fn decode_error(&self, payload: &[u8]) -> Error {
+        self.wire.codec.decode(payload).err().unwrap_or(Error::NotAnObject)
     }
 }

@@ -1,34 +1,33 @@
-//! Handler registration (with `inventory`) and dispatch tables: PodSixNet's `Network_<action>`
-//! lookup, done once per type at start-up instead of once per message.
+//! Handler registration (with `inventory`), per-type dispatch tables, and [`deliver`]: the one
+//! routine that hands a received message to its handlers, for server and client alike.
+//! PodSixNet looks `Network_<action>` up on every message; netlib builds a table per type once.
 //!
 //! Users register a method with the [`handler!`](crate::handler) macro, one line per action;
-//! nothing here needs to be called directly. Each registration becomes a [`HandlerEntry`] in a
-//! link-time list; [`check_handlers`] validates them all (duplicates, signatures) and each server
-//! or client builds a per-type [`Table`] from them on first use.
+//! nothing here needs to be called directly. Each registration becomes a `HandlerEntry` in a
+//! link-time list; [`check_handlers`] validates them all, and each server or client builds the
+//! tables of its types from them when it starts.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::marker::PhantomData;
+use std::fmt;
 use std::sync::{Mutex, OnceLock};
 
-use serde::de::DeserializeOwned;
+use bytes::Bytes;
 
-use crate::client::{ClientContext, Listener};
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::server::{Channel, ChannelContext};
 
 /// One registered handler, collected by `inventory`. Built by [`handler!`](crate::handler);
-/// its fields are public only so the macro can build it in a `static`.
+/// public only so the macro can build it in a `static`.
 #[doc(hidden)]
 pub struct HandlerEntry {
-    /// The action, `None` for the catch-all `network` handler.
+    /// The action, `None` for the catch-all.
     pub action: Option<&'static str>,
     /// `TypeId` of the type the handler is registered on.
     pub target: fn() -> TypeId,
     /// Name of that type, for errors.
     pub target_name: &'static str,
-    /// Builds the type-erased handler (a `ChannelFn<C>` or `ListenerFn<L>` in a box).
+    /// Builds the type-erased handler (a boxed closure, downcast by the table builder).
     pub make: fn() -> Box<dyn Any + Send + Sync>,
     /// `file:line` of the registration, for errors.
     pub location: &'static str,
@@ -36,103 +35,88 @@ pub struct HandlerEntry {
 
 inventory::collect!(HandlerEntry);
 
-/// A channel handler after type erasure of its message argument.
-pub type ChannelFn<C> =
-    Box<dyn for<'a> Fn(&mut C, &mut ChannelContext<'a, C>, &Message) -> Result<()> + Send + Sync>;
-
-/// A listener handler after type erasure of its message argument.
-pub type ListenerFn<L> =
-    Box<dyn for<'a> Fn(&mut L, &mut ClientContext<'a>, &Message) -> Result<()> + Send + Sync>;
-
-/// Marker: the handler runs on a server-side [`Channel`].
-#[doc(hidden)]
-pub struct OnChannel<C>(PhantomData<C>);
-/// Marker: the handler runs on a client-side [`Listener`].
-#[doc(hidden)]
-pub struct OnListener<L>(PhantomData<L>);
-/// Marker: the handler takes `&Message`.
-#[doc(hidden)]
-pub struct Raw;
-/// Marker: the handler takes a typed struct deserialized from the message.
-#[doc(hidden)]
-pub struct Typed<M>(PhantomData<M>);
-
-/// Turns a handler method into a type-erased handler. Implemented for the four method shapes
-/// netlib accepts (`Kind` tells them apart):
+/// A handler method netlib can call. Implemented for the method shapes it accepts; `Kind` tells
+/// them apart and is inferred. The shapes, where `M` is `&Message` (raw) or any
+/// `T: serde::de::DeserializeOwned` (typed), and `R` is `()` or `Result<(), E>` with
+/// `E: Display` (an `Err` goes to the out-of-band hook, naming the action):
 ///
-/// - `fn(&mut C, &mut ChannelContext<'_, C>, &Message)` and `fn(&mut C, &mut ChannelContext<'_, C>, T)`
-///   for a [`Channel`] `C`;
-/// - `fn(&mut L, &mut ClientContext<'_>, &Message)` and `fn(&mut L, &mut ClientContext<'_>, T)`
-///   for a [`Listener`] `L`,
-///
-/// where `T: DeserializeOwned` is deserialized from the message before the call.
+/// - on a channel state type `C` of a server `S`:
+///   `fn(&mut self, ctx: &mut ChannelContext<'_, S>, msg: M) -> R`;
+/// - on the server type `S` itself: `fn(&mut self, ctx: &mut ServerContext<'_, S::Channel>,
+///   from: ChannelId, msg: M) -> R`;
+/// - on a client [`Listener`](crate::Listener) `L`:
+///   `fn(&mut self, ctx: &mut ClientContext<'_>, msg: M) -> R`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a handler netlib can call",
+    label = "registered with handler!",
+    note = "a handler is a method taking (&mut self, ctx, msg) where msg is `&Message` or a typed `T: Deserialize` by value (not `&T`), and returning `()` or `Result<(), E: Display>`:",
+    note = "  channel state:  fn(&mut self, ctx: &mut ChannelContext<'_, Server>, msg: M)",
+    note = "  server state:   fn(&mut self, ctx: &mut ServerContext<'_, Self::Channel>, from: ChannelId, msg: M)",
+    note = "  client:         fn(&mut self, ctx: &mut ClientContext<'_>, msg: M), on a type with `impl Listener`"
+)]
 pub trait IntoHandler<Kind> {
-    /// Boxes the handler as a `ChannelFn<C>` or `ListenerFn<L>`.
+    /// Boxes the handler with its message argument erased.
     fn erase(self) -> Box<dyn Any + Send + Sync>;
-}
-
-impl<C, F> IntoHandler<(OnChannel<C>, Raw)> for F
-where
-    C: Channel,
-    F: Fn(&mut C, &mut ChannelContext<'_, C>, &Message) + Send + Sync + 'static,
-{
-    fn erase(self) -> Box<dyn Any + Send + Sync> {
-        let f: ChannelFn<C> = Box::new(move |c, ctx, m| {
-            self(c, ctx, m);
-            Ok(())
-        });
-        Box::new(f)
-    }
-}
-
-impl<C, M, F> IntoHandler<(OnChannel<C>, Typed<M>)> for F
-where
-    C: Channel,
-    M: DeserializeOwned + 'static,
-    F: Fn(&mut C, &mut ChannelContext<'_, C>, M) + Send + Sync + 'static,
-{
-    fn erase(self) -> Box<dyn Any + Send + Sync> {
-        let f: ChannelFn<C> = Box::new(move |c, ctx, m| {
-            self(c, ctx, m.parse::<M>()?);
-            Ok(())
-        });
-        Box::new(f)
-    }
-}
-
-impl<L, F> IntoHandler<(OnListener<L>, Raw)> for F
-where
-    L: Listener,
-    F: Fn(&mut L, &mut ClientContext<'_>, &Message) + Send + Sync + 'static,
-{
-    fn erase(self) -> Box<dyn Any + Send + Sync> {
-        let f: ListenerFn<L> = Box::new(move |l, ctx, m| {
-            self(l, ctx, m);
-            Ok(())
-        });
-        Box::new(f)
-    }
-}
-
-impl<L, M, F> IntoHandler<(OnListener<L>, Typed<M>)> for F
-where
-    L: Listener,
-    M: DeserializeOwned + 'static,
-    F: Fn(&mut L, &mut ClientContext<'_>, M) + Send + Sync + 'static,
-{
-    fn erase(self) -> Box<dyn Any + Send + Sync> {
-        let f: ListenerFn<L> = Box::new(move |l, ctx, m| {
-            self(l, ctx, m.parse::<M>()?);
-            Ok(())
-        });
-        Box::new(f)
-    }
 }
 
 /// Erases a handler method; called by [`handler!`](crate::handler).
 #[doc(hidden)]
 pub fn erase<K, F: IntoHandler<K>>(f: F) -> Box<dyn Any + Send + Sync> {
     f.erase()
+}
+
+/// What a handler may return: `()`, or `Result<(), E>` whose error is reported through the
+/// out-of-band hook as [`Error::Handler`].
+pub trait HandlerReturn {
+    /// `Err` with the error's text when the handler failed.
+    fn into_outcome(self) -> std::result::Result<(), String>;
+}
+
+impl HandlerReturn for () {
+    fn into_outcome(self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display> HandlerReturn for std::result::Result<(), E> {
+    fn into_outcome(self) -> std::result::Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// Runs a handler's outcome into netlib's error for `msg`.
+pub(crate) fn outcome(r: impl HandlerReturn, msg: &Message) -> Result<()> {
+    r.into_outcome().map_err(|message| Error::Handler {
+        action: msg.action().to_owned(),
+        message,
+    })
+}
+
+/// A message that could not be dispatched, given to the out-of-band hooks
+/// ([`ServerHandler::out_of_band`](crate::ServerHandler::out_of_band),
+/// [`Listener::out_of_band`](crate::Listener::out_of_band)).
+#[derive(Debug)]
+pub struct OutOfBand {
+    /// Why: bad UTF-8 or JSON, not an object, no string action ([`Error::InvalidJson`] and
+    /// friends), a payload that does not fit a typed handler ([`Error::Payload`]), or a handler
+    /// that returned an error ([`Error::Handler`]).
+    pub error: Error,
+    /// The frame's payload as received (empty for client-side synthetic events).
+    pub payload: Bytes,
+}
+
+impl OutOfBand {
+    /// Logs it at warn with at most 200 bytes of the payload (PodSixNet prints "OOB data").
+    pub fn log(&self, who: &dyn fmt::Display) {
+        const SHOWN: usize = 200;
+        let shown = &self.payload[..self.payload.len().min(SHOWN)];
+        log::warn!(
+            "{who}: out-of-band data dropped ({}): {:?}{}",
+            self.error,
+            String::from_utf8_lossy(shown),
+            if self.payload.len() > SHOWN { "..." } else { "" }
+        );
+    }
 }
 
 /// FNV-1a: action names are short and chosen by the program, so a simple fast hash beats the
@@ -160,30 +144,27 @@ impl std::hash::Hasher for Fnv {
 type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
 
 /// The handlers of one type: by action, plus the catch-all.
-pub struct Table<H> {
+pub(crate) struct Table<H> {
     actions: HashMap<&'static str, H, FnvBuild>,
     catch_all: Option<H>,
+    /// Where each action was registered, to report clashes between two tables.
+    locations: HashMap<&'static str, &'static str>,
 }
 
 impl<H> Table<H> {
-    /// The handler for `action`, if one is registered.
-    pub fn get(&self, action: &str) -> Option<&H> {
+    pub(crate) fn get(&self, action: &str) -> Option<&H> {
         self.actions.get(action)
     }
 
-    /// The catch-all handler (`network`), if registered.
-    pub fn catch_all(&self) -> Option<&H> {
+    pub(crate) fn catch_all(&self) -> Option<&H> {
         self.catch_all.as_ref()
     }
 
-    /// Number of actions with a specific handler (the catch-all not counted).
-    pub fn len(&self) -> usize {
-        self.actions.len()
-    }
-
-    /// Whether no specific handler and no catch-all is registered.
-    pub fn is_empty(&self) -> bool {
-        self.actions.is_empty() && self.catch_all.is_none()
+    /// An action both tables handle, with both registrations: (action, here, there).
+    pub(crate) fn clash<G>(&self, other: &Table<G>) -> Option<(&'static str, &'static str, &'static str)> {
+        self.locations
+            .iter()
+            .find_map(|(a, here)| Some((*a, *here, *other.locations.get(a)?)))
     }
 }
 
@@ -222,27 +203,27 @@ pub fn check_handlers() -> Result<()> {
 }
 
 /// The dispatch table of type `T` whose handlers have the erased type `H`, built once per
-/// program and then shared.
+/// program and then shared. A type with no registrations gets an empty table.
 ///
 /// # Errors
 /// [`Error::DuplicateHandler`] if an action is registered twice on `T`, or
-/// [`Error::HandlerSignature`] when a handler registered on `T` is of
-/// the other endpoint kind (e.g. a listener-shaped method on a channel type).
+/// [`Error::HandlerSignature`] when a handler registered on `T` is of another shape (e.g. a
+/// listener-shaped method on a channel type).
 pub(crate) fn table<T: 'static, H: Send + Sync + 'static>() -> Result<&'static Table<H>> {
-    type Cache = Mutex<HashMap<TypeId, &'static (dyn Any + Send + Sync)>>;
+    type Cache = Mutex<HashMap<(TypeId, TypeId), &'static (dyn Any + Send + Sync)>>;
     static TABLES: OnceLock<Cache> = OnceLock::new();
+    let key = (TypeId::of::<T>(), TypeId::of::<H>());
     let mut cache = TABLES
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    if let Some(t) = cache.get(&TypeId::of::<T>()) {
-        return Ok(t
-            .downcast_ref::<Table<H>>()
-            .expect("one handler shape per type"));
+    if let Some(t) = cache.get(&key) {
+        return Ok(t.downcast_ref::<Table<H>>().expect("keyed by type"));
     }
     let mut table = Table {
         actions: HashMap::default(),
         catch_all: None,
+        locations: HashMap::new(),
     };
     let mut seen: HashMap<Option<&'static str>, &'static str> = HashMap::new();
     for e in inventory::iter::<HandlerEntry> {
@@ -267,11 +248,50 @@ pub(crate) fn table<T: 'static, H: Send + Sync + 'static>() -> Result<&'static T
         match e.action {
             Some(a) => {
                 table.actions.insert(a, *h);
+                table.locations.insert(a, e.location);
             }
             None => table.catch_all = Some(*h),
         }
     }
     let leaked: &'static Table<H> = Box::leak(Box::new(table));
-    cache.insert(TypeId::of::<T>(), leaked);
+    cache.insert(key, leaked);
     Ok(leaked)
+}
+
+/// One side's handlers and hooks, as [`deliver`] sees them.
+pub(crate) trait Endpoint {
+    /// Calls the handler registered for `msg`'s action; `None` if there is none.
+    fn specific(&mut self, msg: &Message) -> Option<Result<()>>;
+    /// Calls the catch-all handlers, reporting each error to `failed`.
+    fn catch_all(&mut self, msg: &Message, failed: &mut dyn FnMut(Error));
+    /// A valid message with no specific handler.
+    fn unhandled(&mut self, msg: &Message);
+    /// A frame that is not a message, or whose handler failed.
+    fn out_of_band(&mut self, oob: OutOfBand);
+}
+
+/// Hands one received frame to `e`: the handler for its action (or `unhandled`), then the
+/// catch-all (PodSixNet's `Network_<action>`, then `Network`); decoding and handler errors go
+/// to the out-of-band hook with the payload.
+pub(crate) fn deliver<E: Endpoint>(e: &mut E, decoded: Result<Message>, payload: Bytes) {
+    let msg = match decoded {
+        Ok(msg) => msg,
+        Err(error) => return e.out_of_band(OutOfBand { error, payload }),
+    };
+    match e.specific(&msg) {
+        None => e.unhandled(&msg),
+        Some(Ok(())) => {}
+        Some(Err(error)) => e.out_of_band(OutOfBand {
+            error,
+            payload: payload.clone(),
+        }),
+    }
+    let mut errors = Vec::new();
+    e.catch_all(&msg, &mut |error| errors.push(error));
+    for error in errors {
+        e.out_of_band(OutOfBand {
+            error,
+            payload: payload.clone(),
+        });
+    }
 }

@@ -96,6 +96,14 @@ pub enum Error {
         /// What serde reported.
         source: serde_json::Error,
     },
+    /// A handler returned an error (handlers may return `Result<(), E>` with `E: Display`).
+    #[error("handler for {action:?} failed: {message}")]
+    Handler {
+        /// The message's action.
+        action: String,
+        /// The error's text.
+        message: String,
+    },
     /// A message could not be encoded (serde reported an error, e.g. a map with non-string keys).
     #[error("cannot encode message: {0}")]
     Encode(#[source] serde_json::Error),
@@ -178,6 +186,17 @@ pub fn errno_text(e: &io::Error) -> (i32, String) {
         text.truncate(i);
     }
     (errno, text)
+}
+
+/// The text of a caught panic's payload.
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic".to_owned()
+    }
 }
 
 #[cfg(test)]

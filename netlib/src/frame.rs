@@ -77,6 +77,72 @@ impl Framing {
     }
 }
 
+/// A framing and a codec together: how one connection's messages look on the wire. A server's
+/// listeners may each have their own (e.g. PodSixNet JSON on one port, rencode on another); a
+/// broadcast is encoded once per wire in use, not once per recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Wire {
+    /// How frames are delimited.
+    pub framing: Framing,
+    /// How payloads are encoded.
+    pub codec: crate::codec::Codec,
+}
+
+impl Wire {
+    /// Encodes and frames `msg` (see [`Codec::encode`](crate::Codec::encode)).
+    ///
+    /// # Errors
+    /// As [`Codec::encode`](crate::Codec::encode).
+    pub fn encode<T: serde::Serialize + ?Sized>(
+        self,
+        msg: &T,
+        max_frame_size: usize,
+    ) -> Result<Bytes> {
+        self.codec.encode(self.framing, msg, max_frame_size)
+    }
+}
+
+/// A message encoded once, ready to be queued for any number of channels without encoding it
+/// again (see [`ServerContext::encode`](crate::ServerContext::encode)). It holds one encoding
+/// per wire the server speaks (usually one); small frames are copied into each recipient's
+/// queue, large ones (over 2 KiB) shared without copying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The encoding for wire 0 (the server's configured wire).
+    first: Bytes,
+    /// Encodings for wires 1.. (other listeners' wires), in wire order.
+    rest: Vec<Bytes>,
+}
+
+impl Frame {
+    pub(crate) fn new(first: Bytes, rest: Vec<Bytes>) -> Self {
+        Frame { first, rest }
+    }
+
+    /// The bytes for wire number `wire` of the server that encoded it.
+    pub(crate) fn for_wire(&self, wire: usize) -> &Bytes {
+        match wire {
+            0 => &self.first,
+            n => self.rest.get(n - 1).unwrap_or(&self.first),
+        }
+    }
+
+    /// Length on the wire in bytes, framing included (on the server's configured wire).
+    pub fn len(&self) -> usize {
+        self.first.len()
+    }
+
+    /// Whether the frame is empty (never true for an encoded message).
+    pub fn is_empty(&self) -> bool {
+        self.first.is_empty()
+    }
+
+    /// The bytes as they go on the wire (the server's configured wire).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.first
+    }
+}
+
 /// Cuts a byte stream into frame payloads. Feed it with [`push`](Self::push), then call
 /// [`next_frame`](Self::next_frame) until it returns `Ok(None)`.
 ///

@@ -2,49 +2,73 @@
 //!
 //! # Layout
 //!
-//! - [`frame`]: framing (PodSixNet's `\0---\0` terminator or a 4-byte length prefix); a pure
-//!   decoder, bytes in, frame payloads out, with a size limit.
-//! - [`codec`]: payload encoding (JSON or PodSixNet's rencode), payload bytes to [`Message`] and
-//!   back.
-//! - [`rencode`]: PodSixNet's rencode variant, mapped to and from JSON values.
+//! One concept per file, listed bottom up: a module uses only modules listed before it.
+//!
+//! - [`error`]: [`Error`] and [`CloseReason`]. [`clock`]: [`Clock`] and [`ManualClock`].
 //! - [`message`]: [`Message`], a JSON object with a string `"action"`.
-//! - [`dispatch`]: handler registration through `inventory` and per-type dispatch tables.
-//! - `connection` (private): one socket's decoder and outgoing queue (`writev`-coalesced).
-//! - [`server`]: [`Server`], [`ServerHandler`], [`Channel`] and their contexts.
-//! - [`client`]: [`Client`] (PodSixNet's `EndPoint`) and [`Listener`] (`ConnectionListener`).
-//! - [`config`]: [`Config`], the wire format and limits.
-//! - [`error`]: [`Error`] and [`CloseReason`].
+//! - [`rencode`]: PodSixNet's rencode variant, mapped to and from JSON values.
+//! - [`frame`]: framing (PodSixNet's `\0---\0` terminator or a 4-byte length prefix), a pure
+//!   decoder with a size limit; [`Wire`] (framing + codec) and [`Frame`] (a message encoded once).
+//! - [`codec`]: payload encoding (JSON or rencode), payload bytes to [`Message`] and back.
+//! - [`config`]: [`Config`], the wire format, limits and clock.
+//! - `queue` (private): a connection's outgoing frames, coalesced for `writev`.
+//! - `session` (private): one connection's sans-IO state machine (bytes and `now` in; messages,
+//!   bytes and deadlines out), the same for server channels and clients.
+//! - [`transport`]: the [`Transport`] / [`Acceptor`] / [`Connector`] seam, with TCP and an
+//!   in-memory pipe; [`net`]: address resolution and listening sockets.
+//! - `link` (private): a session bound to its transport: the one read path and flush path.
+//! - [`hub`]: the server's channel table, [`ChannelId`], [`ServerContext`] and [`Recipients`].
+//! - `connection` (private): a client's connection state.
+//! - [`dispatch`]: handler registration through `inventory`, dispatch tables, and the one
+//!   `deliver` routine for server and client.
+//! - [`handler`]: [`ServerHandler`], [`Listener`], [`ChannelContext`], [`ClientContext`] and the
+//!   handler shapes.
+//! - [`client`] and [`server`]: the thin mio drivers [`Client`] and [`Server`].
 //!
 //! # Handlers
 //!
-//! A handler is a method; [`handler!`] registers it, one line per action:
+//! A handler is a method; [`handler!`] registers it, one line per action. It can live on the
+//! channel's state type (PodSixNet's `Channel.Network_<action>`) or on the server type, which
+//! then gets the sender's [`ChannelId`]:
 //!
 //! ```
-//! use netlib::{handler, Channel, ChannelContext, Message};
-//! # use netlib::{ServerHandler, ServerContext, ChannelId};
-//! # struct Game;
-//! # impl ServerHandler for Game {
-//! #     type Channel = Player;
-//! #     fn connected(&mut self, _: &mut ServerContext<'_, Player>, _: ChannelId, _: std::net::SocketAddr) -> Player { Player }
-//! # }
-//! struct Player;
-//! impl Channel for Player { type Server = Game; }
+//! use netlib::{handler, ChannelContext, ChannelId, Message, ServerContext, ServerHandler};
+//! # use std::net::SocketAddr;
+//! #[derive(Default)]
+//! struct Game { moves: u32 }
+//! struct Player { x: i32 }
+//! impl ServerHandler for Game {
+//!     type Channel = Player;
+//!     fn connected(&mut self, _: &mut ServerContext<'_, Player>, _: ChannelId, _: SocketAddr) -> Player {
+//!         Player { x: 0 }
+//!     }
+//! }
 //!
 //! #[derive(serde::Deserialize)]
-//! struct Move { x: i32, y: i32 }
+//! struct Move { x: i32 }
 //!
 //! impl Player {
-//!     // Typed: a payload that does not fit `Move` goes to `Channel::out_of_band`.
-//!     fn network_move(&mut self, ctx: &mut ChannelContext<'_, Self>, m: Move) {
-//!         let _ = ctx.send_to_all(&serde_json::json!({"action": "moved", "x": m.x, "y": m.y}));
+//!     // Typed: a payload that does not fit `Move` is answered with an `error` message naming
+//!     // the field, and reported to `ServerHandler::out_of_band`.
+//!     fn network_move(&mut self, ctx: &mut ChannelContext<'_, Game>, m: Move) {
+//!         self.x = m.x;
+//!         ctx.server().moves += 1;
+//!         let _ = ctx.send_to(netlib::All, &Message::new("moved").with("x", m.x));
 //!     }
-//!     // Raw, and the catch-all: every message with an action lands here too.
-//!     fn network(&mut self, _ctx: &mut ChannelContext<'_, Self>, msg: &Message) {
-//!         println!("got {}", msg.action());
+//! }
+//! impl Game {
+//!     // On the server type, with the sender's id; a returned error is reported like a bad
+//!     // payload.
+//!     fn network_chat(&mut self, ctx: &mut ServerContext<'_, Player>, from: ChannelId, msg: &Message)
+//!         -> Result<(), String>
+//!     {
+//!         let text = msg.get_str("text").ok_or("no text")?;
+//!         ctx.send_to(netlib::AllBut(from), &Message::new("chat").with("text", text)).map_err(|e| e.to_string())?;
+//!         Ok(())
 //!     }
 //! }
 //! handler!(Player, "move" => network_move);
-//! handler!(Player, * => network);
+//! handler!(Game, "chat" => network_chat);
 //! ```
 //!
 //! # Errors and logging
@@ -53,7 +77,9 @@
 //! `log` crate: connections at debug, dropped out-of-band data and closes for cause at warn,
 //! handler panics at error.
 #![deny(missing_docs, rust_2018_idioms)]
+#![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod client;
 pub mod codec;
 pub mod config;
@@ -63,23 +89,30 @@ pub mod error;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod handler;
+pub mod hub;
+mod link;
 pub mod message;
+pub mod net;
+mod queue;
 pub mod rencode;
 pub mod server;
+mod session;
+pub mod transport;
 
-pub use client::{
-    AnyListener, Client, ClientContext, ConnectionState, Event, Listener, Subscription, WakeHandle,
-};
+pub use client::{AnyListener, Client, Subscription, WakeHandle};
+pub use clock::{Clock, ManualClock};
 pub use codec::Codec;
 pub use config::{Config, Heartbeat};
-pub use dispatch::check_handlers;
+pub use connection::{ConnectionState, Event};
+pub use dispatch::{check_handlers, HandlerReturn, IntoHandler, OutOfBand};
 pub use error::{CloseReason, Error, Result};
-pub use frame::Framing;
+pub use frame::{Frame, Framing, Wire};
+pub use handler::{reject, ChannelContext, ClientContext, Listener, ServerHandler};
+pub use hub::{All, AllBut, Audience, ChannelId, Recipients, ServerContext};
 pub use message::Message;
-pub use server::{
-    Channel, ChannelContext, ChannelId, Frame, OutOfBand, Server, ServerContext, ServerHandler,
-    StopHandle,
-};
+pub use server::{Server, StopHandle};
+pub use transport::{Acceptor, Connector, Transport};
 
 #[doc(hidden)]
 pub use inventory;
@@ -90,19 +123,23 @@ pub const DEFAULT_PORT: u16 = 31425;
 /// The default server address, `127.0.0.1:31425`.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:31425";
 
-/// Registers a handler method for one action on a [`Channel`] or [`Listener`] type: PodSixNet's
-/// `Network_<action>` convention, spelled out.
+/// Registers a handler method for one action on a channel state type, a [`ServerHandler`] type
+/// or a [`Listener`] type: PodSixNet's `Network_<action>` convention, spelled out.
 ///
 /// - `handler!(Type, "action" => method);` — `method` handles messages whose action is
 ///   `"action"`.
 /// - `handler!(Type, * => method);` — the catch-all, called after the specific handler for
 ///   every message (PodSixNet's `Network`).
 ///
-/// The method takes `(&mut self, ctx, msg)`, where `ctx` is `&mut ChannelContext<'_, Self>`
-/// for a channel or `&mut ClientContext<'_>` for a listener, and `msg` is `&Message` (raw) or any
-/// `T: serde::de::DeserializeOwned` (typed; a payload that does not deserialize is handed to the
-/// type's `out_of_band` hook as [`Error::Payload`]). Registering one action twice on a type makes
-/// the server or client using it fail at start-up with [`Error::DuplicateHandler`].
+/// The method's shapes are listed on [`IntoHandler`]: `(&mut self, ctx, msg)` on a channel
+/// (`ctx: &mut ChannelContext<'_, TheServer>`) or a listener (`ctx: &mut ClientContext<'_>`),
+/// `(&mut self, ctx, from, msg)` on the server type (`ctx: &mut ServerContext<'_, Channel>`,
+/// `from: ChannelId`). `msg` is `&Message` (raw) or any `T: serde::de::DeserializeOwned`
+/// (typed; a payload that does not deserialize goes to the `out_of_band` hook as
+/// [`Error::Payload`]). The method returns `()` or `Result<(), E: Display>` (an `Err` goes to
+/// `out_of_band` as [`Error::Handler`]). Registering one action twice on a type (or on both a
+/// server and its channel type) makes the server or client using it fail at start-up with
+/// [`Error::DuplicateHandler`].
 ///
 /// Use it at module level, once per action; the action is any string (`"socketConnect"` too).
 #[macro_export]

@@ -1,0 +1,583 @@
+//! The channel table: every connection of a server with its session and per-client state,
+//! [`ChannelId`]s, and [`ServerContext`], through which handlers send to one, some or all
+//! channels. Sends only queue and mark the channel dirty; the driver flushes dirty channels once
+//! per pump.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::{Registry, Token, Waker};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use slab::Slab;
+
+use crate::config::Config;
+use crate::error::{CloseReason, Error, Result};
+use crate::frame::{Frame, Wire};
+use crate::link::Link;
+use crate::message::Message;
+use crate::session::{Phase, Timer};
+
+/// Tokens from here on are channels: a channel's token is its table key plus this.
+pub(crate) const FIRST_CONN: usize = 1 << 16;
+/// `key` of a [`ChannelId`] made by deserializing: looked up by serial.
+const NO_KEY: u32 = u32::MAX;
+
+/// Identifies one channel of a server for its whole life. Never reused, even after the channel
+/// closes, so a stale id cannot reach a newer client.
+///
+/// It serializes as its serial number (a JSON integer counting up from 1), so a server can tell
+/// a client who it is ([`Config::announce_id`] puts it in the `connected` message) and
+/// clients can name each other; a deserialized id finds its channel through that number.
+#[derive(Clone, Copy)]
+pub struct ChannelId {
+    key: u32,
+    serial: u64,
+}
+
+impl ChannelId {
+    /// The number unique to this channel within its server (counts up from 1).
+    pub fn serial(self) -> u64 {
+        self.serial
+    }
+
+    /// The id with serial number `serial`, as a peer names it (see the type's docs).
+    pub fn from_serial(serial: u64) -> Self {
+        ChannelId {
+            key: NO_KEY,
+            serial,
+        }
+    }
+}
+
+impl PartialEq for ChannelId {
+    fn eq(&self, other: &Self) -> bool {
+        self.serial == other.serial
+    }
+}
+impl Eq for ChannelId {}
+impl std::hash::Hash for ChannelId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.serial.hash(state)
+    }
+}
+impl PartialOrd for ChannelId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ChannelId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.serial.cmp(&other.serial)
+    }
+}
+
+impl fmt::Debug for ChannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChannelId(#{})", self.serial)
+    }
+}
+
+impl fmt::Display for ChannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.serial)
+    }
+}
+
+impl Serialize for ChannelId {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_u64(self.serial)
+    }
+}
+
+impl<'de> Deserialize<'de> for ChannelId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        u64::deserialize(d).map(ChannelId::from_serial)
+    }
+}
+
+/// Who a send goes to: one [`ChannelId`], [`All`], [`AllBut`] one, or any iterator of ids
+/// (a room's members). See [`ServerContext::send_to`].
+pub trait Recipients {
+    /// The ids, when not everyone.
+    type Ids: Iterator<Item = ChannelId>;
+    /// Which channels are meant.
+    fn audience(self) -> Audience<Self::Ids>;
+}
+
+/// What a [`Recipients`] value names.
+#[derive(Debug)]
+pub enum Audience<I> {
+    /// Every open channel, but `except` if given.
+    All {
+        /// A channel left out (usually the sender).
+        except: Option<ChannelId>,
+    },
+    /// These channels (unknown or closed ones are skipped).
+    Ids(I),
+}
+
+/// Every open channel, including the one being handled and one whose `connected` hook is
+/// running.
+#[derive(Debug, Clone, Copy)]
+pub struct All;
+
+/// Every open channel but one (usually the sender).
+#[derive(Debug, Clone, Copy)]
+pub struct AllBut(pub ChannelId);
+
+impl Recipients for ChannelId {
+    type Ids = std::iter::Once<ChannelId>;
+    fn audience(self) -> Audience<Self::Ids> {
+        Audience::Ids(std::iter::once(self))
+    }
+}
+
+impl Recipients for All {
+    type Ids = std::iter::Empty<ChannelId>;
+    fn audience(self) -> Audience<Self::Ids> {
+        Audience::All { except: None }
+    }
+}
+
+impl Recipients for AllBut {
+    type Ids = std::iter::Empty<ChannelId>;
+    fn audience(self) -> Audience<Self::Ids> {
+        Audience::All {
+            except: Some(self.0),
+        }
+    }
+}
+
+impl<I: IntoIterator<Item = ChannelId>> Recipients for I {
+    type Ids = I::IntoIter;
+    fn audience(self) -> Audience<Self::Ids> {
+        Audience::Ids(self.into_iter())
+    }
+}
+
+/// One channel: its connection and, once `connected` returned, its state.
+#[derive(Debug)]
+pub(crate) struct Slot<C> {
+    pub(crate) link: Link,
+    pub(crate) channel: Option<C>,
+    pub(crate) id: ChannelId,
+    pub(crate) addr: SocketAddr,
+    /// Index of its wire in [`Hub::wires`].
+    pub(crate) wire: u8,
+    /// The `closed` hook ran (or is running): the slot only lingers.
+    pub(crate) reported: bool,
+}
+
+/// The channel table and everything sends need.
+pub(crate) struct Hub<C> {
+    pub(crate) slots: Slab<Slot<C>>,
+    /// The wires in use: 0 is the config's, then one per listener with its own.
+    pub(crate) wires: Vec<Wire>,
+    pub(crate) config: Config,
+    pub(crate) registry: Registry,
+    pub(crate) waker: Arc<Waker>,
+    /// Keys whose queue gained output since the last flush.
+    pub(crate) dirty: Vec<usize>,
+    /// Keys whose session left the open and closing phases: for the `closed` hook or removal.
+    pub(crate) ended: Vec<usize>,
+    /// Keys whose read budget ran out: read again next pump.
+    pub(crate) read_ready: Vec<usize>,
+    /// Keys of links without a mio source, tried on every pump.
+    pub(crate) polled: Vec<usize>,
+    /// Serial → key, for ids made by deserializing.
+    by_serial: HashMap<u64, u32>,
+    next_serial: u64,
+    /// Slots that only linger (their channel is closed).
+    pub(crate) lingering: usize,
+    /// The current pump's time.
+    pub(crate) now: Instant,
+    pub(crate) scratch: Box<[u8]>,
+}
+
+/// Queues `bytes` on `slot`; marks it dirty or, if that closed it, ended.
+fn enqueue<C>(
+    slot: &mut Slot<C>,
+    key: usize,
+    bytes: &Bytes,
+    dirty: &mut Vec<usize>,
+    ended: &mut Vec<usize>,
+) -> bool {
+    match slot.link.session.send(bytes) {
+        Ok(_) => {
+            if !slot.link.dirty {
+                slot.link.dirty = true;
+                dirty.push(key);
+            }
+            true
+        }
+        Err(_) => {
+            if slot.link.session.phase() == &Phase::Closed && !slot.reported {
+                log::warn!(
+                    "channel {} ({}): {}; closing",
+                    slot.id,
+                    slot.addr,
+                    slot.link.session.reason().map_or(String::new(), |r| r.to_string())
+                );
+                ended.push(key);
+            }
+            false
+        }
+    }
+}
+
+impl<C> Hub<C> {
+    pub(crate) fn new(config: Config, registry: Registry, waker: Arc<Waker>) -> Self {
+        let now = config.get_clock().now();
+        Hub {
+            slots: Slab::new(),
+            wires: vec![Wire {
+                framing: config.get_framing(),
+                codec: config.get_codec(),
+            }],
+            config,
+            registry,
+            waker,
+            dirty: Vec::new(),
+            ended: Vec::new(),
+            read_ready: Vec::new(),
+            polled: Vec::new(),
+            by_serial: HashMap::new(),
+            next_serial: 1,
+            lingering: 0,
+            now,
+            scratch: vec![0; 64 * 1024].into_boxed_slice(),
+        }
+    }
+
+    /// The index of `wire`, added if new.
+    pub(crate) fn wire_index(&mut self, wire: Wire) -> u8 {
+        match self.wires.iter().position(|w| *w == wire) {
+            Some(i) => i as u8,
+            None => {
+                self.wires.push(wire);
+                (self.wires.len() - 1) as u8
+            }
+        }
+    }
+
+    /// The key of channel `id` if its slot holds it and it is open or closing.
+    pub(crate) fn key(&self, id: ChannelId) -> Option<usize> {
+        let key = if id.key == NO_KEY {
+            *self.by_serial.get(&id.serial)? as usize
+        } else {
+            id.key as usize
+        };
+        let s = self.slots.get(key)?;
+        (s.id.serial == id.serial && !s.reported).then_some(key)
+    }
+
+    /// Adds a slot for a new connection; returns its key and id.
+    pub(crate) fn insert(&mut self, link: Link, addr: SocketAddr, wire: u8) -> (usize, ChannelId) {
+        let key = self.slots.vacant_key();
+        let id = ChannelId {
+            key: key as u32,
+            serial: self.next_serial,
+        };
+        self.next_serial += 1;
+        self.by_serial.insert(id.serial, key as u32);
+        self.slots.insert(Slot {
+            link,
+            channel: None,
+            id,
+            addr,
+            wire,
+            reported: false,
+        });
+        (key, id)
+    }
+
+    /// Removes an ended slot.
+    pub(crate) fn remove(&mut self, key: usize) -> Slot<C> {
+        let mut slot = self.slots.remove(key);
+        slot.link.deregister(&self.registry);
+        self.by_serial.remove(&slot.id.serial);
+        if !slot.link.is_sourced() {
+            self.polled.retain(|&k| k != key);
+        }
+        if slot.reported {
+            self.lingering -= 1;
+        }
+        slot
+    }
+
+    pub(crate) fn encode<T: Serialize + ?Sized>(&self, msg: &T) -> Result<Frame> {
+        let max = self.config.get_max_frame_size();
+        let first = self.wires[0].encode(msg, max)?;
+        let mut rest = Vec::with_capacity(self.wires.len() - 1);
+        for w in &self.wires[1..] {
+            rest.push(w.encode(msg, max)?);
+        }
+        Ok(Frame::new(first, rest))
+    }
+
+    /// Queues raw bytes (already in the slot's wire) on an open slot.
+    pub(crate) fn queue_bytes(&mut self, key: usize, bytes: &Bytes) -> bool {
+        match self.slots.get_mut(key) {
+            Some(slot) => enqueue(slot, key, bytes, &mut self.dirty, &mut self.ended),
+            None => false,
+        }
+    }
+
+    /// Queues `frame` for everyone `to` names; returns how many took it.
+    pub(crate) fn send_frame<R: Recipients>(&mut self, to: R, frame: &Frame) -> usize {
+        match to.audience() {
+            Audience::All { except } => {
+                let Hub {
+                    slots,
+                    dirty,
+                    ended,
+                    ..
+                } = self;
+                let mut n = 0;
+                for (key, slot) in slots.iter_mut() {
+                    if slot.reported || Some(slot.id) == except {
+                        continue;
+                    }
+                    let bytes = frame.for_wire(slot.wire as usize);
+                    n += usize::from(enqueue(slot, key, bytes, dirty, ended));
+                }
+                n
+            }
+            Audience::Ids(ids) => {
+                let mut n = 0;
+                for id in ids {
+                    if let Some(key) = self.key(id) {
+                        let slot = &mut self.slots[key];
+                        let bytes = frame.for_wire(slot.wire as usize);
+                        n += usize::from(enqueue(slot, key, bytes, &mut self.dirty, &mut self.ended));
+                    }
+                }
+                n
+            }
+        }
+    }
+
+    /// Encodes `msg` in channel `key`'s wire and queues it; returns the frame length.
+    pub(crate) fn send_one<T: Serialize + ?Sized>(&mut self, key: usize, msg: &T) -> Result<usize> {
+        let slot = self.slots.get(key).ok_or(Error::NotConnected)?;
+        let wire = self.wires[slot.wire as usize];
+        let bytes = wire.encode(msg, self.config.get_max_frame_size())?;
+        if self.queue_bytes(key, &bytes) {
+            Ok(bytes.len())
+        } else {
+            Err(Error::NotConnected)
+        }
+    }
+
+    pub(crate) fn mark_dirty(&mut self, key: usize) {
+        if let Some(slot) = self.slots.get_mut(key) {
+            if !slot.link.dirty {
+                slot.link.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Starts closing `key` gracefully: its queued output is still written.
+    pub(crate) fn close(&mut self, key: usize, reason: CloseReason) {
+        if let Some(slot) = self.slots.get_mut(key) {
+            slot.link.session.close(reason);
+        }
+        self.mark_dirty(key);
+    }
+
+    /// Closes `key` at once, dropping its output.
+    pub(crate) fn kill(&mut self, key: usize, reason: CloseReason) {
+        if let Some(slot) = self.slots.get_mut(key) {
+            slot.link.session.abort(reason);
+            self.ended.push(key);
+        }
+    }
+
+    /// Notes `key` as ended if its session left the open and closing phases.
+    pub(crate) fn check(&mut self, key: usize) {
+        if let Some(slot) = self.slots.get(key) {
+            let phase = slot.link.session.phase();
+            let over = matches!(phase, Phase::Closed | Phase::Lingering { .. });
+            if over && (!slot.reported || phase == &Phase::Closed) {
+                self.ended.push(key);
+            }
+        }
+    }
+
+    /// Writes `key`'s queue.
+    pub(crate) fn flush(&mut self, key: usize) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let token = Token(key + FIRST_CONN);
+        slot.link
+            .flush(&self.registry, token, self.now, &mut self.scratch);
+        self.check(key);
+    }
+
+    /// Flushes every dirty channel.
+    pub(crate) fn flush_dirty(&mut self) {
+        while !self.dirty.is_empty() {
+            for key in std::mem::take(&mut self.dirty) {
+                self.flush(key);
+            }
+        }
+    }
+
+    /// Runs every session's timers (heartbeat, linger) at `self.now`.
+    pub(crate) fn run_timers(&mut self) {
+        let now = self.now;
+        for key in 0..self.slots.capacity() {
+            let Some(slot) = self.slots.get_mut(key) else {
+                continue;
+            };
+            match slot.link.session.poll_timer(now) {
+                Timer::Nothing => {}
+                Timer::Pinged => self.mark_dirty(key),
+                Timer::TimedOut => {
+                    log::info!("channel {} ({}): silent too long, closing", slot.id, slot.addr);
+                    self.ended.push(key);
+                }
+                Timer::LingerOver => self.ended.push(key),
+            }
+        }
+    }
+
+    /// How long until the next session timer, from the config's heartbeat and linger.
+    pub(crate) fn timer_period(&self) -> Option<Duration> {
+        let hb = self
+            .config
+            .get_heartbeat()
+            .map(|hb| (hb.interval / 4).max(Duration::from_millis(10)));
+        let linger = (self.lingering > 0).then_some(Duration::from_secs(1));
+        hb.into_iter().chain(linger).min()
+    }
+}
+
+/// What handlers and hooks reach the server's channels through: send to one, some or all
+/// channels, close channels, look at channel state. Given to [`ServerHandler`] hooks and
+/// server-side handlers directly, and to channel handlers inside
+/// [`ChannelContext`](crate::ChannelContext) (which derefs to it).
+///
+/// Sends only queue: bytes reach sockets when the pump flushes, at the latest at the end of the
+/// current pump (as PodSixNet's `Send`, which waits for the next `Pump()`).
+///
+/// # Sending, and what it costs
+/// - [`send_to`](Self::send_to)`(to, &msg)`: encodes `msg` once (once per wire in use), then
+///   queues it for each recipient: a copy of the bytes for a small frame, a shared reference
+///   for one over 2 KiB.
+/// - [`send_frame_to`](Self::send_frame_to)`(to, &frame)`: the same with a [`Frame`] from
+///   [`encode`](Self::encode), for a message sent several times (no encoding at all).
+/// - `to` is a [`ChannelId`], [`All`], [`AllBut`]`(id)`, or an iterator of ids such as
+///   `room.iter().copied()`.
+///
+/// [`ServerHandler`]: crate::ServerHandler
+pub struct ServerContext<'a, C> {
+    pub(crate) hub: &'a mut Hub<C>,
+}
+
+impl<C> fmt::Debug for ServerContext<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerContext")
+            .field("channels", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> ServerContext<'_, C> {
+    /// Encodes a message once, for [`send_frame_to`](Self::send_frame_to).
+    ///
+    /// # Errors
+    /// As [`Codec::encode`](crate::Codec::encode): not an object, serde failure, over
+    /// `max_frame_size`.
+    pub fn encode<T: Serialize + ?Sized>(&self, msg: &T) -> Result<Frame> {
+        self.hub.encode(msg)
+    }
+
+    /// Encodes `msg` once and queues it for every channel `to` names; returns how many
+    /// channels took it (a closed or unknown id, or one that just went over its outbound
+    /// limit and is being closed, does not).
+    ///
+    /// # Errors
+    /// Encoding errors only, as [`encode`](Self::encode).
+    pub fn send_to<R: Recipients, T: Serialize + ?Sized>(&mut self, to: R, msg: &T) -> Result<usize> {
+        let frame = self.hub.encode(msg)?;
+        Ok(self.hub.send_frame(to, &frame))
+    }
+
+    /// Queues an encoded frame for every channel `to` names; returns how many took it.
+    pub fn send_frame_to<R: Recipients>(&mut self, to: R, frame: &Frame) -> usize {
+        self.hub.send_frame(to, frame)
+    }
+
+    /// Closes channel `id` gracefully: stops reading from it, flushes what is queued for it,
+    /// then closes the connection and calls [`ServerHandler::closed`](crate::ServerHandler::closed)
+    /// with [`CloseReason::Local`]. Does nothing if it is already closing.
+    pub fn close_channel(&mut self, id: ChannelId) {
+        if let Some(key) = self.hub.key(id) {
+            self.hub.close(key, CloseReason::Local);
+        }
+    }
+
+    /// The state of channel `id`; `None` if closed, or if it is the channel being handled
+    /// (that one is the handler's `self`) or being connected.
+    pub fn channel(&self, id: ChannelId) -> Option<&C> {
+        self.hub.slots[self.hub.key(id)?].channel.as_ref()
+    }
+
+    /// Mutable state of channel `id`; `None` as for [`channel`](Self::channel).
+    pub fn channel_mut(&mut self, id: ChannelId) -> Option<&mut C> {
+        let key = self.hub.key(id)?;
+        self.hub.slots[key].channel.as_mut()
+    }
+
+    /// Every open channel with its state, in no particular order; the channel being handled is
+    /// not included (it is the handler's `self`).
+    pub fn channels(&self) -> impl Iterator<Item = (ChannelId, &C)> + '_ {
+        self.hub
+            .slots
+            .iter()
+            .filter(|(_, s)| s.link.session.is_open())
+            .filter_map(|(_, s)| Some((s.id, s.channel.as_ref()?)))
+    }
+
+    /// Number of channels, including ones closing or being handled (not lingering ones).
+    pub fn len(&self) -> usize {
+        self.hub.slots.len() - self.hub.lingering
+    }
+
+    /// Whether there are no channels.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The peer address of channel `id` (`0.0.0.0:0` for a local channel).
+    pub fn addr_of(&self, id: ChannelId) -> Option<SocketAddr> {
+        Some(self.hub.slots[self.hub.key(id)?].addr)
+    }
+
+    /// Bytes queued for channel `id` and not yet written to its connection.
+    pub fn queued_bytes(&self, id: ChannelId) -> Option<usize> {
+        Some(self.hub.slots[self.hub.key(id)?].link.session.queued())
+    }
+
+    /// The server's configuration.
+    pub fn config(&self) -> &Config {
+        &self.hub.config
+    }
+
+    /// A `Message` that says `connected`, with the id if the config announces ids.
+    pub(crate) fn connected_message(&self, id: ChannelId) -> Message {
+        let m = Message::new("connected");
+        if self.hub.config.get_announce_id() {
+            m.with("id", id.serial)
+        } else {
+            m
+        }
+    }
+}

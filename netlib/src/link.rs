@@ -1,0 +1,165 @@
+//! A session bound to its transport: the one read path and the one flush path, shared by the
+//! server's channels and the client. Registers for `WRITABLE` only while output is queued (as
+//! mio's `tcp_server` example).
+
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::{Interest, Registry, Token, Waker};
+
+use crate::error::CloseReason;
+use crate::session::{Flushed, Phase, Session};
+use crate::transport::Transport;
+
+/// What one read did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// `n` bytes were handed to the session: decode them before reading more.
+    Data(usize),
+    /// Nothing more to read now.
+    Blocked,
+    /// End of stream or an error: the session's phase says what follows.
+    Done,
+}
+
+/// A connection: transport, session and readiness bookkeeping.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) session: Session,
+    pub(crate) transport: Box<dyn Transport>,
+    /// Has a mio source; otherwise it is polled on every pump.
+    sourced: bool,
+    /// Registered for `WRITABLE`.
+    want_write: bool,
+    /// In its driver's list of links to flush.
+    pub(crate) dirty: bool,
+}
+
+impl Link {
+    pub(crate) fn new(session: Session, transport: Box<dyn Transport>) -> Self {
+        Link {
+            session,
+            transport,
+            sourced: false,
+            want_write: false,
+            dirty: false,
+        }
+    }
+
+    /// Whether the poller reports this link's readiness (otherwise the driver polls it).
+    pub(crate) fn is_sourced(&self) -> bool {
+        self.sourced
+    }
+
+    /// Registers the transport for `READABLE` (and `WRITABLE` if `write`, e.g. while a connect
+    /// is in progress), or hands a source-less transport the driver's waker.
+    pub(crate) fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        waker: &Arc<Waker>,
+        write: bool,
+    ) -> io::Result<()> {
+        match self.transport.source() {
+            Some(src) => {
+                let interest = if write {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                registry.register(src, token, interest)?;
+                self.sourced = true;
+                self.want_write = write;
+            }
+            None => self.transport.set_waker(waker.clone()),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn deregister(&mut self, registry: &Registry) {
+        if let Some(src) = self.transport.source() {
+            let _ = registry.deregister(src);
+        }
+    }
+
+    /// Reads once into `scratch` and hands the bytes to the session (dropped while lingering).
+    pub(crate) fn read_step(&mut self, scratch: &mut [u8], now: Instant) -> Step {
+        loop {
+            match self.transport.read(scratch) {
+                Ok(0) => {
+                    self.session.end_of_stream();
+                    return Step::Done;
+                }
+                Ok(n) => {
+                    self.session.receive(&scratch[..n], now);
+                    return Step::Data(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.session.abort(CloseReason::from_io(&e));
+                    return Step::Done;
+                }
+            }
+        }
+    }
+
+    /// Writes queued output; registers `WRITABLE` only while bytes remain. A closing session
+    /// whose output is all written sends end-of-stream and starts lingering; whatever the peer
+    /// already sent is read and dropped, up to `scratch.len()` bytes per call.
+    pub(crate) fn flush(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        now: Instant,
+        scratch: &mut [u8],
+    ) {
+        self.dirty = false;
+        match self.session.flush(&mut *self.transport) {
+            Ok(Flushed::Empty) => self.write_interest(registry, token, false),
+            Ok(Flushed::Blocked) => self.write_interest(registry, token, true),
+            Ok(Flushed::Shutdown) => {
+                self.write_interest(registry, token, false);
+                match self.transport.shutdown_write() {
+                    Ok(()) => {
+                        self.session.linger(now);
+                        for _ in 0..16 {
+                            if self.read_step(scratch, now) != Step::Data(scratch.len()) {
+                                break;
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        let reason = self.session.reason().cloned();
+                        self.session.abort(reason.unwrap_or(CloseReason::Local));
+                    }
+                }
+            }
+            Err(e) => {
+                let reason = match self.session.phase() {
+                    Phase::Closing(r) => r.clone(),
+                    _ => CloseReason::from_io(&e),
+                };
+                self.session.abort(reason);
+            }
+        }
+    }
+
+    fn write_interest(&mut self, registry: &Registry, token: Token, on: bool) {
+        if !self.sourced || self.want_write == on {
+            return;
+        }
+        self.want_write = on;
+        let interest = if on {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if let Some(src) = self.transport.source() {
+            if let Err(e) = registry.reregister(src, token, interest) {
+                self.session.abort(CloseReason::from_io(&e));
+            }
+        }
+    }
+}

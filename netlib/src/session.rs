@@ -1,0 +1,422 @@
+//! One connection's protocol state machine, shared by server channels and clients. Sans-IO:
+//! bytes in, messages out; messages in, bytes to write out; deadlines (heartbeat, linger)
+//! computed from a `now` passed in. No sockets and no clock reads in here: the drivers
+//! ([`link`](crate::link), the server and the client) do the I/O.
+//!
+//! Phases: `Open` → `Closing(reason)` (no more input; queued output is written, then the
+//! driver sends end-of-stream) → `Lingering` (our end-of-stream is sent; input is read and
+//! dropped until the peer's end-of-stream or the linger deadline, so that closing cannot reset
+//! the connection and destroy output the peer has not read) → `Closed`. An error or a limit
+//! goes straight to `Closed`.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::config::{Config, Heartbeat, PING_ACTION, PONG_ACTION};
+use crate::error::{CloseReason, Error, Result};
+use crate::frame::{FrameDecoder, Wire};
+use crate::message::Message;
+use crate::queue::OutQueue;
+
+/// How long a closed connection waits for the peer's end-of-stream.
+pub(crate) const LINGER: Duration = Duration::from_secs(5);
+/// The `error` code sent with "frame too large" (Linux EMSGSIZE).
+pub(crate) const EMSGSIZE: i32 = 90;
+
+/// What one received frame turned out to be.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    /// A message, with the payload it was decoded from.
+    Message(Message, Bytes),
+    /// A frame that is not a message: the decoding error and the payload.
+    Invalid(Error, Bytes),
+}
+
+/// Where a session is in its life (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Open,
+    Closing(CloseReason),
+    Lingering { until: Instant },
+    Closed,
+}
+
+/// What writing queued output achieved.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flushed {
+    /// Everything is written.
+    Empty,
+    /// The transport would block; bytes remain.
+    Blocked,
+    /// Everything is written and the session is closing: send end-of-stream, then call
+    /// [`Session::linger`].
+    Shutdown,
+}
+
+/// What a timer check did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Timer {
+    Nothing,
+    /// A heartbeat ping was queued: flush the session.
+    Pinged,
+    /// The peer was silent past the heartbeat timeout: the session is closed.
+    TimedOut,
+    /// The linger deadline passed: the session is closed.
+    LingerOver,
+}
+
+/// One connection's state: frame decoder, outgoing queue, phase, heartbeat.
+#[derive(Debug)]
+pub(crate) struct Session {
+    decoder: FrameDecoder,
+    out: OutQueue,
+    wire: Wire,
+    max_frame_size: usize,
+    max_outbound: usize,
+    phase: Phase,
+    /// Why the session is closing or closed.
+    reason: Option<CloseReason>,
+    /// Server role: ping when idle, close when silent. `None` on clients and when off.
+    heartbeat: Option<Heartbeat>,
+    /// Client role: answer the server's pings.
+    answers_pings: bool,
+    last_rx: Instant,
+    pinged: bool,
+}
+
+impl Session {
+    /// A server-side session (pings per the config's heartbeat) or a client-side one (answers
+    /// pings), speaking `wire`, opened at `now`.
+    pub(crate) fn new(wire: Wire, config: &Config, server: bool, now: Instant) -> Self {
+        Session {
+            decoder: FrameDecoder::new(wire.framing, config.get_max_frame_size()),
+            out: OutQueue::default(),
+            wire,
+            max_frame_size: config.get_max_frame_size(),
+            max_outbound: config.get_max_outbound_bytes(),
+            phase: Phase::Open,
+            reason: None,
+            heartbeat: if server { config.get_heartbeat() } else { None },
+            answers_pings: !server,
+            last_rx: now,
+            pinged: false,
+        }
+    }
+
+    pub(crate) fn wire(&self) -> Wire {
+        self.wire
+    }
+
+    pub(crate) fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// Open: reads input and takes output.
+    pub(crate) fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
+    /// Why it is closing or closed.
+    pub(crate) fn reason(&self) -> Option<&CloseReason> {
+        self.reason.as_ref()
+    }
+
+    /// Unwritten output bytes.
+    pub(crate) fn queued(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Takes the unwritten output (for a client's reconnect).
+    pub(crate) fn take_output(&mut self) -> OutQueue {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Puts output kept from an earlier connection before anything queued.
+    pub(crate) fn restore_output(&mut self, mut earlier: OutQueue) {
+        earlier.append(std::mem::take(&mut self.out), self.wire.framing);
+        self.out = earlier;
+    }
+
+    /// Bytes arrived at `now`. While lingering they are dropped.
+    pub(crate) fn receive(&mut self, bytes: &[u8], now: Instant) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        self.decoder.push(bytes);
+        self.last_rx = now;
+        self.pinged = false;
+    }
+
+    /// The next received frame, decoded; `None` when more bytes are needed or the session is
+    /// not open. Heartbeat pings and pongs are answered or dropped here. A frame over the size
+    /// limit queues `{"action": "error", "error": [90, "frame too large"]}` and starts closing
+    /// ([`CloseReason::FrameTooLarge`]).
+    pub(crate) fn next_inbound(&mut self) -> Option<Inbound> {
+        while self.phase == Phase::Open {
+            let payload = match self.decoder.next_frame() {
+                Ok(Some(p)) => p,
+                Ok(None) => return None,
+                Err(e) => {
+                    let limit = self.max_frame_size;
+                    log::debug!("{e}");
+                    let err = Message::new("error")
+                        .with("error", serde_json::json!([EMSGSIZE, "frame too large"]));
+                    if let Ok(frame) = self.wire.encode(&err, self.max_frame_size) {
+                        self.out.push(&frame);
+                    }
+                    self.close(CloseReason::FrameTooLarge { limit });
+                    return None;
+                }
+            };
+            match self.wire.codec.decode_bytes(payload.clone()) {
+                Ok(m) if m.action() == PONG_ACTION => continue,
+                Ok(m) if m.action() == PING_ACTION && self.answers_pings => {
+                    if let Ok(f) = self.wire.encode(&Message::new(PONG_ACTION), usize::MAX >> 1) {
+                        self.out.push(&f);
+                    }
+                    continue;
+                }
+                Ok(m) => return Some(Inbound::Message(m, payload)),
+                Err(e) => return Some(Inbound::Invalid(e, payload)),
+            }
+        }
+        None
+    }
+
+    /// Queues an encoded frame; returns the unwritten bytes now queued.
+    ///
+    /// # Errors
+    /// [`Error::NotConnected`] if the session is not open, or if this frame takes the queue
+    /// past `max_outbound_bytes`: the session is then closed
+    /// ([`CloseReason::OutboundOverflow`]) and the frame dropped.
+    pub(crate) fn send(&mut self, frame: &Bytes) -> Result<usize> {
+        if self.phase != Phase::Open {
+            return Err(Error::NotConnected);
+        }
+        let queued = self.out.push(frame);
+        if queued > self.max_outbound {
+            self.abort(CloseReason::OutboundOverflow {
+                limit: self.max_outbound,
+            });
+            return Err(Error::NotConnected);
+        }
+        Ok(queued)
+    }
+
+    /// Starts a graceful close: no more input or sends; queued output is still written.
+    pub(crate) fn close(&mut self, reason: CloseReason) {
+        if self.phase == Phase::Open {
+            self.phase = Phase::Closing(reason.clone());
+            self.reason = Some(reason);
+        }
+    }
+
+    /// Closes at once; queued output is dropped.
+    pub(crate) fn abort(&mut self, reason: CloseReason) {
+        if self.phase != Phase::Closed {
+            if self.reason.is_none() || matches!(self.phase, Phase::Open) {
+                self.reason = Some(reason);
+            }
+            self.phase = Phase::Closed;
+        }
+    }
+
+    /// The peer sent end-of-stream: an open session closes gracefully
+    /// ([`CloseReason::PeerClosed`]); a lingering one is done.
+    pub(crate) fn end_of_stream(&mut self) {
+        match self.phase {
+            Phase::Open => self.close(CloseReason::PeerClosed),
+            Phase::Lingering { .. } => self.phase = Phase::Closed,
+            _ => {}
+        }
+    }
+
+    /// Writes queued output to `w` until it is empty or would block.
+    ///
+    /// # Errors
+    /// A write error from `w`; the caller aborts the session.
+    pub(crate) fn flush<W: std::io::Write + ?Sized>(&mut self, w: &mut W) -> std::io::Result<Flushed> {
+        if matches!(self.phase, Phase::Closed | Phase::Lingering { .. }) {
+            return Ok(Flushed::Empty);
+        }
+        if !self.out.write_to(w)? {
+            return Ok(Flushed::Blocked);
+        }
+        Ok(match self.phase {
+            Phase::Closing(_) => Flushed::Shutdown,
+            _ => Flushed::Empty,
+        })
+    }
+
+    /// Our end-of-stream was sent at `now`: wait for the peer's until the linger deadline.
+    pub(crate) fn linger(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Closing(_)) {
+            self.phase = Phase::Lingering {
+                until: now + LINGER,
+            };
+        }
+    }
+
+    /// Checks the deadlines at `now`: queues a heartbeat ping, or closes a silent or lingering
+    /// session.
+    pub(crate) fn poll_timer(&mut self, now: Instant) -> Timer {
+        match self.phase {
+            Phase::Open => {
+                let Some(hb) = self.heartbeat else {
+                    return Timer::Nothing;
+                };
+                let idle = now.saturating_duration_since(self.last_rx);
+                if idle >= hb.timeout {
+                    self.abort(CloseReason::Timeout);
+                    Timer::TimedOut
+                } else if idle >= hb.interval && !self.pinged {
+                    self.pinged = true;
+                    if let Ok(f) = self.wire.encode(&Message::new(PING_ACTION), usize::MAX >> 1) {
+                        self.out.push(&f);
+                    }
+                    Timer::Pinged
+                } else {
+                    Timer::Nothing
+                }
+            }
+            Phase::Lingering { until } if now >= until => {
+                self.phase = Phase::Closed;
+                Timer::LingerOver
+            }
+            _ => Timer::Nothing,
+        }
+    }
+
+    /// The earliest instant at which [`poll_timer`](Self::poll_timer) has something to do.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Open => self.heartbeat.map(|hb| {
+                if self.pinged {
+                    self.last_rx + hb.timeout
+                } else {
+                    self.last_rx + hb.interval
+                }
+            }),
+            Phase::Lingering { until } => Some(until),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Framing;
+
+    fn wire() -> Wire {
+        Wire::default()
+    }
+
+    fn frame(json: &str) -> Vec<u8> {
+        Framing::Terminator.frame(json.as_bytes(), 1 << 20).unwrap().to_vec()
+    }
+
+    fn written(s: &mut Session) -> Vec<u8> {
+        let mut out = Vec::new();
+        s.flush(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn every_split_of_the_input_yields_the_same_messages() {
+        let mut stream = frame(r#"{"action":"a","n":1}"#);
+        stream.extend(frame("not json"));
+        stream.extend(frame(r#"{"action":"b"}"#));
+        for cut in 0..stream.len() {
+            let t0 = Instant::now();
+            let mut s = Session::new(wire(), &Config::default(), true, t0);
+            let mut got = Vec::new();
+            for part in [&stream[..cut], &stream[cut..]] {
+                s.receive(part, t0);
+                while let Some(i) = s.next_inbound() {
+                    got.push(match i {
+                        Inbound::Message(m, _) => m.action().to_owned(),
+                        Inbound::Invalid(..) => "invalid".to_owned(),
+                    });
+                }
+            }
+            assert_eq!(got, ["a", "invalid", "b"], "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn an_oversize_frame_is_answered_then_the_session_closes_after_flushing() {
+        let config = Config::default().max_frame_size(10);
+        let t0 = Instant::now();
+        let mut s = Session::new(wire(), &config, true, t0);
+        s.receive(&[b'x'; 64], t0);
+        assert!(s.next_inbound().is_none());
+        assert_eq!(s.reason(), Some(&CloseReason::FrameTooLarge { limit: 10 }));
+        let mut out = Vec::new();
+        assert_eq!(s.flush(&mut out).unwrap(), Flushed::Shutdown);
+        assert!(String::from_utf8_lossy(&out).contains("frame too large"));
+        s.linger(t0);
+        assert_eq!(s.poll_timer(t0 + LINGER), Timer::LingerOver);
+        assert_eq!(s.phase(), &Phase::Closed);
+    }
+
+    #[test]
+    fn heartbeat_pings_when_idle_and_times_out_when_silent_on_a_manual_clock() {
+        let config = Config::default().heartbeat(Duration::from_secs(1), Duration::from_secs(3));
+        let t0 = Instant::now();
+        let mut s = Session::new(wire(), &config, true, t0);
+        assert_eq!(s.deadline(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(s.poll_timer(t0 + Duration::from_millis(999)), Timer::Nothing);
+        assert_eq!(s.poll_timer(t0 + Duration::from_secs(1)), Timer::Pinged);
+        assert!(String::from_utf8_lossy(&written(&mut s)).contains(PING_ACTION));
+        assert_eq!(s.poll_timer(t0 + Duration::from_secs(2)), Timer::Nothing, "one ping");
+        // Any byte is a sign of life.
+        s.receive(&frame(r#"{"action":"netlib.pong"}"#), t0 + Duration::from_secs(2));
+        assert!(s.next_inbound().is_none(), "pongs are not delivered");
+        assert_eq!(s.poll_timer(t0 + Duration::from_millis(4500)), Timer::Nothing);
+        assert_eq!(s.poll_timer(t0 + Duration::from_secs(5)), Timer::TimedOut);
+        assert_eq!(s.reason(), Some(&CloseReason::Timeout));
+    }
+
+    #[test]
+    fn a_client_answers_pings_without_delivering_them() {
+        let t0 = Instant::now();
+        let mut s = Session::new(wire(), &Config::default(), false, t0);
+        s.receive(&frame(r#"{"action":"netlib.ping"}"#), t0);
+        assert!(s.next_inbound().is_none());
+        assert_eq!(written(&mut s), frame(r#"{"action":"netlib.pong"}"#));
+    }
+
+    #[test]
+    fn going_over_the_outbound_limit_closes_and_refuses() {
+        let config = Config::default().max_outbound_bytes(100);
+        let mut s = Session::new(wire(), &config, true, Instant::now());
+        let f = Bytes::from(vec![b'x'; 60]);
+        assert_eq!(s.send(&f).unwrap(), 60);
+        assert!(matches!(s.send(&f), Err(Error::NotConnected)));
+        assert_eq!(
+            s.reason(),
+            Some(&CloseReason::OutboundOverflow { limit: 100 })
+        );
+        assert!(matches!(s.send(&f), Err(Error::NotConnected)));
+    }
+
+    #[test]
+    fn end_of_stream_closes_gracefully_and_ends_lingering() {
+        let t0 = Instant::now();
+        let mut s = Session::new(wire(), &Config::default(), true, t0);
+        s.send(&Bytes::from_static(b"bye")).unwrap();
+        s.end_of_stream();
+        assert!(matches!(s.send(&Bytes::from_static(b"x")), Err(Error::NotConnected)));
+        let mut out = Vec::new();
+        assert_eq!(s.flush(&mut out).unwrap(), Flushed::Shutdown);
+        assert_eq!(out, b"bye", "what was queued before the close is written");
+        s.linger(t0);
+        s.receive(b"ignored", t0);
+        assert!(s.next_inbound().is_none());
+        s.end_of_stream();
+        assert_eq!(s.phase(), &Phase::Closed);
+        assert_eq!(s.reason(), Some(&CloseReason::PeerClosed));
+    }
+}

@@ -1,0 +1,95 @@
+//! The transport seam: what the mio drivers need from a connection's byte stream, and from a
+//! listener that produces them. TCP ([`tcp`]) and an in-process pipe ([`memory`], for tests) are
+//! built in; a WebSocket, TLS or line transport implements the same two traits and touches
+//! neither the session nor dispatch.
+//!
+//! A transport is non-blocking: `read` and `write` return `WouldBlock` instead of waiting. One
+//! with a mio [`Source`] is woken by the poller; one without (the memory pipe) wakes its driver
+//! through the `mio::Waker` handed to [`Transport::set_waker`], and the driver then tries it.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mio::event::Source;
+
+use crate::frame::Wire;
+
+pub mod memory;
+pub mod tcp;
+
+/// One connection's non-blocking byte stream.
+pub trait Transport: io::Read + io::Write + Send + fmt::Debug {
+    /// The mio source the driver registers for readiness, or `None` for a transport that wakes
+    /// the driver itself (see [`set_waker`](Self::set_waker)).
+    fn source(&mut self) -> Option<&mut dyn Source>;
+
+    /// For a transport without a source: the waker of the driver that owns it, to call when
+    /// data arrives or room to write appears. Default: ignored.
+    fn set_waker(&mut self, waker: Arc<mio::Waker>) {
+        let _ = waker;
+    }
+
+    /// Sends end-of-stream after the bytes already written (TCP's FIN); reading goes on.
+    ///
+    /// # Errors
+    /// The operating system's error, e.g. when the peer already reset the connection.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Client side: whether a connect in progress has completed. Called when the transport
+    /// becomes ready (or is woken). Default: `Ok(true)` (connected from the start).
+    ///
+    /// # Errors
+    /// Why the connect failed, e.g. `ECONNREFUSED`.
+    fn finish_connect(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
+
+    /// The peer's address, if it has one.
+    fn peer_addr(&self) -> Option<SocketAddr>;
+
+    /// This end's address, if it has one.
+    fn local_addr(&self) -> Option<SocketAddr>;
+}
+
+/// A listener: hands the server new connections.
+pub trait Acceptor: Send + fmt::Debug {
+    /// The next pending connection and its peer address; `Ok(None)` when none is pending.
+    ///
+    /// # Errors
+    /// The operating system's error (e.g. `EMFILE`); the server logs it and retries later.
+    fn accept(&mut self) -> io::Result<Option<(Box<dyn Transport>, SocketAddr)>>;
+
+    /// The mio source to register for readiness, or `None` for an acceptor that wakes the
+    /// server through the waker given to [`set_waker`](Self::set_waker).
+    fn source(&mut self) -> Option<&mut dyn Source>;
+
+    /// For an acceptor without a source: the server's waker. Default: ignored.
+    fn set_waker(&mut self, waker: Arc<mio::Waker>) {
+        let _ = waker;
+    }
+
+    /// The address listened on, if any.
+    fn local_addr(&self) -> Option<SocketAddr>;
+
+    /// The wire this listener's channels speak, when it differs from the server's
+    /// [`Config`](crate::Config). Default: `None` (the server's).
+    fn wire(&self) -> Option<Wire> {
+        None
+    }
+}
+
+/// Makes a client's connections: tried in turn until one connects, and again on
+/// [`Client::reconnect`](crate::Client::reconnect).
+pub trait Connector: Send + fmt::Debug {
+    /// Prepares a new round of attempts (e.g. resolves the host name again).
+    ///
+    /// # Errors
+    /// PodSixNet's `[errno, "text"]` for why no attempt can be made (`-2` for a name that does
+    /// not resolve).
+    fn restart(&mut self) -> Result<(), (i32, String)>;
+
+    /// Starts the next attempt; `None` when every candidate was tried.
+    fn next_attempt(&mut self) -> Option<io::Result<Box<dyn Transport>>>;
+}
