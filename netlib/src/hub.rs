@@ -99,6 +99,13 @@ impl<'de> Deserialize<'de> for ChannelId {
     }
 }
 
+impl From<ChannelId> for serde_json::Value {
+    /// The serial number, as it serializes.
+    fn from(id: ChannelId) -> Self {
+        serde_json::Value::from(id.serial)
+    }
+}
+
 /// Who a send goes to: one [`ChannelId`], [`All`], [`AllBut`] one, or any iterator of ids
 /// (a room's members). See [`ServerContext::send_to`].
 pub trait Recipients {

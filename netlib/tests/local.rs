@@ -1,0 +1,154 @@
+//! The in-memory transport and the manual clock: servers and clients pumped in one thread, no
+//! sockets, no ports, no sleeps.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use netlib::{
+    handler, All, ChannelContext, ChannelId, Client, CloseReason, Config, ManualClock, Message,
+    ServerContext, ServerHandler,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Default)]
+struct Arena {
+    moves: Vec<(ChannelId, i32, i32)>,
+    closed: Vec<(ChannelId, CloseReason)>,
+}
+
+struct Player {
+    x: i32,
+}
+
+impl ServerHandler for Arena {
+    type Channel = Player;
+    fn connected(&mut self, ctx: &mut ServerContext<'_, Player>, id: ChannelId, _: SocketAddr) -> Player {
+        // Reaches everyone, the newcomer included.
+        ctx.send_to(All, &Message::new("joined").with("id", id.serial()))
+            .unwrap();
+        Player { x: 0 }
+    }
+    fn closed(&mut self, _: &mut ServerContext<'_, Player>, id: ChannelId, _: Player, reason: &CloseReason) {
+        self.closed.push((id, reason.clone()));
+    }
+}
+
+#[derive(Deserialize, Serialize)]
+struct Move {
+    x: i32,
+    y: i32,
+}
+
+impl Player {
+    fn network_move(&mut self, ctx: &mut ChannelContext<'_, Arena>, m: Move) {
+        self.x = m.x;
+        let id = ctx.id();
+        ctx.server().moves.push((id, m.x, m.y));
+        ctx.send(&Message::new("moved").with("x", m.x)).unwrap();
+    }
+}
+handler!(Player, "move" => network_move);
+
+impl Arena {
+    fn network_whoami(&mut self, ctx: &mut ServerContext<'_, Player>, from: ChannelId, _: &Message) -> Result<(), netlib::Error> {
+        ctx.send_to(from, &Message::new("you").with("id", from))?;
+        Ok(())
+    }
+}
+handler!(Arena, "whoami" => network_whoami);
+
+fn actions(msgs: &[Message]) -> Vec<&str> {
+    msgs.iter().map(Message::action).collect()
+}
+
+#[test]
+fn a_local_client_talks_to_the_server_without_sockets() {
+    let mut server = netlib::Server::new(Arena::default(), Config::default()).unwrap();
+    let (id, mut alice) = server.connect_local(Config::default()).unwrap();
+    alice
+        .send(&Message::new("move").with("x", 3).with("y", 4))
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        server.pump().unwrap();
+        got.extend(alice.pump_messages().unwrap());
+        if got.iter().any(|m| m.action() == "moved") {
+            break;
+        }
+    }
+    assert_eq!(actions(&got), ["socketConnect", "connected", "joined", "moved"]);
+    assert_eq!(server.state().moves, [(id, 3, 4)]);
+}
+
+#[test]
+fn deliver_drives_one_channels_handlers_and_the_client_sees_what_they_sent() {
+    let mut server = netlib::Server::new(Arena::default(), Config::default()).unwrap();
+    let (id, mut bob) = server.connect_local(Config::default()).unwrap();
+    server
+        .deliver(id, &Message::new("move").with("x", 1).with("y", 2))
+        .unwrap();
+    server.deliver(id, &Message::new("whoami")).unwrap();
+    // A payload that does not fit `Move` is answered, naming the field.
+    server
+        .deliver(id, &Message::new("move").with("x", 1))
+        .unwrap();
+    server.pump().unwrap();
+    let got = bob.pump_messages().unwrap();
+    assert_eq!(
+        actions(&got),
+        ["socketConnect", "connected", "joined", "moved", "you", "error"]
+    );
+    assert_eq!(got[4].get("id").and_then(|v| v.as_u64()), Some(id.serial()));
+    let error = got[5].get("error").unwrap().to_string();
+    assert!(error.contains("missing field `y`"), "{error}");
+    assert_eq!(got[5].get_str("for"), Some("move"));
+}
+
+#[test]
+fn heartbeat_closes_a_silent_local_client_on_the_manual_clock() {
+    let clock = ManualClock::new();
+    let config = Config::default()
+        .heartbeat(Duration::from_secs(1), Duration::from_secs(3))
+        .clock(clock.clone());
+    let mut server = netlib::Server::new(Arena::default(), config).unwrap();
+    let (id, mut carol) = server.connect_local(Config::default().clock(clock.clone())).unwrap();
+    server.pump().unwrap();
+    carol.pump_messages().unwrap();
+    clock.advance(Duration::from_millis(1100));
+    server.pump().unwrap();
+    // The client answers the ping by itself; the server sees it as a sign of life.
+    carol.pump_messages().unwrap();
+    clock.advance(Duration::from_millis(2500));
+    server.pump().unwrap();
+    assert!(server.state().closed.is_empty(), "the pong kept it alive");
+    // Now the client goes deaf: no pumping, so no pong.
+    clock.advance(Duration::from_secs(2));
+    server.pump().unwrap();
+    clock.advance(Duration::from_secs(2));
+    server.pump().unwrap();
+    assert_eq!(server.state().closed, [(id, CloseReason::Timeout)]);
+    let got = carol.pump_messages().unwrap();
+    assert_eq!(actions(&got).last(), Some(&"disconnected"));
+}
+
+#[test]
+fn a_local_client_reconnects_and_closes_gracefully() {
+    let mut server = netlib::Server::new(Arena::default(), Config::default()).unwrap();
+    let (first, mut dave) = server.connect_local(Config::default()).unwrap();
+    dave.close();
+    for _ in 0..10 {
+        server.pump().unwrap();
+        dave.pump_messages().unwrap();
+    }
+    assert_eq!(server.state().closed, [(first, CloseReason::PeerClosed)]);
+    assert_eq!(dave.state(), netlib::ConnectionState::Closed);
+    dave.reconnect();
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        server.pump().unwrap();
+        got.extend(dave.pump_messages().unwrap());
+    }
+    assert_eq!(actions(&got), ["socketConnect", "connected", "joined"]);
+    assert_eq!(server.channel_count(), 1);
+    let _: &Client = &dave;
+}
