@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use netlib::{
-    handler, Channel, ChannelContext, ChannelId, Config, Error, Message, Server, ServerContext,
+    handler, ChannelContext, ChannelId, Config, Error, Message, Server, ServerContext,
     ServerHandler,
 };
 
@@ -16,12 +16,9 @@ impl ServerHandler for Twice {
         Ch
     }
 }
-impl Channel for Ch {
-    type Server = Twice;
-}
 impl Ch {
-    fn network_a(&mut self, _: &mut ChannelContext<'_, Self>, _: &Message) {}
-    fn network_a_again(&mut self, _: &mut ChannelContext<'_, Self>, _: &Message) {}
+    fn network_a(&mut self, _: &mut ChannelContext<'_, Twice>, _: &Message) {}
+    fn network_a_again(&mut self, _: &mut ChannelContext<'_, Twice>, _: &Message) {}
 }
 handler!(Ch, "a" => network_a);
 handler!(Ch, "a" => network_a_again);

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use netlib::{
-    handler, Channel, ChannelContext, ChannelId, Client, ClientContext, Codec, Config, Listener,
+    handler, ChannelContext, ChannelId, Client, ClientContext, Codec, Config, Listener,
     Message, Server, ServerContext, ServerHandler,
 };
 use netlib_tests::{podsixnet_python, podsixnet_scripts, until, ChildGuard, TIMEOUT};
@@ -47,11 +47,8 @@ impl ServerHandler for Echo {
         EchoChannel
     }
 }
-impl Channel for EchoChannel {
-    type Server = Echo;
-}
 impl EchoChannel {
-    fn network_echo(&mut self, ctx: &mut ChannelContext<'_, Self>, msg: &Message) {
+    fn network_echo(&mut self, ctx: &mut ChannelContext<'_, Echo>, msg: &Message) {
         ctx.server().received.push(msg.clone());
         let reply = msg.clone().with("who", "netlib");
         ctx.send(&reply).unwrap();

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use netlib::{
-    handler, Channel, ChannelContext, ChannelId, Client, CloseReason, Config, Framing, Message,
+    handler, ChannelContext, ChannelId, Client, CloseReason, Config, Framing, Message,
     Server, ServerContext, ServerHandler, StopHandle,
 };
 use netlib_tests::{until, RawPeer};
@@ -44,9 +44,6 @@ impl ServerHandler for Relay {
         self.closes.lock().unwrap().push(reason.clone());
     }
 }
-impl Channel for Member {
-    type Server = Relay;
-}
 
 #[derive(Deserialize)]
 struct Say {
@@ -57,13 +54,13 @@ struct Say {
 
 impl Member {
     /// Broadcast `heard` with the same `n` to everyone.
-    fn network_say(&mut self, ctx: &mut ChannelContext<'_, Self>, s: Say) {
-        let _ = ctx.send_to_all(&json!({"action": "heard", "n": s.n, "pad": s.pad}));
+    fn network_say(&mut self, ctx: &mut ChannelContext<'_, Relay>, s: Say) {
+        let _ = ctx.send_to(netlib::All, &json!({"action": "heard", "n": s.n, "pad": s.pad}));
     }
-    fn network_echo(&mut self, ctx: &mut ChannelContext<'_, Self>, m: &Message) {
+    fn network_echo(&mut self, ctx: &mut ChannelContext<'_, Relay>, m: &Message) {
         let _ = ctx.send(m);
     }
-    fn network_count(&mut self, ctx: &mut ChannelContext<'_, Self>, _: &Message) {
+    fn network_count(&mut self, ctx: &mut ChannelContext<'_, Relay>, _: &Message) {
         let n = ctx.len();
         let _ = ctx.send(&json!({"action": "count", "channels": n}));
     }

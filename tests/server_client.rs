@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use netlib::{
-    handler, Channel, ChannelContext, ChannelId, Client, ClientContext, CloseReason, Config,
+    handler, All, ChannelContext, ChannelId, Client, ClientContext, CloseReason, Config,
     ConnectionState, Framing, Listener, Message, OutOfBand, Server, ServerContext, ServerHandler,
 };
 use netlib_tests::{until, RawPeer};
@@ -49,14 +49,11 @@ impl ServerHandler for Lab {
     ) {
         self.closed.push((id, channel.name, reason.clone()));
     }
-}
-
-impl Channel for Peer {
-    type Server = Lab;
-    fn out_of_band(&mut self, ctx: &mut ChannelContext<'_, Self>, oob: OutOfBand) {
-        ctx.server().oob.push(oob.error.to_string());
+    fn out_of_band(&mut self, _ctx: &mut ServerContext<'_, Peer>, _id: ChannelId, oob: OutOfBand) {
+        self.oob.push(oob.error.to_string());
     }
 }
+
 
 #[derive(Deserialize)]
 struct Echo {
@@ -64,24 +61,24 @@ struct Echo {
 }
 
 impl Peer {
-    fn network_echo(&mut self, ctx: &mut ChannelContext<'_, Self>, e: Echo) {
+    fn network_echo(&mut self, ctx: &mut ChannelContext<'_, Lab>, e: Echo) {
         ctx.send(&json!({"action": "echo", "text": e.text, "who": self.name}))
             .unwrap();
     }
-    fn network_shout(&mut self, ctx: &mut ChannelContext<'_, Self>, msg: &Message) {
+    fn network_shout(&mut self, ctx: &mut ChannelContext<'_, Lab>, msg: &Message) {
         let n = ctx
-            .send_to_all(&json!({"action": "shout", "text": msg.get("text"), "who": self.name}))
+            .send_to(All, &json!({"action": "shout", "text": msg.get("text"), "who": self.name}))
             .unwrap();
         assert_eq!(n, ctx.len(), "every channel, the sender included");
     }
-    fn network_bye(&mut self, ctx: &mut ChannelContext<'_, Self>, _msg: &Message) {
+    fn network_bye(&mut self, ctx: &mut ChannelContext<'_, Lab>, _msg: &Message) {
         ctx.send(&Message::new("bye")).unwrap();
         ctx.close();
     }
-    fn network_panic(&mut self, _ctx: &mut ChannelContext<'_, Self>, _msg: &Message) {
+    fn network_panic(&mut self, _ctx: &mut ChannelContext<'_, Lab>, _msg: &Message) {
         panic!("boom");
     }
-    fn network(&mut self, ctx: &mut ChannelContext<'_, Self>, msg: &Message) {
+    fn network(&mut self, ctx: &mut ChannelContext<'_, Lab>, msg: &Message) {
         ctx.server().catch_all.push(msg.action().to_owned());
     }
 }
@@ -285,7 +282,7 @@ fn send_to_all_reaches_every_client_including_the_sender() {
         }
     });
     // And from outside a handler, through the server itself.
-    assert_eq!(server.send_to_all(&Message::new("tick")).unwrap(), 3);
+    assert_eq!(server.context().send_to(All, &Message::new("tick")).unwrap(), 3);
     server.pump().unwrap();
     for p in &mut peers {
         assert_eq!(p.recv().action(), "tick");
@@ -485,7 +482,7 @@ fn several_listeners_each_see_every_event() {
         .unwrap();
     until("echo", || {
         server.pump_timeout(TICK).unwrap();
-        client.pump_all(&mut [&mut a, &mut b, &mut typed]).unwrap();
+        client.pump(&mut (&mut a, &mut b, &mut typed)).unwrap();
         !typed.texts.is_empty()
     });
     assert_eq!(a.actions(), ["socketConnect", "connected", "echo"]);
@@ -504,8 +501,7 @@ fn a_mistyped_message_reaches_the_listener_out_of_band_hook() {
         e.socket_connects == 1 && server.channel_count() == 1
     });
     let id = server.state().connected[0].0;
-    server
-        .send_to(
+    server.context().send_to(
             id,
             &json!({"action": "echo", "text": ["not", "a", "string"]}),
         )
@@ -529,8 +525,7 @@ fn shutdown_flushes_everything_already_queued() {
     let id = server.state().connected[0].0;
     let filler = "x".repeat(1000);
     for n in 0..5000 {
-        server
-            .send_to(id, &json!({"action": "n", "n": n, "pad": filler}))
+        server.context().send_to(id, &json!({"action": "n", "n": n, "pad": filler}))
             .unwrap();
     }
     std::thread::scope(|s| {

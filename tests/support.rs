@@ -121,6 +121,14 @@ pub fn target_dir() -> std::path::PathBuf {
 /// If the virtualenv cannot be made or the package cannot be installed: interop tests fail,
 /// they are never skipped.
 pub fn podsixnet_python() -> std::path::PathBuf {
+    // Tests of one binary run on several threads and share the process id the temporary
+    // directory is named after: one at a time within a process.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    podsixnet_python_locked()
+}
+
+fn podsixnet_python_locked() -> std::path::PathBuf {
     use std::process::Command;
     let venv = target_dir().join("podsixnet-venv");
     let python = venv.join("bin/python");
@@ -169,7 +177,7 @@ pub fn podsixnet_python() -> std::path::PathBuf {
         if !ready.exists() {
             // A stale, incomplete venv from an interrupted run: replace it.
             let _ = std::fs::remove_dir_all(&venv);
-            return podsixnet_python();
+            return podsixnet_python_locked();
         }
     }
     // The venv's interpreter is a symlink to the base Python, so it survives the rename.

@@ -99,12 +99,19 @@ impl AnyListener for [&mut dyn AnyListener] {
     }
 }
 
-impl<A: AnyListener, B: AnyListener> AnyListener for (&mut A, &mut B) {
-    fn dispatch(&mut self, ctx: &mut ClientContext<'_>, event: &Event) -> Result<()> {
-        self.0.dispatch(ctx, event)?;
-        self.1.dispatch(ctx, event)
-    }
+macro_rules! tuple_listeners {
+    ($($name:ident . $i:tt),+) => {
+        impl<$($name: AnyListener + ?Sized),+> AnyListener for ($(&mut $name,)+) {
+            fn dispatch(&mut self, ctx: &mut ClientContext<'_>, event: &Event) -> Result<()> {
+                $(self.$i.dispatch(ctx, event)?;)+
+                Ok(())
+            }
+        }
+    };
 }
+tuple_listeners!(A.0, B.1);
+tuple_listeners!(A.0, B.1, C.2);
+tuple_listeners!(A.0, B.1, C.2, D.3);
 
 /// Identifies one consumer of a client's events for [`Client::pump_subscription`]: each
 /// subscription gets every event from its creation on, whoever pumps first.
