@@ -10,8 +10,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use netlib::frame::FrameDecoder;
 use netlib::{
-    handler, Channel, ChannelContext, ChannelId, Codec, Config, Framing, Server, ServerContext,
-    ServerHandler,
+    handler, ChannelId, Client, Codec, Config, Framing, Server, ServerContext, ServerHandler,
 };
 use serde::Deserialize;
 
@@ -20,15 +19,9 @@ struct Counter {
     said: usize,
     chars: usize,
 }
-struct Ch;
 impl ServerHandler for Counter {
-    type Channel = Ch;
-    fn connected(&mut self, _: &mut ServerContext<'_, Ch>, _: ChannelId, _: SocketAddr) -> Ch {
-        Ch
-    }
-}
-impl Channel for Ch {
-    type Server = Counter;
+    type Channel = ();
+    fn connected(&mut self, _: &mut ServerContext<'_, ()>, _: ChannelId, _: SocketAddr) {}
 }
 
 #[derive(Deserialize)]
@@ -36,38 +29,22 @@ struct Say {
     message: String,
 }
 
-impl Ch {
-    fn network_message(&mut self, ctx: &mut ChannelContext<'_, Self>, m: Say) {
-        let s = ctx.server();
-        s.said += 1;
-        s.chars += m.message.len();
+impl Counter {
+    fn network_message(&mut self, _: &mut ServerContext<'_, ()>, _: ChannelId, m: Say) {
+        self.said += 1;
+        self.chars += m.message.len();
     }
 }
-handler!(Ch, "message" => network_message);
+handler!(Counter, "message" => network_message);
 
 /// 60 bytes of JSON payload.
 const PAYLOAD: &[u8] = br#"{"action":"message","message":"hello there, how are you?!!"}"#;
 
-fn server_with_one_channel(codec: Codec) -> (Server<Counter>, ChannelId, std::net::TcpStream) {
-    let mut server = Server::bind(
-        Counter::default(),
-        &["127.0.0.1:0"],
-        Config::default().codec(codec),
-    )
-    .unwrap();
-    let peer = std::net::TcpStream::connect(server.local_addrs()[0]).unwrap();
-    let mut id = None;
-    let mut hub_ids = Vec::new();
-    for _ in 0..1000 {
-        server.pump_timeout(Duration::from_millis(5)).unwrap();
-        hub_ids.clear();
-        hub_ids.extend(server.context().channels().map(|(id, _)| id));
-        if let Some(&first) = hub_ids.first() {
-            id = Some(first);
-            break;
-        }
-    }
-    (server, id.expect("the channel connected"), peer)
+fn server_with_one_channel(codec: Codec) -> (Server<Counter>, ChannelId, Client) {
+    let config = Config::default().codec(codec);
+    let mut server = Server::new(Counter::default(), config.clone()).unwrap();
+    let (id, client) = server.connect_local(config).unwrap();
+    (server, id, client)
 }
 
 fn decode_dispatch(c: &mut Criterion) {
@@ -77,7 +54,7 @@ fn decode_dispatch(c: &mut Criterion) {
     let (mut server, id, _peer) = server_with_one_channel(Codec::Json);
     let payload = Bytes::from_static(PAYLOAD);
     g.bench_function("json, typed handler", |b| {
-        b.iter(|| server.dispatch_payload(id, black_box(payload.clone())))
+        b.iter(|| server.deliver_payload(id, black_box(payload.clone())))
     });
     assert!(server.state().said > 0);
 
@@ -91,7 +68,7 @@ fn decode_dispatch(c: &mut Criterion) {
         .slice(4..);
     let (mut server, id, _peer) = server_with_one_channel(Codec::Rencode);
     g.bench_function("rencode, typed handler", |b| {
-        b.iter(|| server.dispatch_payload(id, black_box(rencoded.clone())))
+        b.iter(|| server.deliver_payload(id, black_box(rencoded.clone())))
     });
 
     // The whole read path: frames cut out of a received buffer of 64 messages, then dispatched.
@@ -106,7 +83,7 @@ fn decode_dispatch(c: &mut Criterion) {
             let mut d = FrameDecoder::new(Framing::Terminator, 1 << 20);
             d.push(black_box(&stream));
             while let Some(p) = d.next_frame().unwrap() {
-                server.dispatch_payload(id, p);
+                server.deliver_payload(id, p).unwrap();
             }
         })
     });

@@ -365,7 +365,11 @@ impl Client {
     ///
     /// # Errors
     /// As [`pump`](Self::pump).
-    pub fn pump_timeout<L: AnyListener + ?Sized>(&mut self, listener: &mut L, timeout: Duration) -> Result<()> {
+    pub fn pump_timeout<L: AnyListener + ?Sized>(
+        &mut self,
+        listener: &mut L,
+        timeout: Duration,
+    ) -> Result<()> {
         self.wait(timeout)?;
         self.pump(listener)
     }
@@ -430,7 +434,11 @@ impl Client {
     ///
     /// # Panics
     /// If `sub` was unsubscribed or belongs to another client.
-    pub fn pump_subscription<L: AnyListener + ?Sized>(&mut self, sub: &Subscription, listener: &mut L) -> Result<()> {
+    pub fn pump_subscription<L: AnyListener + ?Sized>(
+        &mut self,
+        sub: &Subscription,
+        listener: &mut L,
+    ) -> Result<()> {
         self.io(Some(Duration::ZERO))?;
         self.log.events.extend(std::mem::take(&mut self.conn.inbox));
         let from = self

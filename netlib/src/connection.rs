@@ -147,7 +147,8 @@ impl Connection {
 
     fn push_error(&mut self, errno: i32, text: String) {
         let m = Message::from_value(json!({"action": "error", "error": [errno, text]}));
-        self.inbox.push(Event::synthetic(m.expect("an object with an action")));
+        self.inbox
+            .push(Event::synthetic(m.expect("an object with an action")));
     }
 
     /// Starts a new round of connection attempts; failures become `error` events.
@@ -177,7 +178,8 @@ impl Connection {
             };
             if let Some(mut old) = self.link.take() {
                 old.deregister(&self.registry);
-                self.unsent.append(old.session.take_output(), self.wire.framing);
+                self.unsent
+                    .append(old.session.take_output(), self.wire.framing);
             }
             let mut session = Session::new(self.wire, &self.config, false, now);
             session.restore_output(std::mem::take(&mut self.unsent));
@@ -205,8 +207,12 @@ impl Connection {
         match link.session.send(&bytes) {
             Ok(_) => Ok(bytes.len()),
             Err(e) => {
-                if let Some(CloseReason::OutboundOverflow { limit }) = link.session.reason().cloned() {
-                    log::warn!("the server does not read: outbound queue over {limit} bytes; closing");
+                if let Some(CloseReason::OutboundOverflow { limit }) =
+                    link.session.reason().cloned()
+                {
+                    log::warn!(
+                        "the server does not read: outbound queue over {limit} bytes; closing"
+                    );
                     self.push_error(105, format!("outbound queue over {limit} bytes"));
                     self.finish(CloseReason::OutboundOverflow { limit });
                 }
@@ -235,7 +241,8 @@ impl Connection {
             }
             if self.state == ConnectionState::Open {
                 log::debug!("connection closed: {reason}");
-                self.inbox.push(Event::synthetic(Message::new("disconnected")));
+                self.inbox
+                    .push(Event::synthetic(Message::new("disconnected")));
             }
         }
         self.state = ConnectionState::Closed;
@@ -285,7 +292,8 @@ impl Connection {
                 if self.close_requested {
                     link.session.close(CloseReason::Local);
                 }
-                self.inbox.push(Event::synthetic(Message::new("socketConnect")));
+                self.inbox
+                    .push(Event::synthetic(Message::new("socketConnect")));
             }
             Ok(false) => {}
             Err(e) => self.fail(now, &e),
@@ -338,9 +346,12 @@ impl Connection {
                     if let Some(CloseReason::FrameTooLarge { limit }) = link.session.reason() {
                         let text = format!("frame too large (limit {limit} bytes)");
                         log::warn!("closing the connection: {text}");
-                        let m = json!({"action": "error", "error": [crate::session::EMSGSIZE, text]});
-                        self.inbox.push(Event::synthetic(Message::from_value(m).expect("object")));
-                        link.session.abort(CloseReason::FrameTooLarge { limit: *limit });
+                        let m =
+                            json!({"action": "error", "error": [crate::session::EMSGSIZE, text]});
+                        self.inbox
+                            .push(Event::synthetic(Message::from_value(m).expect("object")));
+                        link.session
+                            .abort(CloseReason::FrameTooLarge { limit: *limit });
                         return;
                     }
                     if n >= budget {
@@ -356,6 +367,10 @@ impl Connection {
 
     /// Decodes an undecodable event's payload again for its error.
     pub(crate) fn decode_error(&self, payload: &[u8]) -> Error {
-        self.wire.codec.decode(payload).err().unwrap_or(Error::NotAnObject)
+        self.wire
+            .codec
+            .decode(payload)
+            .err()
+            .unwrap_or(Error::NotAnObject)
     }
 }

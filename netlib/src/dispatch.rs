@@ -114,7 +114,11 @@ impl OutOfBand {
             "{who}: out-of-band data dropped ({}): {:?}{}",
             self.error,
             String::from_utf8_lossy(shown),
-            if self.payload.len() > SHOWN { "..." } else { "" }
+            if self.payload.len() > SHOWN {
+                "..."
+            } else {
+                ""
+            }
         );
     }
 }
@@ -161,7 +165,10 @@ impl<H> Table<H> {
     }
 
     /// An action both tables handle, with both registrations: (action, here, there).
-    pub(crate) fn clash<G>(&self, other: &Table<G>) -> Option<(&'static str, &'static str, &'static str)> {
+    pub(crate) fn clash<G>(
+        &self,
+        other: &Table<G>,
+    ) -> Option<(&'static str, &'static str, &'static str)> {
         self.locations
             .iter()
             .find_map(|(a, here)| Some((*a, *here, *other.locations.get(a)?)))

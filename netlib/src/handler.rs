@@ -63,7 +63,12 @@ pub trait ServerHandler: Sized + 'static {
     /// A valid message from `id` whose action has no handler; called before the catch-all.
     /// Default: a debug log line (PodSixNet silently ignores such messages). Override it to
     /// answer unknown actions.
-    fn unhandled(&mut self, ctx: &mut ServerContext<'_, Self::Channel>, id: ChannelId, msg: &Message) {
+    fn unhandled(
+        &mut self,
+        ctx: &mut ServerContext<'_, Self::Channel>,
+        id: ChannelId,
+        msg: &Message,
+    ) {
         let _ = ctx;
         log::debug!("channel {id}: no handler for action {:?}", msg.action());
     }
@@ -71,7 +76,12 @@ pub trait ServerHandler: Sized + 'static {
     /// A frame from `id` that is not a valid message, one that does not fit its typed handler,
     /// or one whose handler returned an error. Default: [`reject`] (log at warn; answer the
     /// last two kinds with an `error` message naming the action). The channel stays open.
-    fn out_of_band(&mut self, ctx: &mut ServerContext<'_, Self::Channel>, id: ChannelId, oob: OutOfBand) {
+    fn out_of_band(
+        &mut self,
+        ctx: &mut ServerContext<'_, Self::Channel>,
+        id: ChannelId,
+        oob: OutOfBand,
+    ) {
         reject(ctx, id, &oob);
     }
 }
@@ -239,7 +249,12 @@ pub(crate) type ChannelFn<C, S> =
 
 /// A server-state handler with its message argument erased.
 pub(crate) type ServerFn<S> = Box<
-    dyn for<'a> Fn(&mut S, &mut ServerContext<'a, <S as ServerHandler>::Channel>, ChannelId, &Message) -> Result<()>
+    dyn for<'a> Fn(
+            &mut S,
+            &mut ServerContext<'a, <S as ServerHandler>::Channel>,
+            ChannelId,
+            &Message,
+        ) -> Result<()>
         + Send
         + Sync,
 >;
@@ -287,7 +302,8 @@ where
     F: Fn(&mut C, &mut ChannelContext<'_, S>, M) -> R + Send + Sync + 'static,
 {
     fn erase(self) -> Box<dyn std::any::Any + Send + Sync> {
-        let f: ChannelFn<C, S> = Box::new(move |c, ctx, m| outcome(self(c, ctx, m.parse::<M>()?), m));
+        let f: ChannelFn<C, S> =
+            Box::new(move |c, ctx, m| outcome(self(c, ctx, m.parse::<M>()?), m));
         Box::new(f)
     }
 }
@@ -296,7 +312,10 @@ impl<S, R, F> IntoHandler<(OnServer, Raw, R, PhantomData<S>)> for F
 where
     S: ServerHandler,
     R: HandlerReturn,
-    F: Fn(&mut S, &mut ServerContext<'_, S::Channel>, ChannelId, &Message) -> R + Send + Sync + 'static,
+    F: Fn(&mut S, &mut ServerContext<'_, S::Channel>, ChannelId, &Message) -> R
+        + Send
+        + Sync
+        + 'static,
 {
     fn erase(self) -> Box<dyn std::any::Any + Send + Sync> {
         let f: ServerFn<S> = Box::new(move |s, ctx, id, m| outcome(self(s, ctx, id, m), m));

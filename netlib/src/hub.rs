@@ -227,7 +227,10 @@ fn enqueue<C>(
                     "channel {} ({}): {}; closing",
                     slot.id,
                     slot.addr,
-                    slot.link.session.reason().map_or(String::new(), |r| r.to_string())
+                    slot.link
+                        .session
+                        .reason()
+                        .map_or(String::new(), |r| r.to_string())
                 );
                 ended.push(key);
             }
@@ -360,7 +363,13 @@ impl<C> Hub<C> {
                     if let Some(key) = self.key(id) {
                         let slot = &mut self.slots[key];
                         let bytes = frame.for_wire(slot.wire as usize);
-                        n += usize::from(enqueue(slot, key, bytes, &mut self.dirty, &mut self.ended));
+                        n += usize::from(enqueue(
+                            slot,
+                            key,
+                            bytes,
+                            &mut self.dirty,
+                            &mut self.ended,
+                        ));
                     }
                 }
                 n
@@ -447,7 +456,11 @@ impl<C> Hub<C> {
                 Timer::Nothing => {}
                 Timer::Pinged => self.mark_dirty(key),
                 Timer::TimedOut => {
-                    log::info!("channel {} ({}): silent too long, closing", slot.id, slot.addr);
+                    log::info!(
+                        "channel {} ({}): silent too long, closing",
+                        slot.id,
+                        slot.addr
+                    );
                     self.ended.push(key);
                 }
                 Timer::LingerOver => self.ended.push(key),
@@ -512,7 +525,11 @@ impl<C> ServerContext<'_, C> {
     ///
     /// # Errors
     /// Encoding errors only, as [`encode`](Self::encode).
-    pub fn send_to<R: Recipients, T: Serialize + ?Sized>(&mut self, to: R, msg: &T) -> Result<usize> {
+    pub fn send_to<R: Recipients, T: Serialize + ?Sized>(
+        &mut self,
+        to: R,
+        msg: &T,
+    ) -> Result<usize> {
         let frame = self.hub.encode(msg)?;
         Ok(self.hub.send_frame(to, &frame))
     }

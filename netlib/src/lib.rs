@@ -23,6 +23,8 @@
 //!   `deliver` routine for server and client.
 //! - [`handler`]: [`ServerHandler`], [`Listener`], [`ChannelContext`], [`ClientContext`] and the
 //!   handler shapes.
+//! - `serve` (private): what a server does for one channel besides I/O: open it, deliver its
+//!   messages to the handlers, run its `closed` hook.
 //! - [`client`] and [`server`]: the thin mio drivers [`Client`] and [`Server`].
 //!
 //! # Handlers
@@ -79,8 +81,8 @@
 #![deny(missing_docs, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
-pub mod clock;
 pub mod client;
+pub mod clock;
 pub mod codec;
 pub mod config;
 mod connection;
@@ -96,6 +98,7 @@ pub mod message;
 pub mod net;
 mod queue;
 pub mod rencode;
+mod serve;
 pub mod server;
 mod session;
 pub mod transport;

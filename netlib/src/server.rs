@@ -3,7 +3,7 @@
 //! decode, flushes, and sleeps until the next readiness or session deadline. The channel table
 //! is in [`hub`](crate::hub), the protocol state in [`session`](crate::session).
 
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,23 +15,21 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::client::Client;
 use crate::config::Config;
-use crate::dispatch::{self, deliver, Endpoint, OutOfBand, Table};
 use crate::error::{panic_text, CloseReason, Error, Result};
-use crate::frame::{Frame, Wire};
-use crate::handler::{ChannelContext, ChannelFn, ServerFn, ServerHandler};
+use crate::frame::Wire;
+use crate::handler::ServerHandler;
 use crate::hub::{ChannelId, Hub, ServerContext, FIRST_CONN};
-use crate::link::{Link, Step};
+use crate::link::Step;
 use crate::message::Message;
-use crate::session::{Inbound, Phase, Session};
+use crate::serve::{reap, Handlers};
+use crate::session::{Inbound, Phase};
 use crate::transport::memory::LocalAcceptor;
 use crate::transport::tcp::TcpAcceptor;
-use crate::transport::{Acceptor, Transport};
+use crate::transport::Acceptor;
 
 const WAKER: Token = Token(usize::MAX);
 /// How long accepting pauses after an accept error such as EMFILE (ms).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
-/// The `error` code sent with "server full" (Linux EUSERS, "too many users").
-const EUSERS: i32 = 87;
 
 /// Stops a running [`Server::run`] from another thread (e.g. a Ctrl-C handler). Cheap to clone.
 #[derive(Clone, Debug)]
@@ -76,10 +74,8 @@ pub struct Server<S: ServerHandler> {
     local: Option<LocalAcceptor>,
     state: S,
     hub: Hub<S::Channel>,
-    channel_table: &'static Table<ChannelFn<S::Channel, S>>,
-    server_table: &'static Table<ServerFn<S>>,
+    handlers: Handlers<S>,
     stop: StopHandle,
-    connected_frame: Frame,
     ready: Vec<(Token, bool, bool)>,
     accept_retry_at: Option<Instant>,
     /// When the session timers next run.
@@ -105,21 +101,10 @@ impl<S: ServerHandler> Server<S> {
     /// wrongly (also when an action has a handler on both the channel and the server type),
     /// [`Error::Io`] if the poller cannot be created.
     pub fn new(state: S, config: Config) -> Result<Self> {
-        dispatch::check_handlers()?;
-        let channel_table = dispatch::table::<S::Channel, ChannelFn<S::Channel, S>>()?;
-        let server_table = dispatch::table::<S, ServerFn<S>>()?;
-        if let Some((action, first, second)) = channel_table.clash(server_table) {
-            return Err(Error::DuplicateHandler {
-                target: std::any::type_name::<S>(),
-                action,
-                first,
-                second,
-            });
-        }
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let hub = Hub::new(config, poll.registry().try_clone()?, waker.clone());
-        let connected_frame = hub.encode(&Message::new("connected"))?;
+        let handlers = Handlers::new(&hub)?;
         Ok(Server {
             poll,
             events: Events::with_capacity(1024),
@@ -127,13 +112,11 @@ impl<S: ServerHandler> Server<S> {
             local: None,
             state,
             hub,
-            channel_table,
-            server_table,
+            handlers,
             stop: StopHandle {
                 flag: Arc::new(AtomicBool::new(false)),
                 waker,
             },
-            connected_frame,
             ready: Vec::new(),
             accept_retry_at: None,
             next_timers: None,
@@ -189,12 +172,14 @@ impl<S: ServerHandler> Server<S> {
             None => 0,
         };
         if self.hub.wires.len() > 1 {
-            self.connected_frame = self.hub.encode(&Message::new("connected"))?;
+            self.handlers.connected = self.hub.encode(&Message::new("connected"))?;
         }
         let token = Token(self.listeners.len());
         let sourced = match acceptor.source() {
             Some(src) => {
-                self.poll.registry().register(src, token, Interest::READABLE)?;
+                self.poll
+                    .registry()
+                    .register(src, token, Interest::READABLE)?;
                 true
             }
             None => {
@@ -227,7 +212,10 @@ impl<S: ServerHandler> Server<S> {
         let client = Client::connect_with(Box::new(local.connector()), config)?;
         let mut acceptor = local;
         let (transport, addr) = acceptor.accept()?.ok_or(Error::NotConnected)?;
-        let id = self.add(transport, addr, 0).ok_or(Error::NotConnected)?;
+        let id = self
+            .handlers
+            .open(&mut self.state, &mut self.hub, transport, addr, 0)
+            .ok_or(Error::NotConnected)?;
         Ok((id, client))
     }
 
@@ -325,7 +313,10 @@ impl<S: ServerHandler> Server<S> {
         while self.channel_count() > 0 {
             let now = Instant::now();
             if now >= deadline {
-                log::warn!("shutdown: {} channel(s) not flushed in time", self.channel_count());
+                log::warn!(
+                    "shutdown: {} channel(s) not flushed in time",
+                    self.channel_count()
+                );
                 for &k in &keys {
                     self.hub.kill(k, CloseReason::Shutdown);
                 }
@@ -340,7 +331,9 @@ impl<S: ServerHandler> Server<S> {
         for k in keys {
             let slot = &mut self.hub.slots[k];
             for _ in 0..16 {
-                if let Step::Blocked | Step::Done = slot.link.read_step(&mut self.hub.scratch, self.hub.now) {
+                if let Step::Blocked | Step::Done =
+                    slot.link.read_step(&mut self.hub.scratch, self.hub.now)
+                {
                     break;
                 }
             }
@@ -354,7 +347,10 @@ impl<S: ServerHandler> Server<S> {
         }
         if !self.hub.config.get_clock().is_manual() {
             let now = Instant::now();
-            for at in [self.accept_retry_at, self.next_timers].into_iter().flatten() {
+            for at in [self.accept_retry_at, self.next_timers]
+                .into_iter()
+                .flatten()
+            {
                 let left = at.saturating_duration_since(now);
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
@@ -420,7 +416,8 @@ impl<S: ServerHandler> Server<S> {
             self.next_timers = None;
         }
         let hooked = catch_unwind(AssertUnwindSafe(|| {
-            self.state.after_pump(&mut ServerContext { hub: &mut self.hub })
+            self.state
+                .after_pump(&mut ServerContext { hub: &mut self.hub })
         }));
         if let Err(p) = hooked {
             log::error!("after_pump panicked: {}", panic_text(&*p));
@@ -437,7 +434,7 @@ impl<S: ServerHandler> Server<S> {
             if self.hub.ended.is_empty() {
                 return;
             }
-            self.reap();
+            reap(&mut self.state, &mut self.hub);
         }
     }
 
@@ -446,7 +443,8 @@ impl<S: ServerHandler> Server<S> {
             match self.listeners[i].acceptor.accept() {
                 Ok(Some((transport, addr))) => {
                     let wire = self.listeners[i].wire;
-                    self.add(transport, addr, wire);
+                    self.handlers
+                        .open(&mut self.state, &mut self.hub, transport, addr, wire);
                 }
                 Ok(None) => return,
                 Err(e) => {
@@ -461,55 +459,6 @@ impl<S: ServerHandler> Server<S> {
                 }
             }
         }
-    }
-
-    fn add(&mut self, mut transport: Box<dyn Transport>, addr: SocketAddr, wire: u8) -> Option<ChannelId> {
-        let hub = &mut self.hub;
-        if hub.slots.len() >= hub.config.get_max_connections() {
-            log::warn!("refusing {addr}: server full ({} connections)", hub.slots.len());
-            let full = Message::new("error").with("error", serde_json::json!([EUSERS, "server full"]));
-            if let Ok(bytes) = hub.wires[wire as usize].encode(&full, usize::MAX >> 1) {
-                let _ = transport.write(&bytes);
-            }
-            return None;
-        }
-        let session = Session::new(hub.wires[wire as usize], &hub.config, true, hub.now);
-        let mut link = Link::new(session, transport);
-        let key = hub.slots.vacant_key();
-        if let Err(e) = link.register(&hub.registry, Token(key + FIRST_CONN), &hub.waker, false) {
-            log::error!("cannot register {addr}: {e}");
-            return None;
-        }
-        let sourced = link.is_sourced();
-        let (key, id) = hub.insert(link, addr, wire);
-        if !sourced {
-            hub.polled.push(key);
-        }
-        log::debug!("channel {id} connected from {addr}");
-        if hub.config.get_announce_id() {
-            let m = ServerContext { hub: &mut *hub }.connected_message(id);
-            let _ = hub.send_one(key, &m);
-        } else {
-            let bytes = self.connected_frame.for_wire(wire as usize).clone();
-            hub.queue_bytes(key, &bytes);
-        }
-        let made = catch_unwind(AssertUnwindSafe(|| {
-            self.state
-                .connected(&mut ServerContext { hub: &mut self.hub }, id, addr)
-        }));
-        match made {
-            Ok(channel) => match self.hub.key(id) {
-                Some(key) => self.hub.slots[key].channel = Some(channel),
-                None => return None,
-            },
-            Err(p) => {
-                let text = panic_text(&*p);
-                log::error!("connected hook panicked for {addr}: {text}");
-                self.hub.kill(key, CloseReason::HandlerPanic(text));
-                return None;
-            }
-        }
-        Some(id)
     }
 
     fn read_channel(&mut self, key: usize) {
@@ -544,43 +493,24 @@ impl<S: ServerHandler> Server<S> {
                 return;
             };
             match slot.link.session.next_inbound() {
-                Some(Inbound::Message(m, payload)) => self.dispatch(key, Ok(m), payload),
-                Some(Inbound::Invalid(e, payload)) => self.dispatch(key, Err(e), payload),
+                Some(Inbound::Message(m, payload)) => {
+                    self.handlers
+                        .dispatch(&mut self.state, &mut self.hub, key, Ok(m), payload)
+                }
+                Some(Inbound::Invalid(e, payload)) => {
+                    self.handlers
+                        .dispatch(&mut self.state, &mut self.hub, key, Err(e), payload)
+                }
                 None => {
-                    if let Phase::Closing(reason @ CloseReason::FrameTooLarge { .. }) = slot.link.session.phase() {
+                    if let Phase::Closing(reason @ CloseReason::FrameTooLarge { .. }) =
+                        slot.link.session.phase()
+                    {
                         log::warn!("channel {} ({}): {reason}; closing", slot.id, slot.addr);
                         self.hub.mark_dirty(key);
                     }
                     return;
                 }
             }
-        }
-    }
-
-    fn dispatch(&mut self, key: usize, decoded: Result<Message>, payload: Bytes) {
-        let slot = &mut self.hub.slots[key];
-        let (id, addr) = (slot.id, slot.addr);
-        let Some(mut channel) = slot.channel.take() else {
-            return;
-        };
-        let mut endpoint = ServerEndpoint {
-            channel: &mut channel,
-            server: &mut self.state,
-            hub: &mut self.hub,
-            id,
-            key,
-            addr,
-            channel_table: self.channel_table,
-            server_table: self.server_table,
-        };
-        let outcome = catch_unwind(AssertUnwindSafe(|| deliver(&mut endpoint, decoded, payload)));
-        if let Some(slot) = self.hub.slots.get_mut(key).filter(|s| s.id == id) {
-            slot.channel = Some(channel);
-        }
-        if let Err(p) = outcome {
-            let text = panic_text(&*p);
-            log::error!("channel {id} ({addr}): handler panicked: {text}; closing the channel");
-            self.hub.kill(key, CloseReason::HandlerPanic(text));
         }
     }
 
@@ -592,7 +522,13 @@ impl<S: ServerHandler> Server<S> {
     pub fn deliver(&mut self, id: ChannelId, msg: &Message) -> Result<()> {
         let key = self.hub.key(id).ok_or(Error::NotConnected)?;
         let payload = Bytes::from(serde_json::to_vec(msg).map_err(Error::Encode)?);
-        self.dispatch(key, Ok(msg.clone()), payload);
+        self.handlers.dispatch(
+            &mut self.state,
+            &mut self.hub,
+            key,
+            Ok(msg.clone()),
+            payload,
+        );
         Ok(())
     }
 
@@ -606,98 +542,8 @@ impl<S: ServerHandler> Server<S> {
         let key = self.hub.key(id).ok_or(Error::NotConnected)?;
         let codec = self.hub.slots[key].link.session.wire().codec;
         let decoded = codec.decode_bytes(payload.clone());
-        self.dispatch(key, decoded, payload);
+        self.handlers
+            .dispatch(&mut self.state, &mut self.hub, key, decoded, payload);
         Ok(())
     }
-
-    fn reap(&mut self) {
-        for key in std::mem::take(&mut self.hub.ended) {
-            let Some(slot) = self.hub.slots.get_mut(key) else {
-                continue;
-            };
-            let phase = slot.link.session.phase().clone();
-            if matches!(phase, Phase::Open | Phase::Closing(_)) {
-                continue;
-            }
-            if !slot.reported {
-                slot.reported = true;
-                self.hub.lingering += 1;
-                let (id, channel) = (slot.id, slot.channel.take());
-                let reason = slot.link.session.reason().cloned().unwrap_or(CloseReason::Local);
-                log::debug!("channel {id} ({}) closed: {reason}", slot.addr);
-                if let Some(channel) = channel {
-                    let hooked = catch_unwind(AssertUnwindSafe(|| {
-                        self.state
-                            .closed(&mut ServerContext { hub: &mut self.hub }, id, channel, &reason)
-                    }));
-                    if let Err(p) = hooked {
-                        log::error!("closed hook panicked for channel {id}: {}", panic_text(&*p));
-                    }
-                }
-            }
-            if phase == Phase::Closed {
-                self.hub.remove(key);
-            }
-        }
-    }
 }
-
-/// A channel, its server and both handler tables, as [`deliver`] sees them.
-struct ServerEndpoint<'a, S: ServerHandler> {
-    channel: &'a mut S::Channel,
-    server: &'a mut S,
-    hub: &'a mut Hub<S::Channel>,
-    id: ChannelId,
-    key: usize,
-    addr: SocketAddr,
-    channel_table: &'static Table<ChannelFn<S::Channel, S>>,
-    server_table: &'static Table<ServerFn<S>>,
-}
-
-impl<S: ServerHandler> Endpoint for ServerEndpoint<'_, S> {
-    fn specific(&mut self, msg: &Message) -> Option<Result<()>> {
-        if let Some(h) = self.channel_table.get(msg.action()) {
-            let mut ctx = ChannelContext {
-                server: &mut *self.server,
-                hub: ServerContext { hub: &mut *self.hub },
-                id: self.id,
-                key: self.key,
-                addr: self.addr,
-            };
-            return Some(h(self.channel, &mut ctx, msg));
-        }
-        let h = self.server_table.get(msg.action())?;
-        Some(h(self.server, &mut ServerContext { hub: &mut *self.hub }, self.id, msg))
-    }
-
-    fn catch_all(&mut self, msg: &Message, failed: &mut dyn FnMut(Error)) {
-        if let Some(h) = self.channel_table.catch_all() {
-            let mut ctx = ChannelContext {
-                server: &mut *self.server,
-                hub: ServerContext { hub: &mut *self.hub },
-                id: self.id,
-                key: self.key,
-                addr: self.addr,
-            };
-            if let Err(e) = h(self.channel, &mut ctx, msg) {
-                failed(e);
-            }
-        }
-        if let Some(h) = self.server_table.catch_all() {
-            if let Err(e) = h(self.server, &mut ServerContext { hub: &mut *self.hub }, self.id, msg) {
-                failed(e);
-            }
-        }
-    }
-
-    fn unhandled(&mut self, msg: &Message) {
-        self.server
-            .unhandled(&mut ServerContext { hub: &mut *self.hub }, self.id, msg);
-    }
-
-    fn out_of_band(&mut self, oob: OutOfBand) {
-        self.server
-            .out_of_band(&mut ServerContext { hub: &mut *self.hub }, self.id, oob);
-    }
-}
-

@@ -162,7 +162,7 @@ impl Session {
                     log::debug!("{e}");
                     let err = Message::new("error")
                         .with("error", serde_json::json!([EMSGSIZE, "frame too large"]));
-                    if let Ok(frame) = self.wire.encode(&err, self.max_frame_size) {
+                    if let Ok(frame) = self.wire.encode(&err, usize::MAX >> 1) {
                         self.out.push(&frame);
                     }
                     self.close(CloseReason::FrameTooLarge { limit });
@@ -172,7 +172,10 @@ impl Session {
             match self.wire.codec.decode_bytes(payload.clone()) {
                 Ok(m) if m.action() == PONG_ACTION => continue,
                 Ok(m) if m.action() == PING_ACTION && self.answers_pings => {
-                    if let Ok(f) = self.wire.encode(&Message::new(PONG_ACTION), usize::MAX >> 1) {
+                    if let Ok(f) = self
+                        .wire
+                        .encode(&Message::new(PONG_ACTION), usize::MAX >> 1)
+                    {
                         self.out.push(&f);
                     }
                     continue;
@@ -236,7 +239,10 @@ impl Session {
     ///
     /// # Errors
     /// A write error from `w`; the caller aborts the session.
-    pub(crate) fn flush<W: std::io::Write + ?Sized>(&mut self, w: &mut W) -> std::io::Result<Flushed> {
+    pub(crate) fn flush<W: std::io::Write + ?Sized>(
+        &mut self,
+        w: &mut W,
+    ) -> std::io::Result<Flushed> {
         if matches!(self.phase, Phase::Closed | Phase::Lingering { .. }) {
             return Ok(Flushed::Empty);
         }
@@ -272,7 +278,10 @@ impl Session {
                     Timer::TimedOut
                 } else if idle >= hb.interval && !self.pinged {
                     self.pinged = true;
-                    if let Ok(f) = self.wire.encode(&Message::new(PING_ACTION), usize::MAX >> 1) {
+                    if let Ok(f) = self
+                        .wire
+                        .encode(&Message::new(PING_ACTION), usize::MAX >> 1)
+                    {
                         self.out.push(&f);
                     }
                     Timer::Pinged
@@ -314,7 +323,10 @@ mod tests {
     }
 
     fn frame(json: &str) -> Vec<u8> {
-        Framing::Terminator.frame(json.as_bytes(), 1 << 20).unwrap().to_vec()
+        Framing::Terminator
+            .frame(json.as_bytes(), 1 << 20)
+            .unwrap()
+            .to_vec()
     }
 
     fn written(s: &mut Session) -> Vec<u8> {
@@ -367,15 +379,32 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Session::new(wire(), &config, true, t0);
         assert_eq!(s.deadline(), Some(t0 + Duration::from_secs(1)));
-        assert_eq!(s.poll_timer(t0 + Duration::from_millis(999)), Timer::Nothing);
+        assert_eq!(
+            s.poll_timer(t0 + Duration::from_millis(999)),
+            Timer::Nothing
+        );
         assert_eq!(s.poll_timer(t0 + Duration::from_secs(1)), Timer::Pinged);
         assert!(String::from_utf8_lossy(&written(&mut s)).contains(PING_ACTION));
-        assert_eq!(s.poll_timer(t0 + Duration::from_secs(2)), Timer::Nothing, "one ping");
+        assert_eq!(
+            s.poll_timer(t0 + Duration::from_secs(2)),
+            Timer::Nothing,
+            "one ping"
+        );
         // Any byte is a sign of life.
-        s.receive(&frame(r#"{"action":"netlib.pong"}"#), t0 + Duration::from_secs(2));
+        s.receive(
+            &frame(r#"{"action":"netlib.pong"}"#),
+            t0 + Duration::from_secs(2),
+        );
         assert!(s.next_inbound().is_none(), "pongs are not delivered");
-        assert_eq!(s.poll_timer(t0 + Duration::from_millis(4500)), Timer::Nothing);
-        assert_eq!(s.poll_timer(t0 + Duration::from_secs(5)), Timer::TimedOut);
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(s.poll_timer(at(2500)), Timer::Nothing);
+        assert_eq!(
+            s.poll_timer(at(3000)),
+            Timer::Pinged,
+            "idle again for the interval"
+        );
+        assert_eq!(s.poll_timer(at(4999)), Timer::Nothing);
+        assert_eq!(s.poll_timer(at(5000)), Timer::TimedOut);
         assert_eq!(s.reason(), Some(&CloseReason::Timeout));
     }
 
@@ -408,7 +437,10 @@ mod tests {
         let mut s = Session::new(wire(), &Config::default(), true, t0);
         s.send(&Bytes::from_static(b"bye")).unwrap();
         s.end_of_stream();
-        assert!(matches!(s.send(&Bytes::from_static(b"x")), Err(Error::NotConnected)));
+        assert!(matches!(
+            s.send(&Bytes::from_static(b"x")),
+            Err(Error::NotConnected)
+        ));
         let mut out = Vec::new();
         assert_eq!(s.flush(&mut out).unwrap(), Flushed::Shutdown);
         assert_eq!(out, b"bye", "what was queued before the close is written");

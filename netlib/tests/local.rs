@@ -22,13 +22,24 @@ struct Player {
 
 impl ServerHandler for Arena {
     type Channel = Player;
-    fn connected(&mut self, ctx: &mut ServerContext<'_, Player>, id: ChannelId, _: SocketAddr) -> Player {
+    fn connected(
+        &mut self,
+        ctx: &mut ServerContext<'_, Player>,
+        id: ChannelId,
+        _: SocketAddr,
+    ) -> Player {
         // Reaches everyone, the newcomer included.
         ctx.send_to(All, &Message::new("joined").with("id", id.serial()))
             .unwrap();
         Player { x: 0 }
     }
-    fn closed(&mut self, _: &mut ServerContext<'_, Player>, id: ChannelId, _: Player, reason: &CloseReason) {
+    fn closed(
+        &mut self,
+        _: &mut ServerContext<'_, Player>,
+        id: ChannelId,
+        _: Player,
+        reason: &CloseReason,
+    ) {
         self.closed.push((id, reason.clone()));
     }
 }
@@ -50,7 +61,12 @@ impl Player {
 handler!(Player, "move" => network_move);
 
 impl Arena {
-    fn network_whoami(&mut self, ctx: &mut ServerContext<'_, Player>, from: ChannelId, _: &Message) -> Result<(), netlib::Error> {
+    fn network_whoami(
+        &mut self,
+        ctx: &mut ServerContext<'_, Player>,
+        from: ChannelId,
+        _: &Message,
+    ) -> Result<(), netlib::Error> {
         ctx.send_to(from, &Message::new("you").with("id", from))?;
         Ok(())
     }
@@ -76,7 +92,10 @@ fn a_local_client_talks_to_the_server_without_sockets() {
             break;
         }
     }
-    assert_eq!(actions(&got), ["socketConnect", "connected", "joined", "moved"]);
+    assert_eq!(
+        actions(&got),
+        ["socketConnect", "connected", "joined", "moved"]
+    );
     assert_eq!(server.state().moves, [(id, 3, 4)]);
 }
 
@@ -96,7 +115,14 @@ fn deliver_drives_one_channels_handlers_and_the_client_sees_what_they_sent() {
     let got = bob.pump_messages().unwrap();
     assert_eq!(
         actions(&got),
-        ["socketConnect", "connected", "joined", "moved", "you", "error"]
+        [
+            "socketConnect",
+            "connected",
+            "joined",
+            "moved",
+            "you",
+            "error"
+        ]
     );
     assert_eq!(got[4].get("id").and_then(|v| v.as_u64()), Some(id.serial()));
     let error = got[5].get("error").unwrap().to_string();
@@ -111,7 +137,9 @@ fn heartbeat_closes_a_silent_local_client_on_the_manual_clock() {
         .heartbeat(Duration::from_secs(1), Duration::from_secs(3))
         .clock(clock.clone());
     let mut server = netlib::Server::new(Arena::default(), config).unwrap();
-    let (id, mut carol) = server.connect_local(Config::default().clock(clock.clone())).unwrap();
+    let (id, mut carol) = server
+        .connect_local(Config::default().clock(clock.clone()))
+        .unwrap();
     server.pump().unwrap();
     carol.pump_messages().unwrap();
     clock.advance(Duration::from_millis(1100));

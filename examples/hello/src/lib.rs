@@ -5,10 +5,7 @@
 
 use std::net::SocketAddr;
 
-use netlib::{
-    handler, Channel, ChannelContext, ChannelId, ClientContext, Listener, ServerContext,
-    ServerHandler,
-};
+use netlib::{handler, ChannelId, ClientContext, Listener, ServerContext, ServerHandler};
 use serde::{Deserialize, Serialize};
 
 /// Client to server: `{"action": "hello", "name": "ada"}`.
@@ -36,39 +33,26 @@ pub struct HelloServer {
     pub greeted: usize,
 }
 
-/// One connected client.
-#[derive(Debug)]
-pub struct Guest;
-
+// All state lives in the server, so a channel needs none: `type Channel = ()`.
 impl ServerHandler for HelloServer {
-    type Channel = Guest;
-    fn connected(
-        &mut self,
-        _: &mut ServerContext<'_, Guest>,
-        id: ChannelId,
-        addr: SocketAddr,
-    ) -> Guest {
+    type Channel = ();
+    fn connected(&mut self, _: &mut ServerContext<'_, ()>, id: ChannelId, addr: SocketAddr) {
         println!("{id} connected from {addr}");
-        Guest
     }
 }
 
-impl Channel for Guest {
-    type Server = HelloServer;
-}
-
-impl Guest {
-    fn network_hello(&mut self, ctx: &mut ChannelContext<'_, Self>, hello: Hello) {
-        ctx.server().greeted += 1;
-        let guests = ctx.server().greeted;
-        println!("greeted {} (guest {guests})", hello.name);
-        let _ = ctx.send(&Welcome {
+impl HelloServer {
+    fn network_hello(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, hello: Hello) {
+        self.greeted += 1;
+        println!("greeted {} (guest {})", hello.name, self.greeted);
+        let welcome = Welcome {
             text: format!("hello, {}", hello.name),
-            guests,
-        });
+            guests: self.greeted,
+        };
+        let _ = ctx.send_to(from, &welcome);
     }
 }
-handler!(Guest, "hello" => network_hello);
+handler!(HelloServer, "hello" => network_hello);
 
 /// The client's listener: says hello once connected, keeps the welcome.
 #[derive(Debug)]

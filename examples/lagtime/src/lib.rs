@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use netlib::{
-    handler, Channel, ChannelContext, ChannelId, ClientContext, CloseReason, Listener,
+    handler, ChannelContext, ChannelId, ClientContext, CloseReason, Listener,
     ServerContext, ServerHandler,
 };
 use serde::{Deserialize, Serialize};
@@ -50,7 +50,7 @@ impl LagChannel {
         let _ = ctx.send_to(id, &Ping { count });
     }
 
-    fn network_ping(&mut self, ctx: &mut ChannelContext<'_, Self>, p: Ping) {
+    fn network_ping(&mut self, ctx: &mut ChannelContext<'_, LagServer>, p: Ping) {
         let Some(sent) = self.sent.get(p.count as usize) else {
             return;
         };
@@ -69,10 +69,6 @@ handler!(LagChannel, "ping" => network_ping);
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-impl Channel for LagChannel {
-    type Server = LagServer;
 }
 
 impl ServerHandler for LagServer {

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use netlib::{
-    handler, Channel, ChannelContext, ChannelId, CloseReason, ServerContext, ServerHandler,
+    handler, ChannelContext, ChannelId, CloseReason, ServerContext, ServerHandler,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -78,7 +78,7 @@ impl ServerHandler for Whiteboard {
         let _ = ctx.send_to(id, &json!({"action": "initial", "lines": lines}));
         // Everyone else, then the newcomer (not yet in the channel list).
         let p = players(ctx, Some(&me));
-        let _ = ctx.send_to_all(&p);
+        let _ = ctx.send_to(netlib::All, &p);
         let _ = ctx.send_to(id, &p);
         me
     }
@@ -92,28 +92,24 @@ impl ServerHandler for Whiteboard {
     ) {
         println!("player {} left", d.id);
         let p = players(ctx, None);
-        let _ = ctx.send_to_all(&p);
+        let _ = ctx.send_to(netlib::All, &p);
         if !d.lines.is_empty() {
             self.departed.push(d);
         }
     }
 }
 
-impl Channel for Drawer {
-    type Server = Whiteboard;
-}
-
 impl Drawer {
-    fn pass_on(&self, ctx: &mut ChannelContext<'_, Self>, action: &str, point: Point) {
-        let _ = ctx.send_to_all(&json!({"action": action, "point": point, "id": self.id}));
+    fn pass_on(&self, ctx: &mut ChannelContext<'_, Whiteboard>, action: &str, point: Point) {
+        let _ = ctx.send_to(netlib::All, &json!({"action": action, "point": point, "id": self.id}));
     }
 
-    fn network_startline(&mut self, ctx: &mut ChannelContext<'_, Self>, at: At) {
+    fn network_startline(&mut self, ctx: &mut ChannelContext<'_, Whiteboard>, at: At) {
         self.lines.push(vec![at.point]);
         self.pass_on(ctx, "startline", at.point);
     }
 
-    fn network_drawpoint(&mut self, ctx: &mut ChannelContext<'_, Self>, at: At) {
+    fn network_drawpoint(&mut self, ctx: &mut ChannelContext<'_, Whiteboard>, at: At) {
         match self.lines.last_mut() {
             Some(line) => line.push(at.point),
             None => self.lines.push(vec![at.point]),

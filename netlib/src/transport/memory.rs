@@ -18,8 +18,10 @@ use super::{Acceptor, Connector, Transport};
 pub const PIPE_CAPACITY: usize = 256 * 1024;
 
 /// The address local channels report: `0.0.0.0:0` (they have none).
-pub const LOCAL_ADDR: SocketAddr =
-    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0));
+pub const LOCAL_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
 
 #[derive(Debug, Default)]
 struct Pipe {
@@ -94,7 +96,10 @@ impl Write for MemoryStream {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
         if p.write_closed {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "write after shutdown"));
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "write after shutdown",
+            ));
         }
         let room = PIPE_CAPACITY.saturating_sub(p.buf.len());
         if room == 0 {
@@ -185,8 +190,7 @@ impl LocalAcceptor {
 impl Acceptor for LocalAcceptor {
     fn accept(&mut self) -> io::Result<Option<(Box<dyn Transport>, SocketAddr)>> {
         let mut q = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(q
-            .pending
+        Ok(q.pending
             .pop_front()
             .map(|s| (Box::new(s) as Box<dyn Transport>, LOCAL_ADDR)))
     }
@@ -222,7 +226,11 @@ impl Connector for LocalConnector {
             return None;
         }
         let (client, server) = pair();
-        let mut q = self.acceptor.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = self
+            .acceptor
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         q.pending.push_back(server);
         wake(&q.server);
         Some(Ok(Box::new(client)))
