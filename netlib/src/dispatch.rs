@@ -46,6 +46,45 @@ inventory::collect!(HandlerEntry);
 ///   from: ChannelId, msg: M) -> R`;
 /// - on a client [`Listener`](crate::Listener) `L`:
 ///   `fn(&mut self, ctx: &mut ClientContext<'_>, msg: M) -> R`.
+///
+/// A method of another shape does not compile, and the error lists these shapes. The usual
+/// mistakes: a typed message taken by reference,
+///
+/// ```compile_fail
+/// # use netlib::{handler, ChannelContext, ChannelId, ServerContext, ServerHandler};
+/// # struct Game; struct Player;
+/// # impl ServerHandler for Game { type Channel = Player;
+/// #     fn connected(&mut self, _: &mut ServerContext<'_, Player>, _: ChannelId, _: std::net::SocketAddr) -> Player { Player } }
+/// #[derive(serde::Deserialize)]
+/// struct Move { x: i32 }
+/// impl Player {
+///     fn network_move(&mut self, ctx: &mut ChannelContext<'_, Game>, m: &Move) {} // `m: Move`
+/// }
+/// handler!(Player, "move" => network_move);
+/// ```
+///
+/// a client-side type without `impl Listener`,
+///
+/// ```compile_fail
+/// # use netlib::{handler, ClientContext, Message};
+/// struct Bot;
+/// impl Bot {
+///     fn network_hi(&mut self, ctx: &mut ClientContext<'_>, m: &Message) {}
+/// }
+/// handler!(Bot, "hi" => network_hi); // needs `impl netlib::Listener for Bot {}`
+/// ```
+///
+/// and a handler returning something other than `()` or `Result<(), E: Display>`:
+///
+/// ```compile_fail
+/// # use netlib::{handler, ClientContext, Listener, Message};
+/// struct Bot;
+/// impl Listener for Bot {}
+/// impl Bot {
+///     fn network_hi(&mut self, ctx: &mut ClientContext<'_>, m: &Message) -> bool { true }
+/// }
+/// handler!(Bot, "hi" => network_hi);
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a handler netlib can call",
     label = "registered with handler!",

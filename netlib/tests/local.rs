@@ -180,3 +180,163 @@ fn a_local_client_reconnects_and_closes_gracefully() {
     assert_eq!(server.channel_count(), 1);
     let _: &Client = &dave;
 }
+
+/// Records events; panics on `boom`.
+#[derive(Default)]
+struct Fragile {
+    seen: Vec<String>,
+}
+impl netlib::Listener for Fragile {}
+impl Fragile {
+    fn network(&mut self, _: &mut netlib::ClientContext<'_>, msg: &Message) {
+        self.seen.push(msg.action().to_owned());
+    }
+    fn network_boom(&mut self, _: &mut netlib::ClientContext<'_>, _: &Message) {
+        panic!("listener bug");
+    }
+}
+handler!(Fragile, * => network);
+handler!(Fragile, "boom" => network_boom);
+
+#[test]
+fn a_panicking_listener_handler_closes_the_connection_instead_of_unwinding() {
+    let mut server = netlib::Server::new(Arena::default(), Config::default()).unwrap();
+    let (id, mut erin) = server.connect_local(Config::default()).unwrap();
+    server.context().send_to(id, &Message::new("boom")).unwrap();
+    let mut f = Fragile::default();
+    for _ in 0..10 {
+        server.pump().unwrap();
+        erin.pump(&mut f)
+            .expect("the panic does not reach the game loop");
+    }
+    assert_eq!(erin.state(), netlib::ConnectionState::Closed);
+    assert_eq!(f.seen.last().map(String::as_str), Some("disconnected"));
+    assert_eq!(server.state().closed.len(), 1, "the server saw the close");
+}
+
+#[test]
+fn a_client_whose_server_does_not_read_is_closed_at_its_outbound_limit() {
+    let mut server = netlib::Server::new(Arena::default(), Config::default()).unwrap();
+    let (_, mut frank) = server
+        .connect_local(Config::default().max_outbound_bytes(64 * 1024))
+        .unwrap();
+    let pad = "x".repeat(1000);
+    let mut refused = None;
+    // The server is never pumped: the pipe fills (256 KiB), then the client's own queue.
+    for i in 0..2000 {
+        if let Err(e) = frank.send(&Message::new("move").with("pad", pad.as_str())) {
+            refused = Some((i, e));
+            break;
+        }
+        frank.pump_messages().unwrap();
+    }
+    let (i, e) = refused.expect("the client refuses once over its limit");
+    assert!(matches!(e, netlib::Error::NotConnected), "{e}");
+    assert!(i > 256, "the pipe took its share first ({i} sent)");
+    let got = frank.pump_messages().unwrap();
+    let error = got
+        .iter()
+        .find(|m| m.action() == "error")
+        .expect("an error event");
+    assert!(
+        error.get("error").unwrap().to_string().contains("105"),
+        "{error:?}"
+    );
+    assert_eq!(actions(&got).last(), Some(&"disconnected"));
+}
+
+#[test]
+fn the_client_reads_at_most_its_budget_per_pump() {
+    let mut server = netlib::Server::new(Arena::default(), Config::default()).unwrap();
+    let (id, mut gina) = server
+        .connect_local(Config::default().read_budget(4096))
+        .unwrap();
+    let pad = "y".repeat(1000);
+    for n in 0..100 {
+        server
+            .context()
+            .send_to(
+                id,
+                &Message::new("n").with("n", n).with("pad", pad.as_str()),
+            )
+            .unwrap();
+    }
+    server.pump().unwrap();
+    let first = gina.pump_messages().unwrap();
+    let first_n = first.iter().filter(|m| m.action() == "n").count();
+    assert!(
+        first_n < 100,
+        "one pump read {first_n} of 100 KB with a 4 KiB budget"
+    );
+    let mut all = first_n;
+    for _ in 0..200 {
+        all += gina
+            .pump_messages()
+            .unwrap()
+            .iter()
+            .filter(|m| m.action() == "n")
+            .count();
+        if all == 100 {
+            break;
+        }
+    }
+    assert_eq!(all, 100, "the rest arrives on the following pumps");
+}
+
+#[test]
+fn announce_id_tells_a_client_its_channel_id() {
+    let config = Config::default().announce_id(true);
+    let mut server = netlib::Server::new(Arena::default(), config).unwrap();
+    let (id, mut hank) = server.connect_local(Config::default()).unwrap();
+    server.pump().unwrap();
+    let got = hank.pump_messages().unwrap();
+    let connected = got.iter().find(|m| m.action() == "connected").unwrap();
+    let told: ChannelId = serde_json::from_value(connected.get("id").unwrap().clone()).unwrap();
+    assert_eq!(told, id);
+    // The id a client names reaches that channel.
+    assert_eq!(
+        server.context().send_to(told, &Message::new("hi")).unwrap(),
+        1
+    );
+}
+
+struct Clash;
+struct ClashChannel;
+impl ServerHandler for Clash {
+    type Channel = ClashChannel;
+    fn connected(
+        &mut self,
+        _: &mut ServerContext<'_, ClashChannel>,
+        _: ChannelId,
+        _: SocketAddr,
+    ) -> ClashChannel {
+        ClashChannel
+    }
+}
+impl ClashChannel {
+    fn network_x(&mut self, _: &mut ChannelContext<'_, Clash>, _: &Message) {}
+}
+impl Clash {
+    fn network_x(&mut self, _: &mut ServerContext<'_, ClashChannel>, _: ChannelId, _: &Message) {}
+}
+handler!(ClashChannel, "x" => network_x);
+handler!(Clash, "x" => network_x);
+
+#[test]
+fn an_action_handled_on_both_the_channel_and_the_server_type_fails_at_start() {
+    let err = netlib::Server::new(Clash, Config::default())
+        .err()
+        .expect("must fail");
+    match err {
+        netlib::Error::DuplicateHandler {
+            action,
+            first,
+            second,
+            ..
+        } => {
+            assert_eq!(action, "x");
+            assert!(first.contains("local.rs") && second.contains("local.rs") && first != second);
+        }
+        other => panic!("wrong error: {other}"),
+    }
+}

@@ -7,6 +7,7 @@ use hello::Visitor;
 use netlib::{Client, Config};
 
 fn main() -> ExitCode {
+    env_logger::init();
     let mut args = std::env::args().skip(1);
     let addr = args
         .next()

@@ -3,6 +3,7 @@
 use netlib::{Config, Server};
 
 fn main() -> netlib::Result<()> {
+    env_logger::init();
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| netlib::DEFAULT_ADDR.to_owned());

@@ -7,6 +7,7 @@ use lagtime::{LagClient, LAST_PING};
 use netlib::{Client, Config};
 
 fn main() -> ExitCode {
+    env_logger::init();
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| netlib::DEFAULT_ADDR.to_owned());

@@ -77,6 +77,7 @@ handler!(Viewer, "error" => network_error);
 handler!(Viewer, "disconnected" => network_disconnected);
 
 fn main() -> ExitCode {
+    env_logger::init();
     let args = Args::parse();
     let client = match Client::connect(&args.addr, Config::default()) {
         Ok(c) => c,
