@@ -25,9 +25,7 @@ handler!(Ch, "a" => network_a_again);
 
 #[test]
 fn duplicate_registration_fails_at_bind() {
-    let err = Server::bind(Twice, &["127.0.0.1:0"], Config::default())
-        .err()
-        .expect("must fail");
+    let err = Server::bind(Twice, &["127.0.0.1:0"], Config::default()).expect_err("must fail");
     match &err {
         Error::DuplicateHandler {
             target,

@@ -9,8 +9,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use netlib::{
-    handler, ChannelContext, ChannelId, Client, ClientContext, Codec, Config, Listener,
-    Message, Server, ServerContext, ServerHandler,
+    handler, ChannelContext, ChannelId, Client, ClientContext, Codec, Config, Listener, Message,
+    Server, ServerContext, ServerHandler,
 };
 use netlib_tests::{podsixnet_python, podsixnet_scripts, until, ChildGuard, TIMEOUT};
 use serde_json::{json, Value};

@@ -9,8 +9,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use netlib::{
-    handler, ChannelContext, ChannelId, Client, CloseReason, Config, Framing, Message,
-    Server, ServerContext, ServerHandler, StopHandle,
+    handler, ChannelContext, ChannelId, Client, CloseReason, Config, Framing, Message, Server,
+    ServerContext, ServerHandler, StopHandle,
 };
 use netlib_tests::{until, RawPeer};
 use serde::Deserialize;
@@ -55,7 +55,10 @@ struct Say {
 impl Member {
     /// Broadcast `heard` with the same `n` to everyone.
     fn network_say(&mut self, ctx: &mut ChannelContext<'_, Relay>, s: Say) {
-        let _ = ctx.send_to(netlib::All, &json!({"action": "heard", "n": s.n, "pad": s.pad}));
+        let _ = ctx.send_to(
+            netlib::All,
+            &json!({"action": "heard", "n": s.n, "pad": s.pad}),
+        );
     }
     fn network_echo(&mut self, ctx: &mut ChannelContext<'_, Relay>, m: &Message) {
         let _ = ctx.send(m);

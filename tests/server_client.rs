@@ -54,7 +54,6 @@ impl ServerHandler for Lab {
     }
 }
 
-
 #[derive(Deserialize)]
 struct Echo {
     text: String,
@@ -67,7 +66,10 @@ impl Peer {
     }
     fn network_shout(&mut self, ctx: &mut ChannelContext<'_, Lab>, msg: &Message) {
         let n = ctx
-            .send_to(All, &json!({"action": "shout", "text": msg.get("text"), "who": self.name}))
+            .send_to(
+                All,
+                &json!({"action": "shout", "text": msg.get("text"), "who": self.name}),
+            )
             .unwrap();
         assert_eq!(n, ctx.len(), "every channel, the sender included");
     }
@@ -282,7 +284,13 @@ fn send_to_all_reaches_every_client_including_the_sender() {
         }
     });
     // And from outside a handler, through the server itself.
-    assert_eq!(server.context().send_to(All, &Message::new("tick")).unwrap(), 3);
+    assert_eq!(
+        server
+            .context()
+            .send_to(All, &Message::new("tick"))
+            .unwrap(),
+        3
+    );
     server.pump().unwrap();
     for p in &mut peers {
         assert_eq!(p.recv().action(), "tick");
@@ -501,7 +509,9 @@ fn a_mistyped_message_reaches_the_listener_out_of_band_hook() {
         e.socket_connects == 1 && server.channel_count() == 1
     });
     let id = server.state().connected[0].0;
-    server.context().send_to(
+    server
+        .context()
+        .send_to(
             id,
             &json!({"action": "echo", "text": ["not", "a", "string"]}),
         )
@@ -525,7 +535,9 @@ fn shutdown_flushes_everything_already_queued() {
     let id = server.state().connected[0].0;
     let filler = "x".repeat(1000);
     for n in 0..5000 {
-        server.context().send_to(id, &json!({"action": "n", "n": n, "pad": filler}))
+        server
+            .context()
+            .send_to(id, &json!({"action": "n", "n": n, "pad": filler}))
             .unwrap();
     }
     std::thread::scope(|s| {

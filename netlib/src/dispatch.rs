@@ -20,6 +20,7 @@ use crate::message::Message;
 /// One registered handler, collected by `inventory`. Built by [`handler!`](crate::handler);
 /// public only so the macro can build it in a `static`.
 #[doc(hidden)]
+#[derive(Debug)]
 pub struct HandlerEntry {
     /// The action, `None` for the catch-all.
     pub action: Option<&'static str>,

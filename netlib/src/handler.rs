@@ -268,14 +268,19 @@ pub(crate) type ListenerFn<L> =
 pub mod kind {
     use std::marker::PhantomData;
     /// On a channel state type of server `S`.
+    #[derive(Debug)]
     pub struct OnChannel<S>(PhantomData<S>);
     /// On the server type.
+    #[derive(Debug)]
     pub struct OnServer;
     /// On a client listener.
+    #[derive(Debug)]
     pub struct OnListener;
     /// Takes `&Message`.
+    #[derive(Debug)]
     pub struct Raw;
     /// Takes a typed struct deserialized from the message.
+    #[derive(Debug)]
     pub struct Typed<M>(PhantomData<M>);
 }
 use kind::{OnChannel, OnListener, OnServer, Raw, Typed};

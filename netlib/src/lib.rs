@@ -80,6 +80,7 @@
 //! handler panics at error.
 #![deny(missing_docs, rust_2018_idioms)]
 #![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
 
 pub mod client;
 pub mod clock;

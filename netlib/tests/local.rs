@@ -324,9 +324,7 @@ handler!(Clash, "x" => network_x);
 
 #[test]
 fn an_action_handled_on_both_the_channel_and_the_server_type_fails_at_start() {
-    let err = netlib::Server::new(Clash, Config::default())
-        .err()
-        .expect("must fail");
+    let err = netlib::Server::new(Clash, Config::default()).expect_err("must fail");
     match err {
         netlib::Error::DuplicateHandler {
             action,
