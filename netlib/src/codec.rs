@@ -89,6 +89,27 @@ impl Codec {
     }
 }
 
+/// A framing and a codec together: how one connection's messages look on the wire. A server's
+/// listeners may each have their own (e.g. PodSixNet JSON on one port, rencode on another); a
+/// broadcast is encoded once per wire in use, not once per recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Wire {
+    /// How frames are delimited.
+    pub framing: Framing,
+    /// How payloads are encoded.
+    pub codec: Codec,
+}
+
+impl Wire {
+    /// Encodes and frames `msg` (see [`Codec::encode`](crate::Codec::encode)).
+    ///
+    /// # Errors
+    /// As [`Codec::encode`](crate::Codec::encode).
+    pub fn encode<T: Serialize + ?Sized>(self, msg: &T, max_frame_size: usize) -> Result<Bytes> {
+        self.codec.encode(self.framing, msg, max_frame_size)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

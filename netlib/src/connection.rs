@@ -12,9 +12,9 @@ use mio::{Registry, Token, Waker};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::codec::Wire;
 use crate::config::Config;
 use crate::error::{errno_text, CloseReason, Error, Result};
-use crate::frame::Wire;
 use crate::link::{Link, Step};
 use crate::message::Message;
 use crate::queue::OutQueue;

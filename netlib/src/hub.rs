@@ -14,9 +14,10 @@ use mio::{Registry, Token, Waker};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use slab::Slab;
 
+use crate::codec::Wire;
 use crate::config::Config;
 use crate::error::{CloseReason, Error, Result};
-use crate::frame::{Frame, Wire};
+use crate::frame::Frame;
 use crate::link::Link;
 use crate::message::Message;
 use crate::session::{Phase, Timer};

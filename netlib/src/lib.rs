@@ -4,18 +4,20 @@
 //!
 //! One concept per file, listed bottom up: a module uses only modules listed before it.
 //!
+//! - [`rencode`]: PodSixNet's rencode variant, mapped to and from JSON values.
 //! - [`error`]: [`Error`] and [`CloseReason`]. [`clock`]: [`Clock`] and [`ManualClock`].
 //! - [`message`]: [`Message`], a JSON object with a string `"action"`.
-//! - [`rencode`]: PodSixNet's rencode variant, mapped to and from JSON values.
 //! - [`frame`]: framing (PodSixNet's `\0---\0` terminator or a 4-byte length prefix), a pure
-//!   decoder with a size limit; [`Wire`] (framing + codec) and [`Frame`] (a message encoded once).
-//! - [`codec`]: payload encoding (JSON or rencode), payload bytes to [`Message`] and back.
+//!   decoder with a size limit, and [`Frame`] (a message encoded once, for many recipients).
+//! - [`codec`]: payload encoding (JSON or rencode), payload bytes to [`Message`] and back;
+//!   [`Wire`], a framing and a codec together.
 //! - [`config`]: [`Config`], the wire format, limits and clock.
 //! - `queue` (private): a connection's outgoing frames, coalesced for `writev`.
 //! - `session` (private): one connection's sans-IO state machine (bytes and `now` in; messages,
 //!   bytes and deadlines out), the same for server channels and clients.
+//! - [`net`]: address resolution and listening sockets.
 //! - [`transport`]: the [`Transport`] / [`Acceptor`] / [`Connector`] seam, with TCP and an
-//!   in-memory pipe; [`net`]: address resolution and listening sockets.
+//!   in-memory pipe.
 //! - `link` (private): a session bound to its transport: the one read path and flush path.
 //! - [`hub`]: the server's channel table, [`ChannelId`], [`ServerContext`] and [`Recipients`].
 //! - `connection` (private): a client's connection state.
@@ -106,12 +108,12 @@ pub mod transport;
 
 pub use client::{AnyListener, Client, Subscription, WakeHandle};
 pub use clock::{Clock, ManualClock};
-pub use codec::Codec;
+pub use codec::{Codec, Wire};
 pub use config::{Config, Heartbeat};
 pub use connection::{ConnectionState, Event};
 pub use dispatch::{check_handlers, HandlerReturn, IntoHandler, OutOfBand};
 pub use error::{CloseReason, Error, Result};
-pub use frame::{Frame, Framing, Wire};
+pub use frame::{Frame, Framing};
 pub use handler::{reject, ChannelContext, ClientContext, Listener, ServerHandler};
 pub use hub::{All, AllBut, Audience, ChannelId, Recipients, ServerContext};
 pub use message::Message;

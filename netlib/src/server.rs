@@ -14,9 +14,9 @@ use bytes::Bytes;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::client::Client;
+use crate::codec::Wire;
 use crate::config::Config;
 use crate::error::{panic_text, CloseReason, Error, Result};
-use crate::frame::Wire;
 use crate::handler::ServerHandler;
 use crate::hub::{ChannelId, Hub, ServerContext, FIRST_CONN};
 use crate::link::Step;

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::codec::Wire;
 use crate::config::{Config, Heartbeat, PING_ACTION, PONG_ACTION};
 use crate::error::{CloseReason, Error, Result};
-use crate::frame::{FrameDecoder, Wire};
+use crate::frame::FrameDecoder;
 use crate::message::Message;
 use crate::queue::OutQueue;
 

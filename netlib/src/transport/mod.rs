@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use mio::event::Source;
 
-use crate::frame::Wire;
+use crate::codec::Wire;
 
 pub mod memory;
 pub mod tcp;

@@ -9,7 +9,7 @@ use mio::event::Source;
 use mio::net::{TcpListener, TcpStream};
 
 use super::{Acceptor, Connector, Transport};
-use crate::frame::Wire;
+use crate::codec::Wire;
 
 impl Transport for TcpStream {
     fn source(&mut self) -> Option<&mut dyn Source> {
