@@ -1,5 +1,8 @@
 //! Codecs: how a frame's payload maps to a [`Message`]. Pure and sans-IO.
 
+use std::fmt;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::Serialize;
 
@@ -7,8 +10,26 @@ use crate::error::{Error, Result};
 use crate::frame::{Framing, TERMINATOR};
 use crate::message::Message;
 
+/// A payload encoding of the program's own, for [`Codec::Custom`]: e.g. a chat's mapping of text
+/// lines (`MSG hello`) to messages and back, so that the same handlers serve line users.
+pub trait PayloadCodec: Send + Sync + fmt::Debug + 'static {
+    /// The message a received payload stands for.
+    ///
+    /// # Errors
+    /// Any decoding error (e.g. [`Error::InvalidUtf8`]); it goes to the out-of-band hook and
+    /// the connection stays open.
+    fn decode(&self, payload: &[u8]) -> Result<Message>;
+
+    /// The payload for `msg`, or `None` to send nothing for it on this wire (a message such a
+    /// peer has no use for).
+    ///
+    /// # Errors
+    /// Any encoding error; the send fails with it.
+    fn encode(&self, msg: &Message) -> Result<Option<Vec<u8>>>;
+}
+
 /// The payload encoding. Both ends must agree; there is no negotiation (as in PodSixNet).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub enum Codec {
     /// UTF-8 JSON text, e.g. `{"action": "nickname", "nickname": "bob"}`: PodSixNet's JSON mode.
@@ -17,9 +38,28 @@ pub enum Codec {
     /// PodSixNet's own rencode variant, PodSixNet's default: what stock PodSixNet games speak.
     /// See [`rencode`](crate::rencode) for how values map to JSON.
     Rencode,
+    /// The program's own encoding (see [`PayloadCodec`]); make one with [`Codec::custom`].
+    Custom(Arc<dyn PayloadCodec>),
 }
 
+impl PartialEq for Codec {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Codec::Json, Codec::Json) | (Codec::Rencode, Codec::Rencode) => true,
+            (Codec::Custom(a), Codec::Custom(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Codec {}
+
 impl Codec {
+    /// A [`Codec::Custom`] using `codec`.
+    pub fn custom(codec: impl PayloadCodec) -> Self {
+        Codec::Custom(Arc::new(codec))
+    }
+
     /// Decodes one frame's payload into a message.
     ///
     /// # Errors
@@ -27,7 +67,7 @@ impl Codec {
     /// [`Error::InvalidRencode`],
     /// [`Error::NotAnObject`], [`Error::MissingAction`] or [`Error::ActionNotString`]. None of
     /// these poison the stream: the caller hands them to the out-of-band hook and goes on.
-    pub fn decode(self, payload: &[u8]) -> Result<Message> {
+    pub fn decode(&self, payload: &[u8]) -> Result<Message> {
         self.decode_bytes(Bytes::copy_from_slice(payload))
     }
 
@@ -36,8 +76,9 @@ impl Codec {
     ///
     /// # Errors
     /// As [`decode`](Self::decode).
-    pub fn decode_bytes(self, payload: Bytes) -> Result<Message> {
+    pub fn decode_bytes(&self, payload: Bytes) -> Result<Message> {
         match self {
+            Codec::Custom(c) => c.decode(&payload),
             Codec::Json => Message::from_json(payload),
             Codec::Rencode => Message::from_value(
                 crate::rencode::decode(&payload).map_err(Error::InvalidRencode)?,
@@ -58,7 +99,7 @@ impl Codec {
     /// [`Error::TerminatorInPayload`] if a rencode payload contains `\0---\0` under terminator
     /// framing.
     pub fn encode<T: Serialize + ?Sized>(
-        self,
+        &self,
         framing: Framing,
         msg: &T,
         max_frame_size: usize,
@@ -84,6 +125,10 @@ impl Codec {
                     return Err(Error::TerminatorInPayload);
                 }
             }
+            Codec::Custom(c) => match c.encode(&Message::from_serialize(msg)?)? {
+                Some(payload) => buf.extend_from_slice(&payload),
+                None => return Ok(Bytes::new()),
+            },
         }
         framing.finish(buf, max_frame_size)
     }
@@ -92,7 +137,7 @@ impl Codec {
 /// A framing and a codec together: how one connection's messages look on the wire. A server's
 /// listeners may each have their own (e.g. PodSixNet JSON on one port, rencode on another); a
 /// broadcast is encoded once per wire in use, not once per recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Wire {
     /// How frames are delimited.
     pub framing: Framing,
@@ -105,7 +150,8 @@ impl Wire {
     ///
     /// # Errors
     /// As [`Codec::encode`](crate::Codec::encode).
-    pub fn encode<T: Serialize + ?Sized>(self, msg: &T, max_frame_size: usize) -> Result<Bytes> {
+    /// An empty result means the codec sends nothing for `msg` (see [`PayloadCodec::encode`]).
+    pub fn encode<T: Serialize + ?Sized>(&self, msg: &T, max_frame_size: usize) -> Result<Bytes> {
         self.codec.encode(self.framing, msg, max_frame_size)
     }
 }
@@ -234,7 +280,11 @@ mod properties {
     }
 
     fn framing() -> impl Strategy<Value = Framing> {
-        prop_oneof![Just(Framing::Terminator), Just(Framing::LengthPrefix)]
+        prop_oneof![
+            Just(Framing::Terminator),
+            Just(Framing::LengthPrefix),
+            Just(Framing::Line)
+        ]
     }
 
     fn decode_all(framing: Framing, chunks: &[&[u8]]) -> Vec<Value> {

@@ -198,7 +198,7 @@ impl Config {
 
     /// The codec.
     pub fn get_codec(&self) -> Codec {
-        self.codec
+        self.codec.clone()
     }
 
     /// The largest frame payload in bytes.

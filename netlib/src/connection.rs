@@ -181,7 +181,7 @@ impl Connection {
                 self.unsent
                     .append(old.session.take_output(), self.wire.framing);
             }
-            let mut session = Session::new(self.wire, &self.config, false, now);
+            let mut session = Session::new(self.wire.clone(), &self.config, false, now);
             session.restore_output(std::mem::take(&mut self.unsent));
             let mut link = Link::new(session, transport);
             if let Err(e) = link.register(&self.registry, CONN, &self.waker, true) {

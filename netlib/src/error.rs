@@ -63,6 +63,14 @@ pub enum Error {
         /// The configured limit, in bytes.
         limit: usize,
     },
+    /// A received line is longer than the limit (bytes) under [`Framing::Line`](crate::Framing::Line).
+    /// Not fatal: the line is skipped and the connection stays open (until it happens often;
+    /// see the session's strikes).
+    #[error("line too long: limit {limit} bytes")]
+    LineTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// A frame's payload is not valid UTF-8 (JSON codec).
     #[error("payload is not valid UTF-8: {0}")]
     InvalidUtf8(#[source] std::str::Utf8Error),
@@ -74,9 +82,10 @@ pub enum Error {
     InvalidRencode(#[source] crate::rencode::RencodeError),
     /// A message encoded with the rencode codec contains the frame terminator `\0---\0` (e.g.
     /// the integer 0x2d2d2d or a string with NULs), so terminator framing would cut it in two
-    /// (PodSixNet silently does). Use length-prefix framing for such data.
+    /// (PodSixNet silently does); or a [`Framing::Line`](crate::Framing::Line) payload contains
+    /// `\n`. Use length-prefix framing for such data.
     #[error(
-        "the encoded message contains the frame terminator \\0---\\0; use length-prefix framing"
+        "the encoded message contains its frame delimiter (\\0---\\0, or a newline in a line); use length-prefix framing"
     )]
     TerminatorInPayload,
     /// A frame's payload is JSON but not an object (`{...}`).

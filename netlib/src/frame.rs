@@ -23,13 +23,18 @@ pub enum Framing {
     Terminator,
     /// A 4-byte big-endian length, then that many payload bytes. Not understood by PodSixNet.
     LengthPrefix,
+    /// Text lines: the payload, then `\n` (`\r\n` is accepted on input): the classic line
+    /// protocol of `nc` and telnet users. A payload may not contain `\n`. A received line longer
+    /// than the frame size limit is reported as [`Error::LineTooLong`] and skipped, not fatal:
+    /// the next line is read as usual.
+    Line,
 }
 
 impl Framing {
     /// Bytes this framing adds before the payload.
     pub fn header_len(self) -> usize {
         match self {
-            Framing::Terminator => 0,
+            Framing::Terminator | Framing::Line => 0,
             Framing::LengthPrefix => 4,
         }
     }
@@ -39,6 +44,7 @@ impl Framing {
         match self {
             Framing::Terminator => TERMINATOR.len(),
             Framing::LengthPrefix => 0,
+            Framing::Line => 1,
         }
     }
 
@@ -57,7 +63,8 @@ impl Framing {
     /// placeholder bytes: fills the header or appends the trailer.
     ///
     /// # Errors
-    /// [`Error::FrameTooLarge`] if the payload is longer than `max_frame_size` bytes.
+    /// [`Error::FrameTooLarge`] if the payload is longer than `max_frame_size` bytes;
+    /// [`Error::TerminatorInPayload`] if a [`Framing::Line`] payload contains `\n`.
     pub fn finish(self, mut buf: Vec<u8>, max_frame_size: usize) -> Result<Bytes> {
         let payload_len = buf.len() - self.header_len();
         if payload_len > max_frame_size {
@@ -68,6 +75,12 @@ impl Framing {
         }
         match self {
             Framing::Terminator => buf.extend_from_slice(TERMINATOR),
+            Framing::Line => {
+                if memchr::memchr(b'\n', &buf).is_some() {
+                    return Err(Error::TerminatorInPayload);
+                }
+                buf.push(b'\n');
+            }
             Framing::LengthPrefix => {
                 // payload_len <= max_frame_size, which Config keeps below u32::MAX.
                 buf[..4].copy_from_slice(&(payload_len as u32).to_be_bytes());
@@ -132,6 +145,8 @@ pub struct FrameDecoder {
     /// Terminator framing: bytes of `buf` already searched without finding a terminator.
     scanned: usize,
     finder: memchr::memmem::Finder<'static>,
+    /// Line framing: skipping the rest of an overlong line.
+    discarding: bool,
 }
 
 impl FrameDecoder {
@@ -143,6 +158,7 @@ impl FrameDecoder {
             buf: BytesMut::new(),
             scanned: 0,
             finder: memchr::memmem::Finder::new(TERMINATOR),
+            discarding: false,
         }
     }
 
@@ -187,6 +203,7 @@ impl FrameDecoder {
                     }
                 }
             }
+            Framing::Line => self.next_line(),
             Framing::LengthPrefix => {
                 if self.buf.len() < 4 {
                     return Ok(None);
@@ -203,6 +220,46 @@ impl FrameDecoder {
                 self.buf.advance(4);
                 Ok(Some(self.buf.split_to(len).freeze()))
             }
+        }
+    }
+
+    /// Line framing: the next line without its `\n` or `\r\n`. An overlong line is reported
+    /// once ([`Error::LineTooLong`]) and its bytes dropped up to its end.
+    fn next_line(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            let Some(i) =
+                memchr::memchr(b'\n', &self.buf[self.scanned..]).map(|i| self.scanned + i)
+            else {
+                if self.discarding {
+                    self.buf.clear();
+                    self.scanned = 0;
+                } else if self.buf.len() > self.max_frame_size + 1 {
+                    self.buf.clear();
+                    self.scanned = 0;
+                    self.discarding = true;
+                    return Err(Error::LineTooLong {
+                        limit: self.max_frame_size,
+                    });
+                } else {
+                    self.scanned = self.buf.len();
+                }
+                return Ok(None);
+            };
+            let mut line = self.buf.split_to(i + 1).freeze();
+            self.scanned = 0;
+            if std::mem::take(&mut self.discarding) {
+                continue; // the end of an overlong line, already reported
+            }
+            line.truncate(i);
+            if line.last() == Some(&b'\r') {
+                line.truncate(i - 1);
+            }
+            if line.len() > self.max_frame_size {
+                return Err(Error::LineTooLong {
+                    limit: self.max_frame_size,
+                });
+            }
+            return Ok(Some(line));
         }
     }
 
@@ -239,6 +296,44 @@ mod tests {
     }
 
     const BOTH: [Framing; 2] = [Framing::Terminator, Framing::LengthPrefix];
+
+    #[test]
+    fn lines_split_anywhere_with_crlf_tolerated() {
+        let input = b"NICK bob\r\nMSG hello\n\nWHO\n";
+        for cut in 0..input.len() {
+            let got = frames_of(Framing::Line, 100, &[&input[..cut], &input[cut..]]).unwrap();
+            assert_eq!(
+                got,
+                [&b"NICK bob"[..], b"MSG hello", b"", b"WHO"],
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_overlong_line_is_reported_once_and_skipped() {
+        let mut d = FrameDecoder::new(Framing::Line, 8);
+        d.push(b"0123456789abcdef");
+        assert!(matches!(
+            d.next_frame(),
+            Err(Error::LineTooLong { limit: 8 })
+        ));
+        d.push(b"still the same line");
+        assert_eq!(d.next_frame().unwrap(), None);
+        d.push(b"...end\nok\n");
+        assert_eq!(d.next_frame().unwrap().as_deref(), Some(&b"ok"[..]));
+        // One that arrives whole is reported as well.
+        d.push(b"0123456789\nnext\n");
+        assert!(matches!(d.next_frame(), Err(Error::LineTooLong { .. })));
+        assert_eq!(d.next_frame().unwrap().as_deref(), Some(&b"next"[..]));
+        assert!(d.buffered() == 0);
+    }
+
+    #[test]
+    fn a_line_payload_cannot_hold_a_newline() {
+        assert!(Framing::Line.frame(b"a\nb", 100).is_err());
+        assert_eq!(&Framing::Line.frame(b"ab", 100).unwrap()[..], b"ab\n");
+    }
 
     #[test]
     fn terminator_wire_format() {

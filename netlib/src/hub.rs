@@ -214,6 +214,9 @@ fn enqueue<C>(
     dirty: &mut Vec<usize>,
     ended: &mut Vec<usize>,
 ) -> bool {
+    if bytes.is_empty() {
+        return false; // this wire's codec sends nothing for the message
+    }
     match slot.link.session.send(bytes) {
         Ok(_) => {
             if !slot.link.dirty {
@@ -381,7 +384,7 @@ impl<C> Hub<C> {
     /// Encodes `msg` in channel `key`'s wire and queues it; returns the frame length.
     pub(crate) fn send_one<T: Serialize + ?Sized>(&mut self, key: usize, msg: &T) -> Result<usize> {
         let slot = self.slots.get(key).ok_or(Error::NotConnected)?;
-        let wire = self.wires[slot.wire as usize];
+        let wire = &self.wires[slot.wire as usize];
         let bytes = wire.encode(msg, self.config.get_max_frame_size())?;
         if self.queue_bytes(key, &bytes) {
             Ok(bytes.len())

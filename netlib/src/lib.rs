@@ -108,7 +108,7 @@ pub mod transport;
 
 pub use client::{AnyListener, Client, Subscription, WakeHandle};
 pub use clock::{Clock, ManualClock};
-pub use codec::{Codec, Wire};
+pub use codec::{Codec, PayloadCodec, Wire};
 pub use config::{Config, Heartbeat};
 pub use connection::{ConnectionState, Event};
 pub use dispatch::{check_handlers, HandlerReturn, IntoHandler, OutOfBand};

@@ -158,6 +158,9 @@ fn frame_start(buf: &[u8], at: usize, framing: Framing) -> usize {
         let end = match framing {
             Framing::Terminator => memchr::memmem::find(&buf[start..], TERMINATOR)
                 .map_or(buf.len(), |i| start + i + TERMINATOR.len()),
+            Framing::Line => {
+                memchr::memchr(b'\n', &buf[start..]).map_or(buf.len(), |i| start + i + 1)
+            }
             Framing::LengthPrefix => match buf.get(start..start + 4) {
                 Some(h) => start + 4 + u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize,
                 None => buf.len(),

@@ -75,7 +75,7 @@ impl<S: ServerHandler> Handlers<S> {
             }
             return None;
         }
-        let session = Session::new(hub.wires[wire as usize], &hub.config, true, hub.now);
+        let session = Session::new(hub.wires[wire as usize].clone(), &hub.config, true, hub.now);
         let mut link = Link::new(session, transport);
         let key = hub.slots.vacant_key();
         if let Err(e) = link.register(&hub.registry, Token(key + FIRST_CONN), &hub.waker, false) {

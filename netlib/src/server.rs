@@ -155,7 +155,7 @@ impl<S: ServerHandler> Server<S> {
                 .map_err(|source| Error::Bind { addr: sa, source })?;
             let local = l.local_addr()?;
             log::info!("listening on {local}");
-            self.add_listener(Box::new(TcpAcceptor::new(l, wire)))?;
+            self.add_listener(Box::new(TcpAcceptor::new(l, wire.clone())))?;
             bound.push(local);
         }
         Ok(bound)
@@ -540,8 +540,8 @@ impl<S: ServerHandler> Server<S> {
     /// [`Error::NotConnected`] if `id` is not an open channel.
     pub fn deliver_payload(&mut self, id: ChannelId, payload: Bytes) -> Result<()> {
         let key = self.hub.key(id).ok_or(Error::NotConnected)?;
-        let codec = self.hub.slots[key].link.session.wire().codec;
-        let decoded = codec.decode_bytes(payload.clone());
+        let wire = self.hub.slots[key].link.session.wire();
+        let decoded = wire.codec.decode_bytes(payload.clone());
         self.handlers
             .dispatch(&mut self.state, &mut self.hub, key, decoded, payload);
         Ok(())

@@ -24,6 +24,9 @@ use crate::queue::OutQueue;
 pub(crate) const LINGER: Duration = Duration::from_secs(5);
 /// The `error` code sent with "frame too large" (Linux EMSGSIZE).
 pub(crate) const EMSGSIZE: i32 = 90;
+/// Overlong lines ([`Error::LineTooLong`]) a line peer may send before it is closed as if it
+/// had sent a frame over the limit.
+pub(crate) const LINE_STRIKES: u32 = 3;
 
 /// What one received frame turned out to be.
 #[derive(Debug)]
@@ -84,6 +87,8 @@ pub(crate) struct Session {
     answers_pings: bool,
     last_rx: Instant,
     pinged: bool,
+    /// Overlong lines received so far.
+    strikes: u32,
 }
 
 impl Session {
@@ -102,11 +107,12 @@ impl Session {
             answers_pings: !server,
             last_rx: now,
             pinged: false,
+            strikes: 0,
         }
     }
 
-    pub(crate) fn wire(&self) -> Wire {
-        self.wire
+    pub(crate) fn wire(&self) -> &Wire {
+        &self.wire
     }
 
     pub(crate) fn phase(&self) -> &Phase {
@@ -158,6 +164,10 @@ impl Session {
             let payload = match self.decoder.next_frame() {
                 Ok(Some(p)) => p,
                 Ok(None) => return None,
+                Err(e @ Error::LineTooLong { .. }) if self.strikes < LINE_STRIKES => {
+                    self.strikes += 1;
+                    return Some(Inbound::Invalid(e, Bytes::new()));
+                }
                 Err(e) => {
                     let limit = self.max_frame_size;
                     log::debug!("{e}");
@@ -197,6 +207,9 @@ impl Session {
     pub(crate) fn send(&mut self, frame: &Bytes) -> Result<usize> {
         if self.phase != Phase::Open {
             return Err(Error::NotConnected);
+        }
+        if frame.is_empty() {
+            return Ok(self.out.len()); // the codec sends nothing for this message
         }
         let queued = self.out.push(frame);
         if queued > self.max_outbound {
@@ -407,6 +420,37 @@ mod tests {
         assert_eq!(s.poll_timer(at(4999)), Timer::Nothing);
         assert_eq!(s.poll_timer(at(5000)), Timer::TimedOut);
         assert_eq!(s.reason(), Some(&CloseReason::Timeout));
+    }
+
+    #[test]
+    fn overlong_lines_are_reported_until_they_add_up_then_the_session_closes() {
+        let config = Config::default().max_frame_size(4);
+        let wire = Wire {
+            framing: Framing::Line,
+            codec: crate::codec::Codec::Json,
+        };
+        let t0 = Instant::now();
+        let mut s = Session::new(wire, &config, true, t0);
+        for n in 0..LINE_STRIKES {
+            s.receive(b"far too long\n{}\n", t0);
+            assert!(
+                matches!(
+                    s.next_inbound(),
+                    Some(Inbound::Invalid(Error::LineTooLong { limit: 4 }, _))
+                ),
+                "strike {n}"
+            );
+            assert!(
+                matches!(
+                    s.next_inbound(),
+                    Some(Inbound::Invalid(Error::MissingAction, _))
+                ),
+                "the next line is read"
+            );
+        }
+        s.receive(b"far too long\n", t0);
+        assert!(s.next_inbound().is_none());
+        assert_eq!(s.reason(), Some(&CloseReason::FrameTooLarge { limit: 4 }));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Fuzzes the frame decoders (both framings) and both codecs (JSON, PodSixNet's rencode): any
+//! Fuzzes the frame decoders (all three framings) and both codecs (JSON, PodSixNet's rencode): any
 //! bytes, any chunking.
 #![no_main]
 
@@ -7,7 +7,7 @@ use netlib::fuzzing::decode_stream;
 use netlib::{Codec, Framing};
 
 fuzz_target!(|data: &[u8]| {
-    for framing in [Framing::Terminator, Framing::LengthPrefix] {
+    for framing in [Framing::Terminator, Framing::LengthPrefix, Framing::Line] {
         for codec in [Codec::Json, Codec::Rencode] {
             decode_stream(data, framing, codec);
         }

@@ -80,7 +80,7 @@ impl Acceptor for TcpAcceptor {
     }
 
     fn wire(&self) -> Option<Wire> {
-        self.wire
+        self.wire.clone()
     }
 }
 
