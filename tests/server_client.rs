@@ -174,6 +174,7 @@ fn every_event_in_order_on_ipv4_and_ipv6_with_both_framings() {
             let expected = match framing {
                 Framing::Terminator => br#"{"action":"echo","text":"hi"}"#.len() + 5,
                 Framing::LengthPrefix => br#"{"action":"echo","text":"hi"}"#.len() + 4,
+                other => unreachable!("{other:?} is not run here"),
             };
             assert_eq!(len, expected, "send returns the frame length in bytes");
             until("echo", || {

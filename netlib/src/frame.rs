@@ -16,6 +16,7 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 1 << 20;
 
 /// How frames are delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Framing {
     /// PodSixNet's framing: the payload followed by `\0---\0`. A JSON payload can never contain
     /// a raw NUL, so it can never contain the terminator.
