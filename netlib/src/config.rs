@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::codec::Codec;
 use crate::frame::{Framing, DEFAULT_MAX_FRAME_SIZE};
+use crate::limits::Rate;
 
 /// Most channel slots a server may hold (`max_connections`), so that a [`ChannelId`]'s table
 /// index fits its 24 bits.
@@ -40,6 +41,12 @@ pub struct Config {
     clock: Clock,
     announce_id: bool,
     reply_invalid: bool,
+    inbound_messages: Option<Rate>,
+    inbound_bytes: Option<Rate>,
+    outbound_soft: Option<(usize, Duration)>,
+    memory_budget: Option<usize>,
+    frame_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
 }
 
 /// The server's heartbeat: a channel that sent nothing for `interval` is sent
@@ -74,6 +81,12 @@ impl Default for Config {
             clock: Clock::System,
             announce_id: false,
             reply_invalid: true,
+            inbound_messages: None,
+            inbound_bytes: None,
+            outbound_soft: None,
+            memory_budget: None,
+            frame_timeout: None,
+            idle_timeout: None,
         }
     }
 }
@@ -189,6 +202,114 @@ impl Config {
     pub fn reply_invalid(mut self, on: bool) -> Self {
         self.reply_invalid = on;
         self
+    }
+
+    /// Server only: limits the messages read from each connection: `per_second` on average, `burst` at once
+    /// after a quiet time. A connection over its budget is not read until it has tokens again:
+    /// its messages wait in its socket, and TCP backpressure slows the sender alone. Default off.
+    ///
+    /// # Panics
+    /// If `per_second` or `burst` is 0.
+    pub fn rate_limit(mut self, per_second: u32, burst: u32) -> Self {
+        assert!(
+            per_second > 0 && burst > 0,
+            "rate_limit: need a positive rate and burst"
+        );
+        self.inbound_messages = Some(Rate { per_second, burst });
+        self
+    }
+
+    /// Server only: limits the bytes read from each connection (`per_second`, `burst` in bytes), as
+    /// [`rate_limit`](Self::rate_limit) does messages. Default off.
+    ///
+    /// # Panics
+    /// If `per_second` or `burst` is 0.
+    pub fn byte_rate_limit(mut self, per_second: u32, burst: u32) -> Self {
+        assert!(
+            per_second > 0 && burst > 0,
+            "byte_rate_limit: need a positive rate and burst"
+        );
+        self.inbound_bytes = Some(Rate { per_second, burst });
+        self
+    }
+
+    /// A soft outbound limit, as Redis's `client-output-buffer-limit`: a peer whose queue stays
+    /// over `bytes` for longer than `grace` is closed with `CloseReason::OutboundOverflow`
+    /// (`max_outbound_bytes` is the hard limit, closing at once). Default off.
+    ///
+    /// # Panics
+    /// If `bytes` is 0.
+    pub fn outbound_soft_limit(mut self, bytes: usize, grace: Duration) -> Self {
+        assert!(bytes > 0, "outbound_soft_limit must be positive");
+        self.outbound_soft = Some((bytes, grace));
+        self
+    }
+
+    /// Server only: the most bytes held in all partial inbound frames and all outbound queues
+    /// together. When it is reached, the connections holding the most unfinished input are
+    /// closed (`CloseReason::MemoryBudget`) until usage is back under 90 % of it; if none holds
+    /// input, the largest outbound queues. Default off.
+    ///
+    /// # Panics
+    /// If `bytes` is 0.
+    pub fn memory_budget(mut self, bytes: usize) -> Self {
+        assert!(bytes > 0, "memory_budget must be positive");
+        self.memory_budget = Some(bytes);
+        self
+    }
+
+    /// Closes a connection whose frame stays unfinished for longer than `timeout`
+    /// (`CloseReason::FrameTimeout`): a peer cannot hold a buffer by sending half a frame.
+    /// Default off.
+    ///
+    /// # Panics
+    /// If `timeout` is zero.
+    pub fn frame_timeout(mut self, timeout: Duration) -> Self {
+        assert!(!timeout.is_zero(), "frame_timeout must be positive");
+        self.frame_timeout = Some(timeout);
+        self
+    }
+
+    /// Server only: closes a connection that completes no message for `timeout`
+    /// (`CloseReason::Idle`), including one that never finishes its first frame. Default off
+    /// (PodSixNet clients may stay quiet for hours).
+    ///
+    /// # Panics
+    /// If `timeout` is zero.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        assert!(!timeout.is_zero(), "idle_timeout must be positive");
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// The inbound message rate limit, if on.
+    pub fn get_rate_limit(&self) -> Option<Rate> {
+        self.inbound_messages
+    }
+
+    /// The inbound byte rate limit, if on.
+    pub fn get_byte_rate_limit(&self) -> Option<Rate> {
+        self.inbound_bytes
+    }
+
+    /// The soft outbound limit and its grace period, if on.
+    pub fn get_outbound_soft_limit(&self) -> Option<(usize, Duration)> {
+        self.outbound_soft
+    }
+
+    /// The total memory budget in bytes, if on.
+    pub fn get_memory_budget(&self) -> Option<usize> {
+        self.memory_budget
+    }
+
+    /// The unfinished-frame timeout, if on.
+    pub fn get_frame_timeout(&self) -> Option<Duration> {
+        self.frame_timeout
+    }
+
+    /// The idle timeout, if on.
+    pub fn get_idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
     }
 
     /// The framing.

@@ -331,7 +331,7 @@ impl Connection {
         loop {
             match link.read_step(&mut self.scratch, now) {
                 Step::Data(n) => {
-                    while let Some(i) = link.session.next_inbound() {
+                    while let Some(i) = link.session.next_inbound(now) {
                         self.inbox.push(match i {
                             Inbound::Message(m, payload) => Event {
                                 message: Some(m),

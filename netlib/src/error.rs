@@ -148,6 +148,12 @@ pub enum CloseReason {
     ServerFull,
     /// The peer was silent for longer than the heartbeat timeout.
     Timeout,
+    /// The peer completed no message for longer than the idle timeout.
+    Idle,
+    /// The peer left a frame unfinished for longer than the frame timeout.
+    FrameTimeout,
+    /// The server's memory budget was reached and this connection held the most buffered data.
+    MemoryBudget,
     /// A handler panicked while handling this channel's message.
     HandlerPanic(String),
     /// A socket error, e.g. connection reset: `errno` (0 if unknown) and the system's text.
@@ -180,6 +186,9 @@ impl fmt::Display for CloseReason {
             }
             CloseReason::ServerFull => f.write_str("server full"),
             CloseReason::Timeout => f.write_str("timeout"),
+            CloseReason::Idle => f.write_str("idle too long"),
+            CloseReason::FrameTimeout => f.write_str("frame left unfinished too long"),
+            CloseReason::MemoryBudget => f.write_str("server memory budget reached"),
             CloseReason::HandlerPanic(m) => write!(f, "handler panicked: {m}"),
             CloseReason::Io { errno, message } => write!(f, "{message} (errno {errno})"),
         }

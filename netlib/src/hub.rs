@@ -176,6 +176,8 @@ pub(crate) struct Slot<C> {
     pub(crate) addr: SocketAddr,
     /// Index of its wire in [`Hub::wires`].
     pub(crate) wire: u8,
+    /// Its share of [`Hub::memory`] (when a budget is set).
+    pub(crate) accounted: usize,
     /// The `closed` hook ran (or is running): the slot only lingers.
     pub(crate) reported: bool,
 }
@@ -196,6 +198,10 @@ pub(crate) struct Hub<C> {
     pub(crate) read_ready: Vec<usize>,
     /// Keys of links without a mio source, tried on every pump.
     pub(crate) polled: Vec<usize>,
+    /// Keys held back by their rate limits, with when to read them again.
+    pub(crate) throttled: Vec<(Instant, usize)>,
+    /// Bytes in all partial inbound frames and outbound queues, as last accounted per slot.
+    memory: usize,
     /// Serial → key, for ids made by deserializing.
     by_serial: HashMap<u64, u32>,
     next_serial: u64,
@@ -259,6 +265,8 @@ impl<C> Hub<C> {
             ended: Vec::new(),
             read_ready: Vec::new(),
             polled: Vec::new(),
+            throttled: Vec::new(),
+            memory: 0,
             by_serial: HashMap::new(),
             next_serial: 1,
             lingering: 0,
@@ -304,6 +312,7 @@ impl<C> Hub<C> {
             id,
             addr,
             wire,
+            accounted: 0,
             reported: false,
         });
         (key, id)
@@ -320,7 +329,67 @@ impl<C> Hub<C> {
         if slot.reported {
             self.lingering -= 1;
         }
+        self.memory -= slot.accounted;
         slot
+    }
+
+    /// Brings slot `key`'s share of the memory total up to date (only with a budget set).
+    pub(crate) fn account(&mut self, key: usize) {
+        if self.config.get_memory_budget().is_none() {
+            return;
+        }
+        if let Some(slot) = self.slots.get_mut(key) {
+            let now = slot.link.session.memory();
+            self.memory = self.memory + now - slot.accounted;
+            slot.accounted = now;
+        }
+    }
+
+    /// Whether the memory budget is exceeded.
+    pub(crate) fn over_budget(&self) -> bool {
+        self.config
+            .get_memory_budget()
+            .is_some_and(|b| self.memory > b)
+    }
+
+    /// Closes the connections holding the most unfinished input (then, if none holds input,
+    /// the largest outbound queues) until memory is under 90 % of the budget.
+    pub(crate) fn enforce_budget(&mut self) {
+        let Some(budget) = self.config.get_memory_budget() else {
+            return;
+        };
+        let keys: Vec<usize> = self.slots.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            self.account(k);
+        }
+        let mut holders: Vec<(usize, usize, usize)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.link.session.is_open())
+            .map(|(k, s)| (s.link.session.buffered(), s.link.session.queued(), k))
+            .collect();
+        holders.sort_unstable_by(|a, b| b.cmp(a));
+        let mut victims = 0;
+        for (input, output, key) in holders {
+            if self.memory <= budget / 10 * 9 || (input == 0 && output == 0) {
+                break;
+            }
+            let slot = &mut self.slots[key];
+            log::warn!(
+                "channel {} ({}): memory budget of {budget} bytes reached; closing it ({input} bytes of unfinished input, {output} queued)",
+                slot.id,
+                slot.addr
+            );
+            slot.link.session.abort(CloseReason::MemoryBudget);
+            self.memory -= slot.accounted;
+            slot.accounted = 0;
+            self.ended.push(key);
+            victims += 1;
+        }
+        log::info!(
+            "memory budget: closed {victims} connection(s); {} bytes held",
+            self.memory
+        );
     }
 
     pub(crate) fn encode<T: Serialize + ?Sized>(&self, msg: &T) -> Result<Frame> {
@@ -437,6 +506,7 @@ impl<C> Hub<C> {
         let token = Token(key + FIRST_CONN);
         slot.link
             .flush(&self.registry, token, self.now, &mut self.scratch);
+        self.account(key);
         self.check(key);
     }
 
@@ -459,11 +529,15 @@ impl<C> Hub<C> {
             match slot.link.session.poll_timer(now) {
                 Timer::Nothing => {}
                 Timer::Pinged => self.mark_dirty(key),
-                Timer::TimedOut => {
+                Timer::Closed => {
                     log::info!(
-                        "channel {} ({}): silent too long, closing",
+                        "channel {} ({}): {}, closing",
                         slot.id,
-                        slot.addr
+                        slot.addr,
+                        slot.link
+                            .session
+                            .reason()
+                            .map_or(String::new(), |r| r.to_string())
                     );
                     self.ended.push(key);
                 }
@@ -474,12 +548,19 @@ impl<C> Hub<C> {
 
     /// How long until the next session timer, from the config's heartbeat and linger.
     pub(crate) fn timer_period(&self) -> Option<Duration> {
-        let hb = self
-            .config
-            .get_heartbeat()
-            .map(|hb| (hb.interval / 4).max(Duration::from_millis(10)));
+        let c = &self.config;
+        let deadlines = [
+            c.get_heartbeat().map(|hb| hb.interval),
+            c.get_frame_timeout(),
+            c.get_idle_timeout(),
+            c.get_outbound_soft_limit().map(|s| s.1),
+        ];
+        let timers = deadlines
+            .into_iter()
+            .flatten()
+            .map(|d| (d / 4).max(Duration::from_millis(10)));
         let linger = (self.lingering > 0).then_some(Duration::from_secs(1));
-        hb.into_iter().chain(linger).min()
+        timers.chain(linger).min()
     }
 }
 

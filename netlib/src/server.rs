@@ -347,7 +347,8 @@ impl<S: ServerHandler> Server<S> {
         }
         if !self.hub.config.get_clock().is_manual() {
             let now = Instant::now();
-            for at in [self.accept_retry_at, self.next_timers]
+            let throttled = self.hub.throttled.iter().map(|t| t.0).min();
+            for at in [self.accept_retry_at, self.next_timers, throttled]
                 .into_iter()
                 .flatten()
             {
@@ -378,6 +379,14 @@ impl<S: ServerHandler> Server<S> {
             }
         }
         let mut to_read = std::mem::take(&mut self.hub.read_ready);
+        let now = self.hub.now;
+        self.hub.throttled.retain(|&(until, key)| {
+            let due = until <= now;
+            if due {
+                to_read.push(key);
+            }
+            !due
+        });
         for i in 0..self.ready.len() {
             let (token, readable, writable) = self.ready[i];
             match token {
@@ -431,6 +440,9 @@ impl<S: ServerHandler> Server<S> {
     fn settle(&mut self) {
         for _ in 0..1000 {
             self.hub.flush_dirty();
+            if self.hub.over_budget() {
+                self.hub.enforce_budget();
+            }
             if self.hub.ended.is_empty() {
                 return;
             }
@@ -461,16 +473,40 @@ impl<S: ServerHandler> Server<S> {
         }
     }
 
+    /// Reads channel `key` until `WouldBlock`, its read budget or its rate limit, decoding and
+    /// dispatching after each read; frames held back by the message rate are decoded first.
     fn read_channel(&mut self, key: usize) {
         let mut budget = self.hub.config.get_read_budget();
+        self.decode_frames(key);
         loop {
             let hub = &mut self.hub;
             let Some(slot) = hub.slots.get_mut(key) else {
                 return;
             };
+            if let Some(until) = slot.link.session.throttled(hub.now) {
+                if slot.link.session.is_open() {
+                    hub.throttled.push((until, key));
+                }
+                return;
+            }
+            let holds_input = slot.link.session.buffered() > 0;
+            if holds_input && hub.over_budget() {
+                hub.enforce_budget();
+                if !self
+                    .hub
+                    .slots
+                    .get(key)
+                    .is_some_and(|s| s.link.session.is_open())
+                {
+                    return;
+                }
+            }
+            let hub = &mut self.hub;
+            let slot = &mut hub.slots[key];
             match slot.link.read_step(&mut hub.scratch, hub.now) {
                 Step::Data(n) => {
                     self.decode_frames(key);
+                    self.hub.account(key);
                     if n >= budget {
                         self.hub.read_ready.push(key);
                         return;
@@ -492,7 +528,7 @@ impl<S: ServerHandler> Server<S> {
             let Some(slot) = self.hub.slots.get_mut(key) else {
                 return;
             };
-            match slot.link.session.next_inbound() {
+            match slot.link.session.next_inbound(self.hub.now) {
                 Some(Inbound::Message(m, payload)) => {
                     self.handlers
                         .dispatch(&mut self.state, &mut self.hub, key, Ok(m), payload)

@@ -17,6 +17,7 @@ use crate::codec::Wire;
 use crate::config::{Config, Heartbeat, PING_ACTION, PONG_ACTION};
 use crate::error::{CloseReason, Error, Result};
 use crate::frame::FrameDecoder;
+use crate::limits::Bucket;
 use crate::message::Message;
 use crate::queue::OutQueue;
 
@@ -64,8 +65,9 @@ pub(crate) enum Timer {
     Nothing,
     /// A heartbeat ping was queued: flush the session.
     Pinged,
-    /// The peer was silent past the heartbeat timeout: the session is closed.
-    TimedOut,
+    /// A deadline closed the session (heartbeat, idle or frame timeout, soft outbound limit):
+    /// its reason says which.
+    Closed,
     /// The linger deadline passed: the session is closed.
     LingerOver,
 }
@@ -89,6 +91,67 @@ pub(crate) struct Session {
     pinged: bool,
     /// Overlong lines received so far.
     strikes: u32,
+    /// Limits beyond the hard ones; `None` when the config sets none (the common case for a
+    /// PodSixNet-compatible server), so they cost an idle connection one pointer.
+    guard: Option<Box<Guard>>,
+}
+
+/// A session's rate limits, soft outbound limit and timeouts (see [`Config`]).
+#[derive(Debug)]
+struct Guard {
+    messages: Option<Bucket>,
+    bytes: Option<Bucket>,
+    soft: Option<(usize, Duration)>,
+    /// Since when the queue has been over the soft limit.
+    over_soft_since: Option<Instant>,
+    frame_timeout: Option<Duration>,
+    /// Since when a frame has been unfinished.
+    partial_since: Option<Instant>,
+    idle_timeout: Option<Duration>,
+    /// When the last whole message arrived (or the session opened).
+    last_message: Instant,
+}
+
+impl Guard {
+    fn new(config: &Config, server: bool, now: Instant) -> Option<Box<Guard>> {
+        let g = Guard {
+            messages: config
+                .get_rate_limit()
+                .filter(|_| server)
+                .map(|r| Bucket::new(r, now)),
+            bytes: config
+                .get_byte_rate_limit()
+                .filter(|_| server)
+                .map(|r| Bucket::new(r, now)),
+            soft: config.get_outbound_soft_limit(),
+            over_soft_since: None,
+            frame_timeout: config.get_frame_timeout(),
+            partial_since: None,
+            idle_timeout: if server {
+                config.get_idle_timeout()
+            } else {
+                None
+            },
+            last_message: now,
+        };
+        let any = g.messages.is_some()
+            || g.bytes.is_some()
+            || g.soft.is_some()
+            || g.frame_timeout.is_some()
+            || g.idle_timeout.is_some();
+        any.then(|| Box::new(g))
+    }
+
+    /// The earliest deadline among the timeouts.
+    fn deadline(&self) -> Option<Instant> {
+        let frame = self
+            .partial_since
+            .zip(self.frame_timeout)
+            .map(|(t, d)| t + d);
+        let idle = self.idle_timeout.map(|d| self.last_message + d);
+        let soft = self.over_soft_since.zip(self.soft).map(|(t, (_, g))| t + g);
+        [frame, idle, soft].into_iter().flatten().min()
+    }
 }
 
 impl Session {
@@ -108,7 +171,28 @@ impl Session {
             last_rx: now,
             pinged: false,
             strikes: 0,
+            guard: Guard::new(config, server, now),
         }
+    }
+
+    /// Bytes held: received but not yet cut into frames, plus queued output.
+    pub(crate) fn memory(&self) -> usize {
+        self.decoder.buffered() + self.out.len()
+    }
+
+    /// Received bytes of an unfinished frame.
+    pub(crate) fn buffered(&self) -> usize {
+        self.decoder.buffered()
+    }
+
+    /// If the rate limits forbid reading at `now`, when they will allow it again.
+    pub(crate) fn throttled(&mut self, now: Instant) -> Option<Instant> {
+        let g = self.guard.as_mut()?;
+        [&mut g.bytes, &mut g.messages]
+            .into_iter()
+            .flatten()
+            .filter_map(|b| (!b.ready(now)).then(|| b.ready_at()))
+            .max()
     }
 
     pub(crate) fn wire(&self) -> &Wire {
@@ -153,17 +237,41 @@ impl Session {
         self.decoder.push(bytes);
         self.last_rx = now;
         self.pinged = false;
+        if let Some(b) = self.guard.as_mut().and_then(|g| g.bytes.as_mut()) {
+            b.spend(bytes.len(), now);
+        }
     }
 
-    /// The next received frame, decoded; `None` when more bytes are needed or the session is
-    /// not open. Heartbeat pings and pongs are answered or dropped here. A frame over the size
+    /// The next received frame, decoded; `None` when more bytes are needed, the message rate
+    /// limit says wait (see [`throttled`](Self::throttled)) or the session is not open. Heartbeat pings and pongs are answered or dropped here. A frame over the size
     /// limit queues `{"action": "error", "error": [90, "frame too large"]}` and starts closing
     /// ([`CloseReason::FrameTooLarge`]).
-    pub(crate) fn next_inbound(&mut self) -> Option<Inbound> {
+    pub(crate) fn next_inbound(&mut self, now: Instant) -> Option<Inbound> {
         while self.phase == Phase::Open {
+            if let Some(b) = self.guard.as_mut().and_then(|g| g.messages.as_mut()) {
+                if !b.ready(now) {
+                    return None; // over the message rate: the rest waits
+                }
+            }
             let payload = match self.decoder.next_frame() {
-                Ok(Some(p)) => p,
-                Ok(None) => return None,
+                Ok(Some(p)) => {
+                    if let Some(g) = self.guard.as_deref_mut() {
+                        g.last_message = now;
+                        g.partial_since = None;
+                        if let Some(b) = g.messages.as_mut() {
+                            b.spend(1, now);
+                        }
+                    }
+                    p
+                }
+                Ok(None) => {
+                    if let Some(g) = self.guard.as_deref_mut() {
+                        if self.decoder.buffered() > 0 && g.partial_since.is_none() {
+                            g.partial_since = Some(now);
+                        }
+                    }
+                    return None;
+                }
                 Err(e @ Error::LineTooLong { .. }) if self.strikes < LINE_STRIKES => {
                     self.strikes += 1;
                     return Some(Inbound::Invalid(e, Bytes::new()));
@@ -283,13 +391,17 @@ impl Session {
     pub(crate) fn poll_timer(&mut self, now: Instant) -> Timer {
         match self.phase {
             Phase::Open => {
+                if let Some(reason) = self.guard_expired(now) {
+                    self.abort(reason);
+                    return Timer::Closed;
+                }
                 let Some(hb) = self.heartbeat else {
                     return Timer::Nothing;
                 };
                 let idle = now.saturating_duration_since(self.last_rx);
                 if idle >= hb.timeout {
                     self.abort(CloseReason::Timeout);
-                    Timer::TimedOut
+                    Timer::Closed
                 } else if idle >= hb.interval && !self.pinged {
                     self.pinged = true;
                     if let Ok(f) = self
@@ -311,16 +423,49 @@ impl Session {
         }
     }
 
+    /// Which of the guard's limits, if any, closes the session at `now`.
+    fn guard_expired(&mut self, now: Instant) -> Option<CloseReason> {
+        let queued = self.out.len();
+        let g = self.guard.as_deref_mut()?;
+        if let Some((limit, _)) = g.soft {
+            if queued <= limit {
+                g.over_soft_since = None;
+            } else if g.over_soft_since.is_none() {
+                g.over_soft_since = Some(now);
+            }
+        }
+        let over = |at: Option<Instant>| at.is_some_and(|t| now >= t);
+        if over(
+            g.over_soft_since
+                .zip(g.soft)
+                .map(|(t, (_, grace))| t + grace),
+        ) {
+            let limit = g.soft.map_or(0, |s| s.0);
+            return Some(CloseReason::OutboundOverflow { limit });
+        }
+        if over(g.partial_since.zip(g.frame_timeout).map(|(t, d)| t + d)) {
+            return Some(CloseReason::FrameTimeout);
+        }
+        if over(g.idle_timeout.map(|d| g.last_message + d)) {
+            return Some(CloseReason::Idle);
+        }
+        None
+    }
+
     /// The earliest instant at which [`poll_timer`](Self::poll_timer) has something to do.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Open => self.heartbeat.map(|hb| {
-                if self.pinged {
-                    self.last_rx + hb.timeout
-                } else {
-                    self.last_rx + hb.interval
-                }
-            }),
+            Phase::Open => {
+                let hb = self.heartbeat.map(|hb| {
+                    if self.pinged {
+                        self.last_rx + hb.timeout
+                    } else {
+                        self.last_rx + hb.interval
+                    }
+                });
+                let guard = self.guard.as_ref().and_then(|g| g.deadline());
+                hb.into_iter().chain(guard).min()
+            }
             Phase::Lingering { until } => Some(until),
             _ => None,
         }
@@ -360,7 +505,7 @@ mod tests {
             let mut got = Vec::new();
             for part in [&stream[..cut], &stream[cut..]] {
                 s.receive(part, t0);
-                while let Some(i) = s.next_inbound() {
+                while let Some(i) = s.next_inbound(t0) {
                     got.push(match i {
                         Inbound::Message(m, _) => m.action().to_owned(),
                         Inbound::Invalid(..) => "invalid".to_owned(),
@@ -377,7 +522,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Session::new(wire(), &config, true, t0);
         s.receive(&[b'x'; 64], t0);
-        assert!(s.next_inbound().is_none());
+        assert!(s.next_inbound(t0).is_none());
         assert_eq!(s.reason(), Some(&CloseReason::FrameTooLarge { limit: 10 }));
         let mut out = Vec::new();
         assert_eq!(s.flush(&mut out).unwrap(), Flushed::Shutdown);
@@ -409,7 +554,7 @@ mod tests {
             &frame(r#"{"action":"netlib.pong"}"#),
             t0 + Duration::from_secs(2),
         );
-        assert!(s.next_inbound().is_none(), "pongs are not delivered");
+        assert!(s.next_inbound(t0).is_none(), "pongs are not delivered");
         let at = |ms| t0 + Duration::from_millis(ms);
         assert_eq!(s.poll_timer(at(2500)), Timer::Nothing);
         assert_eq!(
@@ -418,7 +563,7 @@ mod tests {
             "idle again for the interval"
         );
         assert_eq!(s.poll_timer(at(4999)), Timer::Nothing);
-        assert_eq!(s.poll_timer(at(5000)), Timer::TimedOut);
+        assert_eq!(s.poll_timer(at(5000)), Timer::Closed);
         assert_eq!(s.reason(), Some(&CloseReason::Timeout));
     }
 
@@ -435,21 +580,21 @@ mod tests {
             s.receive(b"far too long\n{}\n", t0);
             assert!(
                 matches!(
-                    s.next_inbound(),
+                    s.next_inbound(t0),
                     Some(Inbound::Invalid(Error::LineTooLong { limit: 4 }, _))
                 ),
                 "strike {n}"
             );
             assert!(
                 matches!(
-                    s.next_inbound(),
+                    s.next_inbound(t0),
                     Some(Inbound::Invalid(Error::MissingAction, _))
                 ),
                 "the next line is read"
             );
         }
         s.receive(b"far too long\n", t0);
-        assert!(s.next_inbound().is_none());
+        assert!(s.next_inbound(t0).is_none());
         assert_eq!(s.reason(), Some(&CloseReason::FrameTooLarge { limit: 4 }));
     }
 
@@ -458,7 +603,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Session::new(wire(), &Config::default(), false, t0);
         s.receive(&frame(r#"{"action":"netlib.ping"}"#), t0);
-        assert!(s.next_inbound().is_none());
+        assert!(s.next_inbound(t0).is_none());
         assert_eq!(written(&mut s), frame(r#"{"action":"netlib.pong"}"#));
     }
 
@@ -491,7 +636,7 @@ mod tests {
         assert_eq!(out, b"bye", "what was queued before the close is written");
         s.linger(t0);
         s.receive(b"ignored", t0);
-        assert!(s.next_inbound().is_none());
+        assert!(s.next_inbound(t0).is_none());
         s.end_of_stream();
         assert_eq!(s.phase(), &Phase::Closed);
         assert_eq!(s.reason(), Some(&CloseReason::PeerClosed));
