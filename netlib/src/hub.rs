@@ -519,13 +519,20 @@ impl<C> Hub<C> {
         }
     }
 
-    /// Runs every session's timers (heartbeat, linger) at `self.now`.
-    pub(crate) fn run_timers(&mut self) {
+    /// Runs every session's timers (heartbeat, timeouts, linger) at `self.now`; returns the
+    /// earliest deadline left.
+    pub(crate) fn run_timers(&mut self) -> Option<Instant> {
         let now = self.now;
+        let mut next: Option<Instant> = None;
         for key in 0..self.slots.capacity() {
             let Some(slot) = self.slots.get_mut(key) else {
                 continue;
             };
+            if let Some(d) = slot.link.session.deadline() {
+                if d > now {
+                    next = Some(next.map_or(d, |n| n.min(d)));
+                }
+            }
             match slot.link.session.poll_timer(now) {
                 Timer::Nothing => {}
                 Timer::Pinged => self.mark_dirty(key),
@@ -544,6 +551,7 @@ impl<C> Hub<C> {
                 Timer::LingerOver => self.ended.push(key),
             }
         }
+        next
     }
 
     /// How long until the next session timer, from the config's heartbeat and linger.

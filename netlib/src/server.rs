@@ -418,8 +418,8 @@ impl<S: ServerHandler> Server<S> {
         if let Some(period) = self.hub.timer_period() {
             let now = self.hub.now;
             if self.next_timers.is_none_or(|t| now >= t) {
-                self.hub.run_timers();
-                self.next_timers = Some(now + period);
+                let next = self.hub.run_timers();
+                self.next_timers = Some(next.map_or(now + period, |d| d.min(now + period)));
             }
         } else {
             self.next_timers = None;
