@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use netlib::{
-    handler, ChannelContext, ChannelId, ClientContext, CloseReason, Listener,
-    ServerContext, ServerHandler,
+    handler, ChannelContext, ChannelId, ClientContext, CloseReason, Listener, ServerContext,
+    ServerHandler,
 };
 use serde::{Deserialize, Serialize};
 

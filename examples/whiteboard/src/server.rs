@@ -2,9 +2,7 @@
 
 use std::net::SocketAddr;
 
-use netlib::{
-    handler, ChannelContext, ChannelId, CloseReason, ServerContext, ServerHandler,
-};
+use netlib::{handler, ChannelContext, ChannelId, CloseReason, ServerContext, ServerHandler};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -101,7 +99,10 @@ impl ServerHandler for Whiteboard {
 
 impl Drawer {
     fn pass_on(&self, ctx: &mut ChannelContext<'_, Whiteboard>, action: &str, point: Point) {
-        let _ = ctx.send_to(netlib::All, &json!({"action": action, "point": point, "id": self.id}));
+        let _ = ctx.send_to(
+            netlib::All,
+            &json!({"action": action, "point": point, "id": self.id}),
+        );
     }
 
     fn network_startline(&mut self, ctx: &mut ChannelContext<'_, Whiteboard>, at: At) {
