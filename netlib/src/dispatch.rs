@@ -146,19 +146,15 @@ pub struct OutOfBand {
 }
 
 impl OutOfBand {
-    /// Logs it at warn with at most 200 bytes of the payload (PodSixNet prints "OOB data").
+    /// Logs it at warn with at most 200 bytes of the payload (PodSixNet prints "OOB data"),
+    /// through a process-wide gate of 20 such lines per second: the rest are counted, and the
+    /// count is logged with the next line that passes.
     pub fn log(&self, who: &dyn fmt::Display) {
-        const SHOWN: usize = 200;
-        let shown = &self.payload[..self.payload.len().min(SHOWN)];
-        log::warn!(
-            "{who}: out-of-band data dropped ({}): {:?}{}",
+        crate::peerlog::peer_log!(
+            log::Level::Warn,
+            "{who}: out-of-band data dropped ({}): {:?}",
             self.error,
-            String::from_utf8_lossy(shown),
-            if self.payload.len() > SHOWN {
-                "..."
-            } else {
-                ""
-            }
+            crate::peerlog::shown(&self.payload)
         );
     }
 }

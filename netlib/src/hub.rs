@@ -167,6 +167,26 @@ impl<I: IntoIterator<Item = ChannelId>> Recipients for I {
     }
 }
 
+/// What a server has seen since it started, for monitoring ([`Server::stats`]); the server also
+/// logs a summary at info once a minute when anything happened.
+///
+/// [`Server::stats`]: crate::Server::stats
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Channels opened.
+    pub opened: u64,
+    /// Channels closed, for any reason.
+    pub closed: u64,
+    /// Channels closed for cause: limits, timeouts, errors (not by either side's choice).
+    pub closed_for_cause: u64,
+    /// Connections refused because the server was full.
+    pub refused: u64,
+    /// Times a connection was left unread because of its rate limits.
+    pub throttled: u64,
+    /// Frames that went to the out-of-band hook (bad input, mistyped payloads, failed handlers).
+    pub out_of_band: u64,
+}
+
 /// One channel: its connection and, once `connected` returned, its state.
 #[derive(Debug)]
 pub(crate) struct Slot<C> {
@@ -207,6 +227,8 @@ pub(crate) struct Hub<C> {
     next_serial: u64,
     /// Slots that only linger (their channel is closed).
     pub(crate) lingering: usize,
+    /// Counters since the server started.
+    pub(crate) stats: Stats,
     /// The current pump's time.
     pub(crate) now: Instant,
     pub(crate) scratch: Box<[u8]>,
@@ -233,7 +255,8 @@ fn enqueue<C>(
         }
         Err(_) => {
             if slot.link.session.phase() == &Phase::Closed && !slot.reported {
-                log::warn!(
+                crate::peerlog::peer_log!(
+                    log::Level::Warn,
                     "channel {} ({}): {}; closing",
                     slot.id,
                     slot.addr,
@@ -270,6 +293,7 @@ impl<C> Hub<C> {
             by_serial: HashMap::new(),
             next_serial: 1,
             lingering: 0,
+            stats: Stats::default(),
             now,
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
         }
@@ -305,6 +329,7 @@ impl<C> Hub<C> {
             serial: self.next_serial,
         };
         self.next_serial += 1;
+        self.stats.opened += 1;
         self.by_serial.insert(id.serial, key as u32);
         self.slots.insert(Slot {
             link,
@@ -375,7 +400,8 @@ impl<C> Hub<C> {
                 break;
             }
             let slot = &mut self.slots[key];
-            log::warn!(
+            crate::peerlog::peer_log!(
+                log::Level::Warn,
                 "channel {} ({}): memory budget of {budget} bytes reached; closing it ({input} bytes of unfinished input, {output} queued)",
                 slot.id,
                 slot.addr
@@ -537,7 +563,8 @@ impl<C> Hub<C> {
                 Timer::Nothing => {}
                 Timer::Pinged => self.mark_dirty(key),
                 Timer::Closed => {
-                    log::info!(
+                    crate::peerlog::peer_log!(
+                        log::Level::Info,
                         "channel {} ({}): {}, closing",
                         slot.id,
                         slot.addr,

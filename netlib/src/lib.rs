@@ -6,6 +6,7 @@
 //!
 //! - [`rencode`]: PodSixNet's rencode variant, mapped to and from JSON values.
 //! - [`error`]: [`Error`] and [`CloseReason`]. [`clock`]: [`Clock`] and [`ManualClock`].
+//! - `peerlog` (private): rate-limited logging of what peers cause.
 //! - [`message`]: [`Message`], a JSON object with a string `"action"`.
 //! - [`frame`]: framing (PodSixNet's `\0---\0` terminator or a 4-byte length prefix), a pure
 //!   decoder with a size limit, and [`Frame`] (a message encoded once, for many recipients).
@@ -101,6 +102,7 @@ mod limits;
 mod link;
 pub mod message;
 pub mod net;
+mod peerlog;
 mod queue;
 pub mod rencode;
 mod serve;
@@ -117,7 +119,7 @@ pub use dispatch::{check_handlers, HandlerReturn, IntoHandler, OutOfBand};
 pub use error::{CloseReason, Error, Result};
 pub use frame::{Frame, Framing};
 pub use handler::{reject, ChannelContext, ClientContext, Listener, ServerHandler};
-pub use hub::{All, AllBut, Audience, ChannelId, Recipients, ServerContext};
+pub use hub::{All, AllBut, Audience, ChannelId, Recipients, ServerContext, Stats};
 pub use limits::Rate;
 pub use message::Message;
 pub use server::{Server, StopHandle};

@@ -64,7 +64,9 @@ impl<S: ServerHandler> Handlers<S> {
         wire: u8,
     ) -> Option<ChannelId> {
         if hub.slots.len() >= hub.config.get_max_connections() {
-            log::warn!(
+            hub.stats.refused += 1;
+            crate::peerlog::peer_log!(
+                log::Level::Warn,
                 "refusing {addr}: server full ({} connections)",
                 hub.slots.len()
             );
@@ -164,6 +166,7 @@ pub(crate) fn reap<S: ServerHandler>(state: &mut S, hub: &mut Hub<S::Channel>) {
         }
         if !slot.reported {
             slot.reported = true;
+            hub.stats.closed += 1;
             hub.lingering += 1;
             let (id, channel) = (slot.id, slot.channel.take());
             let reason = slot
@@ -172,6 +175,12 @@ pub(crate) fn reap<S: ServerHandler>(state: &mut S, hub: &mut Hub<S::Channel>) {
                 .reason()
                 .cloned()
                 .unwrap_or(CloseReason::Local);
+            if !matches!(
+                reason,
+                CloseReason::PeerClosed | CloseReason::Local | CloseReason::Shutdown
+            ) {
+                hub.stats.closed_for_cause += 1;
+            }
             log::debug!("channel {id} ({}) closed: {reason}", slot.addr);
             if let Some(channel) = channel {
                 let hooked = catch_unwind(AssertUnwindSafe(|| {
@@ -265,6 +274,7 @@ impl<S: ServerHandler> Endpoint for ServerEndpoint<'_, S> {
     }
 
     fn out_of_band(&mut self, oob: OutOfBand) {
+        self.hub.stats.out_of_band += 1;
         self.server.out_of_band(
             &mut ServerContext {
                 hub: &mut *self.hub,

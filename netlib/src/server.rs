@@ -18,7 +18,7 @@ use crate::codec::Wire;
 use crate::config::Config;
 use crate::error::{panic_text, CloseReason, Error, Result};
 use crate::handler::ServerHandler;
-use crate::hub::{ChannelId, Hub, ServerContext, FIRST_CONN};
+use crate::hub::{ChannelId, Hub, ServerContext, Stats, FIRST_CONN};
 use crate::link::Step;
 use crate::message::Message;
 use crate::serve::{reap, Handlers};
@@ -28,6 +28,8 @@ use crate::transport::tcp::TcpAcceptor;
 use crate::transport::Acceptor;
 
 const WAKER: Token = Token(usize::MAX);
+/// How often the server logs a summary of what happened (when anything did).
+const SUMMARY_PERIOD: Duration = Duration::from_secs(60);
 /// How long accepting pauses after an accept error such as EMFILE (ms).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
@@ -80,6 +82,8 @@ pub struct Server<S: ServerHandler> {
     accept_retry_at: Option<Instant>,
     /// When the session timers next run.
     next_timers: Option<Instant>,
+    /// When the last summary was logged, and the counters then.
+    summary: (Instant, (Stats, u64)),
 }
 
 impl<S: ServerHandler> std::fmt::Debug for Server<S> {
@@ -104,6 +108,7 @@ impl<S: ServerHandler> Server<S> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let hub = Hub::new(config, poll.registry().try_clone()?, waker.clone());
+        let now = hub.now;
         let handlers = Handlers::new(&hub)?;
         Ok(Server {
             poll,
@@ -120,6 +125,7 @@ impl<S: ServerHandler> Server<S> {
             ready: Vec::new(),
             accept_retry_at: None,
             next_timers: None,
+            summary: (now, (Stats::default(), 0)),
         })
     }
 
@@ -250,6 +256,38 @@ impl<S: ServerHandler> Server<S> {
     /// Number of channels (open or closing).
     pub fn channel_count(&self) -> usize {
         self.hub.slots.len() - self.hub.lingering
+    }
+
+    /// What the server has seen since it started.
+    pub fn stats(&self) -> Stats {
+        self.hub.stats
+    }
+
+    /// Logs a summary at info once a minute when anything happened: channels now, then what
+    /// changed since the last summary.
+    fn summarize(&mut self) {
+        let now = self.hub.now;
+        let (at, last) = self.summary;
+        if now.saturating_duration_since(at) < SUMMARY_PERIOD {
+            return;
+        }
+        let s = self.hub.stats;
+        let suppressed = crate::peerlog::total_suppressed();
+        if s != last.0 || suppressed != last.1 {
+            log::info!(
+                "{} channels; last {}s: {} opened, {} closed ({} for cause), {} refused, {} throttled reads, {} out-of-band frames, {} peer log lines suppressed",
+                self.channel_count(),
+                SUMMARY_PERIOD.as_secs(),
+                s.opened - last.0.opened,
+                s.closed - last.0.closed,
+                s.closed_for_cause - last.0.closed_for_cause,
+                s.refused - last.0.refused,
+                s.throttled - last.0.throttled,
+                s.out_of_band - last.0.out_of_band,
+                suppressed - last.1,
+            );
+        }
+        self.summary = (now, (s, suppressed));
     }
 
     /// A handle that stops [`run`](Self::run) from another thread.
@@ -424,6 +462,7 @@ impl<S: ServerHandler> Server<S> {
         } else {
             self.next_timers = None;
         }
+        self.summarize();
         let hooked = catch_unwind(AssertUnwindSafe(|| {
             self.state
                 .after_pump(&mut ServerContext { hub: &mut self.hub })
@@ -486,6 +525,7 @@ impl<S: ServerHandler> Server<S> {
             if let Some(until) = slot.link.session.throttled(hub.now) {
                 if slot.link.session.is_open() {
                     hub.throttled.push((until, key));
+                    hub.stats.throttled += 1;
                 }
                 return;
             }
@@ -541,7 +581,12 @@ impl<S: ServerHandler> Server<S> {
                     if let Phase::Closing(reason @ CloseReason::FrameTooLarge { .. }) =
                         slot.link.session.phase()
                     {
-                        log::warn!("channel {} ({}): {reason}; closing", slot.id, slot.addr);
+                        crate::peerlog::peer_log!(
+                            log::Level::Warn,
+                            "channel {} ({}): {reason}; closing",
+                            slot.id,
+                            slot.addr
+                        );
                         self.hub.mark_dirty(key);
                     }
                     return;

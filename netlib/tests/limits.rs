@@ -103,6 +103,11 @@ fn a_flooder_is_read_at_its_rate_while_a_quiet_peer_is_served_at_once() {
         .collect();
     assert_eq!(order, (0..100).collect::<Vec<_>>(), "in order");
     assert!(server.state().closed.is_empty(), "nobody was closed");
+    let stats = server.stats();
+    assert!(
+        stats.throttled > 0 && stats.opened == 2 && stats.closed == 0,
+        "{stats:?}"
+    );
 }
 
 #[test]
@@ -158,6 +163,7 @@ fn a_frame_left_unfinished_past_the_frame_timeout_closes_its_connection() {
     let closed = &server.state().closed;
     assert_eq!(closed.len(), 1);
     assert_eq!(closed[0].1, CloseReason::FrameTimeout);
+    assert_eq!(server.stats().closed_for_cause, 1);
     assert_ne!(
         closed[0].0, steady,
         "the peer that finishes its frames stays"

@@ -128,6 +128,7 @@ fn deliver_drives_one_channels_handlers_and_the_client_sees_what_they_sent() {
     let error = got[5].get("error").unwrap().to_string();
     assert!(error.contains("missing field `y`"), "{error}");
     assert_eq!(got[5].get_str("for"), Some("move"));
+    assert_eq!(server.stats().out_of_band, 1);
 }
 
 #[test]
