@@ -5,11 +5,10 @@
 use std::io::Write;
 
 use chrono::{Local, TimeZone};
-use netlib::{handler, ClientContext, Listener, Message};
+use netlib::{handler, ChannelId, ClientContext, Listener, Message};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-use crate::protocol::{RoomEntry, WhoEntry};
+use crate::protocol::{Join, Kick, Op, Quit, Request, Say, SayPrivately, ServerMsg, SetNickname, Who};
 use crate::sanitize::sanitize;
 
 /// The help text for `/help`.
@@ -128,24 +127,33 @@ impl Command {
         }
     }
 
-    /// The message this command sends, if it sends one.
-    pub fn to_message(&self) -> Option<Value> {
+    /// The request this command sends, if it sends one.
+    pub fn to_request(&self) -> Option<Request> {
         Some(match self {
-            Command::Say(text) => json!({"action": "message", "message": text}),
-            Command::Nick(n) => json!({"action": "nickname", "nickname": n}),
-            Command::Private { to, text } => {
-                json!({"action": "private", "to": to, "message": text})
-            }
-            Command::Who(None) => json!({"action": "who"}),
-            Command::Who(Some(r)) => json!({"action": "who", "room": r}),
-            Command::Join(r) => json!({"action": "join", "room": r}),
-            Command::Part => json!({"action": "part"}),
-            Command::Rooms => json!({"action": "rooms"}),
-            Command::Op(p) => json!({"action": "op", "password": p}),
-            Command::Kick { nick, reason } => {
-                json!({"action": "kick", "nickname": nick, "reason": reason})
-            }
-            Command::Quit(reason) => json!({"action": "quit", "reason": reason}),
+            Command::Say(text) => Request::Message(Say {
+                message: text.clone(),
+            }),
+            Command::Nick(n) => Request::Nickname(SetNickname {
+                nickname: n.clone(),
+            }),
+            Command::Private { to, text } => Request::Private(SayPrivately {
+                to: to.clone(),
+                message: text.clone(),
+            }),
+            Command::Who(room) => Request::Who(Who { room: room.clone() }),
+            Command::Join(r) => Request::Join(Join { room: r.clone() }),
+            Command::Part => Request::Part,
+            Command::Rooms => Request::Rooms,
+            Command::Op(p) => Request::Op(Op {
+                password: p.clone(),
+            }),
+            Command::Kick { nick, reason } => Request::Kick(Kick {
+                nickname: nick.clone(),
+                reason: reason.clone(),
+            }),
+            Command::Quit(reason) => Request::Quit(Quit {
+                reason: reason.clone(),
+            }),
             Command::Help | Command::Invalid(_) => return None,
         })
     }
@@ -169,6 +177,8 @@ pub struct ChatView {
     pub nick: String,
     /// Our room as the server last confirmed it.
     pub room: String,
+    /// Our channel id, from `connected` (or `welcome`): notices about us carry it.
+    pub me: Option<ChannelId>,
 }
 
 impl ChatView {
@@ -179,6 +189,7 @@ impl ChatView {
             ending: None,
             nick: crate::protocol::ANONYMOUS.into(),
             room: String::new(),
+            me: None,
         }
     }
 
@@ -202,93 +213,6 @@ impl ChatView {
 /// `s` sanitized, for printing.
 fn s(text: &str) -> String {
     sanitize(text)
-}
-
-#[derive(Deserialize)]
-struct Said {
-    message: String,
-    who: String,
-    #[serde(default)]
-    time: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Private {
-    message: String,
-    who: String,
-    to: String,
-    #[serde(default)]
-    time: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Players {
-    players: Vec<String>,
-    #[serde(default)]
-    room: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Members {
-    room: String,
-    count: usize,
-    joined: Vec<String>,
-    left: Vec<String>,
-    renamed: Vec<(String, String)>,
-    time: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Joined {
-    nickname: String,
-    room: String,
-    time: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Left {
-    nickname: String,
-    room: String,
-    reason: String,
-    time: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Renamed {
-    from: String,
-    to: String,
-    time: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Welcome {
-    nickname: String,
-    room: String,
-    members: usize,
-    time: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct WhoReply {
-    users: Vec<WhoEntry>,
-}
-
-#[derive(Deserialize)]
-struct RoomsReply {
-    rooms: Vec<RoomEntry>,
-}
-
-#[derive(Deserialize)]
-struct Kicked {
-    by: String,
-    reason: String,
-    time: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Refused {
-    request: String,
-    text: String,
 }
 
 #[derive(Deserialize)]
@@ -318,128 +242,138 @@ impl ChatView {
         );
         self.ending.get_or_insert(Ending::Disconnected);
     }
-    fn network_message(&mut self, _: &mut ClientContext<'_>, m: Said) {
-        self.line(m.time, &format!("<{}> {}", s(&m.who), s(&m.message)));
+    fn network_connected(&mut self, _: &mut ClientContext<'_>, m: &Message) {
+        self.me = m.get("id").and_then(|v| v.as_u64()).map(ChannelId::from_serial);
     }
-    fn network_private(&mut self, _: &mut ClientContext<'_>, m: Private) {
-        self.line(
-            m.time,
-            &format!("*{}* -> {}: {}", s(&m.who), s(&m.to), s(&m.message)),
-        );
-    }
-    fn network_players(&mut self, _: &mut ClientContext<'_>, m: Players) {
-        let room = m
-            .room
-            .map(|r| format!("#{}", s(&r)))
-            .unwrap_or_else(|| "the room".into());
-        let names: Vec<String> = m.players.iter().map(|p| s(p)).collect();
-        self.line(None, &format!("* in {room}: {}", names.join(", ")));
-    }
-    fn network_members(&mut self, _: &mut ClientContext<'_>, m: Members) {
-        let mut parts = vec![format!("{} members", m.count)];
-        if !m.joined.is_empty() {
-            parts.push(format!(
-                "joined: {}",
-                m.joined.iter().map(|n| s(n)).collect::<Vec<_>>().join(", ")
-            ));
-        }
-        if !m.left.is_empty() {
-            parts.push(format!(
-                "left: {}",
-                m.left.iter().map(|n| s(n)).collect::<Vec<_>>().join(", ")
-            ));
-        }
-        for (a, b) in &m.renamed {
-            parts.push(format!("{} is now {}", s(a), s(b)));
-        }
-        self.line(m.time, &format!("* #{}: {}", s(&m.room), parts.join("; ")));
-    }
-    fn network_joined(&mut self, _: &mut ClientContext<'_>, m: Joined) {
-        self.line(
-            m.time,
-            &format!("* {} joined #{}", s(&m.nickname), s(&m.room)),
-        );
-    }
-    fn network_left(&mut self, _: &mut ClientContext<'_>, m: Left) {
-        self.line(
-            m.time,
-            &format!(
-                "* {} left #{} ({})",
-                s(&m.nickname),
-                s(&m.room),
-                s(&m.reason)
+
+    /// Shows one server message.
+    fn show(&mut self, m: ServerMsg<'_>) {
+        match m {
+            ServerMsg::Message {
+                message, who, time, ..
+            } => self.line(Some(time), &format!("<{}> {}", s(&who), s(&message))),
+            ServerMsg::Private {
+                message,
+                who,
+                to,
+                time,
+            } => self.line(
+                Some(time),
+                &format!("*{}* -> {}: {}", s(&who), s(&to), s(&message)),
             ),
-        );
-    }
-    fn network_renamed(&mut self, _: &mut ClientContext<'_>, m: Renamed) {
-        if m.from == self.nick {
-            self.nick = m.to.clone();
-            self.line(m.time, &format!("* you are now known as {}", s(&m.to)));
-        } else {
-            self.line(
-                m.time,
-                &format!("* {} is now known as {}", s(&m.from), s(&m.to)),
-            );
+            ServerMsg::Players { players, room } => {
+                let room = if room.is_empty() {
+                    "the room".to_owned()
+                } else {
+                    format!("#{}", s(&room))
+                };
+                let names: Vec<String> = players.iter().map(|p| s(p)).collect();
+                self.line(None, &format!("* in {room}: {}", names.join(", ")));
+            }
+            ServerMsg::Members {
+                room,
+                count,
+                joined,
+                left,
+                renamed,
+                time,
+            } => {
+                let list = |v: &[String]| v.iter().map(|n| s(n)).collect::<Vec<_>>().join(", ");
+                let mut parts = vec![format!("{count} members")];
+                if !joined.is_empty() {
+                    parts.push(format!("joined: {}", list(&joined)));
+                }
+                if !left.is_empty() {
+                    parts.push(format!("left: {}", list(&left)));
+                }
+                for (a, b) in &renamed {
+                    parts.push(format!("{} is now {}", s(a), s(b)));
+                }
+                self.line(Some(time), &format!("* #{}: {}", s(&room), parts.join("; ")));
+            }
+            ServerMsg::Joined {
+                nickname,
+                room,
+                time,
+                ..
+            } => self.line(
+                Some(time),
+                &format!("* {} joined #{}", s(&nickname), s(&room)),
+            ),
+            ServerMsg::Left {
+                nickname,
+                room,
+                reason,
+                time,
+                ..
+            } => self.line(
+                Some(time),
+                &format!("* {} left #{} ({})", s(&nickname), s(&room), s(&reason)),
+            ),
+            ServerMsg::Renamed {
+                from, to, id, time, ..
+            } => {
+                if Some(id) == self.me {
+                    self.nick = to.to_string();
+                    self.line(Some(time), &format!("* you are now known as {}", s(&to)));
+                } else {
+                    self.line(
+                        Some(time),
+                        &format!("* {} is now known as {}", s(&from), s(&to)),
+                    );
+                }
+            }
+            ServerMsg::Welcome {
+                nickname,
+                id,
+                room,
+                members,
+                time,
+            } => {
+                self.me = Some(id);
+                self.nick = nickname.into_owned();
+                self.room = room.into_owned();
+                let text = format!(
+                    "* you are {} in #{} ({} members)",
+                    s(&self.nick),
+                    s(&self.room),
+                    members
+                );
+                self.line(Some(time), &text);
+            }
+            ServerMsg::Who { users, .. } => {
+                self.line(None, &format!("* {} user(s):", users.len()));
+                for u in users {
+                    self.plain(&format!("    {} (#{})", s(&u.nickname), s(&u.room)));
+                }
+            }
+            ServerMsg::Rooms { rooms } => {
+                self.line(None, &format!("* {} room(s):", rooms.len()));
+                for r in rooms {
+                    self.plain(&format!("    #{} ({} members)", s(&r.name), r.members));
+                }
+            }
+            ServerMsg::Op { .. } => self.line(None, "* you are an operator now"),
+            ServerMsg::Kicked { by, reason, time } => self.line(
+                Some(time),
+                &format!("! you were kicked by {}: {}", s(&by), s(&reason)),
+            ),
+            ServerMsg::Refused { request, text, .. } => {
+                let what = if request.is_empty() {
+                    "request".to_owned()
+                } else {
+                    s(&request)
+                };
+                self.line(None, &format!("! {what} refused: {}", s(&text)));
+            }
         }
-    }
-    fn network_welcome(&mut self, _: &mut ClientContext<'_>, m: Welcome) {
-        self.nick = m.nickname;
-        self.room = m.room;
-        let text = format!(
-            "* you are {} in #{} ({} members)",
-            s(&self.nick),
-            s(&self.room),
-            m.members
-        );
-        self.line(m.time, &text);
-    }
-    fn network_who(&mut self, _: &mut ClientContext<'_>, m: WhoReply) {
-        self.line(None, &format!("* {} user(s):", m.users.len()));
-        for u in m.users {
-            self.plain(&format!("    {} (#{})", s(&u.nickname), s(&u.room)));
-        }
-    }
-    fn network_rooms(&mut self, _: &mut ClientContext<'_>, m: RoomsReply) {
-        self.line(None, &format!("* {} room(s):", m.rooms.len()));
-        for r in m.rooms {
-            self.plain(&format!("    #{} ({} members)", s(&r.name), r.members));
-        }
-    }
-    fn network_op(&mut self, _: &mut ClientContext<'_>, _: &Message) {
-        self.line(None, "* you are an operator now");
-    }
-    fn network_kicked(&mut self, _: &mut ClientContext<'_>, m: Kicked) {
-        self.line(
-            m.time,
-            &format!("! you were kicked by {}: {}", s(&m.by), s(&m.reason)),
-        );
-    }
-    fn network_refused(&mut self, _: &mut ClientContext<'_>, m: Refused) {
-        let what = if m.request.is_empty() {
-            "request".to_owned()
-        } else {
-            s(&m.request)
-        };
-        self.line(None, &format!("! {what} refused: {}", s(&m.text)));
     }
 }
 
 handler!(ChatView, "socketConnect" => network_socket_connect);
 handler!(ChatView, "error" => network_error);
 handler!(ChatView, "disconnected" => network_disconnected);
-handler!(ChatView, "message" => network_message);
-handler!(ChatView, "private" => network_private);
-handler!(ChatView, "players" => network_players);
-handler!(ChatView, "members" => network_members);
-handler!(ChatView, "joined" => network_joined);
-handler!(ChatView, "left" => network_left);
-handler!(ChatView, "renamed" => network_renamed);
-handler!(ChatView, "welcome" => network_welcome);
-handler!(ChatView, "who" => network_who);
-handler!(ChatView, "rooms" => network_rooms);
-handler!(ChatView, "op" => network_op);
-handler!(ChatView, "kicked" => network_kicked);
-handler!(ChatView, "refused" => network_refused);
+handler!(ChatView, "connected" => network_connected);
 
 impl Listener for ChatView {
     fn out_of_band(&mut self, _: &mut ClientContext<'_>, oob: netlib::OutOfBand) {
@@ -452,9 +386,12 @@ impl Listener for ChatView {
         );
     }
 
+    /// Every server message but the synthetic events: shown if it is one of the protocol's,
+    /// printed raw (sanitized) otherwise.
     fn unhandled(&mut self, _: &mut ClientContext<'_>, msg: &Message) {
-        if msg.action() != "connected" {
-            self.line(None, &format!("* {}", s(&msg.as_value().to_string())));
+        match msg.parse::<ServerMsg<'static>>() {
+            Ok(m) => self.show(m),
+            Err(_) => self.line(None, &format!("* {}", s(&msg.as_value().to_string()))),
         }
     }
 }
@@ -530,15 +467,24 @@ mod tests {
     }
 
     #[test]
-    fn commands_become_protocol_messages() {
+    fn commands_become_requests() {
         assert_eq!(
-            Command::Say("hi".into()).to_message(),
-            Some(json!({"action": "message", "message": "hi"}))
+            Command::Say("hi".into()).to_request(),
+            Some(Request::Message(Say {
+                message: "hi".into()
+            }))
         );
         assert_eq!(
-            Command::Nick("bob".into()).to_message(),
-            Some(json!({"action": "nickname", "nickname": "bob"}))
+            Command::Kick {
+                nick: "eve".into(),
+                reason: None
+            }
+            .to_request(),
+            Some(Request::Kick(Kick {
+                nickname: "eve".into(),
+                reason: None
+            }))
         );
-        assert_eq!(Command::Help.to_message(), None);
+        assert_eq!(Command::Help.to_request(), None);
     }
 }

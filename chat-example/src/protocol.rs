@@ -5,6 +5,9 @@
 //! `left`, `renamed`, `welcome`, `who`, `rooms`, `op`, `kicked`, `refused`. The first two of
 //! each list and `players` are PodSixNet's chat example, unchanged.
 
+use std::borrow::Cow;
+
+use netlib::ChannelId;
 use serde::{Deserialize, Serialize};
 
 /// The room everyone starts in.
@@ -22,6 +25,49 @@ pub const DEFAULT_FULL_LIST_MAX: usize = 50;
 /// delta per room per pump instead; larger rooms get no membership traffic (ask with `who`).
 pub const DEFAULT_NOTICE_MAX: usize = 1000;
 
+/// How much membership traffic a room gets, by its size: the one place the room-size policy
+/// lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomPolicy {
+    /// Rooms up to this size get full `players` lists and per-change notices.
+    pub full_list_max: usize,
+    /// Rooms up to this size (and above `full_list_max`) get `members` deltas; larger ones none.
+    pub notice_max: usize,
+}
+
+/// What [`RoomPolicy::tier`] decides for a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// PodSixNet's behaviour: a `players` list (one per pump) and a notice per change.
+    FullList,
+    /// One `members` delta per pump.
+    Deltas,
+    /// Nothing; ask with `who`.
+    Quiet,
+}
+
+impl Default for RoomPolicy {
+    fn default() -> Self {
+        RoomPolicy {
+            full_list_max: DEFAULT_FULL_LIST_MAX,
+            notice_max: DEFAULT_NOTICE_MAX,
+        }
+    }
+}
+
+impl RoomPolicy {
+    /// The traffic a room of `size` members gets.
+    pub fn tier(&self, size: usize) -> Tier {
+        if size <= self.full_list_max {
+            Tier::FullList
+        } else if size <= self.notice_max {
+            Tier::Deltas
+        } else {
+            Tier::Quiet
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch, the `time` of every relayed message.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -32,21 +78,21 @@ pub fn now_ms() -> u64 {
 // ---------------------------------------------------------------- client to server
 
 /// `{"action": "nickname", "nickname": S}`: set or change your nickname (PodSixNet's).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetNickname {
     /// The new nickname.
     pub nickname: String,
 }
 
 /// `{"action": "message", "message": S}`: say something to your room (PodSixNet's).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Say {
     /// The text; 1 to 2000 characters.
     pub message: String,
 }
 
 /// `{"action": "private", "to": NICK, "message": S}`: a message only `to` (and you) see.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SayPrivately {
     /// The recipient's nickname (case-insensitive).
     pub to: String,
@@ -55,43 +101,71 @@ pub struct SayPrivately {
 }
 
 /// `{"action": "who"}` or `{"action": "who", "room": R}`: list users (all, or one room's).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Who {
     /// Only this room's members, if given.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<String>,
 }
 
 /// `{"action": "join", "room": R}`: leave your room and enter `room` (made if new).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Join {
     /// The room's name.
     pub room: String,
 }
 
 /// `{"action": "quit"}` or `{"action": "quit", "reason": S}`: leave; the others see the reason.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quit {
     /// Why, shown to the others.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
 /// `{"action": "op", "password": S}`: become an operator.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Op {
     /// The operator password the server was started with.
     pub password: String,
 }
 
 /// `{"action": "kick", "nickname": NICK, "reason": S}`: disconnect a user (operators only).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kick {
     /// Who to kick.
     pub nickname: String,
     /// Why, shown to them and to their room.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// Every request a client sends, tagged by its action: what the terminal client, the tests and
+/// any Rust bot build and send (`client.send(&Request::Part)`), and what the server's handlers
+/// take apart (each handler takes the variant's payload type).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Request {
+    /// `nickname`.
+    Nickname(SetNickname),
+    /// `message`.
+    Message(Say),
+    /// `private`.
+    Private(SayPrivately),
+    /// `who`.
+    Who(Who),
+    /// `join`.
+    Join(Join),
+    /// `{"action": "part"}`: back to the default room.
+    Part,
+    /// `{"action": "rooms"}`: list the rooms.
+    Rooms,
+    /// `op`.
+    Op(Op),
+    /// `kick`.
+    Kick(Kick),
+    /// `quit`.
+    Quit(Quit),
 }
 
 // ---------------------------------------------------------------- server to client
@@ -117,43 +191,44 @@ pub struct RoomEntry {
 /// Everything the server sends. Serialized with `"action"` as the tag, e.g.
 /// `{"action": "message", "message": "hi", "who": "alice", "room": "lobby", "time": 1700000000000}`.
 /// `time` is always the server's clock in milliseconds since the Unix epoch.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum ServerMsg<'a> {
     /// A room message (PodSixNet's, plus `room` and `time`). `who` is the sender's nickname as
     /// the server knows it.
     Message {
         /// The text.
-        message: &'a str,
+        message: Cow<'a, str>,
         /// The sender.
-        who: &'a str,
+        who: Cow<'a, str>,
         /// The room it was said in.
-        room: &'a str,
+        room: Cow<'a, str>,
         /// Server time (ms).
         time: u64,
     },
     /// A private message, sent to the recipient and echoed to the sender.
     Private {
         /// The text.
-        message: &'a str,
+        message: Cow<'a, str>,
         /// The sender.
-        who: &'a str,
+        who: Cow<'a, str>,
         /// The recipient.
-        to: &'a str,
+        to: Cow<'a, str>,
         /// Server time (ms).
         time: u64,
     },
     /// The full member list of your room (PodSixNet's, plus `room`), sorted by nickname.
     Players {
         /// Nicknames.
-        players: Vec<&'a str>,
-        /// The room.
-        room: &'a str,
+        players: Vec<Cow<'a, str>>,
+        /// The room (PodSixNet's own server sends none).
+        #[serde(default)]
+        room: Cow<'a, str>,
     },
     /// Membership changes of a large room since the last update, sent at most once per pump.
     Members {
         /// The room.
-        room: &'a str,
+        room: Cow<'a, str>,
         /// Members now.
         count: usize,
         /// Nicknames that joined.
@@ -168,40 +243,49 @@ pub enum ServerMsg<'a> {
     /// Someone entered your room.
     Joined {
         /// Their nickname.
-        nickname: &'a str,
+        nickname: Cow<'a, str>,
+        /// Their channel id (a client knows its own from `welcome`).
+        id: ChannelId,
         /// The room.
-        room: &'a str,
+        room: Cow<'a, str>,
         /// Server time (ms).
         time: u64,
     },
     /// Someone left your room (quit, disconnected, kicked or went to another room).
     Left {
         /// Their nickname.
-        nickname: &'a str,
+        nickname: Cow<'a, str>,
+        /// Their channel id.
+        id: ChannelId,
         /// The room.
-        room: &'a str,
+        room: Cow<'a, str>,
         /// Why.
-        reason: &'a str,
+        reason: Cow<'a, str>,
         /// Server time (ms).
         time: u64,
     },
     /// Someone in your room (or you) changed nickname.
     Renamed {
         /// The old nickname.
-        from: &'a str,
+        from: Cow<'a, str>,
+        /// Whose nickname it is: a client compares it with its own id, never nicknames (two
+        /// users may both be `anonymous`).
+        id: ChannelId,
         /// The new nickname.
-        to: &'a str,
+        to: Cow<'a, str>,
         /// The room.
-        room: &'a str,
+        room: Cow<'a, str>,
         /// Server time (ms).
         time: u64,
     },
     /// You are in `room` now, as `nickname`.
     Welcome {
         /// Your nickname.
-        nickname: &'a str,
+        nickname: Cow<'a, str>,
+        /// Your channel id, as in the `connected` message.
+        id: ChannelId,
         /// The room.
-        room: &'a str,
+        room: Cow<'a, str>,
         /// Members of the room, you included.
         members: usize,
         /// Server time (ms).
@@ -212,7 +296,8 @@ pub enum ServerMsg<'a> {
         /// The users.
         users: Vec<WhoEntry>,
         /// The room asked about, if any.
-        room: Option<&'a str>,
+        #[serde(default)]
+        room: Option<Cow<'a, str>>,
     },
     /// Reply to `rooms`, sorted by name.
     Rooms {
@@ -227,20 +312,20 @@ pub enum ServerMsg<'a> {
     /// You were kicked; the server closes the connection after this.
     Kicked {
         /// The operator.
-        by: &'a str,
+        by: Cow<'a, str>,
         /// Why.
-        reason: &'a str,
+        reason: Cow<'a, str>,
         /// Server time (ms).
         time: u64,
     },
     /// A request was refused; nothing was relayed and the connection stays usable.
     Refused {
         /// The action that was refused (empty when the frame was not a message at all).
-        request: &'a str,
+        request: Cow<'a, str>,
         /// A stable code, e.g. `nickname-taken` (see the crate README for the list).
-        code: &'a str,
+        code: Cow<'a, str>,
         /// A human-readable explanation.
-        text: &'a str,
+        text: Cow<'a, str>,
     },
 }
 
@@ -251,6 +336,11 @@ pub struct Refusal {
     pub code: &'static str,
     /// e.g. `nickname "bob" is taken`.
     pub text: String,
+}
+
+/// A borrowed string for a [`ServerMsg`] field.
+pub fn c(s: &str) -> Cow<'_, str> {
+    Cow::Borrowed(s)
 }
 
 impl Refusal {
@@ -350,9 +440,9 @@ mod tests {
     #[test]
     fn server_messages_have_podsixnet_shapes() {
         let v = serde_json::to_value(ServerMsg::Message {
-            message: "hi",
-            who: "bob",
-            room: "lobby",
+            message: c("hi"),
+            who: c("bob"),
+            room: c("lobby"),
             time: 5,
         })
         .unwrap();
@@ -361,13 +451,41 @@ mod tests {
             serde_json::json!({"action": "message", "message": "hi", "who": "bob", "room": "lobby", "time": 5})
         );
         let v = serde_json::to_value(ServerMsg::Players {
-            players: vec!["a", "b"],
-            room: "lobby",
+            players: vec![c("a"), c("b")],
+            room: c("lobby"),
         })
         .unwrap();
         assert_eq!(
             v,
             serde_json::json!({"action": "players", "players": ["a", "b"], "room": "lobby"})
+        );
+        // What a client parses is what the server sent.
+        let back: ServerMsg<'static> = serde_json::from_value(v).unwrap();
+        assert_eq!(back, ServerMsg::Players { players: vec![c("a"), c("b")], room: c("lobby") });
+    }
+
+    #[test]
+    fn requests_have_podsixnet_shapes() {
+        let wire = |r: &Request| serde_json::to_value(r).unwrap();
+        assert_eq!(wire(&Request::Part), serde_json::json!({"action": "part"}));
+        assert_eq!(
+            wire(&Request::Nickname(SetNickname { nickname: "bob".into() })),
+            serde_json::json!({"action": "nickname", "nickname": "bob"})
+        );
+        assert_eq!(
+            wire(&Request::Who(Who { room: None })),
+            serde_json::json!({"action": "who"})
+        );
+        let kick = Request::Kick(Kick { nickname: "eve".into(), reason: Some("spam".into()) });
+        assert_eq!(serde_json::from_value::<Request>(wire(&kick)).unwrap(), kick);
+    }
+
+    #[test]
+    fn the_room_policy_has_three_tiers() {
+        let p = RoomPolicy { full_list_max: 2, notice_max: 4 };
+        assert_eq!(
+            [1, 2, 3, 4, 5].map(|n| p.tier(n)),
+            [Tier::FullList, Tier::FullList, Tier::Deltas, Tier::Deltas, Tier::Quiet]
         );
     }
 }

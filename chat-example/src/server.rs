@@ -2,40 +2,35 @@
 //! whose handlers (one per action, registered with `netlib::handler!`) call into it.
 
 use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use indexmap::IndexSet;
 
-use netlib::{
-    handler, Channel, ChannelContext, ChannelId, CloseReason, Error, Message, OutOfBand,
-    ServerContext, ServerHandler,
-};
+use netlib::{handler, ChannelId, CloseReason, Error, Message, OutOfBand, ServerContext, ServerHandler};
 
 use crate::protocol::{
-    check_message, check_name, now_ms, Join, Kick, Op, Quit, Refusal, RoomEntry, Say, SayPrivately,
-    ServerMsg, SetNickname, Who, WhoEntry, ANONYMOUS, DEFAULT_FULL_LIST_MAX, DEFAULT_NOTICE_MAX,
-    DEFAULT_ROOM,
+    c, check_message, check_name, now_ms, Join, Kick, Op, Quit, Refusal, RoomEntry, RoomPolicy,
+    Say, SayPrivately, ServerMsg, SetNickname, Tier, Who, WhoEntry, ANONYMOUS, DEFAULT_ROOM,
 };
 
-type Hub<'a> = ServerContext<'a, ChatChannel>;
+/// All chat state lives in [`Chat`], keyed by channel id: channels carry none.
+type Hub<'a> = ServerContext<'a, ()>;
 
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The operator password; `None` disables `op`.
     pub op_password: Option<String>,
-    /// Rooms up to this size get full `players` lists and per-change notices.
-    pub full_list_max: usize,
-    /// Rooms up to this size (and above `full_list_max`) get `members` deltas; larger ones none.
-    pub notice_max: usize,
+    /// Which rooms get which membership traffic.
+    pub rooms: RoomPolicy,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             op_password: None,
-            full_list_max: DEFAULT_FULL_LIST_MAX,
-            notice_max: DEFAULT_NOTICE_MAX,
+            rooms: RoomPolicy::default(),
         }
     }
 }
@@ -60,17 +55,6 @@ struct Room {
     renamed: Vec<(String, String)>,
 }
 
-/// How much membership traffic a room gets, by size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tier {
-    /// PodSixNet's behaviour: `players` list and a notice per change.
-    FullList,
-    /// One `members` delta per pump.
-    Deltas,
-    /// Nothing; ask with `who`.
-    Quiet,
-}
-
 /// The chat server's state: every user and room.
 #[derive(Debug, Default)]
 pub struct Chat {
@@ -82,11 +66,6 @@ pub struct Chat {
     /// Rooms with membership updates to send at the end of the pump.
     dirty_rooms: HashSet<String>,
 }
-
-/// The per-client channel. All state lives in [`Chat`], keyed by channel id, so that
-/// handlers can see every user's nickname and room.
-#[derive(Debug)]
-pub struct ChatChannel;
 
 fn send(hub: &mut Hub<'_>, id: ChannelId, msg: &ServerMsg<'_>) {
     if let Err(e) = hub.send_to(id, msg) {
@@ -109,13 +88,7 @@ impl Chat {
     }
 
     fn tier(&self, size: usize) -> Tier {
-        if size <= self.settings.full_list_max {
-            Tier::FullList
-        } else if size <= self.settings.notice_max {
-            Tier::Deltas
-        } else {
-            Tier::Quiet
-        }
+        self.settings.rooms.tier(size)
     }
 
     fn refuse(&self, hub: &mut Hub<'_>, id: ChannelId, request: &str, r: Refusal) {
@@ -129,9 +102,9 @@ impl Chat {
             hub,
             id,
             &ServerMsg::Refused {
-                request,
-                code: r.code,
-                text: &r.text,
+                request: c(request),
+                code: c(r.code),
+                text: c(&r.text),
             },
         );
     }
@@ -149,7 +122,7 @@ impl Chat {
         };
         match hub.encode(msg) {
             Ok(frame) => {
-                hub.send_frame_to_each(
+                hub.send_frame_to(
                     r.members.iter().copied().filter(|&m| Some(m) != except),
                     &frame,
                 );
@@ -171,8 +144,9 @@ impl Chat {
                     room_name,
                     Some(id),
                     &ServerMsg::Joined {
-                        nickname: &nick,
-                        room: room_name,
+                        nickname: c(&nick),
+                        id,
+                        room: c(room_name),
                         time,
                     },
                 );
@@ -191,7 +165,7 @@ impl Chat {
                     id,
                     &ServerMsg::Players {
                         players: self.member_nicks(room_name),
-                        room: room_name,
+                        room: c(room_name),
                     },
                 );
             }
@@ -202,8 +176,9 @@ impl Chat {
             hub,
             id,
             &ServerMsg::Welcome {
-                nickname: &nick,
-                room: room_name,
+                nickname: c(&nick),
+                id,
+                room: c(room_name),
                 members: size,
                 time,
             },
@@ -233,9 +208,10 @@ impl Chat {
                     &room_name,
                     None,
                     &ServerMsg::Left {
-                        nickname: &nick,
-                        room: &room_name,
-                        reason,
+                        nickname: c(&nick),
+                        id,
+                        room: c(&room_name),
+                        reason: c(reason),
                         time,
                     },
                 );
@@ -254,11 +230,11 @@ impl Chat {
         }
     }
 
-    fn member_nicks(&self, room: &str) -> Vec<&str> {
-        let mut v: Vec<&str> = self.rooms[room]
+    fn member_nicks(&self, room: &str) -> Vec<Cow<'_, str>> {
+        let mut v: Vec<Cow<'_, str>> = self.rooms[room]
             .members
             .iter()
-            .map(|m| self.users[m].nick.as_str())
+            .map(|m| c(&self.users[m].nick))
             .collect();
         v.sort_unstable_by_key(|n| n.to_lowercase());
         v
@@ -292,9 +268,10 @@ impl Chat {
         let time = now_ms();
         let size = self.rooms[&room_name].members.len();
         let notice = ServerMsg::Renamed {
-            from: &old,
-            to: &new,
-            room: &room_name,
+            from: c(&old),
+            to: c(&new),
+            id,
+            room: c(&room_name),
             time,
         };
         match self.tier(size) {
@@ -323,9 +300,9 @@ impl Chat {
         }
         let user = &self.users[&id];
         let msg = ServerMsg::Message {
-            message: &m.message,
-            who: &user.nick,
-            room: &user.room,
+            message: c(&m.message),
+            who: c(&user.nick),
+            room: c(&user.room),
             time: now_ms(),
         };
         self.to_room(hub, &user.room, None, &msg);
@@ -340,9 +317,9 @@ impl Chat {
             return self.refuse(hub, id, "private", r);
         };
         let msg = ServerMsg::Private {
-            message: &m.message,
-            who: &self.users[&id].nick,
-            to: &self.users[&to].nick,
+            message: c(&m.message),
+            who: c(&self.users[&id].nick),
+            to: c(&self.users[&to].nick),
             time: now_ms(),
         };
         send(hub, to, &msg);
@@ -382,7 +359,7 @@ impl Chat {
             id,
             &ServerMsg::Who {
                 users,
-                room: m.room.as_deref(),
+                room: m.room.as_deref().map(c),
             },
         );
     }
@@ -474,8 +451,8 @@ impl Chat {
             hub,
             target,
             &ServerMsg::Kicked {
-                by: &by,
-                reason: &reason,
+                by: c(&by),
+                reason: c(&reason),
                 time: now_ms(),
             },
         );
@@ -493,9 +470,9 @@ impl Chat {
 }
 
 impl ServerHandler for Chat {
-    type Channel = ChatChannel;
+    type Channel = ();
 
-    fn connected(&mut self, hub: &mut Hub<'_>, id: ChannelId, addr: SocketAddr) -> ChatChannel {
+    fn connected(&mut self, hub: &mut Hub<'_>, id: ChannelId, addr: SocketAddr) {
         log::info!("{id} connected from {addr}");
         self.users.insert(
             id,
@@ -507,14 +484,13 @@ impl ServerHandler for Chat {
             },
         );
         self.enter(hub, id, DEFAULT_ROOM);
-        ChatChannel
     }
 
     fn closed(
         &mut self,
         hub: &mut Hub<'_>,
         id: ChannelId,
-        _channel: ChatChannel,
+        _channel: (),
         reason: &CloseReason,
     ) {
         let why = match self.users.get(&id).and_then(|u| u.leaving.clone()) {
@@ -531,6 +507,14 @@ impl ServerHandler for Chat {
                 self.nicks.remove(&user.nick.to_lowercase());
             }
         }
+    }
+
+    fn unhandled(&mut self, hub: &mut Hub<'_>, id: ChannelId, msg: &Message) {
+        self.unknown_action(hub, id, msg);
+    }
+
+    fn out_of_band(&mut self, hub: &mut Hub<'_>, id: ChannelId, oob: OutOfBand) {
+        self.bad_input(hub, id, oob);
     }
 
     fn after_pump(&mut self, hub: &mut Hub<'_>) {
@@ -563,7 +547,7 @@ impl ServerHandler for Chat {
                         None,
                         &ServerMsg::Players {
                             players,
-                            room: &name,
+                            room: c(&name),
                         },
                     );
                 }
@@ -574,7 +558,7 @@ impl ServerHandler for Chat {
                         || !renamed.is_empty() =>
                 {
                     let msg = ServerMsg::Members {
-                        room: &name,
+                        room: c(&name),
                         count,
                         joined,
                         left,
@@ -589,75 +573,48 @@ impl ServerHandler for Chat {
     }
 }
 
-/// Runs `f` on the chat state with the channel hub and this channel's id: every handler below
-/// is one call into [`Chat`].
-fn on_chat<R>(
-    ctx: &mut ChannelContext<'_, ChatChannel>,
-    f: impl FnOnce(&mut Chat, &mut Hub<'_>, ChannelId) -> R,
-) -> R {
-    let id = ctx.id();
-    let (chat, hub) = ctx.split();
-    f(chat, hub, id)
-}
-
-impl ChatChannel {
-    fn network_nickname(&mut self, ctx: &mut ChannelContext<'_, Self>, m: SetNickname) {
-        on_chat(ctx, |chat, hub, id| chat.set_nickname(hub, id, m));
+// One line per action: each request is a typed payload handled on the chat state, with the
+// sender's channel id.
+impl Chat {
+    fn network_nickname(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: SetNickname) {
+        self.set_nickname(hub, from, m);
     }
-    fn network_message(&mut self, ctx: &mut ChannelContext<'_, Self>, m: Say) {
-        on_chat(ctx, |chat, hub, id| chat.say(hub, id, m));
+    fn network_message(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Say) {
+        self.say(hub, from, m);
     }
-    fn network_private(&mut self, ctx: &mut ChannelContext<'_, Self>, m: SayPrivately) {
-        on_chat(ctx, |chat, hub, id| chat.private(hub, id, m));
+    fn network_private(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: SayPrivately) {
+        self.private(hub, from, m);
     }
-    fn network_who(&mut self, ctx: &mut ChannelContext<'_, Self>, m: Who) {
-        on_chat(ctx, |chat, hub, id| chat.who(hub, id, m));
+    fn network_who(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Who) {
+        self.who(hub, from, m);
     }
-    fn network_rooms(&mut self, ctx: &mut ChannelContext<'_, Self>, _m: &Message) {
-        on_chat(ctx, |chat, hub, id| chat.rooms(hub, id));
+    fn network_rooms(&mut self, hub: &mut Hub<'_>, from: ChannelId, _m: &Message) {
+        self.rooms(hub, from);
     }
-    fn network_join(&mut self, ctx: &mut ChannelContext<'_, Self>, m: Join) {
-        on_chat(ctx, |chat, hub, id| chat.join(hub, id, m));
+    fn network_join(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Join) {
+        self.join(hub, from, m);
     }
-    fn network_part(&mut self, ctx: &mut ChannelContext<'_, Self>, _m: &Message) {
-        on_chat(ctx, |chat, hub, id| chat.part(hub, id));
+    fn network_part(&mut self, hub: &mut Hub<'_>, from: ChannelId, _m: &Message) {
+        self.part(hub, from);
     }
-    fn network_op(&mut self, ctx: &mut ChannelContext<'_, Self>, m: Op) {
-        on_chat(ctx, |chat, hub, id| chat.op(hub, id, m));
+    fn network_op(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Op) {
+        self.op(hub, from, m);
     }
-    fn network_kick(&mut self, ctx: &mut ChannelContext<'_, Self>, m: Kick) {
-        on_chat(ctx, |chat, hub, id| chat.kick(hub, id, m));
+    fn network_kick(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Kick) {
+        self.kick(hub, from, m);
     }
-    fn network_quit(&mut self, ctx: &mut ChannelContext<'_, Self>, m: Quit) {
-        on_chat(ctx, |chat, hub, id| chat.quit(hub, id, m));
+    fn network_quit(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Quit) {
+        self.quit(hub, from, m);
     }
-}
-
-handler!(ChatChannel, "nickname" => network_nickname);
-handler!(ChatChannel, "message" => network_message);
-handler!(ChatChannel, "private" => network_private);
-handler!(ChatChannel, "who" => network_who);
-handler!(ChatChannel, "rooms" => network_rooms);
-handler!(ChatChannel, "join" => network_join);
-handler!(ChatChannel, "part" => network_part);
-handler!(ChatChannel, "op" => network_op);
-handler!(ChatChannel, "kick" => network_kick);
-handler!(ChatChannel, "quit" => network_quit);
-
-impl Channel for ChatChannel {
-    type Server = Chat;
 
     /// Unknown actions get a `refused` reply (`unknown-action`).
-    fn unhandled(&mut self, ctx: &mut ChannelContext<'_, Self>, msg: &Message) {
-        let r = Refusal::new(
-            "unknown-action",
-            format!("unknown action {:?}", msg.action()),
-        );
-        on_chat(ctx, |chat, hub, id| chat.refuse(hub, id, msg.action(), r));
+    fn unknown_action(&mut self, hub: &mut Hub<'_>, id: ChannelId, msg: &Message) {
+        let r = Refusal::new("unknown-action", format!("unknown action {:?}", msg.action()));
+        self.refuse(hub, id, msg.action(), r);
     }
 
     /// Mistyped or missing fields get `bad-request`; frames that are not messages `bad-frame`.
-    fn out_of_band(&mut self, ctx: &mut ChannelContext<'_, Self>, oob: OutOfBand) {
+    fn bad_input(&mut self, hub: &mut Hub<'_>, id: ChannelId, oob: OutOfBand) {
         let (request, r) = match &oob.error {
             Error::Payload { action, source } => (
                 action.as_str(),
@@ -665,6 +622,17 @@ impl Channel for ChatChannel {
             ),
             other => ("", Refusal::new("bad-frame", other.to_string())),
         };
-        on_chat(ctx, |chat, hub, id| chat.refuse(hub, id, request, r));
+        self.refuse(hub, id, request, r);
     }
 }
+
+handler!(Chat, "nickname" => network_nickname);
+handler!(Chat, "message" => network_message);
+handler!(Chat, "private" => network_private);
+handler!(Chat, "who" => network_who);
+handler!(Chat, "rooms" => network_rooms);
+handler!(Chat, "join" => network_join);
+handler!(Chat, "part" => network_part);
+handler!(Chat, "op" => network_op);
+handler!(Chat, "kick" => network_kick);
+handler!(Chat, "quit" => network_quit);

@@ -106,8 +106,8 @@ impl Link {
     }
 
     /// Writes queued output; registers `WRITABLE` only while bytes remain. A closing session
-    /// whose output is all written sends end-of-stream and starts lingering; whatever the peer
-    /// already sent is read and dropped, up to `scratch.len()` bytes per call.
+    /// whose output is all written sends end-of-stream and starts lingering; on a server,
+    /// whatever the peer already sent is read and dropped (up to 16 reads of `scratch`).
     pub(crate) fn flush(
         &mut self,
         registry: &Registry,
@@ -124,6 +124,9 @@ impl Link {
                 match self.transport.shutdown_write() {
                     Ok(()) => {
                         self.session.linger(now);
+                        if self.session.reads_after_close() {
+                            return; // the driver reads and decodes what still arrives
+                        }
                         for _ in 0..16 {
                             if self.read_step(scratch, now) != Step::Data(scratch.len()) {
                                 break;

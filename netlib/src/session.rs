@@ -203,6 +203,23 @@ impl Session {
         &self.phase
     }
 
+    /// Whether received bytes are decoded: while open; on a client also while closing and
+    /// lingering, so that events keep arriving until the server closes its side (a server
+    /// stops reading a channel it closes).
+    fn reads(&self) -> bool {
+        match self.phase {
+            Phase::Open => true,
+            Phase::Closing(_) | Phase::Lingering { .. } => self.answers_pings,
+            Phase::Closed => false,
+        }
+    }
+
+    /// Whether input is still decoded after this side closes (a client's: the server's last
+    /// messages arrive until it closes its side).
+    pub(crate) fn reads_after_close(&self) -> bool {
+        self.answers_pings
+    }
+
     /// Open: reads input and takes output.
     pub(crate) fn is_open(&self) -> bool {
         self.phase == Phase::Open
@@ -229,9 +246,10 @@ impl Session {
         self.out = earlier;
     }
 
-    /// Bytes arrived at `now`. While lingering they are dropped.
+    /// Bytes arrived at `now`; dropped when the session no longer reads (a server channel
+    /// that is closing or lingering).
     pub(crate) fn receive(&mut self, bytes: &[u8], now: Instant) {
-        if self.phase != Phase::Open {
+        if !self.reads() {
             return;
         }
         self.decoder.push(bytes);
@@ -243,11 +261,12 @@ impl Session {
     }
 
     /// The next received frame, decoded; `None` when more bytes are needed, the message rate
-    /// limit says wait (see [`throttled`](Self::throttled)) or the session is not open. Heartbeat pings and pongs are answered or dropped here. A frame over the size
+    /// limit says wait (see [`throttled`](Self::throttled)) or the session no longer reads.
+    /// Heartbeat pings and pongs are answered or dropped here. A frame over the size
     /// limit queues `{"action": "error", "error": [90, "frame too large"]}` and starts closing
     /// ([`CloseReason::FrameTooLarge`]).
     pub(crate) fn next_inbound(&mut self, now: Instant) -> Option<Inbound> {
-        while self.phase == Phase::Open {
+        while self.reads() {
             if let Some(b) = self.guard.as_mut().and_then(|g| g.messages.as_mut()) {
                 if !b.ready(now) {
                     return None; // over the message rate: the rest waits

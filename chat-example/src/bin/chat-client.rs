@@ -64,7 +64,7 @@ fn run(args: Args) -> netlib::Result<ExitCode> {
 
     let mut awaiting_nick = true;
     if let Some(nick) = &args.nick {
-        client.send(&Command::Nick(nick.clone()).to_message())?;
+        client.send(&Command::Nick(nick.clone()).to_request())?;
         awaiting_nick = false;
     } else {
         print!("Nickname: ");
@@ -91,7 +91,7 @@ fn run(args: Args) -> netlib::Result<ExitCode> {
             if awaiting_nick {
                 let nick = line.trim();
                 if !nick.is_empty() {
-                    client.send(&Command::Nick(nick.to_owned()).to_message())?;
+                    client.send(&Command::Nick(nick.to_owned()).to_request())?;
                 }
                 awaiting_nick = false;
                 continue;
@@ -102,7 +102,7 @@ fn run(args: Args) -> netlib::Result<ExitCode> {
                 Some(Command::Invalid(text)) => view.plain(&format!("! {text}")),
                 Some(Command::Quit(reason)) => return quit(&mut client, &mut view, reason),
                 Some(cmd) => {
-                    if let Some(msg) = cmd.to_message() {
+                    if let Some(msg) = cmd.to_request() {
                         if let Err(e) = client.send(&msg) {
                             view.plain(&format!("! not sent: {e}"));
                         }
@@ -120,7 +120,7 @@ fn quit(
     view: &mut ChatView,
     reason: Option<String>,
 ) -> netlib::Result<ExitCode> {
-    let _ = client.send(&Command::Quit(reason).to_message());
+    let _ = client.send(&Command::Quit(reason).to_request());
     let closed = client.shutdown(QUIT_TIMEOUT)?;
     client.pump(view)?;
     if view.ending == Some(Ending::Failed) {

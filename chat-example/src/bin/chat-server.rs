@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use chat::protocol::RoomPolicy;
 use chat::server::{Chat, Settings};
 use chat::CodecArg;
 use clap::Parser;
@@ -54,12 +55,17 @@ fn main() -> ExitCode {
     }
     let settings = Settings {
         op_password,
-        full_list_max: args.full_list_max,
-        notice_max: args.notice_max,
+        rooms: RoomPolicy {
+            full_list_max: args.full_list_max,
+            notice_max: args.notice_max,
+        },
     };
+    // `announce_id`: clients learn their channel id, so notices about them are recognised
+    // whatever the nicknames.
     let config = Config::default()
         .max_connections(args.max_connections)
-        .codec(args.codec.into());
+        .codec(args.codec.into())
+        .announce_id(true);
     let mut server = match Server::bind(Chat::new(settings), &args.addrs, config) {
         Ok(s) => s,
         Err(e) => {
