@@ -45,8 +45,8 @@ impl RawPeer {
         self.stream.write_all(bytes).expect("write");
     }
 
-    /// Frames and writes a JSON value.
-    pub fn send(&mut self, value: &serde_json::Value) {
+    /// Frames and writes a message (anything serde serializes to a JSON object).
+    pub fn send<T: serde::Serialize + ?Sized>(&mut self, value: &T) {
         let frame = Codec::Json.encode(self.framing, value, 16 << 20).unwrap();
         self.write(&frame);
     }

@@ -8,7 +8,9 @@ use chrono::{Local, TimeZone};
 use netlib::{handler, ChannelId, ClientContext, Listener, Message};
 use serde::Deserialize;
 
-use crate::protocol::{Join, Kick, Op, Quit, Request, Say, SayPrivately, ServerMsg, SetNickname, Who};
+use crate::protocol::{
+    Join, Kick, Op, Quit, Request, Say, SayPrivately, ServerMsg, SetNickname, Who,
+};
 use crate::sanitize::sanitize;
 
 /// The help text for `/help`.
@@ -243,7 +245,10 @@ impl ChatView {
         self.ending.get_or_insert(Ending::Disconnected);
     }
     fn network_connected(&mut self, _: &mut ClientContext<'_>, m: &Message) {
-        self.me = m.get("id").and_then(|v| v.as_u64()).map(ChannelId::from_serial);
+        self.me = m
+            .get("id")
+            .and_then(|v| v.as_u64())
+            .map(ChannelId::from_serial);
     }
 
     /// Shows one server message.
@@ -289,7 +294,10 @@ impl ChatView {
                 for (a, b) in &renamed {
                     parts.push(format!("{} is now {}", s(a), s(b)));
                 }
-                self.line(Some(time), &format!("* #{}: {}", s(&room), parts.join("; ")));
+                self.line(
+                    Some(time),
+                    &format!("* #{}: {}", s(&room), parts.join("; ")),
+                );
             }
             ServerMsg::Joined {
                 nickname,

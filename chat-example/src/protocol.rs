@@ -461,7 +461,13 @@ mod tests {
         );
         // What a client parses is what the server sent.
         let back: ServerMsg<'static> = serde_json::from_value(v).unwrap();
-        assert_eq!(back, ServerMsg::Players { players: vec![c("a"), c("b")], room: c("lobby") });
+        assert_eq!(
+            back,
+            ServerMsg::Players {
+                players: vec![c("a"), c("b")],
+                room: c("lobby")
+            }
+        );
     }
 
     #[test]
@@ -469,23 +475,40 @@ mod tests {
         let wire = |r: &Request| serde_json::to_value(r).unwrap();
         assert_eq!(wire(&Request::Part), serde_json::json!({"action": "part"}));
         assert_eq!(
-            wire(&Request::Nickname(SetNickname { nickname: "bob".into() })),
+            wire(&Request::Nickname(SetNickname {
+                nickname: "bob".into()
+            })),
             serde_json::json!({"action": "nickname", "nickname": "bob"})
         );
         assert_eq!(
             wire(&Request::Who(Who { room: None })),
             serde_json::json!({"action": "who"})
         );
-        let kick = Request::Kick(Kick { nickname: "eve".into(), reason: Some("spam".into()) });
-        assert_eq!(serde_json::from_value::<Request>(wire(&kick)).unwrap(), kick);
+        let kick = Request::Kick(Kick {
+            nickname: "eve".into(),
+            reason: Some("spam".into()),
+        });
+        assert_eq!(
+            serde_json::from_value::<Request>(wire(&kick)).unwrap(),
+            kick
+        );
     }
 
     #[test]
     fn the_room_policy_has_three_tiers() {
-        let p = RoomPolicy { full_list_max: 2, notice_max: 4 };
+        let p = RoomPolicy {
+            full_list_max: 2,
+            notice_max: 4,
+        };
         assert_eq!(
             [1, 2, 3, 4, 5].map(|n| p.tier(n)),
-            [Tier::FullList, Tier::FullList, Tier::Deltas, Tier::Deltas, Tier::Quiet]
+            [
+                Tier::FullList,
+                Tier::FullList,
+                Tier::Deltas,
+                Tier::Deltas,
+                Tier::Quiet
+            ]
         );
     }
 }

@@ -1,13 +1,16 @@
-//! The chat server: [`Chat`] holds users and rooms; [`ChatChannel`] is the per-client channel
-//! whose handlers (one per action, registered with `netlib::handler!`) call into it.
+//! The chat server: [`Chat`] holds users and rooms, keyed by channel id, and handles every
+//! request itself (one handler per action on the server type, registered with
+//! `netlib::handler!`), so channels carry no state of their own.
 
-use std::collections::{HashMap, HashSet};
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use indexmap::IndexSet;
 
-use netlib::{handler, ChannelId, CloseReason, Error, Message, OutOfBand, ServerContext, ServerHandler};
+use netlib::{
+    handler, ChannelId, CloseReason, Error, Message, OutOfBand, ServerContext, ServerHandler,
+};
 
 use crate::protocol::{
     c, check_message, check_name, now_ms, Join, Kick, Op, Quit, Refusal, RoomEntry, RoomPolicy,
@@ -18,7 +21,7 @@ use crate::protocol::{
 type Hub<'a> = ServerContext<'a, ()>;
 
 /// Server settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
     /// The operator password; `None` disables `op`.
     pub op_password: Option<String>,
@@ -26,14 +29,6 @@ pub struct Settings {
     pub rooms: RoomPolicy,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            op_password: None,
-            rooms: RoomPolicy::default(),
-        }
-    }
-}
 
 #[derive(Debug)]
 struct User {
@@ -486,13 +481,7 @@ impl ServerHandler for Chat {
         self.enter(hub, id, DEFAULT_ROOM);
     }
 
-    fn closed(
-        &mut self,
-        hub: &mut Hub<'_>,
-        id: ChannelId,
-        _channel: (),
-        reason: &CloseReason,
-    ) {
+    fn closed(&mut self, hub: &mut Hub<'_>, id: ChannelId, _channel: (), reason: &CloseReason) {
         let why = match self.users.get(&id).and_then(|u| u.leaving.clone()) {
             Some(r) => r,
             None => match reason {
@@ -609,7 +598,10 @@ impl Chat {
 
     /// Unknown actions get a `refused` reply (`unknown-action`).
     fn unknown_action(&mut self, hub: &mut Hub<'_>, id: ChannelId, msg: &Message) {
-        let r = Refusal::new("unknown-action", format!("unknown action {:?}", msg.action()));
+        let r = Refusal::new(
+            "unknown-action",
+            format!("unknown action {:?}", msg.action()),
+        );
         self.refuse(hub, id, msg.action(), r);
     }
 

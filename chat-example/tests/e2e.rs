@@ -7,9 +7,15 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chat::protocol::{Join, Kick, Op, Quit, Request, Say, SayPrivately, SetNickname, Who};
 use netlib::{Client, Codec, Config, Framing, Message};
 use netlib_tests::{podsixnet_python, podsixnet_scripts, until, ChildGuard, RawPeer};
 use serde_json::{json, Value};
+
+/// A request as JSON, for lists that mix requests with hostile raw frames.
+fn wire(r: Request) -> Value {
+    serde_json::to_value(r).unwrap()
+}
 
 const SERVER: &str = env!("CARGO_BIN_EXE_chat-server");
 const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
@@ -136,13 +142,16 @@ impl Peer {
 
     fn join_with(addr: &str, nick: &str, config: Config) -> Self {
         let mut p = Peer::connect_with(addr, config);
-        p.send(json!({"action": "nickname", "nickname": nick}));
+        p.send(Request::Nickname(SetNickname {
+            nickname: nick.into(),
+        }));
         p.expect_where("renamed", |m| m.get_str("to") == Some(nick));
         p
     }
 
-    /// Queues `v` and pumps once, so it is written now (a netlib client writes on pump).
-    fn send(&mut self, v: Value) {
+    /// Queues `v` (a [`Request`], or raw JSON for hostile input) and pumps once, so it is
+    /// written now (a netlib client writes on pump).
+    fn send(&mut self, v: impl serde::Serialize) {
         self.client.send(&v).unwrap();
         self.inbox.extend(self.client.pump_messages().unwrap());
     }
@@ -179,11 +188,11 @@ impl Peer {
     /// Sends `who` and waits for the reply: everything the server meant for this peer before
     /// now is in the inbox afterwards.
     fn sync(&mut self) -> Message {
-        self.send(json!({"action": "who"}));
+        self.send(Request::Who(Who { room: None }));
         self.expect("who")
     }
 
-    fn refused(&mut self, request: Value) -> Message {
+    fn refused(&mut self, request: impl serde::Serialize) -> Message {
         self.send(request);
         self.expect("refused")
     }
@@ -232,7 +241,10 @@ fn private_messages_go_to_one_nickname_only() {
     let mut alice = Peer::join(&server.addr, "alice");
     let mut bob = Peer::join(&server.addr, "Bob");
     let mut carol = Peer::join(&server.addr, "carol");
-    alice.send(json!({"action": "private", "to": "bob", "message": "psst"}));
+    alice.send(Request::Private(SayPrivately {
+        to: "bob".into(),
+        message: "psst".into(),
+    }));
     for p in [&mut bob, &mut alice] {
         let m = p.expect("private");
         assert_eq!(m.get_str("who"), Some("alice"));
@@ -246,7 +258,10 @@ fn private_messages_go_to_one_nickname_only() {
     }
     carol.sync();
     assert!(!carol.has("private", |_| true));
-    let r = alice.refused(json!({"action": "private", "to": "nobody", "message": "hello?"}));
+    let r = alice.refused(Request::Private(SayPrivately {
+        to: "nobody".into(),
+        message: "hello?".into(),
+    }));
     assert_eq!(r.get_str("code"), Some("unknown-nickname"));
     assert_eq!(r.get_str("request"), Some("private"));
     server.stop();
@@ -257,7 +272,9 @@ fn rooms_scope_messages_and_player_lists() {
     let server = ChatServer::start(&[], &[]);
     let mut alice = Peer::join(&server.addr, "alice");
     let mut bob = Peer::join(&server.addr, "bob");
-    alice.send(json!({"action": "join", "room": "games"}));
+    alice.send(Request::Join(Join {
+        room: "games".into(),
+    }));
     let w = alice.expect_where("welcome", |m| m.get_str("room") == Some("games"));
     assert_eq!(w.get("members"), Some(&json!(1)));
     let left = bob.expect("left");
@@ -265,9 +282,13 @@ fn rooms_scope_messages_and_player_lists() {
     assert_eq!(left.get_str("reason"), Some("went to games"));
     bob.expect_where("players", |m| m.get("players") == Some(&json!(["bob"])));
 
-    alice.send(json!({"action": "message", "message": "in games"}));
+    alice.send(Request::Message(Say {
+        message: "in games".into(),
+    }));
     alice.expect_where("message", |m| m.get_str("room") == Some("games"));
-    bob.send(json!({"action": "message", "message": "in lobby"}));
+    bob.send(Request::Message(Say {
+        message: "in lobby".into(),
+    }));
     bob.expect("message");
     bob.sync();
     assert!(
@@ -277,7 +298,7 @@ fn rooms_scope_messages_and_player_lists() {
     alice.sync();
     assert!(!alice.has("message", |m| m.get_str("message") == Some("in lobby")));
 
-    alice.send(json!({"action": "rooms"}));
+    alice.send(Request::Rooms);
     let rooms = alice.expect("rooms");
     assert_eq!(
         rooms.get("rooms"),
@@ -290,28 +311,34 @@ fn rooms_scope_messages_and_player_lists() {
             &json!([{"nickname": "alice", "room": "games"}, {"nickname": "bob", "room": "lobby"}])
         )
     );
-    alice.send(json!({"action": "who", "room": "lobby"}));
+    alice.send(Request::Who(Who {
+        room: Some("lobby".into()),
+    }));
     assert_eq!(
         alice.expect("who").get("users"),
         Some(&json!([{"nickname": "bob", "room": "lobby"}]))
     );
 
-    alice.send(json!({"action": "part"}));
+    alice.send(Request::Part);
     alice.expect_where("welcome", |m| m.get_str("room") == Some("lobby"));
     assert_eq!(bob.expect("joined").get_str("nickname"), Some("alice"));
     assert_eq!(
-        alice.refused(json!({"action": "part"})).get_str("code"),
+        alice.refused(Request::Part).get_str("code"),
         Some("not-in-a-room")
     );
     assert_eq!(
         alice
-            .refused(json!({"action": "join", "room": "lobby"}))
+            .refused(Request::Join(Join {
+                room: "lobby".into()
+            }))
             .get_str("code"),
         Some("already-in-room")
     );
     assert_eq!(
         alice
-            .refused(json!({"action": "join", "room": "two words"}))
+            .refused(Request::Join(Join {
+                room: "two words".into()
+            }))
             .get_str("code"),
         Some("bad-name")
     );
@@ -330,7 +357,9 @@ fn join_leave_rename_and_quit_notices() {
     alice.expect_where("players", |m| {
         m.get("players") == Some(&json!(["alice", "anonymous"]))
     });
-    carol.send(json!({"action": "nickname", "nickname": "carol"}));
+    carol.send(Request::Nickname(SetNickname {
+        nickname: "carol".into(),
+    }));
     let r = alice.expect("renamed");
     assert_eq!(
         (r.get_str("from"), r.get_str("to")),
@@ -339,7 +368,9 @@ fn join_leave_rename_and_quit_notices() {
     alice.expect_where("players", |m| {
         m.get("players") == Some(&json!(["alice", "carol"]))
     });
-    carol.send(json!({"action": "quit", "reason": "dinner"}));
+    carol.send(Request::Quit(Quit {
+        reason: Some("dinner".into()),
+    }));
     carol.expect("disconnected");
     let left = alice.expect("left");
     assert_eq!(left.get_str("nickname"), Some("carol"));
@@ -359,15 +390,28 @@ fn kick_needs_an_operator_who_knows_the_password() {
     let mut alice = Peer::join(&server.addr, "alice");
     let mut bob = Peer::join(&server.addr, "bob");
     let mut carol = Peer::join(&server.addr, "carol");
-    let r = bob.refused(json!({"action": "kick", "nickname": "alice", "reason": "spam"}));
+    let r = bob.refused(Request::Kick(Kick {
+        nickname: "alice".into(),
+        reason: Some("spam".into()),
+    }));
     assert_eq!(r.get_str("code"), Some("not-operator"));
-    let r = bob.refused(json!({"action": "op", "password": "guess"}));
+    let r = bob.refused(Request::Op(Op {
+        password: "guess".into(),
+    }));
     assert_eq!(r.get_str("code"), Some("bad-password"));
-    bob.send(json!({"action": "op", "password": "sesame"}));
+    bob.send(Request::Op(Op {
+        password: "sesame".into(),
+    }));
     assert_eq!(bob.expect("op").get("granted"), Some(&json!(true)));
-    let r = bob.refused(json!({"action": "kick", "nickname": "zed"}));
+    let r = bob.refused(Request::Kick(Kick {
+        nickname: "zed".into(),
+        reason: None,
+    }));
     assert_eq!(r.get_str("code"), Some("unknown-nickname"));
-    bob.send(json!({"action": "kick", "nickname": "ALICE", "reason": "spam"}));
+    bob.send(Request::Kick(Kick {
+        nickname: "ALICE".into(),
+        reason: Some("spam".into()),
+    }));
     let k = alice.expect("kicked");
     assert_eq!(
         (k.get_str("by"), k.get_str("reason")),
@@ -391,8 +435,10 @@ fn kick_needs_an_operator_who_knows_the_password() {
     let server = ChatServer::start(&[], &[]);
     let mut dave = Peer::join(&server.addr, "dave");
     assert_eq!(
-        dave.refused(json!({"action": "op", "password": ""}))
-            .get_str("code"),
+        dave.refused(Request::Op(Op {
+            password: "".into()
+        }))
+        .get_str("code"),
         Some("op-disabled")
     );
     server.stop();
@@ -405,52 +451,71 @@ fn every_bad_request_gets_a_clear_refusal_and_nothing_is_relayed() {
     let mut bob = Peer::join(&server.addr, "bob");
     let cases = [
         (
-            json!({"action": "message", "message": "x".repeat(2001)}),
+            wire(Request::Message(Say {
+                message: "x".repeat(2001),
+            })),
             "message",
             "message-too-long",
         ),
         (
-            json!({"action": "message", "message": ""}),
+            wire(Request::Message(Say { message: "".into() })),
             "message",
             "empty-message",
         ),
         (
-            json!({"action": "nickname", "nickname": "bob"}),
+            wire(Request::Nickname(SetNickname {
+                nickname: "bob".into(),
+            })),
             "nickname",
             "nickname-taken",
         ),
         (
-            json!({"action": "nickname", "nickname": "BOB"}),
+            wire(Request::Nickname(SetNickname {
+                nickname: "BOB".into(),
+            })),
             "nickname",
             "nickname-taken",
         ),
         (
-            json!({"action": "nickname", "nickname": ""}),
+            wire(Request::Nickname(SetNickname {
+                nickname: "".into(),
+            })),
             "nickname",
             "empty-name",
         ),
         (
-            json!({"action": "nickname", "nickname": "n".repeat(33)}),
+            wire(Request::Nickname(SetNickname {
+                nickname: "n".repeat(33),
+            })),
             "nickname",
             "name-too-long",
         ),
         (
-            json!({"action": "nickname", "nickname": "two words"}),
+            wire(Request::Nickname(SetNickname {
+                nickname: "two words".into(),
+            })),
             "nickname",
             "bad-name",
         ),
         (
-            json!({"action": "nickname", "nickname": "bell\u{7}"}),
+            wire(Request::Nickname(SetNickname {
+                nickname: "bell\u{7}".into(),
+            })),
             "nickname",
             "bad-name",
         ),
         (
-            json!({"action": "nickname", "nickname": "anonymous"}),
+            wire(Request::Nickname(SetNickname {
+                nickname: "anonymous".into(),
+            })),
             "nickname",
             "nickname-reserved",
         ),
         (
-            json!({"action": "private", "to": "ghost", "message": "boo"}),
+            wire(Request::Private(SayPrivately {
+                to: "ghost".into(),
+                message: "boo".into(),
+            })),
             "private",
             "unknown-nickname",
         ),
@@ -467,7 +532,10 @@ fn every_bad_request_gets_a_clear_refusal_and_nothing_is_relayed() {
             "bad-request",
         ),
         (
-            json!({"action": "kick", "nickname": "bob"}),
+            wire(Request::Kick(Kick {
+                nickname: "bob".into(),
+                reason: None,
+            })),
             "kick",
             "not-operator",
         ),
@@ -484,7 +552,7 @@ fn every_bad_request_gets_a_clear_refusal_and_nothing_is_relayed() {
     raw.write(b"{oops\0---\0");
     let r = raw.recv_action("refused");
     assert_eq!(r.get_str("code"), Some("bad-frame"));
-    raw.send(&json!({"action": "rooms"}));
+    raw.send(&Request::Rooms);
     raw.recv_action("rooms");
 
     bob.sync();
@@ -663,9 +731,13 @@ fn the_terminal_client_strips_escape_sequences_and_prints_refusals() {
         out.any(|l| l.contains("you are now known as carol"))
     });
     let mut mallory = Peer::connect(&server.addr);
-    mallory.send(json!({"action": "nickname", "nickname": "mal\u{1b}[31m"}));
+    mallory.send(Request::Nickname(SetNickname {
+        nickname: "mal\u{1b}[31m".into(),
+    }));
     mallory.expect("refused");
-    mallory.send(json!({"action": "message", "message": "\u{1b}[2J\u{1b}]0;pwned\u{7}evil\u{202e} text\u{9b}31m\r\n"}));
+    mallory.send(Request::Message(Say {
+        message: "\u{1b}[2J\u{1b}]0;pwned\u{7}evil\u{202e} text\u{9b}31m\r\n".into(),
+    }));
     until("carol's client prints the message", || {
         out.any(|l| l.contains("evil"))
     });
@@ -735,13 +807,15 @@ fn a_room_of_ten_thousand_fills_and_a_message_reaches_everyone() {
         .map(|_| RawPeer::connect(addr, Framing::Terminator))
         .collect();
     let mut sender = Peer::join(&server.addr, "sender");
-    sender.send(json!({"action": "rooms"}));
+    sender.send(Request::Rooms);
     let rooms = sender.expect("rooms");
     assert_eq!(
         rooms.get("rooms"),
         Some(&json!([{"name": "lobby", "members": N}]))
     );
-    sender.send(json!({"action": "message", "message": "hello, everyone"}));
+    sender.send(Request::Message(Say {
+        message: "hello, everyone".into(),
+    }));
     for (i, p) in idle.iter_mut().enumerate() {
         let m = p.recv_action("message");
         assert_eq!(m.get_str("message"), Some("hello, everyone"), "member {i}");
@@ -786,7 +860,7 @@ fn out_of_file_descriptors_the_server_waits_and_accepts_later_without_spinning()
     until("the server runs out of file descriptors", || {
         stderr.any(|l| l.contains("Too many open files"))
     });
-    peer.send(json!({"action": "rooms"}));
+    peer.send(Request::Rooms);
     let accepted = peer.expect("rooms").get("rooms").unwrap()[0]["members"]
         .as_u64()
         .unwrap() as usize;
@@ -838,7 +912,9 @@ fn membership_traffic_shrinks_as_rooms_grow() {
             == 3,
         "a newcomer still gets the list"
     );
-    c.send(json!({"action": "nickname", "nickname": "c"}));
+    c.send(Request::Nickname(SetNickname {
+        nickname: "c".into(),
+    }));
     let d = b.expect_where("members", |m| {
         m.get("renamed").is_some_and(|r| r != &json!([]))
     });
@@ -855,7 +931,9 @@ fn membership_traffic_shrinks_as_rooms_grow() {
         e.inbox.iter().filter(|m| m.action() == "players").count(),
         0
     );
-    e.send(json!({"action": "who", "room": "lobby"}));
+    e.send(Request::Who(Who {
+        room: Some("lobby".into()),
+    }));
     assert_eq!(
         e.expect("who")
             .get("users")
@@ -878,7 +956,9 @@ fn membership_traffic_shrinks_as_rooms_grow() {
         );
     }
     // Messages still reach everyone at every size.
-    e.send(json!({"action": "message", "message": "hi all"}));
+    e.send(Request::Message(Say {
+        message: "hi all".into(),
+    }));
     for p in [&mut a, &mut b, &mut c, &mut e] {
         assert_eq!(p.expect("message").get_str("message"), Some("hi all"));
     }
@@ -903,7 +983,7 @@ fn membership_updates_are_coalesced_to_one_list_per_pump() {
             netlib::Codec::Json
                 .encode(
                     Framing::Terminator,
-                    &json!({"action": "nickname", "nickname": n}),
+                    &Request::Nickname(SetNickname { nickname: n.into() }),
                     1 << 20,
                 )
                 .unwrap(),
