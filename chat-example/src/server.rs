@@ -29,7 +29,6 @@ pub struct Settings {
     pub rooms: RoomPolicy,
 }
 
-
 #[derive(Debug)]
 struct User {
     nick: String,

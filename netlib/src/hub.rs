@@ -202,6 +202,20 @@ pub(crate) struct Slot<C> {
     pub(crate) reported: bool,
 }
 
+impl<C> Slot<C> {
+    /// Logs (through the peer-log gate) that this channel is closing, and why.
+    fn log_closing(&self, level: log::Level) {
+        let reason = self.link.session.reason();
+        crate::peerlog::peer_log!(
+            level,
+            "channel {} ({}): {}; closing",
+            self.id,
+            self.addr,
+            reason.map_or(String::new(), |r| r.to_string())
+        );
+    }
+}
+
 /// The channel table and everything sends need.
 pub(crate) struct Hub<C> {
     pub(crate) slots: Slab<Slot<C>>,
@@ -255,16 +269,7 @@ fn enqueue<C>(
         }
         Err(_) => {
             if slot.link.session.phase() == &Phase::Closed && !slot.reported {
-                crate::peerlog::peer_log!(
-                    log::Level::Warn,
-                    "channel {} ({}): {}; closing",
-                    slot.id,
-                    slot.addr,
-                    slot.link
-                        .session
-                        .reason()
-                        .map_or(String::new(), |r| r.to_string())
-                );
+                slot.log_closing(log::Level::Warn);
                 ended.push(key);
             }
             false
@@ -563,16 +568,7 @@ impl<C> Hub<C> {
                 Timer::Nothing => {}
                 Timer::Pinged => self.mark_dirty(key),
                 Timer::Closed => {
-                    crate::peerlog::peer_log!(
-                        log::Level::Info,
-                        "channel {} ({}): {}, closing",
-                        slot.id,
-                        slot.addr,
-                        slot.link
-                            .session
-                            .reason()
-                            .map_or(String::new(), |r| r.to_string())
-                    );
+                    slot.log_closing(log::Level::Info);
                     self.ended.push(key);
                 }
                 Timer::LingerOver => self.ended.push(key),

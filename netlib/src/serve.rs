@@ -209,19 +209,27 @@ struct ServerEndpoint<'a, S: ServerHandler> {
     server_table: &'static Table<ServerFn<S>>,
 }
 
+impl<'a, S: ServerHandler> ServerEndpoint<'a, S> {
+    /// The channel's state and a context for its handler, borrowed at once.
+    fn split(&mut self) -> (&mut S::Channel, ChannelContext<'_, S>) {
+        let ctx = ChannelContext {
+            server: &mut *self.server,
+            hub: ServerContext {
+                hub: &mut *self.hub,
+            },
+            id: self.id,
+            key: self.key,
+            addr: self.addr,
+        };
+        (&mut *self.channel, ctx)
+    }
+}
+
 impl<S: ServerHandler> Endpoint for ServerEndpoint<'_, S> {
     fn specific(&mut self, msg: &Message) -> Option<Result<()>> {
         if let Some(h) = self.channel_table.get(msg.action()) {
-            let mut ctx = ChannelContext {
-                server: &mut *self.server,
-                hub: ServerContext {
-                    hub: &mut *self.hub,
-                },
-                id: self.id,
-                key: self.key,
-                addr: self.addr,
-            };
-            return Some(h(self.channel, &mut ctx, msg));
+            let (channel, mut ctx) = self.split();
+            return Some(h(channel, &mut ctx, msg));
         }
         let h = self.server_table.get(msg.action())?;
         Some(h(
@@ -236,16 +244,8 @@ impl<S: ServerHandler> Endpoint for ServerEndpoint<'_, S> {
 
     fn catch_all(&mut self, msg: &Message, failed: &mut dyn FnMut(Error)) {
         if let Some(h) = self.channel_table.catch_all() {
-            let mut ctx = ChannelContext {
-                server: &mut *self.server,
-                hub: ServerContext {
-                    hub: &mut *self.hub,
-                },
-                id: self.id,
-                key: self.key,
-                addr: self.addr,
-            };
-            if let Err(e) = h(self.channel, &mut ctx, msg) {
+            let (channel, mut ctx) = self.split();
+            if let Err(e) = h(channel, &mut ctx, msg) {
                 failed(e);
             }
         }

@@ -1,0 +1,290 @@
+//! The rules, first on the world model alone, then through netlib's in-memory transport: a
+//! server and its clients pumped in one thread on a manual clock. No sockets, no sleeps.
+
+use std::time::{Duration, Instant};
+
+use arena::bot::Bot;
+use arena::server::{tick, turn, ArenaServer, TICK};
+use arena::world::{Input, World, HEIGHT, RADIUS, REACH, SPEED, WIDTH};
+use arena::Ticker;
+use netlib::{Client, Config, ManualClock, Message, Server};
+
+const DT: f64 = 0.05;
+
+#[test]
+fn a_player_moves_by_its_input_and_stops_at_the_walls() {
+    let mut w = World::new(7);
+    w.join(1);
+    let (x0, y0) = (w.players[&1].x, w.players[&1].y);
+    w.input(1, Input { dx: 0.6, dy: -0.8 }).unwrap();
+    w.step(DT);
+    let p = &w.players[&1];
+    assert!((p.x - (x0 + 0.6 * SPEED * DT)).abs() < 1e-9, "{p:?}");
+    assert!((p.y - (y0 - 0.8 * SPEED * DT)).abs() < 1e-9, "{p:?}");
+    for _ in 0..200 {
+        w.step(DT);
+    }
+    let p = &w.players[&1];
+    assert_eq!(
+        (p.x, p.y),
+        (WIDTH - RADIUS, RADIUS),
+        "in the top right corner"
+    );
+    w.input(1, Input { dx: -0.6, dy: 0.8 }).unwrap();
+    for _ in 0..200 {
+        w.step(DT);
+    }
+    let p = &w.players[&1];
+    assert_eq!(
+        (p.x, p.y),
+        (RADIUS, HEIGHT - RADIUS),
+        "in the bottom left corner"
+    );
+}
+
+#[test]
+fn input_longer_than_one_or_for_nobody_is_refused() {
+    let mut w = World::new(7);
+    w.join(1);
+    let fast = Input { dx: 3.0, dy: 4.0 };
+    assert_eq!(w.input(1, fast), Err("direction 5 is longer than 1".into()));
+    let nan = Input {
+        dx: f64::NAN,
+        dy: 0.0,
+    };
+    assert_eq!(
+        w.input(1, nan),
+        Err("direction NaN is longer than 1".into())
+    );
+    assert_eq!(w.input(2, Input::default()), Err("no player 2".into()));
+    assert_eq!(
+        (w.players[&1].dx, w.players[&1].dy),
+        (0.0, 0.0),
+        "unchanged"
+    );
+}
+
+#[test]
+fn touching_the_coin_scores_and_moves_the_coin() {
+    let mut w = World::new(7);
+    w.join(1);
+    w.join(2);
+    let p = &w.players[&1];
+    w.coin = [p.x + REACH, p.y];
+    assert_eq!(w.step(DT), Some(1), "within reach, standing still");
+    assert_eq!(w.players[&1].score, 1);
+    assert_ne!(w.coin, [w.players[&1].x + REACH, w.players[&1].y]);
+    let p = &w.players[&2];
+    w.coin = [p.x + REACH + SPEED * DT, p.y];
+    w.input(2, Input { dx: 1.0, dy: 0.0 }).unwrap();
+    assert_eq!(w.step(DT), Some(2), "moves into reach");
+    assert_eq!((w.players[&1].score, w.players[&2].score), (1, 1));
+    assert_eq!(w.step(DT), None);
+    assert_eq!(w.state().tick, 3);
+}
+
+#[test]
+fn the_same_seed_and_inputs_give_the_same_game() {
+    let play = |seed| {
+        let mut w = World::new(seed);
+        for id in 1..=3 {
+            w.join(id);
+        }
+        for t in 0..500u32 {
+            let a = f64::from(t) * 0.1;
+            let _ = w.input(
+                1 + u64::from(t % 3),
+                Input {
+                    dx: a.cos(),
+                    dy: a.sin(),
+                },
+            );
+            w.step(DT);
+        }
+        w.state()
+    };
+    assert_eq!(play(42), play(42));
+    assert_ne!(play(42), play(43));
+}
+
+#[test]
+fn the_ticker_keeps_a_fixed_rate_and_skips_a_stall() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let mut t = Ticker::new(ms(50), t0);
+    assert_eq!(t.wait(t0 + ms(20)), ms(30));
+    assert!(!t.due(t0 + ms(49)));
+    assert!(t.due(t0 + ms(53)), "a late tick still runs");
+    assert_eq!(t.wait(t0 + ms(53)), ms(47), "and the next keeps the rate");
+    assert!(t.due(t0 + ms(400)));
+    assert!(!t.due(t0 + ms(400)), "no burst after a stall");
+    assert_eq!(t.wait(t0 + ms(400)), ms(50));
+}
+
+/// A server on a manual clock, with its ticker.
+fn game(clock: &ManualClock) -> (Server<ArenaServer>, Ticker) {
+    let config = Config::default().announce_id(true).clock(clock.clone());
+    let server = Server::new(ArenaServer::new(7), config).unwrap();
+    (server, Ticker::new(TICK, clock.now()))
+}
+
+/// Pumps the server and every bot until `done` holds; at most 20 rounds.
+fn settle(
+    server: &mut Server<ArenaServer>,
+    bots: &mut [(&mut Client, &mut Bot)],
+    done: impl Fn(&[(&mut Client, &mut Bot)]) -> bool,
+) {
+    for _ in 0..20 {
+        server.pump().unwrap();
+        for (client, bot) in bots.iter_mut() {
+            client.pump(*bot).unwrap();
+        }
+        if done(bots) {
+            return;
+        }
+    }
+    panic!("not settled in 20 rounds: {:?}", server.state());
+}
+
+#[test]
+fn an_input_moves_the_player_in_the_next_snapshot() {
+    let clock = ManualClock::new();
+    let (mut server, mut ticker) = game(&clock);
+    let (id, mut client) = server.connect_local(Config::default()).unwrap();
+    let mut bot = Bot::default();
+    settle(&mut server, &mut [(&mut client, &mut bot)], |b| {
+        b[0].1.id.is_some()
+    });
+    assert_eq!(bot.id, Some(id.serial()), "announced in `connected`");
+    assert_eq!(bot.snapshots, 0, "no tick before the clock says so");
+    clock.advance(TICK);
+    assert!(turn(&mut server, &mut ticker).unwrap());
+    settle(&mut server, &mut [(&mut client, &mut bot)], |b| {
+        b[0].1.snapshots == 1
+    });
+    let before = bot.me().unwrap().clone();
+    let dx = if before.x < WIDTH / 2.0 { 1.0 } else { -1.0 };
+    client.send(&Input { dx, dy: 0.0 }).unwrap();
+    settle(&mut server, &mut [(&mut client, &mut bot)], |_| true);
+    clock.advance(TICK);
+    assert!(turn(&mut server, &mut ticker).unwrap());
+    settle(&mut server, &mut [(&mut client, &mut bot)], |b| {
+        b[0].1.snapshots == 2
+    });
+    let after = bot.me().unwrap();
+    assert_eq!(bot.state.as_ref().unwrap().tick, 2);
+    assert!(
+        (after.x - (before.x + dx * SPEED * DT)).abs() < 1e-9,
+        "{before:?} {after:?}"
+    );
+    assert_eq!((after.y, after.dx), (before.y, dx));
+}
+
+#[test]
+fn two_players_see_each_other_and_a_leaver_disappears() {
+    let clock = ManualClock::new();
+    let (mut server, _) = game(&clock);
+    let (a, mut ca) = server.connect_local(Config::default()).unwrap();
+    let (b, mut cb) = server.connect_local(Config::default()).unwrap();
+    let (mut ba, mut bb) = (Bot::default(), Bot::default());
+    tick(&mut server).unwrap();
+    let both = |bots: &[(&mut Client, &mut Bot)]| bots.iter().all(|(_, b)| b.snapshots == 1);
+    settle(
+        &mut server,
+        &mut [(&mut ca, &mut ba), (&mut cb, &mut bb)],
+        both,
+    );
+    assert_eq!(ba.others.iter().collect::<Vec<_>>(), [&b.serial()]);
+    assert_eq!(bb.others.iter().collect::<Vec<_>>(), [&a.serial()]);
+    assert_eq!(ba.state, bb.state, "one snapshot for all");
+
+    cb.close();
+    settle(
+        &mut server,
+        &mut [(&mut ca, &mut ba), (&mut cb, &mut bb)],
+        |b| b[1].1.disconnected,
+    );
+    assert_eq!(server.state().world.players.len(), 1);
+    tick(&mut server).unwrap();
+    settle(&mut server, &mut [(&mut ca, &mut ba)], |b| {
+        b[0].1.snapshots == 2
+    });
+    let ids: Vec<u64> = ba
+        .state
+        .as_ref()
+        .unwrap()
+        .players
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(ids, [a.serial()]);
+    let news = &server.state().news;
+    assert_eq!(
+        news[..2],
+        ["#1 joined from 0.0.0.0:0", "#2 joined from 0.0.0.0:0"]
+    );
+    assert!(
+        news[2].starts_with("#2 left (") && news.len() == 3,
+        "{news:?}"
+    );
+}
+
+#[test]
+fn invalid_input_is_answered_with_an_error() {
+    let clock = ManualClock::new();
+    let (mut server, _) = game(&clock);
+    let (id, mut client) = server.connect_local(Config::default()).unwrap();
+    client.send(&Input { dx: 3.0, dy: 4.0 }).unwrap();
+    client.send(&Message::new("input").with("dx", 1.0)).unwrap();
+    let mut errors = Vec::new();
+    for _ in 0..20 {
+        server.pump().unwrap();
+        let got = client.pump_messages().unwrap();
+        errors.extend(got.into_iter().filter(|m| m.action() == "error"));
+        if errors.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let text = |m: &Message| m.get("error").unwrap().to_string();
+    assert!(
+        text(&errors[0]).contains("direction 5 is longer than 1"),
+        "{errors:?}"
+    );
+    assert!(
+        text(&errors[1]).contains("missing field `dy`"),
+        "{errors:?}"
+    );
+    assert!(errors.iter().all(|m| m.get_str("for") == Some("input")));
+    assert_eq!(server.state().world.players[&id.serial()].dx, 0.0);
+    assert_eq!(
+        server.stats().out_of_band,
+        2,
+        "both reached the out-of-band hook"
+    );
+}
+
+#[test]
+fn the_bot_steers_to_the_coin_and_takes_it() {
+    let clock = ManualClock::new();
+    let (mut server, mut ticker) = game(&clock);
+    let (_, mut client) = server.connect_local(Config::default()).unwrap();
+    let mut bot = Bot::default();
+    // Corner to corner is 800 units, 8 a tick: 100 ticks at most.
+    for _ in 0..120 {
+        clock.advance(TICK);
+        assert!(turn(&mut server, &mut ticker).unwrap());
+        let n = bot.snapshots;
+        settle(&mut server, &mut [(&mut client, &mut bot)], |b| {
+            b[0].1.snapshots > n
+        });
+        if bot.me().unwrap().score > 0 {
+            break;
+        }
+        if let Some(input) = bot.steer() {
+            client.send(&input).unwrap();
+        }
+    }
+    assert_eq!(bot.me().unwrap().score, 1, "{:?}", bot.state);
+    assert!(bot.moved > 0.0 && bot.errors.is_empty());
+}
