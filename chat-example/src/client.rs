@@ -262,6 +262,7 @@ impl ChatView {
                 who,
                 to,
                 time,
+                ..
             } => self.line(
                 Some(time),
                 &format!("*{}* -> {}: {}", s(&who), s(&to), s(&message)),
@@ -360,6 +361,13 @@ impl ChatView {
                 for r in rooms {
                     self.plain(&format!("    #{} ({} members)", s(&r.name), r.members));
                 }
+            }
+            ServerMsg::Help { actions } => {
+                let list: Vec<String> = actions.iter().map(|a| s(a)).collect();
+                self.line(
+                    None,
+                    &format!("* the server's actions: {}", list.join(", ")),
+                );
             }
             ServerMsg::Op { .. } => self.line(None, "* you are an operator now"),
             ServerMsg::Kicked { by, reason, time } => self.line(

@@ -8,6 +8,8 @@
 //! - [`server`]: the chat server state ([`server::Chat`]) and its channel handlers.
 //! - [`client`]: the terminal client's listener (what it prints for each event) and command
 //!   parsing.
+//! - [`text`]: the classic line protocol for `nc` users (`NICK bob`, `[alice] hello`), a
+//!   netlib payload codec on a line-framed listener.
 //! - [`sanitize`]: strips terminal control and escape sequences from received text.
 #![deny(missing_docs, rust_2018_idioms)]
 
@@ -15,6 +17,7 @@ pub mod client;
 pub mod protocol;
 pub mod sanitize;
 pub mod server;
+pub mod text;
 
 /// The `--codec` option of both binaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,6 +33,24 @@ impl From<CodecArg> for netlib::Codec {
         match c {
             CodecArg::Json => netlib::Codec::Json,
             CodecArg::Rencode => netlib::Codec::Rencode,
+        }
+    }
+}
+
+/// The `--framing` option of both binaries: how frames are delimited on the TCP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FramingArg {
+    /// PodSixNet's `\0---\0` terminator.
+    Terminator,
+    /// A 4-byte big-endian length before each payload (the later chat servers' framing).
+    Length,
+}
+
+impl From<FramingArg> for netlib::Framing {
+    fn from(f: FramingArg) -> Self {
+        match f {
+            FramingArg::Terminator => netlib::Framing::Terminator,
+            FramingArg::Length => netlib::Framing::LengthPrefix,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The chat protocol: every action, its payload, and the rules the server enforces.
 //!
 //! Client to server: `nickname`, `message`, `private`, `who`, `join`, `part`, `rooms`, `op`,
-//! `kick`, `quit`. Server to client: `message`, `private`, `players`, `members`, `joined`,
-//! `left`, `renamed`, `welcome`, `who`, `rooms`, `op`, `kicked`, `refused`. The first two of
+//! `kick`, `quit`, `help`. Server to client: `message`, `private`, `players`, `members`,
+//! `joined`, `left`, `renamed`, `welcome`, `who`, `rooms`, `op`, `kicked`, `help`, `refused`. The first two of
 //! each list and `players` are PodSixNet's chat example, unchanged.
 
 use std::borrow::Cow;
@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_ROOM: &str = "lobby";
 /// The nickname of a user who has not set one (as in PodSixNet's example). It cannot be claimed.
 pub const ANONYMOUS: &str = "anonymous";
+/// Nicknames nobody can take (compared in lower case): [`ANONYMOUS`], and `server` and `you`,
+/// which the line protocol's `[server] ...` and `[you -> nick] ...` lines use.
+pub const RESERVED_NICKNAMES: &[&str] = &[ANONYMOUS, "server", "you"];
 /// Longest chat message, in characters (Unicode scalar values).
 pub const MAX_MESSAGE_CHARS: usize = 2000;
 /// Longest nickname or room name, in characters.
@@ -166,6 +169,8 @@ pub enum Request {
     Kick(Kick),
     /// `quit`.
     Quit(Quit),
+    /// `{"action": "help"}`: the list of actions.
+    Help,
 }
 
 // ---------------------------------------------------------------- server to client
@@ -216,6 +221,9 @@ pub enum ServerMsg<'a> {
         to: Cow<'a, str>,
         /// Server time (ms).
         time: u64,
+        /// True on the copy sent back to the sender (absent, i.e. false, on the recipient's).
+        #[serde(default, skip_serializing_if = "is_false")]
+        echo: bool,
     },
     /// The full member list of your room (PodSixNet's, plus `room`), sorted by nickname.
     Players {
@@ -318,6 +326,11 @@ pub enum ServerMsg<'a> {
         /// Server time (ms).
         time: u64,
     },
+    /// Reply to `help`: every action a client may send.
+    Help {
+        /// The action names.
+        actions: Vec<Cow<'a, str>>,
+    },
     /// A request was refused; nothing was relayed and the connection stays usable.
     Refused {
         /// The action that was refused (empty when the frame was not a message at all).
@@ -337,6 +350,15 @@ pub struct Refusal {
     /// e.g. `nickname "bob" is taken`.
     pub text: String,
 }
+
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+/// Every action a client may send, for `help` replies.
+pub const ACTIONS: &[&str] = &[
+    "nickname", "message", "private", "who", "join", "part", "rooms", "op", "kick", "quit", "help",
+];
 
 /// A borrowed string for a [`ServerMsg`] field.
 pub fn c(s: &str) -> Cow<'_, str> {

@@ -14,7 +14,8 @@ use netlib::{
 
 use crate::protocol::{
     c, check_message, check_name, now_ms, Join, Kick, Op, Quit, Refusal, RoomEntry, RoomPolicy,
-    Say, SayPrivately, ServerMsg, SetNickname, Tier, Who, WhoEntry, ANONYMOUS, DEFAULT_ROOM,
+    Say, SayPrivately, ServerMsg, SetNickname, Tier, Who, WhoEntry, ACTIONS, ANONYMOUS,
+    DEFAULT_ROOM, RESERVED_NICKNAMES,
 };
 
 /// All chat state lives in [`Chat`], keyed by channel id: channels carry none.
@@ -240,10 +241,10 @@ impl Chat {
             return self.refuse(hub, id, "nickname", r);
         }
         let key = new.to_lowercase();
-        if key == ANONYMOUS {
+        if RESERVED_NICKNAMES.contains(&key.as_str()) {
             let r = Refusal::new(
                 "nickname-reserved",
-                format!("{new:?} is the name of users without one"),
+                format!("{new:?} is reserved (users without a nickname, and the line protocol's [server] and [you -> ...])"),
             );
             return self.refuse(hub, id, "nickname", r);
         }
@@ -310,14 +311,18 @@ impl Chat {
             let r = Refusal::new("unknown-nickname", format!("nobody is called {:?}", m.to));
             return self.refuse(hub, id, "private", r);
         };
-        let msg = ServerMsg::Private {
+        let mut msg = ServerMsg::Private {
             message: c(&m.message),
             who: c(&self.users[&id].nick),
             to: c(&self.users[&to].nick),
             time: now_ms(),
+            echo: false,
         };
         send(hub, to, &msg);
         if to != id {
+            if let ServerMsg::Private { echo, .. } = &mut msg {
+                *echo = true;
+            }
             send(hub, id, &msg);
         }
     }
@@ -594,6 +599,12 @@ impl Chat {
     fn network_quit(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Quit) {
         self.quit(hub, from, m);
     }
+    fn network_help(&mut self, hub: &mut Hub<'_>, from: ChannelId, _m: &Message) {
+        let actions = ACTIONS.iter().map(|a| c(a)).collect();
+        send(hub, from, &ServerMsg::Help { actions });
+    }
+    /// What a blank line of the line protocol stands for: nothing to do, nothing to answer.
+    fn network_noop(&mut self, _: &mut Hub<'_>, _: ChannelId, _m: &Message) {}
 
     /// Unknown actions get a `refused` reply (`unknown-action`).
     fn unknown_action(&mut self, hub: &mut Hub<'_>, id: ChannelId, msg: &Message) {
@@ -611,6 +622,8 @@ impl Chat {
                 action.as_str(),
                 Refusal::new("bad-request", format!("{action}: {source}")),
             ),
+            // A line that is no command (line protocol): the usage.
+            Error::Decode(usage) => ("", Refusal::new("bad-request", usage.clone())),
             other => ("", Refusal::new("bad-frame", other.to_string())),
         };
         self.refuse(hub, id, request, r);
@@ -627,3 +640,5 @@ handler!(Chat, "part" => network_part);
 handler!(Chat, "op" => network_op);
 handler!(Chat, "kick" => network_kick);
 handler!(Chat, "quit" => network_quit);
+handler!(Chat, "help" => network_help);
+handler!(Chat, "noop" => network_noop); // crate::text::IGNORED_LINE

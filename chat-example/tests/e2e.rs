@@ -1,210 +1,16 @@
 //! End-to-end tests: the real `chat-server` process on a free port, driven by several clients
 //! (netlib clients, raw sockets, the real `chat-client` binary, and PodSixNet's Python client).
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use chat::protocol::{Join, Kick, Op, Quit, Request, Say, SayPrivately, SetNickname, Who};
-use netlib::{Client, Codec, Config, Framing, Message};
+use common::{chat_client, now_ms, wire, ChatServer, Lines, Peer, SERVER};
+use netlib::{Codec, Config, Framing, Message};
 use netlib_tests::{podsixnet_python, podsixnet_scripts, until, ChildGuard, RawPeer};
 use serde_json::{json, Value};
-
-/// A request as JSON, for lists that mix requests with hostile raw frames.
-fn wire(r: Request) -> Value {
-    serde_json::to_value(r).unwrap()
-}
-
-const SERVER: &str = env!("CARGO_BIN_EXE_chat-server");
-const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
-
-/// Lines a child process printed, collected by a thread so its pipe never fills.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<(Vec<String>, bool)>>);
-
-impl Lines {
-    fn collect(pipe: impl std::io::Read + Send + 'static) -> Self {
-        let lines = Lines::default();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                sink.0.lock().unwrap().0.push(line);
-            }
-            sink.0.lock().unwrap().1 = true;
-        });
-        lines
-    }
-    /// Waits until the pipe is closed (the process exited and everything was read).
-    fn finish(&self) -> &Self {
-        until("the end of the output", || self.0.lock().unwrap().1);
-        self
-    }
-    fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap().0.clone()
-    }
-    fn any(&self, pred: impl Fn(&str) -> bool) -> bool {
-        self.0.lock().unwrap().0.iter().any(|l| pred(l))
-    }
-}
-
-struct ChatServer {
-    child: ChildGuard,
-    addr: String,
-    stdout: Lines,
-    stderr: Lines,
-}
-
-impl ChatServer {
-    fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(SERVER);
-        cmd.arg("127.0.0.1:0")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd.env("RUST_LOG", "info");
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let mut child = ChildGuard(cmd.spawn().expect("start chat-server"));
-        let stdout = Lines::collect(child.0.stdout.take().unwrap());
-        let stderr = Lines::collect(child.0.stderr.take().unwrap());
-        let mut addr = String::new();
-        until("the server's address", || {
-            if let Some(l) = stdout
-                .all()
-                .iter()
-                .find(|l| l.starts_with("chat-server listening on "))
-            {
-                addr = l.trim_start_matches("chat-server listening on ").to_owned();
-            }
-            assert!(
-                child.0.try_wait().unwrap().is_none(),
-                "chat-server exited: {:?}",
-                stderr.all()
-            );
-            !addr.is_empty()
-        });
-        ChatServer {
-            child,
-            addr,
-            stdout,
-            stderr,
-        }
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    fn stop(mut self) -> (Lines, Lines) {
-        let pid = self.child.0.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let status = self.child.wait_with(|| {});
-        self.stdout.finish();
-        self.stderr.finish();
-        assert!(
-            status.success(),
-            "chat-server exit status {status}; stderr: {:?}",
-            self.stderr.all()
-        );
-        (self.stdout, self.stderr)
-    }
-}
-
-/// A netlib client with an inbox.
-struct Peer {
-    client: Client,
-    inbox: VecDeque<Message>,
-}
-
-impl Peer {
-    fn connect(addr: &str) -> Self {
-        Peer::connect_with(addr, Config::default())
-    }
-
-    fn connect_with(addr: &str, config: Config) -> Self {
-        let mut p = Peer {
-            client: Client::connect(addr, config).unwrap(),
-            inbox: VecDeque::new(),
-        };
-        p.expect("welcome");
-        p
-    }
-
-    /// Connects and takes `nick`; waits for the confirmation.
-    fn join(addr: &str, nick: &str) -> Self {
-        Peer::join_with(addr, nick, Config::default())
-    }
-
-    fn join_with(addr: &str, nick: &str, config: Config) -> Self {
-        let mut p = Peer::connect_with(addr, config);
-        p.send(Request::Nickname(SetNickname {
-            nickname: nick.into(),
-        }));
-        p.expect_where("renamed", |m| m.get_str("to") == Some(nick));
-        p
-    }
-
-    /// Queues `v` (a [`Request`], or raw JSON for hostile input) and pumps once, so it is
-    /// written now (a netlib client writes on pump).
-    fn send(&mut self, v: impl serde::Serialize) {
-        self.client.send(&v).unwrap();
-        self.inbox.extend(self.client.pump_messages().unwrap());
-    }
-
-    fn pump(&mut self) {
-        self.client.wait(Duration::from_millis(5)).unwrap();
-        self.inbox.extend(self.client.pump_messages().unwrap());
-    }
-
-    /// The first message with `action` matching `pred`, removed from the inbox (others stay).
-    fn expect_where(&mut self, action: &str, pred: impl Fn(&Message) -> bool) -> Message {
-        let deadline = std::time::Instant::now() + netlib_tests::TIMEOUT;
-        loop {
-            if let Some(i) = self
-                .inbox
-                .iter()
-                .position(|m| m.action() == action && pred(m))
-            {
-                return self.inbox.remove(i).unwrap();
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for a {action:?} message; got {:?}",
-                self.inbox
-            );
-            self.pump();
-        }
-    }
-
-    fn expect(&mut self, action: &str) -> Message {
-        self.expect_where(action, |_| true)
-    }
-
-    /// Sends `who` and waits for the reply: everything the server meant for this peer before
-    /// now is in the inbox afterwards.
-    fn sync(&mut self) -> Message {
-        self.send(Request::Who(Who { room: None }));
-        self.expect("who")
-    }
-
-    fn refused(&mut self, request: impl serde::Serialize) -> Message {
-        self.send(request);
-        self.expect("refused")
-    }
-
-    fn has(&self, action: &str, pred: impl Fn(&Message) -> bool) -> bool {
-        self.inbox.iter().any(|m| m.action() == action && pred(m))
-    }
-}
-
-fn now_ms() -> u64 {
-    chat::protocol::now_ms()
-}
 
 #[test]
 fn messages_reach_the_room_with_the_servers_who_and_time() {
@@ -648,21 +454,6 @@ fn the_terminal_client_speaks_rencode_too() {
         out.all()
     );
     server.stop();
-}
-
-fn chat_client(addr: &str, args: &[&str]) -> (ChildGuard, Lines) {
-    let mut child = ChildGuard(
-        Command::new(CLIENT)
-            .arg(addr)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let out = Lines::collect(child.0.stdout.take().unwrap());
-    (child, out)
 }
 
 #[test]

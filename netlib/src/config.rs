@@ -6,6 +6,9 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::codec::Codec;
 use crate::frame::{Framing, DEFAULT_MAX_FRAME_SIZE};
+
+/// The default of [`Config::max_line_length`]: 8 KiB.
+pub const DEFAULT_MAX_LINE_LENGTH: usize = 8 << 10;
 use crate::limits::Rate;
 
 /// Most channel slots a server may hold (`max_connections`), so that a [`ChannelId`]'s table
@@ -33,6 +36,7 @@ pub struct Config {
     framing: Framing,
     codec: Codec,
     max_frame_size: usize,
+    max_line_length: usize,
     max_outbound_bytes: usize,
     max_connections: usize,
     read_budget: usize,
@@ -73,6 +77,7 @@ impl Default for Config {
             framing: Framing::Terminator,
             codec: Codec::Json,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_line_length: DEFAULT_MAX_LINE_LENGTH,
             max_outbound_bytes: 8 << 20,
             max_connections: 10_000,
             read_budget: 256 << 10,
@@ -116,6 +121,20 @@ impl Config {
             "max_frame_size out of range"
         );
         self.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets the longest line accepted from a [`Framing::Line`] peer, in bytes without its line
+    /// ending. Default 8 KiB (8192). A longer line is answered as an invalid frame (the
+    /// out-of-band hook) and skipped up to its end without being buffered; a peer that sends
+    /// several is closed (see [`Framing::Line`]). Lines sent are bounded by
+    /// [`max_frame_size`](Self::max_frame_size).
+    ///
+    /// # Panics
+    /// If `bytes` is 0.
+    pub fn max_line_length(mut self, bytes: usize) -> Self {
+        assert!(bytes > 0, "max_line_length must be positive");
+        self.max_line_length = bytes;
         self
     }
 
@@ -325,6 +344,11 @@ impl Config {
     /// The largest frame payload in bytes.
     pub fn get_max_frame_size(&self) -> usize {
         self.max_frame_size
+    }
+
+    /// The longest line accepted from a line peer, in bytes.
+    pub fn get_max_line_length(&self) -> usize {
+        self.max_line_length
     }
 
     /// The most unwritten bytes queued per peer.

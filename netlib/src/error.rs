@@ -88,6 +88,11 @@ pub enum Error {
         "the encoded message contains its frame delimiter (\\0---\\0, or a newline in a line); use length-prefix framing"
     )]
     TerminatorInPayload,
+    /// A [custom codec](crate::PayloadCodec) could not make a message of a payload, e.g. a
+    /// line that is no command of a line protocol. Like every decoding error it goes to the
+    /// out-of-band hook and the connection stays open.
+    #[error("cannot decode the payload: {0}")]
+    Decode(String),
     /// A frame's payload is JSON but not an object (`{...}`).
     #[error("payload is not a JSON object")]
     NotAnObject,

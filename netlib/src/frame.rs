@@ -26,8 +26,9 @@ pub enum Framing {
     LengthPrefix,
     /// Text lines: the payload, then `\n` (`\r\n` is accepted on input): the classic line
     /// protocol of `nc` and telnet users. A payload may not contain `\n`. A received line longer
-    /// than the frame size limit is reported as [`Error::LineTooLong`] and skipped, not fatal:
-    /// the next line is read as usual.
+    /// than [`Config::max_line_length`](crate::Config::max_line_length) is reported as
+    /// [`Error::LineTooLong`] and skipped without being buffered, not fatal: the next line is
+    /// read as usual. A peer's fourth overlong line closes it as `FrameTooLarge`.
     Line,
 }
 

@@ -113,7 +113,7 @@ pub mod transport;
 pub use client::{AnyListener, Client, Subscription, WakeHandle};
 pub use clock::{Clock, ManualClock};
 pub use codec::{Codec, PayloadCodec, Wire};
-pub use config::{Config, Heartbeat};
+pub use config::{Config, Heartbeat, DEFAULT_MAX_LINE_LENGTH};
 pub use connection::{ConnectionState, Event};
 pub use dispatch::{check_handlers, HandlerReturn, IntoHandler, OutOfBand};
 pub use error::{CloseReason, Error, Result};

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use crate::codec::Wire;
 use crate::config::{Config, Heartbeat, PING_ACTION, PONG_ACTION};
 use crate::error::{CloseReason, Error, Result};
-use crate::frame::FrameDecoder;
+use crate::frame::{FrameDecoder, Framing};
 use crate::limits::Bucket;
 use crate::message::Message;
 use crate::queue::OutQueue;
@@ -159,7 +159,13 @@ impl Session {
     /// pings), speaking `wire`, opened at `now`.
     pub(crate) fn new(wire: Wire, config: &Config, server: bool, now: Instant) -> Self {
         Session {
-            decoder: FrameDecoder::new(wire.framing, config.get_max_frame_size()),
+            decoder: FrameDecoder::new(
+                wire.framing,
+                match wire.framing {
+                    Framing::Line => config.get_max_line_length(),
+                    _ => config.get_max_frame_size(),
+                },
+            ),
             out: OutQueue::default(),
             wire,
             max_frame_size: config.get_max_frame_size(),
@@ -296,7 +302,10 @@ impl Session {
                     return Some(Inbound::Invalid(e, Bytes::new()));
                 }
                 Err(e) => {
-                    let limit = self.max_frame_size;
+                    let limit = match e {
+                        Error::LineTooLong { limit } => limit,
+                        _ => self.max_frame_size,
+                    };
                     log::debug!("{e}");
                     let err = Message::new("error")
                         .with("error", serde_json::json!([EMSGSIZE, "frame too large"]));

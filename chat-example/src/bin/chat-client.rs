@@ -1,4 +1,4 @@
-//! `chat-client [HOST:PORT] [--nick NAME] [--codec json|rencode]`: the netlib chat's terminal client.
+//! `chat-client [HOST:PORT] [--nick NAME] [--codec json|rencode] [--framing terminator|length]`: the netlib chat's terminal client.
 //!
 //! Reads lines from standard input on a separate thread, so the network is pumped while the
 //! user types; exits on `/quit`, at end of input, or when the server goes away.
@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use chat::client::{ChatView, Command, Ending, HELP};
-use chat::CodecArg;
+use chat::{CodecArg, FramingArg};
 use clap::Parser;
 use netlib::{Client, Config};
 
@@ -26,6 +26,10 @@ struct Args {
     /// Payload codec.
     #[arg(long, value_enum, default_value = "json")]
     codec: CodecArg,
+    /// Framing: PodSixNet's terminator, or a 4-byte big-endian length prefix (must match the
+    /// server's `--framing`).
+    #[arg(long, value_enum, default_value = "terminator")]
+    framing: FramingArg,
 }
 
 /// How long a quitting client waits for its last lines to be written and the server to close.
@@ -44,7 +48,12 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> netlib::Result<ExitCode> {
-    let mut client = Client::connect(&args.addr, Config::default().codec(args.codec.into()))?;
+    let mut client = Client::connect(
+        &args.addr,
+        Config::default()
+            .codec(args.codec.into())
+            .framing(args.framing.into()),
+    )?;
     let mut view = ChatView::new(Box::new(std::io::stdout()));
 
     // Standard input on its own thread; each line wakes the pump.

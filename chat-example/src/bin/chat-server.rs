@@ -1,13 +1,15 @@
-//! `chat-server [HOST:PORT] [--codec json] [--op-password-env VAR]`: the netlib chat server.
+//! `chat-server [HOST:PORT]... [--codec json|rencode] [--framing terminator|length]
+//! [--text ADDR]... [--rencode ADDR]... [--op-password-env VAR]`: the netlib chat server.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use chat::protocol::RoomPolicy;
 use chat::server::{Chat, Settings};
-use chat::CodecArg;
+use chat::text::TextCodec;
+use chat::{CodecArg, FramingArg};
 use clap::Parser;
-use netlib::{Config, Server};
+use netlib::{Codec, Config, Framing, Server, Wire};
 
 /// The netlib chat server: rooms, private messages, operators; PodSixNet's chat clients can join.
 #[derive(Debug, Parser)]
@@ -20,6 +22,18 @@ struct Args {
     /// Payload codec.
     #[arg(long, value_enum, default_value = "json")]
     codec: CodecArg,
+    /// Framing on the main listeners: PodSixNet's terminator, or a 4-byte big-endian length
+    /// prefix.
+    #[arg(long, value_enum, default_value = "terminator")]
+    framing: FramingArg,
+    /// Also listen for the classic line protocol (`nc`, telnet) on this address, e.g.
+    /// `[::]:7777`; repeat for several.
+    #[arg(long, value_name = "ADDR")]
+    text: Vec<String>,
+    /// Also listen for stock PodSixNet clients in their default encoding (rencode, terminator
+    /// framing) on this address, beside the main listeners' codec; repeat for several.
+    #[arg(long, value_name = "ADDR")]
+    rencode: Vec<String>,
     /// Name of the environment variable holding the operator password (never pass it in argv).
     /// Without it, nobody can become an operator.
     #[arg(long, value_name = "VAR")]
@@ -65,6 +79,7 @@ fn main() -> ExitCode {
     let config = Config::default()
         .max_connections(args.max_connections)
         .codec(args.codec.into())
+        .framing(args.framing.into())
         .announce_id(true);
     let mut server = match Server::bind(Chat::new(settings), &args.addrs, config) {
         Ok(s) => s,
@@ -75,6 +90,29 @@ fn main() -> ExitCode {
     };
     for a in server.local_addrs() {
         println!("chat-server listening on {a}");
+    }
+    let text = Wire {
+        framing: Framing::Line,
+        codec: Codec::custom(TextCodec),
+    };
+    let rencode = Wire {
+        framing: Framing::Terminator,
+        codec: Codec::Rencode,
+    };
+    let extra = (args.text.iter().map(|a| (a, "line", &text)))
+        .chain(args.rencode.iter().map(|a| (a, "rencode", &rencode)));
+    for (addr, kind, wire) in extra {
+        match server.bind_tcp(addr, Some(wire.clone())) {
+            Ok(bound) => {
+                for a in bound {
+                    println!("chat-server listening for {kind} clients on {a}");
+                }
+            }
+            Err(e) => {
+                eprintln!("chat-server: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let stop = server.stop_handle();
     if let Err(e) = ctrlc::set_handler(move || stop.stop()) {

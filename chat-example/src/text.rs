@@ -1,0 +1,367 @@
+//! The classic line protocol, for `nc` and telnet users: one command per line in, one readable
+//! line per event out. [`TextCodec`] is a netlib [`PayloadCodec`] on a
+//! [`Framing::Line`](netlib::Framing::Line) listener (`chat-server --text ADDR`): it turns
+//! `NICK bob` into the same `nickname` request a JSON client sends, and the server's messages
+//! into lines such as `[alice] hello`, so the chat's handlers and rules serve line users
+//! unchanged.
+//!
+//! | line in                        | request                                   |
+//! |--------------------------------|-------------------------------------------|
+//! | `NICK name`                    | `nickname`                                |
+//! | `MSG text`, or any other line  | `message`                                 |
+//! | `PRIV nick text`               | `private`                                 |
+//! | `WHO [room]`                   | `who`                                     |
+//! | `JOIN room`, `PART`, `ROOMS`   | `join`, `part`, `rooms`                   |
+//! | `OPER password`                | `op`                                      |
+//! | `KILL nick reason`             | `kick` (operators only)                   |
+//! | `QUIT [reason]`                | `quit`                                    |
+//! | `HELP`                         | `help`                                    |
+//!
+//! Command names are case-insensitive and may start with `/` (as in chat-client). `WHO`,
+//! `PART`, `ROOMS` and `HELP` are commands only when alone on their line (`who is here?` is a
+//! message); to send a line that begins with another command word, use `MSG`. A known command
+//! without its arguments is answered `[server] Invalid command ! Usage: ...`, as is a line
+//! starting with `/` and no command. Empty lines are ignored.
+
+use std::fmt::Write as _;
+
+use netlib::{Error, Message, PayloadCodec};
+
+use crate::protocol::{
+    Join, Kick, Op, Quit, Request, Say, SayPrivately, ServerMsg, SetNickname, Who, DEFAULT_ROOM,
+    MAX_MESSAGE_CHARS,
+};
+use crate::sanitize::sanitize;
+
+/// The one-line help a line user gets for `HELP`.
+pub const TEXT_HELP: &str = "[server] Commands: NICK name | MSG text (or just the text) | \
+PRIV nick text | WHO [room] | JOIN room | PART | ROOMS | OPER password | KILL nick reason | \
+QUIT [reason] | HELP";
+
+/// What a line user is told for a line that is no command (and the start of the reply to a
+/// command used without its arguments): the classic chat servers' words.
+pub const INVALID_COMMAND: &str = "[server] Invalid command !";
+
+/// The line protocol's codec: lines to requests, server messages to lines. Stateless, so one
+/// instance serves every line channel.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TextCodec;
+
+/// The action of the request a blank line stands for: nothing is handled for it and nothing is
+/// answered (see the chat's `unhandled`).
+pub const IGNORED_LINE: &str = "noop";
+
+impl TextCodec {
+    /// The request for one line (without its line ending), `Ok(None)` for a blank line.
+    ///
+    /// # Errors
+    /// The usage text, for a known command without its arguments or an unknown `/command`.
+    pub fn parse(line: &str) -> Result<Option<Request>, String> {
+        if line.trim().is_empty() {
+            return Ok(None);
+        }
+        let body = line.trim_start();
+        let (word, args) = body
+            .split_once(char::is_whitespace)
+            .map_or((body, ""), |(w, a)| (w, a.trim()));
+        let slash = word.starts_with('/');
+        let name = word.trim_start_matches('/').to_ascii_uppercase();
+        let say = |text: &str| {
+            Request::Message(Say {
+                message: text.to_owned(),
+            })
+        };
+        let two = |args: &str| {
+            args.split_once(char::is_whitespace)
+                .map(|(a, b)| (a.to_owned(), b.trim().to_owned()))
+                .filter(|(_, b)| !b.is_empty())
+        };
+        let needs = |usage: &str| Err(format!("Usage: {usage}"));
+        let alone = args.is_empty();
+        Ok(Some(match name.as_str() {
+            "NICK" if alone => return needs("NICK name"),
+            "NICK" => Request::Nickname(SetNickname {
+                nickname: args.to_owned(),
+            }),
+            "MSG" if alone => return needs("MSG text"),
+            "MSG" => say(args),
+            "PRIV" => match two(args) {
+                Some((to, message)) => Request::Private(SayPrivately { to, message }),
+                None => return needs("PRIV nick text"),
+            },
+            "WHO" if slash || alone => Request::Who(Who {
+                room: (!alone).then(|| args.trim_start_matches('#').to_owned()),
+            }),
+            "JOIN" if alone => return needs("JOIN room"),
+            "JOIN" => Request::Join(Join {
+                room: args.trim_start_matches('#').to_owned(),
+            }),
+            "PART" if slash || alone => Request::Part,
+            "ROOMS" if slash || alone => Request::Rooms,
+            "HELP" if slash || alone => Request::Help,
+            "OPER" if alone => return needs("OPER password"),
+            "OPER" => Request::Op(Op {
+                password: args.to_owned(),
+            }),
+            "KILL" => match two(args) {
+                Some((nickname, reason)) => Request::Kick(Kick {
+                    nickname,
+                    reason: Some(reason),
+                }),
+                None => return needs("KILL nick reason"),
+            },
+            "QUIT" => Request::Quit(Quit {
+                reason: (!alone).then(|| args.to_owned()),
+            }),
+            _ if slash && word.len() > 1 => return Err("type HELP for the commands".to_owned()),
+            _ => say(line),
+        }))
+    }
+
+    /// The line for one server message (without its `\n`), or `None` for what a line user is
+    /// not shown: full player lists (the notices say the same) and netlib's `connected`.
+    /// User-supplied text is passed through [`sanitize`], so nobody can start a new line or
+    /// drive the reader's terminal.
+    pub fn render(msg: &ServerMsg<'_>) -> Option<String> {
+        let s = |t: &str| sanitize(t);
+        Some(match msg {
+            ServerMsg::Message { message, who, .. } => format!("[{}] {}", s(who), s(message)),
+            ServerMsg::Private {
+                message,
+                who,
+                to,
+                echo: false,
+                ..
+            } if who != to => format!("[{} -> you] {}", s(who), s(message)),
+            ServerMsg::Private {
+                message, to, echo, ..
+            } => {
+                let to = if *echo { s(to) } else { "you".to_owned() };
+                format!("[you -> {to}] {}", s(message))
+            }
+            ServerMsg::Players { .. } => return None,
+            ServerMsg::Members {
+                room,
+                count,
+                joined,
+                left,
+                renamed,
+                ..
+            } => {
+                let mut line = format!("[server] {} ({count} members):", s(room));
+                let list = |v: &[String]| v.iter().map(|n| s(n)).collect::<Vec<_>>().join(", ");
+                if !joined.is_empty() {
+                    let _ = write!(line, " joined {};", list(joined));
+                }
+                if !left.is_empty() {
+                    let _ = write!(line, " left {};", list(left));
+                }
+                for (a, b) in renamed {
+                    let _ = write!(line, " {} is now {};", s(a), s(b));
+                }
+                line.pop();
+                line
+            }
+            ServerMsg::Joined { nickname, room, .. } => {
+                format!("[server] {} is connected to {}", s(nickname), s(room))
+            }
+            ServerMsg::Left {
+                nickname,
+                room,
+                reason,
+                ..
+            } => format!("[server] {} left {} ({})", s(nickname), s(room), s(reason)),
+            ServerMsg::Renamed { from, to, .. } => {
+                format!("[server] {} is now known as {}", s(from), s(to))
+            }
+            ServerMsg::Welcome {
+                nickname,
+                room,
+                members,
+                ..
+            } if room == DEFAULT_ROOM => format!(
+                "[server] Welcome to Chat Server ! You are {} in {} ({members} members). \
+                 Type HELP for the commands.",
+                s(nickname),
+                s(room)
+            ),
+            ServerMsg::Welcome {
+                nickname,
+                room,
+                members,
+                ..
+            } => format!(
+                "[server] You are now in {} as {} ({members} members)",
+                s(room),
+                s(nickname)
+            ),
+            ServerMsg::Who { users, room } => {
+                let names: Vec<String> = users
+                    .iter()
+                    .map(|u| match room {
+                        Some(_) => s(&u.nickname),
+                        None => format!("{} ({})", s(&u.nickname), s(&u.room)),
+                    })
+                    .collect();
+                let place = room.as_deref().map(|r| format!(" in {}", s(r)));
+                format!(
+                    "[server] {} user(s){}: {}",
+                    users.len(),
+                    place.unwrap_or_default(),
+                    names.join(", ")
+                )
+            }
+            ServerMsg::Rooms { rooms } => {
+                let list: Vec<String> = rooms
+                    .iter()
+                    .map(|r| format!("{} ({})", s(&r.name), r.members))
+                    .collect();
+                format!("[server] {} room(s): {}", rooms.len(), list.join(", "))
+            }
+            ServerMsg::Op { .. } => "[server] You are an operator now".to_owned(),
+            ServerMsg::Kicked { by, reason, .. } => {
+                format!("[server] You were kicked by {}: {}", s(by), s(reason))
+            }
+            ServerMsg::Help { .. } => TEXT_HELP.to_owned(),
+            ServerMsg::Refused { code, text, .. } => match code.as_ref() {
+                "message-too-long" => format!(
+                    "[server] The message must be less than {MAX_MESSAGE_CHARS} characters !"
+                ),
+                "unknown-action" | "bad-request" => {
+                    format!("{INVALID_COMMAND} {}", s(text))
+                }
+                _ => format!("[server] {}", s(text)),
+            },
+        })
+    }
+}
+
+impl PayloadCodec for TextCodec {
+    fn decode(&self, payload: &[u8]) -> netlib::Result<Message> {
+        let line = std::str::from_utf8(payload).map_err(Error::InvalidUtf8)?;
+        match TextCodec::parse(line) {
+            Ok(Some(request)) => Message::from_serialize(&request),
+            Ok(None) => Ok(Message::new(IGNORED_LINE)),
+            Err(usage) => Err(Error::Decode(usage)),
+        }
+    }
+
+    fn encode(&self, msg: &Message) -> netlib::Result<Option<Vec<u8>>> {
+        Ok(match msg.parse::<ServerMsg<'_>>() {
+            Ok(m) => TextCodec::render(&m).map(String::into_bytes),
+            // netlib's `connected` (the channel id) and anything else not in the protocol.
+            Err(_) => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::c;
+
+    fn req(line: &str) -> Request {
+        TextCodec::parse(line).unwrap().unwrap()
+    }
+
+    #[test]
+    fn commands_are_case_insensitive_and_bare_lines_are_messages() {
+        assert_eq!(
+            req("nick bob"),
+            Request::Nickname(SetNickname {
+                nickname: "bob".into()
+            })
+        );
+        assert_eq!(req("NiCk bob"), req("NICK bob"));
+        assert_eq!(
+            req("hello there"),
+            Request::Message(Say {
+                message: "hello there".into()
+            })
+        );
+        assert_eq!(
+            req("MSG NICK is a command word"),
+            Request::Message(Say {
+                message: "NICK is a command word".into()
+            })
+        );
+        assert_eq!(req("who"), Request::Who(Who { room: None }));
+        assert_eq!(
+            req("who is here?"),
+            Request::Message(Say {
+                message: "who is here?".into()
+            })
+        );
+        assert_eq!(
+            req("/who games"),
+            Request::Who(Who {
+                room: Some("games".into())
+            })
+        );
+        assert_eq!(
+            req("KILL eve spamming the room"),
+            Request::Kick(Kick {
+                nickname: "eve".into(),
+                reason: Some("spamming the room".into())
+            })
+        );
+        assert_eq!(req("quit"), Request::Quit(Quit { reason: None }));
+        assert_eq!(
+            req("PRIV bob  hi  you"),
+            Request::Private(SayPrivately {
+                to: "bob".into(),
+                message: "hi  you".into()
+            })
+        );
+        assert_eq!(TextCodec::parse("   ").unwrap(), None);
+    }
+
+    #[test]
+    fn commands_without_arguments_are_invalid() {
+        for line in [
+            "NICK", "KILL bob", "PRIV bob", "JOIN", "OPER", "MSG", "/frob",
+        ] {
+            assert!(
+                TextCodec::parse(line).is_err(),
+                "{line:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn server_messages_render_as_classic_lines() {
+        let line = |m: ServerMsg<'_>| TextCodec::render(&m).unwrap();
+        assert_eq!(
+            line(ServerMsg::Message {
+                message: c("hello\n[server] fake"),
+                who: c("alice"),
+                room: c("lobby"),
+                time: 0
+            }),
+            "[alice] hello[server] fake",
+            "a newline cannot start a forged line"
+        );
+        let private = |echo| ServerMsg::Private {
+            message: c("psst"),
+            who: c("alice"),
+            to: c("bob"),
+            time: 0,
+            echo,
+        };
+        assert_eq!(line(private(false)), "[alice -> you] psst");
+        assert_eq!(line(private(true)), "[you -> bob] psst");
+        assert_eq!(
+            line(ServerMsg::Refused {
+                request: c("message"),
+                code: c("message-too-long"),
+                text: c("...")
+            }),
+            "[server] The message must be less than 2000 characters !"
+        );
+        assert!(TextCodec::render(&ServerMsg::Players {
+            players: vec![c("a")],
+            room: c("lobby")
+        })
+        .is_none());
+    }
+}
