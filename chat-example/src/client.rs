@@ -9,7 +9,7 @@ use netlib::{handler, ChannelId, ClientContext, Listener, Message};
 use serde::Deserialize;
 
 use crate::protocol::{
-    Join, Kick, Op, Quit, Request, Say, SayPrivately, ServerMsg, SetNickname, Who,
+    Join, Kick, Op, Quit, Request, Rooms, Say, SayPrivately, ServerMsg, SetNickname, Who,
 };
 use crate::sanitize::sanitize;
 
@@ -142,10 +142,13 @@ impl Command {
                 to: to.clone(),
                 message: text.clone(),
             }),
-            Command::Who(room) => Request::Who(Who { room: room.clone() }),
+            Command::Who(room) => Request::Who(Who {
+                room: room.clone(),
+                page: None,
+            }),
             Command::Join(r) => Request::Join(Join { room: r.clone() }),
             Command::Part => Request::Part,
-            Command::Rooms => Request::Rooms,
+            Command::Rooms => Request::Rooms(Rooms::default()),
             Command::Op(p) => Request::Op(Op {
                 password: p.clone(),
             }),
@@ -350,14 +353,25 @@ impl ChatView {
                 );
                 self.line(Some(time), &text);
             }
-            ServerMsg::Who { users, .. } => {
-                self.line(None, &format!("* {} user(s):", users.len()));
+            ServerMsg::Who {
+                users,
+                page,
+                pages,
+                total,
+                ..
+            } => {
+                let more = if pages > 1 {
+                    format!(" (page {page} of {pages})")
+                } else {
+                    String::new()
+                };
+                self.line(None, &format!("* {total} user(s){more}:"));
                 for u in users {
                     self.plain(&format!("    {} (#{})", s(&u.nickname), s(&u.room)));
                 }
             }
-            ServerMsg::Rooms { rooms } => {
-                self.line(None, &format!("* {} room(s):", rooms.len()));
+            ServerMsg::Rooms { rooms, total, .. } => {
+                self.line(None, &format!("* {total} room(s):"));
                 for r in rooms {
                     self.plain(&format!("    #{} ({} members)", s(&r.name), r.members));
                 }

@@ -5,6 +5,7 @@
 //! # Layout
 //!
 //! - [`protocol`]: the actions, their typed payloads, limits and validation rules.
+//! - [`limits`]: the chat's per-user request limits and operator login attempts.
 //! - [`server`]: the chat server state ([`server::Chat`]) and its channel handlers.
 //! - [`client`]: the terminal client's listener (what it prints for each event) and command
 //!   parsing.
@@ -14,6 +15,7 @@
 #![deny(missing_docs, rust_2018_idioms)]
 
 pub mod client;
+pub mod limits;
 pub mod protocol;
 pub mod sanitize;
 pub mod server;

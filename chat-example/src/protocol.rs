@@ -109,7 +109,21 @@ pub struct Who {
     /// Only this room's members, if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<String>,
+    /// Which page of [`PAGE_SIZE`] entries, from 1 (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<usize>,
 }
+
+/// `{"action": "rooms"}` or `{"action": "rooms", "page": N}`: list the rooms.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rooms {
+    /// Which page of [`PAGE_SIZE`] entries, from 1 (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<usize>,
+}
+
+/// Most entries in one `who` or `rooms` reply; the rest are on later pages.
+pub const PAGE_SIZE: usize = 500;
 
 /// `{"action": "join", "room": R}`: leave your room and enter `room` (made if new).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,8 +175,8 @@ pub enum Request {
     Join(Join),
     /// `{"action": "part"}`: back to the default room.
     Part,
-    /// `{"action": "rooms"}`: list the rooms.
-    Rooms,
+    /// `rooms`.
+    Rooms(Rooms),
     /// `op`.
     Op(Op),
     /// `kick`.
@@ -299,18 +313,36 @@ pub enum ServerMsg<'a> {
         /// Server time (ms).
         time: u64,
     },
-    /// Reply to `who`, sorted by nickname.
+    /// Reply to `who`, sorted by nickname: one page of at most [`PAGE_SIZE`] users.
     Who {
-        /// The users.
+        /// The users on this page.
         users: Vec<WhoEntry>,
         /// The room asked about, if any.
         #[serde(default)]
         room: Option<Cow<'a, str>>,
+        /// This page, from 1.
+        #[serde(default)]
+        page: usize,
+        /// How many pages there are.
+        #[serde(default)]
+        pages: usize,
+        /// How many users there are on all pages.
+        #[serde(default)]
+        total: usize,
     },
-    /// Reply to `rooms`, sorted by name.
+    /// Reply to `rooms`, sorted by name: one page of at most [`PAGE_SIZE`] rooms.
     Rooms {
-        /// The rooms.
+        /// The rooms on this page.
         rooms: Vec<RoomEntry>,
+        /// This page, from 1.
+        #[serde(default)]
+        page: usize,
+        /// How many pages there are.
+        #[serde(default)]
+        pages: usize,
+        /// How many rooms there are on all pages.
+        #[serde(default)]
+        total: usize,
     },
     /// You are an operator now.
     Op {
@@ -393,12 +425,25 @@ pub fn check_message(text: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Checks a nickname or room name: 1 to [`MAX_NAME_CHARS`] characters, no whitespace, no
-/// control characters. `what` is `"nickname"` or `"room name"`, for the text.
+/// Checks a nickname or room name and returns it in its canonical form. One Unicode policy for
+/// both, from well-kept libraries rather than hand-written tables:
+///
+/// - 1 to [`MAX_NAME_CHARS`] characters;
+/// - the PRECIS `UsernameCasePreserved` profile (RFC 8265 §3.3, via `precis-profiles`): letters
+///   and digits of any script plus ASCII punctuation; no spaces, controls, zero-width, bidi,
+///   format or compatibility characters (`𝐚𝐥𝐢𝐜𝐞`, U+200B, U+200E, U+2066, U+061C, U+3164 are
+///   refused); fullwidth letters are mapped to their ASCII forms (`ａｌｉｃｅ` becomes `alice`);
+/// - letters from one script only (UTS #39 via `unicode-security`), so `аlice` with a Cyrillic
+///   `а` is refused.
+///
+/// Uniqueness is decided by [`name_key`]. `what` is `"nickname"` or `"room name"`, for the text.
 ///
 /// # Errors
 /// `empty-name`, `name-too-long` or `bad-name`.
-pub fn check_name(what: &str, name: &str) -> Result<(), Refusal> {
+pub fn check_name(what: &str, name: &str) -> Result<String, Refusal> {
+    use precis_core::profile::Profile;
+    use unicode_security::MixedScript;
+
     if name.is_empty() {
         return Err(Refusal::new("empty-name", format!("the {what} is empty")));
     }
@@ -409,15 +454,44 @@ pub fn check_name(what: &str, name: &str) -> Result<(), Refusal> {
             format!("the {what} is {n} characters long; the limit is {MAX_NAME_CHARS}"),
         ));
     }
-    if let Some(c) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Refusal::new(
+    let shown: String = name.chars().flat_map(char::escape_debug).collect();
+    let bad = |why: &str| {
+        Refusal::new(
             "bad-name",
-            format!(
-                "the {what} {name:?} holds {c:?}; spaces and control characters are not allowed"
-            ),
-        ));
+            format!("the {what} \"{shown}\" {why}; names are letters and digits of one script, and ASCII punctuation"),
+        )
+    };
+    let canonical = match precis_profiles::UsernameCasePreserved::new().enforce(name) {
+        Ok(c) => c.into_owned(),
+        Err(precis_core::Error::BadCodepoint(cp)) => {
+            let c = char::from_u32(cp.cp).unwrap_or(char::REPLACEMENT_CHARACTER);
+            return Err(bad(&format!("holds {:?} (U+{:04X})", c, cp.cp)));
+        }
+        Err(_) => return Err(bad("is not allowed")),
+    };
+    if !canonical.as_str().is_single_script() {
+        return Err(bad("mixes scripts"));
     }
-    Ok(())
+    Ok(canonical)
+}
+
+/// The keys that decide whether two names are the same, from the UTS #39 confusable skeleton
+/// of the name's NFKC form: the skeleton of the lower-cased name (`ALICE` meets `alice`), and
+/// the lower-cased skeleton (`aIice` with a capital `I` meets `alice`). Two names are the same
+/// when any key of one equals any key of the other; the first key finds a user by name.
+pub fn name_keys(name: &str) -> [String; 2] {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_security::confusable_detection::skeleton;
+    let nfkc: String = name.nfkc().collect();
+    let folded_first: String = skeleton(&nfkc.to_lowercase()).collect();
+    let skeleton_first = skeleton(&nfkc).collect::<String>().to_lowercase();
+    [folded_first, skeleton_first]
+}
+
+/// The first of [`name_keys`]: what a user is looked up by.
+pub fn name_key(name: &str) -> String {
+    let [key, _] = name_keys(name);
+    key
 }
 
 #[cfg(test)]
@@ -437,6 +511,43 @@ mod tests {
             check_message(&"x".repeat(2001)).unwrap_err().code,
             "message-too-long"
         );
+    }
+
+    #[test]
+    fn names_cannot_impersonate() {
+        let alice = name_key(&check_name("nickname", "alice").unwrap());
+        assert_eq!(name_keys("alice"), [alice.clone(), alice.clone()]);
+        assert!(name_keys("aIice").contains(&alice), "capital I for l");
+        // Refused outright: invisible, bidi, format, compatibility and filler characters.
+        for evil in [
+            "alice\u{200e}",
+            "alice\u{2066}",
+            "alice\u{61c}",
+            "al\u{200b}ice",
+            "\u{200b}\u{200b}",
+            "\u{3164}",
+            "\u{1d41a}\u{1d425}\u{1d422}\u{1d41c}\u{1d41e}",
+            "\u{430}lice",
+        ] {
+            assert_eq!(
+                check_name("nickname", evil).map_err(|r| r.code),
+                Err("bad-name"),
+                "{evil:?}"
+            );
+        }
+        // Mapped to the same name, hence taken while alice is online.
+        let wide = check_name("nickname", "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}").unwrap();
+        assert_eq!(wide, "alice");
+        assert_eq!(name_key("ALICE"), alice);
+        // Confusable in one script: the same key.
+        assert_eq!(
+            name_key("\u{430}\u{43e}"),
+            name_key("ao"),
+            "Cyrillic look-alikes"
+        );
+        // Other scripts are welcome.
+        assert!(check_name("nickname", "\u{5c0f}\u{660e}").is_ok());
+        assert!(check_name("nickname", "J\u{fc}rgen").is_ok());
     }
 
     #[test]
@@ -497,13 +608,20 @@ mod tests {
         let wire = |r: &Request| serde_json::to_value(r).unwrap();
         assert_eq!(wire(&Request::Part), serde_json::json!({"action": "part"}));
         assert_eq!(
+            serde_json::from_value::<Request>(serde_json::json!({"action": "rooms"})).unwrap(),
+            Request::Rooms(Rooms::default())
+        );
+        assert_eq!(
             wire(&Request::Nickname(SetNickname {
                 nickname: "bob".into()
             })),
             serde_json::json!({"action": "nickname", "nickname": "bob"})
         );
         assert_eq!(
-            wire(&Request::Who(Who { room: None })),
+            wire(&Request::Who(Who {
+                room: None,
+                page: None
+            })),
             serde_json::json!({"action": "who"})
         );
         let kick = Request::Kick(Kick {

@@ -7,34 +7,63 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use indexmap::IndexSet;
+use subtle::ConstantTimeEq;
 
 use netlib::{
     handler, ChannelId, CloseReason, Error, Message, OutOfBand, ServerContext, ServerHandler,
 };
 
+use crate::limits::{AddressAttempts, ChatLimits, Kind, UserLimits};
 use crate::protocol::{
-    c, check_message, check_name, now_ms, Join, Kick, Op, Quit, Refusal, RoomEntry, RoomPolicy,
-    Say, SayPrivately, ServerMsg, SetNickname, Tier, Who, WhoEntry, ACTIONS, ANONYMOUS,
-    DEFAULT_ROOM, RESERVED_NICKNAMES,
+    c, check_message, check_name, name_key, name_keys, now_ms, Join, Kick, Op, Quit, Refusal,
+    RoomEntry, RoomPolicy, Rooms, Say, SayPrivately, ServerMsg, SetNickname, Tier, Who, WhoEntry,
+    ACTIONS, ANONYMOUS, DEFAULT_ROOM, PAGE_SIZE, RESERVED_NICKNAMES,
 };
 
 /// All chat state lives in [`Chat`], keyed by channel id: channels carry none.
 type Hub<'a> = ServerContext<'a, ()>;
 
 /// Server settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// The operator password; `None` disables `op`.
     pub op_password: Option<String>,
     /// Which rooms get which membership traffic.
     pub rooms: RoomPolicy,
+    /// Per-user request limits; `None` turns them off. Default: [`ChatLimits::default`].
+    pub limits: Option<ChatLimits>,
 }
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            op_password: None,
+            rooms: RoomPolicy::default(),
+            limits: Some(ChatLimits::default()),
+        }
+    }
+}
+
+/// Most names in one `members` delta; larger deltas are split.
+pub const DELTA_CHUNK: usize = 500;
+
+/// Longest quit or kick reason relayed, in characters; longer ones are cut.
+pub const MAX_REASON_CHARS: usize = 200;
+
+/// A recipient with more than this many bytes waiting is lagging: it gets no membership
+/// notices or player lists (they would only pile up) until its queue is under half of this,
+/// then one fresh `players` list of its room instead.
+pub const LAGGING_BYTES: usize = 256 << 10;
 
 #[derive(Debug)]
 struct User {
     nick: String,
     room: String,
     op: bool,
+    /// The peer's address (operator logins are limited per IP address too).
+    addr: SocketAddr,
+    /// Request budgets; `None` when limits are off.
+    limits: Option<UserLimits>,
     /// Set by quit or kick: the reason the room is told when the channel closes.
     leaving: Option<String>,
 }
@@ -51,15 +80,45 @@ struct Room {
 }
 
 /// The chat server's state: every user and room.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Chat {
     settings: Settings,
     users: HashMap<ChannelId, User>,
-    /// Lower-cased claimed nickname to its user.
+    /// Claimed nicknames by [`name_key`] (confusable skeleton), to their user.
     nicks: HashMap<String, ChannelId>,
     rooms: HashMap<String, Room>,
     /// Rooms with membership updates to send at the end of the pump.
     dirty_rooms: HashSet<String>,
+    /// Operator login attempts per IP address.
+    op_attempts: AddressAttempts,
+    /// Lagging users who missed membership traffic and are owed a `players` list.
+    stale: HashSet<ChannelId>,
+}
+
+/// Page `page` (from 1; `None` is 1) of `all`, [`PAGE_SIZE`] entries a page, with the page
+/// number, the number of pages (at least 1) and the total. A page past the end is empty.
+fn one_page<T>(mut all: Vec<T>, page: Option<usize>) -> (Vec<T>, usize, usize, usize) {
+    let total = all.len();
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = page.unwrap_or(1).max(1);
+    let start = (page - 1).saturating_mul(PAGE_SIZE).min(total);
+    let end = (start + PAGE_SIZE).min(total);
+    all.truncate(end);
+    (all.split_off(start), page, pages, total)
+}
+
+/// The first `n` items of `v`, removed.
+fn drain_up_to<T>(v: &mut Vec<T>, n: usize) -> Vec<T> {
+    v.drain(..n.min(v.len())).collect()
+}
+
+/// A quit or kick reason as relayed: trimmed, at most [`MAX_REASON_CHARS`] characters.
+fn cap_reason(reason: &str) -> String {
+    let reason = reason.trim();
+    match reason.char_indices().nth(MAX_REASON_CHARS) {
+        Some((cut, _)) => format!("{}...", &reason[..cut]),
+        None => reason.to_owned(),
+    }
 }
 
 fn send(hub: &mut Hub<'_>, id: ChannelId, msg: &ServerMsg<'_>) {
@@ -73,7 +132,36 @@ impl Chat {
     pub fn new(settings: Settings) -> Self {
         Chat {
             settings,
-            ..Chat::default()
+            users: HashMap::new(),
+            nicks: HashMap::new(),
+            rooms: HashMap::new(),
+            dirty_rooms: HashSet::new(),
+            op_attempts: AddressAttempts::default(),
+            stale: HashSet::new(),
+        }
+    }
+
+    /// Frees `nick`'s keys if `id` holds them.
+    fn release_nick(&mut self, id: ChannelId, nick: &str) {
+        for k in name_keys(nick) {
+            if self.nicks.get(&k) == Some(&id) {
+                self.nicks.remove(&k);
+            }
+        }
+    }
+
+    /// Whether `id` may make a request of `kind` now; if not, it is refused (`rate-limited`).
+    fn allow(&mut self, hub: &mut Hub<'_>, id: ChannelId, kind: Kind, request: &str) -> bool {
+        let now = hub.config().get_clock().now();
+        let Some(limits) = self.users.get_mut(&id).and_then(|u| u.limits.as_mut()) else {
+            return true;
+        };
+        match limits.take(kind, now) {
+            Ok(()) => true,
+            Err(r) => {
+                self.refuse(hub, id, request, r);
+                false
+            }
         }
     }
 
@@ -88,7 +176,7 @@ impl Chat {
 
     fn refuse(&self, hub: &mut Hub<'_>, id: ChannelId, request: &str, r: Refusal) {
         let who = self.users.get(&id).map_or(ANONYMOUS, |u| u.nick.as_str());
-        log::info!(
+        log::debug!(
             "refused {request:?} from {who} ({id}): {} ({})",
             r.text,
             r.code
@@ -126,6 +214,67 @@ impl Chat {
         }
     }
 
+    /// Sends membership traffic (notices, lists, deltas) to `room` except `except`, skipping
+    /// lagging members ([`LAGGING_BYTES`]): they are owed one fresh `players` list instead.
+    fn notify_room(
+        &mut self,
+        hub: &mut Hub<'_>,
+        room: &str,
+        except: Option<ChannelId>,
+        msg: &ServerMsg<'_>,
+    ) {
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
+        let frame = match hub.encode(msg) {
+            Ok(frame) => frame,
+            Err(e) => return log::error!("cannot encode a notice for {room}: {e}"),
+        };
+        let mut lagging = Vec::new();
+        let current: Vec<ChannelId> = r
+            .members
+            .iter()
+            .copied()
+            .filter(|&m| Some(m) != except)
+            .filter(|&m| {
+                let lags = hub.queued_bytes(m).unwrap_or(0) > LAGGING_BYTES;
+                if lags {
+                    lagging.push(m);
+                }
+                !lags
+            })
+            .collect();
+        hub.send_frame_to(current, &frame);
+        self.stale.extend(lagging);
+    }
+
+    /// Lagging users whose queue has drained get one `players` list of their room.
+    fn resync_stale(&mut self, hub: &mut Hub<'_>) {
+        let ready: Vec<ChannelId> = self
+            .stale
+            .iter()
+            .copied()
+            .filter(|&id| hub.queued_bytes(id).unwrap_or(0) < LAGGING_BYTES / 2)
+            .collect();
+        for id in ready {
+            self.stale.remove(&id);
+            let Some(room) = self.users.get(&id).map(|u| u.room.clone()) else {
+                continue;
+            };
+            if self.rooms.contains_key(&room) {
+                let players = self.member_nicks(&room);
+                send(
+                    hub,
+                    id,
+                    &ServerMsg::Players {
+                        players,
+                        room: c(&room),
+                    },
+                );
+            }
+        }
+    }
+
     fn enter(&mut self, hub: &mut Hub<'_>, id: ChannelId, room_name: &str) {
         let nick = self.users[&id].nick.clone();
         let room = self.rooms.entry(room_name.to_owned()).or_default();
@@ -134,7 +283,7 @@ impl Chat {
         let time = now_ms();
         match self.tier(size) {
             Tier::FullList => {
-                self.to_room(
+                self.notify_room(
                     hub,
                     room_name,
                     Some(id),
@@ -198,7 +347,7 @@ impl Chat {
         match self.tier(size + 1) {
             Tier::FullList => {
                 let time = now_ms();
-                self.to_room(
+                self.notify_room(
                     hub,
                     &room_name,
                     None,
@@ -236,19 +385,22 @@ impl Chat {
     }
 
     fn set_nickname(&mut self, hub: &mut Hub<'_>, id: ChannelId, m: SetNickname) {
-        let new = m.nickname;
-        if let Err(r) = check_name("nickname", &new) {
-            return self.refuse(hub, id, "nickname", r);
-        }
-        let key = new.to_lowercase();
-        if RESERVED_NICKNAMES.contains(&key.as_str()) {
+        let new = match check_name("nickname", &m.nickname) {
+            Ok(name) => name,
+            Err(r) => return self.refuse(hub, id, "nickname", r),
+        };
+        let keys = name_keys(&new);
+        if RESERVED_NICKNAMES
+            .iter()
+            .any(|r| name_keys(r).iter().any(|k| keys.contains(k)))
+        {
             let r = Refusal::new(
                 "nickname-reserved",
                 format!("{new:?} is reserved (users without a nickname, and the line protocol's [server] and [you -> ...])"),
             );
             return self.refuse(hub, id, "nickname", r);
         }
-        if let Some(&owner) = self.nicks.get(&key) {
+        if let Some(&owner) = keys.iter().find_map(|k| self.nicks.get(k)) {
             if owner != id {
                 let r = Refusal::new("nickname-taken", format!("nickname {new:?} is taken"));
                 return self.refuse(hub, id, "nickname", r);
@@ -257,8 +409,10 @@ impl Chat {
         let user = self.users.get_mut(&id).expect("user");
         let old = std::mem::replace(&mut user.nick, new.clone());
         let room_name = user.room.clone();
-        self.nicks.remove(&old.to_lowercase());
-        self.nicks.insert(key, id);
+        self.release_nick(id, &old);
+        for k in keys {
+            self.nicks.insert(k, id);
+        }
         log::info!("{id}: {old} is now known as {new}");
         let time = now_ms();
         let size = self.rooms[&room_name].members.len();
@@ -271,7 +425,7 @@ impl Chat {
         };
         match self.tier(size) {
             Tier::FullList => {
-                self.to_room(hub, &room_name, None, &notice);
+                self.notify_room(hub, &room_name, None, &notice);
                 self.rooms.get_mut(&room_name).expect("room").list_dirty = true;
                 self.dirty_rooms.insert(room_name.clone());
             }
@@ -307,7 +461,7 @@ impl Chat {
         if let Err(r) = check_message(&m.message) {
             return self.refuse(hub, id, "private", r);
         }
-        let Some(&to) = self.nicks.get(&m.to.to_lowercase()) else {
+        let Some(&to) = self.nicks.get(&name_key(&m.to)) else {
             let r = Refusal::new("unknown-nickname", format!("nobody is called {:?}", m.to));
             return self.refuse(hub, id, "private", r);
         };
@@ -353,17 +507,21 @@ impl Chat {
             },
         };
         users.sort_by_key(|u| (u.nickname.to_lowercase(), u.room.clone()));
+        let (users, page, pages, total) = one_page(users, m.page);
         send(
             hub,
             id,
             &ServerMsg::Who {
                 users,
                 room: m.room.as_deref().map(c),
+                page,
+                pages,
+                total,
             },
         );
     }
 
-    fn rooms(&self, hub: &mut Hub<'_>, id: ChannelId) {
+    fn rooms(&self, hub: &mut Hub<'_>, id: ChannelId, m: Rooms) {
         let mut rooms: Vec<RoomEntry> = self
             .rooms
             .iter()
@@ -373,13 +531,24 @@ impl Chat {
             })
             .collect();
         rooms.sort_by(|a, b| a.name.cmp(&b.name));
-        send(hub, id, &ServerMsg::Rooms { rooms });
+        let (rooms, page, pages, total) = one_page(rooms, m.page);
+        send(
+            hub,
+            id,
+            &ServerMsg::Rooms {
+                rooms,
+                page,
+                pages,
+                total,
+            },
+        );
     }
 
     fn join(&mut self, hub: &mut Hub<'_>, id: ChannelId, m: Join) {
-        if let Err(r) = check_name("room name", &m.room) {
-            return self.refuse(hub, id, "join", r);
-        }
+        let m = match check_name("room name", &m.room) {
+            Ok(room) => Join { room },
+            Err(r) => return self.refuse(hub, id, "join", r),
+        };
         if self.users[&id].room == m.room {
             let r = Refusal::new(
                 "already-in-room",
@@ -406,12 +575,24 @@ impl Chat {
     }
 
     fn op(&mut self, hub: &mut Hub<'_>, id: ChannelId, m: Op) {
+        if let (Some(limits), Some(user)) = (&self.settings.limits, self.users.get_mut(&id)) {
+            if let Some(user_limits) = user.limits.as_mut() {
+                let now = hub.config().get_clock().now();
+                let ip = Some(user.addr.ip());
+                if let Err(r) = self.op_attempts.take(limits, user_limits, ip, now) {
+                    return self.refuse(hub, id, "op", r);
+                }
+            }
+        }
+        // Constant time in the password's bytes (the `subtle` crate): a guesser learns nothing
+        // from how long a wrong guess takes, beyond whether its length is right.
+        let right = |p: &String| bool::from(p.as_bytes().ct_eq(m.password.as_bytes()));
         match &self.settings.op_password {
             None => {
                 let r = Refusal::new("op-disabled", "this server has no operator password");
                 self.refuse(hub, id, "op", r)
             }
-            Some(p) if *p == m.password => {
+            Some(p) if right(p) => {
                 let user = self.users.get_mut(&id).expect("user");
                 user.op = true;
                 log::info!("{id}: {} is now an operator", user.nick);
@@ -434,7 +615,7 @@ impl Chat {
             );
             return self.refuse(hub, id, "kick", r);
         }
-        let Some(&target) = self.nicks.get(&m.nickname.to_lowercase()) else {
+        let Some(&target) = self.nicks.get(&name_key(&m.nickname)) else {
             let r = Refusal::new(
                 "unknown-nickname",
                 format!("nobody is called {:?}", m.nickname),
@@ -442,7 +623,12 @@ impl Chat {
             return self.refuse(hub, id, "kick", r);
         };
         let by = self.users[&id].nick.clone();
-        let reason = m.reason.unwrap_or_else(|| "no reason given".to_owned());
+        let reason = m
+            .reason
+            .as_deref()
+            .map(cap_reason)
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "no reason given".to_owned());
         let victim = self.users.get_mut(&target).expect("user");
         log::info!("{by} kicked {} ({target}): {reason}", victim.nick);
         victim.leaving = Some(format!("kicked by {by}: {reason}"));
@@ -459,7 +645,7 @@ impl Chat {
     }
 
     fn quit(&mut self, hub: &mut Hub<'_>, id: ChannelId, m: Quit) {
-        let reason = match m.reason.as_deref().map(str::trim) {
+        let reason = match m.reason.as_deref().map(cap_reason) {
             Some(r) if !r.is_empty() => format!("quit: {r}"),
             _ => "quit".to_owned(),
         };
@@ -479,6 +665,12 @@ impl ServerHandler for Chat {
                 nick: ANONYMOUS.to_owned(),
                 room: String::new(),
                 op: false,
+                addr,
+                limits: self
+                    .settings
+                    .limits
+                    .as_ref()
+                    .map(|l| UserLimits::new(l, hub.config().get_clock().now())),
                 leaving: None,
             },
         );
@@ -496,9 +688,7 @@ impl ServerHandler for Chat {
         self.leave(hub, id, &why);
         if let Some(user) = self.users.remove(&id) {
             log::info!("{id} ({}) disconnected: {why}", user.nick);
-            if self.nicks.get(&user.nick.to_lowercase()) == Some(&id) {
-                self.nicks.remove(&user.nick.to_lowercase());
-            }
+            self.release_nick(id, &user.nick);
         }
     }
 
@@ -511,6 +701,9 @@ impl ServerHandler for Chat {
     }
 
     fn after_pump(&mut self, hub: &mut Hub<'_>) {
+        if !self.stale.is_empty() {
+            self.resync_stale(hub);
+        }
         if self.dirty_rooms.is_empty() {
             return;
         }
@@ -534,7 +727,11 @@ impl ServerHandler for Chat {
                         || !renamed.is_empty() =>
                 {
                     let players = self.member_nicks(&name);
-                    self.to_room(
+                    let players: Vec<Cow<'static, str>> = players
+                        .into_iter()
+                        .map(|p| Cow::Owned(p.into_owned()))
+                        .collect();
+                    self.notify_room(
                         hub,
                         &name,
                         None,
@@ -550,15 +747,23 @@ impl ServerHandler for Chat {
                         || !left.is_empty()
                         || !renamed.is_empty() =>
                 {
-                    let msg = ServerMsg::Members {
-                        room: c(&name),
-                        count,
-                        joined,
-                        left,
-                        renamed,
-                        time,
-                    };
-                    self.to_room(hub, &name, None, &msg);
+                    // Split so that no delta comes near the frame limit (32-character names:
+                    // a chunk is at most about 40 KB).
+                    let (mut joined, mut left, mut renamed) = (joined, left, renamed);
+                    while !(joined.is_empty() && left.is_empty() && renamed.is_empty()) {
+                        let j: Vec<String> = drain_up_to(&mut joined, DELTA_CHUNK);
+                        let l: Vec<String> = drain_up_to(&mut left, DELTA_CHUNK - j.len());
+                        let r = drain_up_to(&mut renamed, (DELTA_CHUNK - j.len() - l.len()) / 2);
+                        let msg = ServerMsg::Members {
+                            room: c(&name),
+                            count,
+                            joined: j,
+                            left: l,
+                            renamed: r,
+                            time,
+                        };
+                        self.notify_room(hub, &name, None, &msg);
+                    }
                 }
                 _ => {}
             }
@@ -570,24 +775,45 @@ impl ServerHandler for Chat {
 // sender's channel id.
 impl Chat {
     fn network_nickname(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: SetNickname) {
+        if !self.allow(hub, from, Kind::Rename, "nickname") {
+            return;
+        }
         self.set_nickname(hub, from, m);
     }
     fn network_message(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Say) {
+        if !self.allow(hub, from, Kind::Message, "message") {
+            return;
+        }
         self.say(hub, from, m);
     }
     fn network_private(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: SayPrivately) {
+        if !self.allow(hub, from, Kind::Private, "private") {
+            return;
+        }
         self.private(hub, from, m);
     }
     fn network_who(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Who) {
+        if !self.allow(hub, from, Kind::Query, "who") {
+            return;
+        }
         self.who(hub, from, m);
     }
-    fn network_rooms(&mut self, hub: &mut Hub<'_>, from: ChannelId, _m: &Message) {
-        self.rooms(hub, from);
+    fn network_rooms(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Rooms) {
+        if !self.allow(hub, from, Kind::Query, "rooms") {
+            return;
+        }
+        self.rooms(hub, from, m);
     }
     fn network_join(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Join) {
+        if !self.allow(hub, from, Kind::Join, "join") {
+            return;
+        }
         self.join(hub, from, m);
     }
     fn network_part(&mut self, hub: &mut Hub<'_>, from: ChannelId, _m: &Message) {
+        if !self.allow(hub, from, Kind::Join, "part") {
+            return;
+        }
         self.part(hub, from);
     }
     fn network_op(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Op) {

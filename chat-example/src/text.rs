@@ -28,8 +28,8 @@ use std::fmt::Write as _;
 use netlib::{Error, Message, PayloadCodec};
 
 use crate::protocol::{
-    Join, Kick, Op, Quit, Request, Say, SayPrivately, ServerMsg, SetNickname, Who, DEFAULT_ROOM,
-    MAX_MESSAGE_CHARS,
+    Join, Kick, Op, Quit, Request, Rooms, Say, SayPrivately, ServerMsg, SetNickname, Who,
+    DEFAULT_ROOM, MAX_MESSAGE_CHARS,
 };
 use crate::sanitize::sanitize;
 
@@ -91,13 +91,14 @@ impl TextCodec {
             },
             "WHO" if slash || alone => Request::Who(Who {
                 room: (!alone).then(|| args.trim_start_matches('#').to_owned()),
+                page: None,
             }),
             "JOIN" if alone => return needs("JOIN room"),
             "JOIN" => Request::Join(Join {
                 room: args.trim_start_matches('#').to_owned(),
             }),
             "PART" if slash || alone => Request::Part,
-            "ROOMS" if slash || alone => Request::Rooms,
+            "ROOMS" if slash || alone => Request::Rooms(Rooms::default()),
             "HELP" if slash || alone => Request::Help,
             "OPER" if alone => return needs("OPER password"),
             "OPER" => Request::Op(Op {
@@ -195,7 +196,13 @@ impl TextCodec {
                 s(room),
                 s(nickname)
             ),
-            ServerMsg::Who { users, room } => {
+            ServerMsg::Who {
+                users,
+                room,
+                page,
+                pages,
+                total,
+            } => {
                 let names: Vec<String> = users
                     .iter()
                     .map(|u| match room {
@@ -205,18 +212,27 @@ impl TextCodec {
                     .collect();
                 let place = room.as_deref().map(|r| format!(" in {}", s(r)));
                 format!(
-                    "[server] {} user(s){}: {}",
-                    users.len(),
+                    "[server] {total} user(s){}{}: {}",
                     place.unwrap_or_default(),
+                    page_of(*page, *pages),
                     names.join(", ")
                 )
             }
-            ServerMsg::Rooms { rooms } => {
+            ServerMsg::Rooms {
+                rooms,
+                page,
+                pages,
+                total,
+            } => {
                 let list: Vec<String> = rooms
                     .iter()
                     .map(|r| format!("{} ({})", s(&r.name), r.members))
                     .collect();
-                format!("[server] {} room(s): {}", rooms.len(), list.join(", "))
+                format!(
+                    "[server] {total} room(s){}: {}",
+                    page_of(*page, *pages),
+                    list.join(", ")
+                )
             }
             ServerMsg::Op { .. } => "[server] You are an operator now".to_owned(),
             ServerMsg::Kicked { by, reason, .. } => {
@@ -233,6 +249,15 @@ impl TextCodec {
                 _ => format!("[server] {}", s(text)),
             },
         })
+    }
+}
+
+/// `", first 500"` when a reply has more pages than the one shown (line users see the first).
+fn page_of(page: usize, pages: usize) -> String {
+    if pages > 1 {
+        format!(" (page {page} of {pages})")
+    } else {
+        String::new()
     }
 }
 
@@ -285,7 +310,13 @@ mod tests {
                 message: "NICK is a command word".into()
             })
         );
-        assert_eq!(req("who"), Request::Who(Who { room: None }));
+        assert_eq!(
+            req("who"),
+            Request::Who(Who {
+                room: None,
+                page: None
+            })
+        );
         assert_eq!(
             req("who is here?"),
             Request::Message(Say {
@@ -295,7 +326,8 @@ mod tests {
         assert_eq!(
             req("/who games"),
             Request::Who(Who {
-                room: Some("games".into())
+                room: Some("games".into()),
+                page: None
             })
         );
         assert_eq!(

@@ -6,7 +6,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use chat::protocol::{Join, Kick, Op, Quit, Request, Say, SayPrivately, SetNickname, Who};
+use chat::protocol::{Join, Kick, Op, Quit, Request, Rooms, Say, SayPrivately, SetNickname, Who};
 use common::{chat_client, now_ms, wire, ChatServer, Lines, Peer, SERVER};
 use netlib::{Codec, Config, Framing, Message};
 use netlib_tests::{podsixnet_python, podsixnet_scripts, until, ChildGuard, RawPeer};
@@ -104,7 +104,7 @@ fn rooms_scope_messages_and_player_lists() {
     alice.sync();
     assert!(!alice.has("message", |m| m.get_str("message") == Some("in lobby")));
 
-    alice.send(Request::Rooms);
+    alice.send(Request::Rooms(Rooms::default()));
     let rooms = alice.expect("rooms");
     assert_eq!(
         rooms.get("rooms"),
@@ -119,6 +119,7 @@ fn rooms_scope_messages_and_player_lists() {
     );
     alice.send(Request::Who(Who {
         room: Some("lobby".into()),
+        page: None,
     }));
     assert_eq!(
         alice.expect("who").get("users"),
@@ -252,7 +253,7 @@ fn kick_needs_an_operator_who_knows_the_password() {
 
 #[test]
 fn every_bad_request_gets_a_clear_refusal_and_nothing_is_relayed() {
-    let server = ChatServer::start(&[], &[]);
+    let server = ChatServer::start(&["--rate-limit", "0"], &[("RUST_LOG", "debug")]); // validation alone (tests/abuse.rs has the limits); refusals log at debug
     let mut alice = Peer::join(&server.addr, "alice");
     let mut bob = Peer::join(&server.addr, "bob");
     let cases = [
@@ -358,7 +359,7 @@ fn every_bad_request_gets_a_clear_refusal_and_nothing_is_relayed() {
     raw.write(b"{oops\0---\0");
     let r = raw.recv_action("refused");
     assert_eq!(r.get_str("code"), Some("bad-frame"));
-    raw.send(&Request::Rooms);
+    raw.send(&Request::Rooms(Rooms::default()));
     raw.recv_action("rooms");
 
     bob.sync();
@@ -598,7 +599,7 @@ fn a_room_of_ten_thousand_fills_and_a_message_reaches_everyone() {
         .map(|_| RawPeer::connect(addr, Framing::Terminator))
         .collect();
     let mut sender = Peer::join(&server.addr, "sender");
-    sender.send(Request::Rooms);
+    sender.send(Request::Rooms(Rooms::default()));
     let rooms = sender.expect("rooms");
     assert_eq!(
         rooms.get("rooms"),
@@ -651,7 +652,7 @@ fn out_of_file_descriptors_the_server_waits_and_accepts_later_without_spinning()
     until("the server runs out of file descriptors", || {
         stderr.any(|l| l.contains("Too many open files"))
     });
-    peer.send(Request::Rooms);
+    peer.send(Request::Rooms(Rooms::default()));
     let accepted = peer.expect("rooms").get("rooms").unwrap()[0]["members"]
         .as_u64()
         .unwrap() as usize;
@@ -724,6 +725,7 @@ fn membership_traffic_shrinks_as_rooms_grow() {
     );
     e.send(Request::Who(Who {
         room: Some("lobby".into()),
+        page: None,
     }));
     assert_eq!(
         e.expect("who")

@@ -7,13 +7,16 @@ use std::sync::{Arc, Mutex};
 
 use chat::client::ChatView;
 use chat::protocol::{
-    Join, Kick, Op, Quit, Request, Say, SayPrivately, ServerMsg, SetNickname, Who,
+    Join, Kick, Op, Quit, Request, Rooms, Say, SayPrivately, ServerMsg, SetNickname, Who,
 };
 use chat::server::{Chat, Settings};
-use netlib::{ChannelId, Client, Config, Server};
+use std::time::Duration;
+
+use netlib::{ChannelId, Client, Config, ManualClock, Server};
 
 /// A chat server and its users, pumped together.
 struct Room {
+    clock: ManualClock,
     server: Server<Chat>,
     users: Vec<(ChannelId, Client)>,
     inbox: Vec<Vec<ServerMsg<'static>>>,
@@ -21,12 +24,17 @@ struct Room {
 
 impl Room {
     fn new(op_password: Option<&str>) -> Self {
-        let settings = Settings {
+        Room::with(Settings {
             op_password: op_password.map(str::to_owned),
             ..Settings::default()
-        };
-        let config = Config::default().announce_id(true);
+        })
+    }
+
+    fn with(settings: Settings) -> Self {
+        let clock = ManualClock::new();
+        let config = Config::default().announce_id(true).clock(clock.clone());
         Room {
+            clock,
             server: Server::new(Chat::new(settings), config).unwrap(),
             users: Vec::new(),
             inbox: Vec::new(),
@@ -135,6 +143,7 @@ fn a_nickname_is_announced_to_the_room_and_cannot_be_taken_twice() {
     );
     r.take(bob);
     for taken in ["alice", "ALICE", "anonymous"] {
+        r.clock.advance(Duration::from_secs(10)); // one rename's worth of budget
         r.send(
             bob,
             Request::Nickname(SetNickname {
@@ -142,6 +151,7 @@ fn a_nickname_is_announced_to_the_room_and_cannot_be_taken_twice() {
             }),
         );
     }
+    r.clock.advance(Duration::from_secs(10));
     r.send(
         bob,
         Request::Nickname(SetNickname {
@@ -250,12 +260,19 @@ fn who_and_rooms_answer_with_everyone_sorted() {
         }),
     );
     r.take(alice);
-    r.send(alice, Request::Who(Who { room: None }));
-    r.send(alice, Request::Rooms);
+    r.send(
+        alice,
+        Request::Who(Who {
+            room: None,
+            page: None,
+        }),
+    );
+    r.send(alice, Request::Rooms(Rooms::default()));
     r.send(
         alice,
         Request::Who(Who {
             room: Some("nowhere".into()),
+            page: None,
         }),
     );
     let got = r.take(alice);
@@ -276,7 +293,7 @@ fn who_and_rooms_answer_with_everyone_sorted() {
         ]
     );
     let rooms = got.iter().find_map(|m| match m {
-        ServerMsg::Rooms { rooms } => Some(
+        ServerMsg::Rooms { rooms, .. } => Some(
             rooms
                 .iter()
                 .map(|r| (r.name.clone(), r.members))
@@ -498,4 +515,117 @@ fn messages_are_checked_for_length_and_emptiness() {
     r.send(alice, say(&"é".repeat(2000)));
     assert_eq!(r.refusals(alice), ["message-too-long", "empty-message"]);
     assert_eq!(said(&r.take(bob)).len(), 1, "only the valid one is relayed");
+}
+
+fn nick(n: &str) -> Request {
+    Request::Nickname(SetNickname { nickname: n.into() })
+}
+
+#[test]
+fn each_kind_of_request_has_its_own_budget_refilled_by_the_clock() {
+    let mut r = Room::new(None);
+    let alice = r.join("alice"); // one rename of 3 spent
+    r.send(alice, nick("alice2"));
+    r.send(alice, nick("alice3"));
+    r.send(alice, nick("alice4"));
+    assert_eq!(r.refusals(alice), ["rate-limited"]);
+    for i in 0..11 {
+        r.send(alice, say(&format!("m{i}")));
+    }
+    let got = r.take(alice);
+    assert_eq!(said(&got).len(), 10, "a burst of 10 messages");
+    assert!(got
+        .iter()
+        .any(|m| matches!(m, ServerMsg::Refused { code, text, .. }
+        if code == "rate-limited" && text.contains("try again in"))));
+    r.clock.advance(Duration::from_secs(10));
+    r.send(alice, nick("alice4"));
+    r.send(alice, say("later"));
+    let got = r.take(alice);
+    assert!(got
+        .iter()
+        .any(|m| matches!(m, ServerMsg::Renamed { to, .. } if to == "alice4")));
+    assert_eq!(said(&got), [("alice4".into(), "later".into())]);
+}
+
+#[test]
+fn limits_off_means_off() {
+    let mut r = Room::with(Settings {
+        limits: None,
+        ..Settings::default()
+    });
+    let alice = r.join("alice");
+    for i in 0..50 {
+        r.send(alice, nick(&format!("a{i}")));
+    }
+    assert!(r.refusals(alice).is_empty());
+}
+
+#[test]
+fn operator_logins_stop_after_three_a_minute_even_with_the_right_password() {
+    let mut r = Room::new(Some("s3cret"));
+    let eve = r.join("eve");
+    let op = |p: &str| Request::Op(Op { password: p.into() });
+    for guess in ["a", "b", "c"] {
+        r.send(eve, op(guess));
+    }
+    r.send(eve, op("s3cret"));
+    assert_eq!(
+        r.refusals(eve),
+        [
+            "bad-password",
+            "bad-password",
+            "bad-password",
+            "too-many-attempts"
+        ]
+    );
+    r.clock.advance(Duration::from_secs(20));
+    r.send(eve, op("s3cret"));
+    assert!(r
+        .take(eve)
+        .iter()
+        .any(|m| matches!(m, ServerMsg::Op { granted: true })));
+}
+
+#[test]
+fn look_alike_nicknames_are_taken_or_refused() {
+    let mut r = Room::new(None);
+    let _alice = r.join("alice");
+    let mallory = r.join("mallory");
+    for (name, code) in [
+        ("ALICE", "nickname-taken"),
+        ("\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}", "nickname-taken"),
+        ("aIice", "nickname-taken"),
+        ("\u{430}lice", "bad-name"),
+        ("alice\u{200e}", "bad-name"),
+        ("\u{3164}", "bad-name"),
+        ("Server", "nickname-reserved"),
+    ] {
+        r.clock.advance(Duration::from_secs(10)); // one rename's worth
+        r.send(mallory, nick(name));
+        assert_eq!(r.refusals(mallory), [code], "{name:?}");
+    }
+}
+
+#[test]
+fn quit_reasons_are_capped() {
+    let mut r = Room::new(None);
+    let alice = r.join("alice");
+    let bob = r.join("bob");
+    r.take(alice);
+    r.send(
+        bob,
+        Request::Quit(Quit {
+            reason: Some("x".repeat(100_000)),
+        }),
+    );
+    let reason = r
+        .take(alice)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMsg::Left { reason, .. } => Some(reason.into_owned()),
+            _ => None,
+        })
+        .expect("alice saw bob leave");
+    assert_eq!(reason.chars().count(), "quit: ".len() + 200 + "...".len());
 }

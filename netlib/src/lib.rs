@@ -12,7 +12,8 @@
 //!   decoder with a size limit, and [`Frame`] (a message encoded once, for many recipients).
 //! - [`codec`]: payload encoding (JSON or rencode), payload bytes to [`Message`] and back;
 //!   [`Wire`], a framing and a codec together.
-//! - `limits` (private): a token bucket for inbound rate limits; [`Rate`].
+//! - `limits` (private): [`Bucket`], a token bucket for inbound rate limits and applications'
+//!   own rules; [`Rate`].
 //! - [`config`]: [`Config`], the wire format, limits and clock.
 //! - `queue` (private): a connection's outgoing frames, coalesced for `writev`.
 //! - `session` (private): one connection's sans-IO state machine (bytes and `now` in; messages,
@@ -120,7 +121,7 @@ pub use error::{CloseReason, Error, Result};
 pub use frame::{Frame, Framing};
 pub use handler::{reject, ChannelContext, ClientContext, Listener, ServerHandler};
 pub use hub::{All, AllBut, Audience, ChannelId, Recipients, ServerContext, Stats};
-pub use limits::Rate;
+pub use limits::{Bucket, Rate};
 pub use message::Message;
 pub use server::{Server, StopHandle};
 pub use transport::{Acceptor, Connector, Transport};

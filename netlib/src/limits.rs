@@ -13,48 +13,100 @@ pub struct Rate {
     pub burst: u32,
 }
 
-/// A token bucket. Spending may take it below zero (a read is spent whole once done); nothing
-/// more is allowed until it refills above zero.
+/// A token bucket, given the time rather than reading a clock: what netlib's inbound limits use,
+/// public for applications' own per-user rules (e.g. renames per minute), tested with a
+/// [`ManualClock`](crate::ManualClock). Spending may take it below zero (a read is spent whole
+/// once done); nothing more is allowed until it refills to at least one token.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use netlib::{Bucket, Rate};
+/// let t0 = Instant::now();
+/// let mut renames = Bucket::new(Rate { per_second: 1, burst: 2 }, t0);
+/// assert!(renames.try_take(t0) && renames.try_take(t0));
+/// assert!(!renames.try_take(t0), "the burst is spent");
+/// assert!(renames.try_take(t0 + Duration::from_secs(1)), "one token a second");
+/// ```
 #[derive(Debug, Clone)]
-pub(crate) struct Bucket {
-    rate: Rate,
+pub struct Bucket {
+    /// Tokens added per second.
+    per_second: f64,
+    /// Most tokens held.
+    burst: f64,
     tokens: f64,
     last: Instant,
 }
 
 impl Bucket {
-    /// A full bucket at `now`.
-    pub(crate) fn new(rate: Rate, now: Instant) -> Self {
+    /// A full bucket (`rate.burst` tokens) at `now`.
+    pub fn new(rate: Rate, now: Instant) -> Self {
         Bucket {
-            rate,
+            per_second: rate.per_second as f64,
+            burst: rate.burst as f64,
             tokens: rate.burst as f64,
             last: now,
         }
     }
 
+    /// A full bucket at `now` that gains one token every `period`, up to `burst`: for slow rates
+    /// such as one rename every 10 s.
+    ///
+    /// # Panics
+    /// If `period` is zero.
+    pub fn every(period: Duration, burst: u32, now: Instant) -> Self {
+        assert!(
+            !period.is_zero(),
+            "Bucket::every: the period must be positive"
+        );
+        Bucket {
+            per_second: 1.0 / period.as_secs_f64(),
+            burst: burst as f64,
+            tokens: burst as f64,
+            last: now,
+        }
+    }
+
+    /// Whether the bucket is full at `now` (nothing spent lately): it can be forgotten.
+    pub fn is_full(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= self.burst
+    }
+
     fn refill(&mut self, now: Instant) {
         let dt = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now.max(self.last);
-        self.tokens = (self.tokens + dt * self.rate.per_second as f64).min(self.rate.burst as f64);
+        self.tokens = (self.tokens + dt * self.per_second).min(self.burst);
+    }
+
+    /// Takes one token if there is one at `now`: whether the action may go ahead.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        let ok = self.ready(now);
+        if ok {
+            self.tokens -= 1.0;
+        }
+        ok
     }
 
     /// Whether at least one token is there at `now`.
-    pub(crate) fn ready(&mut self, now: Instant) -> bool {
+    pub fn ready(&mut self, now: Instant) -> bool {
         self.refill(now);
         self.tokens >= 1.0
     }
 
     /// Spends `n` tokens (possibly going into debt).
-    pub(crate) fn spend(&mut self, n: usize, now: Instant) {
+    pub fn spend(&mut self, n: usize, now: Instant) {
         self.refill(now);
         self.tokens -= n as f64;
     }
 
     /// When at least one token will be there.
-    pub(crate) fn ready_at(&self) -> Instant {
+    pub fn ready_at(&self) -> Instant {
         let missing = (1.0 - self.tokens).max(0.0);
-        let per_second = self.rate.per_second.max(1) as f64;
-        self.last + Duration::from_secs_f64(missing / per_second)
+        // A zero rate never refills: a year stands for never.
+        let year = Duration::from_secs(365 * 86_400);
+        let wait =
+            Duration::try_from_secs_f64(missing / self.per_second).map_or(year, |w| w.min(year));
+        self.last + wait
     }
 }
 

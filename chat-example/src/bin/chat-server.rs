@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use chat::limits::ChatLimits;
 use chat::protocol::RoomPolicy;
 use chat::server::{Chat, Settings};
 use chat::text::TextCodec;
@@ -41,6 +42,31 @@ struct Args {
     /// Most clients at once.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
+    /// Messages per second read from each connection (a burst of twice that), and the chat's
+    /// per-user limits on messages, private messages, renames, joins, `who`/`rooms` and
+    /// operator logins. 0 turns every rate limit off.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    rate_limit: u32,
+    /// Bytes per second read from each connection (a burst of four times that), with
+    /// `--rate-limit` above 0.
+    #[arg(long, default_value_t = 128 << 10, value_name = "BYTES")]
+    byte_rate_limit: u32,
+    /// Total bytes held in unfinished inbound frames and outbound queues, all connections
+    /// together; over it, the connections holding the most unfinished input are closed first.
+    /// 0 turns it off.
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    memory_budget: usize,
+    /// A connection's outbound queue may stay over this many bytes for 10 s at most (the hard
+    /// limit, 8 MiB, closes at once). 0 turns it off.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    outbound_soft_limit: usize,
+    /// Seconds a frame may stay unfinished. 0 turns it off.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    frame_timeout: u64,
+    /// Seconds a connection may go without sending a message (netlib clients' heartbeat
+    /// answers count). 0 turns it off.
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    idle_timeout: u64,
     /// Rooms up to this size get full player lists and a notice per join/leave/rename.
     #[arg(long, default_value_t = chat::protocol::DEFAULT_FULL_LIST_MAX)]
     full_list_max: usize,
@@ -73,14 +99,35 @@ fn main() -> ExitCode {
             full_list_max: args.full_list_max,
             notice_max: args.notice_max,
         },
+        limits: (args.rate_limit > 0).then(ChatLimits::default),
     };
     // `announce_id`: clients learn their channel id, so notices about them are recognised
     // whatever the nicknames.
-    let config = Config::default()
+    let mut config = Config::default()
         .max_connections(args.max_connections)
         .codec(args.codec.into())
         .framing(args.framing.into())
         .announce_id(true);
+    if args.rate_limit > 0 {
+        config = config
+            .rate_limit(args.rate_limit, args.rate_limit.saturating_mul(2))
+            .byte_rate_limit(
+                args.byte_rate_limit.max(1),
+                args.byte_rate_limit.max(1).saturating_mul(4),
+            );
+    }
+    if args.memory_budget > 0 {
+        config = config.memory_budget(args.memory_budget << 20);
+    }
+    if args.outbound_soft_limit > 0 {
+        config = config.outbound_soft_limit(args.outbound_soft_limit, Duration::from_secs(10));
+    }
+    if args.frame_timeout > 0 {
+        config = config.frame_timeout(Duration::from_secs(args.frame_timeout));
+    }
+    if args.idle_timeout > 0 {
+        config = config.idle_timeout(Duration::from_secs(args.idle_timeout));
+    }
     let mut server = match Server::bind(Chat::new(settings), &args.addrs, config) {
         Ok(s) => s,
         Err(e) => {

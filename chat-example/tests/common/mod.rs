@@ -200,7 +200,10 @@ impl Peer {
     /// Sends `who` and waits for the reply: everything the server meant for this peer before
     /// now is in the inbox afterwards.
     pub fn sync(&mut self) -> Message {
-        self.send(Request::Who(Who { room: None }));
+        self.send(Request::Who(Who {
+            room: None,
+            page: None,
+        }));
         self.expect("who")
     }
 
