@@ -1,0 +1,327 @@
+//! Hostile users against the real `chat-server` with its default limits: the flooder pays,
+//! never its victim. No timing assertions: every test checks who stayed connected, who got
+//! what, and how many requests were refused.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::Instant;
+
+use chat::protocol::{Op, Request, Say, SayPrivately, SetNickname, Who};
+use common::{ChatServer, Peer};
+use netlib::{Client, Message};
+use netlib_tests::TIMEOUT;
+
+/// A client that queues its whole flood at once and is pumped (read and written) with the
+/// others; it keeps what it receives.
+struct Flooder {
+    client: Client,
+    got: Vec<Message>,
+}
+
+impl Flooder {
+    fn new(addr: &str, nick: &str) -> Self {
+        let mut p = Peer::join(addr, nick);
+        let got = p.inbox.drain(..).collect();
+        Flooder {
+            client: p.client,
+            got,
+        }
+    }
+    fn queue(&mut self, r: &Request, n: usize) {
+        for _ in 0..n {
+            self.client.send(r).unwrap();
+        }
+    }
+    fn pump(&mut self) {
+        // A closed flooder is its own problem.
+        if let Ok(msgs) = self.client.pump_messages() {
+            self.got.extend(msgs);
+        }
+    }
+    fn refused(&self, code: &str) -> usize {
+        self.got
+            .iter()
+            .filter(|m| m.action() == "refused" && m.get_str("code") == Some(code))
+            .count()
+    }
+}
+
+fn private(to: &str, text: &str) -> Request {
+    Request::Private(SayPrivately {
+        to: to.into(),
+        message: text.into(),
+    })
+}
+
+/// Pumps `peers` and `flooders` until `done` says so; panics after the test deadline.
+fn pump_until(
+    peers: &mut [&mut Peer],
+    flooders: &mut [Flooder],
+    what: &str,
+    mut done: impl FnMut(&mut [&mut Peer]) -> bool,
+) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !done(peers) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        for f in flooders.iter_mut() {
+            f.pump();
+        }
+        for p in peers.iter_mut() {
+            p.inbox.extend(p.client.pump_messages().unwrap());
+        }
+        std::thread::yield_now();
+    }
+}
+
+fn friend_messages(p: &Peer, from: &str) -> Vec<String> {
+    p.inbox
+        .iter()
+        .filter(|m| m.action() == "private" && m.get_str("who") == Some(from))
+        .filter_map(|m| m.get_str("message").map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn fifty_private_message_flooders_cannot_cut_off_their_victim() {
+    let server = ChatServer::start(&[], &[]);
+    let mut victim = Peer::join(&server.addr, "victim");
+    let mut friend = Peer::join(&server.addr, "friend");
+    let mut flooders: Vec<Flooder> = (0..50)
+        .map(|i| Flooder::new(&server.addr, &format!("flood{i}")))
+        .collect();
+    let spam = private("victim", &"x".repeat(1900));
+    for f in &mut flooders {
+        f.queue(&spam, 200);
+    }
+    let sent: Vec<String> = (0..10).map(|i| format!("friend {i}")).collect();
+    for text in &sent {
+        friend.send(private("victim", text));
+    }
+    pump_until(
+        &mut [&mut victim, &mut friend],
+        &mut flooders,
+        "the friend's messages",
+        |p| friend_messages(p[0], "friend").len() == sent.len(),
+    );
+    assert_eq!(friend_messages(&victim, "friend"), sent, "all, in order");
+    assert!(victim.client.is_connected(), "the victim is still here");
+    let spam_seen = victim
+        .inbox
+        .iter()
+        .filter(|m| m.action() == "private" && m.get_str("who") != Some("friend"))
+        .count();
+    let refused: usize = flooders.iter().map(|f| f.refused("rate-limited")).sum();
+    assert!(
+        refused > 0,
+        "the flooders were refused ({spam_seen} of theirs arrived)"
+    );
+    assert!(
+        spam_seen < 50 * 200,
+        "not every flood message reached the victim"
+    );
+    server.stop();
+}
+
+#[test]
+fn a_rename_flood_costs_the_room_nothing() {
+    let server = ChatServer::start(&[], &[]);
+    let mut members: Vec<Peer> = (0..48)
+        .map(|i| Peer::join(&server.addr, &format!("m{i}")))
+        .collect();
+    let mut speaker = Peer::join(&server.addr, "speaker");
+    let mut renamer = Flooder::new(&server.addr, "renamer");
+    for i in 0..2000 {
+        renamer
+            .client
+            .send(&Request::Nickname(SetNickname {
+                nickname: format!("r{i}"),
+            }))
+            .unwrap();
+    }
+    let honest: Vec<String> = (0..10).map(|i| format!("honest {i}")).collect();
+    for text in &honest {
+        speaker.send(Request::Message(Say {
+            message: text.clone(),
+        }));
+    }
+    let mut flooders = vec![renamer];
+    let mut all: Vec<&mut Peer> = members.iter_mut().collect();
+    all.push(&mut speaker);
+    let said = |p: &Peer| {
+        p.inbox
+            .iter()
+            .filter(|m| m.action() == "message" && m.get_str("who") == Some("speaker"))
+            .count()
+    };
+    pump_until(&mut all, &mut flooders, "the honest messages", |ps| {
+        ps.iter().all(|p| said(p) == honest.len())
+    });
+    for p in &all {
+        assert!(p.client.is_connected());
+    }
+    assert!(flooders[0].refused("rate-limited") > 0);
+    server.stop();
+}
+
+#[test]
+fn who_floods_are_refused_and_a_newcomer_gets_through() {
+    let server = ChatServer::start(&[], &[]);
+    let mut flooders: Vec<Flooder> = (0..4)
+        .map(|i| Flooder::new(&server.addr, &format!("who{i}")))
+        .collect();
+    let who = Request::Who(Who {
+        room: None,
+        page: None,
+    });
+    for f in &mut flooders {
+        f.queue(&who, 200);
+    }
+    for f in &mut flooders {
+        f.pump();
+    }
+    let mut newcomer = Peer::join(&server.addr, "newcomer");
+    newcomer.send(Request::Message(Say {
+        message: "am I heard?".into(),
+    }));
+    pump_until(&mut [&mut newcomer], &mut flooders, "the round trip", |p| {
+        p[0].has("message", |m| m.get_str("message") == Some("am I heard?"))
+    });
+    // Every request is answered, by a page or by a refusal; each flooder was refused.
+    let deadline = Instant::now() + TIMEOUT;
+    let answers = |f: &Flooder| {
+        f.got
+            .iter()
+            .filter(|m| m.action() == "who" || m.action() == "refused")
+            .count()
+    };
+    while !flooders.iter().all(|f| answers(f) == 200) {
+        assert!(Instant::now() < deadline, "not every who was answered");
+        flooders.iter_mut().for_each(Flooder::pump);
+    }
+    for f in &flooders {
+        assert!(f.refused("rate-limited") > 0);
+    }
+    assert!(newcomer.client.is_connected());
+    server.stop();
+}
+
+#[test]
+fn operator_password_guessing_is_capped_per_address() {
+    let server = ChatServer::start(&["--op-password-env", "OP"], &[("OP", "right")]);
+    let mut guessers: Vec<Flooder> = (0..10)
+        .map(|i| Flooder::new(&server.addr, &format!("g{i}")))
+        .collect();
+    for (i, g) in guessers.iter_mut().enumerate() {
+        for j in 0..10 {
+            g.client
+                .send(&Request::Op(Op {
+                    password: format!("wrong{i}-{j}"),
+                }))
+                .unwrap();
+        }
+    }
+    let answered = |gs: &[Flooder]| {
+        gs.iter()
+            .map(|g| g.refused("bad-password") + g.refused("too-many-attempts"))
+            .sum::<usize>()
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while answered(&guessers) < 100 {
+        assert!(Instant::now() < deadline, "not every guess was answered");
+        for g in &mut guessers {
+            g.pump();
+        }
+    }
+    let tried: usize = guessers.iter().map(|g| g.refused("bad-password")).sum();
+    assert_eq!(
+        tried, 10,
+        "10 guesses a minute from one address are checked"
+    );
+    // Even the right password waits now.
+    let before = guessers[0].refused("too-many-attempts");
+    guessers[0]
+        .client
+        .send(&Request::Op(Op {
+            password: "right".into(),
+        }))
+        .unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while guessers[0].refused("too-many-attempts") == before {
+        assert!(Instant::now() < deadline, "no answer to the right password");
+        assert!(!guessers[0].got.iter().any(|m| m.action() == "op"));
+        guessers[0].pump();
+    }
+    server.stop();
+}
+
+/// The server's peak resident memory (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kb: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb << 10
+}
+
+#[test]
+fn unfinished_frames_are_bounded_by_the_memory_budget() {
+    // 300 connections each send 900 KB of one frame and stall: 270 MB against a 32 MiB budget.
+    let server = ChatServer::start(&["--memory-budget", "32"], &[]);
+    let mut honest = Peer::join(&server.addr, "honest");
+    let chunk = vec![b'x'; 64 << 10];
+    let mut stalls: Vec<(TcpStream, usize)> = (0..300)
+        .map(|_| {
+            let mut s = TcpStream::connect(&server.addr).unwrap();
+            s.write_all(b"{\"action\": \"message\", \"message\": \"")
+                .unwrap();
+            s.set_nonblocking(true).unwrap();
+            (s, 0)
+        })
+        .collect();
+    // Write each stall's 900 KB (or until the server closes it), and wait until the server has
+    // closed most of them: over its budget, it closes those holding the most unfinished input.
+    // Without the budget none would be closed (the frame timeout is 30 s).
+    let deadline = Instant::now() + TIMEOUT;
+    let mut closed = 0;
+    while closed < 250 {
+        assert!(
+            Instant::now() < deadline,
+            "only {closed} of 300 stalls were closed"
+        );
+        honest.pump();
+        stalls.retain_mut(|(s, sent)| {
+            let n = (900_000 - *sent).min(chunk.len());
+            let outcome = if n > 0 {
+                s.write(&chunk[..n]).map(|w| *sent += w)
+            } else {
+                // All written: closed when a read sees the end or a reset.
+                match s.read(&mut [0u8; 1024]) {
+                    Ok(0) => Err(ErrorKind::UnexpectedEof.into()),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            };
+            match outcome {
+                Ok(()) => true,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => true,
+                Err(_) => {
+                    closed += 1;
+                    false
+                }
+            }
+        });
+    }
+    // Honest users are still served.
+    honest.send(Request::Message(Say {
+        message: "still here".into(),
+    }));
+    honest.expect_where("message", |m| m.get_str("message") == Some("still here"));
+    let peak = peak_rss(server.child.0.id());
+    server.stop();
+    assert!(
+        peak < 160 << 20,
+        "peak RSS {} MiB: the 270 MB of stalls were not all held",
+        peak >> 20
+    );
+}
