@@ -2,7 +2,8 @@
 # The one benchmark command: builds the release binaries, installs PodSixNet 0.11.0 from PyPI into
 # target/podsixnet-venv if needed, then runs every workload against netlib, PodSixNet and the raw
 # relay, servers on CPU 0 and the generator on CPU 1. Extra arguments go to netlib-bench
-# (e.g. --seconds 10). Usage: bench/run.sh [ARGS]
+# (e.g. --seconds 10); then abuse-bench measures hostile users against the default limits.
+# Usage: bench/run.sh [ARGS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet -p chat-example -p netlib-bench
@@ -13,4 +14,6 @@ if [ ! -e target/podsixnet-venv/.installed ]; then
   echo "podsixnet==0.11.0" > target/podsixnet-venv/.installed
 fi
 lscpu | grep -E "^(Model name|CPU\(s\)):" | sed 's/^/# /'
-exec taskset -c 1 target/release/netlib-bench "$@"
+taskset -c 1 target/release/netlib-bench "$@"
+# What hostile users cost the server with its default limits (chat-example/README.md, Limits).
+taskset -c 1 target/release/abuse-bench

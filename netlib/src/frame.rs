@@ -164,14 +164,32 @@ impl FrameDecoder {
         }
     }
 
-    /// Appends received bytes.
+    /// Appends received bytes. A large buffer left empty by the frames taken from it is let go
+    /// first, so a connection that once sent a big frame does not keep its memory.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.buf.is_empty() && self.buf.capacity() > 64 << 10 {
+            self.buf = BytesMut::new();
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes received but not yet returned as frames.
     pub fn buffered(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Memory held for received bytes, in bytes: the buffer's capacity, at least
+    /// [`buffered`](Self::buffered). What a memory budget counts.
+    pub fn held(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Drops every byte received and not yet returned, and the memory holding them: for a
+    /// stream that will not be read any further.
+    pub fn clear(&mut self) {
+        self.buf = BytesMut::new();
+        self.scanned = 0;
+        self.discarding = false;
     }
 
     /// The next complete frame's payload, `Ok(None)` if more bytes are needed.

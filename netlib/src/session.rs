@@ -183,12 +183,12 @@ impl Session {
 
     /// Bytes held: received but not yet cut into frames, plus queued output.
     pub(crate) fn memory(&self) -> usize {
-        self.decoder.buffered() + self.out.len()
+        self.decoder.held() + self.out.len()
     }
 
-    /// Received bytes of an unfinished frame.
+    /// Memory held for received bytes of unfinished frames.
     pub(crate) fn buffered(&self) -> usize {
-        self.decoder.buffered()
+        self.decoder.held()
     }
 
     /// If the rate limits forbid reading at `now`, when they will allow it again.
@@ -362,6 +362,11 @@ impl Session {
         if self.phase == Phase::Open {
             self.phase = Phase::Closing(reason.clone());
             self.reason = Some(reason);
+            if !self.reads() {
+                // A server channel reads no more: its unfinished input is dropped now, not
+                // held until the socket is gone (the memory budget counts it).
+                self.decoder.clear();
+            }
         }
     }
 
@@ -372,6 +377,8 @@ impl Session {
                 self.reason = Some(reason);
             }
             self.phase = Phase::Closed;
+            self.decoder.clear();
+            self.out = OutQueue::default();
         }
     }
 
@@ -597,7 +604,7 @@ mod tests {
 
     #[test]
     fn overlong_lines_are_reported_until_they_add_up_then_the_session_closes() {
-        let config = Config::default().max_frame_size(4);
+        let config = Config::default().max_line_length(4);
         let wire = Wire {
             framing: Framing::Line,
             codec: crate::codec::Codec::Json,

@@ -112,7 +112,14 @@ fn main() {
                 start(
                     "chat-server",
                     &t.join("release/chat-server"),
-                    &["127.0.0.1:0", "--max-connections", "20000"],
+                    // Rate limits off: 100 senders flat out are the workload, not abuse.
+                    &[
+                        "127.0.0.1:0",
+                        "--max-connections",
+                        "20000",
+                        "--rate-limit",
+                        "0",
+                    ],
                 )
             }),
         ),

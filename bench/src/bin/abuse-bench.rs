@@ -1,0 +1,272 @@
+//! `abuse-bench`: measures what hostile users cost the release `chat-server` with its default
+//! limits (issue 11's figures), and prints a Markdown table:
+//!
+//! - stalls: N connections each send 900 KB of one unfinished frame and stall; the server's peak
+//!   RSS and how many it closed;
+//! - who flood: with U idle users online, 4 connections keep 20 `who` requests in flight each;
+//!   a newcomer's message round trip, beside the same without the flood;
+//! - password guessing: one connection sends operator logins as fast as it can for 3 s; how
+//!   many were checked.
+//!
+//! Expects `target/release/chat-server` (`bench/run.sh` builds it). Usage:
+//! `abuse-bench [--stalls 3000] [--users 5000] [--target target]`.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use netlib::{Client, Config, Message};
+use netlib_bench::load::rss_bytes;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Stalled connections.
+    #[arg(long, default_value_t = 3000)]
+    stalls: usize,
+    /// Idle users online during the who flood.
+    #[arg(long, default_value_t = 5000)]
+    users: usize,
+    /// The workspace's target directory.
+    #[arg(long, default_value = "target")]
+    target: PathBuf,
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(args: &Args) -> Server {
+    let mut child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(args.target.join("release/chat-server"))
+        .args(["127.0.0.1:0", "--op-password-env", "ABUSE_OP"])
+        .env("ABUSE_OP", "the-right-one")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(match std::env::var_os("ABUSE_BENCH_LOG") {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("log file"),
+            ),
+            None => Stdio::null(),
+        })
+        .spawn()
+        .expect("start chat-server");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let addr = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    Server { child, addr }
+}
+
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |kb| kb << 10)
+}
+
+/// N connections × 900 KB of one frame: (peak RSS, closed by the server, seconds).
+fn stalls(args: &Args) -> (u64, usize, f64) {
+    let server = start(args);
+    let base = rss_bytes(server.child.id());
+    let chunk = vec![b'x'; 64 << 10];
+    let start_t = Instant::now();
+    let mut conns: Vec<(TcpStream, usize)> = Vec::new();
+    for _ in 0..args.stalls {
+        let mut s = TcpStream::connect(server.addr).expect("connect");
+        s.write_all(b"{\"action\": \"message\", \"message\": \"")
+            .unwrap();
+        s.set_nonblocking(true).unwrap();
+        conns.push((s, 0));
+    }
+    // Write every stall's 900 KB (or until the server closes it), then watch for closes until
+    // none came for 5 s.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut closed = 0;
+    let mut last_change = Instant::now();
+    while Instant::now() < deadline {
+        let mut writing = false;
+        for (s, sent) in conns.iter_mut().filter(|(_, sent)| *sent != usize::MAX) {
+            let n = (900_000 - *sent).min(chunk.len());
+            writing |= n > 0;
+            let r = if n > 0 {
+                s.write(&chunk[..n]).map(|w| *sent += w)
+            } else {
+                match s.read(&mut [0u8; 512]) {
+                    Ok(0) => Err(ErrorKind::UnexpectedEof.into()),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            };
+            if matches!(r, Err(e) if e.kind() != ErrorKind::WouldBlock) {
+                closed += 1;
+                *sent = usize::MAX;
+                last_change = Instant::now();
+            }
+        }
+        if !writing && last_change.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let peak = peak_rss(server.child.id());
+    eprintln!(
+        "stalls: base RSS {} MiB, peak {} MiB, {closed} closed",
+        base >> 20,
+        peak >> 20
+    );
+    (peak, closed, start_t.elapsed().as_secs_f64())
+}
+
+fn client(addr: SocketAddr) -> Client {
+    let mut c = Client::connect(&addr.to_string(), Config::default()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        c.wait(Duration::from_millis(10)).unwrap();
+        if c.pump_messages()
+            .unwrap()
+            .iter()
+            .any(|m| m.action() == "welcome")
+        {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "no welcome");
+    }
+}
+
+/// Round trips of the newcomer's messages (ms), while `flood` runs between them.
+fn round_trips(newcomer: &mut Client, n: usize, mut flood: impl FnMut()) -> Vec<f64> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let text = format!("probe {i}");
+        let t0 = Instant::now();
+        newcomer
+            .send(&Message::new("message").with("message", text.as_str()))
+            .unwrap();
+        'wait: loop {
+            flood();
+            newcomer.wait(Duration::from_millis(1)).unwrap();
+            for m in newcomer.pump_messages().unwrap() {
+                if m.get_str("message") == Some(&text) {
+                    break 'wait;
+                }
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "no echo");
+        }
+        out.push(t0.elapsed().as_secs_f64() * 1e3);
+        // One probe a second at most: the newcomer stays within its own message budget.
+        let spent = t0.elapsed();
+        let gap = Duration::from_millis(250).saturating_sub(spent);
+        let until = Instant::now() + gap;
+        while Instant::now() < until {
+            flood();
+        }
+    }
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+/// (p50, max) of the newcomer's round trip without and with the who flood, in ms.
+fn who_flood(args: &Args) -> ((f64, f64), (f64, f64), usize, usize) {
+    let server = start(args);
+    let idle: Vec<TcpStream> = (0..args.users)
+        .map(|_| TcpStream::connect(server.addr).expect("connect"))
+        .collect();
+    let mut newcomer = client(server.addr);
+    let quiet = round_trips(&mut newcomer, 10, || {});
+    let mut flooders: Vec<Client> = (0..4).map(|_| client(server.addr)).collect();
+    let who = Message::new("who");
+    for f in &mut flooders {
+        for _ in 0..20 {
+            f.send(&who).unwrap();
+        }
+    }
+    let (mut pages, mut refused) = (0, 0);
+    let flooded = round_trips(&mut newcomer, 10, || {
+        for f in &mut flooders {
+            for m in f.pump_messages().unwrap_or_default() {
+                match m.action() {
+                    "who" => pages += 1,
+                    "refused" => refused += 1,
+                    _ => continue,
+                }
+                let _ = f.send(&who); // keep 20 in flight
+            }
+        }
+    });
+    drop(idle);
+    let pick = |v: &[f64]| (v[v.len() / 2], v[v.len() - 1]);
+    (pick(&quiet), pick(&flooded), pages, refused)
+}
+
+/// Operator logins from one connection for 3 s: (checked, refused as too many).
+fn guessing(args: &Args) -> (usize, usize) {
+    let server = start(args);
+    let mut c = client(server.addr);
+    let (mut checked, mut capped) = (0, 0);
+    let t0 = Instant::now();
+    let guess = Message::new("op").with("password", "wrong");
+    for _ in 0..50 {
+        c.send(&guess).unwrap();
+    }
+    while t0.elapsed() < Duration::from_secs(3) {
+        c.wait(Duration::from_millis(1)).unwrap();
+        for m in c.pump_messages().unwrap() {
+            match m.get_str("code") {
+                Some("bad-password") => checked += 1,
+                Some("too-many-attempts") => capped += 1,
+                _ => continue,
+            }
+            c.send(&guess).unwrap();
+        }
+    }
+    (checked, capped)
+}
+
+fn main() {
+    let args = Args::parse();
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024) as usize;
+    assert!(
+        limit > args.stalls.max(args.users) + 64,
+        "need more file descriptors than {limit}"
+    );
+    let (peak, closed, secs) = stalls(&args);
+    let (quiet, flooded, pages, refused) = who_flood(&args);
+    let (checked, capped) = guessing(&args);
+    println!("| attack | measured |");
+    println!("|---|---|");
+    println!(
+        "| {} connections × 900 KB unfinished frame | peak RSS {} MiB; {closed} closed by the budget; {secs:.0} s |",
+        args.stalls,
+        peak >> 20
+    );
+    println!(
+        "| {} users online, newcomer's round trip | p50 {:.2} ms, max {:.2} ms |",
+        args.users, quiet.0, quiet.1
+    );
+    println!(
+        "| same, 4 connections × 20 `who` in flight | p50 {:.2} ms, max {:.2} ms ({pages} pages sent, {refused} refused) |",
+        flooded.0, flooded.1
+    );
+    println!(
+        "| operator logins from one connection, 3 s | {checked} checked, {capped} refused `too-many-attempts` |"
+    );
+}
