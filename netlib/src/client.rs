@@ -1,6 +1,6 @@
 //! The client driver: PodSixNet's `EndPoint` (the connection) pumped once per game loop, handing
 //! events to [`Listener`]s (PodSixNet's `ConnectionListener`). A thin layer over mio and the
-//! connection state in [`connection`](crate::connection).
+//! connection state in `connection`.
 
 use std::collections::VecDeque;
 use std::io;
@@ -18,6 +18,7 @@ use crate::error::{CloseReason, Error, Result};
 use crate::handler::{ClientContext, Listener, ListenerFn};
 use crate::message::Message;
 use crate::transport::tcp::TcpConnector;
+use crate::transport::ws::WsConnector;
 use crate::transport::Connector;
 
 const WAKE: Token = Token(1);
@@ -195,9 +196,18 @@ impl Client {
     /// connection arrives as an `error` event on the next pump, as in PodSixNet (`[-2, "..."]`
     /// for a name that does not resolve).
     ///
+    /// A `ws://host:port/path` URL connects over WebSocket instead ([`WsConnector`]: one JSON
+    /// text message per message, whatever the config's framing and codec); the upgrade is
+    /// done without blocking, and `socketConnect` arrives once it is. A refused upgrade is an
+    /// `error` event naming the HTTP status.
+    ///
     /// # Errors
     /// [`Error::Io`] if the poller cannot be created.
     pub fn connect(addr: &str, config: Config) -> Result<Self> {
+        if addr.starts_with("ws://") || addr.starts_with("wss://") {
+            let connector = WsConnector::new(addr, &config);
+            return Self::connect_with(Box::new(connector), config);
+        }
         Self::connect_with(Box::new(TcpConnector::new(addr)), config)
     }
 

@@ -51,13 +51,15 @@ pub struct Config {
     memory_budget: Option<usize>,
     frame_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
+    handshake_timeout: Duration,
 }
 
 /// The server's heartbeat: a channel that sent nothing for `interval` is sent
 /// `{"action": "netlib.ping"}`; netlib clients answer `{"action": "netlib.pong"}` by themselves
 /// (neither reaches handlers). A channel silent for `timeout` is closed with
 /// [`CloseReason::Timeout`](crate::CloseReason::Timeout). Any data from the peer counts as a sign
-/// of life.
+/// of life. On a WebSocket channel the ping is a WebSocket Ping frame, which browsers answer by
+/// themselves (see [`transport::ws`](crate::transport::ws)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Heartbeat {
     /// Silence after which a ping is sent.
@@ -92,6 +94,7 @@ impl Default for Config {
             memory_budget: None,
             frame_timeout: None,
             idle_timeout: None,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -151,7 +154,9 @@ impl Config {
     }
 
     /// Server only: sets the most channels at once. Default 10 000. A client over the limit is
-    /// sent `{"action": "error", "error": [87, "server full"]}` and closed.
+    /// sent `{"action": "error", "error": [87, "server full"]}` and closed. Connections still in
+    /// their transport's handshake (a WebSocket upgrade, a page fetch) count too; one refused
+    /// then is answered HTTP 503.
     ///
     /// # Panics
     /// If `n` is 0 or over 2^24 (16 777 216).
@@ -299,6 +304,25 @@ impl Config {
         assert!(!timeout.is_zero(), "idle_timeout must be positive");
         self.idle_timeout = Some(timeout);
         self
+    }
+
+    /// Server only: how long a connection may take over its transport's handshake (a
+    /// WebSocket upgrade, or a page fetch on a WebSocket listener: request read, answer
+    /// written) before it is dropped without becoming a channel. Default 10 s. Connections in
+    /// their handshake count toward [`max_connections`](Self::max_connections). A plain TCP
+    /// connection has no handshake.
+    ///
+    /// # Panics
+    /// If `timeout` is zero.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        assert!(!timeout.is_zero(), "handshake_timeout must be positive");
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The handshake timeout.
+    pub fn get_handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
     }
 
     /// The inbound message rate limit, if on.

@@ -95,10 +95,10 @@ impl Connection {
             link: None,
             state: ConnectionState::Closed,
             close_requested: false,
-            wire: Wire {
+            wire: connector.wire().unwrap_or_else(|| Wire {
                 framing: config.get_framing(),
                 codec: config.get_codec(),
-            },
+            }),
             config,
             connector,
             unsent: OutQueue::default(),
@@ -289,6 +289,9 @@ impl Connection {
                 self.peer = link.transport.peer_addr();
                 log::debug!("connected to {:?}", self.peer);
                 self.state = ConnectionState::Open;
+                // The transport may hold input already (a WebSocket's first message read with
+                // the upgrade's answer): read without waiting for the poller.
+                self.more_to_read = true;
                 if self.close_requested {
                     link.session.close(CloseReason::Local);
                 }

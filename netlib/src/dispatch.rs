@@ -1,8 +1,8 @@
-//! Handler registration (with `inventory`), per-type dispatch tables, and [`deliver`]: the one
+//! Handler registration (with `inventory`), per-type dispatch tables, and `deliver`: the one
 //! routine that hands a received message to its handlers, for server and client alike.
 //! PodSixNet looks `Network_<action>` up on every message; netlib builds a table per type once.
 //!
-//! Users register a method with the [`handler!`](crate::handler) macro, one line per action;
+//! Users register a method with the [`handler!`](macro@crate::handler) macro, one line per action;
 //! nothing here needs to be called directly. Each registration becomes a `HandlerEntry` in a
 //! link-time list; [`check_handlers`] validates them all, and each server or client builds the
 //! tables of its types from them when it starts.
@@ -17,7 +17,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::message::Message;
 
-/// One registered handler, collected by `inventory`. Built by [`handler!`](crate::handler);
+/// One registered handler, collected by `inventory`. Built by [`handler!`](macro@crate::handler);
 /// public only so the macro can build it in a `static`.
 #[doc(hidden)]
 #[derive(Debug)]
@@ -99,7 +99,7 @@ pub trait IntoHandler<Kind> {
     fn erase(self) -> Box<dyn Any + Send + Sync>;
 }
 
-/// Erases a handler method; called by [`handler!`](crate::handler).
+/// Erases a handler method; called by [`handler!`](macro@crate::handler).
 #[doc(hidden)]
 pub fn erase<K, F: IntoHandler<K>>(f: F) -> Box<dyn Any + Send + Sync> {
     f.erase()

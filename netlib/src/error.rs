@@ -161,6 +161,21 @@ pub enum CloseReason {
     MemoryBudget,
     /// A handler panicked while handling this channel's message.
     HandlerPanic(String),
+    /// A WebSocket connection ended with a close status other than a normal one (RFC 6455
+    /// §7.4.1). `remote` when the peer's Close frame carried it (a Close with 1000 "normal" or
+    /// 1001 "going away" is reported as [`PeerClosed`](Self::PeerClosed) instead), or when the
+    /// peer closed the TCP connection without a Close frame (1006, §7.1.5); otherwise the code
+    /// this side sent because the peer broke the protocol: 1002 (a protocol error), 1003 (a
+    /// binary message: netlib speaks text) or 1007 (text that is not UTF-8). A message over
+    /// the size limit is [`FrameTooLarge`](Self::FrameTooLarge) (sent as 1009).
+    WebSocket {
+        /// The status code (RFC 6455 §7.4).
+        code: u16,
+        /// The close reason text, possibly empty.
+        reason: String,
+        /// Whether the peer sent the code (`true`) or this side did (`false`).
+        remote: bool,
+    },
     /// A socket error, e.g. connection reset: `errno` (0 if unknown) and the system's text.
     Io {
         /// The OS error number, 0 when unknown.
@@ -195,6 +210,18 @@ impl fmt::Display for CloseReason {
             CloseReason::FrameTimeout => f.write_str("frame left unfinished too long"),
             CloseReason::MemoryBudget => f.write_str("server memory budget reached"),
             CloseReason::HandlerPanic(m) => write!(f, "handler panicked: {m}"),
+            CloseReason::WebSocket {
+                code,
+                reason,
+                remote,
+            } => {
+                let who = if *remote { "peer" } else { "this side" };
+                if reason.is_empty() {
+                    write!(f, "WebSocket closed by {who} with status {code}")
+                } else {
+                    write!(f, "WebSocket closed by {who} with status {code}: {reason}")
+                }
+            }
             CloseReason::Io { errno, message } => write!(f, "{message} (errno {errno})"),
         }
     }

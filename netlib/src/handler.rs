@@ -25,7 +25,7 @@ pub(crate) const EINVAL: i32 = 22;
 /// Only [`connected`](Self::connected) is required: it makes the per-client state (the
 /// "channel") when a client connects, after netlib has queued `{"action": "connected"}` for it
 /// (as PodSixNet's `handle_accept` does). Handlers for actions are methods registered with
-/// [`handler!`](crate::handler), on the channel type (they get the channel's state as `self`)
+/// [`handler!`](macro@crate::handler), on the channel type (they get the channel's state as `self`)
 /// or on the server type (they get the sender's [`ChannelId`]); a game whose state all lives in
 /// the server uses `type Channel = ();`.
 pub trait ServerHandler: Sized + 'static {
@@ -178,7 +178,7 @@ impl<S: ServerHandler> DerefMut for ChannelContext<'_, S> {
 
 /// An object that receives a client connection's events: PodSixNet's `ConnectionListener`.
 ///
-/// Register its handlers with [`handler!`](crate::handler); they take
+/// Register its handlers with [`handler!`](macro@crate::handler); they take
 /// `(&mut self, &mut ClientContext<'_>, msg)` where `msg` is `&Message` or a typed struct.
 /// Besides the server's messages it receives PodSixNet's synthetic events:
 ///

@@ -19,17 +19,20 @@
 //! - `session` (private): one connection's sans-IO state machine (bytes and `now` in; messages,
 //!   bytes and deadlines out), the same for server channels and clients.
 //! - [`net`]: address resolution and listening sockets.
-//! - [`transport`]: the [`Transport`] / [`Acceptor`] / [`Connector`] seam, with TCP and an
-//!   in-memory pipe.
+//! - [`transport`]: the [`Transport`] / [`Acceptor`] / [`Connector`] seam, with TCP,
+//!   WebSocket ([`transport::ws`]: RFC 6455 through `tungstenite`, its HTTP side parsed with
+//!   `httparse`, static pages) and an in-memory pipe.
 //! - `link` (private): a session bound to its transport: the one read path and flush path.
 //! - [`hub`]: the server's channel table, [`ChannelId`], [`ServerContext`] and [`Recipients`].
 //! - `connection` (private): a client's connection state.
 //! - [`dispatch`]: handler registration through `inventory`, dispatch tables, and the one
 //!   `deliver` routine for server and client.
-//! - [`handler`]: [`ServerHandler`], [`Listener`], [`ChannelContext`], [`ClientContext`] and the
+//! - [`handler`](mod@handler): [`ServerHandler`], [`Listener`], [`ChannelContext`], [`ClientContext`] and the
 //!   handler shapes.
 //! - `serve` (private): what a server does for one channel besides I/O: open it, deliver its
 //!   messages to the handlers, run its `closed` hook.
+//! - `listen` (private): the server's listeners and the connections still in their handshake
+//!   (which count toward `max_connections` and time out), made channels once established.
 //! - [`client`] and [`server`]: the thin mio drivers [`Client`] and [`Server`].
 //!
 //! # Handlers
@@ -101,6 +104,7 @@ pub mod handler;
 pub mod hub;
 mod limits;
 mod link;
+mod listen;
 pub mod message;
 pub mod net;
 mod peerlog;
@@ -124,6 +128,7 @@ pub use hub::{All, AllBut, Audience, ChannelId, Recipients, ServerContext, Stats
 pub use limits::{Bucket, Rate};
 pub use message::Message;
 pub use server::{Server, StopHandle};
+pub use transport::ws::WsOptions;
 pub use transport::{Acceptor, Connector, Transport};
 
 #[doc(hidden)]

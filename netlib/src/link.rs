@@ -34,6 +34,18 @@ pub(crate) struct Link {
     want_write: bool,
     /// In its driver's list of links to flush.
     pub(crate) dirty: bool,
+    /// The transport was told why this side closes ([`Transport::closing`]).
+    told: bool,
+}
+
+impl Drop for Link {
+    /// A connection dropped for cause (its output dropped) still tells its transport why, so
+    /// that e.g. a WebSocket peer gets a Close frame with a status code.
+    fn drop(&mut self) {
+        if self.session.reason().is_some() {
+            self.goodbye();
+        }
+    }
 }
 
 impl Link {
@@ -44,6 +56,7 @@ impl Link {
             sourced: false,
             want_write: false,
             dirty: false,
+            told: false,
         }
     }
 
@@ -88,7 +101,10 @@ impl Link {
         loop {
             match self.transport.read(scratch) {
                 Ok(0) => {
-                    self.session.end_of_stream();
+                    match self.transport.close_reason() {
+                        Some(reason) => self.session.end_of_stream_because(reason),
+                        None => self.session.end_of_stream(),
+                    }
                     return Step::Done;
                 }
                 Ok(n) => {
@@ -98,10 +114,21 @@ impl Link {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Blocked,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    self.session.abort(CloseReason::from_io(&e));
+                    let reason = self.transport.close_reason();
+                    self.session
+                        .abort(reason.unwrap_or_else(|| CloseReason::from_io(&e)));
                     return Step::Done;
                 }
             }
+        }
+    }
+
+    /// Tells the transport, once, why this side closes.
+    fn goodbye(&mut self) {
+        if !std::mem::replace(&mut self.told, true) {
+            let reason = self.session.reason().cloned();
+            self.transport
+                .closing(&reason.unwrap_or(CloseReason::Local));
         }
     }
 
@@ -121,6 +148,7 @@ impl Link {
             Ok(Flushed::Blocked) => self.write_interest(registry, token, true),
             Ok(Flushed::Shutdown) => {
                 self.write_interest(registry, token, false);
+                self.goodbye();
                 match self.transport.shutdown_write() {
                     Ok(()) => {
                         self.session.linger(now);

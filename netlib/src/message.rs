@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 ///
 /// Build one with [`Message::new`] and [`Message::with`], or from any JSON value with
 /// [`Message::from_value`]. Handlers that want a typed view call [`Message::parse`] (or take a
-/// typed argument directly, see [`handler!`](crate::handler)).
+/// typed argument directly, see [`handler!`](macro@crate::handler)).
 ///
 /// A message received with the JSON codec keeps its payload text: its action is read in place,
 /// a typed handler deserializes straight from the text, and the [`Value`] tree is only built

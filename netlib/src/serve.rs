@@ -59,22 +59,12 @@ impl<S: ServerHandler> Handlers<S> {
         &self,
         state: &mut S,
         hub: &mut Hub<S::Channel>,
-        mut transport: Box<dyn Transport>,
+        transport: Box<dyn Transport>,
         addr: SocketAddr,
         wire: u8,
     ) -> Option<ChannelId> {
         if hub.slots.len() >= hub.config.get_max_connections() {
-            hub.stats.refused += 1;
-            crate::peerlog::peer_log!(
-                log::Level::Warn,
-                "refusing {addr}: server full ({} connections)",
-                hub.slots.len()
-            );
-            let full =
-                Message::new("error").with("error", serde_json::json!([EUSERS, "server full"]));
-            if let Ok(bytes) = hub.wires[wire as usize].encode(&full, usize::MAX >> 1) {
-                let _ = transport.write(&bytes);
-            }
+            refuse(hub, transport, addr, wire);
             return None;
         }
         let session = Session::new(hub.wires[wire as usize].clone(), &hub.config, true, hub.now);
@@ -152,6 +142,29 @@ impl<S: ServerHandler> Handlers<S> {
             hub.kill(key, CloseReason::HandlerPanic(text));
         }
     }
+}
+
+/// Turns a connection away because the server is full: it is sent
+/// `{"action": "error", "error": [87, "server full"]}` if its transport takes bytes yet, and
+/// told [`CloseReason::ServerFull`] (a WebSocket still in its handshake answers HTTP 503).
+pub(crate) fn refuse<C>(
+    hub: &mut Hub<C>,
+    mut transport: Box<dyn Transport>,
+    addr: SocketAddr,
+    wire: u8,
+) {
+    hub.stats.refused += 1;
+    crate::peerlog::peer_log!(
+        log::Level::Warn,
+        "refusing {addr}: server full ({} connections)",
+        hub.slots.len()
+    );
+    let full = Message::new("error").with("error", serde_json::json!([EUSERS, "server full"]));
+    if let Ok(bytes) = hub.wires[wire as usize].encode(&full, usize::MAX >> 1) {
+        let _ = transport.write(&bytes);
+        let _ = transport.flush();
+    }
+    transport.closing(&CloseReason::ServerFull);
 }
 
 /// Runs the `closed` hook of every channel that ended and removes those no longer lingering.

@@ -1,7 +1,7 @@
 //! The server driver: PodSixNet's `Server`. A thin layer over mio: it polls, accepts from its
 //! listeners (any [`Acceptor`]), hands readiness to the channels' sessions, dispatches what they
 //! decode, flushes, and sleeps until the next readiness or session deadline. The channel table
-//! is in [`hub`](crate::hub), the protocol state in [`session`](crate::session).
+//! is in [`hub`](crate::hub), the protocol state in `session`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Poll, Token, Waker};
 
 use crate::client::Client;
 use crate::codec::Wire;
@@ -20,18 +20,18 @@ use crate::error::{panic_text, CloseReason, Error, Result};
 use crate::handler::ServerHandler;
 use crate::hub::{ChannelId, Hub, ServerContext, Stats, FIRST_CONN};
 use crate::link::Step;
+use crate::listen::{Listeners, FIRST_PENDING};
 use crate::message::Message;
 use crate::serve::{reap, Handlers};
 use crate::session::{Inbound, Phase};
 use crate::transport::memory::LocalAcceptor;
 use crate::transport::tcp::TcpAcceptor;
+use crate::transport::ws::{WsAcceptor, WsOptions};
 use crate::transport::Acceptor;
 
 const WAKER: Token = Token(usize::MAX);
 /// How often the server logs a summary of what happened (when anything did).
 const SUMMARY_PERIOD: Duration = Duration::from_secs(60);
-/// How long accepting pauses after an accept error such as EMFILE (ms).
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// Stops a running [`Server::run`] from another thread (e.g. a Ctrl-C handler). Cheap to clone.
 #[derive(Clone, Debug)]
@@ -56,13 +56,6 @@ impl StopHandle {
     }
 }
 
-struct Listening {
-    acceptor: Box<dyn Acceptor>,
-    /// Index of its wire in the hub.
-    wire: u8,
-    sourced: bool,
-}
-
 /// A running server: listeners, channels, and the pump that drives them. PodSixNet's `Server`
 /// object.
 ///
@@ -72,14 +65,13 @@ struct Listening {
 pub struct Server<S: ServerHandler> {
     poll: Poll,
     events: Events,
-    listeners: Vec<Listening>,
+    listeners: Listeners,
     local: Option<LocalAcceptor>,
     state: S,
     hub: Hub<S::Channel>,
     handlers: Handlers<S>,
     stop: StopHandle,
     ready: Vec<(Token, bool, bool)>,
-    accept_retry_at: Option<Instant>,
     /// When the session timers next run.
     next_timers: Option<Instant>,
     /// When the last summary was logged, and the counters then.
@@ -96,8 +88,9 @@ impl<S: ServerHandler> std::fmt::Debug for Server<S> {
 }
 
 impl<S: ServerHandler> Server<S> {
-    /// A server with no listener yet: add some with [`bind_tcp`](Self::bind_tcp) or
-    /// [`add_listener`](Self::add_listener), or connect in memory with
+    /// A server with no listener yet: add some with [`bind_tcp`](Self::bind_tcp),
+    /// [`bind_ws`](Self::bind_ws) or [`add_listener`](Self::add_listener), or connect in memory
+    /// with
     /// [`connect_local`](Self::connect_local).
     ///
     /// # Errors
@@ -113,7 +106,7 @@ impl<S: ServerHandler> Server<S> {
         Ok(Server {
             poll,
             events: Events::with_capacity(1024),
-            listeners: Vec::new(),
+            listeners: Listeners::new(),
             local: None,
             state,
             hub,
@@ -123,7 +116,6 @@ impl<S: ServerHandler> Server<S> {
                 waker,
             },
             ready: Vec::new(),
-            accept_retry_at: None,
             next_timers: None,
             summary: (now, (Stats::default(), 0)),
         })
@@ -140,7 +132,7 @@ impl<S: ServerHandler> Server<S> {
         for a in addrs {
             server.bind_tcp(a.as_ref(), None)?;
         }
-        if server.listeners.is_empty() {
+        if server.listeners.len() == 0 {
             return Err(Error::Resolve {
                 addr: String::new(),
                 reason: "no address to listen on".into(),
@@ -167,12 +159,38 @@ impl<S: ServerHandler> Server<S> {
         Ok(bound)
     }
 
+    /// Adds WebSocket listeners (RFC 6455) on every address `addr` resolves to, answering
+    /// HTTP as `options` says: upgrades on its path become channels sharing this server's
+    /// state, handlers and channel table with all others; other requests get its static
+    /// assets or an error status. Messages travel as one JSON text message each (see
+    /// [`ws`](crate::transport::ws)); the config's limits apply as on TCP. Returns the bound
+    /// addresses.
+    ///
+    /// # Errors
+    /// As [`bind_tcp`](Self::bind_tcp).
+    pub fn bind_ws(&mut self, addr: &str, options: WsOptions) -> Result<Vec<SocketAddr>> {
+        let mut bound = Vec::new();
+        for sa in crate::net::resolve(addr)? {
+            let l = crate::net::listen(sa, self.hub.config.get_listen_backlog())
+                .map_err(|source| Error::Bind { addr: sa, source })?;
+            let local = l.local_addr()?;
+            log::info!(
+                "listening for WebSocket on ws://{local}{}",
+                options.get_path()
+            );
+            let acceptor = WsAcceptor::new(l, options.clone(), &self.hub.config);
+            self.add_listener(Box::new(acceptor))?;
+            bound.push(local);
+        }
+        Ok(bound)
+    }
+
     /// Adds any listener (a transport's [`Acceptor`]); its channels share this server's state
     /// and channel table with all others.
     ///
     /// # Errors
     /// [`Error::Io`] if it cannot be registered with the poller.
-    pub fn add_listener(&mut self, mut acceptor: Box<dyn Acceptor>) -> Result<()> {
+    pub fn add_listener(&mut self, acceptor: Box<dyn Acceptor>) -> Result<()> {
         let wire = match acceptor.wire() {
             Some(w) => self.hub.wire_index(w),
             None => 0,
@@ -180,24 +198,9 @@ impl<S: ServerHandler> Server<S> {
         if self.hub.wires.len() > 1 {
             self.handlers.connected = self.hub.encode(&Message::new("connected"))?;
         }
-        let token = Token(self.listeners.len());
-        let sourced = match acceptor.source() {
-            Some(src) => {
-                self.poll
-                    .registry()
-                    .register(src, token, Interest::READABLE)?;
-                true
-            }
-            None => {
-                acceptor.set_waker(self.stop.waker.clone());
-                false
-            }
-        };
-        self.listeners.push(Listening {
-            acceptor,
-            wire,
-            sourced,
-        });
+        let registry = self.poll.registry();
+        self.listeners
+            .add(registry, &self.stop.waker, acceptor, wire)?;
         Ok(())
     }
 
@@ -227,10 +230,7 @@ impl<S: ServerHandler> Server<S> {
 
     /// The addresses listened on (with the real port when 0 was asked for).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.acceptor.local_addr())
-            .collect()
+        self.listeners.local_addrs()
     }
 
     /// The server state.
@@ -338,11 +338,7 @@ impl<S: ServerHandler> Server<S> {
     /// As [`pump`](Self::pump).
     pub fn shutdown(mut self, timeout: Duration) -> Result<S> {
         let deadline = Instant::now() + timeout;
-        for mut l in self.listeners.drain(..) {
-            if let Some(src) = l.acceptor.source() {
-                let _ = self.poll.registry().deregister(src);
-            }
-        }
+        self.listeners.close(self.poll.registry());
         let keys: Vec<usize> = self.hub.slots.iter().map(|(k, _)| k).collect();
         for &k in &keys {
             self.hub.close(k, CloseReason::Shutdown);
@@ -386,7 +382,7 @@ impl<S: ServerHandler> Server<S> {
         if !self.hub.config.get_clock().is_manual() {
             let now = Instant::now();
             let throttled = self.hub.throttled.iter().map(|t| t.0).min();
-            for at in [self.accept_retry_at, self.next_timers, throttled]
+            for at in [self.listeners.deadline(), self.next_timers, throttled]
                 .into_iter()
                 .flatten()
             {
@@ -405,17 +401,8 @@ impl<S: ServerHandler> Server<S> {
             let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
             self.ready.push((ev.token(), readable, ev.is_writable()));
         }
-        if self.accept_retry_at.is_some_and(|at| Instant::now() >= at) {
-            self.accept_retry_at = None;
-            for i in 0..self.listeners.len() {
-                self.accept(i);
-            }
-        }
-        for i in 0..self.listeners.len() {
-            if !self.listeners[i].sourced {
-                self.accept(i);
-            }
-        }
+        self.listeners
+            .poll(&mut self.state, &mut self.hub, &self.handlers);
         let mut to_read = std::mem::take(&mut self.hub.read_ready);
         let now = self.hub.now;
         self.hub.throttled.retain(|&(until, key)| {
@@ -430,10 +417,15 @@ impl<S: ServerHandler> Server<S> {
             match token {
                 WAKER => {}
                 Token(t) if t < FIRST_CONN => {
-                    if self.accept_retry_at.is_none() {
-                        self.accept(t)
-                    }
+                    self.listeners
+                        .ready(t, &mut self.state, &mut self.hub, &self.handlers)
                 }
+                Token(t) if t >= FIRST_PENDING => self.listeners.advance(
+                    t - FIRST_PENDING,
+                    &mut self.state,
+                    &mut self.hub,
+                    &self.handlers,
+                ),
                 Token(t) => {
                     let key = t - FIRST_CONN;
                     if writable {
@@ -486,29 +478,6 @@ impl<S: ServerHandler> Server<S> {
                 return;
             }
             reap(&mut self.state, &mut self.hub);
-        }
-    }
-
-    fn accept(&mut self, i: usize) {
-        loop {
-            match self.listeners[i].acceptor.accept() {
-                Ok(Some((transport, addr))) => {
-                    let wire = self.listeners[i].wire;
-                    self.handlers
-                        .open(&mut self.state, &mut self.hub, transport, addr, wire);
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    // EMFILE and friends: the connection stays in the backlog; try again soon
-                    // instead of spinning on an always-ready listener.
-                    log::error!(
-                        "accept on {:?} failed: {e}; retrying in {ACCEPT_RETRY:?}",
-                        self.listeners[i].acceptor.local_addr()
-                    );
-                    self.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY);
-                    return;
-                }
-            }
         }
     }
 

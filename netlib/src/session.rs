@@ -385,14 +385,22 @@ impl Session {
     /// The peer sent end-of-stream: an open session closes gracefully
     /// ([`CloseReason::PeerClosed`]); a lingering one is done.
     pub(crate) fn end_of_stream(&mut self) {
+        self.end_of_stream_because(CloseReason::PeerClosed);
+    }
+
+    /// As [`end_of_stream`](Self::end_of_stream), with the reason the transport knows (e.g. a
+    /// WebSocket Close frame's status).
+    pub(crate) fn end_of_stream_because(&mut self, reason: CloseReason) {
         match self.phase {
-            Phase::Open => self.close(CloseReason::PeerClosed),
+            Phase::Open => self.close(reason),
             Phase::Lingering { .. } => self.phase = Phase::Closed,
             _ => {}
         }
     }
 
-    /// Writes queued output to `w` until it is empty or would block.
+    /// Writes queued output to `w` until it is empty or would block, then flushes `w` (a
+    /// transport that buffers, such as a WebSocket's frame buffer, says `WouldBlock` there
+    /// while it still holds bytes).
     ///
     /// # Errors
     /// A write error from `w`; the caller aborts the session.
@@ -405,6 +413,16 @@ impl Session {
         }
         if !self.out.write_to(w)? {
             return Ok(Flushed::Blocked);
+        }
+        loop {
+            match w.flush() {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Ok(Flushed::Blocked)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
         }
         Ok(match self.phase {
             Phase::Closing(_) => Flushed::Shutdown,
@@ -604,7 +622,7 @@ mod tests {
 
     #[test]
     fn overlong_lines_are_reported_until_they_add_up_then_the_session_closes() {
-        let config = Config::default().max_line_length(4);
+        let config = Config::default().max_frame_size(4).max_line_length(4);
         let wire = Wire {
             framing: Framing::Line,
             codec: crate::codec::Codec::Json,
@@ -654,6 +672,44 @@ mod tests {
             Some(&CloseReason::OutboundOverflow { limit: 100 })
         );
         assert!(matches!(s.send(&f), Err(Error::NotConnected)));
+    }
+
+    #[test]
+    fn a_transport_still_holding_bytes_keeps_the_flush_blocked() {
+        /// Takes everything; its `flush` would block while `holding`.
+        struct Holding {
+            got: Vec<u8>,
+            holding: bool,
+        }
+        impl std::io::Write for Holding {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.got.extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                if self.holding {
+                    return Err(std::io::ErrorKind::WouldBlock.into());
+                }
+                Ok(())
+            }
+        }
+        let t0 = Instant::now();
+        let mut s = Session::new(wire(), &Config::default(), true, t0);
+        s.send(&Bytes::from_static(b"x")).unwrap();
+        let mut w = Holding {
+            got: Vec::new(),
+            holding: true,
+        };
+        assert_eq!(s.flush(&mut w).unwrap(), Flushed::Blocked);
+        assert_eq!(w.got, b"x");
+        s.close(CloseReason::Local);
+        assert_eq!(
+            s.flush(&mut w).unwrap(),
+            Flushed::Blocked,
+            "no shutdown yet"
+        );
+        w.holding = false;
+        assert_eq!(s.flush(&mut w).unwrap(), Flushed::Shutdown);
     }
 
     #[test]

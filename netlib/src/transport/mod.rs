@@ -1,11 +1,21 @@
 //! The transport seam: what the mio drivers need from a connection's byte stream, and from a
-//! listener that produces them. TCP ([`tcp`]) and an in-process pipe ([`memory`], for tests) are
-//! built in; a WebSocket, TLS or line transport implements the same two traits and touches
-//! neither the session nor dispatch.
+//! listener that produces them. TCP ([`tcp`]), WebSocket ([`ws`]) and an in-process pipe
+//! ([`memory`], for tests) are built in; a TLS or line transport implements the same traits and
+//! touches neither the session nor dispatch.
 //!
 //! A transport is non-blocking: `read` and `write` return `WouldBlock` instead of waiting. One
 //! with a mio [`Source`] is woken by the poller; one without (the memory pipe) wakes its driver
 //! through the `mio::Waker` handed to [`Transport::set_waker`], and the driver then tries it.
+//!
+//! A transport that is not a plain byte stream fits through four optional hooks, all with
+//! defaults that suit TCP:
+//! - [`Transport::handshake`]: a server-side connection is not a channel until its handshake
+//!   is done (a WebSocket upgrade; a plain page fetch never becomes one);
+//! - `io::Write::flush`: bytes the transport accepted but holds (a WebSocket's frame buffer)
+//!   are pushed out; `WouldBlock` keeps the driver waiting for writability;
+//! - [`Transport::closing`]: why this side closes (a WebSocket Close frame's status code);
+//! - [`Transport::close_reason`]: why the peer's stream ended, when the transport knows more
+//!   than "end of stream" (the peer's Close frame, or the protocol error that ended it).
 
 use std::fmt;
 use std::io;
@@ -15,9 +25,12 @@ use std::sync::Arc;
 use mio::event::Source;
 
 use crate::codec::Wire;
+use crate::error::CloseReason;
 
+mod http;
 pub mod memory;
 pub mod tcp;
+pub mod ws;
 
 /// One connection's non-blocking byte stream.
 pub trait Transport: io::Read + io::Write + Send + fmt::Debug {
@@ -44,6 +57,39 @@ pub trait Transport: io::Read + io::Write + Send + fmt::Debug {
     /// Why the connect failed, e.g. `ECONNREFUSED`.
     fn finish_connect(&mut self) -> io::Result<bool> {
         Ok(true)
+    }
+
+    /// Server side: whether the connection is established, i.e. ready to be a channel. Called
+    /// by the server when the connection is accepted and again whenever it becomes ready (or is
+    /// woken), until it returns `Ok(true)`; until then no channel exists (no `connected` hook),
+    /// the connection counts toward `max_connections`, and it is dropped after the config's
+    /// [`handshake_timeout`](crate::Config::handshake_timeout). Default: `Ok(true)` (a byte
+    /// stream is established on accept). A WebSocket answers its HTTP request here.
+    ///
+    /// # Errors
+    /// Any error ends the connection without a channel (logged at debug): the handshake failed,
+    /// or the connection was only a request that has been answered (a page fetch).
+    fn handshake(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
+
+    /// Tells the transport why this side closes the connection, once, before
+    /// [`shutdown_write`](Self::shutdown_write) (a graceful close, after queued output is
+    /// written) or before the transport is dropped (a close for cause, with output dropped).
+    /// A message transport says goodbye here: a WebSocket sends a Close frame whose status
+    /// code is derived from `reason` (RFC 6455 §7.4). Best effort and non-blocking. Default:
+    /// nothing.
+    fn closing(&mut self, reason: &CloseReason) {
+        let _ = reason;
+    }
+
+    /// Why the peer's stream ended, when `read` returned end-of-stream (`Ok(0)`) or an error
+    /// and the transport knows better than the byte stream can say: e.g. the status of a
+    /// WebSocket Close frame, or the protocol error for which this side closed it. `None`
+    /// (the default) means a plain end of stream ([`CloseReason::PeerClosed`]) or the I/O
+    /// error itself.
+    fn close_reason(&mut self) -> Option<CloseReason> {
+        None
     }
 
     /// The peer's address, if it has one.
@@ -92,4 +138,11 @@ pub trait Connector: Send + fmt::Debug {
 
     /// Starts the next attempt; `None` when every candidate was tried.
     fn next_attempt(&mut self) -> Option<io::Result<Box<dyn Transport>>>;
+
+    /// The wire the connections it makes speak, when it differs from the client's
+    /// [`Config`](crate::Config) (a WebSocket's messages are length-prefixed JSON). Default:
+    /// `None` (the config's).
+    fn wire(&self) -> Option<Wire> {
+        None
+    }
 }

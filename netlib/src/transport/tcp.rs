@@ -1,4 +1,4 @@
-//! TCP: [`TcpListener`](mio::net::TcpListener) and [`TcpStream`](mio::net::TcpStream) as a
+//! TCP: [`TcpListener`] and [`TcpStream`] as a
 //! netlib [`Acceptor`] and [`Transport`], and a [`Connector`] that tries every address a name
 //! resolves to.
 

@@ -1,0 +1,252 @@
+// netlib.js: the browser side of netlib's WebSocket transport, shaped like PodSixNet's client.
+// An ES module without dependencies. Serve it with `WsOptions::netlib_js()` (at /netlib.js).
+//
+//   import { connect } from "/netlib.js";
+//   const conn = connect(`ws://${location.host}/ws`);
+//   conn.on("connected", () => conn.send({ action: "nickname", nickname: "ada" }));
+//   conn.on("message", (msg) => console.log(msg));          // every message
+//   conn.on("chat", (msg) => show(msg.text));               // one action
+//   conn.on("disconnected", ({ code, reason }) => console.log("lost", code, reason));
+//
+// Each WebSocket text message is one JSON object with an "action" (a netlib Message).
+
+/**
+ * A message: a JSON object with a string `action`, e.g. `{action: "chat", text: "hi"}`.
+ * @typedef {{action: string, [key: string]: any}} Message
+ */
+
+/**
+ * Options of {@link connect}.
+ * @typedef {Object} Options
+ * @property {boolean} [reconnect=true] Connect again after the connection is lost (not after
+ *   {@link Connection#close}), waiting an exponential backoff with full jitter: a random delay
+ *   between 0 and min(maxDelay, minDelay * 2^attempt) ms; attempt counts failures since the
+ *   last successful connection.
+ * @property {number} [minDelay=500] Backoff base, in milliseconds.
+ * @property {number} [maxDelay=30000] Backoff cap, in milliseconds.
+ * @property {number} [maxQueue=256] Messages kept while not connected; `send` returns false
+ *   beyond this.
+ * @property {Function} [WebSocket] The WebSocket class (default: the global one).
+ * @property {() => number} [random] A random number in [0, 1) (default: Math.random).
+ * @property {(fn: Function, ms: number) => any} [setTimeout] Timer (default: the global one).
+ * @property {(id: any) => void} [clearTimeout] Timer cancel (default: the global one).
+ */
+
+/** Actions of netlib's heartbeat: a ping is answered with a pong, neither is delivered. */
+const PING = "netlib.ping";
+const PONG = "netlib.pong";
+
+/**
+ * Opens a connection to a netlib WebSocket server and returns it; messages sent before it is
+ * open are queued.
+ * @param {string} url e.g. `ws://example.com:8080/ws`.
+ * @param {Options} [options]
+ * @returns {Connection}
+ */
+export function connect(url, options = {}) {
+  return new Connection(url, options);
+}
+
+/**
+ * One connection to a netlib server (reconnecting by itself unless told not to).
+ *
+ * Events, subscribed with {@link Connection#on}:
+ * - `"message"`: every message from the server, after the handlers of its action;
+ * - `"<action>"`: messages with that action, e.g. `"chat"`;
+ * - `"socketConnect"`: the WebSocket opened (PodSixNet's name); queued messages are sent;
+ * - `"connected"`: the server's greeting `{action: "connected"}` (with `id` if the server
+ *   announces ids), the first message of every connection;
+ * - `"disconnected"`: an open connection closed: `{action: "disconnected", code, reason,
+ *   wasClean}` (RFC 6455 close code; 1006 when the connection was lost);
+ * - `"error"`: a connection attempt failed, or the server sent an error:
+ *   `{action: "error", error: [code, text]}`;
+ * - `"reconnecting"`: `{action: "reconnecting", delay, attempt}` before waiting `delay` ms.
+ */
+export class Connection {
+  /**
+   * @param {string} url
+   * @param {Options} [options]
+   */
+  constructor(url, options = {}) {
+    this.url = url;
+    this.options = {
+      reconnect: true,
+      minDelay: 500,
+      maxDelay: 30000,
+      maxQueue: 256,
+      WebSocket: globalThis.WebSocket,
+      random: Math.random,
+      setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+      clearTimeout: (id) => globalThis.clearTimeout(id),
+      ...options,
+    };
+    /** @type {Map<string, Set<Function>>} */
+    this._handlers = new Map();
+    /** @type {string[]} encoded messages waiting for the connection */
+    this._queue = [];
+    this._socket = null;
+    this._timer = null;
+    this._attempt = 0;
+    this._closed = false;
+    this._open();
+  }
+
+  /**
+   * `"connecting"`, `"open"` or `"closed"` (closed for good after {@link Connection#close},
+   * or waiting to reconnect).
+   * @returns {string}
+   */
+  get state() {
+    const ws = this._socket;
+    if (ws && ws.readyState === 1) return "open";
+    if (ws && ws.readyState === 0) return "connecting";
+    return "closed";
+  }
+
+  /**
+   * Number of messages queued until the connection opens.
+   * @returns {number}
+   */
+  get queued() {
+    return this._queue.length;
+  }
+
+  /**
+   * Calls `handler(message)` for each event named `event` (see the class docs).
+   * @param {string} event an action, or "message" for every message.
+   * @param {(message: Message) => void} handler
+   * @returns {() => void} a function that unsubscribes the handler.
+   */
+  on(event, handler) {
+    if (!this._handlers.has(event)) this._handlers.set(event, new Set());
+    this._handlers.get(event).add(handler);
+    return () => this.off(event, handler);
+  }
+
+  /**
+   * Unsubscribes `handler` from `event`.
+   * @param {string} event
+   * @param {Function} handler
+   */
+  off(event, handler) {
+    this._handlers.get(event)?.delete(handler);
+  }
+
+  /**
+   * Sends a message now, or queues it until the connection opens.
+   * @param {Message} message an object with a string `action`.
+   * @returns {boolean} false if it was dropped: closed for good, or the queue is full.
+   * @throws {TypeError} if `message` has no string `action`.
+   */
+  send(message) {
+    if (!message || typeof message.action !== "string") {
+      throw new TypeError('a netlib message is an object with a string "action"');
+    }
+    const text = JSON.stringify(message);
+    if (this.state === "open") {
+      this._socket.send(text);
+      return true;
+    }
+    if (this._closed || this._queue.length >= this.options.maxQueue) return false;
+    this._queue.push(text);
+    return true;
+  }
+
+  /**
+   * Closes the connection and stops reconnecting; queued messages are dropped.
+   * @param {number} [code=1000] RFC 6455 close code (1000, or 3000-4999).
+   * @param {string} [reason=""] at most 123 bytes of UTF-8.
+   */
+  close(code = 1000, reason = "") {
+    this._closed = true;
+    this._queue.length = 0;
+    if (this._timer !== null) {
+      this.options.clearTimeout(this._timer);
+      this._timer = null;
+    }
+    if (this._socket && this._socket.readyState <= 1) this._socket.close(code, reason);
+  }
+
+  _emit(event, message) {
+    for (const handler of [...(this._handlers.get(event) ?? [])]) {
+      try {
+        handler(message);
+      } catch (e) {
+        // One handler's bug must not stop the others or the connection.
+        setTimeout(() => {
+          throw e;
+        });
+      }
+    }
+  }
+
+  _deliver(message) {
+    if (message.action !== "message") this._emit(message.action, message);
+    this._emit("message", message);
+  }
+
+  _open() {
+    this._timer = null;
+    let ws;
+    try {
+      ws = new this.options.WebSocket(this.url);
+    } catch (e) {
+      this._deliver({ action: "error", error: [0, String(e && e.message ? e.message : e)] });
+      this._retry();
+      return;
+    }
+    this._socket = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      this._attempt = 0;
+      this._deliver({ action: "socketConnect" });
+      const queue = this._queue.splice(0);
+      for (const text of queue) ws.send(text);
+    };
+    ws.onmessage = (event) => {
+      if (typeof event.data !== "string") return; // netlib sends text only
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (!message || typeof message.action !== "string") return;
+      if (message.action === PING) {
+        ws.send(JSON.stringify({ action: PONG }));
+        return;
+      }
+      if (message.action === PONG) return;
+      this._deliver(message);
+    };
+    ws.onclose = (event) => {
+      if (this._socket === ws) this._socket = null;
+      if (opened) {
+        this._deliver({
+          action: "disconnected",
+          code: event.code,
+          reason: event.reason,
+          wasClean: event.wasClean,
+        });
+      } else {
+        this._deliver({ action: "error", error: [event.code || 0, `cannot connect to ${this.url}`] });
+      }
+      this._retry();
+    };
+  }
+
+  _retry() {
+    if (this._closed || !this.options.reconnect) {
+      this._closed = true;
+      this._queue.length = 0;
+      return;
+    }
+    const { minDelay, maxDelay, random } = this.options;
+    const cap = Math.min(maxDelay, minDelay * 2 ** Math.min(this._attempt, 30));
+    const delay = Math.floor(random() * cap);
+    this._attempt += 1;
+    this._deliver({ action: "reconnecting", delay, attempt: this._attempt });
+    this._timer = this.options.setTimeout(() => this._open(), delay);
+  }
+}

@@ -1,0 +1,192 @@
+// Unit tests of netlib.js with a fake WebSocket and fake timers: `node --test netlib/js/`.
+// No packages needed (node:test and node:assert are built in). netlib/tests/ws.rs runs this
+// when node is installed, and also runs netlib.js against a real server.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { connect } from "./netlib.js";
+
+/** A WebSocket double: records what is sent; the test opens, feeds and closes it. */
+class FakeSocket {
+  static made = [];
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.sent = [];
+    FakeSocket.made.push(this);
+  }
+  send(text) {
+    assert.equal(this.readyState, 1, "sent while not open");
+    this.sent.push(JSON.parse(text));
+  }
+  close(code = 1000, reason = "") {
+    this.readyState = 3;
+    this.onclose?.({ code, reason, wasClean: true });
+  }
+  open() {
+    this.readyState = 1;
+    this.onopen?.();
+  }
+  receive(message) {
+    this.onmessage?.({ data: typeof message === "string" ? message : JSON.stringify(message) });
+  }
+  drop(code = 1006) {
+    this.readyState = 3;
+    this.onclose?.({ code, reason: "", wasClean: false });
+  }
+}
+
+/** Timers run by hand. */
+function fakeTimers() {
+  const pending = [];
+  return {
+    pending,
+    setTimeout: (fn, ms) => {
+      pending.push({ fn, ms });
+      return pending.length - 1;
+    },
+    clearTimeout: (id) => {
+      if (pending[id]) pending[id].fn = null;
+    },
+    runNext() {
+      const t = pending.shift();
+      t?.fn?.();
+      return t;
+    },
+  };
+}
+
+function setup(options = {}) {
+  FakeSocket.made = [];
+  const timers = fakeTimers();
+  const conn = connect("ws://game.example/ws", {
+    WebSocket: FakeSocket,
+    setTimeout: timers.setTimeout,
+    clearTimeout: timers.clearTimeout,
+    random: () => 0.5,
+    ...options,
+  });
+  return { conn, timers, socket: () => FakeSocket.made.at(-1) };
+}
+
+test("messages sent while connecting are queued, then sent in order", () => {
+  const { conn, socket } = setup({ maxQueue: 2 });
+  assert.equal(conn.state, "connecting");
+  assert.equal(conn.send({ action: "a" }), true);
+  assert.equal(conn.send({ action: "b", n: 1 }), true);
+  assert.equal(conn.send({ action: "c" }), false, "over maxQueue");
+  assert.equal(conn.queued, 2);
+  assert.equal(socket().sent.length, 0);
+  socket().open();
+  assert.deepEqual(socket().sent, [{ action: "a" }, { action: "b", n: 1 }]);
+  assert.equal(conn.send({ action: "d" }), true);
+  assert.deepEqual(socket().sent.at(-1), { action: "d" });
+  assert.throws(() => conn.send({ text: "no action" }), TypeError);
+});
+
+test("handlers get their action, then the catch-all every message", () => {
+  const { conn, socket } = setup();
+  const seen = [];
+  conn.on("chat", (m) => seen.push(["chat", m.text]));
+  const off = conn.on("message", (m) => seen.push(["message", m.action]));
+  conn.on("socketConnect", () => seen.push(["socketConnect"]));
+  socket().open();
+  socket().receive({ action: "connected" });
+  socket().receive({ action: "chat", text: "hi" });
+  socket().receive("not json");
+  socket().receive({ no: "action" });
+  off();
+  socket().receive({ action: "chat", text: "again" });
+  assert.deepEqual(seen, [
+    ["socketConnect"],
+    ["message", "socketConnect"],
+    ["message", "connected"],
+    ["chat", "hi"],
+    ["message", "chat"],
+    ["chat", "again"],
+  ]);
+});
+
+test("netlib.ping is answered with netlib.pong and not delivered", () => {
+  const { conn, socket } = setup();
+  const seen = [];
+  conn.on("message", (m) => seen.push(m.action));
+  socket().open();
+  socket().receive({ action: "netlib.ping" });
+  assert.deepEqual(socket().sent, [{ action: "netlib.pong" }]);
+  assert.deepEqual(seen, ["socketConnect"]);
+});
+
+test("a lost connection reconnects with exponential backoff and full jitter", () => {
+  const { conn, timers, socket } = setup({ minDelay: 100, maxDelay: 1000 });
+  const events = [];
+  conn.on("disconnected", (d) => events.push(["disconnected", d.code, d.wasClean]));
+  conn.on("reconnecting", (r) => events.push(["reconnecting", r.delay, r.attempt]));
+  conn.on("error", (e) => events.push(["error", e.error[0]]));
+  socket().open();
+  socket().drop();
+  // random() = 0.5: half of min(maxDelay, minDelay * 2^attempt).
+  assert.deepEqual(events.splice(0), [
+    ["disconnected", 1006, false],
+    ["reconnecting", 50, 1],
+  ]);
+  assert.equal(timers.runNext().ms, 50);
+  socket().drop(); // fails before opening
+  timers.runNext();
+  socket().drop();
+  timers.runNext();
+  socket().drop();
+  timers.runNext();
+  socket().drop();
+  assert.deepEqual(events.splice(0), [
+    ["error", 1006],
+    ["reconnecting", 100, 2],
+    ["error", 1006],
+    ["reconnecting", 200, 3],
+    ["error", 1006],
+    ["reconnecting", 400, 4],
+    ["error", 1006],
+    ["reconnecting", 500, 5],
+  ]);
+  timers.runNext();
+  socket().open();
+  socket().drop();
+  assert.deepEqual(events.splice(0, 2), [
+    ["disconnected", 1006, false],
+    ["reconnecting", 50, 1],
+  ], "a successful connection resets the backoff");
+});
+
+test("jitter spans zero to the cap", () => {
+  for (const [r, want] of [[0, 0], [0.999, 99]]) {
+    const { conn, socket } = setup({ minDelay: 100, random: () => r });
+    let delay;
+    conn.on("reconnecting", (e) => (delay = e.delay));
+    socket().drop();
+    assert.equal(delay, want);
+  }
+});
+
+test("close() stops reconnecting and drops the queue", () => {
+  const { conn, timers, socket } = setup();
+  socket().open();
+  socket().drop();
+  assert.equal(timers.pending.length, 1);
+  conn.close();
+  assert.equal(timers.runNext().fn, null, "the pending reconnect was cancelled");
+  assert.equal(FakeSocket.made.length, 1);
+  assert.equal(conn.send({ action: "late" }), false);
+  assert.equal(conn.state, "closed");
+});
+
+test("reconnect: false gives up after the first loss", () => {
+  const { conn, timers, socket } = setup({ reconnect: false });
+  const seen = [];
+  conn.on("disconnected", (d) => seen.push(d.code));
+  socket().open();
+  socket().close(1001, "going away");
+  assert.deepEqual(seen, [1001]);
+  assert.equal(timers.pending.length, 0);
+  assert.equal(conn.send({ action: "x" }), false);
+});

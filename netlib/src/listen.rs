@@ -1,0 +1,320 @@
+//! The server's listeners, and the connections they accepted that are still in their
+//! transport's handshake (a WebSocket upgrade, or a page fetch that never becomes a channel):
+//! accepting, the `max_connections` check (connections in their handshake count), the handshake
+//! timeout, and handing established connections to [`serve`](crate::serve) to become channels.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Interest, Registry, Token, Waker};
+use slab::Slab;
+
+use crate::error::CloseReason;
+use crate::handler::ServerHandler;
+use crate::hub::Hub;
+use crate::serve::{refuse, Handlers};
+use crate::transport::{Acceptor, Transport};
+
+/// Tokens from here on are connections in their handshake (key plus this); below
+/// [`FIRST_CONN`](crate::hub::FIRST_CONN) are listeners, between the two channels.
+pub(crate) const FIRST_PENDING: usize = 1 << 30;
+/// How long accepting pauses after an accept error such as EMFILE (ms).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+struct Listening {
+    acceptor: Box<dyn Acceptor>,
+    /// Index of its wire in the hub.
+    wire: u8,
+    sourced: bool,
+}
+
+/// A connection whose handshake is not done.
+struct Pending {
+    transport: Box<dyn Transport>,
+    addr: SocketAddr,
+    wire: u8,
+    deadline: Instant,
+    sourced: bool,
+}
+
+/// Listeners and connections in their handshake.
+pub(crate) struct Listeners {
+    list: Vec<Listening>,
+    pending: Slab<Pending>,
+    /// `(deadline, key)` of pending connections in deadline order (every deadline is accept
+    /// time plus one timeout, so they only grow); entries of connections already gone are
+    /// skipped when their time comes.
+    order: VecDeque<(Instant, usize)>,
+    /// After an accept error: when to try accepting again.
+    retry_at: Option<Instant>,
+}
+
+/// Makes a channel of an established connection; it is read on the next round, since its
+/// transport may already hold input (a WebSocket's first frames read with its request).
+fn establish<S: ServerHandler>(
+    state: &mut S,
+    hub: &mut Hub<S::Channel>,
+    handlers: &Handlers<S>,
+    transport: Box<dyn Transport>,
+    addr: SocketAddr,
+    wire: u8,
+) {
+    if let Some(id) = handlers.open(state, hub, transport, addr, wire) {
+        if let Some(key) = hub.key(id) {
+            hub.read_ready.push(key);
+        }
+    }
+}
+
+impl Listeners {
+    pub(crate) fn new() -> Self {
+        Listeners {
+            list: Vec::new(),
+            pending: Slab::new(),
+            order: VecDeque::new(),
+            retry_at: None,
+        }
+    }
+
+    /// Adds a listener whose channels speak wire `wire`: registered with `registry` under the
+    /// next listener token, or given `waker` if it has no mio source.
+    pub(crate) fn add(
+        &mut self,
+        registry: &Registry,
+        waker: &Arc<Waker>,
+        mut acceptor: Box<dyn Acceptor>,
+        wire: u8,
+    ) -> std::io::Result<()> {
+        let token = Token(self.list.len());
+        let sourced = match acceptor.source() {
+            Some(src) => {
+                registry.register(src, token, Interest::READABLE)?;
+                true
+            }
+            None => {
+                acceptor.set_waker(waker.clone());
+                false
+            }
+        };
+        self.list.push(Listening {
+            acceptor,
+            wire,
+            sourced,
+        });
+        Ok(())
+    }
+
+    /// Number of listeners.
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// The addresses listened on.
+    pub(crate) fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.list
+            .iter()
+            .filter_map(|l| l.acceptor.local_addr())
+            .collect()
+    }
+
+    /// When [`poll`](Self::poll) next has something to do: an accept retry or a handshake
+    /// deadline (possibly of a connection already gone: an early wake-up, not a late one).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let pending = self.order.front().map(|&(d, _)| d);
+        [self.retry_at, pending].into_iter().flatten().min()
+    }
+
+    /// Listener `i` is readable: accepts everything it has (unless accepting is paused).
+    pub(crate) fn ready<S: ServerHandler>(
+        &mut self,
+        i: usize,
+        state: &mut S,
+        hub: &mut Hub<S::Channel>,
+        handlers: &Handlers<S>,
+    ) {
+        if self.retry_at.is_none() && i < self.list.len() {
+            self.accept(i, state, hub, handlers);
+        }
+    }
+
+    fn accept<S: ServerHandler>(
+        &mut self,
+        i: usize,
+        state: &mut S,
+        hub: &mut Hub<S::Channel>,
+        handlers: &Handlers<S>,
+    ) {
+        loop {
+            match self.list[i].acceptor.accept() {
+                Ok(Some((transport, addr))) => {
+                    let wire = self.list[i].wire;
+                    self.admit(state, hub, handlers, transport, addr, wire);
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    // EMFILE and friends: the connection stays in the backlog; try again soon
+                    // instead of spinning on an always-ready listener.
+                    log::error!(
+                        "accept on {:?} failed: {e}; retrying in {ACCEPT_RETRY:?}",
+                        self.list[i].acceptor.local_addr()
+                    );
+                    self.retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A new connection: refused when the server is full (channels and handshakes), a channel
+    /// at once when its transport needs no handshake, otherwise parked until it is done.
+    fn admit<S: ServerHandler>(
+        &mut self,
+        state: &mut S,
+        hub: &mut Hub<S::Channel>,
+        handlers: &Handlers<S>,
+        mut transport: Box<dyn Transport>,
+        addr: SocketAddr,
+        wire: u8,
+    ) {
+        if hub.slots.len() + self.pending.len() >= hub.config.get_max_connections() {
+            return refuse(hub, transport, addr, wire);
+        }
+        match transport.handshake() {
+            Ok(true) => establish(state, hub, handlers, transport, addr, wire),
+            Ok(false) => {
+                let key = self.pending.vacant_key();
+                let sourced = match transport.source() {
+                    Some(src) => {
+                        let token = Token(FIRST_PENDING + key);
+                        let interest = Interest::READABLE | Interest::WRITABLE;
+                        if let Err(e) = hub.registry.register(src, token, interest) {
+                            log::error!("cannot register {addr}: {e}");
+                            return;
+                        }
+                        true
+                    }
+                    None => {
+                        transport.set_waker(hub.waker.clone());
+                        false
+                    }
+                };
+                let deadline = hub.now + hub.config.get_handshake_timeout();
+                self.pending.insert(Pending {
+                    transport,
+                    addr,
+                    wire,
+                    deadline,
+                    sourced,
+                });
+                self.order.push_back((deadline, key));
+            }
+            Err(e) => log::debug!("{addr}: no channel: {e}"),
+        }
+    }
+
+    fn unpark(&mut self, registry: &Registry, key: usize) -> Pending {
+        let mut p = self.pending.remove(key);
+        if p.sourced {
+            if let Some(src) = p.transport.source() {
+                let _ = registry.deregister(src);
+            }
+        }
+        p
+    }
+
+    /// The connection in its handshake with token `FIRST_PENDING + key` is ready: advances its
+    /// handshake, making a channel of it once done.
+    pub(crate) fn advance<S: ServerHandler>(
+        &mut self,
+        key: usize,
+        state: &mut S,
+        hub: &mut Hub<S::Channel>,
+        handlers: &Handlers<S>,
+    ) {
+        let Some(p) = self.pending.get_mut(key) else {
+            return;
+        };
+        match p.transport.handshake() {
+            Ok(false) => {}
+            Ok(true) => {
+                let p = self.unpark(&hub.registry, key);
+                establish(state, hub, handlers, p.transport, p.addr, p.wire);
+            }
+            Err(e) => {
+                let p = self.unpark(&hub.registry, key);
+                log::debug!("{}: no channel: {e}", p.addr);
+            }
+        }
+    }
+
+    /// Once per pump: retries accepting after an error, accepts from listeners and advances
+    /// handshakes that have no mio source, and drops handshakes past their deadline (telling
+    /// the transport [`CloseReason::Timeout`]: a WebSocket answers HTTP 408).
+    pub(crate) fn poll<S: ServerHandler>(
+        &mut self,
+        state: &mut S,
+        hub: &mut Hub<S::Channel>,
+        handlers: &Handlers<S>,
+    ) {
+        if self.retry_at.is_some_and(|at| Instant::now() >= at) {
+            self.retry_at = None;
+            for i in 0..self.list.len() {
+                self.accept(i, state, hub, handlers);
+            }
+        }
+        for i in 0..self.list.len() {
+            if !self.list[i].sourced {
+                self.accept(i, state, hub, handlers);
+            }
+        }
+        if self.pending.iter().any(|(_, p)| !p.sourced) {
+            let keys: Vec<usize> = self
+                .pending
+                .iter()
+                .filter(|(_, p)| !p.sourced)
+                .map(|(k, _)| k)
+                .collect();
+            for key in keys {
+                self.advance(key, state, hub, handlers);
+            }
+        }
+        while let Some(&(deadline, key)) = self.order.front() {
+            if deadline > hub.now {
+                break;
+            }
+            self.order.pop_front();
+            if self
+                .pending
+                .get(key)
+                .is_some_and(|p| p.deadline == deadline)
+            {
+                let mut p = self.unpark(&hub.registry, key);
+                log::debug!(
+                    "{}: handshake not done in {:?}; closing",
+                    p.addr,
+                    hub.config.get_handshake_timeout()
+                );
+                p.transport.closing(&CloseReason::Timeout);
+            }
+        }
+    }
+
+    /// Stops listening and drops every connection still in its handshake (telling it
+    /// [`CloseReason::Shutdown`]).
+    pub(crate) fn close(&mut self, registry: &Registry) {
+        for mut l in self.list.drain(..) {
+            if let Some(src) = l.acceptor.source() {
+                let _ = registry.deregister(src);
+            }
+        }
+        let keys: Vec<usize> = self.pending.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.unpark(registry, key)
+                .transport
+                .closing(&CloseReason::Shutdown);
+        }
+        self.order.clear();
+    }
+}

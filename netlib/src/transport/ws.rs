@@ -1,0 +1,1198 @@
+//! WebSocket (RFC 6455), for browsers: a listener that answers HTTP on a TCP port (upgrades on
+//! one path, static assets such as the game's page on others) and a client connector for
+//! `ws://` URLs. The protocol is `tungstenite`'s, driven without blocking under netlib's own mio
+//! loop; the HTTP request is parsed with `httparse`.
+//!
+//! # One message per WebSocket message
+//!
+//! Each WebSocket text message carries one JSON object with an `"action"`: one netlib
+//! [`Message`](crate::Message), as PodSixNet's JSON mode sends it over TCP, and what the
+//! browser's `JSON.parse(event.data)` expects. Outbound messages go out as one text message
+//! each.
+//!
+//! # How it fits the byte-stream seam
+//!
+//! [`WsStream`] implements the byte-stream [`Transport`] like TCP, so that a WebSocket channel
+//! runs through the very session a TCP channel does, with the same limits, queue and handlers:
+//! - reading, each received text message is presented as one length-prefixed frame (4-byte
+//!   big-endian length, then the payload: [`Framing::LengthPrefix`], JSON codec), which the
+//!   session cuts out again;
+//! - writing, the session's length-prefixed frames are cut back into one text message each.
+//!
+//! The listener's and the connector's [`Wire`] is that framing, so nothing above the transport
+//! knows it is a WebSocket. The cost is a 4-byte header and a copy per message in each
+//! direction, small next to JSON encoding; what it buys is that the rate limits, the outbound
+//! limits (a peer that does not read is closed by `max_outbound_bytes`: the transport takes at
+//! most 64 KiB more than the socket accepted), the memory budget, the idle timeout and the
+//! heartbeat apply to WebSocket channels unchanged. A partial WebSocket message is held by
+//! `tungstenite` (up to the config's `max_frame_size`), where the session's frame timeout and
+//! memory budget do not see it; the idle timeout and the handshake timeout still bound it.
+//!
+//! # Limits and closing (RFC 6455 §7.4)
+//!
+//! `tungstenite`'s `max_message_size` and `max_frame_size` are the config's `max_frame_size`.
+//! A peer that breaks the rules is sent a Close frame and its channel closed: a message over
+//! the limit with 1009 ([`CloseReason::FrameTooLarge`]), a binary message with 1003, text that
+//! is not UTF-8 with 1007, any other protocol violation with 1002 (these three as
+//! [`CloseReason::WebSocket`] with `remote: false`). When this side closes, its Close frame
+//! says why: 1000 for a normal close, 1001 on server shutdown, 1008 (policy) for the limits
+//! (outbound overflow, timeouts, memory budget, server full), 1009 for size, 1011 for a
+//! handler panic. The peer's Close frame is reported to `closed` as
+//! [`CloseReason::PeerClosed`] for 1000, 1001 or no code, as [`CloseReason::WebSocket`] with
+//! `remote: true` otherwise; a peer gone without a Close frame as 1006 (§7.1.5).
+//!
+//! # Heartbeat
+//!
+//! Pings from the peer are answered by `tungstenite` (§5.5.2). A server with a
+//! [`Config::heartbeat`](crate::Config::heartbeat) sends its `netlib.ping` to a WebSocket
+//! channel as a WebSocket Ping frame instead of a text message: every browser answers it
+//! with a Pong by itself, even with no script running, and netlib clients' `tungstenite` does
+//! too. Any Ping or Pong received reaches the session as a `netlib.pong` message, which counts
+//! as activity (and, like any message, toward the message rate limit) and never reaches
+//! handlers.
+//!
+//! # The HTTP side
+//!
+//! A connection is no channel until its upgrade is done (see [`Transport::handshake`]): a page
+//! fetch never opens one. `GET` of the upgrade path ([`WsOptions::path`], default `/ws`) with
+//! valid WebSocket headers (§4.2.1) is answered `101 Switching Protocols`; a request without
+//! `Upgrade: websocket` or with another `Sec-WebSocket-Version` gets 426, other defects 400. An
+//! `Origin` (§10.2) must be the request's own (`http://` or `https://` and its `Host`) or in
+//! the options' allow-list, else 403; a request without one (not from a browser) is let in.
+//! `GET` of an asset ([`WsOptions::asset`]) is answered 200 with its `Content-Type`,
+//! `Content-Length` and `Cache-Control: no-cache`; other paths get 404, other methods 405 with
+//! `Allow: GET`, malformed requests 400, a request head over 8 KiB 431. Every answer but the
+//! upgrade closes the connection.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use mio::event::Source;
+use mio::net::{TcpListener, TcpStream};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::client::ClientHandshake;
+use tungstenite::handshake::{HandshakeError, MidHandshake};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
+use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::{Message as WsMessage, WebSocket};
+
+use super::http::{self, Answer, Reply, MAX_HEAD};
+use super::{Acceptor, Connector, Transport};
+use crate::codec::{Codec, Wire};
+use crate::config::Config;
+use crate::error::CloseReason;
+use crate::frame::Framing;
+
+/// `netlib.js`, the browser client (an ES module without dependencies), to serve as an asset:
+/// `WsOptions::new().asset("/netlib.js", "text/javascript; charset=utf-8", NETLIB_JS)`, or
+/// [`WsOptions::netlib_js`].
+pub const NETLIB_JS: &[u8] = include_bytes!("../../js/netlib.js");
+
+/// Bytes of the socket read per `tungstenite` read call, allocated per connection.
+const READ_BUFFER: usize = 16 * 1024;
+/// Most frame bytes one `write` call takes from the session: what the transport may hold
+/// beyond what the socket accepted.
+const WRITE_BATCH: usize = 64 * 1024;
+/// The heartbeat ping as the server's session encodes it; sent as a WebSocket Ping.
+const PING_JSON: &[u8] = br#"{"action":"netlib.ping"}"#;
+/// What a received WebSocket Ping or Pong is presented as.
+const PONG_JSON: &[u8] = br#"{"action":"netlib.pong"}"#;
+/// Longest close reason text (a Close frame's payload is at most 125 bytes, §5.5).
+const MAX_CLOSE_REASON: usize = 123;
+
+/// The wire of WebSocket channels: each message a length-prefixed JSON frame (see the module
+/// docs).
+pub fn ws_wire() -> Wire {
+    Wire {
+        framing: Framing::LengthPrefix,
+        codec: Codec::Json,
+    }
+}
+
+fn ws_config(config: &Config) -> WebSocketConfig {
+    let max = config.get_max_frame_size();
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BATCH)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+/// A static file a WebSocket listener serves.
+#[derive(Debug, Clone)]
+pub(crate) struct Asset {
+    pub(crate) path: String,
+    pub(crate) content_type: String,
+    pub(crate) body: &'static [u8],
+}
+
+/// How a WebSocket listener answers HTTP: the path upgraded to WebSocket, the static assets
+/// served beside it, and the origins allowed besides the server's own.
+///
+/// ```
+/// use netlib::transport::ws::WsOptions;
+/// let options = WsOptions::new()
+///     .asset("/", "text/html; charset=utf-8", b"<!doctype html><title>game</title>")
+///     .netlib_js()
+///     .allow_origin("https://game.example");
+/// assert_eq!(options.get_path(), "/ws");
+/// ```
+#[derive(Debug, Clone)]
+pub struct WsOptions {
+    path: String,
+    assets: Vec<Asset>,
+    origins: Vec<String>,
+}
+
+impl Default for WsOptions {
+    fn default() -> Self {
+        WsOptions {
+            path: "/ws".to_owned(),
+            assets: Vec::new(),
+            origins: Vec::new(),
+        }
+    }
+}
+
+impl WsOptions {
+    /// Upgrades on `/ws`, no assets (every other path is 404), no origin but the server's own.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the path whose `GET` is upgraded to a WebSocket (matched exactly, query string
+    /// ignored). Default `/ws`. It wins over an asset with the same path.
+    ///
+    /// # Panics
+    /// If `path` does not start with `/`.
+    pub fn path(mut self, path: &str) -> Self {
+        assert!(path.starts_with('/'), "a WebSocket path starts with '/'");
+        self.path = path.to_owned();
+        self
+    }
+
+    /// Serves `body` at `path` (e.g. `/` for the page, with `include_bytes!`) with
+    /// `Content-Type: content_type` (e.g. `text/html; charset=utf-8`) and
+    /// `Cache-Control: no-cache`. Replaces an asset with the same path.
+    ///
+    /// # Panics
+    /// If `path` does not start with `/`.
+    pub fn asset(mut self, path: &str, content_type: &str, body: &'static [u8]) -> Self {
+        assert!(path.starts_with('/'), "an asset path starts with '/'");
+        self.assets.retain(|a| a.path != path);
+        self.assets.push(Asset {
+            path: path.to_owned(),
+            content_type: content_type.to_owned(),
+            body,
+        });
+        self
+    }
+
+    /// Serves [`NETLIB_JS`] at `/netlib.js`.
+    pub fn netlib_js(self) -> Self {
+        self.asset("/netlib.js", "text/javascript; charset=utf-8", NETLIB_JS)
+    }
+
+    /// Also lets pages from `origin` (`scheme://host[:port]`, as browsers send it in `Origin`,
+    /// compared ignoring case) open WebSockets. Pages served by this server itself are always
+    /// allowed; requests without an `Origin` (not from a browser) too.
+    pub fn allow_origin(mut self, origin: &str) -> Self {
+        self.origins
+            .push(origin.trim_end_matches('/').to_ascii_lowercase());
+        self
+    }
+
+    /// The upgrade path.
+    pub fn get_path(&self) -> &str {
+        &self.path
+    }
+
+    pub(crate) fn find_asset(&self, path: &str) -> Option<&Asset> {
+        self.assets.iter().find(|a| a.path == path)
+    }
+
+    /// Whether a browser page from `origin` may open a WebSocket on a request for `host`: the
+    /// same site (`http://` or `https://`, for a proxy that ends TLS, then `host`) or one in
+    /// the allow-list.
+    pub(crate) fn origin_allowed(&self, origin: &str, host: &str) -> bool {
+        let origin = origin.trim_end_matches('/');
+        let same = ["http://", "https://"].iter().any(|scheme| {
+            origin.len() == scheme.len() + host.len()
+                && origin.is_char_boundary(scheme.len())
+                && origin[..scheme.len()].eq_ignore_ascii_case(scheme)
+                && origin[scheme.len()..].eq_ignore_ascii_case(host)
+        });
+        same || self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    }
+}
+
+/// Cuts the session's length-prefixed frames out of the bytes written, one payload at a time,
+/// across `write` calls.
+#[derive(Debug, Default)]
+struct Cutter {
+    /// An unfinished frame: header, then payload bytes.
+    partial: Vec<u8>,
+}
+
+impl Cutter {
+    /// Takes bytes of `input` up to the end of one frame at most; returns how many, and the
+    /// frame's payload if it is complete.
+    fn take(&mut self, input: &[u8]) -> (usize, Option<Bytes>) {
+        if self.partial.is_empty() && input.len() >= 4 {
+            let len = u32::from_be_bytes([input[0], input[1], input[2], input[3]]) as usize;
+            if input.len() - 4 >= len {
+                return (4 + len, Some(Bytes::copy_from_slice(&input[4..4 + len])));
+            }
+        }
+        let mut taken = 0;
+        if self.partial.len() < 4 {
+            taken = (4 - self.partial.len()).min(input.len());
+            self.partial.extend_from_slice(&input[..taken]);
+            if self.partial.len() < 4 {
+                return (taken, None);
+            }
+        }
+        let p = &self.partial;
+        let len = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
+        let n = (4 + len - self.partial.len()).min(input.len() - taken);
+        self.partial.extend_from_slice(&input[taken..taken + n]);
+        taken += n;
+        if self.partial.len() < 4 + len {
+            return (taken, None);
+        }
+        let frame = Bytes::from(std::mem::take(&mut self.partial));
+        (taken, Some(frame.slice(4..)))
+    }
+}
+
+/// Appends `payload` to `rx` as one length-prefixed frame.
+fn push_frame(rx: &mut BytesMut, payload: &[u8]) {
+    rx.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    rx.extend_from_slice(payload);
+}
+
+/// A handshake step's outcome: the next state, and the result if the step is final.
+type Step = (State, Option<io::Result<bool>>);
+
+/// Where a connection is.
+enum State {
+    /// Server: reading the HTTP request head.
+    Request { stream: TcpStream, head: Vec<u8> },
+    /// Server: writing the answer; then WebSocket data (the bytes read past the head) or,
+    /// for any other answer, `Drain`.
+    Answer {
+        stream: TcpStream,
+        reply: Reply,
+        upgrade: Option<Vec<u8>>,
+    },
+    /// Server: answered and end-of-stream sent; reading until the client closes.
+    Drain { stream: TcpStream, status: u16 },
+    /// Client: the TCP connect is in progress.
+    Connecting { stream: TcpStream, url: String },
+    /// Client: the WebSocket handshake is in progress.
+    Handshake(Box<MidHandshake<ClientHandshake<TcpStream>>>),
+    /// A WebSocket.
+    Open(Box<WebSocket<TcpStream>>),
+    /// Nothing left (a failed handshake took the socket).
+    Gone,
+}
+
+impl State {
+    fn stream(&self) -> Option<&TcpStream> {
+        match self {
+            State::Request { stream, .. }
+            | State::Answer { stream, .. }
+            | State::Drain { stream, .. }
+            | State::Connecting { stream, .. } => Some(stream),
+            State::Handshake(mid) => Some(mid.get_ref().get_ref()),
+            State::Open(ws) => Some(ws.get_ref()),
+            State::Gone => None,
+        }
+    }
+
+    fn stream_mut(&mut self) -> Option<&mut TcpStream> {
+        match self {
+            State::Request { stream, .. }
+            | State::Answer { stream, .. }
+            | State::Drain { stream, .. }
+            | State::Connecting { stream, .. } => Some(stream),
+            State::Handshake(mid) => Some(mid.get_mut().get_mut()),
+            State::Open(ws) => Some(ws.get_mut()),
+            State::Gone => None,
+        }
+    }
+}
+
+/// One WebSocket connection as a netlib [`Transport`]: received text messages read as
+/// length-prefixed frames, written length-prefixed frames sent as text messages (see the
+/// module docs). Made by [`WsAcceptor`] (server side: it answers the HTTP request in
+/// [`Transport::handshake`]) and [`WsConnector`] (client side: the connect and the handshake
+/// finish in [`Transport::finish_connect`]).
+pub struct WsStream {
+    state: State,
+    role: Role,
+    config: WebSocketConfig,
+    /// Server side: the listener's options.
+    options: Option<Arc<WsOptions>>,
+    /// The request, for the log (server side).
+    about: String,
+    /// Frames received and not yet read.
+    rx: BytesMut,
+    cutter: Cutter,
+    /// Why the WebSocket ended, once known (see [`Transport::close_reason`]).
+    reason: Option<CloseReason>,
+    /// Input ended: `read` reports end-of-stream once `rx` is read.
+    eof: bool,
+    /// This side sent its Close frame (a Close received later is the answer).
+    closed_by_us: bool,
+    /// The stream is out of step (a protocol error): what still arrives is read raw and
+    /// dropped.
+    desync: bool,
+}
+
+impl std::fmt::Debug for WsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Request { .. } => "request",
+            State::Answer { .. } => "answer",
+            State::Drain { .. } => "drain",
+            State::Connecting { .. } => "connecting",
+            State::Handshake(_) => "handshake",
+            State::Open(_) => "open",
+            State::Gone => "gone",
+        };
+        f.debug_struct("WsStream")
+            .field("state", &state)
+            .field("role", &self.role)
+            .field(
+                "peer",
+                &self.state.stream().and_then(|s| s.peer_addr().ok()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsStream {
+    fn new(state: State, role: Role, config: WebSocketConfig) -> Self {
+        WsStream {
+            state,
+            role,
+            config,
+            options: None,
+            about: String::new(),
+            rx: BytesMut::new(),
+            cutter: Cutter::default(),
+            reason: None,
+            eof: false,
+            closed_by_us: false,
+            desync: false,
+        }
+    }
+
+    /// Server side: a connection just accepted, its HTTP request still to be read.
+    fn server(stream: TcpStream, options: Arc<WsOptions>, config: WebSocketConfig) -> Self {
+        let state = State::Request {
+            stream,
+            head: Vec::new(),
+        };
+        let mut s = WsStream::new(state, Role::Server, config);
+        s.options = Some(options);
+        s
+    }
+
+    /// Client side: a TCP connect in progress to the server of `url`.
+    fn client(stream: TcpStream, url: String, config: WebSocketConfig) -> Self {
+        WsStream::new(State::Connecting { stream, url }, Role::Client, config)
+    }
+
+    /// Sends a Close frame with `code` and `text` (once), ignoring `WouldBlock` (the frame
+    /// stays queued in `tungstenite` and goes out with the next flush).
+    fn send_close(&mut self, code: u16, text: &str) {
+        if let State::Open(ws) = &mut self.state {
+            if ws.can_write() {
+                let mut end = text.len().min(MAX_CLOSE_REASON);
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let frame = CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: Utf8Bytes::from(&text[..end]),
+                };
+                let _ = ws.close(Some(frame));
+                self.closed_by_us = true;
+            }
+        }
+    }
+
+    /// The peer broke the protocol: closes with `code`, remembers `reason`, ends input.
+    fn fail(&mut self, code: u16, text: &str, reason: CloseReason, desync: bool) {
+        log::debug!("WebSocket closed with {code}: {text}");
+        self.reason.get_or_insert(reason);
+        self.send_close(code, text);
+        self.desync |= desync;
+        self.eof = true;
+    }
+
+    /// One step of reading: a message, a close, or an error; frames go to `rx`.
+    fn pull(&mut self) -> io::Result<()> {
+        let State::Open(ws) = &mut self.state else {
+            return match self.state {
+                State::Gone => {
+                    self.eof = true;
+                    Ok(())
+                }
+                _ => Err(io::ErrorKind::WouldBlock.into()),
+            };
+        };
+        if self.desync {
+            // Out of step: drop what the peer still sends until it closes or goes quiet.
+            let mut scratch = [0u8; 4096];
+            return match ws.get_mut().read(&mut scratch) {
+                Ok(0) => {
+                    self.eof = true;
+                    Ok(())
+                }
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.eof = true;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+        }
+        match ws.read() {
+            Ok(WsMessage::Text(text)) => push_frame(&mut self.rx, text.as_bytes()),
+            Ok(WsMessage::Binary(_)) => {
+                let reason = CloseReason::WebSocket {
+                    code: 1003,
+                    reason: "binary messages are not supported".into(),
+                    remote: false,
+                };
+                self.fail(1003, "binary messages are not supported", reason, false);
+            }
+            Ok(WsMessage::Ping(_)) | Ok(WsMessage::Pong(_)) => {
+                push_frame(&mut self.rx, PONG_JSON);
+                let _ = ws.flush(); // the automatic Pong
+            }
+            Ok(WsMessage::Close(frame)) => {
+                if !self.closed_by_us {
+                    let (code, text) = frame.map_or((1005, String::new()), |f| {
+                        (u16::from(f.code), f.reason.as_str().to_owned())
+                    });
+                    self.reason.get_or_insert(match code {
+                        1000 | 1001 | 1005 => CloseReason::PeerClosed,
+                        _ => CloseReason::WebSocket {
+                            code,
+                            reason: text,
+                            remote: true,
+                        },
+                    });
+                    let _ = ws.flush(); // the answering Close
+                    self.eof = true;
+                }
+            }
+            Ok(WsMessage::Frame(_)) => {}
+            Err(e) => return self.read_error(e),
+        }
+        Ok(())
+    }
+
+    fn read_error(&mut self, e: tungstenite::Error) -> io::Result<()> {
+        use tungstenite::error::{CapacityError, ProtocolError};
+        use tungstenite::Error as E;
+        match e {
+            E::Io(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            E::Io(e) => return Err(e),
+            E::ConnectionClosed | E::AlreadyClosed => self.eof = true,
+            E::Capacity(CapacityError::MessageTooLong { max_size, .. }) => {
+                let reason = CloseReason::FrameTooLarge { limit: max_size };
+                self.fail(1009, "message too large", reason, true);
+            }
+            E::Utf8(_) => {
+                let text = "text message is not valid UTF-8";
+                let reason = CloseReason::WebSocket {
+                    code: 1007,
+                    reason: text.into(),
+                    remote: false,
+                };
+                self.fail(1007, text, reason, true);
+            }
+            E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                self.reason.get_or_insert(CloseReason::WebSocket {
+                    code: 1006,
+                    reason: "closed without a Close frame".into(),
+                    remote: true,
+                });
+                self.eof = true;
+            }
+            other => {
+                let text = other.to_string();
+                let reason = CloseReason::WebSocket {
+                    code: 1002,
+                    reason: text.clone(),
+                    remote: false,
+                };
+                self.fail(1002, &text, reason, true);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one frame's payload as a message: the server's heartbeat ping as a Ping frame,
+    /// anything else as text. `Ok(false)` if the socket would block (the message is queued
+    /// in `tungstenite` all the same).
+    fn send(ws: &mut WebSocket<TcpStream>, role: Role, payload: Bytes) -> io::Result<bool> {
+        let msg = if role == Role::Server && payload == PING_JSON {
+            WsMessage::Ping(Bytes::new())
+        } else {
+            let text = Utf8Bytes::try_from(payload).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a WebSocket message must be UTF-8",
+                )
+            })?;
+            WsMessage::Text(text)
+        };
+        match ws.write(msg) {
+            Ok(()) => Ok(true),
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    /// Server side: one step of the HTTP exchange; `None` to go on with the next state.
+    fn step_http(&mut self, state: State) -> Step {
+        match state {
+            State::Request {
+                mut stream,
+                mut head,
+            } => {
+                let mut ended = false;
+                while head.len() < MAX_HEAD {
+                    let at = head.len();
+                    head.resize(MAX_HEAD, 0);
+                    let got = stream.read(&mut head[at..]);
+                    head.truncate(at + *got.as_ref().unwrap_or(&0));
+                    match got {
+                        Ok(0) => {
+                            ended = true;
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return (State::Gone, Some(Err(e))),
+                    }
+                }
+                let options = self.options.clone().unwrap_or_default();
+                match http::answer(&head, &options, &mut self.about) {
+                    Answer::Partial if ended => {
+                        let e = io::Error::new(io::ErrorKind::UnexpectedEof, "no request");
+                        (State::Gone, Some(Err(e)))
+                    }
+                    Answer::Partial => (State::Request { stream, head }, Some(Ok(false))),
+                    Answer::Upgrade { reply, consumed } => {
+                        head.drain(..consumed);
+                        let upgrade = Some(head);
+                        (
+                            State::Answer {
+                                stream,
+                                reply,
+                                upgrade,
+                            },
+                            None,
+                        )
+                    }
+                    Answer::Close(reply) => {
+                        let upgrade = None;
+                        (
+                            State::Answer {
+                                stream,
+                                reply,
+                                upgrade,
+                            },
+                            None,
+                        )
+                    }
+                }
+            }
+            State::Answer {
+                mut stream,
+                mut reply,
+                upgrade,
+            } => match reply.write_to(&mut stream) {
+                Ok(false) => (
+                    State::Answer {
+                        stream,
+                        reply,
+                        upgrade,
+                    },
+                    Some(Ok(false)),
+                ),
+                Err(e) => (State::Gone, Some(Err(e))),
+                Ok(true) => {
+                    let peer = stream.peer_addr().ok();
+                    let status = reply.status;
+                    log::debug!("{peer:?}: HTTP {status} for {}", self.about);
+                    match upgrade {
+                        Some(rest) => {
+                            let ws = WebSocket::from_partially_read(
+                                stream,
+                                rest,
+                                Role::Server,
+                                Some(self.config),
+                            );
+                            (State::Open(Box::new(ws)), Some(Ok(true)))
+                        }
+                        None => {
+                            let _ = stream.shutdown(Shutdown::Write);
+                            (State::Drain { stream, status }, None)
+                        }
+                    }
+                }
+            },
+            State::Drain { mut stream, status } => {
+                let mut scratch = [0u8; 4096];
+                for _ in 0..64 {
+                    match stream.read(&mut scratch) {
+                        Ok(0) => {
+                            let text = format!("answered {} with HTTP {status}", self.about);
+                            return (State::Gone, Some(Err(io::Error::other(text))));
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return (State::Gone, Some(Err(e))),
+                    }
+                }
+                (State::Drain { stream, status }, Some(Ok(false)))
+            }
+            other => {
+                let open = matches!(other, State::Open(_));
+                let result = if open {
+                    Ok(true)
+                } else {
+                    Err(io::ErrorKind::NotConnected.into())
+                };
+                (other, Some(result))
+            }
+        }
+    }
+
+    /// Client side: one step of the connect and the handshake.
+    fn step_client(&mut self, state: State) -> Step {
+        match state {
+            State::Connecting { stream, url } => {
+                match stream.take_error() {
+                    Ok(Some(e)) | Err(e) => return (State::Gone, Some(Err(e))),
+                    Ok(None) => {}
+                }
+                match stream.peer_addr() {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        return (State::Connecting { stream, url }, Some(Ok(false)))
+                    }
+                    Err(e) => return (State::Gone, Some(Err(e))),
+                }
+                let started = url
+                    .as_str()
+                    .into_client_request()
+                    .and_then(|req| ClientHandshake::start(stream, req, Some(self.config)));
+                match started {
+                    Ok(mid) => (State::Handshake(Box::new(mid)), None),
+                    Err(e) => (State::Gone, Some(Err(handshake_error(e)))),
+                }
+            }
+            State::Handshake(mid) => match mid.handshake() {
+                Ok((ws, _response)) => (State::Open(Box::new(ws)), Some(Ok(true))),
+                Err(HandshakeError::Interrupted(mid)) => {
+                    (State::Handshake(Box::new(mid)), Some(Ok(false)))
+                }
+                Err(HandshakeError::Failure(e)) => (State::Gone, Some(Err(handshake_error(e)))),
+            },
+            State::Open(ws) => (State::Open(ws), Some(Ok(true))),
+            other => (other, Some(Err(io::ErrorKind::NotConnected.into()))),
+        }
+    }
+
+    /// Runs `step` until it has a result.
+    fn drive(&mut self, step: fn(&mut Self, State) -> Step) -> io::Result<bool> {
+        loop {
+            let state = std::mem::replace(&mut self.state, State::Gone);
+            let (next, result) = step(self, state);
+            self.state = next;
+            if let Some(result) = result {
+                return result;
+            }
+        }
+    }
+}
+
+/// A `tungstenite` error as an I/O error.
+fn io_error(e: tungstenite::Error) -> io::Error {
+    match e {
+        tungstenite::Error::Io(e) => e,
+        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
+            io::ErrorKind::BrokenPipe.into()
+        }
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+/// A failed client handshake as an I/O error; an HTTP answer other than 101 is named.
+fn handshake_error(e: tungstenite::Error) -> io::Error {
+    match e {
+        tungstenite::Error::Http(response) => io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!("WebSocket upgrade refused: HTTP {}", response.status()),
+        ),
+        other => io_error(other),
+    }
+}
+
+/// The Close frame this side sends when it closes for `reason` (RFC 6455 §7.4.1).
+fn close_status(reason: &CloseReason) -> (u16, String) {
+    match reason {
+        CloseReason::PeerClosed | CloseReason::Local => (1000, String::new()),
+        CloseReason::Shutdown => (1001, reason.to_string()),
+        CloseReason::FrameTooLarge { .. } => (1009, reason.to_string()),
+        CloseReason::OutboundOverflow { .. }
+        | CloseReason::ServerFull
+        | CloseReason::Timeout
+        | CloseReason::Idle
+        | CloseReason::FrameTimeout
+        | CloseReason::MemoryBudget => (1008, reason.to_string()),
+        CloseReason::HandlerPanic(_) | CloseReason::Io { .. } => {
+            (1011, "internal error".to_owned())
+        }
+        CloseReason::WebSocket { code, reason, .. } => (*code, reason.clone()),
+    }
+}
+
+impl Read for WsStream {
+    /// Received messages, each as a length-prefixed frame; `Ok(0)` once the WebSocket is
+    /// closed or closing (see [`Transport::close_reason`] for why).
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            if !self.rx.is_empty() {
+                let k = self.rx.len().min(buf.len() - n);
+                buf[n..n + k].copy_from_slice(&self.rx[..k]);
+                self.rx.advance(k);
+                n += k;
+                if self.rx.is_empty() && self.rx.capacity() > WRITE_BATCH {
+                    self.rx = BytesMut::new(); // let a big message's memory go
+                }
+                continue;
+            }
+            if self.eof {
+                if n == 0 {
+                    // Reported once; what arrives later (the answer to a Close) is read on.
+                    self.eof = false;
+                }
+                return Ok(n);
+            }
+            match self.pull() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && n > 0 => return Ok(n),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Write for WsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    /// Takes whole or partial length-prefixed frames (up to 64 KiB per call), sending each
+    /// complete one as a message. `WouldBlock` while what an earlier call took is not yet
+    /// written to the socket. Bytes written after a Close frame was sent or received are
+    /// dropped (§5.5.1: no data after Close).
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let WsStream {
+            state,
+            cutter,
+            role,
+            ..
+        } = self;
+        let State::Open(ws) = state else {
+            let text = "the WebSocket handshake is not done";
+            return Err(io::Error::new(io::ErrorKind::NotConnected, text));
+        };
+        if !ws.can_write() {
+            return Ok(total);
+        }
+        match ws.flush() {
+            Ok(()) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(e)
+            }
+            Err(e) => return Err(io_error(e)),
+        }
+        let mut taken = 0;
+        'all: for b in bufs {
+            let mut rest = &b[..];
+            while !rest.is_empty() {
+                if taken >= WRITE_BATCH {
+                    break 'all;
+                }
+                let (n, frame) = cutter.take(rest);
+                rest = &rest[n..];
+                taken += n;
+                if let Some(payload) = frame {
+                    if !Self::send(ws, *role, payload)? {
+                        break 'all; // queued; the socket is full
+                    }
+                }
+            }
+        }
+        match ws.flush() {
+            Ok(()) => Ok(taken),
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(taken),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    /// Writes what `tungstenite` holds (messages, an automatic Pong, a Close); `WouldBlock`
+    /// while the socket does not take it all.
+    fn flush(&mut self) -> io::Result<()> {
+        let State::Open(ws) = &mut self.state else {
+            return Ok(());
+        };
+        match ws.flush() {
+            Ok(())
+            | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                Ok(())
+            }
+            Err(e) => Err(io_error(e)),
+        }
+    }
+}
+
+impl Transport for WsStream {
+    fn source(&mut self) -> Option<&mut dyn Source> {
+        self.state.stream_mut().map(|s| s as &mut dyn Source)
+    }
+
+    /// Sends a Close frame (1000) unless one was sent already, and pushes it out; the TCP
+    /// connection is closed once the peer answers (RFC 6455 §7.1.1: the server closes TCP
+    /// first).
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        if let State::Open(ws) = &self.state {
+            if ws.can_write() {
+                self.send_close(1000, "");
+            }
+        }
+        match self.flush() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Client side: finishes the TCP connect, then the WebSocket handshake (both without
+    /// blocking); an HTTP answer other than 101 fails it (`ConnectionRefused`, naming the
+    /// status).
+    fn finish_connect(&mut self) -> io::Result<bool> {
+        if self.role == Role::Server {
+            return self.handshake();
+        }
+        self.drive(Self::step_client)
+    }
+
+    /// Server side: reads the HTTP request and answers it (see the module docs); `Ok(true)`
+    /// once the upgrade is written, an error once any other answer is written and the client
+    /// has closed (the connection never becomes a channel).
+    fn handshake(&mut self) -> io::Result<bool> {
+        if self.role == Role::Client {
+            return self.finish_connect();
+        }
+        self.drive(Self::step_http)
+    }
+
+    /// A WebSocket sends its Close frame with the status for `reason`; one still in its HTTP
+    /// handshake answers 503 (server full, shutdown) or 408 (timeout) if it has not answered.
+    fn closing(&mut self, reason: &CloseReason) {
+        match &mut self.state {
+            State::Open(_) => {
+                let (code, text) = close_status(reason);
+                self.send_close(code, &text);
+                let _ = self.flush();
+            }
+            State::Request { stream, .. } => {
+                let status = match reason {
+                    CloseReason::Timeout | CloseReason::FrameTimeout | CloseReason::Idle => 408,
+                    _ => 503,
+                };
+                let _ = Reply::error(status, &[]).write_to(stream);
+                let _ = stream.shutdown(Shutdown::Write);
+            }
+            _ => {}
+        }
+    }
+
+    fn close_reason(&mut self) -> Option<CloseReason> {
+        self.reason.clone()
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.state.stream()?.peer_addr().ok()
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.state.stream()?.local_addr().ok()
+    }
+}
+
+impl Drop for WsStream {
+    /// A WebSocket dropped without a Close frame sends one (1001, going away), best effort.
+    fn drop(&mut self) {
+        if let State::Open(ws) = &self.state {
+            if ws.can_write() {
+                self.send_close(1001, "going away");
+                let _ = self.flush();
+            }
+        }
+    }
+}
+
+/// A WebSocket listener: accepts TCP connections and hands the server [`WsStream`]s, which
+/// answer HTTP as its [`WsOptions`] say and become channels once upgraded. Made by
+/// [`Server::bind_ws`](crate::Server::bind_ws), or by hand for
+/// [`Server::add_listener`](crate::Server::add_listener).
+#[derive(Debug)]
+pub struct WsAcceptor {
+    listener: TcpListener,
+    options: Arc<WsOptions>,
+    config: WebSocketConfig,
+}
+
+impl WsAcceptor {
+    /// Wraps a non-blocking listener; the server's `config` gives the message size limit
+    /// (`max_frame_size`), and must be the server's.
+    pub fn new(listener: TcpListener, options: WsOptions, config: &Config) -> Self {
+        WsAcceptor {
+            listener,
+            options: Arc::new(options),
+            config: ws_config(config),
+        }
+    }
+}
+
+impl Acceptor for WsAcceptor {
+    fn accept(&mut self) -> io::Result<Option<(Box<dyn Transport>, SocketAddr)>> {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    let s = WsStream::server(stream, self.options.clone(), self.config);
+                    return Ok(Some((Box::new(s), addr)));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn source(&mut self) -> Option<&mut dyn Source> {
+        Some(&mut self.listener)
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Length-prefixed JSON ([`ws_wire`]).
+    fn wire(&self) -> Option<Wire> {
+        Some(ws_wire())
+    }
+}
+
+/// Connects a [`Client`](crate::Client) to a `ws://host[:port][/path]` URL (port 80 and path
+/// `/` by default), trying each address the host resolves to. `wss://` is not supported (no
+/// TLS). [`Client::connect`](crate::Client::connect) uses it for URLs starting with `ws://`.
+#[derive(Debug)]
+pub struct WsConnector {
+    url: String,
+    config: WebSocketConfig,
+    candidates: Vec<SocketAddr>,
+}
+
+impl WsConnector {
+    /// A connector for `url`; `config` gives the message size limit (`max_frame_size`).
+    /// Nothing is parsed or resolved before the first attempt.
+    pub fn new(url: &str, config: &Config) -> Self {
+        WsConnector {
+            url: url.to_owned(),
+            config: ws_config(config),
+            candidates: Vec::new(),
+        }
+    }
+}
+
+impl Connector for WsConnector {
+    /// Parses the URL and resolves its host: `[22, ...]` (EINVAL) for a URL that is not
+    /// `ws://`, `[-2, ...]` for a host that does not resolve.
+    fn restart(&mut self) -> Result<(), (i32, String)> {
+        let invalid = |why: &str| (22, format!("{}: {why}", self.url));
+        let uri: tungstenite::http::Uri = self.url.parse().map_err(|_| invalid("not a URL"))?;
+        match uri.scheme_str() {
+            Some("ws") => {}
+            Some("wss") => return Err(invalid("wss:// (TLS) is not supported")),
+            _ => return Err(invalid("not a ws:// URL")),
+        }
+        let host = uri.host().ok_or_else(|| invalid("no host"))?;
+        let port = uri.port_u16().unwrap_or(80);
+        match crate::net::resolve(&format!("{host}:{port}")) {
+            Ok(mut addrs) => {
+                addrs.reverse();
+                self.candidates = addrs;
+                Ok(())
+            }
+            Err(crate::Error::Resolve { reason, .. }) => Err((-2, reason)),
+            Err(e) => Err((-2, e.to_string())),
+        }
+    }
+
+    fn next_attempt(&mut self) -> Option<io::Result<Box<dyn Transport>>> {
+        let sa = self.candidates.pop()?;
+        log::debug!("connecting to {sa} for {}", self.url);
+        Some(TcpStream::connect(sa).map(|s| {
+            let _ = s.set_nodelay(true);
+            Box::new(WsStream::client(s, self.url.clone(), self.config)) as Box<dyn Transport>
+        }))
+    }
+
+    /// Length-prefixed JSON ([`ws_wire`]).
+    fn wire(&self) -> Option<Wire> {
+        Some(ws_wire())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+
+    #[test]
+    fn the_heartbeat_ping_is_what_the_session_sends() {
+        let framed = ws_wire()
+            .encode(&Message::new(crate::config::PING_ACTION), 1 << 20)
+            .unwrap();
+        assert_eq!(&framed[4..], PING_JSON);
+        let pong = Message::new(crate::config::PONG_ACTION);
+        assert_eq!(serde_json::to_vec(&pong).unwrap(), PONG_JSON);
+    }
+
+    #[test]
+    fn frames_are_cut_out_whatever_the_split() {
+        let mut stream = Vec::new();
+        for p in [&b"{\"a\":1}"[..], b"", b"{\"action\":\"x\",\"y\":\"z\"}"] {
+            stream.extend_from_slice(&(p.len() as u32).to_be_bytes());
+            stream.extend_from_slice(p);
+        }
+        for cut in 0..=stream.len() {
+            for cut2 in cut..=stream.len() {
+                let mut c = Cutter::default();
+                let mut got = Vec::new();
+                for part in [&stream[..cut], &stream[cut..cut2], &stream[cut2..]] {
+                    let mut rest = part;
+                    while !rest.is_empty() {
+                        let (n, frame) = c.take(rest);
+                        assert!(n > 0, "progress");
+                        rest = &rest[n..];
+                        got.extend(frame);
+                    }
+                }
+                let got: Vec<&[u8]> = got.iter().map(|b| &b[..]).collect();
+                let want: Vec<&[u8]> = vec![b"{\"a\":1}", b"", b"{\"action\":\"x\",\"y\":\"z\"}"];
+                assert_eq!(got, want, "cuts at {cut} and {cut2}");
+            }
+        }
+    }
+
+    #[test]
+    fn close_codes_follow_the_reason() {
+        let code = |r: CloseReason| close_status(&r).0;
+        assert_eq!(code(CloseReason::Local), 1000);
+        assert_eq!(code(CloseReason::Shutdown), 1001);
+        assert_eq!(code(CloseReason::FrameTooLarge { limit: 1 }), 1009);
+        assert_eq!(code(CloseReason::OutboundOverflow { limit: 1 }), 1008);
+        assert_eq!(code(CloseReason::Timeout), 1008);
+        assert_eq!(code(CloseReason::HandlerPanic("x".into())), 1011);
+    }
+
+    /// A server `WsStream` and a blocking client over loopback, the upgrade done.
+    fn pair() -> (WsStream, tungstenite::WebSocket<std::net::TcpStream>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let s = std::net::TcpStream::connect(addr).unwrap();
+            tungstenite::client::client(format!("ws://{addr}/ws"), s)
+                .unwrap()
+                .0
+        });
+        let (s, _) = listener.accept().unwrap();
+        s.set_nonblocking(true).unwrap();
+        let options = Arc::new(WsOptions::new());
+        let config = ws_config(&Config::default());
+        let mut server = WsStream::server(TcpStream::from_std(s), options, config);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !server.handshake().unwrap() {
+            assert!(std::time::Instant::now() < deadline, "handshake");
+            std::thread::yield_now();
+        }
+        (server, client.join().unwrap())
+    }
+
+    /// Reads from `s` until `want` bytes came (or the deadline).
+    fn read_some(s: &mut WsStream, want: usize) -> Vec<u8> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while got.len() < want {
+            assert!(std::time::Instant::now() < deadline, "read");
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn pings_and_pongs_read_as_a_pong_message_and_text_as_a_frame() {
+        let (mut server, mut client) = pair();
+        client.send(WsMessage::Pong(Bytes::new())).unwrap();
+        client.send(WsMessage::text("{\"action\":\"hi\"}")).unwrap();
+        let mut want = BytesMut::new();
+        push_frame(&mut want, PONG_JSON);
+        push_frame(&mut want, b"{\"action\":\"hi\"}");
+        assert_eq!(read_some(&mut server, want.len()), &want[..]);
+    }
+
+    #[test]
+    fn written_frames_go_out_as_text_and_the_ping_as_a_ping() {
+        let (mut server, mut client) = pair();
+        let mut out = BytesMut::new();
+        push_frame(&mut out, b"{\"action\":\"a\"}");
+        push_frame(&mut out, PING_JSON);
+        let n = server.write(&out).unwrap();
+        assert_eq!(n, out.len());
+        server.flush().unwrap();
+        assert_eq!(
+            client.read().unwrap(),
+            WsMessage::text("{\"action\":\"a\"}")
+        );
+        assert!(matches!(client.read().unwrap(), WsMessage::Ping(_)));
+    }
+}

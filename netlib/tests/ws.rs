@@ -1,0 +1,717 @@
+//! The WebSocket transport over loopback. A plain blocking `tungstenite` client over a std
+//! `TcpStream` stands in for the browser; raw sockets send what no browser would. The server
+//! runs in its own thread; the tests wait on deadlines and assert no timings.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use netlib::transport::ws::WsOptions;
+use netlib::{
+    handler, All, ChannelId, Client, CloseReason, Config, Message, ServerContext, ServerHandler,
+    StopHandle,
+};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame};
+use tungstenite::Message as Ws;
+
+type WsClient = tungstenite::WebSocket<TcpStream>;
+
+const WAIT: Duration = Duration::from_secs(20);
+const PAGE: &[u8] = b"<!doctype html><title>game</title><script src=/app.js></script>";
+const APP: &[u8] = b"import { connect } from '/netlib.js';";
+
+#[derive(Default)]
+struct Seen {
+    connected: Vec<ChannelId>,
+    closed: Vec<(ChannelId, CloseReason)>,
+}
+
+struct Game {
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl ServerHandler for Game {
+    type Channel = ();
+    fn connected(&mut self, _: &mut ServerContext<'_, ()>, id: ChannelId, _: SocketAddr) {
+        self.seen.lock().unwrap().connected.push(id);
+    }
+    fn closed(&mut self, _: &mut ServerContext<'_, ()>, id: ChannelId, _: (), r: &CloseReason) {
+        self.seen.lock().unwrap().closed.push((id, r.clone()));
+    }
+}
+
+impl Game {
+    fn network_echo(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, m: &Message) {
+        ctx.send_to(from, m).unwrap();
+    }
+    fn network_say(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, m: &Message) {
+        let text = m.get_str("text").unwrap_or_default();
+        let said = Message::new("said").with("text", text).with("from", from);
+        ctx.send_to(All, &said).unwrap();
+    }
+    /// Sends `n` messages of `size` bytes of padding to everyone.
+    fn network_blast(&mut self, ctx: &mut ServerContext<'_, ()>, _: ChannelId, m: &Message) {
+        let n = m.get("n").and_then(|v| v.as_u64()).unwrap_or(0);
+        let size = m.get("size").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+        for i in 0..n {
+            let bulk = Message::new("bulk")
+                .with("i", i)
+                .with("pad", "x".repeat(size));
+            ctx.send_to(All, &bulk).unwrap();
+        }
+    }
+}
+handler!(Game, "echo" => network_echo);
+handler!(Game, "say" => network_say);
+handler!(Game, "blast" => network_blast);
+
+/// A server pumped in its own thread, with a WebSocket and a TCP listener.
+struct Running {
+    ws: SocketAddr,
+    tcp: SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+    stop: StopHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    fn start(config: Config, options: WsOptions) -> Self {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let game = Game { seen: seen.clone() };
+        let mut server = netlib::Server::new(game, config.announce_id(true)).unwrap();
+        let ws = server.bind_ws("127.0.0.1:0", options).unwrap()[0];
+        let tcp = server.bind_tcp("127.0.0.1:0", None).unwrap()[0];
+        let stop = server.stop_handle();
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopped.is_stopped() {
+                server.pump_timeout(Duration::from_millis(20)).unwrap();
+            }
+            server.shutdown(Duration::from_secs(5)).unwrap();
+        });
+        Running {
+            ws,
+            tcp,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn plain() -> Self {
+        Self::start(Config::default(), pages())
+    }
+
+    /// Stops the server (it shuts down gracefully) and waits for its thread.
+    fn stop(&mut self) {
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+
+    fn connected(&self) -> usize {
+        self.seen.lock().unwrap().connected.len()
+    }
+
+    /// Waits until channel `id` is closed; returns why.
+    fn closed(&self, id: ChannelId) -> CloseReason {
+        let mut reason = None;
+        wait_until(&format!("channel {id} closed"), || {
+            let seen = self.seen.lock().unwrap();
+            reason = seen.closed.iter().find(|c| c.0 == id).map(|c| c.1.clone());
+            reason.is_some()
+        });
+        reason.unwrap()
+    }
+
+    fn is_closed(&self, id: ChannelId) -> bool {
+        self.seen.lock().unwrap().closed.iter().any(|c| c.0 == id)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn pages() -> WsOptions {
+    WsOptions::new()
+        .asset("/", "text/html; charset=utf-8", PAGE)
+        .asset("/app.js", "text/javascript; charset=utf-8", APP)
+        .allow_origin("https://friend.example")
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn tcp(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// The client side of the upgrade, with an `Origin` if given.
+fn try_ws(
+    stream: TcpStream,
+    addr: SocketAddr,
+    origin: Option<&str>,
+) -> Result<WsClient, tungstenite::Error> {
+    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+    if let Some(o) = origin {
+        req.headers_mut().insert("Origin", o.parse().unwrap());
+    }
+    match tungstenite::client::client(req, stream) {
+        Ok((ws, response)) => {
+            assert_eq!(response.status(), 101);
+            Ok(ws)
+        }
+        Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
+        Err(tungstenite::HandshakeError::Interrupted(_)) => unreachable!("blocking socket"),
+    }
+}
+
+/// A browser stand-in, connected; returns it and its channel id (from `connected`).
+fn browser(addr: SocketAddr) -> (WsClient, ChannelId) {
+    let mut ws = try_ws(tcp(addr), addr, None).unwrap();
+    let hello = next(&mut ws);
+    assert_eq!(hello.action(), "connected");
+    let id = ChannelId::from_serial(hello.get("id").unwrap().as_u64().unwrap());
+    (ws, id)
+}
+
+/// The next text message, as a netlib message (Pings are skipped).
+fn next(ws: &mut WsClient) -> Message {
+    loop {
+        match ws.read().unwrap() {
+            Ws::Text(t) => return Message::from_value(serde_json::from_str(&t).unwrap()).unwrap(),
+            Ws::Ping(_) | Ws::Pong(_) => {}
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+/// The next message with `action`.
+fn next_with(ws: &mut WsClient, action: &str) -> Message {
+    loop {
+        let m = next(ws);
+        if m.action() == action {
+            return m;
+        }
+    }
+}
+
+fn send(ws: &mut WsClient, m: &Message) {
+    ws.send(Ws::text(serde_json::to_string(m).unwrap()))
+        .unwrap();
+}
+
+/// Reads until the server's Close frame; returns its code.
+fn close_code(ws: &mut WsClient) -> u16 {
+    loop {
+        match ws.read() {
+            Ok(Ws::Close(Some(frame))) => return u16::from(frame.code),
+            Ok(Ws::Close(None)) => return 1005,
+            Ok(_) => {}
+            Err(e) => panic!("expected a Close frame, got {e}"),
+        }
+    }
+}
+
+/// Sends `request` raw, reads the answer to the end: status, headers, body.
+fn http(addr: SocketAddr, request: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = tcp(addr);
+    s.write_all(request).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(n) = resp.parse(&raw).unwrap() else {
+        panic!("incomplete answer: {:?}", String::from_utf8_lossy(&raw));
+    };
+    let headers = resp
+        .headers
+        .iter()
+        .map(|h| {
+            let value = String::from_utf8(h.value.to_vec()).unwrap();
+            (h.name.to_ascii_lowercase(), value)
+        })
+        .collect();
+    (resp.code.unwrap(), headers, raw[n..].to_vec())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn a_message_round_trips_as_one_text_message_each_way() {
+    let server = Running::plain();
+    let (mut ws, _) = browser(server.ws);
+    let m = Message::new("echo").with("text", "héllo 🎲");
+    send(&mut ws, &m);
+    let back = next(&mut ws);
+    assert_eq!(back.as_value(), m.as_value());
+    assert_eq!(server.connected(), 1);
+}
+
+#[test]
+fn websocket_and_tcp_channels_share_one_server() {
+    let server = Running::plain();
+    let (mut ws, ws_id) = browser(server.ws);
+    let mut client = Client::connect(&server.tcp.to_string(), Config::default()).unwrap();
+    let mut tcp_got: Vec<Message> = Vec::new();
+    let mut pump_until = |client: &mut Client, what: &str, want: &dyn Fn(&Message) -> bool| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(i) = tcp_got.iter().position(want) {
+                return tcp_got.remove(i);
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            client.wait(Duration::from_millis(20)).unwrap();
+            tcp_got.extend(client.pump_messages().unwrap());
+        }
+    };
+    pump_until(&mut client, "connected", &|m| m.action() == "connected");
+
+    send(
+        &mut ws,
+        &Message::new("say").with("text", "from the browser"),
+    );
+    let said = pump_until(&mut client, "said", &|m| m.action() == "said");
+    assert_eq!(said.get_str("text"), Some("from the browser"));
+    assert_eq!(said.get("from").unwrap().as_u64(), Some(ws_id.serial()));
+
+    client
+        .send(&Message::new("say").with("text", "from tcp"))
+        .unwrap();
+    client.flush(WAIT).unwrap();
+    let said = loop {
+        let m = next_with(&mut ws, "said");
+        if m.get_str("text") == Some("from tcp") {
+            break m;
+        }
+    };
+    assert_ne!(said.get("from").unwrap().as_u64(), Some(ws_id.serial()));
+}
+
+#[test]
+fn pages_are_served_and_other_requests_answered_without_a_channel() {
+    let server = Running::plain();
+    let a = server.ws;
+
+    let (status, headers, body) = http(a, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(
+        header(&headers, "content-length"),
+        Some(&*PAGE.len().to_string())
+    );
+    assert_eq!(header(&headers, "cache-control"), Some("no-cache"));
+    assert_eq!(body, PAGE);
+
+    let (status, headers, body) = http(a, b"GET /app.js?v=2 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(body, APP);
+
+    assert_eq!(http(a, b"GET /secret HTTP/1.1\r\nHost: x\r\n\r\n").0, 404);
+    let (status, headers, _) = http(a, b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!(status, 405);
+    assert_eq!(header(&headers, "allow"), Some("GET"));
+    assert_eq!(http(a, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n").0, 400);
+    let huge = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(9000));
+    assert_eq!(http(a, huge.as_bytes()).0, 431);
+    let plain = http(a, b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(plain.0, 426, "the upgrade path without an upgrade");
+
+    assert_eq!(server.connected(), 0, "no request opened a channel");
+    assert_eq!(server.seen.lock().unwrap().closed.len(), 0);
+}
+
+#[test]
+fn foreign_origins_are_refused_and_own_or_listed_ones_let_in() {
+    let server = Running::plain();
+    let a = server.ws;
+    match try_ws(tcp(a), a, Some("http://evil.example")) {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        Err(e) => panic!("expected 403, got {e}"),
+        Ok(_) => panic!("a foreign origin was let in"),
+    }
+    assert_eq!(server.connected(), 0);
+    let own = format!("http://{a}");
+    let mut ws = try_ws(tcp(a), a, Some(&own)).expect("the page's own origin");
+    assert_eq!(next(&mut ws).action(), "connected");
+    let mut ws = try_ws(tcp(a), a, Some("https://friend.example")).expect("a listed origin");
+    assert_eq!(next(&mut ws).action(), "connected");
+    wait_until("two channels", || server.connected() == 2);
+}
+
+#[test]
+fn an_oversize_message_is_closed_with_1009_and_others_are_served() {
+    let server = Running::start(Config::default().max_frame_size(1024), pages());
+    let (mut big, big_id) = browser(server.ws);
+    let (mut other, _) = browser(server.ws);
+    send(
+        &mut big,
+        &Message::new("echo").with("pad", "x".repeat(2000)),
+    );
+    assert_eq!(close_code(&mut big), 1009);
+    assert_eq!(
+        server.closed(big_id),
+        CloseReason::FrameTooLarge { limit: 1024 }
+    );
+    let m = Message::new("echo").with("pad", "y".repeat(900));
+    send(&mut other, &m);
+    assert_eq!(next(&mut other).as_value(), m.as_value());
+}
+
+#[test]
+fn a_fragmented_message_is_reassembled() {
+    let server = Running::plain();
+    let (mut ws, _) = browser(server.ws);
+    let text = r#"{"action":"echo","text":"née, 🎲 split"}"#.as_bytes();
+    let cut = text.iter().position(|&b| b == 0xc3).unwrap() + 1; // inside "é"
+    let parts = [&text[..5], &text[5..cut], &text[cut..]];
+    for (i, part) in parts.iter().enumerate() {
+        let opcode = if i == 0 { Data::Text } else { Data::Continue };
+        let last = i == parts.len() - 1;
+        let frame = Frame::message(Bytes::copy_from_slice(part), OpCode::Data(opcode), last);
+        ws.send(Ws::Frame(frame)).unwrap();
+    }
+    let back = next(&mut ws);
+    assert_eq!(back.get_str("text"), Some("née, 🎲 split"));
+}
+
+#[test]
+fn a_binary_message_is_closed_with_1003() {
+    let server = Running::plain();
+    let (mut ws, id) = browser(server.ws);
+    ws.send(Ws::Binary(Bytes::from_static(b"{\"action\":\"echo\"}")))
+        .unwrap();
+    assert_eq!(close_code(&mut ws), 1003);
+    assert!(matches!(
+        server.closed(id),
+        CloseReason::WebSocket {
+            code: 1003,
+            remote: false,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn text_that_is_not_utf8_is_closed_with_1007() {
+    let server = Running::plain();
+    let (mut ws, id) = browser(server.ws);
+    let bad = Frame::message(
+        Bytes::from_static(b"{\"action\":\"\xff\xfe\"}"),
+        OpCode::Data(Data::Text),
+        true,
+    );
+    ws.send(Ws::Frame(bad)).unwrap();
+    assert_eq!(close_code(&mut ws), 1007);
+    assert!(matches!(
+        server.closed(id),
+        CloseReason::WebSocket {
+            code: 1007,
+            remote: false,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_reader_that_never_reads_is_closed_while_a_reading_peer_gets_everything() {
+    let limit = 256 * 1024;
+    let server = Running::start(Config::default().max_outbound_bytes(limit), pages());
+    // A small receive buffer, so that the server's socket fills up soon.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&server.ws.into()).unwrap();
+    let stream: TcpStream = sock.into();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut slow = try_ws(stream, server.ws, None).unwrap();
+    let slow_id = ChannelId::from_serial(next(&mut slow).get("id").unwrap().as_u64().unwrap());
+    let (mut reader, reader_id) = browser(server.ws);
+
+    let deadline = Instant::now() + WAIT;
+    let mut rounds = 0;
+    while !server.is_closed(slow_id) {
+        assert!(
+            Instant::now() < deadline,
+            "the slow reader was never closed"
+        );
+        send(
+            &mut reader,
+            &Message::new("blast").with("n", 8).with("size", 16_000),
+        );
+        for i in 0..8 {
+            let m = next_with(&mut reader, "bulk");
+            assert_eq!(m.get("i").unwrap().as_u64(), Some(i), "round {rounds}");
+        }
+        rounds += 1;
+    }
+    assert_eq!(
+        server.closed(slow_id),
+        CloseReason::OutboundOverflow { limit }
+    );
+    assert!(!server.is_closed(reader_id), "the reading peer stays");
+    let m = Message::new("echo").with("after", rounds);
+    send(&mut reader, &m);
+    assert_eq!(next_with(&mut reader, "echo").as_value(), m.as_value());
+}
+
+#[test]
+fn a_client_close_is_clean_and_other_codes_are_reported() {
+    let server = Running::plain();
+    let (mut normal, normal_id) = browser(server.ws);
+    let (mut coded, coded_id) = browser(server.ws);
+
+    normal.close(None).unwrap();
+    loop {
+        match normal.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("the close handshake did not complete: {e}"),
+        }
+    }
+    assert_eq!(server.closed(normal_id), CloseReason::PeerClosed);
+
+    let frame = CloseFrame {
+        code: 4000.into(),
+        reason: "bye".into(),
+    };
+    coded.close(Some(frame)).unwrap();
+    assert_eq!(
+        server.closed(coded_id),
+        CloseReason::WebSocket {
+            code: 4000,
+            reason: "bye".into(),
+            remote: true
+        }
+    );
+}
+
+#[test]
+fn netlib_clients_connect_to_ws_urls() {
+    let server = Running::plain();
+    let url = format!("ws://{}/ws", server.ws);
+    let mut client = Client::connect(&url, Config::default()).unwrap();
+    let mut got: Vec<Message> = Vec::new();
+    let mut sent = false;
+    let deadline = Instant::now() + WAIT;
+    let echo = Message::new("echo").with("text", "over ws://");
+    loop {
+        assert!(Instant::now() < deadline, "no echo; got {got:?}");
+        client.wait(Duration::from_millis(20)).unwrap();
+        got.extend(client.pump_messages().unwrap());
+        if !sent && got.iter().any(|m| m.action() == "connected") {
+            client.send(&echo).unwrap();
+            sent = true;
+        }
+        if got.iter().any(|m| m.as_value() == echo.as_value()) {
+            break;
+        }
+    }
+    let actions: Vec<&str> = got.iter().map(|m| m.action()).collect();
+    assert_eq!(actions[..2], ["socketConnect", "connected"]);
+    let id = ChannelId::from_serial(got[1].get("id").unwrap().as_u64().unwrap());
+    assert!(client.shutdown(WAIT).unwrap(), "closed within the timeout");
+    assert_eq!(server.closed(id), CloseReason::PeerClosed);
+}
+
+#[test]
+fn a_refused_upgrade_or_a_wss_url_is_an_error_event() {
+    let server = Running::plain();
+    for (url, want) in [
+        (format!("ws://{}/elsewhere", server.ws), "HTTP 404"),
+        (format!("wss://{}/ws", server.ws), "not supported"),
+    ] {
+        let mut client = Client::connect(&url, Config::default()).unwrap();
+        let deadline = Instant::now() + WAIT;
+        let error = loop {
+            assert!(Instant::now() < deadline, "no error event for {url}");
+            client.wait(Duration::from_millis(20)).unwrap();
+            let got = client.pump_messages().unwrap();
+            if let Some(e) = got.into_iter().find(|m| m.action() == "error") {
+                break e;
+            }
+        };
+        let text = error.get("error").unwrap()[1].as_str().unwrap().to_owned();
+        assert!(text.contains(want), "{url}: {text}");
+    }
+    assert_eq!(server.connected(), 0);
+}
+
+#[test]
+fn a_handshake_in_progress_is_no_channel_counts_toward_the_limit_and_times_out() {
+    let config = Config::default()
+        .max_connections(1)
+        .handshake_timeout(Duration::from_secs(1));
+    let server = Running::start(config, pages());
+    let mut stalled = tcp(server.ws);
+    stalled
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // The server is full with the handshake alone.
+    let full = http(
+        server.ws,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert_eq!(full.0, 503);
+    let mut answer = Vec::new();
+    stalled.read_to_end(&mut answer).unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 408 "),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(server.connected(), 0);
+    let (_ws, _) = browser(server.ws);
+    assert_eq!(server.connected(), 1, "the slot is free again");
+}
+
+#[test]
+fn the_heartbeat_travels_as_websocket_pings() {
+    let config = Config::default().heartbeat(Duration::from_millis(50), Duration::from_secs(30));
+    let server = Running::start(config, pages());
+    let (mut ws, id) = browser(server.ws);
+    let mut pings = 0;
+    while pings < 3 {
+        match ws.read().unwrap() {
+            Ws::Ping(_) => pings += 1,
+            Ws::Text(t) => panic!("the heartbeat came as text: {t}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(!server.is_closed(id));
+}
+
+#[test]
+fn a_close_for_a_limit_says_policy_violation() {
+    let config = Config::default().idle_timeout(Duration::from_millis(200));
+    let server = Running::start(config, pages());
+    let (mut ws, id) = browser(server.ws);
+    assert_eq!(close_code(&mut ws), 1008);
+    assert_eq!(server.closed(id), CloseReason::Idle);
+}
+
+#[test]
+fn shutdown_says_going_away() {
+    let mut server = Running::plain();
+    let (mut ws, id) = browser(server.ws);
+    server.stop();
+    assert_eq!(close_code(&mut ws), 1001);
+    assert_eq!(server.closed(id), CloseReason::Shutdown);
+}
+
+/// The flags Node needs for a global WebSocket (none on Node 22, a flag on Node 20). Node is
+/// part of the test machine (`.ci/run` installs it when missing): without it this fails.
+fn node() -> Vec<&'static str> {
+    for args in [vec![], vec!["--experimental-websocket"]] {
+        let mut cmd = std::process::Command::new("node");
+        cmd.args(&args).args([
+            "-e",
+            "process.exit(typeof WebSocket === 'function' ? 0 : 1)",
+        ]);
+        if cmd.output().is_ok_and(|o| o.status.success()) {
+            return args;
+        }
+    }
+    panic!("no `node` with a WebSocket (Node 20 or later) on PATH");
+}
+
+#[test]
+fn netlib_js_talks_to_the_server_from_node() {
+    let flags = node();
+    let server = Running::start(Config::default(), pages().netlib_js());
+    // The module as a browser gets it: from the server.
+    let (status, headers, js) = http(server.ws, b"GET /netlib.js HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    let dir = std::env::temp_dir().join(format!("netlib-js-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("netlib.js"), js).unwrap();
+    let script = format!(
+        r#"
+import {{ connect }} from "./netlib.js";
+const conn = connect("ws://{addr}/ws", {{ reconnect: false }});
+conn.send({{ action: "echo", text: "queued before open" }});
+const timer = setTimeout(() => {{ console.log("timeout"); process.exit(2); }}, 20000);
+conn.on("echo", (m) => {{
+  console.log("echo:" + m.text);
+  conn.close();
+}});
+conn.on("disconnected", (d) => {{
+  console.log("disconnected:" + d.code);
+  clearTimeout(timer);
+}});
+"#,
+        addr = server.ws
+    );
+    std::fs::write(dir.join("main.mjs"), script).unwrap();
+    let out = std::process::Command::new("node")
+        .args(&flags)
+        .arg(dir.join("main.mjs"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["echo:queued before open", "disconnected:1000"]
+    );
+    wait_until("the node channel closed", || {
+        server.seen.lock().unwrap().closed.len() == 1
+    });
+    assert_eq!(
+        server.seen.lock().unwrap().closed[0].1,
+        CloseReason::PeerClosed
+    );
+}
+
+#[test]
+fn netlib_js_unit_tests_pass_under_node() {
+    node();
+    let test = concat!(env!("CARGO_MANIFEST_DIR"), "/js/netlib.test.mjs");
+    let out = std::process::Command::new("node")
+        .args(["--test", test])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
