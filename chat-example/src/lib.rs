@@ -11,12 +11,16 @@
 //!   parsing.
 //! - [`text`]: the classic line protocol for `nc` users (`NICK bob`, `[alice] hello`), a
 //!   netlib payload codec on a line-framed listener.
+//! - [`cluster`]: the backplane seam (what nodes tell each other; the channels between the chat
+//!   and a backplane thread); [`redis_backplane`]: Redis behind it.
 //! - [`sanitize`]: strips terminal control and escape sequences from received text.
 #![deny(missing_docs, rust_2018_idioms)]
 
 pub mod client;
+pub mod cluster;
 pub mod limits;
 pub mod protocol;
+pub mod redis_backplane;
 pub mod sanitize;
 pub mod server;
 pub mod text;

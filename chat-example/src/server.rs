@@ -13,12 +13,15 @@ use netlib::{
     handler, ChannelId, CloseReason, Error, Message, OutOfBand, ServerContext, ServerHandler,
 };
 
+use crate::cluster::{Backplane, Cmd, Event, UserRef};
 use crate::limits::{AddressAttempts, ChatLimits, Kind, UserLimits};
 use crate::protocol::{
     c, check_message, check_name, name_key, name_keys, now_ms, Join, Kick, Op, Quit, Refusal,
     RoomEntry, RoomPolicy, Rooms, Say, SayPrivately, ServerMsg, SetNickname, Tier, Who, WhoEntry,
     ACTIONS, ANONYMOUS, DEFAULT_ROOM, PAGE_SIZE, RESERVED_NICKNAMES,
 };
+
+mod remote;
 
 /// All chat state lives in [`Chat`], keyed by channel id: channels carry none.
 type Hub<'a> = ServerContext<'a, ()>;
@@ -70,13 +73,30 @@ struct User {
 
 #[derive(Debug, Default)]
 struct Room {
-    /// Members, iterated densely for broadcasts (insertion order, O(1) removal).
+    /// Members on this node, iterated densely for broadcasts (insertion order, O(1) removal).
     members: IndexSet<ChannelId>,
+    /// Members on other nodes (a cluster).
+    remote: IndexSet<UserRef>,
     /// Membership changed since the last `players` list (small rooms).
     list_dirty: bool,
     joined: Vec<String>,
     left: Vec<String>,
     renamed: Vec<(String, String)>,
+}
+
+impl Room {
+    /// Members here and on other nodes.
+    fn size(&self) -> usize {
+        self.members.len() + self.remote.len()
+    }
+}
+
+/// Refused because the cluster's backplane is unreachable.
+fn unavailable() -> Refusal {
+    Refusal::new(
+        "cluster-unavailable",
+        "the chat cluster is unreachable; try again shortly (messages to your room still work)",
+    )
 }
 
 /// The chat server's state: every user and room.
@@ -93,6 +113,12 @@ pub struct Chat {
     op_attempts: AddressAttempts,
     /// Lagging users who missed membership traffic and are owed a `players` list.
     stale: HashSet<ChannelId>,
+    /// The cluster's backplane; `None` for a single node.
+    backplane: Option<Backplane>,
+    /// Users on other nodes, as their events said.
+    remote: remote::Remote,
+    /// Nickname changes waiting for the backplane's claim.
+    pending_claims: HashMap<ChannelId, String>,
 }
 
 /// Page `page` (from 1; `None` is 1) of `all`, [`PAGE_SIZE`] entries a page, with the page
@@ -138,6 +164,25 @@ impl Chat {
             dirty_rooms: HashSet::new(),
             op_attempts: AddressAttempts::default(),
             stale: HashSet::new(),
+            backplane: None,
+            remote: remote::Remote::default(),
+            pending_claims: HashMap::new(),
+        }
+    }
+
+    /// A chat node that shares its rooms with others through `backplane` (see
+    /// [`crate::cluster`]).
+    pub fn with_backplane(settings: Settings, backplane: Backplane) -> Self {
+        Chat {
+            backplane: Some(backplane),
+            ..Chat::new(settings)
+        }
+    }
+
+    /// Publishes the event `make` builds, if in a cluster.
+    fn publish(&self, make: impl FnOnce(&Backplane) -> Event) {
+        if let Some(b) = &self.backplane {
+            b.send(Cmd::Publish(make(b)));
         }
     }
 
@@ -275,47 +320,127 @@ impl Chat {
         }
     }
 
+    /// Membership traffic for `nick` (channel id `id`, local or remote) having entered
+    /// `room_name`, by the room's tier.
+    fn announce_joined(&mut self, hub: &mut Hub<'_>, room_name: &str, nick: &str, id: ChannelId) {
+        let size = self.rooms[room_name].size();
+        match self.tier(size) {
+            Tier::FullList => {
+                let notice = ServerMsg::Joined {
+                    nickname: c(nick),
+                    id,
+                    room: c(room_name),
+                    time: now_ms(),
+                };
+                self.notify_room(hub, room_name, Some(id), &notice);
+                self.rooms.get_mut(room_name).expect("room").list_dirty = true;
+                self.dirty_rooms.insert(room_name.to_owned());
+            }
+            Tier::Deltas => {
+                let room = self.rooms.get_mut(room_name).expect("room");
+                room.joined.push(nick.to_owned());
+                self.dirty_rooms.insert(room_name.to_owned());
+            }
+            Tier::Quiet => {}
+        }
+    }
+
+    /// Membership traffic for `nick` having left `room_name` (already removed); an empty room
+    /// other than the default one is forgotten.
+    fn announce_left(
+        &mut self,
+        hub: &mut Hub<'_>,
+        room_name: &str,
+        nick: &str,
+        id: ChannelId,
+        reason: &str,
+    ) {
+        let Some(room) = self.rooms.get(room_name) else {
+            return;
+        };
+        let size = room.size();
+        if size == 0 && room_name != DEFAULT_ROOM {
+            self.rooms.remove(room_name);
+            self.dirty_rooms.remove(room_name);
+            return;
+        }
+        match self.tier(size + 1) {
+            Tier::FullList => {
+                let notice = ServerMsg::Left {
+                    nickname: c(nick),
+                    id,
+                    room: c(room_name),
+                    reason: c(reason),
+                    time: now_ms(),
+                };
+                self.notify_room(hub, room_name, None, &notice);
+                self.rooms.get_mut(room_name).expect("room").list_dirty = true;
+                self.dirty_rooms.insert(room_name.to_owned());
+            }
+            Tier::Deltas => {
+                let room = self.rooms.get_mut(room_name).expect("room");
+                room.left.push(nick.to_owned());
+                self.dirty_rooms.insert(room_name.to_owned());
+            }
+            Tier::Quiet => {}
+        }
+    }
+
+    /// Membership traffic for a rename in `room_name`; `own` is the renamed user's channel if
+    /// local (it is told in every tier).
+    fn announce_renamed(
+        &mut self,
+        hub: &mut Hub<'_>,
+        room_name: &str,
+        (old, new): (&str, &str),
+        id: ChannelId,
+        own: Option<ChannelId>,
+    ) {
+        let size = self.rooms.get(room_name).map_or(0, Room::size);
+        let notice = ServerMsg::Renamed {
+            from: c(old),
+            to: c(new),
+            id,
+            room: c(room_name),
+            time: now_ms(),
+        };
+        match self.tier(size) {
+            Tier::FullList => {
+                self.notify_room(hub, room_name, None, &notice);
+                self.rooms.get_mut(room_name).expect("room").list_dirty = true;
+                self.dirty_rooms.insert(room_name.to_owned());
+            }
+            tier => {
+                if let Some(own) = own {
+                    send(hub, own, &notice);
+                }
+                if tier == Tier::Deltas {
+                    let room = self.rooms.get_mut(room_name).expect("room");
+                    room.renamed.push((old.to_owned(), new.to_owned()));
+                    self.dirty_rooms.insert(room_name.to_owned());
+                }
+            }
+        }
+    }
+
     fn enter(&mut self, hub: &mut Hub<'_>, id: ChannelId, room_name: &str) {
         let nick = self.users[&id].nick.clone();
         let room = self.rooms.entry(room_name.to_owned()).or_default();
         room.members.insert(id);
-        let size = room.members.len();
-        let time = now_ms();
-        match self.tier(size) {
-            Tier::FullList => {
-                self.notify_room(
-                    hub,
-                    room_name,
-                    Some(id),
-                    &ServerMsg::Joined {
-                        nickname: c(&nick),
-                        id,
-                        room: c(room_name),
-                        time,
-                    },
-                );
-                self.rooms.get_mut(room_name).expect("just made").list_dirty = true;
-                self.dirty_rooms.insert(room_name.to_owned());
-            }
-            Tier::Deltas => {
-                self.rooms
-                    .get_mut(room_name)
-                    .expect("just made")
-                    .joined
-                    .push(nick.clone());
-                self.dirty_rooms.insert(room_name.to_owned());
-                send(
-                    hub,
-                    id,
-                    &ServerMsg::Players {
-                        players: self.member_nicks(room_name),
-                        room: c(room_name),
-                    },
-                );
-            }
-            Tier::Quiet => {}
-        }
+        let size = room.size();
         self.users.get_mut(&id).expect("user").room = room_name.to_owned();
+        self.announce_joined(hub, room_name, &nick, id);
+        if self.tier(size) == Tier::Deltas {
+            let players = self.member_nicks(room_name);
+            send(
+                hub,
+                id,
+                &ServerMsg::Players {
+                    players,
+                    room: c(room_name),
+                },
+            );
+        }
         send(
             hub,
             id,
@@ -324,12 +449,18 @@ impl Chat {
                 id,
                 room: c(room_name),
                 members: size,
-                time,
+                time: now_ms(),
             },
         );
+        self.publish(|b| Event::Joined {
+            user: b.user(id.serial()),
+            nick: nick.clone(),
+            room: room_name.to_owned(),
+        });
     }
 
-    fn leave(&mut self, hub: &mut Hub<'_>, id: ChannelId, reason: &str) {
+    /// `id` leaves its room: for another one, or the chat (`gone`).
+    fn leave(&mut self, hub: &mut Hub<'_>, id: ChannelId, reason: &str, gone: bool) {
         let Some(user) = self.users.get(&id) else {
             return;
         };
@@ -338,47 +469,23 @@ impl Chat {
             return;
         };
         room.members.swap_remove(&id);
-        let size = room.members.len();
-        if size == 0 && room_name != DEFAULT_ROOM {
-            self.rooms.remove(&room_name);
-            self.dirty_rooms.remove(&room_name);
-            return;
-        }
-        match self.tier(size + 1) {
-            Tier::FullList => {
-                let time = now_ms();
-                self.notify_room(
-                    hub,
-                    &room_name,
-                    None,
-                    &ServerMsg::Left {
-                        nickname: c(&nick),
-                        id,
-                        room: c(&room_name),
-                        reason: c(reason),
-                        time,
-                    },
-                );
-                self.rooms.get_mut(&room_name).expect("exists").list_dirty = true;
-                self.dirty_rooms.insert(room_name);
-            }
-            Tier::Deltas => {
-                self.rooms
-                    .get_mut(&room_name)
-                    .expect("exists")
-                    .left
-                    .push(nick);
-                self.dirty_rooms.insert(room_name);
-            }
-            Tier::Quiet => {}
-        }
+        self.announce_left(hub, &room_name, &nick, id, reason);
+        self.publish(|b| Event::Left {
+            user: b.user(id.serial()),
+            nick: nick.clone(),
+            room: room_name.clone(),
+            reason: reason.to_owned(),
+            gone,
+        });
     }
 
     fn member_nicks(&self, room: &str) -> Vec<Cow<'_, str>> {
-        let mut v: Vec<Cow<'_, str>> = self.rooms[room]
+        let r = &self.rooms[room];
+        let mut v: Vec<Cow<'_, str>> = r
             .members
             .iter()
             .map(|m| c(&self.users[m].nick))
+            .chain(r.remote.iter().filter_map(|u| self.remote.nick(u).map(c)))
             .collect();
         v.sort_unstable_by_key(|n| n.to_lowercase());
         v
@@ -400,47 +507,60 @@ impl Chat {
             );
             return self.refuse(hub, id, "nickname", r);
         }
-        if let Some(&owner) = keys.iter().find_map(|k| self.nicks.get(k)) {
-            if owner != id {
-                let r = Refusal::new("nickname-taken", format!("nickname {new:?} is taken"));
-                return self.refuse(hub, id, "nickname", r);
-            }
+        let taken_here = keys
+            .iter()
+            .find_map(|k| self.nicks.get(k))
+            .is_some_and(|&owner| owner != id);
+        if taken_here || keys.iter().any(|k| self.remote.nicks.contains_key(k)) {
+            let r = Refusal::new("nickname-taken", format!("nickname {new:?} is taken"));
+            return self.refuse(hub, id, "nickname", r);
         }
-        let user = self.users.get_mut(&id).expect("user");
+        let Some(b) = &self.backplane else {
+            return self.apply_rename(hub, id, new);
+        };
+        // Cluster-wide: claimed atomically in the backplane first; `apply_rename` when the
+        // answer comes (see `remote.rs`).
+        if !b.up {
+            return self.refuse(hub, id, "nickname", unavailable());
+        }
+        if self.pending_claims.contains_key(&id) {
+            let r = Refusal::new("rate-limited", "a nickname change is already under way");
+            return self.refuse(hub, id, "nickname", r);
+        }
+        let old_keys = name_keys(&self.users[&id].nick).to_vec();
+        let old_keys = if self.users[&id].nick == ANONYMOUS {
+            Vec::new()
+        } else {
+            old_keys
+        };
+        b.send(Cmd::Claim {
+            id: id.serial(),
+            nick: new.clone(),
+            keys: keys.to_vec(),
+            old_keys,
+        });
+        self.pending_claims.insert(id, new);
+    }
+
+    /// `id` is `new` from now on (checked, and claimed cluster-wide if in a cluster).
+    fn apply_rename(&mut self, hub: &mut Hub<'_>, id: ChannelId, new: String) {
+        let Some(user) = self.users.get_mut(&id) else {
+            return;
+        };
         let old = std::mem::replace(&mut user.nick, new.clone());
         let room_name = user.room.clone();
         self.release_nick(id, &old);
-        for k in keys {
+        for k in name_keys(&new) {
             self.nicks.insert(k, id);
         }
         log::info!("{id}: {old} is now known as {new}");
-        let time = now_ms();
-        let size = self.rooms[&room_name].members.len();
-        let notice = ServerMsg::Renamed {
-            from: c(&old),
-            to: c(&new),
-            id,
-            room: c(&room_name),
-            time,
-        };
-        match self.tier(size) {
-            Tier::FullList => {
-                self.notify_room(hub, &room_name, None, &notice);
-                self.rooms.get_mut(&room_name).expect("room").list_dirty = true;
-                self.dirty_rooms.insert(room_name.clone());
-            }
-            tier => {
-                send(hub, id, &notice);
-                if tier == Tier::Deltas {
-                    self.rooms
-                        .get_mut(&room_name)
-                        .expect("room")
-                        .renamed
-                        .push((old.clone(), new.clone()));
-                    self.dirty_rooms.insert(room_name.clone());
-                }
-            }
-        }
+        self.announce_renamed(hub, &room_name, (&old, &new), id, Some(id));
+        self.publish(|b| Event::Renamed {
+            user: b.user(id.serial()),
+            from: old.clone(),
+            to: new.clone(),
+            room: room_name.clone(),
+        });
     }
 
     fn say(&mut self, hub: &mut Hub<'_>, id: ChannelId, m: Say) {
@@ -448,28 +568,67 @@ impl Chat {
             return self.refuse(hub, id, "message", r);
         }
         let user = &self.users[&id];
+        let time = now_ms();
         let msg = ServerMsg::Message {
             message: c(&m.message),
             who: c(&user.nick),
             room: c(&user.room),
-            time: now_ms(),
+            time,
         };
         self.to_room(hub, &user.room, None, &msg);
+        // One publish for the other nodes, whatever the number of their members.
+        self.publish(|b| Event::Message {
+            user: b.user(id.serial()),
+            nick: user.nick.clone(),
+            room: user.room.clone(),
+            text: m.message.clone(),
+            time,
+        });
     }
 
     fn private(&mut self, hub: &mut Hub<'_>, id: ChannelId, m: SayPrivately) {
         if let Err(r) = check_message(&m.message) {
             return self.refuse(hub, id, "private", r);
         }
-        let Some(&to) = self.nicks.get(&name_key(&m.to)) else {
-            let r = Refusal::new("unknown-nickname", format!("nobody is called {:?}", m.to));
-            return self.refuse(hub, id, "private", r);
+        let key = name_key(&m.to);
+        let time = now_ms();
+        let to = match (self.nicks.get(&key), self.remote.nicks.get(&key)) {
+            (Some(&to), _) => to,
+            (None, Some(user)) => {
+                // On another node: one event for it; refused now if the cluster is down,
+                // and later (`private_failed`) if that node no longer has the user.
+                let Some(b) = self.backplane.as_ref().filter(|b| b.up) else {
+                    return self.refuse(hub, id, "private", unavailable());
+                };
+                let to_nick = self.remote.nick(user).unwrap_or_default().to_owned();
+                let from_nick = self.users[&id].nick.clone();
+                b.send(Cmd::Publish(Event::Private {
+                    from: b.user(id.serial()),
+                    from_nick: from_nick.clone(),
+                    to: user.clone(),
+                    to_nick: to_nick.clone(),
+                    text: m.message.clone(),
+                    time,
+                }));
+                let echo = ServerMsg::Private {
+                    message: c(&m.message),
+                    who: c(&from_nick),
+                    to: c(&to_nick),
+                    time,
+                    echo: true,
+                };
+                return send(hub, id, &echo);
+            }
+            (None, None) => {
+                let r = Refusal::new("unknown-nickname", format!("nobody is called {:?}", m.to));
+                return self.refuse(hub, id, "private", r);
+            }
         };
         let mut msg = ServerMsg::Private {
             message: c(&m.message),
             who: c(&self.users[&id].nick),
             to: c(&self.users[&to].nick),
-            time: now_ms(),
+            time,
             echo: false,
         };
         send(hub, to, &msg);
@@ -482,23 +641,28 @@ impl Chat {
     }
 
     fn who(&self, hub: &mut Hub<'_>, id: ChannelId, m: Who) {
+        let entry = |nick: &str, room: &str| WhoEntry {
+            nickname: nick.to_owned(),
+            room: room.to_owned(),
+        };
         let mut users: Vec<WhoEntry> = match &m.room {
             None => self
                 .users
                 .values()
-                .map(|u| WhoEntry {
-                    nickname: u.nick.clone(),
-                    room: u.room.clone(),
-                })
+                .map(|u| entry(&u.nick, &u.room))
+                .chain(self.remote.users.values().map(|u| entry(&u.nick, &u.room)))
                 .collect(),
             Some(room) => match self.rooms.get(room) {
                 Some(r) => r
                     .members
                     .iter()
-                    .map(|m| WhoEntry {
-                        nickname: self.users[m].nick.clone(),
-                        room: room.clone(),
-                    })
+                    .map(|m| entry(&self.users[m].nick, room))
+                    .chain(
+                        r.remote
+                            .iter()
+                            .filter_map(|u| self.remote.nick(u))
+                            .map(|n| entry(n, room)),
+                    )
                     .collect(),
                 None => {
                     let r = Refusal::new("unknown-room", format!("there is no room {room:?}"));
@@ -527,7 +691,7 @@ impl Chat {
             .iter()
             .map(|(name, r)| RoomEntry {
                 name: name.clone(),
-                members: r.members.len(),
+                members: r.size(),
             })
             .collect();
         rooms.sort_by(|a, b| a.name.cmp(&b.name));
@@ -557,7 +721,7 @@ impl Chat {
             return self.refuse(hub, id, "join", r);
         }
         let reason = format!("went to {}", m.room);
-        self.leave(hub, id, &reason);
+        self.leave(hub, id, &reason, false);
         self.enter(hub, id, &m.room);
     }
 
@@ -570,7 +734,7 @@ impl Chat {
             );
             return self.refuse(hub, id, "part", r);
         }
-        self.leave(hub, id, &format!("left {room}"));
+        self.leave(hub, id, &format!("left {room}"), false);
         self.enter(hub, id, DEFAULT_ROOM);
     }
 
@@ -615,13 +779,6 @@ impl Chat {
             );
             return self.refuse(hub, id, "kick", r);
         }
-        let Some(&target) = self.nicks.get(&name_key(&m.nickname)) else {
-            let r = Refusal::new(
-                "unknown-nickname",
-                format!("nobody is called {:?}", m.nickname),
-            );
-            return self.refuse(hub, id, "kick", r);
-        };
         let by = self.users[&id].nick.clone();
         let reason = m
             .reason
@@ -629,15 +786,44 @@ impl Chat {
             .map(cap_reason)
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| "no reason given".to_owned());
-        let victim = self.users.get_mut(&target).expect("user");
+        let key = name_key(&m.nickname);
+        let target = match (self.nicks.get(&key), self.remote.nicks.get(&key)) {
+            (Some(&target), _) => target,
+            (None, Some(user)) => {
+                let Some(b) = self.backplane.as_ref().filter(|b| b.up) else {
+                    return self.refuse(hub, id, "kick", unavailable());
+                };
+                log::info!("{by} kicked {} on node {}: {reason}", m.nickname, user.node);
+                return b.send(Cmd::Publish(Event::Kick {
+                    target: user.clone(),
+                    by,
+                    reason,
+                }));
+            }
+            (None, None) => {
+                let r = Refusal::new(
+                    "unknown-nickname",
+                    format!("nobody is called {:?}", m.nickname),
+                );
+                return self.refuse(hub, id, "kick", r);
+            }
+        };
+        self.kick_local(hub, target, &by, &reason);
+    }
+
+    /// Kicks local user `target` on behalf of operator `by` (here or on another node).
+    fn kick_local(&mut self, hub: &mut Hub<'_>, target: ChannelId, by: &str, reason: &str) {
+        let Some(victim) = self.users.get_mut(&target) else {
+            return;
+        };
         log::info!("{by} kicked {} ({target}): {reason}", victim.nick);
         victim.leaving = Some(format!("kicked by {by}: {reason}"));
         send(
             hub,
             target,
             &ServerMsg::Kicked {
-                by: c(&by),
-                reason: c(&reason),
+                by: c(by),
+                reason: c(reason),
                 time: now_ms(),
             },
         );
@@ -685,10 +871,19 @@ impl ServerHandler for Chat {
                 other => format!("connection lost: {other}"),
             },
         };
-        self.leave(hub, id, &why);
+        self.leave(hub, id, &why, true);
+        self.pending_claims.remove(&id);
         if let Some(user) = self.users.remove(&id) {
             log::info!("{id} ({}) disconnected: {why}", user.nick);
             self.release_nick(id, &user.nick);
+            if let Some(b) = &self.backplane {
+                if user.nick != ANONYMOUS {
+                    b.send(Cmd::Release {
+                        id: id.serial(),
+                        keys: name_keys(&user.nick).to_vec(),
+                    });
+                }
+            }
         }
     }
 
@@ -701,6 +896,9 @@ impl ServerHandler for Chat {
     }
 
     fn after_pump(&mut self, hub: &mut Hub<'_>) {
+        if self.backplane.is_some() {
+            self.take_incoming(hub);
+        }
         if !self.stale.is_empty() {
             self.resync_stale(hub);
         }
@@ -718,7 +916,7 @@ impl ServerHandler for Chat {
                 std::mem::take(&mut room.renamed),
             );
             let list_dirty = std::mem::take(&mut room.list_dirty);
-            let count = room.members.len();
+            let count = room.size();
             match self.tier(count) {
                 Tier::FullList
                     if list_dirty

@@ -23,12 +23,16 @@ use crate::transport::Connector;
 
 const WAKE: Token = Token(1);
 
-/// Wakes a [`Client`] blocked in [`Client::wait`] from another thread, e.g. one that reads the
-/// keyboard. Cheap to clone.
+/// Wakes a [`Client`] blocked in [`Client::wait`] (or a [`Server`](crate::Server) waiting in its
+/// poller) from another thread, e.g. one that reads the keyboard. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct WakeHandle(Arc<Waker>);
 
 impl WakeHandle {
+    pub(crate) fn new(waker: Arc<Waker>) -> Self {
+        WakeHandle(waker)
+    }
+
     /// Makes the client's current or next `wait` return at once.
     ///
     /// # Errors

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mio::{Events, Poll, Token, Waker};
 
-use crate::client::Client;
+use crate::client::{Client, WakeHandle};
 use crate::codec::Wire;
 use crate::config::Config;
 use crate::error::{panic_text, CloseReason, Error, Result};
@@ -293,6 +293,13 @@ impl<S: ServerHandler> Server<S> {
     /// A handle that stops [`run`](Self::run) from another thread.
     pub fn stop_handle(&self) -> StopHandle {
         self.stop.clone()
+    }
+
+    /// A handle that wakes the server from another thread: the current or next wait in the
+    /// poller returns and a pump runs, so [`ServerHandler::after_pump`] can take in what the
+    /// thread handed over (e.g. events from a backplane such as Redis).
+    pub fn wake_handle(&self) -> WakeHandle {
+        WakeHandle::new(self.stop.waker.clone())
     }
 
     /// One round of the event loop, never blocking: accepts every pending connection, reads

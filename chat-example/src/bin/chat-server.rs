@@ -4,8 +4,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use chat::cluster::Backplane;
 use chat::limits::ChatLimits;
 use chat::protocol::RoomPolicy;
+use chat::redis_backplane::{self, RedisOptions};
 use chat::server::{Chat, Settings};
 use chat::text::TextCodec;
 use chat::{CodecArg, FramingArg};
@@ -67,6 +69,17 @@ struct Args {
     /// answers count). 0 turns it off.
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     idle_timeout: u64,
+    /// Join a cluster of chat-server nodes sharing rooms through Redis (`redis://HOST:PORT`).
+    /// Without it, this node is the whole chat.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// This node's id in the cluster (unique); default `node-PID`.
+    #[arg(long, value_name = "NAME", requires = "redis")]
+    node_id: Option<String>,
+    /// Seconds a node's presence lives in Redis without a refresh: a node that dies is noticed
+    /// by the others within this plus 2 s.
+    #[arg(long, default_value_t = 10, value_name = "SECS", requires = "redis")]
+    presence_ttl: u64,
     /// Rooms up to this size get full player lists and a notice per join/leave/rename.
     #[arg(long, default_value_t = chat::protocol::DEFAULT_FULL_LIST_MAX)]
     full_list_max: usize,
@@ -128,7 +141,20 @@ fn main() -> ExitCode {
     if args.idle_timeout > 0 {
         config = config.idle_timeout(Duration::from_secs(args.idle_timeout));
     }
-    let mut server = match Server::bind(Chat::new(settings), &args.addrs, config) {
+    let (chat, backplane) = match &args.redis {
+        None => (Chat::new(settings), None),
+        Some(url) => {
+            let node = args
+                .node_id
+                .clone()
+                .unwrap_or_else(|| format!("node-{}", std::process::id()));
+            let mut opts = RedisOptions::new(url, &node);
+            opts.presence_ttl = Duration::from_secs(args.presence_ttl.max(1));
+            let (ours, theirs) = Backplane::pair(&node);
+            (Chat::with_backplane(settings, ours), Some((opts, theirs)))
+        }
+    };
+    let mut server = match Server::bind(chat, &args.addrs, config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("chat-server: {e}");
@@ -160,6 +186,17 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+    }
+    if let Some((opts, end)) = backplane {
+        if let Err(e) = ::redis::Client::open(opts.url.as_str()) {
+            eprintln!("chat-server: --redis {}: {e}", opts.url);
+            return ExitCode::from(2);
+        }
+        println!(
+            "chat-server node {} joins the cluster at {}",
+            opts.node, opts.url
+        );
+        redis_backplane::spawn(opts, end, server.wake_handle());
     }
     let stop = server.stop_handle();
     if let Err(e) = ctrlc::set_handler(move || stop.stop()) {

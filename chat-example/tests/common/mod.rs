@@ -235,3 +235,55 @@ pub fn chat_client(addr: &str, args: &[&str]) -> (ChildGuard, Lines) {
     let out = Lines::collect(child.0.stdout.take().unwrap());
     (child, out)
 }
+
+/// A real `redis-server` (Debian's package) on a free loopback port, without persistence;
+/// stopped by its PID when dropped. Fails the test if it cannot start.
+pub struct RedisServer {
+    pub child: ChildGuard,
+    pub port: u16,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let port = netlib_tests::unused_port();
+        RedisServer::start_on(port)
+    }
+
+    /// Starts one on `port` (e.g. again after a restart).
+    pub fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (Debian package redis-server)");
+        let mut child = ChildGuard(child);
+        until("redis-server to accept connections", || {
+            assert!(
+                child.0.try_wait().unwrap().is_none(),
+                "redis-server exited at start"
+            );
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        RedisServer { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL, and waits for the exit.
+    pub fn kill(mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+    }
+}

@@ -1,0 +1,400 @@
+//! Several chat-server nodes sharing rooms through a real `redis-server` (started here on a free
+//! port, stopped by PID): clients spread over the nodes see one chat. Fails, never skips, when
+//! redis-server cannot start.
+
+mod common;
+
+use std::io::Write;
+use std::time::Instant;
+
+use chat::protocol::{Kick, Op, Request, Say, SayPrivately, SetNickname, Who};
+use common::{chat_client, ChatServer, Lines, Peer, RedisServer};
+use netlib::Message;
+use netlib_tests::{podsixnet_python, podsixnet_scripts, until, ChildGuard, TIMEOUT};
+
+fn node(redis: &RedisServer, id: &str, extra: &[&str]) -> ChatServer {
+    let url = redis.url();
+    let mut args = vec![
+        "--redis",
+        &url,
+        "--node-id",
+        id,
+        "--presence-ttl",
+        "3",
+        "--rate-limit",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    ChatServer::start(&args, &[("CHAT_OP", "s3cret")])
+}
+
+fn say(p: &mut Peer, text: &str) {
+    p.send(Request::Message(Say {
+        message: text.into(),
+    }));
+}
+
+fn heard(p: &mut Peer, who: &str, text: &str) -> Message {
+    p.expect_where("message", |m| {
+        m.get_str("who") == Some(who) && m.get_str("message") == Some(text)
+    })
+}
+
+/// The nicknames in a `who` reply (all pages fit: small tests).
+fn who(p: &mut Peer) -> Vec<String> {
+    p.send(Request::Who(Who {
+        room: None,
+        page: None,
+    }));
+    let m = p.expect("who");
+    let mut v: Vec<String> = m
+        .get("users")
+        .and_then(|u| u.as_array())
+        .unwrap()
+        .iter()
+        .map(|u| u["nickname"].as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Waits until `p`'s `who` lists exactly `nicks`.
+fn who_is(p: &mut Peer, nicks: &[&str]) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let got = who(p);
+        if got == nicks {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "who: {got:?}, expected {nicks:?}"
+        );
+        p.pump();
+    }
+}
+
+#[test]
+fn three_nodes_share_rooms_messages_privates_who_and_kicks() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a", &["--op-password-env", "CHAT_OP"]);
+    let b = node(&redis, "b", &[]);
+    let c = node(&redis, "c", &[]);
+    let mut alice = Peer::join(&a.addr, "alice");
+    let mut bob = Peer::join(&b.addr, "bob");
+    let mut carol = Peer::join(&c.addr, "carol");
+    for p in [&mut alice, &mut bob, &mut carol] {
+        who_is(p, &["alice", "bob", "carol"]);
+    }
+    // A room message reaches every member on every node.
+    say(&mut alice, "hello from a");
+    heard(&mut bob, "alice", "hello from a");
+    heard(&mut carol, "alice", "hello from a");
+    heard(&mut alice, "alice", "hello from a");
+    // Players lists span the nodes.
+    carol.expect_where("players", |m| {
+        m.get("players") == Some(&serde_json::json!(["alice", "bob", "carol"]))
+    });
+    // A private message across nodes, echoed to the sender.
+    alice.send(Request::Private(SayPrivately {
+        to: "CAROL".into(),
+        message: "psst".into(),
+    }));
+    let m = carol.expect("private");
+    assert_eq!(
+        (m.get_str("who"), m.get_str("message")),
+        (Some("alice"), Some("psst"))
+    );
+    alice.expect_where("private", |m| m.get("echo") == Some(&true.into()));
+    assert!(!bob.has("private", |_| true));
+    // Nicknames are unique cluster-wide (confusables too).
+    bob.send(Request::Nickname(SetNickname {
+        nickname: "Alice".into(),
+    }));
+    assert_eq!(
+        bob.expect("refused").get_str("code"),
+        Some("nickname-taken")
+    );
+    // Rooms: a room on one node, seen from another.
+    bob.send(Request::Join(chat::protocol::Join {
+        room: "games".into(),
+    }));
+    alice.expect_where("left", |m| m.get_str("nickname") == Some("bob"));
+    let want =
+        serde_json::json!([{"name": "games", "members": 1}, {"name": "lobby", "members": 2}]);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        carol.send(Request::Rooms(chat::protocol::Rooms::default()));
+        let rooms = carol.expect("rooms");
+        if rooms.get("rooms") == Some(&want) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rooms: {:?}", rooms.get("rooms"));
+        carol.pump();
+    }
+    // An operator on a kicks a user on c.
+    alice.send(Request::Op(Op {
+        password: "s3cret".into(),
+    }));
+    alice.expect("op");
+    alice.send(Request::Kick(Kick {
+        nickname: "carol".into(),
+        reason: Some("testing".into()),
+    }));
+    carol.expect("kicked");
+    alice.expect_where("left", |m| {
+        m.get_str("nickname") == Some("carol")
+            && m.get_str("reason")
+                .is_some_and(|r| r.contains("kicked by alice"))
+    });
+    who_is(&mut bob, &["alice", "bob"]);
+    for n in [a, b, c] {
+        n.stop();
+    }
+}
+
+#[test]
+fn each_senders_order_is_kept_across_nodes() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a", &[]);
+    let b = node(&redis, "b", &[]);
+    let mut alice = Peer::join(&a.addr, "alice");
+    let mut bob = Peer::join(&b.addr, "bob");
+    let mut carol = Peer::join(&a.addr, "carol");
+    who_is(&mut bob, &["alice", "bob", "carol"]);
+    for i in 0..300 {
+        alice
+            .client
+            .send(&Request::Message(Say {
+                message: format!("a{i}"),
+            }))
+            .unwrap();
+        carol
+            .client
+            .send(&Request::Message(Say {
+                message: format!("c{i}"),
+            }))
+            .unwrap();
+    }
+    alice.pump();
+    carol.pump();
+    let deadline = Instant::now() + TIMEOUT;
+    let seen = |p: &Peer, who: &str| -> Vec<String> {
+        p.inbox
+            .iter()
+            .filter(|m| m.action() == "message" && m.get_str("who") == Some(who))
+            .map(|m| m.get_str("message").unwrap().to_owned())
+            .collect()
+    };
+    while seen(&bob, "alice").len() < 300 || seen(&bob, "carol").len() < 300 {
+        assert!(
+            Instant::now() < deadline,
+            "bob got {} and {}",
+            seen(&bob, "alice").len(),
+            seen(&bob, "carol").len()
+        );
+        alice.pump();
+        carol.pump();
+        bob.pump();
+    }
+    let want = |p: &str| (0..300).map(|i| format!("{p}{i}")).collect::<Vec<_>>();
+    assert_eq!(seen(&bob, "alice"), want("a"));
+    assert_eq!(seen(&bob, "carol"), want("c"));
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_nickname_race_across_nodes_has_one_winner() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a", &[]);
+    let b = node(&redis, "b", &[]);
+    for round in 0..5 {
+        let nick = format!("zed{round}");
+        let mut x = Peer::connect(&a.addr);
+        let mut y = Peer::connect(&b.addr);
+        let ask = Request::Nickname(SetNickname {
+            nickname: nick.clone(),
+        });
+        x.client.send(&ask).unwrap();
+        y.client.send(&ask).unwrap();
+        let outcome = |p: &mut Peer| {
+            let deadline = Instant::now() + TIMEOUT;
+            let me = p
+                .inbox
+                .iter()
+                .find(|m| m.action() == "connected")
+                .and_then(|m| m.get("id").cloned())
+                .expect("the server announces ids");
+            loop {
+                p.pump();
+                for (i, m) in p.inbox.iter().enumerate() {
+                    // Our own rename (the winner's notice reaches the loser too).
+                    if m.action() == "renamed"
+                        && m.get_str("to") == Some(&nick)
+                        && m.get("id") == Some(&me)
+                    {
+                        p.inbox.remove(i);
+                        return true;
+                    }
+                    if m.action() == "refused" {
+                        assert_eq!(m.get_str("code"), Some("nickname-taken"));
+                        p.inbox.remove(i);
+                        return false;
+                    }
+                }
+                assert!(Instant::now() < deadline, "no answer to the claim");
+            }
+        };
+        let (wx, wy) = (outcome(&mut x), outcome(&mut y));
+        assert!(wx ^ wy, "round {round}: exactly one wins ({wx}, {wy})");
+    }
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_killed_nodes_users_leave_everywhere_and_free_their_names() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a", &[]);
+    let b = node(&redis, "b", &[]);
+    let mut alice = Peer::join(&a.addr, "alice");
+    let _dave = Peer::join(&b.addr, "dave");
+    who_is(&mut alice, &["alice", "dave"]);
+    // SIGKILL: no goodbye; its presence expires (3 s here) and a survivor notices.
+    let mut b = b;
+    b.child.0.kill().unwrap();
+    b.child.0.wait().unwrap();
+    let left = alice.expect_where("left", |m| m.get_str("nickname") == Some("dave"));
+    assert!(left
+        .get_str("reason")
+        .is_some_and(|r| r.contains("node b is gone")));
+    who_is(&mut alice, &["alice"]);
+    // The name is free again, cluster-wide.
+    let mut again = Peer::connect(&a.addr);
+    again.send(Request::Nickname(SetNickname {
+        nickname: "dave".into(),
+    }));
+    again.expect_where("renamed", |m| m.get_str("to") == Some("dave"));
+    a.stop();
+}
+
+#[test]
+fn nodes_keep_serving_through_a_redis_restart_and_resynchronise() {
+    let redis = RedisServer::start();
+    let port = redis.port;
+    let a = node(&redis, "a", &[]);
+    let b = node(&redis, "b", &[]);
+    let mut alice = Peer::join(&a.addr, "alice");
+    let mut ann = Peer::join(&a.addr, "ann");
+    let mut bob = Peer::join(&b.addr, "bob");
+    who_is(&mut bob, &["alice", "ann", "bob"]);
+    redis.kill();
+    // Local users are served: a message reaches the sender's own node.
+    say(&mut alice, "during the outage");
+    heard(&mut ann, "alice", "during the outage");
+    // Cross-node requests are refused, not lost silently.
+    // (Until the node notices the outage, a private message may still be echoed; once it
+    // has, it is refused.)
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        alice.inbox.clear();
+        alice.send(Request::Private(SayPrivately {
+            to: "bob".into(),
+            message: "are you there?".into(),
+        }));
+        until("an answer to the private message", || {
+            alice.pump();
+            alice.has("private", |_| true) || alice.has("refused", |_| true)
+        });
+        if let Some(m) = alice.inbox.iter().find(|m| m.action() == "refused") {
+            assert_eq!(m.get_str("code"), Some("cluster-unavailable"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the outage was never noticed");
+    }
+    // Redis back (empty: no persistence): the nodes write their users again.
+    let _redis = RedisServer::start_on(port);
+    who_is(&mut bob, &["alice", "ann", "bob"]);
+    who_is(&mut alice, &["alice", "ann", "bob"]);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        say(&mut alice, "after the outage");
+        bob.pump();
+        if bob.has("message", |m| {
+            m.get_str("message") == Some("after the outage")
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no cross-node message after Redis came back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Names are claimed again: still unique.
+    bob.send(Request::Nickname(SetNickname {
+        nickname: "alice".into(),
+    }));
+    assert_eq!(
+        bob.expect("refused").get_str("code"),
+        Some("nickname-taken")
+    );
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn podsixnet_and_terminal_clients_on_different_nodes_talk() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a", &[]);
+    let b = node(&redis, "b", &[]);
+    let (host, port) = a.addr.rsplit_once(':').unwrap();
+    let mut py = ChildGuard(
+        std::process::Command::new(podsixnet_python())
+            .current_dir(podsixnet_scripts())
+            .args([
+                "chat_peer.py",
+                "json",
+                host,
+                port,
+                "pyuser",
+                "hello from PodSixNet",
+                "term",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let py_out = Lines::collect(py.0.stdout.take().unwrap());
+    let py_err = Lines::collect(py.0.stderr.take().unwrap());
+    let (mut term, term_out) = chat_client(&b.addr, &["--nick", "term"]);
+    // The terminal user speaks once the PodSixNet user is in (its players list shows both).
+    until("the PodSixNet user on the terminal", || {
+        term_out.any(|l| l.contains("pyuser"))
+    });
+    term.0
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"hello from the terminal\n")
+        .unwrap();
+    let status = py.wait_with(|| {});
+    py_out.finish();
+    py_err.finish();
+    assert!(status.success(), "{:?} {:?}", py_out.all(), py_err.all());
+    assert!(py_out.any(|l| l.contains("hello from the terminal")));
+    until("PodSixNet's message on the terminal", || {
+        term_out.any(|l| l.contains("<pyuser> hello from PodSixNet"))
+    });
+    term.0
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"/quit\n")
+        .unwrap();
+    assert!(term.wait_with(|| {}).success());
+    a.stop();
+    b.stop();
+}
