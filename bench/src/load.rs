@@ -200,14 +200,15 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64
 }
 
-/// `K` clients connect and set nicknames; `S` of them keep `W` messages in flight each (a
-/// message is in flight until its sender sees it come back) for `duration` after a warm-up of
+/// `K` clients connect (client `i` to `addrs[i % addrs.len()]`: several nodes of one chat
+/// share the load) and set nicknames; `S` of them keep `W` messages in flight each (a message
+/// is in flight until its sender sees it come back) for `duration` after a warm-up of
 /// `warmup`. Counts every frame every client receives.
 ///
 /// # Panics
 /// If the server cannot be reached or the set-up does not finish within 30 s.
 pub fn chat(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     k: usize,
     s: usize,
     w: usize,
@@ -216,7 +217,7 @@ pub fn chat(
 ) -> ChatResult {
     let mut g = Gen::new();
     for i in 0..k {
-        let id = g.connect(addr);
+        let id = g.connect(addrs[i % addrs.len()]);
         g.conns[id].queue(&serde_json::json!({"action": "nickname", "nickname": format!("c{i}")}));
         if i < s {
             let tag: &'static [u8] = Box::leak(format!("\"{i}:").into_bytes().into_boxed_slice());

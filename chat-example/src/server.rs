@@ -65,8 +65,8 @@ struct User {
     op: bool,
     /// The peer's address (operator logins are limited per IP address too).
     addr: SocketAddr,
-    /// Request budgets; `None` when limits are off.
-    limits: Option<UserLimits>,
+    /// Request budgets, made at the first limited request (an idle user costs nothing).
+    limits: Option<Box<UserLimits>>,
     /// Set by quit or kick: the reason the room is told when the channel closes.
     leaving: Option<String>,
 }
@@ -195,10 +195,20 @@ impl Chat {
         }
     }
 
+    /// `id`'s budgets (made full on first use), or `None` when limits are off.
+    fn user_limits(&mut self, id: ChannelId, now: std::time::Instant) -> Option<&mut UserLimits> {
+        let settings = self.settings.limits?;
+        let user = self.users.get_mut(&id)?;
+        Some(
+            user.limits
+                .get_or_insert_with(|| Box::new(UserLimits::new(&settings, now))),
+        )
+    }
+
     /// Whether `id` may make a request of `kind` now; if not, it is refused (`rate-limited`).
     fn allow(&mut self, hub: &mut Hub<'_>, id: ChannelId, kind: Kind, request: &str) -> bool {
         let now = hub.config().get_clock().now();
-        let Some(limits) = self.users.get_mut(&id).and_then(|u| u.limits.as_mut()) else {
+        let Some(limits) = self.user_limits(id, now) else {
             return true;
         };
         match limits.take(kind, now) {
@@ -739,13 +749,16 @@ impl Chat {
     }
 
     fn op(&mut self, hub: &mut Hub<'_>, id: ChannelId, m: Op) {
-        if let (Some(limits), Some(user)) = (&self.settings.limits, self.users.get_mut(&id)) {
-            if let Some(user_limits) = user.limits.as_mut() {
-                let now = hub.config().get_clock().now();
-                let ip = Some(user.addr.ip());
-                if let Err(r) = self.op_attempts.take(limits, user_limits, ip, now) {
-                    return self.refuse(hub, id, "op", r);
-                }
+        let now = hub.config().get_clock().now();
+        let ip = self.users.get(&id).map(|u| u.addr.ip());
+        if let Some(limits) = self.settings.limits {
+            let mut attempts = std::mem::take(&mut self.op_attempts);
+            let verdict = self
+                .user_limits(id, now)
+                .map(|user_limits| attempts.take(&limits, user_limits, ip, now));
+            self.op_attempts = attempts;
+            if let Some(Err(r)) = verdict {
+                return self.refuse(hub, id, "op", r);
             }
         }
         // Constant time in the password's bytes (the `subtle` crate): a guesser learns nothing
@@ -852,11 +865,7 @@ impl ServerHandler for Chat {
                 room: String::new(),
                 op: false,
                 addr,
-                limits: self
-                    .settings
-                    .limits
-                    .as_ref()
-                    .map(|l| UserLimits::new(l, hub.config().get_clock().now())),
+                limits: None,
                 leaving: None,
             },
         );

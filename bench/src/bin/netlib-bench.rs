@@ -35,13 +35,75 @@ struct Args {
 
 struct Server {
     child: Child,
-    addr: SocketAddr,
+    /// Where clients connect: one address, or one per node of a cluster.
+    addrs: Vec<SocketAddr>,
+    /// A cluster's other processes (its other nodes, then Redis), stopped after `child`.
+    others: Vec<Server>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.others.clear();
+    }
+}
+
+/// A `redis-server` on a free port, pinned to CPU 0 with the servers, without persistence.
+fn redis() -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new("taskset")
+        .args(["-c", "0", "redis-server", "--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-server");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server {
+        child,
+        addrs: vec![addr],
+        others: Vec::new(),
+    }
+}
+
+/// Two chat-server nodes sharing rooms through Redis; clients are spread over both.
+fn cluster(program: &Path) -> Server {
+    let redis = redis();
+    let url = format!("redis://{}", redis.addrs[0]);
+    let node = |id: &str| {
+        start(
+            "chat-server",
+            program,
+            &[
+                "127.0.0.1:0",
+                "--max-connections",
+                "20000",
+                "--rate-limit",
+                "0",
+                "--redis",
+                &url,
+                "--node-id",
+                id,
+            ],
+        )
+    };
+    let (a, b) = (node("a"), node("b"));
+    Server {
+        addrs: vec![a.addrs[0], b.addrs[0]],
+        child: Command::new("true").spawn().expect("true"),
+        others: vec![a, b, redis],
     }
 }
 
@@ -66,7 +128,35 @@ fn start(name: &str, program: &Path, args: &[&str]) -> Server {
         .unwrap()
         .parse()
         .unwrap_or_else(|_| panic!("{name}: {line:?}"));
-    Server { child, addr }
+    Server {
+        child,
+        addrs: vec![addr],
+        others: Vec::new(),
+    }
+}
+
+/// CPU time a process has used (user + system), in clock ticks (`/proc/PID/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
+}
+
+/// The processes of a server whose CPU time is reported: (name, pid).
+fn processes(server: &Server) -> Vec<(String, u32)> {
+    if server.others.is_empty() {
+        return vec![("server".into(), server.child.id())];
+    }
+    ["node a", "node b", "redis-server"]
+        .iter()
+        .zip(&server.others)
+        .map(|(n, s)| (n.to_string(), s.child.id()))
+        .collect()
 }
 
 /// The median of each metric over runs.
@@ -131,6 +221,10 @@ fn main() {
             "raw",
             Box::new(|| start("raw-relay", &t.join("release/raw-relay"), &["127.0.0.1:0"])),
         ),
+        (
+            "netlib, 2 nodes + Redis",
+            Box::new(|| cluster(&t.join("release/chat-server"))),
+        ),
     ];
     let workloads: [(&str, usize, usize, usize); 3] = [
         ("chat K=100 S=100 W=1", 100, 100, 1),
@@ -143,7 +237,27 @@ fn main() {
         for rep in 0..args.repeat.max(1) {
             for (i, (server_name, make)) in servers.iter().enumerate() {
                 let server = make();
-                let r = load::chat(server.addr, k, s, w, warm, dur);
+                let procs = processes(&server);
+                let before: Vec<u64> = procs.iter().map(|(_, p)| cpu_ticks(*p)).collect();
+                let r = load::chat(&server.addrs, k, s, w, warm, dur);
+                if server.others.len() > 1 {
+                    // Where the time goes in a cluster: each process's share of CPU 0.
+                    let used: Vec<u64> = procs
+                        .iter()
+                        .zip(&before)
+                        .map(|((_, p), b)| cpu_ticks(*p).saturating_sub(*b))
+                        .collect();
+                    let total: u64 = used.iter().sum::<u64>().max(1);
+                    let shares: Vec<String> = procs
+                        .iter()
+                        .zip(&used)
+                        .map(|((n, _), u)| format!("{n} {:.0}%", 100.0 * *u as f64 / total as f64))
+                        .collect();
+                    eprintln!(
+                        "{name} / {server_name}: CPU time shares: {}",
+                        shares.join(", ")
+                    );
+                }
                 eprintln!("{name} / {server_name} / run {}: {r:?}", rep + 1);
                 runs[i].push(r);
             }
@@ -151,7 +265,7 @@ fn main() {
         results.push(runs.iter().map(|r| median(r)).collect());
     }
     let netlib = (servers[0].1)();
-    let idle = load::idle(netlib.addr, netlib.child.id(), args.idle);
+    let idle = load::idle(netlib.addrs[0], netlib.child.id(), args.idle);
     eprintln!("idle / netlib: {idle:?}");
     drop(netlib);
 
@@ -165,6 +279,19 @@ fn main() {
         fmt_rate(tp[2].deliveries_per_sec),
         100.0 * tp[0].deliveries_per_sec / tp[2].deliveries_per_sec,
         tp[0].deliveries_per_sec / tp[1].deliveries_per_sec,
+    );
+    let (one, two) = (&results[0][0], &results[0][3]);
+    println!(
+        "| chat, K=100, S=100, W=1, clients split over 2 nodes + Redis | deliveries/s | {} (2 nodes) | - | - | {:.2}x one node | {:.1}x Socket.IO's 135 k/s |",
+        fmt_rate(two.deliveries_per_sec),
+        two.deliveries_per_sec / one.deliveries_per_sec,
+        two.deliveries_per_sec / 135e3,
+    );
+    let lat = &results[1][3];
+    println!(
+        "| chat, K=100, S=1, W=1, 2 nodes + Redis | round trip p50 / p99 | {} / {} | - | - | - | - |",
+        ms(lat.p50_us),
+        ms(lat.p99_us)
     );
     for (row, label) in [
         (&results[1], "chat, K=100, S=1, W=1"),

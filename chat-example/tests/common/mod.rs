@@ -98,13 +98,18 @@ impl ChatServer {
 
     /// The addresses of the extra listeners of one `kind` (`line`, `rencode`), as printed:
     /// `chat-server listening for KIND clients on ADDR`.
+    /// Waits until at least one is printed.
     pub fn listening(&self, kind: &str) -> Vec<String> {
         let prefix = format!("chat-server listening for {kind} clients on ");
-        self.stdout
-            .all()
-            .iter()
-            .filter_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
-            .collect()
+        let found = || -> Vec<String> {
+            self.stdout
+                .all()
+                .iter()
+                .filter_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+                .collect()
+        };
+        until(&format!("a {kind} listener"), || !found().is_empty());
+        found()
     }
 
     /// SIGTERM, then waits for a clean exit.
