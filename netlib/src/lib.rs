@@ -33,7 +33,8 @@
 //!   messages to the handlers, run its `closed` hook.
 //! - `listen` (private): the server's listeners and the connections still in their handshake
 //!   (which count toward `max_connections` and time out), made channels once established.
-//! - [`client`] and [`server`]: the thin mio drivers [`Client`] and [`Server`].
+//! - [`client`] and [`server`]: the thin mio drivers [`Client`] and [`Server`] (`server/local.rs`:
+//!   driving a server without sockets, for tests).
 //!
 //! # Handlers
 //!

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use netlib::ChannelId;
 
-use super::{c, now_ms, send, unavailable, Chat, Hub, Refusal, ServerMsg};
+use super::{c, send, unavailable, Chat, Hub, Refusal, ServerMsg};
 use crate::cluster::{Cmd, Event, Incoming, Presence, UserRef};
 use crate::protocol::{name_keys, ANONYMOUS};
 
@@ -70,7 +70,7 @@ impl Chat {
                 Incoming::Claimed { id, nick, ok } => self.on_claimed(hub, id, nick, ok),
                 Incoming::Snapshot(nodes) => {
                     for (node, users) in nodes {
-                        self.replace_node(hub, &node, users);
+                        self.replace_node(&node, users);
                     }
                 }
                 Incoming::NodesGone(nodes) => {
@@ -267,25 +267,35 @@ impl Chat {
         self.backplane.as_ref().is_some_and(|b| b.node == u.node)
     }
 
-    /// Replaces what this node knows of `node`'s users with `users`, quietly (a resync, not
-    /// news): players lists are refreshed.
-    fn replace_node(&mut self, hub: &mut Hub<'_>, node: &str, users: Vec<Presence>) {
-        let _ = hub;
-        let old: Vec<UserRef> = self
+    /// Removes `node`'s users from what this node knows (and from their rooms).
+    fn take_node(&mut self, node: &str) -> Vec<(UserRef, RemoteUser)> {
+        let refs: Vec<UserRef> = self
             .remote
             .users
             .keys()
             .filter(|u| u.node == node)
             .cloned()
             .collect();
-        for u in old {
+        let mut taken = Vec::with_capacity(refs.len());
+        for u in refs {
             if let Some(r) = self.remote.users.remove(&u) {
                 self.remote.unclaim(&u, &r.nick);
                 if let Some(room) = self.rooms.get_mut(&r.room) {
                     room.remote.swap_remove(&u);
-                    room.list_dirty = true;
-                    self.dirty_rooms.insert(r.room.clone());
                 }
+                taken.push((u, r));
+            }
+        }
+        taken
+    }
+
+    /// Replaces what this node knows of `node`'s users with `users`, quietly (a resync, not
+    /// news): the rooms' players lists are refreshed.
+    fn replace_node(&mut self, node: &str, users: Vec<Presence>) {
+        for (_, r) in self.take_node(node) {
+            if let Some(room) = self.rooms.get_mut(&r.room) {
+                room.list_dirty = true;
+                self.dirty_rooms.insert(r.room);
             }
         }
         for p in users {
@@ -320,22 +330,8 @@ impl Chat {
 
     /// `node`'s users are gone: each leaves its room with `reason`.
     fn drop_node(&mut self, hub: &mut Hub<'_>, node: &str, reason: &str) {
-        let gone: Vec<UserRef> = self
-            .remote
-            .users
-            .keys()
-            .filter(|u| u.node == node)
-            .cloned()
-            .collect();
-        for u in gone {
-            if let Some(r) = self.remote.users.remove(&u) {
-                self.remote.unclaim(&u, &r.nick);
-                if let Some(room) = self.rooms.get_mut(&r.room) {
-                    room.remote.swap_remove(&u);
-                }
-                self.announce_left(hub, &r.room, &r.nick, shown_id(&u), reason);
-            }
+        for (u, r) in self.take_node(node) {
+            self.announce_left(hub, &r.room, &r.nick, shown_id(&u), reason);
         }
-        let _ = now_ms;
     }
 }

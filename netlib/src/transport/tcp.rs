@@ -40,6 +40,27 @@ impl Transport for TcpStream {
     }
 }
 
+/// The next pending connection on a non-blocking listener, with Nagle's algorithm off (frames
+/// are written whole, once per pump); `Ok(None)` when none is pending.
+///
+/// # Errors
+/// The operating system's error (e.g. `EMFILE`).
+pub(crate) fn accept_nodelay(
+    listener: &TcpListener,
+) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+    loop {
+        match listener.accept() {
+            Ok((stream, addr)) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(Some((stream, addr)));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A TCP listening socket, optionally with its own [`Wire`] (e.g. a rencode port beside the
 /// server's JSON one).
 #[derive(Debug)]
@@ -58,17 +79,7 @@ impl TcpAcceptor {
 
 impl Acceptor for TcpAcceptor {
     fn accept(&mut self) -> io::Result<Option<(Box<dyn Transport>, SocketAddr)>> {
-        loop {
-            match self.listener.accept() {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    return Ok(Some((Box::new(stream), addr)));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        Ok(accept_nodelay(&self.listener)?.map(|(s, a)| (Box::new(s) as Box<dyn Transport>, a)))
     }
 
     fn source(&mut self) -> Option<&mut dyn Source> {

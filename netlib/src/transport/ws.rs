@@ -987,18 +987,12 @@ impl WsAcceptor {
 
 impl Acceptor for WsAcceptor {
     fn accept(&mut self) -> io::Result<Option<(Box<dyn Transport>, SocketAddr)>> {
-        loop {
-            match self.listener.accept() {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    let s = WsStream::server(stream, self.options.clone(), self.config);
-                    return Ok(Some((Box::new(s), addr)));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        Ok(
+            super::tcp::accept_nodelay(&self.listener)?.map(|(stream, addr)| {
+                let s = WsStream::server(stream, self.options.clone(), self.config);
+                (Box::new(s) as Box<dyn Transport>, addr)
+            }),
+        )
     }
 
     fn source(&mut self) -> Option<&mut dyn Source> {
