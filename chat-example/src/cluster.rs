@@ -1,5 +1,5 @@
 //! The backplane seam: what one chat-server node says to the others, and the two channels
-//! between the chat (on the mio loop) and a backplane thread (e.g. [`crate::redis`]).
+//! between the chat (on the mio loop) and a backplane thread (e.g. [`crate::redis_backplane`]).
 //!
 //! The chat never does backplane I/O itself. It sends [`Cmd`]s down an `mpsc` channel (never
 //! blocks) and, at the end of each pump, takes the [`Incoming`]s the thread handed over; the
