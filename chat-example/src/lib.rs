@@ -13,6 +13,7 @@
 //!   netlib payload codec on a line-framed listener.
 //! - [`cluster`]: the backplane seam (what nodes tell each other; the channels between the chat
 //!   and a backplane thread); [`redis_backplane`]: Redis behind it.
+//! - [`web`]: the chat page, embedded and served with its WebSocket by `--web`.
 //! - [`sanitize`]: strips terminal control and escape sequences from received text.
 #![deny(missing_docs, rust_2018_idioms)]
 
@@ -24,6 +25,7 @@ pub mod redis_backplane;
 pub mod sanitize;
 pub mod server;
 pub mod text;
+pub mod web;
 
 /// The `--codec` option of both binaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,5 +1,5 @@
 //! `chat-server [HOST:PORT]... [--codec json|rencode] [--framing terminator|length]
-//! [--text ADDR]... [--rencode ADDR]... [--op-password-env VAR]`: the netlib chat server.
+//! [--text ADDR]... [--rencode ADDR]... [--web ADDR]... [--allowed-origin ORIGIN]... [--op-password-env VAR]`: the netlib chat server.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -33,6 +33,14 @@ struct Args {
     /// `[::]:7777`; repeat for several.
     #[arg(long, value_name = "ADDR")]
     text: Vec<String>,
+    /// Also serve the chat page and its WebSocket (`ws://ADDR/ws`) on this address, e.g.
+    /// `127.0.0.1:8080`, then open `http://ADDR/`; repeat for several.
+    #[arg(long, value_name = "ADDR")]
+    web: Vec<String>,
+    /// Pages from this origin (e.g. `https://chat.example.com`) may open the WebSocket too;
+    /// the page's own origin always may. Repeat for several.
+    #[arg(long, value_name = "ORIGIN", requires = "web")]
+    allowed_origin: Vec<String>,
     /// Also listen for stock PodSixNet clients in their default encoding (rencode, terminator
     /// framing) on this address, beside the main listeners' codec; repeat for several.
     #[arg(long, value_name = "ADDR")]
@@ -172,6 +180,23 @@ fn main() -> ExitCode {
         framing: Framing::Terminator,
         codec: Codec::Rencode,
     };
+    let mut page = chat::web::options();
+    for origin in &args.allowed_origin {
+        page = page.allow_origin(origin);
+    }
+    for addr in &args.web {
+        match server.bind_ws(addr, page.clone()) {
+            Ok(bound) => {
+                for a in bound {
+                    println!("chat-server listening for web clients on http://{a}/");
+                }
+            }
+            Err(e) => {
+                eprintln!("chat-server: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let extra = (args.text.iter().map(|a| (a, "line", &text)))
         .chain(args.rencode.iter().map(|a| (a, "rencode", &rencode)));
     for (addr, kind, wire) in extra {
