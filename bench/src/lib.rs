@@ -9,3 +9,4 @@
 #![deny(missing_docs, rust_2018_idioms)]
 
 pub mod load;
+pub mod ws_load;

@@ -193,7 +193,8 @@ pub struct ChatResult {
     pub samples: usize,
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
+/// The `p` quantile (0 to 1) of sorted samples; NaN when there are none.
+pub(crate) fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -78,6 +78,37 @@ fn redis() -> Server {
     }
 }
 
+/// chat-server with its page and WebSocket (`--web`); `addrs` holds the web listener.
+fn start_web(program: &Path) -> Server {
+    let mut child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(program)
+        .args(["127.0.0.1:0", "--web", "127.0.0.1:0", "--rate-limit", "0"])
+        .args(["--max-connections", "20000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chat-server --web");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let prefix = "chat-server listening for web clients on http://";
+    let addr = loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).expect("read") > 0,
+            "no web address"
+        );
+        if let Some(rest) = line.trim().strip_prefix(prefix) {
+            break rest.trim_end_matches('/').parse().expect("web address");
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    Server {
+        child,
+        addrs: vec![addr],
+        others: Vec::new(),
+    }
+}
+
 /// Two chat-server nodes sharing rooms through Redis; clients are spread over both.
 fn cluster(program: &Path) -> Server {
     let redis = redis();
@@ -264,6 +295,28 @@ fn main() {
         }
         results.push(runs.iter().map(|r| median(r)).collect());
     }
+    // The same chat over WebSocket (browsers' transport), beside netlib over TCP.
+    let mut ws_runs: [Vec<ChatResult>; 2] = [Vec::new(), Vec::new()];
+    for rep in 0..args.repeat.max(1) {
+        for (i, (name, s)) in [("chat K=100 S=100 W=1", 100), ("chat K=100 S=1 W=1", 1)]
+            .into_iter()
+            .enumerate()
+        {
+            let server = start_web(&t.join("release/chat-server"));
+            let (cpu0, t0) = (cpu_ticks(server.child.id()), std::time::Instant::now());
+            let r = netlib_bench::ws_load::chat(server.addrs[0], 100, s, 1, warm, dur);
+            // Whether the server or the generator is the limit: the server's CPU use.
+            let busy =
+                (cpu_ticks(server.child.id()) - cpu0) as f64 / 100.0 / t0.elapsed().as_secs_f64();
+            eprintln!(
+                "{name} / netlib over WebSocket / run {}: {r:?}; server CPU {:.0}%",
+                rep + 1,
+                100.0 * busy
+            );
+            ws_runs[i].push(r);
+        }
+    }
+    let ws = [median(&ws_runs[0]), median(&ws_runs[1])];
     let netlib = (servers[0].1)();
     let idle = load::idle(netlib.addrs[0], netlib.child.id(), args.idle);
     eprintln!("idle / netlib: {idle:?}");
@@ -286,6 +339,18 @@ fn main() {
         fmt_rate(two.deliveries_per_sec),
         two.deliveries_per_sec / one.deliveries_per_sec,
         two.deliveries_per_sec / 135e3,
+    );
+    println!(
+        "| chat over WebSocket, K=100, S=100, W=1 | deliveries/s | {} | - | - | {:.2}x netlib over TCP | {:.0}x |",
+        fmt_rate(ws[0].deliveries_per_sec),
+        ws[0].deliveries_per_sec / tp[0].deliveries_per_sec,
+        ws[0].deliveries_per_sec / tp[1].deliveries_per_sec,
+    );
+    println!(
+        "| chat over WebSocket, K=100, S=1, W=1 | round trip p50 / p99 | {} / {} | - | - | {:.2}x netlib over TCP (p50) | - |",
+        ms(ws[1].p50_us),
+        ms(ws[1].p99_us),
+        ws[1].p50_us / results[1][0].p50_us,
     );
     let lat = &results[1][3];
     println!(
