@@ -241,6 +241,17 @@ pub fn chat_client(addr: &str, args: &[&str]) -> (ChildGuard, Lines) {
     (child, out)
 }
 
+/// Whether a Redis server answers `PING` on `port`.
+fn ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
 /// A real `redis-server` (Debian's package) on a free loopback port, without persistence;
 /// stopped by its PID when dropped. Fails the test if it cannot start.
 pub struct RedisServer {
@@ -249,13 +260,25 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
+    /// Starts one on a free port. A port taken meanwhile by another process (the tests start
+    /// many) makes redis-server exit: then another port is tried, up to 5 times.
     pub fn start() -> Self {
-        let port = netlib_tests::unused_port();
-        RedisServer::start_on(port)
+        for _ in 0..5 {
+            if let Some(r) = RedisServer::try_start(netlib_tests::unused_port()) {
+                return r;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
     }
 
     /// Starts one on `port` (e.g. again after a restart).
     pub fn start_on(port: u16) -> Self {
+        RedisServer::try_start(port).expect("redis-server on its port again")
+    }
+
+    /// Starts redis-server on `port` and waits until it answers `PING` with `+PONG` (so the
+    /// port is really its); `None` if it exits first.
+    fn try_start(port: u16) -> Option<Self> {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -272,14 +295,20 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed (Debian package redis-server)");
         let mut child = ChildGuard(child);
-        until("redis-server to accept connections", || {
+        let deadline = std::time::Instant::now() + netlib_tests::TIMEOUT;
+        loop {
+            if child.0.try_wait().unwrap().is_some() {
+                return None;
+            }
+            if ping(port) {
+                return Some(RedisServer { child, port });
+            }
             assert!(
-                child.0.try_wait().unwrap().is_none(),
-                "redis-server exited at start"
+                std::time::Instant::now() < deadline,
+                "redis-server did not answer on port {port}"
             );
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        RedisServer { child, port }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn url(&self) -> String {
