@@ -13,6 +13,10 @@ if [ ! -e target/podsixnet-venv/.installed ]; then
   target/podsixnet-venv/bin/python -m pip install --quiet --disable-pip-version-check podsixnet==0.11.0
   echo "podsixnet==0.11.0" > target/podsixnet-venv/.installed
 fi
+# Socket.IO 4 and its Redis adapter from npm, for the comparison (bench/socketio).
+if [ ! -d bench/socketio/node_modules ]; then
+  (cd bench/socketio && npm ci --no-audit --no-fund --silent)
+fi
 lscpu | grep -E "^(Model name|CPU\(s\)):" | sed 's/^/# /'
 taskset -c 1 target/release/netlib-bench "$@"
 # What hostile users cost the server with its default limits (chat-example/README.md, Limits).

@@ -1,7 +1,9 @@
 //! The chat workload over WebSocket: the same K clients, S senders and W messages in flight as
 //! [`load::chat`](crate::load::chat), each client a WebSocket (RFC 6455 through `tungstenite`,
-//! masked text frames, one JSON message each) on one mio poller, against a server's `ws://`
-//! listener (`chat-server --web`).
+//! masked text frames) on one mio poller. It speaks netlib's protocol (one JSON message per text
+//! frame, `chat-server --web`) or Socket.IO 4's (Engine.IO v4 packets over WebSocket: `40` to
+//! join the default namespace, events as `42["message",{...}]`, pings `2` answered `3`), so the
+//! same workload measures Socket.IO with its Redis adapter.
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
@@ -15,7 +17,38 @@ use tungstenite::{Message, WebSocket};
 
 use crate::load::{percentile, ChatResult};
 
+/// Which protocol the clients speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// netlib: `{"action": ..., ...}` per text frame, at `/ws`.
+    Netlib,
+    /// Socket.IO 4 (Engine.IO v4) over WebSocket, at `/socket.io/`.
+    SocketIo,
+}
+
+impl Proto {
+    fn path(self) -> &'static str {
+        match self {
+            Proto::Netlib => "/ws",
+            Proto::SocketIo => "/socket.io/?EIO=4&transport=websocket",
+        }
+    }
+
+    /// The text frame for an action and its payload.
+    fn frame(self, action: &str, payload: serde_json::Value) -> String {
+        match self {
+            Proto::Netlib => {
+                let mut v = payload;
+                v["action"] = action.into();
+                v.to_string()
+            }
+            Proto::SocketIo => format!("42{}", serde_json::json!([action, payload])),
+        }
+    }
+}
+
 struct Client {
+    proto: Proto,
     ws: WebSocket<TcpStream>,
     /// Messages received.
     frames: u64,
@@ -26,9 +59,9 @@ struct Client {
 }
 
 impl Client {
-    fn send(&mut self, v: &serde_json::Value) {
+    fn send(&mut self, text: String) {
         // Queued in tungstenite's write buffer; written by `flush`.
-        match self.ws.write(Message::text(v.to_string())) {
+        match self.ws.write(Message::text(text)) {
             Ok(()) => {}
             Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
             Err(e) => panic!("websocket send: {e}"),
@@ -39,7 +72,10 @@ impl Client {
         self.inflight.push_back((self.next_seq, Instant::now()));
         let text = format!("{id}:{}", self.next_seq);
         self.next_seq += 1;
-        self.send(&serde_json::json!({"action": "message", "message": text}));
+        let frame = self
+            .proto
+            .frame("message", serde_json::json!({ "message": text }));
+        self.send(frame);
     }
 
     fn flush(&mut self) {
@@ -51,16 +87,16 @@ impl Client {
     }
 }
 
-/// Opens a WebSocket to `ws://addr/ws` on a non-blocking socket (the handshake is driven to its
-/// end here, waiting in the poller).
-fn open(poll: &Poll, addr: SocketAddr, token: Token) -> WebSocket<TcpStream> {
+/// Opens a WebSocket to `addr` at the protocol's path on a non-blocking socket (the handshake
+/// is driven to its end here).
+fn open(poll: &Poll, addr: SocketAddr, token: Token, proto: Proto) -> WebSocket<TcpStream> {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_nodelay(true).expect("nodelay");
     poll.registry()
         .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
         .expect("register");
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut attempt = tungstenite::client(format!("ws://{addr}/ws"), stream);
+    let mut attempt = tungstenite::client(format!("ws://{addr}{}", proto.path()), stream);
     loop {
         match attempt {
             Ok((ws, _)) => return ws,
@@ -74,12 +110,14 @@ fn open(poll: &Poll, addr: SocketAddr, token: Token) -> WebSocket<TcpStream> {
     }
 }
 
-/// As [`load::chat`](crate::load::chat), over WebSocket to `addr`'s `/ws`.
+/// As [`load::chat`](crate::load::chat), over WebSocket in `proto` (client `i` to
+/// `addrs[i % addrs.len()]`). Deliveries count the chat's frames (for Socket.IO, event packets).
 ///
 /// # Panics
 /// If the server cannot be reached or the set-up does not finish within 30 s.
 pub fn chat(
-    addr: SocketAddr,
+    proto: Proto,
+    addrs: &[SocketAddr],
     k: usize,
     s: usize,
     w: usize,
@@ -90,7 +128,8 @@ pub fn chat(
     let mut events = Events::with_capacity(4096);
     let mut clients: Vec<Client> = (0..k)
         .map(|i| Client {
-            ws: open(&poll, addr, Token(i)),
+            proto,
+            ws: open(&poll, addrs[i % addrs.len()], Token(i), proto),
             frames: 0,
             tag: (i < s).then(|| format!("\"{i}:")),
             inflight: VecDeque::new(),
@@ -98,7 +137,15 @@ pub fn chat(
         })
         .collect();
     for (i, c) in clients.iter_mut().enumerate() {
-        c.send(&serde_json::json!({"action": "nickname", "nickname": format!("c{i}")}));
+        if proto == Proto::SocketIo {
+            c.send("40".to_owned()); // join the default namespace; the nickname follows its ack
+        } else {
+            let frame = proto.frame(
+                "nickname",
+                serde_json::json!({ "nickname": format!("c{i}") }),
+            );
+            c.send(frame);
+        }
         c.flush();
     }
     // One poll round: reads every readable client until it would block; senders answer their
@@ -116,6 +163,25 @@ pub fn chat(
             loop {
                 match c.ws.read() {
                     Ok(Message::Text(t)) => {
+                        if c.proto == Proto::SocketIo {
+                            if t.as_str() == "2" {
+                                c.send("3".to_owned()); // Engine.IO ping, pong
+                                continue;
+                            }
+                            if t.starts_with("40") {
+                                // In the namespace now (a real client waits for this too):
+                                // events sent before it would be refused.
+                                let frame = Proto::SocketIo.frame(
+                                    "nickname",
+                                    serde_json::json!({ "nickname": format!("c{id}") }),
+                                );
+                                c.send(frame);
+                                continue;
+                            }
+                            if !t.starts_with("42") {
+                                continue; // the open packet
+                            }
+                        }
                         c.frames += 1;
                         n += 1;
                         let Some(tag) = &c.tag else { continue };
@@ -143,6 +209,7 @@ pub fn chat(
                             }
                         }
                     }
+                    Ok(Message::Close(frame)) => panic!("the server closed client {id}: {frame:?}"),
                     Ok(_) => {}
                     Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) => panic!("websocket read: {e}"),

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use netlib_bench::load::{self, ChatResult};
+use netlib_bench::ws_load::{self, Proto};
 
 /// The benchmark run.
 #[derive(Debug, Parser)]
@@ -106,6 +107,27 @@ fn start_web(program: &Path) -> Server {
         child,
         addrs: vec![addr],
         others: Vec::new(),
+    }
+}
+
+/// Two Socket.IO 4 nodes (`bench/socketio/server.mjs`, Node) sharing the room through Redis
+/// with `@socket.io/redis-adapter`: the same layout as [`cluster`].
+fn socketio_cluster() -> Server {
+    let redis = redis();
+    let url = format!("redis://{}", redis.addrs[0]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("socketio/server.mjs");
+    let node = || {
+        start(
+            "Socket.IO",
+            Path::new("node"),
+            &[script.to_str().unwrap(), &url],
+        )
+    };
+    let (a, b) = (node(), node());
+    Server {
+        addrs: vec![a.addrs[0], b.addrs[0]],
+        child: Command::new("true").spawn().expect("true"),
+        others: vec![a, b, redis],
     }
 }
 
@@ -304,7 +326,7 @@ fn main() {
         {
             let server = start_web(&t.join("release/chat-server"));
             let (cpu0, t0) = (cpu_ticks(server.child.id()), std::time::Instant::now());
-            let r = netlib_bench::ws_load::chat(server.addrs[0], 100, s, 1, warm, dur);
+            let r = ws_load::chat(Proto::Netlib, &server.addrs, 100, s, 1, warm, dur);
             // Whether the server or the generator is the limit: the server's CPU use.
             let busy =
                 (cpu_ticks(server.child.id()) - cpu0) as f64 / 100.0 / t0.elapsed().as_secs_f64();
@@ -317,6 +339,18 @@ fn main() {
         }
     }
     let ws = [median(&ws_runs[0]), median(&ws_runs[1])];
+    // Socket.IO 4 with its Redis adapter, 2 nodes, over WebSocket: the peer to beat.
+    let mut sio_runs = Vec::new();
+    for rep in 0..args.repeat.max(1) {
+        let server = socketio_cluster();
+        let r = ws_load::chat(Proto::SocketIo, &server.addrs, 100, 100, 1, warm, dur);
+        eprintln!(
+            "chat K=100 S=100 W=1 / Socket.IO, 2 nodes + Redis / run {}: {r:?}",
+            rep + 1
+        );
+        sio_runs.push(r);
+    }
+    let sio = median(&sio_runs);
     let netlib = (servers[0].1)();
     let idle = load::idle(netlib.addrs[0], netlib.child.id(), args.idle);
     eprintln!("idle / netlib: {idle:?}");
@@ -335,10 +369,14 @@ fn main() {
     );
     let (one, two) = (&results[0][0], &results[0][3]);
     println!(
-        "| chat, K=100, S=100, W=1, clients split over 2 nodes + Redis | deliveries/s | {} (2 nodes) | - | - | {:.2}x one node | {:.1}x Socket.IO's 135 k/s |",
+        "| chat, K=100, S=100, W=1, clients split over 2 nodes + Redis | deliveries/s | {} (2 nodes) | - | - | {:.2}x one node | {:.1}x Socket.IO |",
         fmt_rate(two.deliveries_per_sec),
         two.deliveries_per_sec / one.deliveries_per_sec,
-        two.deliveries_per_sec / 135e3,
+        two.deliveries_per_sec / sio.deliveries_per_sec,
+    );
+    println!(
+        "| same, Socket.IO 4 + @socket.io/redis-adapter, 2 nodes, over WebSocket | deliveries/s | {} | - | - | - | - |",
+        fmt_rate(sio.deliveries_per_sec),
     );
     println!(
         "| chat over WebSocket, K=100, S=100, W=1 | deliveries/s | {} | - | - | {:.2}x netlib over TCP | {:.0}x |",
