@@ -369,7 +369,7 @@ impl<C> Hub<C> {
             return;
         }
         if let Some(slot) = self.slots.get_mut(key) {
-            let now = slot.link.session.memory();
+            let now = slot.link.memory();
             self.memory = self.memory + now - slot.accounted;
             slot.accounted = now;
         }
@@ -396,7 +396,7 @@ impl<C> Hub<C> {
             .slots
             .iter()
             .filter(|(_, s)| s.link.session.is_open())
-            .map(|(k, s)| (s.link.session.buffered(), s.link.session.queued(), k))
+            .map(|(k, s)| (s.link.held_input(), s.link.session.queued(), k))
             .collect();
         holders.sort_unstable_by(|a, b| b.cmp(a));
         let mut victims = 0;

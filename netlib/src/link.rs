@@ -109,9 +109,15 @@ impl Link {
                 }
                 Ok(n) => {
                     self.session.receive(&scratch[..n], now);
+                    self.session
+                        .transport_holds(self.transport.buffered() > 0, now);
                     return Step::Data(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.session
+                        .transport_holds(self.transport.buffered() > 0, now);
+                    return Step::Blocked;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     let reason = self.transport.close_reason();
@@ -121,6 +127,17 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// Memory this connection holds: the session's buffers and queue, and input the transport
+    /// holds for a frame still arriving.
+    pub(crate) fn memory(&self) -> usize {
+        self.session.memory() + self.transport.buffered()
+    }
+
+    /// Input held for frames still arriving, in the session's decoder or the transport.
+    pub(crate) fn held_input(&self) -> usize {
+        self.session.buffered() + self.transport.buffered()
     }
 
     /// Tells the transport, once, why this side closes.

@@ -482,7 +482,7 @@ impl<S: ServerHandler> Server<S> {
                 }
                 return;
             }
-            let holds_input = slot.link.session.buffered() > 0;
+            let holds_input = slot.link.held_input() > 0;
             if holds_input && hub.over_budget() {
                 hub.enforce_budget();
                 if !self
@@ -506,7 +506,15 @@ impl<S: ServerHandler> Server<S> {
                     }
                     budget -= n;
                 }
-                Step::Blocked => return,
+                Step::Blocked => {
+                    // A transport may hold input it has not handed over (a WebSocket
+                    // message still arriving): count it now.
+                    self.hub.account(key);
+                    if self.hub.over_budget() {
+                        self.hub.enforce_budget();
+                    }
+                    return;
+                }
                 Step::Done => {
                     self.hub.mark_dirty(key);
                     self.hub.check(key);

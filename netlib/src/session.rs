@@ -186,6 +186,19 @@ impl Session {
         self.decoder.held() + self.out.len()
     }
 
+    /// Whether the transport holds input for a frame still arriving (see
+    /// [`Transport::buffered`](crate::transport::Transport::buffered)): the frame timeout runs
+    /// while it does, as for a frame partly in the decoder.
+    pub(crate) fn transport_holds(&mut self, held: bool, now: Instant) {
+        if let Some(g) = self.guard.as_deref_mut() {
+            if held {
+                g.partial_since.get_or_insert(now);
+            } else if self.decoder.buffered() == 0 {
+                g.partial_since = None;
+            }
+        }
+    }
+
     /// Memory held for received bytes of unfinished frames.
     pub(crate) fn buffered(&self) -> usize {
         self.decoder.held()

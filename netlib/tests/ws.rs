@@ -715,3 +715,51 @@ fn netlib_js_unit_tests_pass_under_node() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Writes the start of one text message of `total` bytes (header with a zero mask key, so the
+/// payload goes as is), then `sent` bytes of it, and stops: a message still arriving.
+fn start_message(ws: &mut WsClient, total: u64, sent: usize) {
+    let mut head = vec![0x81, 0x80 | 127];
+    head.extend_from_slice(&total.to_be_bytes());
+    head.extend_from_slice(&[0, 0, 0, 0]);
+    let s = ws.get_mut();
+    s.write_all(&head).unwrap();
+    s.write_all(&vec![b'x'; sent]).unwrap();
+    s.flush().unwrap();
+}
+
+#[test]
+fn a_message_still_arriving_counts_toward_the_memory_budget() {
+    // Four peers each hold 600 KB of a 900 KB message inside the WebSocket layer: 2.4 MB
+    // against a 1 MiB budget. The ones holding the most are closed until it fits.
+    let server = Running::start(Config::default().memory_budget(1 << 20), pages());
+    let peers: Vec<(WsClient, ChannelId)> = (0..4).map(|_| browser(server.ws)).collect();
+    let ids: Vec<ChannelId> = peers.iter().map(|p| p.1).collect();
+    let mut peers = peers;
+    for (ws, _) in &mut peers {
+        start_message(ws, 900_000, 600_000);
+    }
+    wait_until("stalled peers closed by the budget", || {
+        ids.iter().filter(|id| server.is_closed(**id)).count() >= 2
+    });
+    for id in ids.iter().filter(|id| server.is_closed(**id)) {
+        assert_eq!(server.closed(*id), CloseReason::MemoryBudget);
+    }
+    // Someone else is still served.
+    let (mut other, _) = browser(server.ws);
+    other
+        .send(Ws::text(r#"{"action": "echo", "n": 1}"#))
+        .unwrap();
+    assert_eq!(next(&mut other).action(), "echo");
+}
+
+#[test]
+fn a_message_left_unfinished_hits_the_frame_timeout() {
+    let server = Running::start(
+        Config::default().frame_timeout(Duration::from_millis(300)),
+        pages(),
+    );
+    let (mut ws, id) = browser(server.ws);
+    start_message(&mut ws, 10_000, 100);
+    assert_eq!(server.closed(id), CloseReason::FrameTimeout);
+}

@@ -92,6 +92,14 @@ pub trait Transport: io::Read + io::Write + Send + fmt::Debug {
         None
     }
 
+    /// Bytes of input the transport holds for a frame still arriving, which the session has
+    /// not seen yet (a WebSocket message whose end has not come). The memory budget counts
+    /// them, and the frame timeout runs while there are any. Default: 0 (a byte stream hands
+    /// over everything it reads).
+    fn buffered(&self) -> usize {
+        0
+    }
+
     /// The peer's address, if it has one.
     fn peer_addr(&self) -> Option<SocketAddr>;
 

@@ -293,11 +293,41 @@ enum State {
     /// Client: the TCP connect is in progress.
     Connecting { stream: TcpStream, url: String },
     /// Client: the WebSocket handshake is in progress.
-    Handshake(Box<MidHandshake<ClientHandshake<TcpStream>>>),
+    Handshake(Box<MidHandshake<ClientHandshake<Counted>>>),
     /// A WebSocket.
-    Open(Box<WebSocket<TcpStream>>),
+    Open(Box<WebSocket<Counted>>),
     /// Nothing left (a failed handshake took the socket).
     Gone,
+}
+
+/// The socket under a WebSocket, counting the bytes read from it. What tungstenite holds of a
+/// message still arriving is what was read since the last complete message
+/// ([`WsStream::buffered`]), which the memory budget and the frame timeout count.
+#[derive(Debug)]
+struct Counted {
+    stream: TcpStream,
+    /// Bytes read from the socket (or handed over with the handshake).
+    read: u64,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.stream.write_vectored(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
 }
 
 impl State {
@@ -307,8 +337,8 @@ impl State {
             | State::Answer { stream, .. }
             | State::Drain { stream, .. }
             | State::Connecting { stream, .. } => Some(stream),
-            State::Handshake(mid) => Some(mid.get_ref().get_ref()),
-            State::Open(ws) => Some(ws.get_ref()),
+            State::Handshake(mid) => Some(&mid.get_ref().get_ref().stream),
+            State::Open(ws) => Some(&ws.get_ref().stream),
             State::Gone => None,
         }
     }
@@ -319,8 +349,8 @@ impl State {
             | State::Answer { stream, .. }
             | State::Drain { stream, .. }
             | State::Connecting { stream, .. } => Some(stream),
-            State::Handshake(mid) => Some(mid.get_mut().get_mut()),
-            State::Open(ws) => Some(ws.get_mut()),
+            State::Handshake(mid) => Some(&mut mid.get_mut().get_mut().stream),
+            State::Open(ws) => Some(&mut ws.get_mut().stream),
             State::Gone => None,
         }
     }
@@ -351,6 +381,8 @@ pub struct WsStream {
     /// The stream is out of step (a protocol error): what still arrives is read raw and
     /// dropped.
     desync: bool,
+    /// [`Counted::read`] when the last complete message (or control frame) came out.
+    mark: u64,
 }
 
 impl std::fmt::Debug for WsStream {
@@ -389,6 +421,7 @@ impl WsStream {
             eof: false,
             closed_by_us: false,
             desync: false,
+            mark: 0,
         }
     }
 
@@ -450,7 +483,7 @@ impl WsStream {
         if self.desync {
             // Out of step: drop what the peer still sends until it closes or goes quiet.
             let mut scratch = [0u8; 4096];
-            return match ws.get_mut().read(&mut scratch) {
+            return match ws.get_mut().stream.read(&mut scratch) {
                 Ok(0) => {
                     self.eof = true;
                     Ok(())
@@ -463,7 +496,13 @@ impl WsStream {
                 Err(e) => Err(e),
             };
         }
-        match ws.read() {
+        let message = ws.read();
+        if message.is_ok() {
+            // Everything read so far belongs to complete messages (or the start of the next,
+            // at most one read's worth): what arrives from now on is a message still arriving.
+            self.mark = ws.get_ref().read;
+        }
+        match message {
             Ok(WsMessage::Text(text)) => push_frame(&mut self.rx, text.as_bytes()),
             Ok(WsMessage::Binary(_)) => {
                 let reason = CloseReason::WebSocket {
@@ -544,7 +583,7 @@ impl WsStream {
     /// Sends one frame's payload as a message: the server's heartbeat ping as a Ping frame,
     /// anything else as text. `Ok(false)` if the socket would block (the message is queued
     /// in `tungstenite` all the same).
-    fn send(ws: &mut WebSocket<TcpStream>, role: Role, payload: Bytes) -> io::Result<bool> {
+    fn send(ws: &mut WebSocket<Counted>, role: Role, payload: Bytes) -> io::Result<bool> {
         let msg = if role == Role::Server && payload == PING_JSON {
             WsMessage::Ping(Bytes::new())
         } else {
@@ -639,8 +678,9 @@ impl WsStream {
                     log::debug!("{peer:?}: HTTP {status} for {}", self.about);
                     match upgrade {
                         Some(rest) => {
+                            let read = rest.len() as u64;
                             let ws = WebSocket::from_partially_read(
-                                stream,
+                                Counted { stream, read },
                                 rest,
                                 Role::Server,
                                 Some(self.config),
@@ -697,10 +737,10 @@ impl WsStream {
                     }
                     Err(e) => return (State::Gone, Some(Err(e))),
                 }
-                let started = url
-                    .as_str()
-                    .into_client_request()
-                    .and_then(|req| ClientHandshake::start(stream, req, Some(self.config)));
+                let started = url.as_str().into_client_request().and_then(|req| {
+                    let stream = Counted { stream, read: 0 };
+                    ClientHandshake::start(stream, req, Some(self.config))
+                });
                 match started {
                     Ok(mid) => (State::Handshake(Box::new(mid)), None),
                     Err(e) => (State::Gone, Some(Err(handshake_error(e)))),
@@ -879,6 +919,16 @@ impl Write for WsStream {
 impl Transport for WsStream {
     fn source(&mut self) -> Option<&mut dyn Source> {
         self.state.stream_mut().map(|s| s as &mut dyn Source)
+    }
+
+    /// Bytes read from the socket since the last complete message: a message still arriving,
+    /// held inside tungstenite (up to the message size limit). Under by at most one read's
+    /// worth when the start of the next message came with the end of the last.
+    fn buffered(&self) -> usize {
+        match &self.state {
+            State::Open(ws) => (ws.get_ref().read.saturating_sub(self.mark)) as usize,
+            _ => 0,
+        }
     }
 
     /// Sends a Close frame (1000) unless one was sent already, and pushes it out; the TCP
