@@ -205,6 +205,20 @@ impl Chat {
         )
     }
 
+    /// Runs `handle` for `id`'s request if its budget for that kind of request allows; refuses
+    /// it (`rate-limited`) otherwise.
+    fn limited(
+        &mut self,
+        hub: &mut Hub<'_>,
+        id: ChannelId,
+        (kind, action): (Kind, &str),
+        handle: impl FnOnce(&mut Self, &mut Hub<'_>),
+    ) {
+        if self.allow(hub, id, kind, action) {
+            handle(self, hub);
+        }
+    }
+
     /// Whether `id` may make a request of `kind` now; if not, it is refused (`rate-limited`).
     fn allow(&mut self, hub: &mut Hub<'_>, id: ChannelId, kind: Kind, request: &str) -> bool {
         let now = hub.config().get_clock().now();
@@ -982,46 +996,33 @@ impl ServerHandler for Chat {
 // sender's channel id.
 impl Chat {
     fn network_nickname(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: SetNickname) {
-        if !self.allow(hub, from, Kind::Rename, "nickname") {
-            return;
-        }
-        self.set_nickname(hub, from, m);
+        self.limited(hub, from, (Kind::Rename, "nickname"), |c, h| {
+            c.set_nickname(h, from, m)
+        });
     }
     fn network_message(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Say) {
-        if !self.allow(hub, from, Kind::Message, "message") {
-            return;
-        }
-        self.say(hub, from, m);
+        self.limited(hub, from, (Kind::Message, "message"), |c, h| {
+            c.say(h, from, m)
+        });
     }
     fn network_private(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: SayPrivately) {
-        if !self.allow(hub, from, Kind::Private, "private") {
-            return;
-        }
-        self.private(hub, from, m);
+        self.limited(hub, from, (Kind::Private, "private"), |c, h| {
+            c.private(h, from, m)
+        });
     }
     fn network_who(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Who) {
-        if !self.allow(hub, from, Kind::Query, "who") {
-            return;
-        }
-        self.who(hub, from, m);
+        self.limited(hub, from, (Kind::Query, "who"), |c, h| c.who(h, from, m));
     }
     fn network_rooms(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Rooms) {
-        if !self.allow(hub, from, Kind::Query, "rooms") {
-            return;
-        }
-        self.rooms(hub, from, m);
+        self.limited(hub, from, (Kind::Query, "rooms"), |c, h| {
+            c.rooms(h, from, m)
+        });
     }
     fn network_join(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Join) {
-        if !self.allow(hub, from, Kind::Join, "join") {
-            return;
-        }
-        self.join(hub, from, m);
+        self.limited(hub, from, (Kind::Join, "join"), |c, h| c.join(h, from, m));
     }
     fn network_part(&mut self, hub: &mut Hub<'_>, from: ChannelId, _m: &Message) {
-        if !self.allow(hub, from, Kind::Join, "part") {
-            return;
-        }
-        self.part(hub, from);
+        self.limited(hub, from, (Kind::Join, "part"), |c, h| c.part(h, from));
     }
     fn network_op(&mut self, hub: &mut Hub<'_>, from: ChannelId, m: Op) {
         self.op(hub, from, m);

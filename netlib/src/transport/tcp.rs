@@ -61,6 +61,19 @@ pub(crate) fn accept_nodelay(
     }
 }
 
+/// The addresses `addr` (`host:port`) resolves to, last first (connectors pop them), or
+/// PodSixNet's `[-2, "text"]` for a name that does not resolve.
+pub(crate) fn candidates(addr: &str) -> Result<Vec<SocketAddr>, (i32, String)> {
+    match crate::net::resolve(addr) {
+        Ok(mut addrs) => {
+            addrs.reverse();
+            Ok(addrs)
+        }
+        Err(crate::Error::Resolve { reason, .. }) => Err((-2, reason)),
+        Err(e) => Err((-2, e.to_string())),
+    }
+}
+
 /// A TCP listening socket, optionally with its own [`Wire`] (e.g. a rencode port beside the
 /// server's JSON one).
 #[derive(Debug)]
@@ -114,15 +127,8 @@ impl TcpConnector {
 
 impl Connector for TcpConnector {
     fn restart(&mut self) -> Result<(), (i32, String)> {
-        match crate::net::resolve(&self.addr) {
-            Ok(mut addrs) => {
-                addrs.reverse();
-                self.candidates = addrs;
-                Ok(())
-            }
-            Err(crate::Error::Resolve { reason, .. }) => Err((-2, reason)),
-            Err(e) => Err((-2, e.to_string())),
-        }
+        self.candidates = candidates(&self.addr)?;
+        Ok(())
     }
 
     fn next_attempt(&mut self) -> Option<io::Result<Box<dyn Transport>>> {

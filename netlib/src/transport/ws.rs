@@ -1094,15 +1094,8 @@ impl Connector for WsConnector {
         }
         let host = uri.host().ok_or_else(|| invalid("no host"))?;
         let port = uri.port_u16().unwrap_or(80);
-        match crate::net::resolve(&format!("{host}:{port}")) {
-            Ok(mut addrs) => {
-                addrs.reverse();
-                self.candidates = addrs;
-                Ok(())
-            }
-            Err(crate::Error::Resolve { reason, .. }) => Err((-2, reason)),
-            Err(e) => Err((-2, e.to_string())),
-        }
+        self.candidates = super::tcp::candidates(&format!("{host}:{port}"))?;
+        Ok(())
     }
 
     fn next_attempt(&mut self) -> Option<io::Result<Box<dyn Transport>>> {
