@@ -166,13 +166,7 @@ fn two_pages_and_a_terminal_client_chat_in_one_room() {
             .expect("screenshot");
         std::fs::write(path, png).expect("write the screenshot");
     }
-    term.0
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(b"/quit\n")
-        .unwrap();
-    assert!(term.wait_with(|| {}).success());
+    common::quit(&mut term);
     server.stop();
 }
 

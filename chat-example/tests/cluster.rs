@@ -388,13 +388,7 @@ fn podsixnet_and_terminal_clients_on_different_nodes_talk() {
     until("PodSixNet's message on the terminal", || {
         term_out.any(|l| l.contains("<pyuser> hello from PodSixNet"))
     });
-    term.0
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(b"/quit\n")
-        .unwrap();
-    assert!(term.wait_with(|| {}).success());
+    common::quit(&mut term);
     a.stop();
     b.stop();
 }

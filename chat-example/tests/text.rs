@@ -333,13 +333,7 @@ fn one_room_for_nc_the_terminal_client_and_podsixnet_in_json_and_rencode() {
     ] {
         netlib_tests::until(line, || term_out.any(|l| l.contains(line)));
     }
-    term.0
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(b"/quit\n")
-        .unwrap();
-    assert!(term.wait_with(|| {}).success());
+    common::quit(&mut term);
     server.stop();
 }
 

@@ -226,6 +226,14 @@ pub fn now_ms() -> u64 {
     chat::protocol::now_ms()
 }
 
+/// Types `/quit` into a `chat-client` and checks that it exits 0.
+pub fn quit(client: &mut ChildGuard) {
+    use std::io::Write;
+    let stdin = client.0.stdin.as_mut().expect("the client's stdin");
+    stdin.write_all(b"/quit\n").expect("type /quit");
+    assert!(client.wait_with(|| {}).success(), "chat-client exit status");
+}
+
 pub fn chat_client(addr: &str, args: &[&str]) -> (ChildGuard, Lines) {
     let mut child = ChildGuard(
         Command::new(CLIENT)
