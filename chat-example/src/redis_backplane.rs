@@ -38,7 +38,8 @@ use crate::cluster::{BackplaneThreadEnd, Cmd, Event, Incoming, Presence};
 /// Where and how to join the cluster.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// `redis://HOST:PORT`.
+    /// `redis://HOST:PORT`, or `redis://:PASSWORD@HOST:PORT` for a Redis server with
+    /// `requirepass` (as the `redis` crate reads it).
     pub url: String,
     /// This node's id, unique in the cluster.
     pub node: String,
@@ -54,6 +55,20 @@ impl RedisOptions {
             url: url.to_owned(),
             node: node.to_owned(),
             presence_ttl: Duration::from_secs(10),
+        }
+    }
+
+    /// The URL for logs: any password in it is shown as `***`.
+    pub fn shown_url(&self) -> String {
+        let Some((scheme, rest)) = self.url.split_once("://") else {
+            return self.url.clone();
+        };
+        match rest.rsplit_once('@') {
+            Some((user_info, host)) => {
+                let user = user_info.split_once(':').map_or(user_info, |(u, _)| u);
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => self.url.clone(),
         }
     }
 }
@@ -115,7 +130,7 @@ pub fn spawn(
 ) -> (JoinHandle<()>, JoinHandle<()>) {
     let client = match ::redis::Client::open(opts.url.as_str()) {
         Ok(c) => c,
-        Err(e) => panic!("invalid Redis URL {:?}: {e}", opts.url),
+        Err(e) => panic!("invalid Redis URL {:?}: {e}", opts.shown_url()),
     };
     let sub = {
         let (client, node, tx, wake) = (
@@ -734,5 +749,24 @@ impl Commander {
             log::info!("node {n} is gone: its {} user(s) removed", users.len());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RedisOptions;
+
+    #[test]
+    fn logs_never_show_the_password() {
+        let shown = |url: &str| RedisOptions::new(url, "a").shown_url();
+        assert_eq!(
+            shown("redis://:s3cret@10.0.0.1:6379"),
+            "redis://:***@10.0.0.1:6379"
+        );
+        assert_eq!(
+            shown("redis://chat:s3cret@10.0.0.1:6379/2"),
+            "redis://chat:***@10.0.0.1:6379/2"
+        );
+        assert_eq!(shown("redis://10.0.0.1:6379"), "redis://10.0.0.1:6379");
     }
 }

@@ -282,7 +282,7 @@ fn a_killed_nodes_users_leave_everywhere_and_free_their_names() {
 #[test]
 fn nodes_keep_serving_through_a_redis_restart_and_resynchronise() {
     let redis = RedisServer::start();
-    let port = redis.port;
+    let (port, password) = (redis.port, redis.password.clone());
     let a = node(&redis, "a", &[]);
     let b = node(&redis, "b", &[]);
     let mut alice = Peer::join(&a.addr, "alice");
@@ -314,7 +314,7 @@ fn nodes_keep_serving_through_a_redis_restart_and_resynchronise() {
         assert!(Instant::now() < deadline, "the outage was never noticed");
     }
     // Redis back (empty: no persistence): the nodes write their users again.
-    let _redis = RedisServer::start_on(port);
+    let _redis = RedisServer::start_on(port, &password);
     who_is(&mut bob, &["alice", "ann", "bob"]);
     who_is(&mut alice, &["alice", "ann", "bob"]);
     let deadline = Instant::now() + TIMEOUT;

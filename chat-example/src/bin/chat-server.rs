@@ -77,7 +77,8 @@ struct Args {
     /// answers count). 0 turns it off.
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     idle_timeout: u64,
-    /// Join a cluster of chat-server nodes sharing rooms through Redis (`redis://HOST:PORT`).
+    /// Join a cluster of chat-server nodes sharing rooms through Redis (`redis://HOST:PORT`, or
+    /// `redis://:PASSWORD@HOST:PORT` for a Redis server with a password; logs show `***`).
     /// Without it, this node is the whole chat.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
@@ -214,12 +215,13 @@ fn main() -> ExitCode {
     }
     if let Some((opts, end)) = backplane {
         if let Err(e) = ::redis::Client::open(opts.url.as_str()) {
-            eprintln!("chat-server: --redis {}: {e}", opts.url);
+            eprintln!("chat-server: --redis {}: {e}", opts.shown_url());
             return ExitCode::from(2);
         }
         println!(
             "chat-server node {} joins the cluster at {}",
-            opts.node, opts.url
+            opts.node,
+            opts.shown_url()
         );
         redis_backplane::spawn(opts, end, server.wake_handle());
     }

@@ -249,22 +249,48 @@ pub fn chat_client(addr: &str, args: &[&str]) -> (ChildGuard, Lines) {
     (child, out)
 }
 
-/// Whether a Redis server answers `PING` on `port`.
-fn ping(port: u16) -> bool {
+/// Whether the Redis server on `port` takes `password` and answers `PING`: a Redis server of
+/// another test that was given this port meanwhile refuses the password.
+fn ping(port: u16, password: &str) -> bool {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut buf = [0u8; 7];
-    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    let mut buf = [0u8; 12];
+    s.write_all(format!("AUTH {password}\r\nPING\r\n").as_bytes())
+        .is_ok()
+        && s.read_exact(&mut buf).is_ok()
+        && &buf == b"+OK\r\n+PONG\r\n"
 }
 
-/// A real `redis-server` (Debian's package) on a free loopback port, without persistence;
+/// A port for a test's Redis server: free now, and below the kernel's ephemeral range
+/// (32768-60999 on Linux), so that no socket bound to port 0 (every other server and client
+/// of the tests) is handed it while this Redis server is down for a restart.
+fn redis_port() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = std::process::id() as u64 * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u64);
+    for i in 0..1000 {
+        let n = seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed) * 104_729 + i);
+        let port = 20_000 + (n % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-31999 for redis-server");
+}
+
+/// A real `redis-server` (Debian's package) on a free loopback port, without persistence and
+/// with a password of its own (so that a node never talks to another test's Redis server);
 /// stopped by its PID when dropped. Fails the test if it cannot start.
 pub struct RedisServer {
     pub child: ChildGuard,
     pub port: u16,
+    pub password: String,
 }
 
 impl RedisServer {
@@ -272,21 +298,22 @@ impl RedisServer {
     /// many) makes redis-server exit: then another port is tried, up to 5 times.
     pub fn start() -> Self {
         for _ in 0..5 {
-            if let Some(r) = RedisServer::try_start(netlib_tests::unused_port()) {
+            let password = format!("test-{}-{}", std::process::id(), redis_port());
+            if let Some(r) = RedisServer::try_start(redis_port(), &password) {
                 return r;
             }
         }
         panic!("redis-server did not start on any of 5 free ports");
     }
 
-    /// Starts one on `port` (e.g. again after a restart).
-    pub fn start_on(port: u16) -> Self {
-        RedisServer::try_start(port).expect("redis-server on its port again")
+    /// Starts one on `port` with `password` (e.g. again after a restart).
+    pub fn start_on(port: u16, password: &str) -> Self {
+        RedisServer::try_start(port, password).expect("redis-server on its port again")
     }
 
     /// Starts redis-server on `port` and waits until it answers `PING` with `+PONG` (so the
     /// port is really its); `None` if it exits first.
-    fn try_start(port: u16) -> Option<Self> {
+    fn try_start(port: u16, password: &str) -> Option<Self> {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -297,6 +324,8 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 "no",
+                "--requirepass",
+                password,
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -308,8 +337,12 @@ impl RedisServer {
             if child.0.try_wait().unwrap().is_some() {
                 return None;
             }
-            if ping(port) {
-                return Some(RedisServer { child, port });
+            if ping(port, password) {
+                return Some(RedisServer {
+                    child,
+                    port,
+                    password: password.to_owned(),
+                });
             }
             assert!(
                 std::time::Instant::now() < deadline,
@@ -320,7 +353,7 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://:{}@127.0.0.1:{}", self.password, self.port)
     }
 
     /// SIGKILL, and waits for the exit.
