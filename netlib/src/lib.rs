@@ -33,8 +33,10 @@
 //!   messages to the handlers, run its `closed` hook.
 //! - `listen` (private): the server's listeners and the connections still in their handshake
 //!   (which count toward `max_connections` and time out), made channels once established.
-//! - [`client`] and [`server`]: the thin mio drivers [`Client`] and [`Server`] (`server/local.rs`:
-//!   driving a server without sockets, for tests).
+//! - [`client`] and [`server`]: the thin mio drivers [`Client`] and [`Server`]
+//!   (`server/listeners.rs`: binding TCP, WebSocket and other transports; `server/local.rs`:
+//!   driving a server without sockets, for tests; `client/subscription.rs`: several consumers of
+//!   one client's events).
 //!
 //! # Handlers
 //!

@@ -1,0 +1,105 @@
+//! Where a server's channels come from: listeners on TCP, WebSocket or any transport's
+//! [`Acceptor`], all sharing one state and one channel table.
+
+use std::net::SocketAddr;
+
+use crate::codec::Wire;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::handler::ServerHandler;
+use crate::message::Message;
+use crate::transport::tcp::TcpAcceptor;
+use crate::transport::ws::{WsAcceptor, WsOptions};
+use crate::transport::Acceptor;
+
+use super::Server;
+
+impl<S: ServerHandler> Server<S> {
+    /// Listens on every address in `addrs` (`"host:port"`, IPv4 or IPv6 such as `"[::1]:0"`;
+    /// a host name binds every address it resolves to; port 0 picks a free port) with `config`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new) and [`bind_tcp`](Self::bind_tcp); [`Error::Resolve`] if `addrs`
+    /// is empty.
+    pub fn bind<A: AsRef<str>>(state: S, addrs: &[A], config: Config) -> Result<Self> {
+        let mut server = Self::new(state, config)?;
+        for a in addrs {
+            server.bind_tcp(a.as_ref(), None)?;
+        }
+        if server.listeners.len() == 0 {
+            return Err(Error::Resolve {
+                addr: String::new(),
+                reason: "no address to listen on".into(),
+            });
+        }
+        Ok(server)
+    }
+
+    /// Adds TCP listeners on every address `addr` resolves to; their channels speak `wire`, or
+    /// the config's framing and codec when `None`. Returns the bound addresses.
+    ///
+    /// # Errors
+    /// [`Error::Resolve`] for an unparsable address, [`Error::Bind`] if a socket cannot listen.
+    pub fn bind_tcp(&mut self, addr: &str, wire: Option<Wire>) -> Result<Vec<SocketAddr>> {
+        let mut bound = Vec::new();
+        for sa in crate::net::resolve(addr)? {
+            let l = crate::net::listen(sa, self.hub.config.get_listen_backlog())
+                .map_err(|source| Error::Bind { addr: sa, source })?;
+            let local = l.local_addr()?;
+            log::info!("listening on {local}");
+            self.add_listener(Box::new(TcpAcceptor::new(l, wire.clone())))?;
+            bound.push(local);
+        }
+        Ok(bound)
+    }
+
+    /// Adds WebSocket listeners (RFC 6455) on every address `addr` resolves to, answering
+    /// HTTP as `options` says: upgrades on its path become channels sharing this server's
+    /// state, handlers and channel table with all others; other requests get its static
+    /// assets or an error status. Messages travel as one JSON text message each (see
+    /// [`ws`](crate::transport::ws)); the config's limits apply as on TCP. Returns the bound
+    /// addresses.
+    ///
+    /// # Errors
+    /// As [`bind_tcp`](Self::bind_tcp).
+    pub fn bind_ws(&mut self, addr: &str, options: WsOptions) -> Result<Vec<SocketAddr>> {
+        let mut bound = Vec::new();
+        for sa in crate::net::resolve(addr)? {
+            let l = crate::net::listen(sa, self.hub.config.get_listen_backlog())
+                .map_err(|source| Error::Bind { addr: sa, source })?;
+            let local = l.local_addr()?;
+            log::info!(
+                "listening for WebSocket on ws://{local}{}",
+                options.get_path()
+            );
+            let acceptor = WsAcceptor::new(l, options.clone(), &self.hub.config);
+            self.add_listener(Box::new(acceptor))?;
+            bound.push(local);
+        }
+        Ok(bound)
+    }
+
+    /// Adds any listener (a transport's [`Acceptor`]); its channels share this server's state
+    /// and channel table with all others.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if it cannot be registered with the poller.
+    pub fn add_listener(&mut self, acceptor: Box<dyn Acceptor>) -> Result<()> {
+        let wire = match acceptor.wire() {
+            Some(w) => self.hub.wire_index(w),
+            None => 0,
+        };
+        if self.hub.wires.len() > 1 {
+            self.handlers.connected = self.hub.encode(&Message::new("connected"))?;
+        }
+        let registry = self.poll.registry();
+        self.listeners
+            .add(registry, &self.stop.waker, acceptor, wire)?;
+        Ok(())
+    }
+
+    /// The addresses listened on (with the real port when 0 was asked for).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.local_addrs()
+    }
+}
