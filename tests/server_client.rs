@@ -435,8 +435,9 @@ fn server_side_close_flushes_then_disconnects() {
 
 #[test]
 fn connection_refused_is_an_error_event() {
-    let port = netlib_tests::unused_port();
-    let mut client = Client::connect(&format!("127.0.0.1:{port}"), Config::default()).unwrap();
+    let port = netlib_tests::refusing_port();
+    let mut client =
+        Client::connect(&format!("127.0.0.1:{}", port.port), Config::default()).unwrap();
     let mut w = Watcher::default();
     until("error event", || {
         client.pump_timeout(&mut w, TICK).unwrap();
@@ -601,7 +602,7 @@ fn run_returns_when_stopped_from_another_thread() {
 #[test]
 fn reconnect_sends_what_was_queued_while_disconnected() {
     // Nothing listens yet: the messages queue while connecting, and the connect fails.
-    let port = netlib_tests::unused_port();
+    let port = netlib_tests::restart_port();
     let addr = format!("127.0.0.1:{port}");
     let mut client = Client::connect(&addr, Config::default()).unwrap();
     for i in 0..3 {

@@ -255,12 +255,50 @@ pub fn spawn_listening(
     (child, addr, rx)
 }
 
-/// A loopback port that nothing listens on (bound, then released), for connection-refused
-/// tests.
-pub fn unused_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback port that refuses connections for as long as this value lives: a socket is
+/// bound to it and never listens, so no other test can be handed the port meanwhile (a port
+/// bound and released at once could be).
+#[derive(Debug)]
+pub struct RefusingPort {
+    _socket: socket2::Socket,
+    /// The port.
+    pub port: u16,
+}
+
+/// See [`RefusingPort`].
+pub fn refusing_port() -> RefusingPort {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+    RefusingPort {
+        _socket: socket,
+        port,
+    }
+}
+
+/// A free loopback port for a server that stops and starts again on the same port (or that a
+/// test connects to before it starts): below the kernel's ephemeral range (32768-60999 on
+/// Linux), so no socket bound to port 0, by this test or any other, is handed it meanwhile.
+/// Tried at random in 20000-31999 until one is free.
+///
+/// # Panics
+/// If none of 1000 tries is free.
+pub fn restart_port() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = u64::from(std::process::id()) * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+    for i in 0..1000 {
+        let n = seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed) * 104_729 + i);
+        let port = 20_000 + (n % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-31999");
 }

@@ -172,7 +172,7 @@ fn two_pages_and_a_terminal_client_chat_in_one_room() {
 
 #[test]
 fn a_page_reconnects_after_the_server_restarts() {
-    let port = netlib_tests::unused_port();
+    let port = netlib_tests::restart_port();
     let web = format!("127.0.0.1:{port}");
     let server = ChatServer::start(&["--web", &web], &[]);
     let url = web_url(&server);

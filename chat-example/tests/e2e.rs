@@ -572,8 +572,8 @@ fn server_stops_cleanly_on_sigterm_and_clients_exit_with_a_message() {
 
 #[test]
 fn the_client_reports_a_refused_connection() {
-    let port = netlib_tests::unused_port();
-    let (mut client, out) = chat_client(&format!("127.0.0.1:{port}"), &["--nick", "x"]);
+    let port = netlib_tests::refusing_port();
+    let (mut client, out) = chat_client(&format!("127.0.0.1:{}", port.port), &["--nick", "x"]);
     let _stdin = client.0.stdin.take().unwrap();
     let status = client.wait_with(|| {});
     out.finish();

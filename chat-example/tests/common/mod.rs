@@ -264,27 +264,8 @@ fn ping(port: u16, password: &str) -> bool {
         && &buf == b"+OK\r\n+PONG\r\n"
 }
 
-/// A port for a test's Redis server: free now, and below the kernel's ephemeral range
-/// (32768-60999 on Linux), so that no socket bound to port 0 (every other server and client
-/// of the tests) is handed it while this Redis server is down for a restart.
-fn redis_port() -> u16 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let seed = std::process::id() as u64 * 7919
-        + std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos() as u64);
-    for i in 0..1000 {
-        let n = seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed) * 104_729 + i);
-        let port = 20_000 + (n % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in 20000-31999 for redis-server");
-}
-
-/// A real `redis-server` (Debian's package) on a free loopback port, without persistence and
+/// A real `redis-server` (Debian's package) on a free loopback port (from
+/// [`netlib_tests::restart_port`], so that it can restart on it), without persistence and
 /// with a password of its own (so that a node never talks to another test's Redis server);
 /// stopped by its PID when dropped. Fails the test if it cannot start.
 pub struct RedisServer {
@@ -298,8 +279,9 @@ impl RedisServer {
     /// many) makes redis-server exit: then another port is tried, up to 5 times.
     pub fn start() -> Self {
         for _ in 0..5 {
-            let password = format!("test-{}-{}", std::process::id(), redis_port());
-            if let Some(r) = RedisServer::try_start(redis_port(), &password) {
+            let port = netlib_tests::restart_port();
+            let password = format!("test-{}-{port}", std::process::id());
+            if let Some(r) = RedisServer::try_start(port, &password) {
                 return r;
             }
         }

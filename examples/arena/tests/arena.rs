@@ -98,7 +98,8 @@ fn two_bots_play_and_see_each_other() {
 
 #[test]
 fn a_bot_reports_a_refused_connection() {
-    let addr = format!("127.0.0.1:{}", netlib_tests::unused_port());
+    let port = netlib_tests::refusing_port();
+    let addr = format!("127.0.0.1:{}", port.port);
     // Refused at once; --duration bounds it anyway.
     let out = Command::new(env!("CARGO_BIN_EXE_arena-bot"))
         .args([&addr, "--duration", "10"])

@@ -49,9 +49,9 @@ fn the_client_is_welcomed_by_name() {
 
 #[test]
 fn the_client_reports_a_refused_connection() {
-    let port = netlib_tests::unused_port();
+    let port = netlib_tests::refusing_port();
     let out = Command::new(env!("CARGO_BIN_EXE_hello-client"))
-        .arg(format!("127.0.0.1:{port}"))
+        .arg(format!("127.0.0.1:{}", port.port))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
