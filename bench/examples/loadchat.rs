@@ -1,17 +1,28 @@
 //! Runs only the throughput workload against one address, or several nodes of one chat split
 //! with commas (for profiling a server):
 //! `cargo run --release -p netlib-bench --example loadchat -- ADDR[,ADDR...] [SECONDS]`.
+//! `ws://ADDR` speaks netlib over WebSocket (`chat-server --web`), `socketio://ADDR`
+//! Socket.IO 4 (`bench/socketio/server.mjs`).
+
+use netlib_bench::load::Wire;
+use netlib_bench::ws::Proto;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let addrs: Vec<std::net::SocketAddr> = args
-        .next()
-        .expect("ADDR")
+    let arg = args.next().expect("ADDR");
+    let (wire, list) = match arg.split_once("://") {
+        Some(("ws", rest)) => (Wire::Ws(Proto::Netlib), rest.to_owned()),
+        Some(("socketio", rest)) => (Wire::Ws(Proto::SocketIo), rest.to_owned()),
+        Some((scheme, _)) => panic!("unknown scheme {scheme}"),
+        None => (Wire::Tcp, arg),
+    };
+    let addrs: Vec<std::net::SocketAddr> = list
         .split(',')
         .map(|a| a.parse().expect("address"))
         .collect();
     let secs: f64 = args.next().map_or(5.0, |s| s.parse().expect("seconds"));
     let r = netlib_bench::load::chat(
+        wire,
         &addrs,
         100,
         100,

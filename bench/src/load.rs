@@ -10,14 +10,36 @@ use memchr::memmem;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::ws::{self, Proto};
+
 const TERM: &[u8] = b"\0---\0";
+
+/// What the generator's connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// JSON messages in `\0---\0`-terminated frames over TCP (netlib, PodSixNet, the relay).
+    Tcp,
+    /// WebSocket text messages in `Proto`'s shape.
+    Ws(Proto),
+}
 
 struct Conn {
     stream: TcpStream,
+    wire: Wire,
     buf: Vec<u8>,
     out: Vec<u8>,
     writable: bool,
-    /// Frames received.
+    /// WebSocket: waiting for the handshake's answer; what is queued meanwhile waits in
+    /// `later`.
+    handshaking: bool,
+    later: Vec<u8>,
+    /// This connection's mask key for its WebSocket frames.
+    key: [u8; 4],
+    /// Socket.IO: the nickname to set once in the namespace.
+    nick: Option<String>,
+    /// Greeted by the server (Socket.IO: in the namespace).
+    ready: bool,
+    /// Data frames received (Socket.IO: event packets).
     frames: u64,
     /// Sender state: tag `"<id>:` and the messages in flight (seq, sent at).
     tag: Option<memmem::Finder<'static>>,
@@ -26,17 +48,115 @@ struct Conn {
 }
 
 impl Conn {
-    fn queue(&mut self, v: &serde_json::Value) {
-        self.out
-            .extend_from_slice(&serde_json::to_vec(v).expect("json"));
-        self.out.extend_from_slice(TERM);
+    /// Queues a message with `action` and the fields of the object `payload`.
+    fn queue(&mut self, action: &str, payload: serde_json::Value) {
+        match self.wire {
+            Wire::Tcp => {
+                let mut v = payload;
+                v["action"] = action.into();
+                self.out
+                    .extend_from_slice(&serde_json::to_vec(&v).expect("json"));
+                self.out.extend_from_slice(TERM);
+            }
+            Wire::Ws(proto) => {
+                let text = proto.text(action, payload);
+                self.queue_ws(ws::TEXT, &text);
+            }
+        }
+    }
+
+    fn queue_ws(&mut self, opcode: u8, payload: &[u8]) {
+        let out = if self.handshaking {
+            &mut self.later
+        } else {
+            &mut self.out
+        };
+        ws::frame(out, opcode, payload, self.key);
     }
 
     fn queue_message(&mut self, id: usize) {
         let text = format!("{id}:{}", self.next_seq);
         self.inflight.push_back((self.next_seq, Instant::now()));
         self.next_seq += 1;
-        self.queue(&serde_json::json!({"action": "message", "message": text}));
+        self.queue("message", serde_json::json!({ "message": text }));
+    }
+
+    /// The sequence numbers of this sender's own messages in `text`.
+    fn own_in(&self, text: &[u8], found: &mut Vec<u64>) {
+        let Some(tag) = &self.tag else { return };
+        found.extend(tag.find_iter(text).filter_map(|i| {
+            let digits = &text[i + tag.needle().len()..];
+            let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+            std::str::from_utf8(&digits[..len])
+                .ok()?
+                .parse::<u64>()
+                .ok()
+        }));
+    }
+
+    /// Takes the complete frames out of `buf`: counts them, answers the protocol's pings and
+    /// set-up packets, and collects the sequence numbers of own messages. Returns the data
+    /// frames taken.
+    fn take_frames(&mut self, found: &mut Vec<u64>) -> u64 {
+        let before = self.frames;
+        match self.wire {
+            Wire::Tcp => {
+                let Some(end) = memmem::rfind(&self.buf, TERM).map(|i| i + TERM.len()) else {
+                    return 0;
+                };
+                let complete = &self.buf[..end];
+                self.frames += memmem::find_iter(complete, TERM).count() as u64;
+                self.own_in(complete, found);
+                self.buf.drain(..end);
+                self.ready = true;
+            }
+            Wire::Ws(proto) => {
+                let mut at = 0;
+                if self.handshaking {
+                    let Some(end) = ws::response_end(&self.buf) else {
+                        return 0;
+                    };
+                    at = end;
+                    self.handshaking = false;
+                    self.out.append(&mut self.later);
+                }
+                let buf = std::mem::take(&mut self.buf);
+                while let Some((op, payload, total)) = ws::parse(&buf[at..]) {
+                    let text = &buf[at + payload.start..at + payload.end];
+                    at += total;
+                    match (op, proto) {
+                        (ws::TEXT, Proto::Netlib) => {
+                            self.frames += 1;
+                            self.ready = true;
+                            self.own_in(text, found);
+                        }
+                        (ws::TEXT, Proto::SocketIo) => match text {
+                            b"2" => self.queue_ws(ws::TEXT, b"3"), // Engine.IO ping, pong
+                            _ if text.starts_with(b"42") => {
+                                self.frames += 1;
+                                self.own_in(text, found);
+                            }
+                            // In the namespace now (events sent before would be refused).
+                            _ if text.starts_with(b"40") => {
+                                self.ready = true;
+                                if let Some(nick) = self.nick.take() {
+                                    self.queue("nickname", serde_json::json!({ "nickname": nick }));
+                                }
+                            }
+                            // Engine.IO's open packet: join the default namespace.
+                            _ if text.starts_with(b"0") => self.queue_ws(ws::TEXT, b"40"),
+                            _ => {}
+                        },
+                        (ws::PING, _) => self.queue_ws(ws::PONG, text),
+                        (ws::CLOSE, _) => panic!("the server closed a connection: {text:?}"),
+                        _ => {}
+                    }
+                }
+                self.buf = buf;
+                self.buf.drain(..at);
+            }
+        }
+        self.frames - before
     }
 
     /// Writes what is queued; returns false if the connection failed.
@@ -70,6 +190,7 @@ impl Conn {
 
 /// A generator: a poller and its connections.
 struct Gen {
+    wire: Wire,
     poll: Poll,
     events: Events,
     conns: Vec<Conn>,
@@ -77,8 +198,9 @@ struct Gen {
 }
 
 impl Gen {
-    fn new() -> Self {
+    fn new(wire: Wire) -> Self {
         Gen {
+            wire,
             poll: Poll::new().expect("poll"),
             events: Events::with_capacity(4096),
             conns: Vec::new(),
@@ -86,7 +208,8 @@ impl Gen {
         }
     }
 
-    fn connect(&mut self, addr: SocketAddr) -> usize {
+    /// Connects to `addr`; the nickname `nick` is set as soon as the protocol allows.
+    fn connect(&mut self, addr: SocketAddr, nick: Option<String>) -> usize {
         let mut stream = TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).expect("nodelay");
         let id = self.conns.len();
@@ -98,16 +221,32 @@ impl Gen {
                 Interest::READABLE | Interest::WRITABLE,
             )
             .expect("register");
-        self.conns.push(Conn {
+        let mut c = Conn {
             stream,
+            wire: self.wire,
             buf: Vec::new(),
             out: Vec::new(),
             writable: true,
+            handshaking: false,
+            later: Vec::new(),
+            key: (id as u32).wrapping_mul(2_654_435_761).to_be_bytes(),
+            nick: None,
+            ready: false,
             frames: 0,
             tag: None,
             inflight: VecDeque::new(),
             next_seq: 0,
-        });
+        };
+        if let Wire::Ws(proto) = self.wire {
+            c.out = ws::request(&addr.to_string(), proto);
+            c.handshaking = true;
+        }
+        match (self.wire, nick) {
+            (Wire::Ws(Proto::SocketIo), nick) => c.nick = nick,
+            (_, Some(nick)) => c.queue("nickname", serde_json::json!({ "nickname": nick })),
+            (_, None) => {}
+        }
+        self.conns.push(c);
         id
     }
 
@@ -127,6 +266,7 @@ impl Gen {
             .iter()
             .map(|e| (e.token().0, e.is_readable() || e.is_read_closed()))
             .collect();
+        let mut found = Vec::new();
         for (id, readable) in tokens {
             let c = &mut self.conns[id];
             if readable {
@@ -139,29 +279,13 @@ impl Gen {
                         Err(_) => break,
                     }
                 }
-                if let Some(end) = memmem::rfind(&c.buf, TERM).map(|i| i + TERM.len()) {
-                    let complete = &c.buf[..end];
-                    let n = memmem::find_iter(complete, TERM).count() as u64;
-                    c.frames += n;
-                    frames += n;
-                    let found: Vec<u64> = match &c.tag {
-                        Some(tag) => tag
-                            .find_iter(complete)
-                            .filter_map(|i| {
-                                let digits = &complete[i + tag.needle().len()..];
-                                let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-                                std::str::from_utf8(&digits[..len]).ok()?.parse().ok()
-                            })
-                            .collect(),
-                        None => Vec::new(),
-                    };
-                    c.buf.drain(..end);
-                    for seq in found {
-                        while let Some((s, at)) = c.inflight.pop_front() {
-                            if s == seq {
-                                own(c, id, seq, at);
-                                break;
-                            }
+                found.clear();
+                frames += c.take_frames(&mut found);
+                for &seq in &found {
+                    while let Some((s, at)) = c.inflight.pop_front() {
+                        if s == seq {
+                            own(c, id, seq, at);
+                            break;
                         }
                     }
                 }
@@ -201,14 +325,15 @@ pub(crate) fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64
 }
 
-/// `K` clients connect (client `i` to `addrs[i % addrs.len()]`: several nodes of one chat
-/// share the load) and set nicknames; `S` of them keep `W` messages in flight each (a message
+/// `K` clients speaking `wire` connect (client `i` to `addrs[i % addrs.len()]`: several
+/// nodes of one chat share the load) and set nicknames; `S` of them keep `W` messages in flight each (a message
 /// is in flight until its sender sees it come back) for `duration` after a warm-up of
-/// `warmup`. Counts every frame every client receives.
+/// `warmup`. Counts every data frame every client receives (Socket.IO: event packets).
 ///
 /// # Panics
 /// If the server cannot be reached or the set-up does not finish within 30 s.
 pub fn chat(
+    wire: Wire,
     addrs: &[SocketAddr],
     k: usize,
     s: usize,
@@ -216,10 +341,9 @@ pub fn chat(
     warmup: Duration,
     duration: Duration,
 ) -> ChatResult {
-    let mut g = Gen::new();
+    let mut g = Gen::new(wire);
     for i in 0..k {
-        let id = g.connect(addrs[i % addrs.len()]);
-        g.conns[id].queue(&serde_json::json!({"action": "nickname", "nickname": format!("c{i}")}));
+        let id = g.connect(addrs[i % addrs.len()], Some(format!("c{i}")));
         if i < s {
             let tag: &'static [u8] = Box::leak(format!("\"{i}:").into_bytes().into_boxed_slice());
             g.conns[id].tag = Some(memmem::Finder::new(tag).into_owned());
@@ -298,23 +422,23 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Opens `n` connections (at most 256 waiting for the server's first frame at a time) to the
-/// server with process id `pid`, measures the time until all were greeted and the server's RSS
-/// growth, then checks a round trip through the crowded room. Raises this process's
-/// file-descriptor limit as far as the hard limit allows.
+/// Opens `n` connections speaking `wire` (at most 256 waiting for the server's greeting at a
+/// time) to the server with process id `pid`, measures the time until all were greeted (for
+/// Socket.IO: in the namespace) and the server's RSS growth, then checks a round trip through
+/// the crowded room. Raises this process's file-descriptor limit as far as the hard limit
+/// allows.
 ///
 /// # Panics
 /// If the limit is too low for `n`, or the connections cannot be made within 60 s.
-pub fn idle(addr: SocketAddr, pid: u32, n: usize) -> IdleResult {
+pub fn idle(wire: Wire, addr: SocketAddr, pid: u32, n: usize) -> IdleResult {
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
     assert!(
         limit as usize > n + 64,
         "need {n} sockets, the file limit is {limit}"
     );
-    let mut g = Gen::new();
+    let mut g = Gen::new(wire);
     // The probe connection, then the baseline.
-    let probe = g.connect(addr);
-    g.conns[probe].queue(&serde_json::json!({"action": "nickname", "nickname": "probe"}));
+    let probe = g.connect(addr, Some("probe".into()));
     g.conns[probe].tag = Some(memmem::Finder::new(b"\"0:").into_owned());
     let deadline = Instant::now() + Duration::from_secs(60);
     while g.conns[probe].frames == 0 {
@@ -330,10 +454,10 @@ pub fn idle(addr: SocketAddr, pid: u32, n: usize) -> IdleResult {
             "only {greeted} of {n} connections greeted"
         );
         while g.conns.len() - 1 < n && g.conns.len() - 1 - greeted < 256 {
-            g.connect(addr);
+            g.connect(addr, None);
         }
         g.round(Duration::from_millis(5), |_, _, _, _| {});
-        greeted = g.conns[1..].iter().filter(|c| c.frames > 0).count();
+        greeted = g.conns[1..].iter().filter(|c| c.ready).count();
     }
     let connect_time = start.elapsed();
     let after = rss_bytes(pid);

@@ -90,9 +90,9 @@ impl<S: ServerHandler> Server<S> {
     /// [`connect_local`](Self::connect_local).
     ///
     /// # Errors
-    /// [`Error::DuplicateHandler`] / [`Error::HandlerSignature`] if handlers are registered
+    /// [`Error::DuplicateHandler`](crate::Error::DuplicateHandler) / [`Error::HandlerSignature`](crate::Error::HandlerSignature) if handlers are registered
     /// wrongly (also when an action has a handler on both the channel and the server type),
-    /// [`Error::Io`] if the poller cannot be created.
+    /// [`Error::Io`](crate::Error::Io) if the poller cannot be created.
     pub fn new(state: S, config: Config) -> Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -193,7 +193,7 @@ impl<S: ServerHandler> Server<S> {
     /// PodSixNet's `Server.Pump()`.
     ///
     /// # Errors
-    /// [`Error::Io`] only if the poller itself fails; errors of single connections close those
+    /// [`Error::Io`](crate::Error::Io) only if the poller itself fails; errors of single connections close those
     /// connections and are reported through [`ServerHandler::closed`].
     pub fn pump(&mut self) -> Result<()> {
         self.pump_inner(Some(Duration::ZERO))

@@ -483,6 +483,50 @@ fn a_reader_that_never_reads_is_closed_while_a_reading_peer_gets_everything() {
 }
 
 #[test]
+fn a_pong_never_lands_inside_a_message_the_socket_has_not_taken() {
+    let server = Running::plain();
+    // A small receive buffer and nothing read for a while: the server's socket fills up (its
+    // send buffer holds a few MB at most) and the rest waits in the server, part of it framed.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&server.ws.into()).unwrap();
+    let stream: TcpStream = sock.into();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut slow = try_ws(stream, server.ws, None).unwrap();
+    assert_eq!(next(&mut slow).action(), "connected");
+    let (mut other, _) = browser(server.ws);
+    let n = 400; // 6.4 MB, under the 8 MiB outbound limit
+    send(
+        &mut other,
+        &Message::new("blast").with("n", n).with("size", 16_000),
+    );
+    for i in 0..n {
+        assert_eq!(
+            next_with(&mut other, "bulk").get("i").unwrap().as_u64(),
+            Some(i)
+        );
+    }
+    // The server answers this Ping while the slow peer's socket is full: between messages,
+    // never inside one (which would break the stream for the reader below).
+    slow.send(Ws::Ping(Bytes::from_static(b"after"))).unwrap();
+    let (mut got, mut pong) = (Vec::new(), None);
+    while got.len() < n as usize || pong.is_none() {
+        match slow.read().unwrap() {
+            Ws::Text(t) => {
+                let m = Message::from_value(serde_json::from_str(&t).unwrap()).unwrap();
+                let pad = m.get("pad").and_then(|p| p.as_str()).map(str::len);
+                assert_eq!(pad, Some(16_000));
+                got.push(m.get("i").unwrap().as_u64().unwrap());
+            }
+            Ws::Pong(p) => pong = Some(p),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(pong.unwrap().as_ref(), b"after");
+    assert_eq!(got, (0..n).collect::<Vec<_>>(), "every message, in order");
+}
+
+#[test]
 fn a_client_close_is_clean_and_other_codes_are_reported() {
     let server = Running::plain();
     let (mut normal, normal_id) = browser(server.ws);

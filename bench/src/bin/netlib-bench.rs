@@ -1,6 +1,7 @@
 //! `netlib-bench`: runs the same workloads, in one run, against netlib's chat-server, PodSixNet's
-//! chat server (JSON mode, the real PodSixNet 0.11.0) and a raw relay with no JSON, and prints a
-//! Markdown table with ratios. Servers run pinned to CPU 0 (`taskset`), the generator should run
+//! chat server (JSON mode, the real PodSixNet 0.11.0) and a raw relay with no JSON, then over
+//! WebSocket against Socket.IO 4, and with two nodes through Redis, and prints Markdown tables
+//! with ratios. Servers run pinned to CPU 0 (`taskset`), the generator should run
 //! on CPU 1 (`bench/run.sh` does both).
 //!
 //! Expects `target/release/{chat-server,raw-relay}` built and the PodSixNet virtualenv at
@@ -13,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use clap::Parser;
-use netlib_bench::load::{self, ChatResult};
-use netlib_bench::ws_load::{self, Proto};
+use netlib_bench::load::{self, ChatResult, Wire};
+use netlib_bench::ws::Proto;
 
 /// The benchmark run.
 #[derive(Debug, Parser)]
@@ -110,19 +111,20 @@ fn start_web(program: &Path) -> Server {
     }
 }
 
-/// Two Socket.IO 4 nodes (`bench/socketio/server.mjs`, Node) sharing the room through Redis
-/// with `@socket.io/redis-adapter`: the same layout as [`cluster`].
+/// One Socket.IO 4 node (`bench/socketio/server.mjs`, Node), alone (`redis: None`) or sharing
+/// the room through Redis with `@socket.io/redis-adapter`.
+fn socketio(redis: Option<&str>) -> Server {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("socketio/server.mjs");
+    let mut args = vec![script.to_str().unwrap()];
+    args.extend(redis);
+    start("Socket.IO", Path::new("node"), &args)
+}
+
+/// Two Socket.IO 4 nodes sharing the room through Redis: the same layout as [`cluster`].
 fn socketio_cluster() -> Server {
     let redis = redis();
     let url = format!("redis://{}", redis.addrs[0]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("socketio/server.mjs");
-    let node = || {
-        start(
-            "Socket.IO",
-            Path::new("node"),
-            &[script.to_str().unwrap(), &url],
-        )
-    };
+    let node = || socketio(Some(&url));
     let (a, b) = (node(), node());
     Server {
         addrs: vec![a.addrs[0], b.addrs[0]],
@@ -239,8 +241,15 @@ fn ms(us: f64) -> String {
     format!("{:.3} ms", us / 1000.0)
 }
 
+/// The share of one CPU that `pid` used since `ticks0` (its [`cpu_ticks`] at `t0`).
+fn busy(pid: u32, ticks0: u64, t0: std::time::Instant) -> f64 {
+    (cpu_ticks(pid) - ticks0) as f64 / 100.0 / t0.elapsed().as_secs_f64()
+}
+
 fn main() {
     let args = Args::parse();
+    // Servers inherit it: 10 000 idle connections need more than the usual 1024 descriptors.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let t = &args.target;
     let warm = Duration::from_secs(1);
     let dur = Duration::from_secs_f64(args.seconds);
@@ -292,7 +301,7 @@ fn main() {
                 let server = make();
                 let procs = processes(&server);
                 let before: Vec<u64> = procs.iter().map(|(_, p)| cpu_ticks(*p)).collect();
-                let r = load::chat(&server.addrs, k, s, w, warm, dur);
+                let r = load::chat(Wire::Tcp, &server.addrs, k, s, w, warm, dur);
                 if server.others.len() > 1 {
                     // Where the time goes in a cluster: each process's share of CPU 0.
                     let used: Vec<u64> = procs
@@ -317,33 +326,73 @@ fn main() {
         }
         results.push(runs.iter().map(|r| median(r)).collect());
     }
-    // The same chat over WebSocket (browsers' transport), beside netlib over TCP.
-    let mut ws_runs: [Vec<ChatResult>; 2] = [Vec::new(), Vec::new()];
+    // The same chat over WebSocket (browsers' transport): netlib against one Socket.IO 4 node,
+    // with each server's CPU use and the generator's (to show which one is the limit).
+    type WsRun<'a> = (&'static str, Proto, Box<dyn Fn() -> Server + 'a>);
+    let ws_servers: [WsRun; 2] = [
+        (
+            "netlib over WebSocket",
+            Proto::Netlib,
+            Box::new(|| start_web(&t.join("release/chat-server"))),
+        ),
+        (
+            "Socket.IO, 1 node",
+            Proto::SocketIo,
+            Box::new(|| socketio(None)),
+        ),
+    ];
+    // [workload][server] -> runs, with (server CPU, generator CPU) per run.
+    let mut ws_runs: Vec<Vec<Vec<(ChatResult, f64, f64)>>> = vec![vec![Vec::new(); 2]; 2];
     for rep in 0..args.repeat.max(1) {
         for (i, (name, s)) in [("chat K=100 S=100 W=1", 100), ("chat K=100 S=1 W=1", 1)]
             .into_iter()
             .enumerate()
         {
-            let server = start_web(&t.join("release/chat-server"));
-            let (cpu0, t0) = (cpu_ticks(server.child.id()), std::time::Instant::now());
-            let r = ws_load::chat(Proto::Netlib, &server.addrs, 100, s, 1, warm, dur);
-            // Whether the server or the generator is the limit: the server's CPU use.
-            let busy =
-                (cpu_ticks(server.child.id()) - cpu0) as f64 / 100.0 / t0.elapsed().as_secs_f64();
-            eprintln!(
-                "{name} / netlib over WebSocket / run {}: {r:?}; server CPU {:.0}%",
-                rep + 1,
-                100.0 * busy
-            );
-            ws_runs[i].push(r);
+            for (j, (server_name, proto, make)) in ws_servers.iter().enumerate() {
+                let server = make();
+                let me = std::process::id();
+                let (cpu0, gen0, t0) = (
+                    cpu_ticks(server.child.id()),
+                    cpu_ticks(me),
+                    std::time::Instant::now(),
+                );
+                let r = load::chat(Wire::Ws(*proto), &server.addrs, 100, s, 1, warm, dur);
+                let (sb, gb) = (busy(server.child.id(), cpu0, t0), busy(me, gen0, t0));
+                eprintln!(
+                    "{name} / {server_name} / run {}: {r:?}; CPU: server {:.0}%, generator {:.0}%",
+                    rep + 1,
+                    100.0 * sb,
+                    100.0 * gb
+                );
+                ws_runs[i][j].push((r, sb, gb));
+            }
         }
     }
-    let ws = [median(&ws_runs[0]), median(&ws_runs[1])];
+    let ws_median = |i: usize, j: usize| {
+        let runs = &ws_runs[i][j];
+        let r = median(&runs.iter().map(|x| x.0.clone()).collect::<Vec<_>>());
+        let mid = |f: fn(&(ChatResult, f64, f64)) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        (r, mid(|x| x.1), mid(|x| x.2))
+    };
+    let ws = [ws_median(0, 0), ws_median(1, 0)];
+    let sio1 = [ws_median(0, 1), ws_median(1, 1)];
     // Socket.IO 4 with its Redis adapter, 2 nodes, over WebSocket: the peer to beat.
     let mut sio_runs = Vec::new();
     for rep in 0..args.repeat.max(1) {
         let server = socketio_cluster();
-        let r = ws_load::chat(Proto::SocketIo, &server.addrs, 100, 100, 1, warm, dur);
+        let r = load::chat(
+            Wire::Ws(Proto::SocketIo),
+            &server.addrs,
+            100,
+            100,
+            1,
+            warm,
+            dur,
+        );
         eprintln!(
             "chat K=100 S=100 W=1 / Socket.IO, 2 nodes + Redis / run {}: {r:?}",
             rep + 1
@@ -351,10 +400,29 @@ fn main() {
         sio_runs.push(r);
     }
     let sio = median(&sio_runs);
+    // Idle connections: memory per connection, over TCP, WebSocket and Socket.IO.
     let netlib = (servers[0].1)();
-    let idle = load::idle(netlib.addrs[0], netlib.child.id(), args.idle);
+    let idle = load::idle(Wire::Tcp, netlib.addrs[0], netlib.child.id(), args.idle);
     eprintln!("idle / netlib: {idle:?}");
     drop(netlib);
+    let web = start_web(&t.join("release/chat-server"));
+    let idle_ws = load::idle(
+        Wire::Ws(Proto::Netlib),
+        web.addrs[0],
+        web.child.id(),
+        args.idle,
+    );
+    eprintln!("idle / netlib over WebSocket: {idle_ws:?}");
+    drop(web);
+    let node = socketio(None);
+    let idle_sio = load::idle(
+        Wire::Ws(Proto::SocketIo),
+        node.addrs[0],
+        node.child.id(),
+        args.idle,
+    );
+    eprintln!("idle / Socket.IO: {idle_sio:?}");
+    drop(node);
 
     println!("| workload | metric | netlib | PodSixNet | raw relay | netlib / raw | netlib / PodSixNet |");
     println!("|---|---|---|---|---|---|---|");
@@ -377,18 +445,6 @@ fn main() {
     println!(
         "| same, Socket.IO 4 + @socket.io/redis-adapter, 2 nodes, over WebSocket | deliveries/s | {} | - | - | - | - |",
         fmt_rate(sio.deliveries_per_sec),
-    );
-    println!(
-        "| chat over WebSocket, K=100, S=100, W=1 | deliveries/s | {} | - | - | {:.2}x netlib over TCP | {:.0}x |",
-        fmt_rate(ws[0].deliveries_per_sec),
-        ws[0].deliveries_per_sec / tp[0].deliveries_per_sec,
-        ws[0].deliveries_per_sec / tp[1].deliveries_per_sec,
-    );
-    println!(
-        "| chat over WebSocket, K=100, S=1, W=1 | round trip p50 / p99 | {} / {} | - | - | {:.2}x netlib over TCP (p50) | - |",
-        ms(ws[1].p50_us),
-        ms(ws[1].p99_us),
-        ws[1].p50_us / results[1][0].p50_us,
     );
     let lat = &results[1][3];
     println!(
@@ -434,5 +490,53 @@ fn main() {
         } else {
             "FAILED"
         }
+    );
+    println!();
+    println!("| workload | metric | netlib over WebSocket | Socket.IO 4, 1 node | netlib over TCP | WebSocket / TCP | netlib / Socket.IO |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| chat, K=100, S=100, W=1 | deliveries/s | {} | {} | {} | {:.2}x | {:.1}x |",
+        fmt_rate(ws[0].0.deliveries_per_sec),
+        fmt_rate(sio1[0].0.deliveries_per_sec),
+        fmt_rate(tp[0].deliveries_per_sec),
+        ws[0].0.deliveries_per_sec / tp[0].deliveries_per_sec,
+        ws[0].0.deliveries_per_sec / sio1[0].0.deliveries_per_sec,
+    );
+    println!(
+        "| chat, K=100, S=100, W=1 | CPU: server / generator | {:.0}% / {:.0}% | {:.0}% / {:.0}% | - | - | - |",
+        100.0 * ws[0].1,
+        100.0 * ws[0].2,
+        100.0 * sio1[0].1,
+        100.0 * sio1[0].2,
+    );
+    for (label, f) in [
+        ("p50", (|r: &ChatResult| r.p50_us) as fn(&ChatResult) -> f64),
+        ("p99", |r: &ChatResult| r.p99_us),
+    ] {
+        println!(
+            "| chat, K=100, S=1, W=1 | fan-out round trip {label} | {} | {} | {} | {:.2}x | {:.2}x |",
+            ms(f(&ws[1].0)),
+            ms(f(&sio1[1].0)),
+            ms(f(&results[1][0])),
+            f(&ws[1].0) / f(&results[1][0]),
+            f(&ws[1].0) / f(&sio1[1].0),
+        );
+    }
+    println!(
+        "| idle, N={} in one room | server RSS per connection | {:.0} B | {:.0} B | {:.0} B | {:.2}x | {:.2}x |",
+        idle.connections,
+        idle_ws.rss_per_connection,
+        idle_sio.rss_per_connection,
+        idle.rss_per_connection,
+        idle_ws.rss_per_connection / idle.rss_per_connection,
+        idle_ws.rss_per_connection / idle_sio.rss_per_connection,
+    );
+    println!(
+        "| idle, N={} in one room | all connected in / round trip at the end | {:.2} s / {} | {:.2} s / {} | - | - | - |",
+        idle.connections,
+        idle_ws.connect_time.as_secs_f64(),
+        if idle_ws.round_trip_ok { "works" } else { "FAILED" },
+        idle_sio.connect_time.as_secs_f64(),
+        if idle_sio.round_trip_ok { "works" } else { "FAILED" },
     );
 }

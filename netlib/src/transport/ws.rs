@@ -91,9 +91,11 @@ use crate::frame::Framing;
 /// [`WsOptions::netlib_js`].
 pub const NETLIB_JS: &[u8] = include_bytes!("../../js/netlib.js");
 
-/// Bytes of the socket read per `tungstenite` read call, allocated per connection.
-const READ_BUFFER: usize = 16 * 1024;
-/// Most frame bytes one `write` call takes from the session: what the transport may hold
+/// Bytes of the socket read per `tungstenite` read call. `tungstenite` zero-fills and keeps
+/// this much per connection, so it is small: idle connections stay cheap, and a longer message
+/// grows the buffer as it arrives.
+const READ_BUFFER: usize = 1024;
+/// Most bytes one `write` call frames from the session's frames: what the transport may hold
 /// beyond what the socket accepted.
 const WRITE_BATCH: usize = 64 * 1024;
 /// The heartbeat ping as the server's session encodes it; sent as a WebSocket Ping.
@@ -238,13 +240,22 @@ struct Cutter {
 }
 
 impl Cutter {
-    /// Takes bytes of `input` up to the end of one frame at most; returns how many, and the
-    /// frame's payload if it is complete.
-    fn take(&mut self, input: &[u8]) -> (usize, Option<Bytes>) {
+    /// Takes bytes of `input` up to the end of one frame at most and returns how many; calls
+    /// `f` with the frame's payload once it is complete (borrowed from `input` when it lies
+    /// there whole, as it nearly always does).
+    ///
+    /// # Errors
+    /// What `f` returns.
+    fn frame_into(
+        &mut self,
+        input: &[u8],
+        f: impl FnOnce(&[u8]) -> io::Result<()>,
+    ) -> io::Result<usize> {
         if self.partial.is_empty() && input.len() >= 4 {
             let len = u32::from_be_bytes([input[0], input[1], input[2], input[3]]) as usize;
             if input.len() - 4 >= len {
-                return (4 + len, Some(Bytes::copy_from_slice(&input[4..4 + len])));
+                f(&input[4..4 + len])?;
+                return Ok(4 + len);
             }
         }
         let mut taken = 0;
@@ -252,7 +263,7 @@ impl Cutter {
             taken = (4 - self.partial.len()).min(input.len());
             self.partial.extend_from_slice(&input[..taken]);
             if self.partial.len() < 4 {
-                return (taken, None);
+                return Ok(taken);
             }
         }
         let p = &self.partial;
@@ -261,10 +272,21 @@ impl Cutter {
         self.partial.extend_from_slice(&input[taken..taken + n]);
         taken += n;
         if self.partial.len() < 4 + len {
-            return (taken, None);
+            return Ok(taken);
         }
-        let frame = Bytes::from(std::mem::take(&mut self.partial));
-        (taken, Some(frame.slice(4..)))
+        let frame = std::mem::take(&mut self.partial);
+        f(&frame[4..])?;
+        Ok(taken)
+    }
+
+    /// As [`frame_into`](Self::frame_into), returning a copy of the payload.
+    fn take(&mut self, input: &[u8]) -> (usize, Option<Bytes>) {
+        let mut payload = None;
+        let n = self.frame_into(input, |p| {
+            payload = Some(Bytes::copy_from_slice(p));
+            Ok(())
+        });
+        (n.unwrap_or(0), payload)
     }
 }
 
@@ -303,11 +325,50 @@ enum State {
 /// The socket under a WebSocket, counting the bytes read from it. What tungstenite holds of a
 /// message still arriving is what was read since the last complete message
 /// ([`WsStream::buffered`]), which the memory budget and the frame timeout count.
+///
+/// On the server side it also holds the data frames netlib framed itself and the socket did not
+/// take yet (`pending`): they go out before anything `tungstenite` writes (a Pong, a Close), so
+/// frames never interleave.
 #[derive(Debug)]
 struct Counted {
     stream: TcpStream,
     /// Bytes read from the socket (or handed over with the handshake).
     read: u64,
+    /// Framed output the socket has not taken yet (server side).
+    pending: Vec<u8>,
+}
+
+impl Counted {
+    fn new(stream: TcpStream, read: u64) -> Self {
+        Counted {
+            stream,
+            read,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Writes `pending` until it is empty (its buffer then let go) or the socket would block
+    /// (`WouldBlock`).
+    fn drain_pending(&mut self) -> io::Result<()> {
+        let mut written = 0;
+        let result = loop {
+            if written == self.pending.len() {
+                break Ok(());
+            }
+            match self.stream.write(&self.pending[written..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if written == self.pending.len() {
+            self.pending = Vec::new();
+        } else {
+            self.pending.drain(..written);
+        }
+        result
+    }
 }
 
 impl Read for Counted {
@@ -318,15 +379,39 @@ impl Read for Counted {
     }
 }
 
+/// `tungstenite`'s writes: after whatever netlib framed before them.
 impl Write for Counted {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.drain_pending()?;
         self.stream.write(buf)
     }
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.drain_pending()?;
         self.stream.write_vectored(bufs)
     }
     fn flush(&mut self) -> io::Result<()> {
+        self.drain_pending()?;
         self.stream.flush()
+    }
+}
+
+thread_local! {
+    /// Where the server side frames a batch of messages before writing it: only what the
+    /// socket does not take is kept per connection.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Appends a final, unmasked frame header (a server's, §5.2) for `len` payload bytes.
+fn server_header(out: &mut Vec<u8>, opcode: u8, len: usize) {
+    out.push(0x80 | opcode);
+    if len < 126 {
+        out.push(len as u8);
+    } else if let Ok(short) = u16::try_from(len) {
+        out.push(126);
+        out.extend_from_slice(&short.to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
     }
 }
 
@@ -583,6 +668,60 @@ impl WsStream {
     /// Sends one frame's payload as a message: the server's heartbeat ping as a Ping frame,
     /// anything else as text. `Ok(false)` if the socket would block (the message is queued
     /// in `tungstenite` all the same).
+    /// The server side of [`write_vectored`](Write::write_vectored): frames up to
+    /// `WRITE_BATCH` bytes of the session's frames as WebSocket messages (unmasked, §5.1) in
+    /// the thread's scratch buffer, in one pass and without copying each message first, and
+    /// writes them with one call; what the socket does not take waits in `pending`. Called
+    /// with `tungstenite`'s buffer and `pending` empty.
+    fn write_server(
+        counted: &mut Counted,
+        cutter: &mut Cutter,
+        bufs: &[IoSlice<'_>],
+    ) -> io::Result<usize> {
+        SCRATCH.with_borrow_mut(|out| {
+            out.clear();
+            let mut taken = 0;
+            'all: for b in bufs {
+                let mut rest = &b[..];
+                while !rest.is_empty() {
+                    if out.len() >= WRITE_BATCH {
+                        break 'all;
+                    }
+                    let n = cutter.frame_into(rest, |payload| {
+                        if payload == PING_JSON {
+                            server_header(out, 0x9, 0);
+                            return Ok(());
+                        }
+                        if std::str::from_utf8(payload).is_err() {
+                            let text = "a WebSocket message must be UTF-8";
+                            return Err(io::Error::new(io::ErrorKind::InvalidData, text));
+                        }
+                        server_header(out, 0x1, payload.len());
+                        out.extend_from_slice(payload);
+                        Ok(())
+                    })?;
+                    rest = &rest[n..];
+                    taken += n;
+                }
+            }
+            let mut written = 0;
+            while written < out.len() {
+                match counted.stream.write(&out[written..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            counted.pending.extend_from_slice(&out[written..]);
+            if out.capacity() > 4 * WRITE_BATCH {
+                *out = Vec::new(); // after one very large frame
+            }
+            Ok(taken)
+        })
+    }
+
     fn send(ws: &mut WebSocket<Counted>, role: Role, payload: Bytes) -> io::Result<bool> {
         let msg = if role == Role::Server && payload == PING_JSON {
             WsMessage::Ping(Bytes::new())
@@ -610,17 +749,17 @@ impl WsStream {
                 mut head,
             } => {
                 let mut ended = false;
+                // Read through the stack: `head` holds only what arrived (a request is a few
+                // hundred bytes; thousands of connections may be in this state at once).
+                let mut scratch = [0u8; 2048];
                 while head.len() < MAX_HEAD {
-                    let at = head.len();
-                    head.resize(MAX_HEAD, 0);
-                    let got = stream.read(&mut head[at..]);
-                    head.truncate(at + *got.as_ref().unwrap_or(&0));
-                    match got {
+                    let room = (MAX_HEAD - head.len()).min(scratch.len());
+                    match stream.read(&mut scratch[..room]) {
                         Ok(0) => {
                             ended = true;
                             break;
                         }
-                        Ok(_) => {}
+                        Ok(n) => head.extend_from_slice(&scratch[..n]),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => return (State::Gone, Some(Err(e))),
@@ -677,10 +816,14 @@ impl WsStream {
                     let status = reply.status;
                     log::debug!("{peer:?}: HTTP {status} for {}", self.about);
                     match upgrade {
-                        Some(rest) => {
+                        Some(mut rest) => {
+                            // What came after the request, in a buffer of its own size: the
+                            // request's buffer and its description are not kept per channel.
+                            rest.shrink_to_fit();
+                            self.about = String::new();
                             let read = rest.len() as u64;
                             let ws = WebSocket::from_partially_read(
-                                Counted { stream, read },
+                                Counted::new(stream, read),
                                 rest,
                                 Role::Server,
                                 Some(self.config),
@@ -738,7 +881,7 @@ impl WsStream {
                     Err(e) => return (State::Gone, Some(Err(e))),
                 }
                 let started = url.as_str().into_client_request().and_then(|req| {
-                    let stream = Counted { stream, read: 0 };
+                    let stream = Counted::new(stream, 0);
                     ClientHandshake::start(stream, req, Some(self.config))
                 });
                 match started {
@@ -875,6 +1018,9 @@ impl Write for WsStream {
                 return Err(e)
             }
             Err(e) => return Err(io_error(e)),
+        }
+        if *role == Role::Server {
+            return Self::write_server(ws.get_mut(), cutter, bufs);
         }
         let mut taken = 0;
         'all: for b in bufs {
