@@ -21,14 +21,13 @@ fn main() {
         .map(|a| a.parse().expect("address"))
         .collect();
     let secs: f64 = args.next().map_or(5.0, |s| s.parse().expect("seconds"));
-    let r = netlib_bench::load::chat(
-        wire,
-        &addrs,
-        100,
-        100,
-        1,
-        std::time::Duration::from_secs(1),
-        std::time::Duration::from_secs_f64(secs),
-    );
+    let load = netlib_bench::load::Workload {
+        k: 100,
+        s: 100,
+        w: 1,
+        warmup: std::time::Duration::from_secs(1),
+        duration: std::time::Duration::from_secs_f64(secs),
+    };
+    let r = netlib_bench::load::chat(wire, &addrs, load, &[]);
     println!("{r:?}");
 }

@@ -6,15 +6,14 @@ fn main() {
     let addr: std::net::SocketAddr = args.next().expect("ADDR").parse().expect("address");
     let secs: f64 = args.next().map_or(3.0, |s| s.parse().expect("seconds"));
     let d = std::time::Duration::from_secs_f64(secs);
-    let r = netlib_bench::load::chat(
-        netlib_bench::load::Wire::Tcp,
-        &[addr],
-        100,
-        1,
-        1,
-        std::time::Duration::from_secs(1),
-        d,
-    );
+    let load = netlib_bench::load::Workload {
+        k: 100,
+        s: 1,
+        w: 1,
+        warmup: std::time::Duration::from_secs(1),
+        duration: d,
+    };
+    let r = netlib_bench::load::chat(netlib_bench::load::Wire::Tcp, &[addr], load, &[]);
     println!(
         "p50 {} us, p99 {} us, {} samples",
         r.p50_us, r.p99_us, r.samples

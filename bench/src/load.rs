@@ -315,6 +315,40 @@ pub struct ChatResult {
     pub p99_us: f64,
     /// Round trips measured.
     pub samples: usize,
+    /// The share of one CPU each watched process used during the measured window (1.0 = a
+    /// whole core), in the order given to [`chat`].
+    pub cpu: Vec<f64>,
+    /// The same for this process, the generator.
+    pub generator_cpu: f64,
+}
+
+/// CPU time a process has used (user + system), in clock ticks (`/proc/PID/stat`; 100 a
+/// second on Linux).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name (which may hold spaces and parentheses): state, ppid, pgrp,
+    // session, tty_nr, tpgid (-1 without a terminal), flags, four fault counts, then utime
+    // and stime (proc(5), fields 14 and 15).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    field(11) + field(12)
+}
+
+/// A chat workload: `k` clients, `s` of them senders with `w` messages in flight each,
+/// measured for `duration` after a warm-up of `warmup`.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    /// Clients.
+    pub k: usize,
+    /// Senders among them.
+    pub s: usize,
+    /// Messages in flight per sender.
+    pub w: usize,
+    /// Run before measuring.
+    pub warmup: Duration,
+    /// Measured.
+    pub duration: Duration,
 }
 
 /// The `p` quantile (0 to 1) of sorted samples; NaN when there are none.
@@ -325,22 +359,22 @@ pub(crate) fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64
 }
 
-/// `K` clients speaking `wire` connect (client `i` to `addrs[i % addrs.len()]`: several
-/// nodes of one chat share the load) and set nicknames; `S` of them keep `W` messages in flight each (a message
-/// is in flight until its sender sees it come back) for `duration` after a warm-up of
-/// `warmup`. Counts every data frame every client receives (Socket.IO: event packets).
+/// The workload's `k` clients speaking `wire` connect (client `i` to `addrs[i % addrs.len()]`:
+/// several nodes of one chat share the load) and set nicknames; `s` of them keep `w` messages
+/// in flight each (a message is in flight until its sender sees it come back). Counts every
+/// data frame every client receives (Socket.IO: event packets), and the CPU time of the
+/// processes in `watch` and of the generator during the measured window.
 ///
 /// # Panics
 /// If the server cannot be reached or the set-up does not finish within 30 s.
-pub fn chat(
-    wire: Wire,
-    addrs: &[SocketAddr],
-    k: usize,
-    s: usize,
-    w: usize,
-    warmup: Duration,
-    duration: Duration,
-) -> ChatResult {
+pub fn chat(wire: Wire, addrs: &[SocketAddr], load: Workload, watch: &[u32]) -> ChatResult {
+    let Workload {
+        k,
+        s,
+        w,
+        warmup,
+        duration,
+    } = load;
     let mut g = Gen::new(wire);
     for i in 0..k {
         let id = g.connect(addrs[i % addrs.len()], Some(format!("c{i}")));
@@ -373,12 +407,17 @@ pub fn chat(
     let (measure_from, measure_to) = (start + warmup, start + warmup + duration);
     let mut delivered = 0u64;
     let mut lat: Vec<u32> = Vec::with_capacity(1 << 20);
+    let me = std::process::id();
+    let mut ticks_from: Option<Vec<u64>> = None;
     loop {
         let now = Instant::now();
         if now >= measure_to {
             break;
         }
         let in_window = now >= measure_from;
+        if in_window && ticks_from.is_none() {
+            ticks_from = Some(watch.iter().chain([&me]).map(|p| cpu_ticks(*p)).collect());
+        }
         let n = g.round(Duration::from_millis(1), |c, id, _seq, at| {
             if Instant::now() >= measure_from {
                 lat.push(at.elapsed().as_micros().min(u32::MAX as u128) as u32);
@@ -390,12 +429,21 @@ pub fn chat(
         }
     }
     let secs = (Instant::now() - measure_from).as_secs_f64();
+    let mut cpu: Vec<f64> = watch
+        .iter()
+        .chain([&me])
+        .zip(ticks_from.unwrap_or_default())
+        .map(|(p, t0)| cpu_ticks(*p).saturating_sub(t0) as f64 / 100.0 / secs)
+        .collect();
+    let generator_cpu = cpu.pop().unwrap_or(f64::NAN);
     lat.sort_unstable();
     ChatResult {
         deliveries_per_sec: delivered as f64 / secs,
         p50_us: percentile(&lat, 0.5),
         p99_us: percentile(&lat, 0.99),
         samples: lat.len(),
+        cpu,
+        generator_cpu,
     }
 }
 

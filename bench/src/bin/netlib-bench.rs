@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use clap::Parser;
-use netlib_bench::load::{self, ChatResult, Wire};
+use netlib_bench::load::{self, ChatResult, Wire, Workload};
 use netlib_bench::ws::Proto;
 
 /// The benchmark run.
@@ -190,18 +190,6 @@ fn start(name: &str, program: &Path, args: &[&str]) -> Server {
     }
 }
 
-/// CPU time a process has used (user + system), in clock ticks (`/proc/PID/stat`).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
-}
-
 /// The processes of a server whose CPU time is reported: (name, pid).
 fn processes(server: &Server) -> Vec<(String, u32)> {
     if server.others.is_empty() {
@@ -221,11 +209,20 @@ fn median(runs: &[ChatResult]) -> ChatResult {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+    let cpu = (0..runs[0].cpu.len())
+        .map(|i| {
+            let mut v: Vec<f64> = runs.iter().map(|r| r.cpu[i]).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect();
     ChatResult {
         deliveries_per_sec: mid(|r| r.deliveries_per_sec),
         p50_us: mid(|r| r.p50_us),
         p99_us: mid(|r| r.p99_us),
         samples: runs.iter().map(|r| r.samples).sum(),
+        cpu,
+        generator_cpu: mid(|r| r.generator_cpu),
     }
 }
 
@@ -239,11 +236,6 @@ fn fmt_rate(r: f64) -> String {
 
 fn ms(us: f64) -> String {
     format!("{:.3} ms", us / 1000.0)
-}
-
-/// The share of one CPU that `pid` used since `ticks0` (its [`cpu_ticks`] at `t0`).
-fn busy(pid: u32, ticks0: u64, t0: std::time::Instant) -> f64 {
-    (cpu_ticks(pid) - ticks0) as f64 / 100.0 / t0.elapsed().as_secs_f64()
 }
 
 fn main() {
@@ -300,26 +292,27 @@ fn main() {
             for (i, (server_name, make)) in servers.iter().enumerate() {
                 let server = make();
                 let procs = processes(&server);
-                let before: Vec<u64> = procs.iter().map(|(_, p)| cpu_ticks(*p)).collect();
-                let r = load::chat(Wire::Tcp, &server.addrs, k, s, w, warm, dur);
-                if server.others.len() > 1 {
-                    // Where the time goes in a cluster: each process's share of CPU 0.
-                    let used: Vec<u64> = procs
-                        .iter()
-                        .zip(&before)
-                        .map(|((_, p), b)| cpu_ticks(*p).saturating_sub(*b))
-                        .collect();
-                    let total: u64 = used.iter().sum::<u64>().max(1);
-                    let shares: Vec<String> = procs
-                        .iter()
-                        .zip(&used)
-                        .map(|((n, _), u)| format!("{n} {:.0}%", 100.0 * *u as f64 / total as f64))
-                        .collect();
-                    eprintln!(
-                        "{name} / {server_name}: CPU time shares: {}",
-                        shares.join(", ")
-                    );
-                }
+                let pids: Vec<u32> = procs.iter().map(|(_, p)| *p).collect();
+                let load = Workload {
+                    k,
+                    s,
+                    w,
+                    warmup: warm,
+                    duration: dur,
+                };
+                let r = load::chat(Wire::Tcp, &server.addrs, load, &pids);
+                // Each process's share of a core in the measured window (a cluster's three
+                // processes share CPU 0), and the generator's on CPU 1.
+                let shares: Vec<String> = procs
+                    .iter()
+                    .zip(&r.cpu)
+                    .map(|((n, _), c)| format!("{n} {:.0}%", 100.0 * c))
+                    .collect();
+                eprintln!(
+                    "{name} / {server_name}: CPU: {}, generator {:.0}%",
+                    shares.join(", "),
+                    100.0 * r.generator_cpu
+                );
                 eprintln!("{name} / {server_name} / run {}: {r:?}", rep + 1);
                 runs[i].push(r);
             }
@@ -341,8 +334,8 @@ fn main() {
             Box::new(|| socketio(None)),
         ),
     ];
-    // [workload][server] -> runs, with (server CPU, generator CPU) per run.
-    let mut ws_runs: Vec<Vec<Vec<(ChatResult, f64, f64)>>> = vec![vec![Vec::new(); 2]; 2];
+    // [workload][server] -> runs.
+    let mut ws_runs: Vec<Vec<Vec<ChatResult>>> = vec![vec![Vec::new(); 2]; 2];
     for rep in 0..args.repeat.max(1) {
         for (i, (name, s)) in [("chat K=100 S=100 W=1", 100), ("chat K=100 S=1 W=1", 1)]
             .into_iter()
@@ -350,49 +343,34 @@ fn main() {
         {
             for (j, (server_name, proto, make)) in ws_servers.iter().enumerate() {
                 let server = make();
-                let me = std::process::id();
-                let (cpu0, gen0, t0) = (
-                    cpu_ticks(server.child.id()),
-                    cpu_ticks(me),
-                    std::time::Instant::now(),
-                );
-                let r = load::chat(Wire::Ws(*proto), &server.addrs, 100, s, 1, warm, dur);
-                let (sb, gb) = (busy(server.child.id(), cpu0, t0), busy(me, gen0, t0));
-                eprintln!(
-                    "{name} / {server_name} / run {}: {r:?}; CPU: server {:.0}%, generator {:.0}%",
-                    rep + 1,
-                    100.0 * sb,
-                    100.0 * gb
-                );
-                ws_runs[i][j].push((r, sb, gb));
+                let load = Workload {
+                    k: 100,
+                    s,
+                    w: 1,
+                    warmup: warm,
+                    duration: dur,
+                };
+                let r = load::chat(Wire::Ws(*proto), &server.addrs, load, &[server.child.id()]);
+                eprintln!("{name} / {server_name} / run {}: {r:?}", rep + 1);
+                ws_runs[i][j].push(r);
             }
         }
     }
-    let ws_median = |i: usize, j: usize| {
-        let runs = &ws_runs[i][j];
-        let r = median(&runs.iter().map(|x| x.0.clone()).collect::<Vec<_>>());
-        let mid = |f: fn(&(ChatResult, f64, f64)) -> f64| {
-            let mut v: Vec<f64> = runs.iter().map(f).collect();
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        (r, mid(|x| x.1), mid(|x| x.2))
-    };
+    let ws_median = |i: usize, j: usize| median(&ws_runs[i][j]);
     let ws = [ws_median(0, 0), ws_median(1, 0)];
     let sio1 = [ws_median(0, 1), ws_median(1, 1)];
     // Socket.IO 4 with its Redis adapter, 2 nodes, over WebSocket: the peer to beat.
     let mut sio_runs = Vec::new();
     for rep in 0..args.repeat.max(1) {
         let server = socketio_cluster();
-        let r = load::chat(
-            Wire::Ws(Proto::SocketIo),
-            &server.addrs,
-            100,
-            100,
-            1,
-            warm,
-            dur,
-        );
+        let load = Workload {
+            k: 100,
+            s: 100,
+            w: 1,
+            warmup: warm,
+            duration: dur,
+        };
+        let r = load::chat(Wire::Ws(Proto::SocketIo), &server.addrs, load, &[]);
         eprintln!(
             "chat K=100 S=100 W=1 / Socket.IO, 2 nodes + Redis / run {}: {r:?}",
             rep + 1
@@ -434,6 +412,19 @@ fn main() {
         fmt_rate(tp[2].deliveries_per_sec),
         100.0 * tp[0].deliveries_per_sec / tp[2].deliveries_per_sec,
         tp[0].deliveries_per_sec / tp[1].deliveries_per_sec,
+    );
+    let cpu = |r: &ChatResult| {
+        format!(
+            "{:.0}% / {:.0}%",
+            100.0 * r.cpu.first().copied().unwrap_or(f64::NAN),
+            100.0 * r.generator_cpu
+        )
+    };
+    println!(
+        "| chat, K=100, S=100, W=1 | CPU: server / generator | {} | {} | {} | - | - |",
+        cpu(&tp[0]),
+        cpu(&tp[1]),
+        cpu(&tp[2]),
     );
     let (one, two) = (&results[0][0], &results[0][3]);
     println!(
@@ -496,18 +487,18 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     println!(
         "| chat, K=100, S=100, W=1 | deliveries/s | {} | {} | {} | {:.2}x | {:.1}x |",
-        fmt_rate(ws[0].0.deliveries_per_sec),
-        fmt_rate(sio1[0].0.deliveries_per_sec),
+        fmt_rate(ws[0].deliveries_per_sec),
+        fmt_rate(sio1[0].deliveries_per_sec),
         fmt_rate(tp[0].deliveries_per_sec),
-        ws[0].0.deliveries_per_sec / tp[0].deliveries_per_sec,
-        ws[0].0.deliveries_per_sec / sio1[0].0.deliveries_per_sec,
+        ws[0].deliveries_per_sec / tp[0].deliveries_per_sec,
+        ws[0].deliveries_per_sec / sio1[0].deliveries_per_sec,
     );
     println!(
         "| chat, K=100, S=100, W=1 | CPU: server / generator | {:.0}% / {:.0}% | {:.0}% / {:.0}% | - | - | - |",
-        100.0 * ws[0].1,
-        100.0 * ws[0].2,
-        100.0 * sio1[0].1,
-        100.0 * sio1[0].2,
+        100.0 * ws[0].cpu[0],
+        100.0 * ws[0].generator_cpu,
+        100.0 * sio1[0].cpu[0],
+        100.0 * sio1[0].generator_cpu,
     );
     for (label, f) in [
         ("p50", (|r: &ChatResult| r.p50_us) as fn(&ChatResult) -> f64),
@@ -515,11 +506,11 @@ fn main() {
     ] {
         println!(
             "| chat, K=100, S=1, W=1 | fan-out round trip {label} | {} | {} | {} | {:.2}x | {:.2}x |",
-            ms(f(&ws[1].0)),
-            ms(f(&sio1[1].0)),
+            ms(f(&ws[1])),
+            ms(f(&sio1[1])),
             ms(f(&results[1][0])),
-            f(&ws[1].0) / f(&results[1][0]),
-            f(&ws[1].0) / f(&sio1[1].0),
+            f(&ws[1]) / f(&results[1][0]),
+            f(&ws[1]) / f(&sio1[1]),
         );
     }
     println!(
