@@ -5,21 +5,10 @@
 //! Socket.IO 4 (`bench/socketio/server.mjs`).
 
 use netlib_bench::load::Wire;
-use netlib_bench::ws::Proto;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let arg = args.next().expect("ADDR");
-    let (wire, list) = match arg.split_once("://") {
-        Some(("ws", rest)) => (Wire::Ws(Proto::Netlib), rest.to_owned()),
-        Some(("socketio", rest)) => (Wire::Ws(Proto::SocketIo), rest.to_owned()),
-        Some((scheme, _)) => panic!("unknown scheme {scheme}"),
-        None => (Wire::Tcp, arg),
-    };
-    let addrs: Vec<std::net::SocketAddr> = list
-        .split(',')
-        .map(|a| a.parse().expect("address"))
-        .collect();
+    let (wire, addrs) = Wire::parse_target(&args.next().expect("ADDR"));
     let secs: f64 = args.next().map_or(5.0, |s| s.parse().expect("seconds"));
     let load = netlib_bench::load::Workload {
         k: 100,

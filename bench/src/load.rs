@@ -23,6 +23,28 @@ pub enum Wire {
     Ws(Proto),
 }
 
+impl Wire {
+    /// Reads a target as the examples take it: `HOST:PORT[,HOST:PORT...]` for TCP,
+    /// `ws://...` for netlib over WebSocket, `socketio://...` for Socket.IO 4; returns the
+    /// wire and the addresses.
+    ///
+    /// # Panics
+    /// On another scheme or an address that does not parse.
+    pub fn parse_target(target: &str) -> (Wire, Vec<SocketAddr>) {
+        let (wire, list) = match target.split_once("://") {
+            Some(("ws", rest)) => (Wire::Ws(Proto::Netlib), rest),
+            Some(("socketio", rest)) => (Wire::Ws(Proto::SocketIo), rest),
+            Some((scheme, _)) => panic!("unknown scheme {scheme}"),
+            None => (Wire::Tcp, target),
+        };
+        let addrs = list
+            .split(',')
+            .map(|a| a.parse().expect("an address HOST:PORT"))
+            .collect();
+        (wire, addrs)
+    }
+}
+
 struct Conn {
     stream: TcpStream,
     wire: Wire,

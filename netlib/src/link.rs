@@ -129,10 +129,10 @@ impl Link {
         }
     }
 
-    /// Memory this connection holds: the session's buffers and queue, and input the transport
-    /// holds for a frame still arriving.
+    /// Memory this connection holds: the session's buffers and queue, input the transport
+    /// holds for a frame still arriving, and output it holds that the socket has not taken.
     pub(crate) fn memory(&self) -> usize {
-        self.session.memory() + self.transport.buffered()
+        self.session.memory() + self.transport.buffered() + self.transport.unsent()
     }
 
     /// Input held for frames still arriving, in the session's decoder or the transport.

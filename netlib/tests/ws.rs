@@ -191,6 +191,21 @@ fn browser(addr: SocketAddr) -> (WsClient, ChannelId) {
     (ws, id)
 }
 
+/// A browser stand-in with a 4 KiB receive buffer, so that the server's socket to it fills up
+/// soon when it does not read; returns it and its channel id.
+fn slow_browser(addr: SocketAddr) -> (WsClient, ChannelId) {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let stream: TcpStream = sock.into();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut ws = try_ws(stream, addr, None).unwrap();
+    let hello = next(&mut ws);
+    assert_eq!(hello.action(), "connected");
+    let id = ChannelId::from_serial(hello.get("id").unwrap().as_u64().unwrap());
+    (ws, id)
+}
+
 /// The next text message, as a netlib message (Pings are skipped).
 fn next(ws: &mut WsClient) -> Message {
     loop {
@@ -445,14 +460,7 @@ fn text_that_is_not_utf8_is_closed_with_1007() {
 fn a_reader_that_never_reads_is_closed_while_a_reading_peer_gets_everything() {
     let limit = 256 * 1024;
     let server = Running::start(Config::default().max_outbound_bytes(limit), pages());
-    // A small receive buffer, so that the server's socket fills up soon.
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    sock.connect(&server.ws.into()).unwrap();
-    let stream: TcpStream = sock.into();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    let mut slow = try_ws(stream, server.ws, None).unwrap();
-    let slow_id = ChannelId::from_serial(next(&mut slow).get("id").unwrap().as_u64().unwrap());
+    let (_slow, slow_id) = slow_browser(server.ws); // kept open, never read
     let (mut reader, reader_id) = browser(server.ws);
 
     let deadline = Instant::now() + WAIT;
@@ -485,15 +493,9 @@ fn a_reader_that_never_reads_is_closed_while_a_reading_peer_gets_everything() {
 #[test]
 fn a_pong_never_lands_inside_a_message_the_socket_has_not_taken() {
     let server = Running::plain();
-    // A small receive buffer and nothing read for a while: the server's socket fills up (its
-    // send buffer holds a few MB at most) and the rest waits in the server, part of it framed.
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    sock.connect(&server.ws.into()).unwrap();
-    let stream: TcpStream = sock.into();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    let mut slow = try_ws(stream, server.ws, None).unwrap();
-    assert_eq!(next(&mut slow).action(), "connected");
+    // Nothing read for a while: the server's socket fills up (its send buffer holds a few MB
+    // at most) and the rest waits in the server, part of it framed.
+    let (mut slow, _) = slow_browser(server.ws);
     let (mut other, _) = browser(server.ws);
     let n = 400; // 6.4 MB, under the 8 MiB outbound limit
     send(

@@ -1077,6 +1077,14 @@ impl Transport for WsStream {
         }
     }
 
+    /// Framed messages the socket has not taken yet (server side).
+    fn unsent(&self) -> usize {
+        match &self.state {
+            State::Open(ws) => ws.get_ref().pending.len(),
+            _ => 0,
+        }
+    }
+
     /// Sends a Close frame (1000) unless one was sent already, and pushes it out; the TCP
     /// connection is closed once the peer answers (RFC 6455 §7.1.1: the server closes TCP
     /// first).
