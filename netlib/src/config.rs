@@ -270,7 +270,9 @@ impl Config {
     }
 
     /// Server only: the most bytes held in all partial inbound frames and all outbound queues
-    /// together. When it is reached, the connections holding the most unfinished input are
+    /// together, by memory held (buffer capacity), transports' own buffers included (a
+    /// WebSocket message still arriving, WebSocket output the socket has not taken). When it
+    /// is reached, the connections holding the most unfinished input are
     /// closed (`CloseReason::MemoryBudget`) until usage is back under 90 % of it; if none holds
     /// input, the largest outbound queues. Default off.
     ///
