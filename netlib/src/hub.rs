@@ -396,7 +396,7 @@ impl<C> Hub<C> {
             .slots
             .iter()
             .filter(|(_, s)| s.link.session.is_open())
-            .map(|(k, s)| (s.link.held_input(), s.link.session.queued(), k))
+            .map(|(k, s)| (s.link.held_input(), s.link.held_output(), k))
             .collect();
         holders.sort_unstable_by(|a, b| b.cmp(a));
         let mut victims = 0;

@@ -135,6 +135,12 @@ impl Link {
         self.session.memory() + self.transport.buffered() + self.transport.unsent()
     }
 
+    /// Output held: the session's queue and what the transport holds that the socket has not
+    /// taken.
+    pub(crate) fn held_output(&self) -> usize {
+        self.session.queued() + self.transport.unsent()
+    }
+
     /// Input held for frames still arriving, in the session's decoder or the transport.
     pub(crate) fn held_input(&self) -> usize {
         self.session.buffered() + self.transport.buffered()

@@ -492,12 +492,21 @@ fn a_reader_that_never_reads_is_closed_while_a_reading_peer_gets_everything() {
 
 #[test]
 fn a_pong_never_lands_inside_a_message_the_socket_has_not_taken() {
-    let server = Running::plain();
+    // Twice what the kernel may buffer for the server's socket (`tcp_wmem`'s maximum), so that
+    // the socket is full and the server holds the rest, the last batch framed.
+    let wmem = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .unwrap_or(4 << 20);
+    let n = 2 * wmem / 16_000 + 16;
+    let server = Running::start(
+        Config::default().max_outbound_bytes(4 * wmem as usize + (1 << 20)),
+        pages(),
+    );
     // Nothing read for a while: the server's socket fills up (its send buffer holds a few MB
     // at most) and the rest waits in the server, part of it framed.
     let (mut slow, _) = slow_browser(server.ws);
     let (mut other, _) = browser(server.ws);
-    let n = 400; // 6.4 MB, under the 8 MiB outbound limit
     send(
         &mut other,
         &Message::new("blast").with("n", n).with("size", 16_000),

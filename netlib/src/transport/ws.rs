@@ -23,10 +23,16 @@
 //! knows it is a WebSocket. The cost is a 4-byte header and a copy per message in each
 //! direction, small next to JSON encoding; what it buys is that the rate limits, the outbound
 //! limits (a peer that does not read is closed by `max_outbound_bytes`: the transport takes at
-//! most 64 KiB more than the socket accepted), the memory budget, the idle timeout and the
-//! heartbeat apply to WebSocket channels unchanged. A partial WebSocket message is held by
-//! `tungstenite` (up to the config's `max_frame_size`), where the session's frame timeout and
-//! memory budget do not see it; the idle timeout and the handshake timeout still bound it.
+//! most 64 KiB plus one message more than the socket accepted), the memory budget, the idle
+//! timeout and the heartbeat apply to WebSocket channels unchanged. A partial WebSocket message
+//! is held by `tungstenite` (up to the config's `max_frame_size`); the transport reports it
+//! ([`Transport::buffered`]), so the session's frame timeout and the memory budget count it, as
+//! they count the output the socket has not taken ([`Transport::unsent`]).
+//!
+//! On the server side, netlib frames its outgoing messages itself (unmasked, §5.2), in one pass
+//! over the session's frames, and writes them with one call; only what the socket does not take
+//! is kept per channel, and it goes out before anything `tungstenite` writes (a Pong, a Close).
+//! The client side sends through `tungstenite`, which masks.
 //!
 //! # Limits and closing (RFC 6455 §7.4)
 //!
@@ -242,20 +248,17 @@ struct Cutter {
 impl Cutter {
     /// Takes bytes of `input` up to the end of one frame at most and returns how many; calls
     /// `f` with the frame's payload once it is complete (borrowed from `input` when it lies
-    /// there whole, as it nearly always does).
-    ///
-    /// # Errors
-    /// What `f` returns.
+    /// there whole, as it nearly always does), and returns what `f` returned, or `Ok` if the
+    /// frame is not complete yet. The bytes are taken whatever `f` returns.
     fn frame_into(
         &mut self,
         input: &[u8],
         f: impl FnOnce(&[u8]) -> io::Result<()>,
-    ) -> io::Result<usize> {
+    ) -> (usize, io::Result<()>) {
         if self.partial.is_empty() && input.len() >= 4 {
             let len = u32::from_be_bytes([input[0], input[1], input[2], input[3]]) as usize;
             if input.len() - 4 >= len {
-                f(&input[4..4 + len])?;
-                return Ok(4 + len);
+                return (4 + len, f(&input[4..4 + len]));
             }
         }
         let mut taken = 0;
@@ -263,7 +266,7 @@ impl Cutter {
             taken = (4 - self.partial.len()).min(input.len());
             self.partial.extend_from_slice(&input[..taken]);
             if self.partial.len() < 4 {
-                return Ok(taken);
+                return (taken, Ok(()));
             }
         }
         let p = &self.partial;
@@ -272,21 +275,20 @@ impl Cutter {
         self.partial.extend_from_slice(&input[taken..taken + n]);
         taken += n;
         if self.partial.len() < 4 + len {
-            return Ok(taken);
+            return (taken, Ok(()));
         }
         let frame = std::mem::take(&mut self.partial);
-        f(&frame[4..])?;
-        Ok(taken)
+        (taken, f(&frame[4..]))
     }
 
     /// As [`frame_into`](Self::frame_into), returning a copy of the payload.
     fn take(&mut self, input: &[u8]) -> (usize, Option<Bytes>) {
         let mut payload = None;
-        let n = self.frame_into(input, |p| {
+        let (n, _) = self.frame_into(input, |p| {
             payload = Some(Bytes::copy_from_slice(p));
             Ok(())
         });
-        (n.unwrap_or(0), payload)
+        (n, payload)
     }
 }
 
@@ -665,9 +667,6 @@ impl WsStream {
         Ok(())
     }
 
-    /// Sends one frame's payload as a message: the server's heartbeat ping as a Ping frame,
-    /// anything else as text. `Ok(false)` if the socket would block (the message is queued
-    /// in `tungstenite` all the same).
     /// The server side of [`write_vectored`](Write::write_vectored): frames up to
     /// `WRITE_BATCH` bytes of the session's frames as WebSocket messages (unmasked, §5.1) in
     /// the thread's scratch buffer, in one pass and without copying each message first, and
@@ -687,19 +686,24 @@ impl WsStream {
                     if out.len() >= WRITE_BATCH {
                         break 'all;
                     }
-                    let n = cutter.frame_into(rest, |payload| {
+                    let (n, framed) = cutter.frame_into(rest, |payload| {
                         if payload == PING_JSON {
                             server_header(out, 0x9, 0);
                             return Ok(());
                         }
                         if std::str::from_utf8(payload).is_err() {
-                            let text = "a WebSocket message must be UTF-8";
+                            let text = "a WebSocket text message must be UTF-8";
                             return Err(io::Error::new(io::ErrorKind::InvalidData, text));
                         }
                         server_header(out, 0x1, payload.len());
                         out.extend_from_slice(payload);
                         Ok(())
-                    })?;
+                    });
+                    if let Err(e) = framed {
+                        // Only a pre-encoded frame of another codec can be this; the
+                        // messages around it still go out.
+                        log::error!("WebSocket channel: a message was dropped: {e}");
+                    }
                     rest = &rest[n..];
                     taken += n;
                 }
@@ -722,6 +726,9 @@ impl WsStream {
         })
     }
 
+    /// Client side: sends one frame's payload as a message: the server's heartbeat ping as a Ping frame,
+    /// anything else as text. `Ok(false)` if the socket would block (the message is queued
+    /// in `tungstenite` all the same).
     fn send(ws: &mut WebSocket<Counted>, role: Role, payload: Bytes) -> io::Result<bool> {
         let msg = if role == Role::Server && payload == PING_JSON {
             WsMessage::Ping(Bytes::new())
@@ -1077,7 +1084,8 @@ impl Transport for WsStream {
         }
     }
 
-    /// Framed messages the socket has not taken yet (server side).
+    /// Framed messages the socket has not taken yet (server side): at most `WRITE_BATCH` (64
+    /// KiB) plus one message.
     fn unsent(&self) -> usize {
         match &self.state {
             State::Open(ws) => ws.get_ref().pending.len(),
