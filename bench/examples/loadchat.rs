@@ -1,6 +1,7 @@
 //! Runs only the throughput workload against one address, or several nodes of one chat split
 //! with commas (for profiling a server):
-//! `cargo run --release -p netlib-bench --example loadchat -- ADDR[,ADDR...] [SECONDS]`.
+//! `cargo run --release -p netlib-bench --example loadchat -- ADDR[,ADDR...] [SECONDS [PAD]]`
+//! (PAD: bytes of padding in each message's text).
 //! `ws://ADDR` speaks netlib over WebSocket (`chat-server --web`), `socketio://ADDR`
 //! Socket.IO 4 (`bench/socketio/server.mjs`).
 
@@ -10,12 +11,14 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (wire, addrs) = Wire::parse_target(&args.next().expect("ADDR"));
     let secs: f64 = args.next().map_or(5.0, |s| s.parse().expect("seconds"));
+    let pad: usize = args.next().map_or(0, |s| s.parse().expect("padding bytes"));
     let load = netlib_bench::load::Workload {
         k: 100,
         s: 100,
         w: 1,
         warmup: std::time::Duration::from_secs(1),
         duration: std::time::Duration::from_secs_f64(secs),
+        pad,
     };
     let r = netlib_bench::load::chat(wire, &addrs, load, &[]);
     println!("{r:?}");

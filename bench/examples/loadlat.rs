@@ -12,6 +12,7 @@ fn main() {
         w: 1,
         warmup: std::time::Duration::from_secs(1),
         duration: d,
+        pad: 0,
     };
     let r = netlib_bench::load::chat(netlib_bench::load::Wire::Tcp, &[addr], load, &[]);
     println!(

@@ -65,6 +65,8 @@ struct Conn {
     frames: u64,
     /// Sender state: tag `"<id>:` and the messages in flight (seq, sent at).
     tag: Option<memmem::Finder<'static>>,
+    /// Padding added to each message's text.
+    pad: usize,
     inflight: VecDeque<(u64, Instant)>,
     next_seq: u64,
 }
@@ -97,7 +99,8 @@ impl Conn {
     }
 
     fn queue_message(&mut self, id: usize) {
-        let text = format!("{id}:{}", self.next_seq);
+        let mut text = format!("{id}:{}", self.next_seq);
+        text.extend(std::iter::repeat_n('x', self.pad));
         self.inflight.push_back((self.next_seq, Instant::now()));
         self.next_seq += 1;
         self.queue("message", serde_json::json!({ "message": text }));
@@ -256,6 +259,7 @@ impl Gen {
             ready: false,
             frames: 0,
             tag: None,
+            pad: 0,
             inflight: VecDeque::new(),
             next_seq: 0,
         };
@@ -371,6 +375,9 @@ pub struct Workload {
     pub warmup: Duration,
     /// Measured.
     pub duration: Duration,
+    /// Bytes of padding added to each message's text (0: none), e.g. to compare servers at
+    /// equal frame sizes on the wire.
+    pub pad: usize,
 }
 
 /// The `p` quantile (0 to 1) of sorted samples; NaN when there are none.
@@ -396,10 +403,12 @@ pub fn chat(wire: Wire, addrs: &[SocketAddr], load: Workload, watch: &[u32]) -> 
         w,
         warmup,
         duration,
+        pad,
     } = load;
     let mut g = Gen::new(wire);
     for i in 0..k {
         let id = g.connect(addrs[i % addrs.len()], Some(format!("c{i}")));
+        g.conns[id].pad = pad;
         if i < s {
             let tag: &'static [u8] = Box::leak(format!("\"{i}:").into_bytes().into_boxed_slice());
             g.conns[id].tag = Some(memmem::Finder::new(tag).into_owned());

@@ -299,6 +299,7 @@ fn main() {
                     w,
                     warmup: warm,
                     duration: dur,
+                    pad: 0,
                 };
                 let r = load::chat(Wire::Tcp, &server.addrs, load, &pids);
                 // Each process's share of a core in the measured window (a cluster's three
@@ -349,6 +350,7 @@ fn main() {
                     w: 1,
                     warmup: warm,
                     duration: dur,
+                    pad: 0,
                 };
                 let r = load::chat(Wire::Ws(*proto), &server.addrs, load, &[server.child.id()]);
                 eprintln!("{name} / {server_name} / run {}: {r:?}", rep + 1);
@@ -369,6 +371,7 @@ fn main() {
             w: 1,
             warmup: warm,
             duration: dur,
+            pad: 0,
         };
         let r = load::chat(Wire::Ws(Proto::SocketIo), &server.addrs, load, &[]);
         eprintln!(
