@@ -726,9 +726,10 @@ impl WsStream {
         })
     }
 
-    /// Client side: sends one frame's payload as a message: the server's heartbeat ping as a Ping frame,
-    /// anything else as text. `Ok(false)` if the socket would block (the message is queued
-    /// in `tungstenite` all the same).
+    /// Sends one frame's payload as a message through `tungstenite` (the client side, whose
+    /// frames `tungstenite` masks): a server's heartbeat ping as a Ping frame, anything else
+    /// as text. `Ok(false)` if the socket would block (the message is queued in `tungstenite`
+    /// all the same).
     fn send(ws: &mut WebSocket<Counted>, role: Role, payload: Bytes) -> io::Result<bool> {
         let msg = if role == Role::Server && payload == PING_JSON {
             WsMessage::Ping(Bytes::new())
