@@ -25,7 +25,14 @@ fn node(redis: &RedisServer, id: &str, extra: &[&str]) -> ChatServer {
         "0",
     ];
     args.extend_from_slice(extra);
-    ChatServer::start(&args, &[("CHAT_OP", "s3cret")])
+    let server = ChatServer::start(&args, &[("CHAT_OP", "s3cret")]);
+    // It joined with the password in the URL, and never prints it.
+    until("the node says it joined", || {
+        server.stdout.any(|l| l.contains("joins the cluster at redis://:***@"))
+    });
+    assert!(!server.stdout.any(|l| l.contains(&redis.password)));
+    assert!(!server.stderr.any(|l| l.contains(&redis.password)));
+    server
 }
 
 fn say(p: &mut Peer, text: &str) {
