@@ -28,7 +28,9 @@ fn node(redis: &RedisServer, id: &str, extra: &[&str]) -> ChatServer {
     let server = ChatServer::start(&args, &[("CHAT_OP", "s3cret")]);
     // It joined with the password in the URL, and never prints it.
     until("the node says it joined", || {
-        server.stdout.any(|l| l.contains("joins the cluster at redis://:***@"))
+        server
+            .stdout
+            .any(|l| l.contains("joins the cluster at redis://:***@"))
     });
     assert!(!server.stdout.any(|l| l.contains(&redis.password)));
     assert!(!server.stderr.any(|l| l.contains(&redis.password)));
