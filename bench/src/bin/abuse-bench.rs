@@ -6,7 +6,13 @@
 //! - who flood: with U idle users online, 4 connections keep 20 `who` requests in flight each;
 //!   a newcomer's message round trip, beside the same without the flood;
 //! - password guessing: one connection sends operator logins as fast as it can for 3 s; how
-//!   many were checked.
+//!   many were checked;
+//! - private flood: 50 connections send private messages to one victim as fast as TCP lets them
+//!   for 8 s while a friend sends it one every 250 ms; whether the victim, reading at full speed,
+//!   stays connected and how many of the friend's messages it got;
+//! - rename flood: one member of a 50-member room renames itself as fast as it can for 8 s while
+//!   another says something every 250 ms; whether the 48 others, reading normally, stay
+//!   connected and get every honest message.
 //!
 //! Expects `target/release/chat-server` (`bench/run.sh` builds it). Usage:
 //! `abuse-bench [--stalls 3000] [--users 5000] [--target target]`.
@@ -241,6 +247,135 @@ fn guessing(args: &Args) -> (usize, usize) {
     (checked, capped)
 }
 
+/// Connects and sets nickname `nick`.
+fn join(addr: SocketAddr, nick: &str) -> Client {
+    let mut c = client(addr);
+    c.send(&Message::new("nickname").with("nickname", nick))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        c.wait(Duration::from_millis(10)).unwrap();
+        if c.pump_messages()
+            .unwrap()
+            .iter()
+            .any(|m| m.action() == "renamed" && m.get_str("to") == Some(nick))
+        {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "no rename to {nick}");
+    }
+}
+
+/// Keeps `c`'s outbound queue full of `next()`'s messages (as fast as TCP lets it send) and
+/// reads and drops what it gets; returns how many were refused `rate-limited`.
+fn flood(c: &mut Client, mut next: impl FnMut() -> Message) -> usize {
+    while c.is_connected() && c.queued_bytes() < 64 << 10 {
+        if c.send(&next()).is_err() {
+            break;
+        }
+    }
+    c.pump_messages()
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| m.get_str("code") == Some("rate-limited"))
+        .count()
+}
+
+/// The texts of `from`'s messages of `action` in `inbox`.
+fn said_by(inbox: &[Message], action: &str, from: &str) -> usize {
+    inbox
+        .iter()
+        .filter(|m| m.action() == action && m.get_str("who") == Some(from))
+        .count()
+}
+
+/// How long a flood lasts, and how often the honest user speaks meanwhile (4 a second, under
+/// the chat's per-user limit of 5 a second for messages and for private messages alike).
+const FLOOD: Duration = Duration::from_secs(8);
+const HONEST_EVERY: Duration = Duration::from_millis(250);
+
+/// (victim still connected, friend's messages received, sent, flood messages received,
+/// flood messages refused).
+fn private_flood(args: &Args) -> (bool, usize, usize, usize, usize) {
+    let server = start(args);
+    let mut victim = join(server.addr, "victim");
+    let mut friend = join(server.addr, "friend");
+    let mut flooders: Vec<Client> = (0..50)
+        .map(|i| join(server.addr, &format!("flood{i}")))
+        .collect();
+    let spam = Message::new("private")
+        .with("to", "victim")
+        .with("message", "x".repeat(1900));
+    let (mut inbox, mut sent, mut refused) = (Vec::new(), 0, 0);
+    let t0 = Instant::now();
+    let mut next = t0;
+    while t0.elapsed() < FLOOD + Duration::from_secs(2) {
+        if t0.elapsed() < FLOOD && Instant::now() >= next {
+            let text = format!("friend {sent}");
+            let m = Message::new("private")
+                .with("to", "victim")
+                .with("message", text.as_str());
+            friend.send(&m).unwrap();
+            sent += 1;
+            next += HONEST_EVERY;
+        }
+        for f in &mut flooders {
+            refused += flood(f, || spam.clone());
+        }
+        let _ = friend.pump_messages();
+        victim.wait(Duration::from_millis(1)).unwrap();
+        inbox.extend(victim.pump_messages().unwrap_or_default());
+    }
+    let got = said_by(&inbox, "private", "friend");
+    let spam_got = inbox
+        .iter()
+        .filter(|m| m.action() == "private" && m.get_str("who") != Some("friend"))
+        .count();
+    (victim.is_connected(), got, sent, spam_got, refused)
+}
+
+/// (witnesses still connected, the fewest honest messages a witness got, sent, renames
+/// refused).
+fn rename_flood(args: &Args) -> (usize, usize, usize, usize) {
+    let server = start(args);
+    let mut witnesses: Vec<(Client, Vec<Message>)> = (0..48)
+        .map(|i| (join(server.addr, &format!("w{i}")), Vec::new()))
+        .collect();
+    let mut honest = join(server.addr, "honest");
+    let mut renamer = join(server.addr, "renamer");
+    let mut renames = 0u64;
+    let mut rename = || {
+        renames += 1;
+        Message::new("nickname").with("nickname", format!("renamer{}", renames % 2))
+    };
+    let (mut sent, mut refused) = (0, 0);
+    let t0 = Instant::now();
+    let mut next = t0;
+    while t0.elapsed() < FLOOD + Duration::from_secs(2) {
+        if t0.elapsed() < FLOOD && Instant::now() >= next {
+            let text = format!("honest {sent}");
+            honest
+                .send(&Message::new("message").with("message", text.as_str()))
+                .unwrap();
+            sent += 1;
+            next += HONEST_EVERY;
+        }
+        refused += flood(&mut renamer, &mut rename);
+        let _ = honest.pump_messages();
+        for (w, inbox) in &mut witnesses {
+            inbox.extend(w.pump_messages().unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let connected = witnesses.iter().filter(|(w, _)| w.is_connected()).count();
+    let fewest = witnesses
+        .iter()
+        .map(|(_, inbox)| said_by(inbox, "message", "honest"))
+        .min()
+        .unwrap_or(0);
+    (connected, fewest, sent, refused)
+}
+
 fn main() {
     let args = Args::parse();
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024) as usize;
@@ -251,6 +386,8 @@ fn main() {
     let (peak, closed, secs) = stalls(&args);
     let (quiet, flooded, pages, refused) = who_flood(&args);
     let (checked, capped) = guessing(&args);
+    let (victim_stays, got, sent, spam, spam_refused) = private_flood(&args);
+    let (witnesses, fewest, honest_sent, renames_refused) = rename_flood(&args);
     println!("| attack | measured |");
     println!("|---|---|");
     println!(
@@ -268,5 +405,13 @@ fn main() {
     );
     println!(
         "| operator logins from one connection, 3 s | {checked} checked, {capped} refused `too-many-attempts` |"
+    );
+    println!(
+        "| 50 connections flood one user with private messages, 8 s | victim {}; {got} of the friend's {sent} private messages ({:.0}%); {spam} flood messages delivered, {spam_refused} refused `rate-limited` |",
+        if victim_stays { "stayed connected" } else { "DISCONNECTED" },
+        100.0 * got as f64 / sent.max(1) as f64
+    );
+    println!(
+        "| one member of a 50-member room renames as fast as it can, 8 s | {witnesses} of 48 witnesses stayed connected; the fewest honest messages a witness got: {fewest} of {honest_sent}; {renames_refused} renames refused `rate-limited` |"
     );
 }
