@@ -338,6 +338,8 @@ struct Counted {
     read: u64,
     /// Framed output the socket has not taken yet (server side).
     pending: Vec<u8>,
+    /// Bytes of `pending` already written.
+    pending_at: usize,
 }
 
 impl Counted {
@@ -346,30 +348,34 @@ impl Counted {
             stream,
             read,
             pending: Vec::new(),
+            pending_at: 0,
         }
     }
 
     /// Writes `pending` until it is empty (its buffer then let go) or the socket would block
     /// (`WouldBlock`).
     fn drain_pending(&mut self) -> io::Result<()> {
-        let mut written = 0;
         let result = loop {
-            if written == self.pending.len() {
+            if self.pending_at == self.pending.len() {
                 break Ok(());
             }
-            match self.stream.write(&self.pending[written..]) {
+            match self.stream.write(&self.pending[self.pending_at..]) {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
+                Ok(n) => self.pending_at += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),
             }
         };
-        if written == self.pending.len() {
+        if self.pending_at == self.pending.len() {
             self.pending = Vec::new();
-        } else {
-            self.pending.drain(..written);
+            self.pending_at = 0;
         }
         result
+    }
+
+    /// Bytes of `pending` not written yet.
+    fn unsent(&self) -> usize {
+        self.pending.len() - self.pending_at
     }
 }
 
@@ -1089,7 +1095,7 @@ impl Transport for WsStream {
     /// KiB) plus one message.
     fn unsent(&self) -> usize {
         match &self.state {
-            State::Open(ws) => ws.get_ref().pending.len(),
+            State::Open(ws) => ws.get_ref().unsent(),
             _ => 0,
         }
     }
