@@ -142,20 +142,25 @@ fn stalls(args: &Args) -> (u64, usize, f64) {
     (peak, closed, start_t.elapsed().as_secs_f64())
 }
 
-fn client(addr: SocketAddr) -> Client {
-    let mut c = Client::connect(&addr.to_string(), Config::default()).unwrap();
+/// Pumps `c` until a message matching `pred` arrives.
+///
+/// # Panics
+/// After 30 s without one.
+fn wait_for(c: &mut Client, what: &str, pred: impl Fn(&Message) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         c.wait(Duration::from_millis(10)).unwrap();
-        if c.pump_messages()
-            .unwrap()
-            .iter()
-            .any(|m| m.action() == "welcome")
-        {
-            return c;
+        if c.pump_messages().unwrap().iter().any(&pred) {
+            return;
         }
-        assert!(Instant::now() < deadline, "no welcome");
+        assert!(Instant::now() < deadline, "no {what}");
     }
+}
+
+fn client(addr: SocketAddr) -> Client {
+    let mut c = Client::connect(&addr.to_string(), Config::default()).unwrap();
+    wait_for(&mut c, "welcome", |m| m.action() == "welcome");
+    c
 }
 
 /// Round trips of the newcomer's messages (ms), while `flood` runs between them.
@@ -252,18 +257,10 @@ fn join(addr: SocketAddr, nick: &str) -> Client {
     let mut c = client(addr);
     c.send(&Message::new("nickname").with("nickname", nick))
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        c.wait(Duration::from_millis(10)).unwrap();
-        if c.pump_messages()
-            .unwrap()
-            .iter()
-            .any(|m| m.action() == "renamed" && m.get_str("to") == Some(nick))
-        {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "no rename to {nick}");
-    }
+    wait_for(&mut c, "rename", |m| {
+        m.action() == "renamed" && m.get_str("to") == Some(nick)
+    });
+    c
 }
 
 /// Keeps `c`'s outbound queue full of `next()`'s messages (as fast as TCP lets it send) and
