@@ -1,6 +1,7 @@
 //! The server driver: PodSixNet's `Server`. A thin layer over mio: it polls, accepts from its
-//! listeners (any [`Acceptor`](crate::transport::Acceptor), see `listeners`), hands readiness to the channels' sessions, dispatches what they
-//! decode, flushes, and sleeps until the next readiness or session deadline. The channel table
+//! listeners (any [`Acceptor`](crate::transport::Acceptor); binding them is in `listeners`),
+//! hands readiness to the channels' sessions, dispatches what they decode, flushes, and sleeps
+//! until the next readiness or session deadline. The channel table
 //! is in [`hub`](crate::hub), the protocol state in `session`.
 
 use std::io;
@@ -90,7 +91,8 @@ impl<S: ServerHandler> Server<S> {
     /// [`connect_local`](Self::connect_local).
     ///
     /// # Errors
-    /// [`Error::DuplicateHandler`](crate::Error::DuplicateHandler) / [`Error::HandlerSignature`](crate::Error::HandlerSignature) if handlers are registered
+    /// [`Error::DuplicateHandler`](crate::Error::DuplicateHandler) /
+    /// [`Error::HandlerSignature`](crate::Error::HandlerSignature) if handlers are registered
     /// wrongly (also when an action has a handler on both the channel and the server type),
     /// [`Error::Io`](crate::Error::Io) if the poller cannot be created.
     pub fn new(state: S, config: Config) -> Result<Self> {
@@ -193,8 +195,8 @@ impl<S: ServerHandler> Server<S> {
     /// PodSixNet's `Server.Pump()`.
     ///
     /// # Errors
-    /// [`Error::Io`](crate::Error::Io) only if the poller itself fails; errors of single connections close those
-    /// connections and are reported through [`ServerHandler::closed`].
+    /// [`Error::Io`](crate::Error::Io) only if the poller itself fails; errors of single
+    /// connections close those connections and are reported through [`ServerHandler::closed`].
     pub fn pump(&mut self) -> Result<()> {
         self.pump_inner(Some(Duration::ZERO))
     }

@@ -204,25 +204,19 @@ fn processes(server: &Server) -> Vec<(String, u32)> {
 
 /// The median of each metric over runs.
 fn median(runs: &[ChatResult]) -> ChatResult {
-    let mid = |f: fn(&ChatResult) -> f64| {
+    let mid = |f: &dyn Fn(&ChatResult) -> f64| {
         let mut v: Vec<f64> = runs.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let cpu = (0..runs[0].cpu.len())
-        .map(|i| {
-            let mut v: Vec<f64> = runs.iter().map(|r| r.cpu[i]).collect();
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        })
-        .collect();
+    let cpu = (0..runs[0].cpu.len()).map(|i| mid(&|r| r.cpu[i])).collect();
     ChatResult {
-        deliveries_per_sec: mid(|r| r.deliveries_per_sec),
-        p50_us: mid(|r| r.p50_us),
-        p99_us: mid(|r| r.p99_us),
+        deliveries_per_sec: mid(&|r| r.deliveries_per_sec),
+        p50_us: mid(&|r| r.p50_us),
+        p99_us: mid(&|r| r.p99_us),
         samples: runs.iter().map(|r| r.samples).sum(),
         cpu,
-        generator_cpu: mid(|r| r.generator_cpu),
+        generator_cpu: mid(&|r| r.generator_cpu),
     }
 }
 

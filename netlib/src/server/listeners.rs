@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use mio::net::TcpListener;
+
 use crate::codec::Wire;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -41,16 +43,10 @@ impl<S: ServerHandler> Server<S> {
     /// # Errors
     /// [`Error::Resolve`] for an unparsable address, [`Error::Bind`] if a socket cannot listen.
     pub fn bind_tcp(&mut self, addr: &str, wire: Option<Wire>) -> Result<Vec<SocketAddr>> {
-        let mut bound = Vec::new();
-        for sa in crate::net::resolve(addr)? {
-            let l = crate::net::listen(sa, self.hub.config.get_listen_backlog())
-                .map_err(|source| Error::Bind { addr: sa, source })?;
-            let local = l.local_addr()?;
+        self.bind_with(addr, |l, local, _| {
             log::info!("listening on {local}");
-            self.add_listener(Box::new(TcpAcceptor::new(l, wire.clone())))?;
-            bound.push(local);
-        }
-        Ok(bound)
+            Box::new(TcpAcceptor::new(l, wire.clone()))
+        })
     }
 
     /// Adds WebSocket listeners (RFC 6455) on every address `addr` resolves to, answering
@@ -63,17 +59,27 @@ impl<S: ServerHandler> Server<S> {
     /// # Errors
     /// As [`bind_tcp`](Self::bind_tcp).
     pub fn bind_ws(&mut self, addr: &str, options: WsOptions) -> Result<Vec<SocketAddr>> {
+        self.bind_with(addr, |l, local, config| {
+            let path = options.get_path();
+            log::info!("listening for WebSocket on ws://{local}{path}");
+            Box::new(WsAcceptor::new(l, options.clone(), config))
+        })
+    }
+
+    /// Listens on every address `addr` resolves to, each made an acceptor by `make` (given the
+    /// listening socket, its address and the config) and added; returns the bound addresses.
+    fn bind_with(
+        &mut self,
+        addr: &str,
+        mut make: impl FnMut(TcpListener, SocketAddr, &Config) -> Box<dyn Acceptor>,
+    ) -> Result<Vec<SocketAddr>> {
         let mut bound = Vec::new();
         for sa in crate::net::resolve(addr)? {
             let l = crate::net::listen(sa, self.hub.config.get_listen_backlog())
                 .map_err(|source| Error::Bind { addr: sa, source })?;
             let local = l.local_addr()?;
-            log::info!(
-                "listening for WebSocket on ws://{local}{}",
-                options.get_path()
-            );
-            let acceptor = WsAcceptor::new(l, options.clone(), &self.hub.config);
-            self.add_listener(Box::new(acceptor))?;
+            let acceptor = make(l, local, &self.hub.config);
+            self.add_listener(acceptor)?;
             bound.push(local);
         }
         Ok(bound)

@@ -101,8 +101,8 @@ pub trait Transport: io::Read + io::Write + Send + fmt::Debug {
     }
 
     /// Bytes of output the transport holds that the socket has not taken yet (a WebSocket's
-    /// framed messages, at most about 64 KiB beyond what the session queued). The memory budget
-    /// counts them. Default: 0 (a byte stream writes straight from the session's queue).
+    /// framed messages: at most 64 KiB plus one message beyond what the session queued). The
+    /// memory budget counts them. Default: 0 (a byte stream writes straight from the session's queue).
     fn unsent(&self) -> usize {
         0
     }

@@ -732,25 +732,42 @@ impl WsStream {
         })
     }
 
-    /// Sends one frame's payload as a message through `tungstenite` (the client side, whose
-    /// frames `tungstenite` masks): a server's heartbeat ping as a Ping frame, anything else
-    /// as text. `Ok(false)` if the socket would block (the message is queued in `tungstenite`
-    /// all the same).
-    fn send(ws: &mut WebSocket<Counted>, role: Role, payload: Bytes) -> io::Result<bool> {
-        let msg = if role == Role::Server && payload == PING_JSON {
-            WsMessage::Ping(Bytes::new())
-        } else {
-            let text = Utf8Bytes::try_from(payload).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "a WebSocket message must be UTF-8",
-                )
-            })?;
-            WsMessage::Text(text)
-        };
-        match ws.write(msg) {
-            Ok(()) => Ok(true),
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+    /// The client side of [`write_vectored`](Write::write_vectored): hands up to
+    /// `WRITE_BATCH` bytes of the session's frames to `tungstenite` as text messages (it masks
+    /// them, §5.3), then flushes. Called with `tungstenite`'s buffer empty.
+    fn write_client(
+        ws: &mut WebSocket<Counted>,
+        cutter: &mut Cutter,
+        bufs: &[IoSlice<'_>],
+    ) -> io::Result<usize> {
+        let mut taken = 0;
+        'all: for b in bufs {
+            let mut rest = &b[..];
+            while !rest.is_empty() {
+                if taken >= WRITE_BATCH {
+                    break 'all;
+                }
+                let (n, frame) = cutter.take(rest);
+                rest = &rest[n..];
+                taken += n;
+                let Some(payload) = frame else { continue };
+                let text = Utf8Bytes::try_from(payload).map_err(|_| {
+                    let text = "a WebSocket text message must be UTF-8";
+                    io::Error::new(io::ErrorKind::InvalidData, text)
+                })?;
+                match ws.write(WsMessage::Text(text)) {
+                    Ok(()) => {}
+                    // Queued in `tungstenite` all the same; the socket is full.
+                    Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        break 'all
+                    }
+                    Err(e) => return Err(io_error(e)),
+                }
+            }
+        }
+        match ws.flush() {
+            Ok(()) => Ok(taken),
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(taken),
             Err(e) => Err(io_error(e)),
         }
     }
@@ -1034,29 +1051,9 @@ impl Write for WsStream {
             Err(e) => return Err(io_error(e)),
         }
         if *role == Role::Server {
-            return Self::write_server(ws.get_mut(), cutter, bufs);
-        }
-        let mut taken = 0;
-        'all: for b in bufs {
-            let mut rest = &b[..];
-            while !rest.is_empty() {
-                if taken >= WRITE_BATCH {
-                    break 'all;
-                }
-                let (n, frame) = cutter.take(rest);
-                rest = &rest[n..];
-                taken += n;
-                if let Some(payload) = frame {
-                    if !Self::send(ws, *role, payload)? {
-                        break 'all; // queued; the socket is full
-                    }
-                }
-            }
-        }
-        match ws.flush() {
-            Ok(()) => Ok(taken),
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(taken),
-            Err(e) => Err(io_error(e)),
+            Self::write_server(ws.get_mut(), cutter, bufs)
+        } else {
+            Self::write_client(ws, cutter, bufs)
         }
     }
 
