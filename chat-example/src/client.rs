@@ -517,4 +517,48 @@ mod tests {
         );
         assert_eq!(Command::Help.to_request(), None);
     }
+
+    /// Prints to a buffer the test reads.
+    #[derive(Clone, Default)]
+    struct Screen(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Screen {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_break_in_received_text_cannot_start_a_printed_line() {
+        use crate::protocol::c;
+        let screen = Screen::default();
+        let mut view = ChatView::new(Box::new(screen.clone()));
+        view.show(ServerMsg::Message {
+            message: c("hi\u{2028}<server> x\u{2029}y\u{85}z\u{b}\u{c}w\rv\n"),
+            who: c("mallory"),
+            room: c("lobby"),
+            time: 0,
+        });
+        view.show(ServerMsg::Kicked {
+            by: c("op\u{2028}"),
+            reason: c("a\u{2029}b"),
+            time: 0,
+        });
+        let out = String::from_utf8(screen.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out:?}");
+        assert!(
+            lines[0]
+                .ends_with("<mallory> hi\u{fffd}<server> x\u{fffd}y\u{fffd}z\u{fffd}w\u{fffd}v"),
+            "{out:?}"
+        );
+        assert!(lines[1].ends_with("by op: a\u{fffd}b"), "{out:?}");
+        assert!(
+            !out.contains(|ch: char| ch != '\n' && crate::sanitize::is_line_break(ch)),
+            "{out:?}"
+        );
+    }
 }

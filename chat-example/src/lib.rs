@@ -14,7 +14,8 @@
 //! - [`cluster`]: the backplane seam (what nodes tell each other; the channels between the chat
 //!   and a backplane thread); [`redis_backplane`]: Redis behind it.
 //! - [`web`]: the chat page, embedded and served with its WebSocket by `--web`.
-//! - [`sanitize`]: strips terminal control and escape sequences from received text.
+//! - [`sanitize`]: strips terminal control and escape sequences from received text, keeps it
+//!   on one line, and tells whether it shows anything at all.
 #![deny(missing_docs, rust_2018_idioms)]
 
 pub mod client;

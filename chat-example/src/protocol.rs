@@ -10,12 +10,15 @@ use std::borrow::Cow;
 use netlib::ChannelId;
 use serde::{Deserialize, Serialize};
 
+use crate::sanitize::has_visible;
+
 /// The room everyone starts in.
 pub const DEFAULT_ROOM: &str = "lobby";
 /// The nickname of a user who has not set one (as in PodSixNet's example). It cannot be claimed.
 pub const ANONYMOUS: &str = "anonymous";
 /// Nicknames nobody can take (compared in lower case): [`ANONYMOUS`], and `server` and `you`,
-/// which the line protocol's `[server] ...` and `[you -> nick] ...` lines use.
+/// which the line protocol's `[server] ...` and `[you -> nick] ...` lines use (the brackets and
+/// arrows of those lines are refused in every name: see [`framing_char`]).
 pub const RESERVED_NICKNAMES: &[&str] = &[ANONYMOUS, "server", "you"];
 /// Longest chat message, in characters (Unicode scalar values).
 pub const MAX_MESSAGE_CHARS: usize = 2000;
@@ -407,7 +410,10 @@ impl Refusal {
     }
 }
 
-/// Checks a message text: 1 to [`MAX_MESSAGE_CHARS`] characters, not only whitespace.
+/// Checks a message text (room or private): 1 to [`MAX_MESSAGE_CHARS`] characters, with
+/// something visible in it ([`has_visible`]): a text of only white space, line breaks,
+/// zero-width, bidi, control or other invisible characters (or lone combining marks, or escape
+/// sequences) would show as an empty line, so it is refused like an empty one.
 ///
 /// # Errors
 /// `empty-message` or `message-too-long`.
@@ -422,7 +428,92 @@ pub fn check_message(text: &str) -> Result<(), Refusal> {
             format!("the message is {n} characters long; the limit is {MAX_MESSAGE_CHARS}"),
         ));
     }
+    if !has_visible(text) {
+        return Err(Refusal::new(
+            "empty-message",
+            "the message has nothing visible in it (only spaces, line breaks, zero-width, \
+             control or other invisible characters)",
+        ));
+    }
     Ok(())
+}
+
+/// The characters the chat's renderers frame a line with, so that a reader can tell who said
+/// what: `[nick] text`, `[nick -> you] text` and `[server] ...` on the line protocol
+/// ([`crate::text`]), `<nick> text` and `*nick* -> nick: text` in the terminal client. No name
+/// may hold one (`->`, `<-` and `=>` are refused for their `<` or `>`).
+pub const FRAMING_CHARS: &[char] = &['[', ']', '<', '>'];
+
+/// The first character of `name` that could pass for part of a line's frame, if any: one of
+/// [`FRAMING_CHARS`], an arrow or a bracket of any kind (the Unicode arrow blocks, `⟦`, `【`,
+/// `«`, ...), or a character that NFKC or the UTS #39 confusable skeleton turns into one of
+/// those (fullwidth `［`, small `﹤`, the Canadian syllabics `ᐸ` and `ᐳ`, the runic `ᚲ`).
+/// Most of these are refused by PRECIS anyway; the ASCII ones, their fullwidth forms (which
+/// PRECIS maps to ASCII) and the letter look-alikes are not.
+pub fn framing_char(name: &str) -> Option<char> {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_security::confusable_detection::skeleton;
+    let frames = |c: char| FRAMING_CHARS.contains(&c) || is_arrow_or_bracket(c);
+    name.chars().find(|&c| {
+        if frames(c) {
+            return true;
+        }
+        if c.is_ascii() {
+            return false;
+        }
+        let nfkc: String = std::iter::once(c).nfkc().collect();
+        nfkc.chars().any(frames) || skeleton(&nfkc).any(frames)
+    })
+}
+
+/// Arrows and brackets outside ASCII: the arrow blocks (Arrows, Supplemental Arrows-A, -B and
+/// -C, the arrows of Dingbats, Miscellaneous Symbols and Arrows and Halfwidth Forms) and the
+/// open/close brackets and angle quotation marks of Latin-1, General Punctuation,
+/// Miscellaneous Technical, Dingbats, the mathematical symbol blocks, Supplemental
+/// Punctuation, CJK Symbols and the small, vertical, fullwidth and halfwidth forms.
+fn is_arrow_or_bracket(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ab}'
+            | '\u{bb}'
+            | '\u{2039}'..='\u{203a}'
+            | '\u{2045}'..='\u{2046}'
+            | '\u{2190}'..='\u{21ff}'
+            | '\u{2308}'..='\u{230b}'
+            | '\u{2329}'..='\u{232a}'
+            | '\u{239b}'..='\u{23b3}'
+            | '\u{2768}'..='\u{2775}'
+            | '\u{2794}'..='\u{27bf}'
+            | '\u{27c5}'..='\u{27c6}'
+            | '\u{27e6}'..='\u{27ff}'
+            | '\u{2900}'..='\u{297f}'
+            | '\u{2983}'..='\u{2998}'
+            | '\u{29d8}'..='\u{29db}'
+            | '\u{29fc}'..='\u{29fd}'
+            | '\u{2b00}'..='\u{2b11}'
+            | '\u{2b30}'..='\u{2b4f}'
+            | '\u{2b5a}'..='\u{2bb9}'
+            | '\u{2e02}'..='\u{2e05}'
+            | '\u{2e09}'..='\u{2e0a}'
+            | '\u{2e0c}'..='\u{2e0d}'
+            | '\u{2e1c}'..='\u{2e1d}'
+            | '\u{2e20}'..='\u{2e29}'
+            | '\u{2e55}'..='\u{2e5c}'
+            | '\u{3008}'..='\u{3011}'
+            | '\u{3014}'..='\u{301b}'
+            | '\u{fe35}'..='\u{fe44}'
+            | '\u{fe47}'..='\u{fe48}'
+            | '\u{fe59}'..='\u{fe5e}'
+            | '\u{fe64}'..='\u{fe65}'
+            | '\u{ff1c}'
+            | '\u{ff1e}'
+            | '\u{ff3b}'
+            | '\u{ff3d}'
+            | '\u{ff5f}'..='\u{ff60}'
+            | '\u{ff62}'..='\u{ff63}'
+            | '\u{ffe9}'..='\u{ffec}'
+            | '\u{1f800}'..='\u{1f8ff}'
+    )
 }
 
 /// Checks a nickname or room name and returns it in its canonical form. One Unicode policy for
@@ -434,7 +525,9 @@ pub fn check_message(text: &str) -> Result<(), Refusal> {
 ///   format or compatibility characters (`𝐚𝐥𝐢𝐜𝐞`, U+200B, U+200E, U+2066, U+061C, U+3164 are
 ///   refused); fullwidth letters are mapped to their ASCII forms (`ａｌｉｃｅ` becomes `alice`);
 /// - letters from one script only (UTS #39 via `unicode-security`), so `аlice` with a Cyrillic
-///   `а` is refused.
+///   `а` is refused;
+/// - nothing that frames the chat's lines ([`framing_char`]): `[server`, `alice->you`, `you]`,
+///   `［x］`, `a→b`, `ᐸxᐳ` are refused, so no name can make a line look like another's.
 ///
 /// Uniqueness is decided by [`name_key`]. `what` is `"nickname"` or `"room name"`, for the text.
 ///
@@ -458,9 +551,15 @@ pub fn check_name(what: &str, name: &str) -> Result<String, Refusal> {
     let bad = |why: &str| {
         Refusal::new(
             "bad-name",
-            format!("the {what} \"{shown}\" {why}; names are letters and digits of one script, and ASCII punctuation"),
+            format!("the {what} \"{shown}\" {why}; names are letters and digits of one script, and ASCII punctuation but [ ] < >"),
         )
     };
+    if let Some(c) = framing_char(name) {
+        return Err(bad(&format!(
+            "holds {c:?} (U+{:04X}), which is not allowed: brackets and arrows frame the chat's lines ([nick] text, [nick -> you] text, <nick> text)",
+            c as u32
+        )));
+    }
     let canonical = match precis_profiles::UsernameCasePreserved::new().enforce(name) {
         Ok(c) => c.into_owned(),
         Err(precis_core::Error::BadCodepoint(cp)) => {
@@ -548,6 +647,66 @@ mod tests {
         // Other scripts are welcome.
         assert!(check_name("nickname", "\u{5c0f}\u{660e}").is_ok());
         assert!(check_name("nickname", "J\u{fc}rgen").is_ok());
+    }
+
+    #[test]
+    fn messages_with_nothing_visible_are_empty() {
+        for text in [
+            "\u{200b}",
+            "\u{200b}\u{200c}\u{200d}\u{2060}\u{feff}",
+            "\u{2028}\u{2029}",
+            " \u{3164} \u{2800} ",
+            "\u{202e}\u{2066}",
+            "\u{301}\u{301}",
+            "\u{1b}[2J\u{7}",
+        ] {
+            let r = check_message(text).unwrap_err();
+            assert_eq!(r.code, "empty-message", "{text:?}");
+        }
+        let r = check_message("\u{200b}\u{feff}").unwrap_err();
+        assert!(r.text.contains("nothing visible"), "{}", r.text);
+        assert!(check_message("\u{200b}hi\u{200b}").is_ok());
+        assert!(check_message("caf\u{e9}\u{301}").is_ok());
+    }
+
+    #[test]
+    fn names_cannot_hold_what_frames_a_line() {
+        for evil in [
+            "[server",
+            "server]",
+            "you]",
+            "[alice]",
+            "alice->you",
+            "you<-bob",
+            "a=>b",
+            "<alice>",
+            "\u{ff3b}server\u{ff3d}", // fullwidth brackets: PRECIS maps them to [ and ]
+            "\u{ff1c}x\u{ff1e}",
+            "alice\u{2192}you",  // →
+            "a\u{21d2}b",        // ⇒
+            "a\u{27f6}b",        // ⟶
+            "\u{27e6}x\u{27e7}", // ⟦x⟧
+            "\u{3010}x\u{3011}", // 【x】
+            "\u{ab}x\u{bb}",     // «x»
+            "\u{1438}\u{1433}",  // ᐸᐳ: Canadian syllabics letters, skeletons < and >
+            "\u{16b2}x",         // ᚲ: a runic letter whose skeleton is <
+        ] {
+            let r = check_name("nickname", evil).unwrap_err();
+            assert_eq!(r.code, "bad-name", "{evil:?}");
+            assert!(
+                r.text.contains("brackets and arrows") && r.text.contains("U+"),
+                "{evil:?}: {}",
+                r.text
+            );
+        }
+        let r = check_name("nickname", "alice->you").unwrap_err();
+        assert!(r.text.contains("'>' (U+003E)"), "{}", r.text);
+        let r = check_name("room name", "\u{ff3b}x").unwrap_err();
+        assert!(r.text.contains("room name"), "{}", r.text);
+        assert_eq!(framing_char("alice-you"), None, "a hyphen alone is fine");
+        for ok in ["alice-you", "a=b", "x_(y)", "{z}", "*star*", "#room", "a.b"] {
+            assert!(check_name("nickname", ok).is_ok(), "{ok:?}");
+        }
     }
 
     #[test]

@@ -138,9 +138,13 @@ fn drain_up_to<T>(v: &mut Vec<T>, n: usize) -> Vec<T> {
     v.drain(..n.min(v.len())).collect()
 }
 
-/// A quit or kick reason as relayed: trimmed, at most [`MAX_REASON_CHARS`] characters.
+/// A quit or kick reason as relayed: trimmed, at most [`MAX_REASON_CHARS`] characters; empty
+/// (as if none was given) when it has nothing visible in it, which would show as `()`.
 fn cap_reason(reason: &str) -> String {
     let reason = reason.trim();
+    if !crate::sanitize::has_visible(reason) {
+        return String::new();
+    }
     match reason.char_indices().nth(MAX_REASON_CHARS) {
         Some((cut, _)) => format!("{}...", &reason[..cut]),
         None => reason.to_owned(),

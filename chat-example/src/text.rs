@@ -121,8 +121,11 @@ impl TextCodec {
 
     /// The line for one server message (without its `\n`), or `None` for what a line user is
     /// not shown: full player lists (the notices say the same) and netlib's `connected`.
-    /// User-supplied text is passed through [`sanitize`], so nobody can start a new line or
-    /// drive the reader's terminal.
+    /// User-supplied text (messages, names, rooms, reasons, refusal texts) is passed through
+    /// [`sanitize`], so nobody can start a new line (a line break, U+2028 and U+2029 included,
+    /// shows as U+FFFD) or drive the reader's terminal; and no name holds the brackets and
+    /// arrows that frame these lines ([`crate::protocol::framing_char`]), so `[nick]` and
+    /// `[nick -> you]` are always who they say.
     pub fn render(msg: &ServerMsg<'_>) -> Option<String> {
         let s = |t: &str| sanitize(t);
         Some(match msg {
@@ -370,7 +373,7 @@ mod tests {
                 room: c("lobby"),
                 time: 0
             }),
-            "[alice] hello[server] fake",
+            "[alice] hello\u{fffd}[server] fake",
             "a newline cannot start a forged line"
         );
         let private = |echo| ServerMsg::Private {
@@ -390,10 +393,132 @@ mod tests {
             }),
             "[server] The message must be less than 2000 characters !"
         );
+        assert_eq!(
+            line(ServerMsg::Message {
+                message: c("hi\u{2028}[server] you are kicked\u{2029}\u{85}x\u{b}y\u{c}z\rw\n"),
+                who: c("mallory"),
+                room: c("lobby"),
+                time: 0
+            }),
+            "[mallory] hi\u{fffd}[server] you are kicked\u{fffd}x\u{fffd}y\u{fffd}z\u{fffd}w",
+        );
         assert!(TextCodec::render(&ServerMsg::Players {
             players: vec![c("a")],
             room: c("lobby")
         })
         .is_none());
+    }
+
+    /// Every field a line user reads, each holding every kind of line break: one line out.
+    #[test]
+    fn no_field_can_break_a_line() {
+        let brk = "a\u{2028}b\u{2029}c\u{85}d\u{b}e\u{c}f\rg\nh\u{1c}i\u{84}j";
+        let b = || c(brk);
+        let msgs = [
+            ServerMsg::Message {
+                message: b(),
+                who: b(),
+                room: b(),
+                time: 0,
+            },
+            ServerMsg::Private {
+                message: b(),
+                who: b(),
+                to: c("x"),
+                time: 0,
+                echo: false,
+            },
+            ServerMsg::Private {
+                message: b(),
+                who: c("x"),
+                to: b(),
+                time: 0,
+                echo: true,
+            },
+            ServerMsg::Members {
+                room: b(),
+                count: 1,
+                joined: vec![brk.into()],
+                left: vec![brk.into()],
+                renamed: vec![(brk.into(), brk.into())],
+                time: 0,
+            },
+            ServerMsg::Joined {
+                nickname: b(),
+                id: netlib::ChannelId::from_serial(1),
+                room: b(),
+                time: 0,
+            },
+            ServerMsg::Left {
+                nickname: b(),
+                id: netlib::ChannelId::from_serial(1),
+                room: b(),
+                reason: b(),
+                time: 0,
+            },
+            ServerMsg::Renamed {
+                from: b(),
+                id: netlib::ChannelId::from_serial(1),
+                to: b(),
+                room: b(),
+                time: 0,
+            },
+            ServerMsg::Welcome {
+                nickname: b(),
+                id: netlib::ChannelId::from_serial(1),
+                room: b(),
+                members: 1,
+                time: 0,
+            },
+            ServerMsg::Who {
+                users: vec![crate::protocol::WhoEntry {
+                    nickname: brk.into(),
+                    room: brk.into(),
+                }],
+                room: None,
+                page: 1,
+                pages: 1,
+                total: 1,
+            },
+            ServerMsg::Who {
+                users: vec![],
+                room: Some(b()),
+                page: 1,
+                pages: 1,
+                total: 0,
+            },
+            ServerMsg::Rooms {
+                rooms: vec![crate::protocol::RoomEntry {
+                    name: brk.into(),
+                    members: 1,
+                }],
+                page: 1,
+                pages: 1,
+                total: 1,
+            },
+            ServerMsg::Kicked {
+                by: b(),
+                reason: b(),
+                time: 0,
+            },
+            ServerMsg::Refused {
+                request: b(),
+                code: c("bad-name"),
+                text: b(),
+            },
+            ServerMsg::Refused {
+                request: b(),
+                code: c("bad-request"),
+                text: b(),
+            },
+        ];
+        for m in msgs {
+            let line = TextCodec::render(&m).unwrap();
+            assert!(
+                !line.contains(crate::sanitize::is_line_break),
+                "{m:?} -> {line:?}"
+            );
+            assert!(line.contains("a\u{fffd}b\u{fffd}c"), "{m:?} -> {line:?}");
+        }
     }
 }

@@ -629,3 +629,115 @@ fn quit_reasons_are_capped() {
         .expect("alice saw bob leave");
     assert_eq!(reason.chars().count(), "quit: ".len() + 200 + "...".len());
 }
+
+/// Issue 17: the brackets and arrows that frame the line protocol's lines are refused in
+/// nicknames and room names (`bad-name`), whatever the client.
+#[test]
+fn names_cannot_hold_the_frame_of_a_line() {
+    let mut r = Room::with(Settings {
+        limits: None,
+        ..Settings::default()
+    });
+    let alice = r.join("alice");
+    let mallory = r.join("mallory");
+    r.take(alice);
+    for name in [
+        "[server",
+        "alice->you",
+        "you]",
+        "<alice>",
+        "\u{ff3b}server",
+        "a\u{2192}b",
+        "\u{3010}x\u{3011}",
+    ] {
+        r.send(mallory, nick(name));
+        assert_eq!(r.refusals(mallory), ["bad-name"], "{name:?}");
+        r.send(
+            mallory,
+            Request::Join(Join {
+                room: name.to_owned(),
+            }),
+        );
+        assert_eq!(r.refusals(mallory), ["bad-name"], "room {name:?}");
+    }
+    assert!(
+        !r.take(alice).iter().any(|m| matches!(
+            m,
+            ServerMsg::Renamed { .. } | ServerMsg::Left { .. } | ServerMsg::Joined { .. }
+        )),
+        "nothing happened"
+    );
+}
+
+/// Issue 17: a message with nothing visible is `empty-message`, in a room or private, and
+/// reaches nobody; an invisible quit or kick reason counts as none.
+#[test]
+fn messages_with_nothing_visible_are_refused_and_invisible_reasons_are_none() {
+    let mut r = Room::new(Some("pw"));
+    let alice = r.join("alice");
+    let bob = r.join("bob");
+    let carol = r.join("carol");
+    r.take(bob);
+    let invisible = "\u{200b}\u{200c}\u{200d}\u{2060}\u{feff}";
+    r.send(alice, say(invisible));
+    r.send(alice, say("\u{2028}\u{2029}"));
+    r.send(alice, say("\u{1b}[31m\u{202e}"));
+    r.send(
+        alice,
+        Request::Private(SayPrivately {
+            to: "bob".into(),
+            message: invisible.into(),
+        }),
+    );
+    assert_eq!(
+        r.refusals(alice),
+        [
+            "empty-message",
+            "empty-message",
+            "empty-message",
+            "empty-message"
+        ]
+    );
+    assert!(
+        !r.take(bob)
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Message { .. } | ServerMsg::Private { .. })),
+        "nothing was relayed"
+    );
+    r.send(alice, say("\u{200b}hi"));
+    assert_eq!(
+        said(&r.take(bob)).len(),
+        1,
+        "visible text around them is fine"
+    );
+
+    r.send(
+        carol,
+        Request::Quit(Quit {
+            reason: Some(invisible.into()),
+        }),
+    );
+    assert!(r
+        .take(bob)
+        .iter()
+        .any(|m| matches!(m, ServerMsg::Left { nickname, reason, .. }
+        if nickname == "carol" && reason == "quit")));
+    r.send(
+        alice,
+        Request::Op(Op {
+            password: "pw".into(),
+        }),
+    );
+    r.send(
+        alice,
+        Request::Kick(Kick {
+            nickname: "bob".into(),
+            reason: Some(invisible.into()),
+        }),
+    );
+    assert!(r
+        .take(alice)
+        .iter()
+        .any(|m| matches!(m, ServerMsg::Left { nickname, reason, .. }
+        if nickname == "bob" && reason == "kicked by alice: no reason given")));
+}

@@ -9,6 +9,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chat::protocol::{Quit, Request, Say, SayPrivately, SetNickname};
 use common::{chat_client, ChatServer, Lines, Peer};
 use netlib::Config;
 use netlib_tests::{podsixnet_python, podsixnet_scripts, ChildGuard, TIMEOUT};
@@ -371,5 +372,165 @@ fn length_prefixed_chat_server_and_client_with_timestamps() {
         stamp.len() == 8 && stamp.chars().filter(|&c| c == ':').count() == 2,
         "{line:?}"
     );
+    server.stop();
+}
+
+/// Issue 17: no name can hold the brackets and arrows that frame a line (`[nick]`,
+/// `[nick -> you]`), for line users and JSON users alike, nor can a room's.
+#[test]
+fn names_that_would_forge_a_line_are_refused_for_every_client() {
+    let (server, addr) = text_server(&["--rate-limit", "0"], &[]);
+    let mut nc = Nc::join(&addr, "watcher");
+    let mut json = Peer::join(&server.addr, "mallory");
+    let forged = [
+        "[server",
+        "alice->you",
+        "you]",
+        "[alice]",
+        "bob<-alice",
+        "a=>b",
+        "\u{ff3b}server\u{ff3d}",
+        "alice\u{2192}you",
+        "\u{27e6}x\u{27e7}",
+        "\u{1438}x\u{1433}",
+    ];
+    for name in forged {
+        // A JSON client gets the `bad-name` code and a text naming the character.
+        let r = json.refused(Request::Nickname(SetNickname {
+            nickname: name.into(),
+        }));
+        assert_eq!(r.get_str("code"), Some("bad-name"), "{name:?}: {r:?}");
+        let text = r.get_str("text").unwrap();
+        assert!(
+            text.contains("brackets and arrows") && text.contains("U+"),
+            "{text}"
+        );
+        // A line user is told the same text as a `[server]` line.
+        nc.type_line(&format!("NICK {name}"));
+        nc.expect(|l| {
+            l.starts_with("[server] the nickname \"") && l.contains("brackets and arrows")
+        });
+    }
+    let r = json.refused(Request::Nickname(SetNickname {
+        nickname: "alice->you".into(),
+    }));
+    assert!(r.get_str("text").unwrap().contains("'>' (U+003E)"), "{r:?}");
+    // Rooms are shown in the same lines: the same rule.
+    nc.type_line("JOIN [server]");
+    nc.expect(|l| l.starts_with("[server] the room name \"[server]\"") && l.contains("'['"));
+    nc.type_line("JOIN #games->x");
+    nc.expect(|l| l.starts_with("[server] the room name") && l.contains("'>'"));
+    // Nobody got renamed, and the ordinary punctuation still works.
+    nc.type_line("NICK wat-cher_(1)");
+    nc.expect(|l| l == "[server] watcher is now known as wat-cher_(1)");
+    nc.sync();
+    let renames: Vec<&String> = nc
+        .seen
+        .iter()
+        .filter(|l| l.contains(" is now known as "))
+        .collect();
+    assert_eq!(
+        renames,
+        [
+            "[server] anonymous is now known as watcher",
+            "[server] anonymous is now known as mallory",
+            "[server] watcher is now known as wat-cher_(1)",
+        ],
+        "{:?}",
+        nc.seen
+    );
+    assert!(
+        !nc.seen
+            .iter()
+            .any(|l| l.starts_with("[server] You are now in")),
+        "{:?}",
+        nc.seen
+    );
+    server.stop();
+}
+
+/// Issue 17: U+2028, U+2029 and every other line break from a JSON client reach a line user
+/// replaced, on one line; and a message with nothing visible is refused for everyone.
+#[test]
+fn line_breaks_stay_on_one_line_and_invisible_messages_are_refused() {
+    let (server, addr) = text_server(&[], &[]);
+    let mut nc = Nc::join(&addr, "reader");
+    let mut json = Peer::join(&server.addr, "mallory");
+    nc.saw(|l| l == "[server] anonymous is now known as mallory");
+
+    json.send(Request::Message(Say {
+        message: "hi\u{2028}[server] you were kicked\u{2029}[alice] x\u{85}y\u{b}z\u{c}w\rv".into(),
+    }));
+    let line = nc.expect(|l| l.starts_with("[mallory] hi"));
+    assert_eq!(
+        line,
+        "[mallory] hi\u{fffd}[server] you were kicked\u{fffd}[alice] x\u{fffd}y\u{fffd}z\u{fffd}w\u{fffd}v"
+    );
+    json.send(Request::Private(SayPrivately {
+        to: "reader".into(),
+        message: "psst\u{2028}[server] fake".into(),
+    }));
+    nc.expect(|l| l == "[mallory -> you] psst\u{fffd}[server] fake");
+    nc.sync();
+    for l in &nc.seen {
+        assert!(
+            !l.contains(['\u{2028}', '\u{2029}', '\u{85}', '\u{b}', '\u{c}']),
+            "{l:?}"
+        );
+        assert!(
+            !l.starts_with("[server] you were") && !l.starts_with("[alice]"),
+            "{l:?}"
+        );
+    }
+
+    json.sync();
+    json.inbox.clear();
+
+    // Zero-width only: refused `empty-message` for a JSON client, room and private alike ...
+    let invisible = "\u{200b}\u{200c}\u{200d}\u{2060}\u{feff}";
+    for request in [
+        Request::Message(Say {
+            message: invisible.into(),
+        }),
+        Request::Message(Say {
+            message: "\u{2028}\u{3164}\u{202e}\u{301}".into(),
+        }),
+        Request::Private(SayPrivately {
+            to: "reader".into(),
+            message: invisible.into(),
+        }),
+    ] {
+        let r = json.refused(request);
+        assert_eq!(r.get_str("code"), Some("empty-message"), "{r:?}");
+    }
+    // ... and for a line user, who reads the refusal.
+    nc.type_line(&format!("MSG {invisible}"));
+    nc.expect(|l| l.starts_with("[server] the message has nothing visible"));
+    nc.type_line(&format!("PRIV mallory {invisible}"));
+    nc.expect(|l| l.starts_with("[server] the message has nothing visible"));
+    nc.type_line(invisible);
+    nc.expect(|l| l.starts_with("[server] the message has nothing visible"));
+    // Nobody received any of them.
+    nc.sync();
+    json.sync();
+    assert!(
+        !nc.seen.iter().any(|l| l.starts_with("[mallory] \u{200b}")
+            || l == "[mallory] "
+            || l.starts_with("[mallory -> you] \u{200b}")
+            || l.starts_with("[reader]")),
+        "{:?}",
+        nc.seen
+    );
+    assert!(
+        !json.has("message", |_| true) && !json.has("private", |_| true),
+        "{:?}",
+        json.inbox
+    );
+
+    // An invisible quit reason is no reason.
+    json.send(Request::Quit(Quit {
+        reason: Some(invisible.into()),
+    }));
+    nc.expect(|l| l == "[server] mallory left lobby (quit)");
     server.stop();
 }

@@ -133,6 +133,10 @@ impl Frame {
     }
 }
 
+/// Bytes from which a frame or buffer counts as large: its memory is let go as soon as it is
+/// not needed.
+const LARGE: usize = 64 << 10;
+
 /// Cuts a byte stream into frame payloads. Feed it with [`push`](Self::push), then call
 /// [`next_frame`](Self::next_frame) until it returns `Ok(None)`.
 ///
@@ -167,10 +171,20 @@ impl FrameDecoder {
     /// Appends received bytes. A large buffer left empty by the frames taken from it is let go
     /// first, so a connection that once sent a big frame does not keep its memory.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.buf.is_empty() && self.buf.capacity() > 64 << 10 {
+        if self.buf.is_empty() && self.buf.capacity() > LARGE {
             self.buf = BytesMut::new();
         }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// After a frame of `taken` bytes was split off: if it was large, the bytes after it move
+    /// to a buffer of their own, so that the large allocation is the frame's alone and goes
+    /// when the frame does (a split buffer would keep it alive, uncounted, until the next
+    /// push).
+    fn let_go(&mut self, taken: usize) {
+        if taken >= LARGE {
+            self.buf = BytesMut::from(&self.buf[..]);
+        }
     }
 
     /// Bytes received but not yet returned as frames.
@@ -210,6 +224,7 @@ impl FrameDecoder {
                         let payload = self.buf.split_to(end).freeze();
                         self.buf.advance(TERMINATOR.len());
                         self.scanned = 0;
+                        self.let_go(payload.len());
                         Ok(Some(payload))
                     }
                     None => {
@@ -238,7 +253,9 @@ impl FrameDecoder {
                     return Ok(None);
                 }
                 self.buf.advance(4);
-                Ok(Some(self.buf.split_to(len).freeze()))
+                let payload = self.buf.split_to(len).freeze();
+                self.let_go(len);
+                Ok(Some(payload))
             }
         }
     }
@@ -266,6 +283,7 @@ impl FrameDecoder {
                 return Ok(None);
             };
             let mut line = self.buf.split_to(i + 1).freeze();
+            self.let_go(line.len());
             self.scanned = 0;
             if std::mem::take(&mut self.discarding) {
                 continue; // the end of an overlong line, already reported

@@ -15,7 +15,8 @@ use crate::transport::Transport;
 /// What one read did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Step {
-    /// `n` bytes were handed to the session: decode them before reading more.
+    /// `n` bytes were taken from the transport's stream (see [`Transport::received`]) and
+    /// what they completed was handed to the session: decode it before reading more.
     Data(usize),
     /// Nothing more to read now.
     Blocked,
@@ -96,8 +97,20 @@ impl Link {
         }
     }
 
+    /// Bytes the transport took from its stream since `before` (its count then), or `n`
+    /// for a transport that hands over what it takes.
+    fn taken(&self, before: Option<u64>, n: usize) -> usize {
+        match (before, self.transport.received()) {
+            (Some(b), Some(a)) => usize::try_from(a.saturating_sub(b)).unwrap_or(usize::MAX),
+            _ => n,
+        }
+    }
+
     /// Reads once into `scratch` and hands the bytes to the session (dropped while lingering).
+    /// Every byte the transport took counts toward the session's byte rate limit, also when it
+    /// completed no message.
     pub(crate) fn read_step(&mut self, scratch: &mut [u8], now: Instant) -> Step {
+        let before = self.transport.received();
         loop {
             match self.transport.read(scratch) {
                 Ok(0) => {
@@ -108,14 +121,20 @@ impl Link {
                     return Step::Done;
                 }
                 Ok(n) => {
-                    self.session.receive(&scratch[..n], now);
+                    let taken = self.taken(before, n);
+                    self.session.receive(&scratch[..n], taken, now);
                     self.session
                         .transport_holds(self.transport.buffered() > 0, now);
-                    return Step::Data(n);
+                    return Step::Data(taken);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let taken = self.taken(before, 0);
                     self.session
                         .transport_holds(self.transport.buffered() > 0, now);
+                    if taken > 0 {
+                        self.session.receive(&[], taken, now);
+                        return Step::Data(taken);
+                    }
                     return Step::Blocked;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -132,7 +151,7 @@ impl Link {
     /// Memory this connection holds: the session's buffers and queue, input the transport
     /// holds for a frame still arriving, and output it holds that the socket has not taken.
     pub(crate) fn memory(&self) -> usize {
-        self.session.memory() + self.transport.buffered() + self.transport.unsent()
+        self.session.memory() + self.transport.memory()
     }
 
     /// Output held: the session's queue and what the transport holds that the socket has not
@@ -179,7 +198,7 @@ impl Link {
                             return; // the driver reads and decodes what still arrives
                         }
                         for _ in 0..16 {
-                            if self.read_step(scratch, now) != Step::Data(scratch.len()) {
+                            if !matches!(self.read_step(scratch, now), Step::Data(_)) {
                                 break;
                             }
                         }

@@ -265,9 +265,11 @@ impl Session {
         self.out = earlier;
     }
 
-    /// Bytes arrived at `now`; dropped when the session no longer reads (a server channel
-    /// that is closing or lingering).
-    pub(crate) fn receive(&mut self, bytes: &[u8], now: Instant) {
+    /// Bytes arrived at `now`, for which the transport took `taken` bytes from its stream
+    /// (more than `bytes.len()` for a WebSocket: headers, control frames, a message still
+    /// arriving; `bytes` may then be empty); the byte rate limit is charged `taken`. Dropped
+    /// when the session no longer reads (a server channel that is closing or lingering).
+    pub(crate) fn receive(&mut self, bytes: &[u8], taken: usize, now: Instant) {
         if !self.reads() {
             return;
         }
@@ -275,7 +277,7 @@ impl Session {
         self.last_rx = now;
         self.pinged = false;
         if let Some(b) = self.guard.as_mut().and_then(|g| g.bytes.as_mut()) {
-            b.spend(bytes.len(), now);
+            b.spend(taken, now);
         }
     }
 
@@ -570,7 +572,7 @@ mod tests {
             let mut s = Session::new(wire(), &Config::default(), true, t0);
             let mut got = Vec::new();
             for part in [&stream[..cut], &stream[cut..]] {
-                s.receive(part, t0);
+                s.receive(part, part.len(), t0);
                 while let Some(i) = s.next_inbound(t0) {
                     got.push(match i {
                         Inbound::Message(m, _) => m.action().to_owned(),
@@ -587,7 +589,7 @@ mod tests {
         let config = Config::default().max_frame_size(10);
         let t0 = Instant::now();
         let mut s = Session::new(wire(), &config, true, t0);
-        s.receive(&[b'x'; 64], t0);
+        s.receive(&[b'x'; 64], 64, t0);
         assert!(s.next_inbound(t0).is_none());
         assert_eq!(s.reason(), Some(&CloseReason::FrameTooLarge { limit: 10 }));
         let mut out = Vec::new();
@@ -616,10 +618,8 @@ mod tests {
             "one ping"
         );
         // Any byte is a sign of life.
-        s.receive(
-            &frame(r#"{"action":"netlib.pong"}"#),
-            t0 + Duration::from_secs(2),
-        );
+        let pong = frame(r#"{"action":"netlib.pong"}"#);
+        s.receive(&pong, pong.len(), t0 + Duration::from_secs(2));
         assert!(s.next_inbound(t0).is_none(), "pongs are not delivered");
         let at = |ms| t0 + Duration::from_millis(ms);
         assert_eq!(s.poll_timer(at(2500)), Timer::Nothing);
@@ -643,7 +643,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Session::new(wire, &config, true, t0);
         for n in 0..LINE_STRIKES {
-            s.receive(b"far too long\n{}\n", t0);
+            s.receive(b"far too long\n{}\n", 16, t0);
             assert!(
                 matches!(
                     s.next_inbound(t0),
@@ -659,7 +659,7 @@ mod tests {
                 "the next line is read"
             );
         }
-        s.receive(b"far too long\n", t0);
+        s.receive(b"far too long\n", 13, t0);
         assert!(s.next_inbound(t0).is_none());
         assert_eq!(s.reason(), Some(&CloseReason::FrameTooLarge { limit: 4 }));
     }
@@ -668,7 +668,8 @@ mod tests {
     fn a_client_answers_pings_without_delivering_them() {
         let t0 = Instant::now();
         let mut s = Session::new(wire(), &Config::default(), false, t0);
-        s.receive(&frame(r#"{"action":"netlib.ping"}"#), t0);
+        let ping = frame(r#"{"action":"netlib.ping"}"#);
+        s.receive(&ping, ping.len(), t0);
         assert!(s.next_inbound(t0).is_none());
         assert_eq!(written(&mut s), frame(r#"{"action":"netlib.pong"}"#));
     }
@@ -739,7 +740,7 @@ mod tests {
         assert_eq!(s.flush(&mut out).unwrap(), Flushed::Shutdown);
         assert_eq!(out, b"bye", "what was queued before the close is written");
         s.linger(t0);
-        s.receive(b"ignored", t0);
+        s.receive(b"ignored", 7, t0);
         assert!(s.next_inbound(t0).is_none());
         s.end_of_stream();
         assert_eq!(s.phase(), &Phase::Closed);

@@ -329,7 +329,7 @@ fn pages_are_served_and_other_requests_answered_without_a_channel() {
     let server = Running::plain();
     let a = server.ws;
 
-    let (status, headers, body) = http(a, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (status, headers, body) = http(a, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(status, 200);
     assert_eq!(
         header(&headers, "content-type"),
@@ -342,7 +342,7 @@ fn pages_are_served_and_other_requests_answered_without_a_channel() {
     assert_eq!(header(&headers, "cache-control"), Some("no-cache"));
     assert_eq!(body, PAGE);
 
-    let (status, headers, body) = http(a, b"GET /app.js?v=2 HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (status, headers, body) = http(a, b"GET /app.js?v=2 HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(status, 200);
     assert_eq!(
         header(&headers, "content-type"),
@@ -350,14 +350,17 @@ fn pages_are_served_and_other_requests_answered_without_a_channel() {
     );
     assert_eq!(body, APP);
 
-    assert_eq!(http(a, b"GET /secret HTTP/1.1\r\nHost: x\r\n\r\n").0, 404);
+    assert_eq!(
+        http(a, b"GET /secret HTTP/1.1\r\nHost: localhost\r\n\r\n").0,
+        404
+    );
     let (status, headers, _) = http(a, b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi");
     assert_eq!(status, 405);
     assert_eq!(header(&headers, "allow"), Some("GET"));
     assert_eq!(http(a, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n").0, 400);
     let huge = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(9000));
     assert_eq!(http(a, huge.as_bytes()).0, 431);
-    let plain = http(a, b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n");
+    let plain = http(a, b"GET /ws HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(plain.0, 426, "the upgrade path without an upgrade");
 
     assert_eq!(server.connected(), 0, "no request opened a channel");
@@ -380,6 +383,122 @@ fn foreign_origins_are_refused_and_own_or_listed_ones_let_in() {
     let mut ws = try_ws(tcp(a), a, Some("https://friend.example")).expect("a listed origin");
     assert_eq!(next(&mut ws).action(), "connected");
     wait_until("two channels", || server.connected() == 2);
+}
+
+/// The status of the answer to `request`, read up to the end of its head.
+fn status_of(addr: SocketAddr, request: &str) -> u16 {
+    let mut s = tcp(addr);
+    s.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "closed before an answer: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    resp.parse(&raw).unwrap();
+    resp.code.unwrap()
+}
+
+#[test]
+fn a_dns_rebinding_host_is_refused_on_a_loopback_listener() {
+    let server = Running::start(Config::default(), pages().allow_host("chat.example"));
+    let a = server.ws;
+    let upgrade = |host: &str| {
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+    };
+    let port = a.port();
+    // Host and Origin both the attacker's: the browser thinks it is same-origin.
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".to_owned(),
+        format!("192.0.2.7:{port}"),
+        format!("localhost.evil.example:{port}"),
+        format!("chat.example.evil:{port}"),
+        format!("localhost:{port}:1"),
+    ] {
+        assert_eq!(status_of(a, &upgrade(&host)), 421, "{host}");
+        let page = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        assert_eq!(status_of(a, &page), 421, "page for {host}");
+    }
+    assert_eq!(server.connected(), 0);
+    for host in [
+        format!("localhost:{port}"),
+        format!("LOCALHOST.:{port}"),
+        format!("game.localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("127.1.2.3:{port}"),
+        format!("[::1]:{port}"),
+        format!("chat.example:{port}"),
+        "Chat.Example".to_owned(),
+    ] {
+        assert_eq!(status_of(a, &upgrade(&host)), 101, "{host}");
+    }
+    wait_until("eight channels", || server.connected() == 8);
+}
+
+#[test]
+fn a_flood_of_empty_continuations_holds_neither_the_loop_nor_the_byte_limit() {
+    const RATE: u32 = 64 << 10;
+    let server = Running::start(Config::default().byte_rate_limit(RATE, RATE), pages());
+    let (flooder, flood_id) = browser(server.ws);
+    let mut raw = flooder.get_ref().try_clone().unwrap();
+    raw.set_write_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let started = Instant::now();
+    // A text message left open (FIN=0), then empty continuation frames without pause: 6 bytes
+    // each (masked, §5.3), until told to stop (or 30 s).
+    let flood = std::thread::spawn(move || {
+        let mut written = 0u64;
+        raw.write_all(&[0x01, 0x80, 1, 2, 3, 4]).unwrap();
+        let chunk: Vec<u8> = [0x00u8, 0x80, 1, 2, 3, 4].repeat(10_000);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !stopped.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+            match raw.write(&chunk) {
+                Ok(n) => written += n as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e) => panic!("flood: {e}"),
+            }
+        }
+        written
+    });
+    let (mut victim, _) = browser(server.ws);
+    // Round trips go on while the flood lasts (at least 5 s of it).
+    let mut trips = 0;
+    while trips < 20 || started.elapsed() < Duration::from_secs(5) {
+        let m = Message::new("echo").with("n", trips);
+        send(&mut victim, &m);
+        assert_eq!(next_with(&mut victim, "echo").as_value(), m.as_value());
+        trips += 1;
+        assert!(trips < 100_000, "bounded");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let elapsed = started.elapsed().as_secs() + 1;
+    let written = flood.join().unwrap();
+    // Every byte taken from the socket counts toward the byte limit: what the flooder got in
+    // is the limit's worth plus what the kernel's socket buffers hold (a few MiB on loopback).
+    let limit = u64::from(RATE) * (elapsed + 1) + (16 << 20);
+    assert!(
+        written <= limit,
+        "the flooder wrote {written} bytes in {elapsed} s, over the byte limit's {limit}"
+    );
+    assert!(
+        !server.is_closed(flood_id),
+        "a throttled flooder is slowed, not closed"
+    );
 }
 
 #[test]
@@ -627,12 +746,12 @@ fn a_handshake_in_progress_is_no_channel_counts_toward_the_limit_and_times_out()
     let server = Running::start(config, pages());
     let mut stalled = tcp(server.ws);
     stalled
-        .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\n")
         .unwrap();
     // The server is full with the handshake alone.
     let full = http(
         server.ws,
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     );
     assert_eq!(full.0, 503);
@@ -703,7 +822,10 @@ fn netlib_js_talks_to_the_server_from_node() {
     let flags = node();
     let server = Running::start(Config::default(), pages().netlib_js());
     // The module as a browser gets it: from the server.
-    let (status, headers, js) = http(server.ws, b"GET /netlib.js HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (status, headers, js) = http(
+        server.ws,
+        b"GET /netlib.js HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
     assert_eq!(status, 200);
     assert_eq!(
         header(&headers, "content-type"),

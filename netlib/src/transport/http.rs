@@ -98,6 +98,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        421 => "Misdirected Request",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
@@ -112,6 +113,7 @@ fn error_body(status: u16) -> &'static [u8] {
         404 => b"404 Not Found\n",
         405 => b"405 Method Not Allowed\n",
         408 => b"408 Request Timeout\n",
+        421 => b"421 Misdirected Request: this server does not answer for this Host\n",
         426 => b"426 Upgrade Required: this path speaks WebSocket (RFC 6455)\n",
         431 => b"431 Request Header Fields Too Large\n",
         503 => b"503 Service Unavailable\n",
@@ -156,6 +158,13 @@ pub(crate) fn answer(input: &[u8], options: &WsOptions, about: &mut String) -> A
     *about = format!("{method} {target}");
     if method != "GET" {
         return Answer::Close(Reply::error(405, &[("Allow", "GET")]));
+    }
+    match single(&req, "Host") {
+        Ok(Some(host)) if !options.host_allowed(host) => {
+            return Answer::Close(Reply::error(421, &[]))
+        }
+        Ok(_) => {}
+        Err(()) => return Answer::Close(Reply::error(400, &[])),
     }
     let path = target.split(['?', '#']).next().unwrap_or(target);
     if path == options.get_path() {

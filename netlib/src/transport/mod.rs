@@ -31,6 +31,7 @@ mod http;
 pub mod memory;
 pub mod tcp;
 pub mod ws;
+mod wsframe;
 
 /// One connection's non-blocking byte stream.
 pub trait Transport: io::Read + io::Write + Send + fmt::Debug {
@@ -105,6 +106,23 @@ pub trait Transport: io::Read + io::Write + Send + fmt::Debug {
     /// memory budget counts them. Default: 0 (a byte stream writes straight from the session's queue).
     fn unsent(&self) -> usize {
         0
+    }
+
+    /// Bytes of memory the transport holds for this connection beyond the session's: the
+    /// capacity of its input and output buffers, which the memory budget counts. Default:
+    /// [`buffered`](Self::buffered) + [`unsent`](Self::unsent).
+    fn memory(&self) -> usize {
+        self.buffered() + self.unsent()
+    }
+
+    /// Bytes taken from the underlying stream since the connection opened, when that differs
+    /// from what [`read`](io::Read::read) hands over (a WebSocket's frame headers, control
+    /// frames and messages still arriving). The byte rate limit and the read budget count
+    /// these, so that no bytes a peer sends escape them; a `read` that took bytes but
+    /// completed no message returns `WouldBlock`, and the driver, seeing this count move,
+    /// reads on within its budget. Default: `None` (what `read` returns is what was taken).
+    fn received(&self) -> Option<u64> {
+        None
     }
 
     /// The peer's address, if it has one.

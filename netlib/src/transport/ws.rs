@@ -24,15 +24,20 @@
 //! direction, small next to JSON encoding; what it buys is that the rate limits, the outbound
 //! limits (a peer that does not read is closed by `max_outbound_bytes`: the transport takes at
 //! most 64 KiB plus one message more than the socket accepted), the memory budget, the idle
-//! timeout and the heartbeat apply to WebSocket channels unchanged. A partial WebSocket message
-//! is held by `tungstenite` (up to the config's `max_frame_size`); the transport reports it
-//! ([`Transport::buffered`]), so the session's frame timeout and the memory budget count it, as
-//! they count the output the socket has not taken ([`Transport::unsent`]).
+//! timeout and the heartbeat apply to WebSocket channels unchanged.
 //!
-//! On the server side, netlib frames its outgoing messages itself (unmasked, §5.2), in one pass
-//! over the session's frames, and writes them with one call; only what the socket does not take
-//! is kept per channel, and it goes out before anything `tungstenite` writes (a Pong, a Close).
-//! The client side sends through `tungstenite`, which masks.
+//! The server side frames both ways itself (the sans-IO `wsframe` module): each read takes
+//! the socket once, at most the driver's buffer, so one connection cannot hold the event loop
+//! (a message left open, then endless empty continuation frames, is read a bounded slice per
+//! pump); every byte taken from the socket, headers and control frames included, counts toward
+//! the byte rate limit and the read budget ([`Transport::received`]); the unfinished message is
+//! held once, counted exactly whatever control frames come between its fragments
+//! ([`Transport::buffered`]: the frame timeout runs while it is not 0), and the buffers'
+//! capacity counts toward the memory budget ([`Transport::memory`]), shrinking back after a
+//! large message. Outgoing messages are framed (unmasked, §5.2) in one pass over the session's
+//! frames and written with one call; only what the socket does not take is kept per channel,
+//! and a Pong or Close follows it. The client side reads and sends through `tungstenite`, which
+//! masks.
 //!
 //! # Limits and closing (RFC 6455 §7.4)
 //!
@@ -49,7 +54,7 @@
 //!
 //! # Heartbeat
 //!
-//! Pings from the peer are answered by `tungstenite` (§5.5.2). A server with a
+//! Pings from the peer are answered with a Pong (§5.5.2; only the latest, §5.5.3). A server with a
 //! [`Config::heartbeat`](crate::Config::heartbeat) sends its `netlib.ping` to a WebSocket
 //! channel as a WebSocket Ping frame instead of a text message: every browser answers it
 //! with a Pong by itself, even with no script running, and netlib clients' `tungstenite` does
@@ -67,8 +72,10 @@
 //! the options' allow-list, else 403; a request without one (not from a browser) is let in.
 //! `GET` of an asset ([`WsOptions::asset`]) is answered 200 with its `Content-Type`,
 //! `Content-Length` and `Cache-Control: no-cache`; other paths get 404, other methods 405 with
-//! `Allow: GET`, malformed requests 400, a request head over 8 KiB 431. Every answer but the
-//! upgrade closes the connection.
+//! `Allow: GET`, malformed requests 400, a request head over 8 KiB 431. A `Host` the listener
+//! does not answer for gets 421 (against DNS rebinding: a listener bound to loopback answers
+//! only loopback names and [`WsOptions::allow_host`]'s). Every answer but the upgrade closes
+//! the connection.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -86,6 +93,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message as WsMessage, WebSocket};
 
 use super::http::{self, Answer, Reply, MAX_HEAD};
+use super::wsframe::{self, push_frame, server_header, Control, FrameReader, Violation};
 use super::{Acceptor, Connector, Transport};
 use crate::codec::{Codec, Wire};
 use crate::config::Config;
@@ -153,6 +161,9 @@ pub struct WsOptions {
     path: String,
     assets: Vec<Asset>,
     origins: Vec<String>,
+    hosts: Vec<String>,
+    /// The listener is bound to a loopback address (set by [`WsAcceptor::new`]).
+    loopback: bool,
 }
 
 impl Default for WsOptions {
@@ -161,6 +172,8 @@ impl Default for WsOptions {
             path: "/ws".to_owned(),
             assets: Vec::new(),
             origins: Vec::new(),
+            hosts: Vec::new(),
+            loopback: false,
         }
     }
 }
@@ -213,9 +226,46 @@ impl WsOptions {
         self
     }
 
+    /// Also answers requests whose `Host` names `host` (a DNS name, without the port,
+    /// compared ignoring case; e.g. `chat.example.com`). Against DNS rebinding: a listener
+    /// bound to a loopback address answers only a loopback `Host` (`localhost`, a name under
+    /// `.localhost`, `127.x.y.z`, `[::1]`) and the hosts given here; a listener bound to any
+    /// other address answers an IP-literal `Host`, a loopback one and, once any host is given
+    /// here, only those names (with none given, any name). Other requests get `421
+    /// Misdirected Request` (RFC 9110 §15.5.20), WebSocket upgrades included.
+    pub fn allow_host(mut self, host: &str) -> Self {
+        self.hosts
+            .push(host.trim_end_matches('.').to_ascii_lowercase());
+        self
+    }
+
     /// The upgrade path.
     pub fn get_path(&self) -> &str {
         &self.path
+    }
+
+    /// Whether a request with this `Host` header value is answered (see
+    /// [`allow_host`](Self::allow_host)).
+    pub(crate) fn host_allowed(&self, header: &str) -> bool {
+        let name = match header.strip_prefix('[') {
+            Some(rest) => match rest.split_once(']') {
+                Some((ip, port)) if port.is_empty() || port.starts_with(':') => ip,
+                _ => return false,
+            },
+            None => match header.rsplit_once(':') {
+                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+                Some(_) => return false,
+                None => header,
+            },
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if let Ok(ip) = name.parse::<std::net::IpAddr>() {
+            return ip.is_loopback() || !self.loopback;
+        }
+        if name == "localhost" || name.ends_with(".localhost") {
+            return true;
+        }
+        self.hosts.contains(&name) || (!self.loopback && self.hosts.is_empty())
     }
 
     pub(crate) fn find_asset(&self, path: &str) -> Option<&Asset> {
@@ -292,12 +342,6 @@ impl Cutter {
     }
 }
 
-/// Appends `payload` to `rx` as one length-prefixed frame.
-fn push_frame(rx: &mut BytesMut, payload: &[u8]) {
-    rx.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    rx.extend_from_slice(payload);
-}
-
 /// A handshake step's outcome: the next state, and the result if the step is final.
 type Step = (State, Option<io::Result<bool>>);
 
@@ -318,64 +362,27 @@ enum State {
     Connecting { stream: TcpStream, url: String },
     /// Client: the WebSocket handshake is in progress.
     Handshake(Box<MidHandshake<ClientHandshake<Counted>>>),
-    /// A WebSocket.
+    /// Client: a WebSocket, through `tungstenite`.
     Open(Box<WebSocket<Counted>>),
+    /// Server: a WebSocket, framed by netlib ([`wsframe`]).
+    Serving(Box<Served>),
     /// Nothing left (a failed handshake took the socket).
     Gone,
 }
 
-/// The socket under a WebSocket, counting the bytes read from it. What tungstenite holds of a
-/// message still arriving is what was read since the last complete message
-/// ([`WsStream::buffered`]), which the memory budget and the frame timeout count.
-///
-/// On the server side it also holds the data frames netlib framed itself and the socket did not
-/// take yet (`pending`): they go out before anything `tungstenite` writes (a Pong, a Close), so
-/// frames never interleave.
+/// The socket under a client's WebSocket, counting the bytes read from it. What `tungstenite`
+/// holds of a message still arriving is what was read since the last complete message
+/// ([`WsStream::buffered`]), which the frame timeout counts.
 #[derive(Debug)]
 struct Counted {
     stream: TcpStream,
-    /// Bytes read from the socket (or handed over with the handshake).
+    /// Bytes read from the socket.
     read: u64,
-    /// Framed output the socket has not taken yet (server side).
-    pending: Vec<u8>,
-    /// Bytes of `pending` already written.
-    pending_at: usize,
 }
 
 impl Counted {
-    fn new(stream: TcpStream, read: u64) -> Self {
-        Counted {
-            stream,
-            read,
-            pending: Vec::new(),
-            pending_at: 0,
-        }
-    }
-
-    /// Writes `pending` until it is empty (its buffer then let go) or the socket would block
-    /// (`WouldBlock`).
-    fn drain_pending(&mut self) -> io::Result<()> {
-        let result = loop {
-            if self.pending_at == self.pending.len() {
-                break Ok(());
-            }
-            match self.stream.write(&self.pending[self.pending_at..]) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.pending_at += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        if self.pending_at == self.pending.len() {
-            self.pending = Vec::new();
-            self.pending_at = 0;
-        }
-        result
-    }
-
-    /// Bytes of `pending` not written yet.
-    fn unsent(&self) -> usize {
-        self.pending.len() - self.pending_at
+    fn new(stream: TcpStream) -> Self {
+        Counted { stream, read: 0 }
     }
 }
 
@@ -387,19 +394,126 @@ impl Read for Counted {
     }
 }
 
-/// `tungstenite`'s writes: after whatever netlib framed before them.
 impl Write for Counted {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.drain_pending()?;
         self.stream.write(buf)
     }
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.drain_pending()?;
         self.stream.write_vectored(bufs)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.drain_pending()?;
         self.stream.flush()
+    }
+}
+
+/// A server's WebSocket after the upgrade: the socket, the client's frames being read
+/// ([`FrameReader`]), and the frames netlib wrote that the socket has not taken.
+#[derive(Debug)]
+struct Served {
+    stream: TcpStream,
+    reader: FrameReader,
+    /// Framed output the socket has not taken yet: whole frames, so a control frame can
+    /// always follow.
+    pending: Vec<u8>,
+    /// Bytes of `pending` already written.
+    pending_at: usize,
+    /// The Pong owed for the latest Ping (§5.5.3: only the latest needs one), written after
+    /// `pending`.
+    pong: Option<Vec<u8>>,
+    /// This side's Close frame is framed: nothing follows it (§5.5.1).
+    close_sent: bool,
+    /// Bytes taken from the socket, headers and control frames included (the HTTP request's
+    /// leftover too).
+    received: u64,
+}
+
+impl Served {
+    /// Writes `pending`, then the owed Pong, until all is written (the buffer then let go) or
+    /// the socket would block (`WouldBlock`).
+    fn drain(&mut self) -> io::Result<()> {
+        loop {
+            while self.pending_at < self.pending.len() {
+                match self.stream.write(&self.pending[self.pending_at..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => self.pending_at += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.pending = Vec::new();
+            self.pending_at = 0;
+            match self.pong.take() {
+                Some(p) if !self.close_sent => wsframe::server_pong(&mut self.pending, &p),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Frames this side's Close (once) after what is pending, and pushes it out, best effort.
+    fn send_close(&mut self, code: u16, text: &str) {
+        if std::mem::replace(&mut self.close_sent, true) {
+            return;
+        }
+        self.pong = None;
+        wsframe::server_close(&mut self.pending, code, text);
+        let _ = self.drain();
+    }
+
+    /// Takes bytes read from the socket: complete messages become readable; a Ping is owed
+    /// its Pong; a Close is answered. Returns why input ended, if it did: the peer's Close
+    /// (or the answer to ours: `None` inside `Some`), or the protocol violation answered
+    /// with a Close frame.
+    fn absorb(&mut self, bytes: &[u8]) -> Option<Option<CloseReason>> {
+        let mut close = None;
+        let Served { reader, pong, .. } = self;
+        let fed = reader.feed(bytes, PONG_JSON, &mut |c| match c {
+            Control::Ping(p) => *pong = Some(p),
+            Control::Pong => {}
+            Control::Close(c) => close = Some(c),
+        });
+        if self.pong.is_some() {
+            let _ = self.drain(); // the Pong, now if the socket takes it
+        }
+        if let Err(v) = fed {
+            let (code, text) = v.status();
+            log::debug!("WebSocket closed with {code}: {text}");
+            self.send_close(code, &text);
+            let reason = match v {
+                Violation::TooBig { limit } => CloseReason::FrameTooLarge { limit },
+                _ => CloseReason::WebSocket {
+                    code,
+                    reason: text,
+                    remote: false,
+                },
+            };
+            return Some(Some(reason));
+        }
+        let status = close?;
+        if self.close_sent {
+            return Some(None); // the answer to ours
+        }
+        match &status {
+            Some((code, text)) => self.send_close(*code, text),
+            None => {
+                self.close_sent = true;
+                self.pong = None;
+                server_header(&mut self.pending, 0x8, 0);
+                let _ = self.drain();
+            }
+        }
+        Some(Some(match status {
+            None | Some((1000 | 1001, _)) => CloseReason::PeerClosed,
+            Some((code, reason)) => CloseReason::WebSocket {
+                code,
+                reason,
+                remote: true,
+            },
+        }))
+    }
+
+    /// Bytes of `pending` not written yet.
+    fn unsent(&self) -> usize {
+        self.pending.len() - self.pending_at
     }
 }
 
@@ -407,20 +521,6 @@ thread_local! {
     /// Where the server side frames a batch of messages before writing it: only what the
     /// socket does not take is kept per connection.
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Appends a final, unmasked frame header (a server's, §5.2) for `len` payload bytes.
-fn server_header(out: &mut Vec<u8>, opcode: u8, len: usize) {
-    out.push(0x80 | opcode);
-    if len < 126 {
-        out.push(len as u8);
-    } else if let Ok(short) = u16::try_from(len) {
-        out.push(126);
-        out.extend_from_slice(&short.to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
 }
 
 impl State {
@@ -432,6 +532,7 @@ impl State {
             | State::Connecting { stream, .. } => Some(stream),
             State::Handshake(mid) => Some(&mid.get_ref().get_ref().stream),
             State::Open(ws) => Some(&ws.get_ref().stream),
+            State::Serving(s) => Some(&s.stream),
             State::Gone => None,
         }
     }
@@ -444,6 +545,7 @@ impl State {
             | State::Connecting { stream, .. } => Some(stream),
             State::Handshake(mid) => Some(&mut mid.get_mut().get_mut().stream),
             State::Open(ws) => Some(&mut ws.get_mut().stream),
+            State::Serving(s) => Some(&mut s.stream),
             State::Gone => None,
         }
     }
@@ -487,6 +589,7 @@ impl std::fmt::Debug for WsStream {
             State::Connecting { .. } => "connecting",
             State::Handshake(_) => "handshake",
             State::Open(_) => "open",
+            State::Serving(_) => "serving",
             State::Gone => "gone",
         };
         f.debug_struct("WsStream")
@@ -677,9 +780,9 @@ impl WsStream {
     /// `WRITE_BATCH` bytes of the session's frames as WebSocket messages (unmasked, §5.1) in
     /// the thread's scratch buffer, in one pass and without copying each message first, and
     /// writes them with one call; what the socket does not take waits in `pending`. Called
-    /// with `tungstenite`'s buffer and `pending` empty.
+    /// with `pending` empty.
     fn write_server(
-        counted: &mut Counted,
+        served: &mut Served,
         cutter: &mut Cutter,
         bufs: &[IoSlice<'_>],
     ) -> io::Result<usize> {
@@ -716,7 +819,7 @@ impl WsStream {
             }
             let mut written = 0;
             while written < out.len() {
-                match counted.stream.write(&out[written..]) {
+                match served.stream.write(&out[written..]) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => written += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -724,7 +827,7 @@ impl WsStream {
                     Err(e) => return Err(e),
                 }
             }
-            counted.pending.extend_from_slice(&out[written..]);
+            served.pending.extend_from_slice(&out[written..]);
             if out.capacity() > 4 * WRITE_BATCH {
                 *out = Vec::new(); // after one very large frame
             }
@@ -847,19 +950,24 @@ impl WsStream {
                     let status = reply.status;
                     log::debug!("{peer:?}: HTTP {status} for {}", self.about);
                     match upgrade {
-                        Some(mut rest) => {
-                            // What came after the request, in a buffer of its own size: the
-                            // request's buffer and its description are not kept per channel.
-                            rest.shrink_to_fit();
+                        Some(rest) => {
+                            // The request's buffer and its description are not kept per
+                            // channel; what came after the request is the first frames.
                             self.about = String::new();
-                            let read = rest.len() as u64;
-                            let ws = WebSocket::from_partially_read(
-                                Counted::new(stream, read),
-                                rest,
-                                Role::Server,
-                                Some(self.config),
-                            );
-                            (State::Open(Box::new(ws)), Some(Ok(true)))
+                            let max = self.config.max_message_size.unwrap_or(usize::MAX);
+                            let mut served = Box::new(Served {
+                                stream,
+                                reader: FrameReader::new(max),
+                                pending: Vec::new(),
+                                pending_at: 0,
+                                pong: None,
+                                close_sent: false,
+                                received: rest.len() as u64,
+                            });
+                            if let Some(ended) = served.absorb(&rest) {
+                                self.end_input(ended);
+                            }
+                            (State::Serving(served), Some(Ok(true)))
                         }
                         None => {
                             let _ = stream.shutdown(Shutdown::Write);
@@ -885,7 +993,7 @@ impl WsStream {
                 (State::Drain { stream, status }, Some(Ok(false)))
             }
             other => {
-                let open = matches!(other, State::Open(_));
+                let open = matches!(other, State::Serving(_));
                 let result = if open {
                     Ok(true)
                 } else {
@@ -912,7 +1020,7 @@ impl WsStream {
                     Err(e) => return (State::Gone, Some(Err(e))),
                 }
                 let started = url.as_str().into_client_request().and_then(|req| {
-                    let stream = Counted::new(stream, 0);
+                    let stream = Counted::new(stream);
                     ClientHandshake::start(stream, req, Some(self.config))
                 });
                 match started {
@@ -986,10 +1094,80 @@ fn close_status(reason: &CloseReason) -> (u16, String) {
     }
 }
 
+impl WsStream {
+    /// Input ended: for `reason` if given (the first reason known wins).
+    fn end_input(&mut self, reason: Option<CloseReason>) {
+        if let Some(r) = reason {
+            self.reason.get_or_insert(r);
+        }
+        self.eof = true;
+    }
+
+    /// The server side of [`read`](Read::read): complete messages first; otherwise one read
+    /// of the socket, at most `buf.len()` bytes, whose frames are taken in. `WouldBlock` when
+    /// the bytes read completed no message ([`Transport::received`] tells the driver that
+    /// bytes were taken all the same, so it reads on within its budget).
+    fn read_served(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let State::Serving(served) = &mut self.state else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let ready = served.reader.ready();
+        if !ready.is_empty() {
+            let k = ready.len().min(buf.len());
+            buf[..k].copy_from_slice(&ready[..k]);
+            served.reader.consume(k);
+            return Ok(k);
+        }
+        if self.eof {
+            // Reported once; what arrives later (the answer to a Close) is read on.
+            self.eof = false;
+            return Ok(0);
+        }
+        let got = loop {
+            match served.stream.read(buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        if got == 0 {
+            if !served.reader.ended() && !served.close_sent {
+                self.reason.get_or_insert(CloseReason::WebSocket {
+                    code: 1006,
+                    reason: "closed without a Close frame".into(),
+                    remote: true,
+                });
+            }
+            return Ok(0);
+        }
+        served.received += got as u64;
+        let ended = served.absorb(&buf[..got]);
+        let ready = served.reader.ready();
+        let k = ready.len().min(buf.len());
+        buf[..k].copy_from_slice(&ready[..k]);
+        served.reader.consume(k);
+        if let Some(ended) = ended {
+            self.end_input(ended);
+        }
+        match k {
+            0 if self.eof => {
+                self.eof = false;
+                Ok(0)
+            }
+            0 => Err(io::ErrorKind::WouldBlock.into()),
+            k => Ok(k),
+        }
+    }
+}
+
 impl Read for WsStream {
     /// Received messages, each as a length-prefixed frame; `Ok(0)` once the WebSocket is
-    /// closed or closing (see [`Transport::close_reason`] for why).
+    /// closed or closing (see [`Transport::close_reason`] for why). The server side reads the
+    /// socket at most once per call, at most `buf.len()` bytes.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.role == Role::Server {
+            return self.read_served(buf);
+        }
         let mut n = 0;
         while n < buf.len() {
             if !self.rx.is_empty() {
@@ -1030,38 +1208,42 @@ impl Write for WsStream {
     /// dropped (§5.5.1: no data after Close).
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let total: usize = bufs.iter().map(|b| b.len()).sum();
-        let WsStream {
-            state,
-            cutter,
-            role,
-            ..
-        } = self;
-        let State::Open(ws) = state else {
-            let text = "the WebSocket handshake is not done";
-            return Err(io::Error::new(io::ErrorKind::NotConnected, text));
-        };
-        if !ws.can_write() {
-            return Ok(total);
-        }
-        match ws.flush() {
-            Ok(()) => {}
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Err(e)
+        let WsStream { state, cutter, .. } = self;
+        match state {
+            State::Serving(served) => {
+                if served.close_sent {
+                    return Ok(total);
+                }
+                served.drain()?;
+                Self::write_server(served, cutter, bufs)
             }
-            Err(e) => return Err(io_error(e)),
-        }
-        if *role == Role::Server {
-            Self::write_server(ws.get_mut(), cutter, bufs)
-        } else {
-            Self::write_client(ws, cutter, bufs)
+            State::Open(ws) => {
+                if !ws.can_write() {
+                    return Ok(total);
+                }
+                match ws.flush() {
+                    Ok(()) => {}
+                    Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return Err(e)
+                    }
+                    Err(e) => return Err(io_error(e)),
+                }
+                Self::write_client(ws, cutter, bufs)
+            }
+            _ => {
+                let text = "the WebSocket handshake is not done";
+                Err(io::Error::new(io::ErrorKind::NotConnected, text))
+            }
         }
     }
 
-    /// Writes what `tungstenite` holds (messages, an automatic Pong, a Close); `WouldBlock`
-    /// while the socket does not take it all.
+    /// Writes what is held (framed messages, a Pong, a Close); `WouldBlock` while the socket
+    /// does not take it all.
     fn flush(&mut self) -> io::Result<()> {
-        let State::Open(ws) = &mut self.state else {
-            return Ok(());
+        let ws = match &mut self.state {
+            State::Serving(served) => return served.drain(),
+            State::Open(ws) => ws,
+            _ => return Ok(()),
         };
         match ws.flush() {
             Ok(())
@@ -1078,11 +1260,13 @@ impl Transport for WsStream {
         self.state.stream_mut().map(|s| s as &mut dyn Source)
     }
 
-    /// Bytes read from the socket since the last complete message: a message still arriving,
-    /// held inside tungstenite (up to the message size limit). Under by at most one read's
-    /// worth when the start of the next message came with the end of the last.
+    /// Bytes held for a message still arriving. Server side: exactly the unfinished
+    /// message's payload so far (plus a partial frame header or control frame), whatever
+    /// control frames came between its fragments. Client side: bytes read from the socket
+    /// since the last complete message, held inside `tungstenite`.
     fn buffered(&self) -> usize {
         match &self.state {
+            State::Serving(served) => served.reader.unfinished(),
             State::Open(ws) => (ws.get_ref().read.saturating_sub(self.mark)) as usize,
             _ => 0,
         }
@@ -1092,8 +1276,30 @@ impl Transport for WsStream {
     /// KiB) plus one message.
     fn unsent(&self) -> usize {
         match &self.state {
-            State::Open(ws) => ws.get_ref().unsent(),
+            State::Serving(served) => served.unsent(),
             _ => 0,
+        }
+    }
+
+    /// Server side: the capacity of the buffers holding input (complete messages not yet
+    /// read, the unfinished one) and output (frames the socket has not taken), the HTTP
+    /// request's while it arrives. The input buffer is let go once read empty after a large
+    /// message.
+    fn memory(&self) -> usize {
+        match &self.state {
+            State::Serving(served) => served.reader.memory() + served.pending.capacity(),
+            State::Request { head, .. } => head.capacity(),
+            _ => self.buffered() + self.unsent() + self.rx.capacity(),
+        }
+    }
+
+    /// Server side: every byte taken from the socket, frame headers, control frames and
+    /// unfinished messages included, so that the byte rate limit and the read budget count
+    /// them.
+    fn received(&self) -> Option<u64> {
+        match &self.state {
+            State::Serving(served) => Some(served.received),
+            _ => None,
         }
     }
 
@@ -1101,10 +1307,10 @@ impl Transport for WsStream {
     /// connection is closed once the peer answers (RFC 6455 §7.1.1: the server closes TCP
     /// first).
     fn shutdown_write(&mut self) -> io::Result<()> {
-        if let State::Open(ws) = &self.state {
-            if ws.can_write() {
-                self.send_close(1000, "");
-            }
+        match &mut self.state {
+            State::Serving(served) => served.send_close(1000, ""),
+            State::Open(ws) if ws.can_write() => self.send_close(1000, ""),
+            _ => {}
         }
         match self.flush() {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
@@ -1136,6 +1342,10 @@ impl Transport for WsStream {
     /// handshake answers 503 (server full, shutdown) or 408 (timeout) if it has not answered.
     fn closing(&mut self, reason: &CloseReason) {
         match &mut self.state {
+            State::Serving(served) => {
+                let (code, text) = close_status(reason);
+                served.send_close(code, &text);
+            }
             State::Open(_) => {
                 let (code, text) = close_status(reason);
                 self.send_close(code, &text);
@@ -1169,11 +1379,13 @@ impl Transport for WsStream {
 impl Drop for WsStream {
     /// A WebSocket dropped without a Close frame sends one (1001, going away), best effort.
     fn drop(&mut self) {
-        if let State::Open(ws) = &self.state {
-            if ws.can_write() {
+        match &mut self.state {
+            State::Serving(served) => served.send_close(1001, "going away"),
+            State::Open(ws) if ws.can_write() => {
                 self.send_close(1001, "going away");
                 let _ = self.flush();
             }
+            _ => {}
         }
     }
 }
@@ -1192,7 +1404,10 @@ pub struct WsAcceptor {
 impl WsAcceptor {
     /// Wraps a non-blocking listener; the server's `config` gives the message size limit
     /// (`max_frame_size`), and must be the server's.
-    pub fn new(listener: TcpListener, options: WsOptions, config: &Config) -> Self {
+    pub fn new(listener: TcpListener, mut options: WsOptions, config: &Config) -> Self {
+        options.loopback = listener
+            .local_addr()
+            .is_ok_and(|a| a.ip().is_loopback() || a.ip().to_canonical().is_loopback());
         WsAcceptor {
             listener,
             options: Arc::new(options),
@@ -1319,6 +1534,30 @@ mod tests {
                 assert_eq!(got, want, "cuts at {cut} and {cut2}");
             }
         }
+    }
+
+    #[test]
+    fn hosts_are_answered_per_the_listener_s_address_and_the_allow_list() {
+        let mut public = WsOptions::new();
+        public.loopback = false;
+        for host in ["chat.example", "evil.example:80", "192.0.2.7", "[2001:db8::1]:8080"] {
+            assert!(public.host_allowed(host), "{host}: any host without a list");
+        }
+        let listed = WsOptions {
+            loopback: false,
+            ..WsOptions::new().allow_host("Chat.Example.")
+        };
+        assert!(listed.host_allowed("chat.example:443"));
+        assert!(listed.host_allowed("192.0.2.7"), "an IP literal cannot be rebound");
+        assert!(listed.host_allowed("localhost:80"));
+        assert!(!listed.host_allowed("evil.example"));
+        let mut local = WsOptions::new();
+        local.loopback = true;
+        assert!(local.host_allowed("localhost"));
+        assert!(local.host_allowed("[::1]:8080"));
+        assert!(!local.host_allowed("192.0.2.7"), "not a loopback address");
+        assert!(!local.host_allowed("[::1"), "malformed");
+        assert!(!local.host_allowed("localhost:x"), "malformed port");
     }
 
     #[test]
