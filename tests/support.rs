@@ -3,7 +3,7 @@
 #![deny(missing_docs)]
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use netlib::frame::FrameDecoder;
@@ -32,6 +32,18 @@ impl RawPeer {
     /// Connects to `addr` with `framing`.
     pub fn connect(addr: SocketAddr, framing: Framing) -> Self {
         let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).unwrap();
+        RawPeer {
+            stream,
+            decoder: FrameDecoder::new(framing, 16 << 20),
+            framing,
+        }
+    }
+
+    /// Connects to `addr` with `framing` from the source address `source`, e.g. 127.0.0.2: on
+    /// loopback, a client address other than 127.0.0.1 (see [`connect_from`]).
+    pub fn connect_from(source: IpAddr, addr: SocketAddr, framing: Framing) -> Self {
+        let stream = connect_from(source, addr);
         stream.set_nodelay(true).unwrap();
         RawPeer {
             stream,
@@ -101,6 +113,19 @@ impl RawPeer {
         }
         out
     }
+}
+
+/// A blocking TCP connection to `addr` from the source address `source`: the socket is bound
+/// to `source` (port 0) before it connects, so that a loopback test can come from several
+/// client addresses (127.0.0.2, 127.0.0.3, ...: all of 127.0.0.0/8 is loopback on Linux).
+pub fn connect_from(source: IpAddr, addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .expect("bind the source address");
+    socket.connect(&addr.into()).expect("connect");
+    socket.into()
 }
 
 /// The PodSixNet release the interop tests run against.

@@ -3,7 +3,9 @@
 //! `cargo run --release -p netlib-bench --example loadchat -- ADDR[,ADDR...] [SECONDS [PAD]]`
 //! (PAD: bytes of padding in each message's text).
 //! `ws://ADDR` speaks netlib over WebSocket (`chat-server --web`), `socketio://ADDR`
-//! Socket.IO 4 (`bench/socketio/server.mjs`).
+//! Socket.IO 4 (`bench/socketio/server.mjs`). Every connection comes from 127.0.0.1: start
+//! chat-server with `--max-connections-per-address 0 --connect-rate-per-address 0`, as
+//! `netlib-bench` does.
 
 use netlib_bench::load::Wire;
 

@@ -2,7 +2,9 @@
 //! connection) against one address and the server's process id:
 //! `cargo run --release -p netlib-bench --example loadidle -- ADDR PID [N]`.
 //! `ws://ADDR` speaks netlib over WebSocket (`chat-server --web`), `socketio://ADDR`
-//! Socket.IO 4 (`bench/socketio/server.mjs`).
+//! Socket.IO 4 (`bench/socketio/server.mjs`). Every connection comes from 127.0.0.1: start
+//! chat-server with `--max-connections-per-address 0 --connect-rate-per-address 0` (and
+//! `--max-connections` above N), as `netlib-bench` does.
 
 use netlib_bench::load::Wire;
 

@@ -5,13 +5,13 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
-use std::time::Instant;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 use chat::protocol::{Op, Request, Say, SayPrivately, SetNickname, Who};
-use common::{ChatServer, Peer};
-use netlib::{Client, Message};
-use netlib_tests::TIMEOUT;
+use common::{wire, ChatServer, Peer};
+use netlib::{Client, Framing, Message};
+use netlib_tests::{until, RawPeer, TIMEOUT};
 
 /// A client that queues its whole flood at once and is pumped (read and written) with the
 /// others; it keeps what it receives.
@@ -275,7 +275,18 @@ fn peak_rss(pid: u32) -> usize {
 #[test]
 fn unfinished_frames_are_bounded_by_the_memory_budget() {
     // 300 connections each send 900 KB of one frame and stall: 270 MB against a 32 MiB budget.
-    let server = ChatServer::start(&["--memory-budget", "32"], &[]);
+    // All from 127.0.0.1: the per-address limits (tests/addresses.rs) are turned off.
+    let server = ChatServer::start(
+        &[
+            "--memory-budget",
+            "32",
+            "--max-connections-per-address",
+            "0",
+            "--connect-rate-per-address",
+            "0",
+        ],
+        &[],
+    );
     let mut honest = Peer::join(&server.addr, "honest");
     let chunk = vec![b'x'; 64 << 10];
     let mut stalls: Vec<(TcpStream, usize)> = (0..300)
@@ -331,5 +342,154 @@ fn unfinished_frames_are_bounded_by_the_memory_budget() {
         peak < 160 << 20,
         "peak RSS {} MiB: the 270 MB of stalls were not all held",
         peak >> 20
+    );
+}
+
+/// Another client address than the flood's 127.0.0.1.
+const NEWCOMER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// A newcomer from 127.0.0.2 joins the chat over TCP and gets its own message back, and
+/// upgrades a WebSocket on `web`, all within a few seconds.
+fn newcomer_is_served(server: &ChatServer, web: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut peer =
+        RawPeer::connect_from(NEWCOMER, server.addr.parse().unwrap(), Framing::Terminator);
+    peer.send(&wire(Request::Nickname(SetNickname {
+        nickname: "newcomer".into(),
+    })));
+    while peer.recv_action("renamed").get_str("to") != Some("newcomer") {}
+    peer.send(&wire(Request::Message(Say {
+        message: "made it".into(),
+    })));
+    while peer.recv_action("message").get_str("message") != Some("made it") {}
+    let mut browser = netlib_tests::connect_from(NEWCOMER, web);
+    browser.set_read_timeout(Some(TIMEOUT)).unwrap();
+    browser
+        .write_all(
+            format!(
+                "GET /ws HTTP/1.1\r\nHost: {web}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let mut status = [0u8; 12];
+    browser.read_exact(&mut status).unwrap();
+    assert_eq!(
+        &status, b"HTTP/1.1 101",
+        "the web listener lets the newcomer in"
+    );
+    assert!(
+        Instant::now() < deadline,
+        "the newcomer was not served within 5 s"
+    );
+}
+
+/// The web listener's address, as printed.
+fn web_addr(server: &ChatServer) -> SocketAddr {
+    let printed = &server.listening("web")[0];
+    printed
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap()
+}
+
+/// Half-sent HTTP requests to `web` from 127.0.0.1, each waiting in its handshake.
+fn half_requests(web: SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(web).unwrap();
+            s.set_read_timeout(Some(TIMEOUT)).unwrap();
+            s.write_all(format!("GET /ws HTTP/1.1\r\nHost: {web}\r\n").as_bytes())
+                .unwrap();
+            s
+        })
+        .collect()
+}
+
+/// The refusal lines about 127.0.0.1 in the server's log.
+fn refusal_lines(stderr: &common::Lines) -> usize {
+    stderr
+        .all()
+        .iter()
+        .filter(|l| {
+            l.contains("connections from 127.0.0.1") || l.contains("connection(s) from 127.0.0.1")
+        })
+        .count()
+}
+
+#[test]
+fn a_connection_flood_from_one_address_locks_nobody_else_out() {
+    // The defaults: 256 connections, 32 handshakes, 20 new connections a second (burst 100)
+    // per address.
+    let server = ChatServer::start(&["--web", "127.0.0.1:0"], &[]);
+    let web = web_addr(&server);
+    // More half-sent HTTP requests than the handshake cap, then more silent TCP connections
+    // than the connection cap, all from 127.0.0.1.
+    let _stalls = half_requests(web, 40);
+    let _silent: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(&server.addr).unwrap())
+        .collect();
+    until("the flood's refusals in the log", || {
+        refusal_lines(&server.stderr) > 0
+    });
+    newcomer_is_served(&server, web);
+    let (_, stderr) = server.stop();
+    assert_eq!(
+        refusal_lines(&stderr),
+        1,
+        "one line for the address, not one per refusal: {:?}",
+        stderr.all()
+    );
+}
+
+#[test]
+fn an_address_holding_its_connection_cap_locks_nobody_else_out() {
+    // The connect rate off, so that the flood reaches the connection cap (256) at once.
+    let server = ChatServer::start(
+        &["--web", "127.0.0.1:0", "--connect-rate-per-address", "0"],
+        &[],
+    );
+    let web = web_addr(&server);
+    let mut silent: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let s = TcpStream::connect(&server.addr).unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect();
+    // Exactly the 44 over the cap are closed; the others are channels.
+    let mut closed = 0;
+    until("44 refused connections closed", || {
+        silent.retain_mut(|s| match s.read(&mut [0u8; 4096]) {
+            Ok(0) => {
+                closed += 1;
+                false
+            }
+            Ok(_) => true,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => true,
+            Err(_) => {
+                closed += 1;
+                false
+            }
+        });
+        closed >= 44
+    });
+    assert_eq!(closed, 44);
+    // Half-sent requests from the same address are refused too: it holds its cap.
+    let mut stalls = half_requests(web, 1);
+    assert_eq!(
+        stalls[0].read(&mut [0u8; 64]).unwrap_or(0),
+        0,
+        "closed at once"
+    );
+    newcomer_is_served(&server, web);
+    let (_, stderr) = server.stop();
+    assert_eq!(refusal_lines(&stderr), 1, "{:?}", stderr.all());
+    assert!(
+        stderr.any(|l| l.contains("refusing connections from 127.0.0.1: it holds 256 connections")),
+        "{:?}",
+        stderr.all()
     );
 }

@@ -593,7 +593,18 @@ fn a_room_of_ten_thousand_fills_and_a_message_reaches_everyone() {
         limit as usize > N + 100,
         "this test needs {N} sockets; the limit is {limit}"
     );
-    let server = ChatServer::start(&["--max-connections", "10000"], &[]);
+    // All from 127.0.0.1: the per-address limits (tests/addresses.rs) are turned off.
+    let server = ChatServer::start(
+        &[
+            "--max-connections",
+            "10000",
+            "--max-connections-per-address",
+            "0",
+            "--connect-rate-per-address",
+            "0",
+        ],
+        &[],
+    );
     let addr = server.addr.parse().unwrap();
     let mut idle: Vec<RawPeer> = (0..N - 1)
         .map(|_| RawPeer::connect(addr, Framing::Terminator))

@@ -52,6 +52,9 @@ pub struct Config {
     frame_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     handshake_timeout: Duration,
+    max_connections_per_address: Option<usize>,
+    max_handshakes_per_address: Option<usize>,
+    connect_rate_per_address: Option<Rate>,
 }
 
 /// The server's heartbeat: a channel that sent nothing for `interval` is sent
@@ -95,6 +98,9 @@ impl Default for Config {
             frame_timeout: None,
             idle_timeout: None,
             handshake_timeout: Duration::from_secs(10),
+            max_connections_per_address: None,
+            max_handshakes_per_address: None,
+            connect_rate_per_address: None,
         }
     }
 }
@@ -322,6 +328,89 @@ impl Config {
         self
     }
 
+    /// Server only: the most connections one client address may hold at once, established
+    /// channels and connections still in their handshake together (channels lingering after a
+    /// close count until their socket is closed, as for
+    /// [`max_connections`](Self::max_connections)). Default off.
+    ///
+    /// A client address is an IPv4 address, or an IPv6 address's /64 prefix (one host or
+    /// household is given a whole /64, RFC 6177, and may rotate privacy addresses within it,
+    /// RFC 8981); an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) counts as its IPv4 address.
+    /// In-memory connections ([`Server::connect_local`](crate::Server::connect_local)) have no
+    /// address and are exempt. As nginx's `limit_conn` keyed on `$binary_remote_addr`, or
+    /// HAProxy's `src_conn_cur`: one address (a flood of silent connections) cannot take
+    /// every slot of [`max_connections`](Self::max_connections) from everyone else.
+    ///
+    /// A connection over it, on any listener, is closed as soon as it is accepted: nothing is
+    /// read or written, no channel is made, no `connected` hook runs. It is counted in
+    /// [`Stats::refused`](crate::Stats::refused) and
+    /// [`Stats::refused_per_address`](crate::Stats::refused_per_address); the server logs one
+    /// warn line per address per minute at most, with the count. Set it well above what a
+    /// household or an office behind one NAT address opens.
+    ///
+    /// # Panics
+    /// If `n` is 0.
+    pub fn max_connections_per_address(mut self, n: usize) -> Self {
+        assert!(n > 0, "max_connections_per_address must be positive");
+        self.max_connections_per_address = Some(n);
+        self
+    }
+
+    /// Server only: the most connections from one client address (grouped as
+    /// [`max_connections_per_address`](Self::max_connections_per_address) says) that may be in
+    /// their transport's handshake at once (a WebSocket upgrade or a page fetch whose request
+    /// is not read or whose answer is not written yet; see
+    /// [`handshake_timeout`](Self::handshake_timeout)). Default off. Half-sent HTTP requests
+    /// from one address then cannot hold every slot until the handshake timeout, as
+    /// slowloris does against servers without such a limit. A connection that would go over
+    /// it is closed at once, counted and logged as for
+    /// [`max_connections_per_address`](Self::max_connections_per_address). A plain TCP
+    /// connection has no handshake.
+    ///
+    /// # Panics
+    /// If `n` is 0.
+    pub fn max_handshakes_per_address(mut self, n: usize) -> Self {
+        assert!(n > 0, "max_handshakes_per_address must be positive");
+        self.max_handshakes_per_address = Some(n);
+        self
+    }
+
+    /// Server only: limits how fast one client address (grouped as
+    /// [`max_connections_per_address`](Self::max_connections_per_address) says) may open
+    /// connections: a token bucket ([`Bucket`](crate::Bucket)) per address of `per_second` new
+    /// connections a second on average, `burst` at once after a quiet time; measured on the
+    /// config's [`clock`](Self::clock). As HAProxy's `src_conn_rate` or nginx's `limit_req`.
+    /// Default off. A connection without a token is closed as soon as it is accepted, counted
+    /// and logged as for [`max_connections_per_address`](Self::max_connections_per_address);
+    /// a connection refused by it or by the per-address cap takes no token. An address's
+    /// bucket is forgotten once it is full again and the address holds no connection.
+    ///
+    /// # Panics
+    /// If `per_second` or `burst` is 0.
+    pub fn connect_rate_per_address(mut self, per_second: u32, burst: u32) -> Self {
+        assert!(
+            per_second > 0 && burst > 0,
+            "connect_rate_per_address: need a positive rate and burst"
+        );
+        self.connect_rate_per_address = Some(Rate { per_second, burst });
+        self
+    }
+
+    /// The most connections per client address (channels and handshakes), if limited.
+    pub fn get_max_connections_per_address(&self) -> Option<usize> {
+        self.max_connections_per_address
+    }
+
+    /// The most handshakes in progress per client address, if limited.
+    pub fn get_max_handshakes_per_address(&self) -> Option<usize> {
+        self.max_handshakes_per_address
+    }
+
+    /// The rate of new connections per client address (per second, burst), if limited.
+    pub fn get_connect_rate_per_address(&self) -> Option<Rate> {
+        self.connect_rate_per_address
+    }
+
     /// The handshake timeout.
     pub fn get_handshake_timeout(&self) -> Duration {
         self.handshake_timeout
@@ -443,5 +532,32 @@ mod tests {
         assert_eq!(c.get_codec(), Codec::Rencode);
         assert_eq!(c.get_max_connections(), 5);
         assert!(c.get_announce_id() && c.get_reply_invalid());
+    }
+
+    #[test]
+    fn per_address_limits_are_off_by_default_and_read_back() {
+        let d = Config::default();
+        assert_eq!(d.get_max_connections_per_address(), None);
+        assert_eq!(d.get_max_handshakes_per_address(), None);
+        assert_eq!(d.get_connect_rate_per_address(), None);
+        let c = d
+            .max_connections_per_address(256)
+            .max_handshakes_per_address(32)
+            .connect_rate_per_address(20, 100);
+        assert_eq!(c.get_max_connections_per_address(), Some(256));
+        assert_eq!(c.get_max_handshakes_per_address(), Some(32));
+        assert_eq!(
+            c.get_connect_rate_per_address(),
+            Some(Rate {
+                per_second: 20,
+                burst: 100
+            })
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "max_connections_per_address must be positive")]
+    fn a_zero_per_address_cap_is_refused() {
+        let _ = Config::default().max_connections_per_address(0);
     }
 }

@@ -14,6 +14,7 @@ use mio::{Registry, Token, Waker};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use slab::Slab;
 
+use crate::addresses::Addresses;
 use crate::codec::Wire;
 use crate::config::Config;
 use crate::error::{CloseReason, Error, Result};
@@ -179,8 +180,13 @@ pub struct Stats {
     pub closed: u64,
     /// Channels closed for cause: limits, timeouts, errors (not by either side's choice).
     pub closed_for_cause: u64,
-    /// Connections refused because the server was full.
+    /// Connections refused: the server was full, or their address was over a per-address
+    /// limit (those are counted in [`refused_per_address`](Self::refused_per_address) too).
     pub refused: u64,
+    /// Connections refused because their address was over a per-address limit
+    /// ([`Config::max_connections_per_address`], [`Config::max_handshakes_per_address`],
+    /// [`Config::connect_rate_per_address`]).
+    pub refused_per_address: u64,
     /// Times a connection was left unread because of its rate limits.
     pub throttled: u64,
     /// Frames that went to the out-of-band hook (bad input, mistyped payloads, failed handlers).
@@ -243,6 +249,9 @@ pub(crate) struct Hub<C> {
     pub(crate) lingering: usize,
     /// Counters since the server started.
     pub(crate) stats: Stats,
+    /// Connections per client address, for the per-address limits: channels are counted from
+    /// [`insert`](Self::insert) to [`remove`](Self::remove), handshakes by the listeners.
+    pub(crate) addresses: Addresses,
     /// The current pump's time.
     pub(crate) now: Instant,
     pub(crate) scratch: Box<[u8]>,
@@ -280,6 +289,7 @@ fn enqueue<C>(
 impl<C> Hub<C> {
     pub(crate) fn new(config: Config, registry: Registry, waker: Arc<Waker>) -> Self {
         let now = config.get_clock().now();
+        let addresses = Addresses::new(&config);
         Hub {
             slots: Slab::new(),
             wires: vec![Wire {
@@ -299,6 +309,7 @@ impl<C> Hub<C> {
             next_serial: 1,
             lingering: 0,
             stats: Stats::default(),
+            addresses,
             now,
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
         }
@@ -336,6 +347,7 @@ impl<C> Hub<C> {
         self.next_serial += 1;
         self.stats.opened += 1;
         self.by_serial.insert(id.serial, key as u32);
+        self.addresses.opened(addr, false, self.now);
         self.slots.insert(Slot {
             link,
             channel: None,
@@ -353,6 +365,7 @@ impl<C> Hub<C> {
         let mut slot = self.slots.remove(key);
         slot.link.deregister(&self.registry);
         self.by_serial.remove(&slot.id.serial);
+        self.addresses.closed(slot.addr, false, self.now);
         if !slot.link.is_sourced() {
             self.polled.retain(|&k| k != key);
         }

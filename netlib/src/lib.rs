@@ -15,6 +15,8 @@
 //! - `limits` (private): [`Bucket`], a token bucket for inbound rate limits and applications'
 //!   own rules; [`Rate`].
 //! - [`config`]: [`Config`], the wire format, limits and clock.
+//! - `addresses` (private): fairness between client addresses: per-address connection and
+//!   handshake caps and connect rate (IPv4 per address, IPv6 per /64), in a bounded table.
 //! - `queue` (private): a connection's outgoing frames, coalesced for `writev`.
 //! - `session` (private): one connection's sans-IO state machine (bytes and `now` in; messages,
 //!   bytes and deadlines out), the same for server channels and clients.
@@ -93,6 +95,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+mod addresses;
 pub mod client;
 pub mod clock;
 pub mod codec;

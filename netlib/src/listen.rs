@@ -1,7 +1,8 @@
 //! The server's listeners, and the connections they accepted that are still in their
 //! transport's handshake (a WebSocket upgrade, or a page fetch that never becomes a channel):
-//! accepting, the `max_connections` check (connections in their handshake count), the handshake
-//! timeout, and handing established connections to [`serve`](crate::serve) to become channels.
+//! accepting, the per-address limits (see `addresses`) and the `max_connections` check
+//! (connections in their handshake count), the handshake timeout, and handing established
+//! connections to [`serve`](crate::serve) to become channels.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use mio::{Interest, Registry, Token, Waker};
 use slab::Slab;
 
+use crate::addresses::Refusal;
 use crate::error::CloseReason;
 use crate::handler::ServerHandler;
 use crate::hub::Hub;
@@ -66,6 +68,16 @@ fn establish<S: ServerHandler>(
             hub.read_ready.push(key);
         }
     }
+}
+
+/// Turns a connection away because its address is over a per-address limit: closed at once,
+/// nothing read or written (dropping the transport closes its socket); counted, and logged
+/// once per address per period.
+fn turn_away<C>(hub: &mut Hub<C>, transport: Box<dyn Transport>, addr: SocketAddr, why: Refusal) {
+    hub.stats.refused += 1;
+    hub.stats.refused_per_address += 1;
+    hub.addresses.refused(addr, why, hub.now);
+    drop(transport);
 }
 
 impl Listeners {
@@ -167,8 +179,10 @@ impl Listeners {
         }
     }
 
-    /// A new connection: refused when the server is full (channels and handshakes), a channel
-    /// at once when its transport needs no handshake, otherwise parked until it is done.
+    /// A new connection: refused when its address is over its connection cap or connect rate,
+    /// or when the server is full (channels and handshakes); a channel at once when its
+    /// transport needs no handshake, otherwise parked until it is done (refused instead when
+    /// its address is over its handshake cap).
     fn admit<S: ServerHandler>(
         &mut self,
         state: &mut S,
@@ -178,12 +192,18 @@ impl Listeners {
         addr: SocketAddr,
         wire: u8,
     ) {
+        if let Err(why) = hub.addresses.admit(addr, hub.now) {
+            return turn_away(hub, transport, addr, why);
+        }
         if hub.slots.len() + self.pending.len() >= hub.config.get_max_connections() {
             return refuse(hub, transport, addr, wire);
         }
         match transport.handshake() {
             Ok(true) => establish(state, hub, handlers, transport, addr, wire),
             Ok(false) => {
+                if let Err(why) = hub.addresses.may_handshake(addr) {
+                    return turn_away(hub, transport, addr, why);
+                }
                 let key = self.pending.vacant_key();
                 let sourced = match transport.source() {
                     Some(src) => {
@@ -209,18 +229,27 @@ impl Listeners {
                     sourced,
                 });
                 self.order.push_back((deadline, key));
+                hub.addresses.opened(addr, true, hub.now);
             }
             Err(e) => log::debug!("{addr}: no channel: {e}"),
         }
     }
 
-    fn unpark(&mut self, registry: &Registry, key: usize) -> Pending {
+    /// Takes connection `key` out of its handshake, deregistered.
+    fn take(&mut self, registry: &Registry, key: usize) -> Pending {
         let mut p = self.pending.remove(key);
         if p.sourced {
             if let Some(src) = p.transport.source() {
                 let _ = registry.deregister(src);
             }
         }
+        p
+    }
+
+    /// As [`take`](Self::take), and uncounts it from its address.
+    fn unpark<C>(&mut self, hub: &mut Hub<C>, key: usize) -> Pending {
+        let p = self.take(&hub.registry, key);
+        hub.addresses.closed(p.addr, true, hub.now);
         p
     }
 
@@ -239,11 +268,11 @@ impl Listeners {
         match p.transport.handshake() {
             Ok(false) => {}
             Ok(true) => {
-                let p = self.unpark(&hub.registry, key);
+                let p = self.unpark(hub, key);
                 establish(state, hub, handlers, p.transport, p.addr, p.wire);
             }
             Err(e) => {
-                let p = self.unpark(&hub.registry, key);
+                let p = self.unpark(hub, key);
                 log::debug!("{}: no channel: {e}", p.addr);
             }
         }
@@ -258,6 +287,7 @@ impl Listeners {
         hub: &mut Hub<S::Channel>,
         handlers: &Handlers<S>,
     ) {
+        hub.addresses.poll(hub.now);
         if self.retry_at.is_some_and(|at| Instant::now() >= at) {
             self.retry_at = None;
             for i in 0..self.list.len() {
@@ -290,7 +320,7 @@ impl Listeners {
                 .get(key)
                 .is_some_and(|p| p.deadline == deadline)
             {
-                let mut p = self.unpark(&hub.registry, key);
+                let mut p = self.unpark(hub, key);
                 log::debug!(
                     "{}: handshake not done in {:?}; closing",
                     p.addr,
@@ -311,7 +341,7 @@ impl Listeners {
         }
         let keys: Vec<usize> = self.pending.iter().map(|(k, _)| k).collect();
         for key in keys {
-            self.unpark(registry, key)
+            self.take(registry, key)
                 .transport
                 .closing(&CloseReason::Shutdown);
         }

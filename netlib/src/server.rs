@@ -161,13 +161,14 @@ impl<S: ServerHandler> Server<S> {
         let suppressed = crate::peerlog::total_suppressed();
         if s != last.0 || suppressed != last.1 {
             log::info!(
-                "{} channels; last {}s: {} opened, {} closed ({} for cause), {} refused, {} throttled reads, {} out-of-band frames, {} peer log lines suppressed",
+                "{} channels; last {}s: {} opened, {} closed ({} for cause), {} refused ({} over per-address limits), {} throttled reads, {} out-of-band frames, {} peer log lines suppressed",
                 self.channel_count(),
                 SUMMARY_PERIOD.as_secs(),
                 s.opened - last.0.opened,
                 s.closed - last.0.closed,
                 s.closed_for_cause - last.0.closed_for_cause,
                 s.refused - last.0.refused,
+                s.refused_per_address - last.0.refused_per_address,
                 s.throttled - last.0.throttled,
                 s.out_of_band - last.0.out_of_band,
                 suppressed - last.1,
@@ -275,9 +276,15 @@ impl<S: ServerHandler> Server<S> {
         if !self.hub.config.get_clock().is_manual() {
             let now = Instant::now();
             let throttled = self.hub.throttled.iter().map(|t| t.0).min();
-            for at in [self.listeners.deadline(), self.next_timers, throttled]
-                .into_iter()
-                .flatten()
+            let sweep = self.hub.addresses.deadline();
+            for at in [
+                self.listeners.deadline(),
+                self.next_timers,
+                throttled,
+                sweep,
+            ]
+            .into_iter()
+            .flatten()
             {
                 let left = at.saturating_duration_since(now);
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));

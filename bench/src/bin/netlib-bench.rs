@@ -87,6 +87,10 @@ fn start_web(program: &Path) -> Server {
         .arg(program)
         .args(["127.0.0.1:0", "--web", "127.0.0.1:0", "--rate-limit", "0"])
         .args(["--max-connections", "20000"])
+        // Every client comes from 127.0.0.1: no per-address limits.
+        .args(["--max-connections-per-address", "0"])
+        .args(["--max-handshakes-per-address", "0"])
+        .args(["--connect-rate-per-address", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -145,6 +149,10 @@ fn cluster(program: &Path) -> Server {
                 "127.0.0.1:0",
                 "--max-connections",
                 "20000",
+                "--max-connections-per-address",
+                "0",
+                "--connect-rate-per-address",
+                "0",
                 "--rate-limit",
                 "0",
                 "--redis",
@@ -251,10 +259,15 @@ fn main() {
                     "chat-server",
                     &t.join("release/chat-server"),
                     // Rate limits off: 100 senders flat out are the workload, not abuse.
+                    // Every client comes from 127.0.0.1: no per-address limits either.
                     &[
                         "127.0.0.1:0",
                         "--max-connections",
                         "20000",
+                        "--max-connections-per-address",
+                        "0",
+                        "--connect-rate-per-address",
+                        "0",
                         "--rate-limit",
                         "0",
                     ],

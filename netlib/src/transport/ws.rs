@@ -1540,7 +1540,12 @@ mod tests {
     fn hosts_are_answered_per_the_listener_s_address_and_the_allow_list() {
         let mut public = WsOptions::new();
         public.loopback = false;
-        for host in ["chat.example", "evil.example:80", "192.0.2.7", "[2001:db8::1]:8080"] {
+        for host in [
+            "chat.example",
+            "evil.example:80",
+            "192.0.2.7",
+            "[2001:db8::1]:8080",
+        ] {
             assert!(public.host_allowed(host), "{host}: any host without a list");
         }
         let listed = WsOptions {
@@ -1548,7 +1553,10 @@ mod tests {
             ..WsOptions::new().allow_host("Chat.Example.")
         };
         assert!(listed.host_allowed("chat.example:443"));
-        assert!(listed.host_allowed("192.0.2.7"), "an IP literal cannot be rebound");
+        assert!(
+            listed.host_allowed("192.0.2.7"),
+            "an IP literal cannot be rebound"
+        );
         assert!(listed.host_allowed("localhost:80"));
         assert!(!listed.host_allowed("evil.example"));
         let mut local = WsOptions::new();
