@@ -10,11 +10,15 @@ use std::sync::mpsc::{self, Receiver, Sender};
 
 use serde::{Deserialize, Serialize};
 
-/// A user anywhere in the cluster: its node and its channel's serial number there.
+/// A user anywhere in the cluster: its node, the node's incarnation (one per start of the
+/// process) and its channel's serial number there. A restarted node counts its channels from 1
+/// again: the incarnation keeps an old process's channel 5 apart from the new one's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct UserRef {
     /// The node's id (`--node-id`).
     pub node: String,
+    /// The node's incarnation: a random number drawn at each start.
+    pub inc: u64,
     /// The channel's serial number on that node.
     pub id: u64,
 }
@@ -112,10 +116,13 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// A node (re)joined the bus: the others reload its users from the backplane.
+    /// A node (re)joined the bus: the others reload its users from the backplane, and forget
+    /// the users of its earlier incarnations (a restart).
     Hello {
         /// The node.
         node: String,
+        /// Its incarnation.
+        inc: u64,
     },
 }
 
@@ -145,13 +152,23 @@ pub enum Cmd {
     },
     /// After a reconnect: this node's users now, to write back (presence, nickname claims).
     Resync(Vec<(Presence, Vec<String>)>),
+    /// The process is stopping (its users have left): give the node id up at once, so that a
+    /// restart need not wait for the presence to expire. The thread ends after it.
+    Leave,
 }
 
 /// What the backplane thread hands the chat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
     /// An event another node published.
-    Event(Event),
+    Event {
+        /// The node that published it.
+        node: String,
+        /// That node's incarnation.
+        inc: u64,
+        /// The event.
+        event: Event,
+    },
     /// The answer to a [`Cmd::Claim`]: whether channel `id` now holds `nick`.
     Claimed {
         /// The channel.
@@ -163,13 +180,25 @@ pub enum Incoming {
     },
     /// Every other live node's users, read from the backplane (at start and after a
     /// reconnect): the chat replaces its picture of remote users with it.
-    Snapshot(Vec<(String, Vec<Presence>)>),
-    /// Nodes found dead (presence expired): their users are gone.
-    NodesGone(Vec<String>),
+    Snapshot(Vec<NodeUsers>),
+    /// Node incarnations found dead (presence expired, or the node id now held by a newer
+    /// incarnation): their users are gone.
+    NodesGone(Vec<(String, u64)>),
     /// The backplane is reachable again; the chat answers with [`Cmd::Resync`].
     Up,
     /// The backplane is unreachable: cross-node traffic stops until [`Incoming::Up`].
     Down,
+}
+
+/// One live node's users, as read from the backplane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeUsers {
+    /// The node's id.
+    pub node: String,
+    /// Its live incarnation.
+    pub inc: u64,
+    /// Its users.
+    pub users: Vec<Presence>,
 }
 
 /// The chat's end of a backplane.
@@ -177,6 +206,8 @@ pub enum Incoming {
 pub struct Backplane {
     /// This node's id.
     pub node: String,
+    /// This process's incarnation of it.
+    pub inc: u64,
     /// Commands to the thread.
     pub tx: Sender<Cmd>,
     /// What the thread handed over.
@@ -195,13 +226,14 @@ pub struct BackplaneThreadEnd {
 }
 
 impl Backplane {
-    /// A connected pair of ends for node `node`.
-    pub fn pair(node: &str) -> (Backplane, BackplaneThreadEnd) {
+    /// A connected pair of ends for incarnation `inc` of node `node`.
+    pub fn pair(node: &str, inc: u64) -> (Backplane, BackplaneThreadEnd) {
         let (cmd_tx, cmd_rx) = mpsc::channel();
         let (in_tx, in_rx) = mpsc::channel();
         (
             Backplane {
                 node: node.to_owned(),
+                inc,
                 tx: cmd_tx,
                 rx: in_rx,
                 up: true,
@@ -224,7 +256,13 @@ impl Backplane {
     pub fn user(&self, id: u64) -> UserRef {
         UserRef {
             node: self.node.clone(),
+            inc: self.inc,
             id,
         }
+    }
+
+    /// Whether `u` is a user of this process (not of another incarnation of this node).
+    pub fn is_mine(&self, u: &UserRef) -> bool {
+        u.node == self.node && u.inc == self.inc
     }
 }

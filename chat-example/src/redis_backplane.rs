@@ -8,11 +8,20 @@
 //! | key | what |
 //! |---|---|
 //! | `chat:bus` | the pub/sub channel every node publishes its [`Event`]s to: one publish per room message, whatever the number of recipients |
-//! | `chat:nodes` | set of node ids |
-//! | `chat:node:{id}` | presence, with a TTL (default 10 s) refreshed every 3 s: a node that dies stops refreshing it |
-//! | `chat:users:{id}` | hash of a node's users: channel serial to `{id, nick, room, keys}` |
-//! | `chat:nick:{key}` | who holds a nickname key: `{node}/{serial}`, claimed atomically (a Lua script takes all of a name's keys or none) |
-//! | `chat:reap:{id}` | a lock (30 s), so one node cleans up after a dead one |
+//! | `chat:nodes` | set of node incarnations, `{inc}:{id}` |
+//! | `chat:node:{id}` | presence and ownership of the node id: the live incarnation's number, with a TTL (default 10 s) that only that incarnation refreshes (every third of the TTL): a node that dies stops refreshing it |
+//! | `chat:users:{id}:{inc}` | hash of a node incarnation's users: channel serial to `{id, nick, room, keys}` |
+//! | `chat:nick:{key}` | who holds a nickname key: `{node}/{inc}/{serial}`, claimed atomically (a Lua script takes all of a name's keys or none) |
+//! | `chat:reap:{inc}:{id}` | a lock (30 s), so one node cleans up after a dead incarnation |
+//!
+//! Node identity: each start of a process draws a random incarnation number and takes its node
+//! id with `SET chat:node:{id} INC NX PX TTL` ([`claim_node_id`]). If the key is held, the
+//! newcomer watches it: refreshed by its holder (its TTL goes up) or taken by another process,
+//! the id is in use by a live node and the newcomer refuses to start; expired (the holder died
+//! and stopped refreshing it: at most one TTL), the id is free. A process whose refresh finds the
+//! key held by another incarnation (it stalled past its TTL and was replaced) stops. Every user
+//! reference, presence entry and nickname claim carries the incarnation, so that nothing meant
+//! for one process's channel 5 reaches its successor's.
 //!
 //! - The command thread pipelines what the chat queued (publishes in order, from one
 //!   connection: each node's events arrive everywhere in the order it sent them), refreshes
@@ -25,15 +34,17 @@
 //!   others' ([`Incoming::Up`], [`Incoming::Snapshot`]).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ::redis::{Commands, Connection, Script};
-use netlib::WakeHandle;
+use netlib::{StopHandle, WakeHandle};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{BackplaneThreadEnd, Cmd, Event, Incoming, Presence};
+use crate::cluster::{BackplaneThreadEnd, Cmd, Event, Incoming, NodeUsers, Presence};
 
 /// Where and how to join the cluster.
 #[derive(Debug, Clone)]
@@ -46,15 +57,18 @@ pub struct RedisOptions {
     /// How long a node's presence lives without a refresh (default 10 s): a dead node's users
     /// are gone from the others within this plus one check (2 s).
     pub presence_ttl: Duration,
+    /// This process's incarnation of the node: random, drawn by [`RedisOptions::new`].
+    pub incarnation: u64,
 }
 
 impl RedisOptions {
-    /// Options with the default presence TTL.
+    /// Options with the default presence TTL and a new random incarnation.
     pub fn new(url: &str, node: &str) -> Self {
         RedisOptions {
             url: url.to_owned(),
             node: node.to_owned(),
             presence_ttl: Duration::from_secs(10),
+            incarnation: new_incarnation(),
         }
     }
 
@@ -77,11 +91,51 @@ const BUS: &str = "chat:bus";
 const NODES: &str = "chat:nodes";
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often a newcomer looks at a held node id's key.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
+/// How much longer than the held key's remaining TTL a newcomer waits for it to expire.
+const WATCH_MARGIN: Duration = Duration::from_secs(2);
 
-/// What travels on the bus: the event and the node that sent it.
+/// A random incarnation number (53 bits: exact in any JSON reader).
+fn new_incarnation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.write_u128(now);
+    h.write_u32(std::process::id());
+    h.finish() & ((1 << 53) - 1)
+}
+
+fn node_key(node: &str) -> String {
+    format!("chat:node:{node}")
+}
+
+fn users_key(node: &str, inc: u64) -> String {
+    format!("chat:users:{node}:{inc}")
+}
+
+/// A node incarnation in `chat:nodes`.
+fn member(node: &str, inc: u64) -> String {
+    format!("{inc}:{node}")
+}
+
+fn parse_member(m: &str) -> Option<(String, u64)> {
+    let (inc, node) = m.split_once(':')?;
+    Some((node.to_owned(), inc.parse().ok()?))
+}
+
+/// Who holds a nickname key: a channel of one incarnation of a node.
+fn holder(node: &str, inc: u64, id: u64) -> String {
+    format!("{node}/{inc}/{id}")
+}
+
+/// What travels on the bus: the event and the node incarnation that sent it.
 #[derive(Debug, Serialize, Deserialize)]
 struct Envelope {
     node: String,
+    inc: u64,
     event: Event,
 }
 
@@ -117,38 +171,216 @@ end
 return 1
 ";
 
+/// Refreshes `KEYS[1]` (the node key) for incarnation `ARGV[1]` with TTL `ARGV[2]` ms, and
+/// adds `ARGV[3]` to `KEYS[2]` (`chat:nodes`): 1; 0 (and nothing done) if another incarnation
+/// holds the key. A key that expired (e.g. Redis restarted empty) is taken again.
+const REFRESH: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and v ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+return 1
+";
+
+/// Deletes `KEYS[1]` if it holds `ARGV[1]`.
+const DELETE_IF: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+";
+
 fn nick_key(k: &str) -> String {
     format!("chat:nick:{k}")
 }
 
+/// Why a node id could not be taken.
+#[derive(Debug)]
+pub enum NodeIdError {
+    /// A live process holds it.
+    InUse {
+        /// The node id.
+        node: String,
+        /// What its key holds (the live incarnation).
+        holder: String,
+        /// How that was found out.
+        why: &'static str,
+    },
+    /// Redis could not be asked.
+    Redis(::redis::RedisError),
+}
+
+impl std::fmt::Display for NodeIdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeIdError::InUse { node, holder, why } => write!(
+                f,
+                "node id {node:?} is already in use by a live chat-server (incarnation {holder}: {why}); \
+                 stop that node or choose another --node-id"
+            ),
+            NodeIdError::Redis(e) => write!(f, "cannot reach Redis to take the node id: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for NodeIdError {}
+
+impl From<::redis::RedisError> for NodeIdError {
+    fn from(e: ::redis::RedisError) -> Self {
+        NodeIdError::Redis(e)
+    }
+}
+
+/// Takes `opts.node` for `opts.incarnation`, or finds it in use by a live process. Blocking
+/// (up to the holder's remaining TTL plus 2 s): call it before the server's loop runs, as
+/// chat-server does before it listens. [`spawn`] takes the id too if this was not done (e.g.
+/// Redis was unreachable).
+///
+/// The rule: a held id is in use while its key is refreshed (its TTL goes up) or changes
+/// hands; it is free once the key expires (its holder died: a restart waits at most one TTL).
+pub fn claim_node_id(opts: &RedisOptions) -> Result<(), NodeIdError> {
+    let client = ::redis::Client::open(opts.url.as_str())?;
+    let mut con = client.get_connection_with_timeout(Duration::from_secs(2))?;
+    con.set_read_timeout(Some(Duration::from_secs(5)))?;
+    con.set_write_timeout(Some(Duration::from_secs(5)))?;
+    acquire(&mut con, &opts.node, opts.incarnation, opts.presence_ttl)
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1000)
+}
+
+/// See [`claim_node_id`].
+fn acquire(con: &mut Connection, node: &str, inc: u64, ttl: Duration) -> Result<(), NodeIdError> {
+    let key = node_key(node);
+    let mine = inc.to_string();
+    // What the key held when first seen, its last remaining TTL (ms), and the deadline.
+    let mut seen: Option<(String, i64, Instant)> = None;
+    loop {
+        let set: Option<String> = ::redis::cmd("SET")
+            .arg(&key)
+            .arg(&mine)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .query(con)?;
+        if set.is_some() {
+            if seen.is_some() {
+                log::info!("node id {node:?}: the earlier process's presence expired; taken");
+            }
+            return Ok(());
+        }
+        let (value, pttl): (Option<String>, i64) =
+            ::redis::pipe().atomic().get(&key).pttl(&key).query(con)?;
+        let Some(value) = value else {
+            continue; // expired meanwhile: try again
+        };
+        if value == mine {
+            return Ok(());
+        }
+        let in_use = |why| NodeIdError::InUse {
+            node: node.to_owned(),
+            holder: value.clone(),
+            why,
+        };
+        if pttl < 0 {
+            return Err(in_use("its presence key never expires"));
+        }
+        let now = Instant::now();
+        match &seen {
+            None => {
+                log::warn!(
+                    "node id {node:?} is held by incarnation {value}: waiting up to {:.1} s to \
+                     see whether it is alive (refreshed) or a dead process's (expires)",
+                    (Duration::from_millis(pttl as u64) + WATCH_MARGIN).as_secs_f64()
+                );
+                let deadline = now + Duration::from_millis(pttl as u64) + WATCH_MARGIN;
+                seen = Some((value.clone(), pttl, deadline));
+            }
+            Some((first, last, deadline)) => {
+                if *first != value {
+                    return Err(in_use("another process took it meanwhile"));
+                }
+                // Without a refresh the remaining TTL only goes down.
+                if pttl > last + 20 {
+                    return Err(in_use("its holder refreshed it"));
+                }
+                if now >= *deadline {
+                    return Err(in_use("its presence did not expire"));
+                }
+                seen = Some((value.clone(), pttl, *deadline));
+            }
+        }
+        std::thread::sleep(WATCH_EVERY.min(Duration::from_millis(pttl as u64 + 1)));
+    }
+}
+
+/// The backplane threads.
+#[derive(Debug)]
+pub struct Threads {
+    /// Reads the bus; runs until the process ends.
+    pub subscriber: JoinHandle<()>,
+    /// Carries the chat's commands; ends after [`Cmd::Leave`] or when the chat is gone.
+    pub commands: JoinHandle<()>,
+    fenced: Arc<AtomicBool>,
+}
+
+impl Threads {
+    /// Whether this process lost its node id to another incarnation (and asked the server to
+    /// stop).
+    pub fn fenced(&self) -> bool {
+        self.fenced.load(Ordering::SeqCst)
+    }
+
+    /// Waits up to `timeout` for the command thread to end (after [`Cmd::Leave`]): whether it
+    /// did.
+    pub fn wait_commands(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.commands.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+}
+
 /// Starts the backplane threads for `opts`, talking to the chat through `end` and waking the
-/// server with `wake`. They run until the process ends.
+/// server with `wake`; `stop` stops the server if this process loses its node id to another
+/// incarnation (see [`Threads::fenced`]).
 pub fn spawn(
     opts: RedisOptions,
     end: BackplaneThreadEnd,
     wake: WakeHandle,
-) -> (JoinHandle<()>, JoinHandle<()>) {
+    stop: StopHandle,
+) -> Threads {
     let client = match ::redis::Client::open(opts.url.as_str()) {
         Ok(c) => c,
         Err(e) => panic!("invalid Redis URL {:?}: {e}", opts.shown_url()),
     };
-    let sub = {
-        let (client, node, tx, wake) = (
+    let fenced = Arc::new(AtomicBool::new(false));
+    let subscriber = {
+        let (client, node, inc, tx, wake) = (
             client.clone(),
             opts.node.clone(),
+            opts.incarnation,
             end.tx.clone(),
             wake.clone(),
         );
         std::thread::Builder::new()
             .name("redis-subscriber".into())
-            .spawn(move || subscriber(client, &node, tx, wake))
+            .spawn(move || subscriber(client, &node, inc, tx, wake))
             .expect("spawn the Redis subscriber")
     };
-    let cmd = std::thread::Builder::new()
+    let commander = Commander::new(client, opts, end, wake, stop, fenced.clone());
+    let commands = std::thread::Builder::new()
         .name("redis-commands".into())
-        .spawn(move || Commander::new(client, opts, end, wake).run())
+        .spawn(move || commander.run())
         .expect("spawn the Redis command thread");
-    (sub, cmd)
+    Threads {
+        subscriber,
+        commands,
+        fenced,
+    }
 }
 
 /// Capped exponential backoff with full jitter.
@@ -195,23 +427,32 @@ fn hand_over(tx: &Sender<Incoming>, wake: &WakeHandle, what: Incoming) -> bool {
     true
 }
 
-/// The users of every live node but `me` (or of `only`), from their hashes.
+/// Whether incarnation `inc` of `node` is the live one (holds the node key).
+fn is_live(con: &mut Connection, node: &str, inc: u64) -> ::redis::RedisResult<bool> {
+    let v: Option<String> = con.get(node_key(node))?;
+    Ok(v.is_some_and(|v| v == inc.to_string()))
+}
+
+/// The users of every live node incarnation but those of node `me` (or of `only`), from their
+/// hashes.
 fn read_nodes(
     con: &mut Connection,
     me: &str,
-    only: Option<&str>,
-) -> ::redis::RedisResult<Vec<(String, Vec<Presence>)>> {
-    let nodes: Vec<String> = match only {
-        Some(n) => vec![n.to_owned()],
-        None => con.smembers(NODES)?,
+    only: Option<(&str, u64)>,
+) -> ::redis::RedisResult<Vec<NodeUsers>> {
+    let nodes: Vec<(String, u64)> = match only {
+        Some((n, inc)) => vec![(n.to_owned(), inc)],
+        None => {
+            let members: Vec<String> = con.smembers(NODES)?;
+            members.iter().filter_map(|m| parse_member(m)).collect()
+        }
     };
     let mut out = Vec::new();
-    for n in nodes.into_iter().filter(|n| n != me) {
-        let alive: bool = con.exists(format!("chat:node:{n}"))?;
-        if !alive {
+    for (n, inc) in nodes.into_iter().filter(|(n, _)| n != me) {
+        if !is_live(con, &n, inc)? {
             continue;
         }
-        let users: HashMap<String, String> = con.hgetall(format!("chat:users:{n}"))?;
+        let users: HashMap<String, String> = con.hgetall(users_key(&n, inc))?;
         let users = users
             .values()
             .filter_map(|v| serde_json::from_str::<Stored>(v).ok())
@@ -221,7 +462,11 @@ fn read_nodes(
                 room: s.room,
             })
             .collect();
-        out.push((n, users));
+        out.push(NodeUsers {
+            node: n,
+            inc,
+            users,
+        });
     }
     Ok(out)
 }
@@ -229,7 +474,13 @@ fn read_nodes(
 /// Reads the bus. Snapshots are read here too, in line with the events: one taken right after
 /// (re)subscribing, and one of a node that says `hello`, so that the chat gets every change in
 /// order (a snapshot, then the events after it).
-fn subscriber(client: ::redis::Client, node: &str, tx: Sender<Incoming>, wake: WakeHandle) {
+fn subscriber(
+    client: ::redis::Client,
+    node: &str,
+    inc: u64,
+    tx: Sender<Incoming>,
+    wake: WakeHandle,
+) {
     let mut backoff = Backoff::new();
     let mut logged = false;
     loop {
@@ -282,17 +533,29 @@ fn subscriber(client: ::redis::Client, node: &str, tx: Sender<Incoming>, wake: W
                 Err(_) => continue,
             };
             match serde_json::from_slice::<Envelope>(&payload) {
-                Ok(env) if env.node == node => {} // our own
+                Ok(env) if env.node == node => {
+                    if env.inc != inc {
+                        log::warn!(
+                            "another process (incarnation {}) publishes as node {node:?}",
+                            env.inc
+                        );
+                    }
+                }
                 Ok(env) => {
                     let hello = match &env.event {
-                        Event::Hello { node } => Some(node.clone()),
+                        Event::Hello { node, inc } => Some((node.clone(), *inc)),
                         _ => None,
                     };
-                    if !hand_over(&tx, &wake, Incoming::Event(env.event)) {
+                    let event = Incoming::Event {
+                        node: env.node,
+                        inc: env.inc,
+                        event: env.event,
+                    };
+                    if !hand_over(&tx, &wake, event) {
                         return;
                     }
-                    if let Some(n) = hello {
-                        match read_nodes(&mut reader, node, Some(&n)) {
+                    if let Some((n, i)) = hello {
+                        match read_nodes(&mut reader, node, Some((&n, i))) {
                             Ok(snap) => {
                                 if !hand_over(&tx, &wake, Incoming::Snapshot(snap)) {
                                     return;
@@ -316,16 +579,20 @@ struct Commander {
     opts: RedisOptions,
     end: BackplaneThreadEnd,
     wake: WakeHandle,
+    stop: StopHandle,
     con: Option<Connection>,
     /// Down since (logged once per outage); `None` while up.
     down: Option<Instant>,
+    /// Whether the node id is yet to be taken (first connection).
     first: bool,
+    /// Set when another incarnation took this node id: nothing more is done in Redis.
+    fenced: Arc<AtomicBool>,
     backoff: Backoff,
     retry_at: Instant,
     next_refresh: Instant,
     next_check: Instant,
-    /// Other nodes seen alive at the last check.
-    known: HashSet<String>,
+    /// Other node incarnations seen alive at the last check.
+    known: HashSet<(String, u64)>,
     /// After a reconnect, nodes get one presence TTL to register again before they count as
     /// gone (Redis may have restarted empty).
     grace_until: Instant,
@@ -333,6 +600,8 @@ struct Commander {
     mine: HashMap<u64, Vec<String>>,
     claim: Script,
     release: Script,
+    refresh: Script,
+    delete_if: Script,
 }
 
 impl Commander {
@@ -341,6 +610,8 @@ impl Commander {
         opts: RedisOptions,
         end: BackplaneThreadEnd,
         wake: WakeHandle,
+        stop: StopHandle,
+        fenced: Arc<AtomicBool>,
     ) -> Self {
         let now = Instant::now();
         Commander {
@@ -348,9 +619,11 @@ impl Commander {
             opts,
             end,
             wake,
+            stop,
             con: None,
             down: None,
             first: true,
+            fenced,
             backoff: Backoff::new(),
             retry_at: now,
             next_refresh: now,
@@ -360,6 +633,8 @@ impl Commander {
             mine: HashMap::new(),
             claim: Script::new(CLAIM),
             release: Script::new(RELEASE),
+            refresh: Script::new(REFRESH),
+            delete_if: Script::new(DELETE_IF),
         }
     }
 
@@ -368,15 +643,49 @@ impl Commander {
     }
 
     fn me(&self, id: u64) -> String {
-        format!("{}/{id}", self.opts.node)
+        holder(&self.opts.node, self.opts.incarnation, id)
     }
 
-    fn users_key(node: &str) -> String {
-        format!("chat:users:{node}")
+    fn users_key(&self) -> String {
+        users_key(&self.opts.node, self.opts.incarnation)
+    }
+
+    fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::SeqCst)
+    }
+
+    /// Another incarnation holds this node id (this process stalled past its presence TTL, or
+    /// a duplicate started while Redis was unreachable): this one stops, touching nothing.
+    fn fence(&mut self, holder: &str) {
+        log::error!(
+            "node id {:?} is held by another chat-server (incarnation {holder}; this one is {}): \
+             two live nodes must not share an id; stopping",
+            self.opts.node,
+            self.opts.incarnation
+        );
+        self.fenced.store(true, Ordering::SeqCst);
+        self.con = None;
+        self.tell(Incoming::Down);
+        self.stop.stop();
     }
 
     fn run(mut self) {
         loop {
+            if self.is_fenced() {
+                // Claims fail; nothing reaches Redis.
+                match self.end.rx.recv() {
+                    Ok(Cmd::Claim { id, nick, .. }) => {
+                        self.tell(Incoming::Claimed {
+                            id,
+                            nick,
+                            ok: false,
+                        });
+                    }
+                    Ok(Cmd::Leave) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                continue;
+            }
             self.ensure_connected();
             let wait = self
                 .next_refresh
@@ -396,10 +705,17 @@ impl Commander {
                     Err(_) => break,
                 }
             }
+            let leave = batch.contains(&Cmd::Leave);
             if !batch.is_empty() {
                 if let Err(e) = self.execute(batch) {
                     self.lost(&e);
                 }
+            }
+            if leave {
+                if let Err(e) = self.leave() {
+                    log::warn!("cannot give the node id up in Redis ({e}); it expires");
+                }
+                return;
             }
             if self.con.is_some() && Instant::now() >= self.next_refresh {
                 if let Err(e) = self.refresh() {
@@ -433,8 +749,7 @@ impl Commander {
                         since.elapsed().as_secs_f64()
                     );
                 }
-                let first = std::mem::take(&mut self.first);
-                if let Err(e) = self.register(first) {
+                if let Err(e) = self.register() {
                     self.lost(&e);
                 }
             }
@@ -456,6 +771,9 @@ impl Commander {
     }
 
     fn lost(&mut self, e: &::redis::RedisError) {
+        if self.is_fenced() {
+            return;
+        }
         self.con = None;
         self.mark_down(&e.to_string());
         self.retry_at = Instant::now() + self.backoff.wait();
@@ -495,27 +813,96 @@ impl Commander {
         inv.invoke(con)
     }
 
-    /// Joins: presence; after an outage the chat resynchronises (its users written back,
-    /// then `hello`). The others' users come from the subscriber's snapshots.
-    fn register(&mut self, first: bool) -> ::redis::RedisResult<()> {
+    /// Joins: the node id (on the first connection, unless [`claim_node_id`] took it already),
+    /// presence, and `hello` (the others forget this node's earlier incarnations); after an
+    /// outage the chat resynchronises (its users written back, then `hello`). The others' users
+    /// come from the subscriber's snapshots.
+    fn register(&mut self) -> ::redis::RedisResult<()> {
+        let first = self.first;
+        if first {
+            let (node, inc, ttl) = (
+                self.opts.node.clone(),
+                self.opts.incarnation,
+                self.opts.presence_ttl,
+            );
+            match acquire(self.con(), &node, inc, ttl) {
+                Ok(()) => {}
+                Err(NodeIdError::Redis(e)) => return Err(e),
+                Err(NodeIdError::InUse { holder, .. }) => {
+                    self.fence(&holder);
+                    return Ok(());
+                }
+            }
+        }
         self.refresh()?;
-        if !first {
+        if self.is_fenced() {
+            return Ok(());
+        }
+        self.first = false;
+        if first {
+            // A restart: the earlier incarnation's users and nicknames go before `hello`.
+            self.check_nodes()?;
+            self.publish_hello()?;
+        } else {
             self.grace_until = Instant::now() + self.opts.presence_ttl;
             self.tell(Incoming::Up);
         }
         Ok(())
     }
 
+    fn publish_hello(&mut self) -> ::redis::RedisResult<()> {
+        let (node, inc) = (self.opts.node.clone(), self.opts.incarnation);
+        let env = Envelope {
+            node: node.clone(),
+            inc,
+            event: Event::Hello { node, inc },
+        };
+        self.con()
+            .publish(BUS, serde_json::to_vec(&env).unwrap_or_default())
+    }
+
+    /// Refreshes presence, if the node key is still this incarnation's (else: fenced).
     fn refresh(&mut self) -> ::redis::RedisResult<()> {
-        let node = self.opts.node.clone();
-        let ttl = self.opts.presence_ttl.as_secs().max(1);
+        let (node, inc) = (self.opts.node.clone(), self.opts.incarnation);
+        let con = self.con.as_mut().expect("connected");
+        let ok: i64 = self
+            .refresh
+            .key(node_key(&node))
+            .key(NODES)
+            .arg(inc)
+            .arg(ttl_ms(self.opts.presence_ttl))
+            .arg(member(&node, inc))
+            .invoke(con)?;
+        if ok != 1 {
+            let holder: Option<String> = self.con().get(node_key(&node))?;
+            self.fence(holder.as_deref().unwrap_or("?"));
+            return Ok(());
+        }
+        self.next_refresh = Instant::now() + self.opts.presence_ttl / 3;
+        Ok(())
+    }
+
+    /// The process stops (its users left before): the node id, this incarnation's hash and
+    /// its entry in `chat:nodes` go at once.
+    fn leave(&mut self) -> ::redis::RedisResult<()> {
+        if self.con.is_none() || self.is_fenced() {
+            return Ok(());
+        }
+        let (node, inc) = (self.opts.node.clone(), self.opts.incarnation);
+        for (id, keys) in std::mem::take(&mut self.mine) {
+            let me = self.me(id);
+            self.release_keys(&keys, &me)?;
+        }
+        let users = self.users_key();
         ::redis::pipe()
-            .sadd(NODES, &node)
+            .del(users)
             .ignore()
-            .set_ex(format!("chat:node:{node}"), 1, ttl)
+            .srem(NODES, member(&node, inc))
             .ignore()
             .query::<()>(self.con())?;
-        self.next_refresh = Instant::now() + self.opts.presence_ttl / 3;
+        let con = self.con.as_mut().expect("connected");
+        let _: i64 = self.delete_if.key(node_key(&node)).arg(inc).invoke(con)?;
+        log::info!("node id {node:?} given up");
         Ok(())
     }
 
@@ -533,8 +920,8 @@ impl Commander {
             }
             return Ok(());
         }
-        let node = self.opts.node.clone();
-        let users = Self::users_key(&node);
+        let (node, inc) = (self.opts.node.clone(), self.opts.incarnation);
+        let users = self.users_key();
         let mut pipe = ::redis::pipe();
         let mut queued = 0;
         let mut batch = batch.into_iter();
@@ -573,6 +960,7 @@ impl Commander {
                     }
                     let env = Envelope {
                         node: node.clone(),
+                        inc,
                         event,
                     };
                     pipe.publish(BUS, serde_json::to_vec(&env).unwrap_or_default())
@@ -637,6 +1025,7 @@ impl Commander {
                     }
                     self.resync(list)?;
                 }
+                Cmd::Leave => {} // after the batch (see `run`)
             }
         }
         if queued > 0 {
@@ -648,8 +1037,7 @@ impl Commander {
     /// Writes this node's users back (after Redis lost them, or our presence expired), claims
     /// their nicknames again, and says hello so the others reload them.
     fn resync(&mut self, list: Vec<(Presence, Vec<String>)>) -> ::redis::RedisResult<()> {
-        let node = self.opts.node.clone();
-        let users = Self::users_key(&node);
+        let users = self.users_key();
         let _: () = self.con().del(&users)?;
         self.mine.clear();
         for (p, keys) in list {
@@ -679,37 +1067,36 @@ impl Commander {
                 serde_json::to_string(&stored).unwrap_or_default(),
             )?;
         }
-        let env = Envelope {
-            node: node.clone(),
-            event: Event::Hello { node },
-        };
-        let _: () = self
-            .con()
-            .publish(BUS, serde_json::to_vec(&env).unwrap_or_default())?;
-        Ok(())
+        self.publish_hello()
     }
 
-    /// Finds nodes whose presence expired: the chat is told their users are gone, and one
-    /// node (holding `chat:reap:{id}`) frees their nicknames and forgets them.
+    /// Finds node incarnations whose presence expired or whose node id another incarnation
+    /// now holds: the chat is told their users are gone, and one node (holding
+    /// `chat:reap:{inc}:{id}`) frees their nicknames and forgets them.
     fn check_nodes(&mut self) -> ::redis::RedisResult<()> {
         self.next_check = Instant::now() + CHECK_EVERY;
         let members: Vec<String> = self.con().smembers(NODES)?;
         let mut alive = HashSet::new();
         let mut dead = Vec::new();
-        let me = self.opts.node.clone();
-        for n in members.iter().filter(|n| **n != me) {
-            let up: bool = self.con().exists(format!("chat:node:{n}"))?;
-            if up {
-                alive.insert(n.clone());
+        let me = (self.opts.node.clone(), self.opts.incarnation);
+        for m in &members {
+            let Some(n) = parse_member(m) else {
+                continue; // not ours to judge
+            };
+            if n == me {
+                continue;
+            }
+            if is_live(self.con(), &n.0, n.1)? {
+                alive.insert(n);
             } else {
-                dead.push(n.clone());
+                dead.push(n);
             }
         }
         if Instant::now() < self.grace_until {
             self.known.extend(alive);
             return Ok(());
         }
-        let mut gone: Vec<String> = self.known.difference(&alive).cloned().collect();
+        let mut gone: Vec<(String, u64)> = self.known.difference(&alive).cloned().collect();
         for n in &dead {
             if !gone.contains(n) {
                 gone.push(n.clone());
@@ -719,9 +1106,9 @@ impl Commander {
         if !gone.is_empty() {
             self.tell(Incoming::NodesGone(gone.clone()));
         }
-        for n in dead {
+        for (n, inc) in dead {
             let lock: Option<String> = ::redis::cmd("SET")
-                .arg(format!("chat:reap:{n}"))
+                .arg(format!("chat:reap:{inc}:{n}"))
                 .arg(&self.opts.node)
                 .arg("NX")
                 .arg("EX")
@@ -730,7 +1117,7 @@ impl Commander {
             if lock.is_none() {
                 continue; // another node reaps it
             }
-            let users: HashMap<String, String> = self.con().hgetall(Self::users_key(&n))?;
+            let users: HashMap<String, String> = self.con().hgetall(users_key(&n, inc))?;
             for v in users.values() {
                 let Ok(s) = serde_json::from_str::<Stored>(v) else {
                     continue;
@@ -738,15 +1125,18 @@ impl Commander {
                 if s.keys.is_empty() {
                     continue;
                 }
-                self.release_keys(&s.keys, &format!("{n}/{}", s.id))?;
+                self.release_keys(&s.keys, &holder(&n, inc, s.id))?;
             }
             ::redis::pipe()
-                .del(Self::users_key(&n))
+                .del(users_key(&n, inc))
                 .ignore()
-                .srem(NODES, &n)
+                .srem(NODES, member(&n, inc))
                 .ignore()
                 .query::<()>(self.con())?;
-            log::info!("node {n} is gone: its {} user(s) removed", users.len());
+            log::info!(
+                "node {n} (incarnation {inc}) is gone: its {} user(s) removed",
+                users.len()
+            );
         }
         Ok(())
     }

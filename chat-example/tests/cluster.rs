@@ -298,6 +298,8 @@ fn nodes_keep_serving_through_a_redis_restart_and_resynchronise() {
     let mut ann = Peer::join(&a.addr, "ann");
     let mut bob = Peer::join(&b.addr, "bob");
     who_is(&mut bob, &["alice", "ann", "bob"]);
+    // Both nodes know everyone before Redis goes (else a name can be unknown, not unavailable).
+    who_is(&mut alice, &["alice", "ann", "bob"]);
     redis.kill();
     // Local users are served: a message reaches the sender's own node.
     say(&mut alice, "during the outage");
@@ -398,6 +400,263 @@ fn podsixnet_and_terminal_clients_on_different_nodes_talk() {
         term_out.any(|l| l.contains("<pyuser> hello from PodSixNet"))
     });
     common::quit(&mut term);
+    a.stop();
+    b.stop();
+}
+
+/// The incarnation a node printed when it joined: `chat-server node ID joins the cluster at URL
+/// (incarnation N)`.
+fn incarnation(n: &ChatServer) -> u64 {
+    n.stdout
+        .all()
+        .iter()
+        .find_map(|l| {
+            let rest = l.split_once("(incarnation ")?.1;
+            rest.split_once(')')?.0.parse().ok()
+        })
+        .expect("the node prints its incarnation")
+}
+
+/// The channel id the server announced to `p` (`connected`).
+fn announced_id(p: &Peer) -> u64 {
+    p.inbox
+        .iter()
+        .find(|m| m.action() == "connected")
+        .and_then(|m| m.get("id").and_then(|v| v.as_u64()))
+        .expect("the server announces ids")
+}
+
+/// SIGKILL: no goodbye.
+fn kill(n: ChatServer) {
+    let mut n = n;
+    n.child.0.kill().unwrap();
+    n.child.0.wait().unwrap();
+}
+
+/// A new user on `addr` takes `nick`, retried (the name may still be held) until `deadline`.
+fn claim_by(addr: &str, nick: &str, deadline: Instant) -> Peer {
+    loop {
+        let mut p = Peer::connect(addr);
+        p.send(Request::Nickname(SetNickname {
+            nickname: nick.into(),
+        }));
+        let deadline_one = Instant::now() + TIMEOUT;
+        loop {
+            p.pump();
+            if p.has("renamed", |m| m.get_str("to") == Some(nick)) {
+                return p;
+            }
+            if let Some(m) = p.inbox.iter().find(|m| m.action() == "refused") {
+                assert_eq!(m.get_str("code"), Some("nickname-taken"));
+                break;
+            }
+            assert!(Instant::now() < deadline_one, "no answer to the claim");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{nick:?} was not free again in time"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+const PRESENCE_TTL: std::time::Duration = std::time::Duration::from_secs(3);
+
+#[test]
+fn a_second_node_with_a_live_nodes_id_is_refused_and_the_first_keeps_serving() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a", &[]);
+    let b = node(&redis, "b", &[]);
+    let mut alice = Peer::join(&a.addr, "alice");
+    let mut bob = Peer::join(&b.addr, "bob");
+    who_is(&mut alice, &["alice", "bob"]);
+    // The same id again, as `node` starts it: it refuses to start and never listens.
+    let url = redis.url();
+    let mut dup = ChildGuard(
+        std::process::Command::new(common::SERVER)
+            .args([
+                "127.0.0.1:0",
+                "--redis",
+                &url,
+                "--node-id",
+                "a",
+                "--presence-ttl",
+                "3",
+                "--rate-limit",
+                "0",
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let out = Lines::collect(dup.0.stdout.take().unwrap());
+    let err = Lines::collect(dup.0.stderr.take().unwrap());
+    let status = dup.wait_with(|| {});
+    out.finish();
+    err.finish();
+    assert!(!status.success(), "a duplicate node id must not start");
+    assert!(
+        err.any(|l| l.contains("node id \"a\" is already in use by a live chat-server")),
+        "{:?}",
+        err.all()
+    );
+    assert!(!out.any(|l| l.contains("listening")), "{:?}", out.all());
+    assert!(!out.any(|l| l.contains(&redis.password)));
+    assert!(!err.any(|l| l.contains(&redis.password)));
+    // The first one keeps serving, in the cluster.
+    say(&mut alice, "still here");
+    heard(&mut bob, "alice", "still here");
+    bob.send(Request::Private(SayPrivately {
+        to: "alice".into(),
+        message: "and me".into(),
+    }));
+    alice.expect_where("private", |m| m.get_str("message") == Some("and me"));
+    who_is(&mut bob, &["alice", "bob"]);
+    // A fresh name claimed on b is seen as taken on a: one cluster, one set of names.
+    let mut carol = Peer::join(&b.addr, "carol");
+    who_is(&mut alice, &["alice", "bob", "carol"]);
+    let mut other = Peer::connect(&a.addr);
+    other.send(Request::Nickname(SetNickname {
+        nickname: "carol".into(),
+    }));
+    assert_eq!(
+        other.expect("refused").get_str("code"),
+        Some("nickname-taken")
+    );
+    carol.sync();
+    let (_, a_err) = a.stop();
+    assert!(!a_err.any(|l| l.contains("held by another chat-server")));
+    b.stop();
+}
+
+#[test]
+fn a_node_restarted_after_sigkill_drops_its_old_users_and_frees_their_names() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a", &[]);
+    let b = node(&redis, "b", &[]);
+    let mut alice = Peer::join(&a.addr, "alice");
+    let _dave = Peer::join(&b.addr, "dave");
+    let _erin = Peer::join(&b.addr, "erin");
+    who_is(&mut alice, &["alice", "dave", "erin"]);
+    let old = incarnation(&b);
+    kill(b);
+    // A supervisor restarts it with the same id 1 s later.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let restarted = Instant::now();
+    let b = node(&redis, "b", &[]);
+    assert_ne!(incarnation(&b), old);
+    let deadline = restarted + PRESENCE_TTL + std::time::Duration::from_secs(2);
+    loop {
+        let got = who(&mut alice);
+        if got == ["alice"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old process's users are still listed: {got:?}"
+        );
+        alice.pump();
+    }
+    let left = alice.expect_where("left", |m| m.get_str("nickname") == Some("dave"));
+    assert!(left.get_str("reason").is_some_and(|r| r.contains("node b")));
+    // Their names are free again, on either node.
+    let mut dave = claim_by(&a.addr, "dave", deadline);
+    let mut erin = claim_by(&b.addr, "erin", deadline);
+    who_is(&mut alice, &["alice", "dave", "erin"]);
+    who_is(&mut erin, &["alice", "dave", "erin"]);
+    say(&mut erin, "new erin");
+    heard(&mut dave, "erin", "new erin");
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_kick_or_private_for_an_old_incarnations_channel_never_reaches_the_new_one() {
+    use redis::Commands;
+    let redis = RedisServer::start();
+    let a = node(&redis, "a", &["--op-password-env", "CHAT_OP"]);
+    let b = node(&redis, "b", &[]);
+    let mut alice = Peer::join(&a.addr, "alice");
+    // The first channel on b.
+    let dave = Peer::join(&b.addr, "dave");
+    who_is(&mut alice, &["alice", "dave"]);
+    let (inc_a, old) = (incarnation(&a), incarnation(&b));
+    let serial = announced_id(&dave);
+    kill(b);
+    drop(dave);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let b = node(&redis, "b", &[]);
+    let new = incarnation(&b);
+    who_is(&mut alice, &["alice"]);
+    // A new user takes the same name and, the first channel again, the same channel number.
+    let deadline = Instant::now() + TIMEOUT;
+    let mut dave = claim_by(&b.addr, "dave", deadline);
+    assert_eq!(announced_id(&dave), serial, "the same local channel number");
+    who_is(&mut alice, &["alice", "dave"]);
+    // Operations addressed to the old incarnation's channel, as a's node would have sent them
+    // (in flight across the restart), then one for the new incarnation: one connection keeps
+    // their order, so when the last arrives the first two were handled.
+    let user = |node: &str, inc: u64, id: u64| chat::cluster::UserRef {
+        node: node.into(),
+        inc,
+        id,
+    };
+    let alice_ref = user("a", inc_a, announced_id(&alice));
+    let events = [
+        chat::cluster::Event::Kick {
+            target: user("b", old, serial),
+            by: "alice".into(),
+            reason: "stale kick".into(),
+        },
+        chat::cluster::Event::Private {
+            from: alice_ref.clone(),
+            from_nick: "alice".into(),
+            to: user("b", old, serial),
+            to_nick: "dave".into(),
+            text: "stale private".into(),
+            time: 0,
+        },
+        chat::cluster::Event::Private {
+            from: alice_ref,
+            from_nick: "alice".into(),
+            to: user("b", new, serial),
+            to_nick: "dave".into(),
+            text: "fresh private".into(),
+            time: 0,
+        },
+    ];
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for e in events {
+        let env = serde_json::json!({"node": "a", "inc": inc_a, "event": e});
+        let _: i64 = con.publish("chat:bus", env.to_string()).unwrap();
+    }
+    dave.expect_where("private", |m| m.get_str("message") == Some("fresh private"));
+    assert!(!dave.has("kicked", |_| true), "{:?}", dave.inbox);
+    assert!(
+        !dave.has("private", |m| m.get_str("message") == Some("stale private")),
+        "{:?}",
+        dave.inbox
+    );
+    // The stale private message is reported undelivered to its sender.
+    assert_eq!(alice.expect("refused").get_str("code"), Some("undelivered"));
+    // Dave is still in, and a real kick from a reaches the new Dave.
+    who_is(&mut alice, &["alice", "dave"]);
+    dave.sync();
+    alice.send(Request::Op(Op {
+        password: "s3cret".into(),
+    }));
+    alice.expect("op");
+    alice.send(Request::Kick(Kick {
+        nickname: "dave".into(),
+        reason: Some("now for real".into()),
+    }));
+    dave.expect("kicked");
+    who_is(&mut alice, &["alice"]);
     a.stop();
     b.stop();
 }

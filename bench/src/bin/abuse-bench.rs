@@ -36,6 +36,19 @@ struct Args {
     /// Idle users online during the who flood.
     #[arg(long, default_value_t = 5000)]
     users: usize,
+    /// WebSockets holding 1 MB of an unfinished message each.
+    #[arg(long, default_value_t = 300)]
+    ws_stalls: usize,
+    /// WebSockets sending one complete 1 MB message each.
+    #[arg(long, default_value_t = 600)]
+    ws_big: usize,
+    /// Silent connections (and as many half-sent HTTP requests) from one address.
+    #[arg(long, default_value_t = 10_000)]
+    address_flood: usize,
+    /// Runs only these attacks (repeat): stalls, who, guessing, private, rename, ws-flood,
+    /// ws-stalls, ws-big, address. Default: all.
+    #[arg(long)]
+    only: Vec<String>,
     /// The workspace's target directory.
     #[arg(long, default_value = "target")]
     target: PathBuf,
@@ -44,6 +57,8 @@ struct Args {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// The web listener, when started with `--web`.
+    web: Option<SocketAddr>,
 }
 
 impl Drop for Server {
@@ -54,15 +69,29 @@ impl Drop for Server {
 }
 
 fn start(args: &Args) -> Server {
+    // Every connection comes from 127.0.0.1: the per-address limits, which would refuse most
+    // of them, are off; the others measured here are at their defaults.
+    start_with(args, &NO_ADDRESS_LIMITS)
+}
+
+/// The per-address limits off.
+const NO_ADDRESS_LIMITS: [&str; 6] = [
+    "--max-connections-per-address",
+    "0",
+    "--max-handshakes-per-address",
+    "0",
+    "--connect-rate-per-address",
+    "0",
+];
+
+/// Starts the release chat-server with `extra` flags; with `--web`, its web listener's address
+/// is in `Server::web`.
+fn start_with(args: &Args, extra: &[&str]) -> Server {
     let mut child = Command::new("taskset")
         .args(["-c", "0"])
         .arg(args.target.join("release/chat-server"))
         .args(["127.0.0.1:0", "--op-password-env", "ABUSE_OP"])
-        // Every connection comes from 127.0.0.1: the per-address limits, which would refuse
-        // most of them, are off; the others measured here are at their defaults.
-        .args(["--max-connections-per-address", "0"])
-        .args(["--max-handshakes-per-address", "0"])
-        .args(["--connect-rate-per-address", "0"])
+        .args(extra)
         .env("ABUSE_OP", "the-right-one")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -81,9 +110,17 @@ fn start(args: &Args) -> Server {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let addr = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
-    Server { child, addr }
+    let mut web = None;
+    if extra.contains(&"--web") {
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap();
+        let host = url.trim_start_matches("http://").trim_end_matches('/');
+        web = Some(host.parse().unwrap());
+    }
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    Server { child, addr, web }
 }
 
 fn peak_rss(pid: u32) -> u64 {
@@ -379,42 +416,318 @@ fn rename_flood(args: &Args) -> (usize, usize, usize, usize) {
     (connected, fewest, sent, refused)
 }
 
+/// A client's WebSocket frame header with an all-zero mask (valid, RFC 6455 §5.3: the payload
+/// goes as is).
+fn ws_header(fin: bool, opcode: u8, len: usize) -> Vec<u8> {
+    let mut h = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    if len < 126 {
+        h.push(0x80 | len as u8);
+    } else if len < 65536 {
+        h.push(0x80 | 126);
+        h.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        h.push(0x80 | 127);
+        h.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    h.extend_from_slice(&[0, 0, 0, 0]);
+    h
+}
+
+/// A raw WebSocket to `addr`, upgraded (its `101` read), never logged in.
+fn ws_upgraded(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "the upgrade's answer");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "upgrade refused");
+    s
+}
+
+/// Two unauthenticated WebSockets each leave a message open (FIN=0), then send empty
+/// continuation frames without pause (the second with a Ping after each), for `FLOOD`; a
+/// user on the web listener meanwhile says something every 250 ms. Returns (round trips in ms,
+/// bytes each flooder got in, seconds).
+fn ws_flood(args: &Args) -> (Vec<f64>, Vec<u64>, f64) {
+    let server = start_with(args, &["--web", "127.0.0.1:0"]);
+    let web = server.web.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let started = Instant::now();
+    let flooders: Vec<_> = [false, true]
+        .into_iter()
+        .map(|pings| {
+            let mut s = ws_upgraded(web);
+            s.write_all(&ws_header(false, 0x1, 0)).unwrap();
+            let mut unit = ws_header(false, 0x0, 0);
+            if pings {
+                unit.extend(ws_header(true, 0x9, 0));
+            }
+            let chunk = unit.repeat(8192);
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                s.set_write_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
+                let mut written = 0u64;
+                let deadline = Instant::now() + FLOOD * 4;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                    match s.write(&chunk) {
+                        Ok(n) => written += n as u64,
+                        Err(e)
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                        Err(_) => break,
+                    }
+                }
+                written
+            })
+        })
+        .collect();
+    let mut user = Client::connect(&format!("ws://{web}/ws"), Config::default()).unwrap();
+    wait_for(&mut user, "welcome", |m| m.action() == "welcome");
+    let trips = round_trips(&mut user, FLOOD.as_millis() as usize / 250, || {});
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let secs = started.elapsed().as_secs_f64();
+    let taken = flooders.into_iter().map(|f| f.join().unwrap()).collect();
+    (trips, taken, secs)
+}
+
+/// `n` WebSockets each send 1 MB of one message in four fragments with a Ping after each, and
+/// stall; budget 64 MiB, frame timeout at its default (30 s). Returns (peak RSS, closed before
+/// the frame timeout, closed in all, seconds until the last closed).
+fn ws_stalls(args: &Args, n: usize) -> (u64, usize, usize, f64) {
+    let mut flags = vec!["--web", "127.0.0.1:0", "--memory-budget", "64"];
+    flags.extend(NO_ADDRESS_LIMITS);
+    let server = start_with(args, &flags);
+    let web = server.web.unwrap();
+    let mut message = Vec::new();
+    for part in 0..4 {
+        message.extend(ws_header(false, if part == 0 { 0x1 } else { 0x0 }, 250_000));
+        message.extend(std::iter::repeat_n(b'x', 250_000));
+        message.extend(ws_header(true, 0x9, 0));
+    }
+    let started = Instant::now();
+    let mut conns: Vec<(TcpStream, usize)> = (0..n)
+        .map(|_| {
+            let s = ws_upgraded(web);
+            s.set_nonblocking(true).unwrap();
+            (s, 0)
+        })
+        .collect();
+    let mut early = 0;
+    let mut closed = 0;
+    let mut last = started;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline && closed < n {
+        for (s, sent) in conns.iter_mut().filter(|(_, sent)| *sent != usize::MAX) {
+            let r = if *sent < message.len() {
+                s.write(&message[*sent..]).map(|w| *sent += w)
+            } else {
+                match s.read(&mut [0u8; 4096]) {
+                    Ok(0) => Err(ErrorKind::UnexpectedEof.into()),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            };
+            if matches!(r, Err(e) if e.kind() != ErrorKind::WouldBlock) {
+                closed += 1;
+                if started.elapsed() < Duration::from_secs(25) {
+                    early += 1;
+                }
+                *sent = usize::MAX;
+                last = Instant::now();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let peak = peak_rss(server.child.id());
+    eprintln!(
+        "ws stalls: peak {} MiB, {early} early, {closed} closed",
+        peak >> 20
+    );
+    (peak, early, closed, (last - started).as_secs_f64())
+}
+
+/// `n` WebSockets each send one complete 1 MB message (refused `unknown-action`) at the
+/// default budget. Returns (peak RSS, RSS once all were answered, RSS 5 s later).
+fn ws_big_messages(args: &Args, n: usize) -> (u64, u64, u64) {
+    let mut flags = vec!["--web", "127.0.0.1:0"];
+    flags.extend(NO_ADDRESS_LIMITS);
+    let server = start_with(args, &flags);
+    let web = server.web.unwrap();
+    let text = format!(
+        "{{\"action\":\"shout\",\"pad\":\"{}\"}}",
+        "y".repeat(1_000_000)
+    );
+    let mut message = ws_header(true, 0x1, text.len());
+    message.extend_from_slice(text.as_bytes());
+    let mut conns: Vec<(TcpStream, usize, bool)> = (0..n)
+        .map(|_| {
+            let s = ws_upgraded(web);
+            s.set_nonblocking(true).unwrap();
+            (s, 0, false)
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while conns.iter().any(|c| !c.2) && Instant::now() < deadline {
+        for (s, sent, answered) in conns.iter_mut().filter(|c| !c.2) {
+            if *sent < message.len() {
+                if let Ok(w) = s.write(&message[*sent..]) {
+                    *sent += w;
+                }
+            }
+            let mut buf = [0u8; 4096];
+            match s.read(&mut buf) {
+                Ok(0) => *answered = true, // closed (by the memory budget)
+                Ok(k) => *answered |= buf[..k].windows(14).any(|w| w == b"unknown-action"),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => *answered = true,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let pid = server.child.id();
+    let answered = rss_bytes(pid);
+    std::thread::sleep(Duration::from_secs(5));
+    (peak_rss(pid), answered, rss_bytes(pid))
+}
+
+/// With the default per-address limits: `n` silent TCP connections and `n` half-sent HTTP
+/// requests from 127.0.0.1, opened as fast as it can; then a user from 127.0.0.2 connects and
+/// says something. Returns (connections the server kept open, its join-and-echo time in ms).
+fn address_flood(args: &Args, n: usize) -> (usize, f64) {
+    let server = start_with(args, &["--web", "127.0.0.1:0"]);
+    let web = server.web.unwrap();
+    let mut held = Vec::new();
+    for i in 0..2 * n {
+        let target = if i % 2 == 0 { server.addr } else { web };
+        match TcpStream::connect(target) {
+            Ok(mut s) => {
+                if target == web {
+                    let _ = s.write_all(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+                }
+                s.set_nonblocking(true).unwrap();
+                held.push(s);
+            }
+            Err(_) => continue,
+        }
+    }
+    // Those the server turned away see the end of the stream.
+    std::thread::sleep(Duration::from_secs(1));
+    held.retain_mut(
+        |s| matches!(s.read(&mut [0u8; 64]), Err(e) if e.kind() == ErrorKind::WouldBlock),
+    );
+    let t0 = Instant::now();
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())
+        .unwrap();
+    sock.connect(&server.addr.into()).unwrap();
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"{\"action\": \"message\", \"message\": \"from elsewhere\"}\0---\0")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(14).any(|w| w == b"from elsewhere") {
+        let k = s.read(&mut buf).expect("the newcomer is served");
+        assert!(k > 0, "the newcomer was turned away");
+        got.extend_from_slice(&buf[..k]);
+    }
+    (held.len(), t0.elapsed().as_secs_f64() * 1e3)
+}
+
 fn main() {
     let args = Args::parse();
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024) as usize;
+    let most = [args.stalls, args.users, args.ws_big, 2 * args.address_flood];
     assert!(
-        limit > args.stalls.max(args.users) + 64,
+        limit > most.into_iter().max().unwrap() + 64,
         "need more file descriptors than {limit}"
     );
-    let (peak, closed, secs) = stalls(&args);
-    let (quiet, flooded, pages, refused) = who_flood(&args);
-    let (checked, capped) = guessing(&args);
-    let (victim_stays, got, sent, spam, spam_refused) = private_flood(&args);
-    let (witnesses, fewest, honest_sent, renames_refused) = rename_flood(&args);
+    let run = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     println!("| attack | measured |");
     println!("|---|---|");
-    println!(
-        "| {} connections × 900 KB unfinished frame | peak RSS {} MiB; {closed} closed by the budget; {secs:.0} s |",
-        args.stalls,
-        peak >> 20
-    );
-    println!(
-        "| {} users online, newcomer's round trip | p50 {:.2} ms, max {:.2} ms |",
-        args.users, quiet.0, quiet.1
-    );
-    println!(
-        "| same, 4 connections × 20 `who` in flight | p50 {:.2} ms, max {:.2} ms ({pages} pages sent, {refused} refused) |",
-        flooded.0, flooded.1
-    );
-    println!(
-        "| operator logins from one connection, 3 s | {checked} checked, {capped} refused `too-many-attempts` |"
-    );
-    println!(
-        "| 50 connections flood one user with private messages, 8 s | victim {}; {got} of the friend's {sent} private messages ({:.0}%); {spam} flood messages delivered, {spam_refused} refused `rate-limited` |",
-        if victim_stays { "stayed connected" } else { "DISCONNECTED" },
-        100.0 * got as f64 / sent.max(1) as f64
-    );
-    println!(
-        "| one member of a 50-member room renames as fast as it can, 8 s | {witnesses} of 48 witnesses stayed connected; the fewest honest messages a witness got: {fewest} of {honest_sent}; {renames_refused} renames refused `rate-limited` |"
-    );
+    if run("stalls") {
+        let (peak, closed, secs) = stalls(&args);
+        println!(
+            "| {} connections × 900 KB unfinished frame | peak RSS {} MiB; {closed} closed by the budget; {secs:.0} s |",
+            args.stalls,
+            peak >> 20
+        );
+    }
+    if run("who") {
+        let (quiet, flooded, pages, refused) = who_flood(&args);
+        println!(
+            "| {} users online, newcomer's round trip | p50 {:.2} ms, max {:.2} ms |",
+            args.users, quiet.0, quiet.1
+        );
+        println!(
+            "| same, 4 connections × 20 `who` in flight | p50 {:.2} ms, max {:.2} ms ({pages} pages sent, {refused} refused) |",
+            flooded.0, flooded.1
+        );
+    }
+    if run("guessing") {
+        let (checked, capped) = guessing(&args);
+        println!(
+            "| operator logins from one connection, 3 s | {checked} checked, {capped} refused `too-many-attempts` |"
+        );
+    }
+    if run("private") {
+        let (victim_stays, got, sent, spam, spam_refused) = private_flood(&args);
+        println!(
+            "| 50 connections flood one user with private messages, 8 s | victim {}; {got} of the friend's {sent} private messages ({:.0}%); {spam} flood messages delivered, {spam_refused} refused `rate-limited` |",
+            if victim_stays { "stayed connected" } else { "DISCONNECTED" },
+            100.0 * got as f64 / sent.max(1) as f64
+        );
+    }
+    if run("rename") {
+        let (witnesses, fewest, honest_sent, renames_refused) = rename_flood(&args);
+        println!(
+            "| one member of a 50-member room renames as fast as it can, 8 s | {witnesses} of 48 witnesses stayed connected; the fewest honest messages a witness got: {fewest} of {honest_sent}; {renames_refused} renames refused `rate-limited` |"
+        );
+    }
+    if run("ws-flood") {
+        let (trips, taken, secs) = ws_flood(&args);
+        let limit = (128u64 << 10) as f64 * secs + (512 << 10) as f64;
+        println!(
+            "| 2 WebSockets, not logged in: a message left open, then empty continuation frames (one with a Ping after each) without pause, {secs:.0} s | a web user's round trip meanwhile: p50 {:.2} ms, max {:.2} ms ({} trips); the flooders got in {:.1} and {:.1} MB (the byte limit allows {:.1} MB, the rest waits in socket buffers) |",
+            trips[trips.len() / 2],
+            trips[trips.len() - 1],
+            trips.len(),
+            taken[0] as f64 / 1e6,
+            taken[1] as f64 / 1e6,
+            limit / 1e6
+        );
+    }
+    if run("ws-stalls") {
+        let (peak, early, closed, last) = ws_stalls(&args, args.ws_stalls);
+        println!(
+            "| {} WebSockets × 1 MB of one unfinished message, a Ping after each fragment, budget 64 MiB | peak RSS {} MiB; {early} closed by the budget, all {closed} closed after {last:.0} s (frame timeout 30 s) |",
+            args.ws_stalls,
+            peak >> 20
+        );
+    }
+    if run("ws-big") {
+        let (peak, answered, later) = ws_big_messages(&args, args.ws_big);
+        println!(
+            "| {} WebSockets each send one complete 1 MB message, default budget | peak RSS {} MiB; {} MiB once all are answered; {} MiB 5 s later |",
+            args.ws_big,
+            peak >> 20,
+            answered >> 20,
+            later >> 20
+        );
+    }
+    if run("address") {
+        let (kept, join_ms) = address_flood(&args, args.address_flood);
+        println!(
+            "| {n} silent TCP connections and {n} half-sent HTTP requests from one address, default limits | {kept} held open by the server; a user from another address joined and got its message back in {join_ms:.1} ms |",
+            n = args.address_flood
+        );
+    }
 }

@@ -4,10 +4,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chat::cluster::Backplane;
+use chat::cluster::{Backplane, Cmd};
 use chat::limits::ChatLimits;
 use chat::protocol::RoomPolicy;
-use chat::redis_backplane::{self, RedisOptions};
+use chat::redis_backplane::{self, NodeIdError, RedisOptions};
 use chat::server::{Chat, Settings};
 use chat::text::TextCodec;
 use chat::{CodecArg, FramingArg};
@@ -41,6 +41,13 @@ struct Args {
     /// the page's own origin always may. Repeat for several.
     #[arg(long, value_name = "ORIGIN", requires = "web")]
     allowed_origin: Vec<String>,
+    /// Also answer web requests whose `Host` is this name (e.g. `chat.example.com`, no port).
+    /// Against DNS rebinding, a `--web` listener bound to loopback answers only loopback
+    /// names (`localhost`, `127.0.0.1`, `[::1]`) and these; one bound elsewhere answers IP
+    /// addresses and, once any is given, only these names. Others get 421. Repeat for
+    /// several.
+    #[arg(long, value_name = "HOST", requires = "web")]
+    allowed_host: Vec<String>,
     /// Also listen for stock PodSixNet clients in their default encoding (rencode, terminator
     /// framing) on this address, beside the main listeners' codec; repeat for several.
     #[arg(long, value_name = "ADDR")]
@@ -52,6 +59,20 @@ struct Args {
     /// Most clients at once.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
+    /// Most connections from one address at once (an IPv4 address, or an IPv6 /64), on all
+    /// listeners together, handshakes in progress included: far above what a household or an
+    /// office behind one NAT address opens, far below `--max-connections`. Over it, a
+    /// connection is closed as soon as it is accepted. 0 turns it off.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    max_connections_per_address: usize,
+    /// Most web connections from one address still in their handshake (an HTTP request not
+    /// read or answered yet, for at most 10 s). 0 turns it off.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    max_handshakes_per_address: usize,
+    /// New connections per second from one address (a burst of five times that). 0 turns it
+    /// off.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    connect_rate_per_address: u32,
     /// Messages per second read from each connection (a burst of twice that), and the chat's
     /// per-user limits on messages, private messages, renames, joins, `who`/`rooms` and
     /// operator logins. 0 turns every rate limit off.
@@ -82,7 +103,8 @@ struct Args {
     /// Without it, this node is the whole chat.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
-    /// This node's id in the cluster (unique); default `node-PID`.
+    /// This node's id in the cluster; default `node-PID`. A node refuses to start while a live
+    /// node holds the id (a restart after a crash waits until the dead one's presence expires).
     #[arg(long, value_name = "NAME", requires = "redis")]
     node_id: Option<String>,
     /// Seconds a node's presence lives in Redis without a refresh: a node that dies is noticed
@@ -141,6 +163,16 @@ fn main() -> ExitCode {
     if args.memory_budget > 0 {
         config = config.memory_budget(args.memory_budget << 20);
     }
+    if args.max_connections_per_address > 0 {
+        config = config.max_connections_per_address(args.max_connections_per_address);
+    }
+    if args.max_handshakes_per_address > 0 {
+        config = config.max_handshakes_per_address(args.max_handshakes_per_address);
+    }
+    if args.connect_rate_per_address > 0 {
+        let rate = args.connect_rate_per_address;
+        config = config.connect_rate_per_address(rate, rate.saturating_mul(5));
+    }
     if args.outbound_soft_limit > 0 {
         config = config.outbound_soft_limit(args.outbound_soft_limit, Duration::from_secs(10));
     }
@@ -159,8 +191,29 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|| format!("node-{}", std::process::id()));
             let mut opts = RedisOptions::new(url, &node);
             opts.presence_ttl = Duration::from_secs(args.presence_ttl.max(1));
-            let (ours, theirs) = Backplane::pair(&node);
-            (Chat::with_backplane(settings, ours), Some((opts, theirs)))
+            if let Err(e) = ::redis::Client::open(opts.url.as_str()) {
+                eprintln!("chat-server: --redis {}: {e}", opts.shown_url());
+                return ExitCode::from(2);
+            }
+            // Before listening: a node id a live node uses is refused (see the README's
+            // "Running several nodes").
+            match redis_backplane::claim_node_id(&opts) {
+                Ok(()) => {}
+                Err(e @ NodeIdError::InUse { .. }) => {
+                    eprintln!("chat-server: {e}");
+                    return ExitCode::FAILURE;
+                }
+                Err(e) => log::warn!(
+                    "{e}; starting anyway: the id is taken once Redis answers \
+                     (this node stops if a live node holds it then)"
+                ),
+            }
+            let (ours, theirs) = Backplane::pair(&node, opts.incarnation);
+            let leave = ours.tx.clone();
+            (
+                Chat::with_backplane(settings, ours),
+                Some((opts, theirs, leave)),
+            )
         }
     };
     let mut server = match Server::bind(chat, &args.addrs, config) {
@@ -184,6 +237,9 @@ fn main() -> ExitCode {
     let mut page = chat::web::options();
     for origin in &args.allowed_origin {
         page = page.allow_origin(origin);
+    }
+    for host in &args.allowed_host {
+        page = page.allow_host(host);
     }
     for addr in &args.web {
         match server.bind_ws(addr, page.clone()) {
@@ -213,19 +269,17 @@ fn main() -> ExitCode {
             }
         }
     }
-    if let Some((opts, end)) = backplane {
-        if let Err(e) = ::redis::Client::open(opts.url.as_str()) {
-            eprintln!("chat-server: --redis {}: {e}", opts.shown_url());
-            return ExitCode::from(2);
-        }
-        println!(
-            "chat-server node {} joins the cluster at {}",
-            opts.node,
-            opts.shown_url()
-        );
-        redis_backplane::spawn(opts, end, server.wake_handle());
-    }
     let stop = server.stop_handle();
+    let cluster = backplane.map(|(opts, end, leave)| {
+        println!(
+            "chat-server node {} joins the cluster at {} (incarnation {})",
+            opts.node,
+            opts.shown_url(),
+            opts.incarnation
+        );
+        let threads = redis_backplane::spawn(opts, end, server.wake_handle(), stop.clone());
+        (threads, leave)
+    });
     if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
         eprintln!("chat-server: cannot install the Ctrl-C/SIGTERM handler: {e}");
         return ExitCode::FAILURE;
@@ -235,7 +289,19 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     log::info!("stopping: closing {} connection(s)", server.channel_count());
-    match server.shutdown(Duration::from_secs(5)) {
+    let shutdown = server.shutdown(Duration::from_secs(5));
+    if let Some((threads, leave)) = cluster {
+        if threads.fenced() {
+            eprintln!("chat-server: another process took this node id; stopped");
+            return ExitCode::FAILURE;
+        }
+        // The users' `left` went out with the shutdown; the node id is given up, so that a
+        // restart need not wait for it to expire.
+        if leave.send(Cmd::Leave).is_ok() && !threads.wait_commands(Duration::from_secs(3)) {
+            log::warn!("the node id was not given up in time; it expires");
+        }
+    }
+    match shutdown {
         Ok(_) => {
             println!("chat-server stopped");
             ExitCode::SUCCESS

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use netlib::ChannelId;
 
 use super::{c, send, unavailable, Chat, Hub, Refusal, ServerMsg};
-use crate::cluster::{Cmd, Event, Incoming, Presence, UserRef};
+use crate::cluster::{Cmd, Event, Incoming, NodeUsers, Presence, UserRef};
 use crate::protocol::{name_keys, ANONYMOUS};
 
 /// A user on another node.
@@ -22,6 +22,9 @@ pub(super) struct Remote {
     pub(super) users: HashMap<UserRef, RemoteUser>,
     /// Nickname keys ([`name_keys`]) held on other nodes.
     pub(super) nicks: HashMap<String, UserRef>,
+    /// Each other node's live incarnation, as last learnt (a `hello`, a snapshot, or its first
+    /// event): events of any other incarnation of that node are stale and dropped.
+    incs: HashMap<String, u64>,
 }
 
 impl Remote {
@@ -49,9 +52,10 @@ impl Remote {
 /// The channel id a remote user is shown with in notices: the top bit set, so that it is never
 /// a local channel's (a client compares notice ids with its own), and stable for the user.
 pub(super) fn shown_id(u: &UserRef) -> ChannelId {
-    // FNV-1a of the node id, 31 bits, above the serial's low 32 bits.
+    // FNV-1a of the node id and incarnation, 31 bits, above the serial's low 32 bits: a
+    // restarted node's channel 5 is not shown as its earlier incarnation's.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in u.node.bytes() {
+    for b in u.node.bytes().chain(u.inc.to_le_bytes()) {
         h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
     }
     ChannelId::from_serial((1 << 63) | ((h & 0x7fff_ffff) << 32) | (u.id & 0xffff_ffff))
@@ -66,18 +70,32 @@ impl Chat {
         let incoming: Vec<Incoming> = b.rx.try_iter().collect();
         for i in incoming {
             match i {
-                Incoming::Event(e) => self.on_event(hub, e),
+                Incoming::Event { node, inc, event } => {
+                    if self.current(hub, &node, inc, &event) {
+                        self.on_event(hub, event);
+                    }
+                }
                 Incoming::Claimed { id, nick, ok } => self.on_claimed(hub, id, nick, ok),
                 Incoming::Snapshot(nodes) => {
-                    for (node, users) in nodes {
-                        self.replace_node(&node, users);
+                    for NodeUsers { node, inc, users } in nodes {
+                        if self.backplane.as_ref().is_some_and(|b| b.node == node) {
+                            continue;
+                        }
+                        self.adopt(hub, &node, inc);
+                        self.replace_node(&node, inc, users);
                     }
                 }
                 Incoming::NodesGone(nodes) => {
-                    for node in nodes {
-                        log::info!("node {node} is gone");
+                    for (node, inc) in nodes {
+                        if self.backplane.as_ref().is_some_and(|b| b.node == node) {
+                            continue; // an earlier process of this node: reaped, no users here
+                        }
+                        if self.remote.incs.get(&node) == Some(&inc) {
+                            self.remote.incs.remove(&node);
+                        }
+                        log::info!("node {node} (incarnation {inc}) is gone");
                         let reason = format!("connection lost: node {node} is gone");
-                        self.drop_node(hub, &node, &reason);
+                        self.drop_node(hub, &node, |i| i == inc, &reason);
                     }
                 }
                 Incoming::Up => {
@@ -216,12 +234,16 @@ impl Chat {
                 text,
                 time,
             } => {
-                let me = self.backplane.as_ref().map(|b| b.node.clone());
-                if me.as_deref() != Some(to.node.as_str()) {
+                let Some(b) = &self.backplane else {
+                    return;
+                };
+                if b.node != to.node {
                     return;
                 }
+                // For this node id but an earlier incarnation: that user is gone, whoever has
+                // the same channel number now.
                 let id = ChannelId::from_serial(to.id);
-                if self.users.get(&id).is_some_and(|u| u.nick == to_nick) {
+                if b.inc == to.inc && self.users.get(&id).is_some_and(|u| u.nick == to_nick) {
                     let msg = ServerMsg::Private {
                         message: c(&text),
                         who: c(&from_nick),
@@ -230,7 +252,7 @@ impl Chat {
                         echo: false,
                     };
                     send(hub, id, &msg);
-                } else if let Some(b) = &self.backplane {
+                } else {
                     b.send(Cmd::Publish(Event::PrivateFailed {
                         sender: from,
                         to_nick,
@@ -255,25 +277,66 @@ impl Chat {
                     self.kick_local(hub, id, &by, &reason);
                 }
             }
-            Event::Hello { node } => {
-                // Its users come with a snapshot the backplane reads on its next check; until
-                // then, what its events said stands.
-                log::info!("node {node} joined the cluster");
+            Event::Hello { node, inc } => {
+                // Its users come with a snapshot the subscriber reads right after; until then,
+                // what its events said stands (an earlier incarnation's users are gone:
+                // `current`).
+                log::info!("node {node} (incarnation {inc}) joined the cluster");
             }
         }
     }
 
     fn is_mine(&self, u: &UserRef) -> bool {
-        self.backplane.as_ref().is_some_and(|b| b.node == u.node)
+        self.backplane.as_ref().is_some_and(|b| b.is_mine(u))
     }
 
-    /// Removes `node`'s users from what this node knows (and from their rooms).
-    fn take_node(&mut self, node: &str) -> Vec<(UserRef, RemoteUser)> {
+    /// Whether an event of incarnation `inc` of `node` is current, learning `node`'s live
+    /// incarnation on the way: a `hello` of a new one makes the earlier one's users leave (a
+    /// restart); any other event of an incarnation that is not the live one is stale (e.g. a
+    /// process that lost its node id) and dropped, as is anything from another process with
+    /// this node's own id.
+    fn current(&mut self, hub: &mut Hub<'_>, node: &str, inc: u64, event: &Event) -> bool {
+        if self.backplane.as_ref().is_some_and(|b| b.node == node) {
+            log::warn!("ignoring an event of another process with this node's id ({inc})");
+            return false;
+        }
+        match self.remote.incs.get(node) {
+            Some(&live) if live != inc => {
+                if matches!(event, Event::Hello { .. }) {
+                    self.adopt(hub, node, inc);
+                    true
+                } else {
+                    log::debug!("ignoring an event of node {node}'s old incarnation {inc}");
+                    false
+                }
+            }
+            Some(_) => true,
+            None => {
+                self.adopt(hub, node, inc);
+                true
+            }
+        }
+    }
+
+    /// `inc` is `node`'s live incarnation: the users of any other leave every room.
+    fn adopt(&mut self, hub: &mut Hub<'_>, node: &str, inc: u64) {
+        if let Some(old) = self.remote.incs.insert(node.to_owned(), inc) {
+            if old != inc {
+                log::info!("node {node} restarted (incarnation {old} is gone, {inc} is live)");
+            }
+        }
+        let reason = format!("connection lost: node {node} restarted");
+        self.drop_node(hub, node, |i| i != inc, &reason);
+    }
+
+    /// Removes the users of `node`'s incarnations that `which` picks from what this node knows
+    /// (and from their rooms).
+    fn take_node(&mut self, node: &str, which: impl Fn(u64) -> bool) -> Vec<(UserRef, RemoteUser)> {
         let refs: Vec<UserRef> = self
             .remote
             .users
             .keys()
-            .filter(|u| u.node == node)
+            .filter(|u| u.node == node && which(u.inc))
             .cloned()
             .collect();
         let mut taken = Vec::with_capacity(refs.len());
@@ -289,10 +352,10 @@ impl Chat {
         taken
     }
 
-    /// Replaces what this node knows of `node`'s users with `users`, quietly (a resync, not
-    /// news): the rooms' players lists are refreshed.
-    fn replace_node(&mut self, node: &str, users: Vec<Presence>) {
-        for (_, r) in self.take_node(node) {
+    /// Replaces what this node knows of incarnation `inc` of `node`'s users with `users`,
+    /// quietly (a resync, not news): the rooms' players lists are refreshed.
+    fn replace_node(&mut self, node: &str, inc: u64, users: Vec<Presence>) {
+        for (_, r) in self.take_node(node, |i| i == inc) {
             if let Some(room) = self.rooms.get_mut(&r.room) {
                 room.list_dirty = true;
                 self.dirty_rooms.insert(r.room);
@@ -301,6 +364,7 @@ impl Chat {
         for p in users {
             let u = UserRef {
                 node: node.to_owned(),
+                inc,
                 id: p.id,
             };
             self.remote.claim(&u, &p.nick);
@@ -328,9 +392,16 @@ impl Chat {
         }
     }
 
-    /// `node`'s users are gone: each leaves its room with `reason`.
-    fn drop_node(&mut self, hub: &mut Hub<'_>, node: &str, reason: &str) {
-        for (u, r) in self.take_node(node) {
+    /// The users of `node`'s incarnations that `which` picks are gone: each leaves its room
+    /// with `reason`.
+    fn drop_node(
+        &mut self,
+        hub: &mut Hub<'_>,
+        node: &str,
+        which: impl Fn(u64) -> bool,
+        reason: &str,
+    ) {
+        for (u, r) in self.take_node(node, which) {
             self.announce_left(hub, &r.room, &r.nick, shown_id(&u), reason);
         }
     }
