@@ -327,3 +327,59 @@ pub fn restart_port() -> u16 {
     }
     panic!("no free port in 20000-31999");
 }
+
+/// Raw WebSocket frames and upgrades, written by hand for what no browser would send (RFC 6455).
+pub mod ws {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+
+    /// A client's frame header (§5.2) for `len` payload bytes, with an all-zero mask (valid,
+    /// §5.3: the payload then goes as is).
+    pub fn client_header(fin: bool, opcode: u8, len: usize) -> Vec<u8> {
+        let mut h = vec![(if fin { 0x80 } else { 0 }) | opcode];
+        if len < 126 {
+            h.push(0x80 | len as u8);
+        } else if len < 65536 {
+            h.push(0x80 | 126);
+            h.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            h.push(0x80 | 127);
+            h.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        h.extend_from_slice(&[0, 0, 0, 0]);
+        h
+    }
+
+    /// Asks `addr` for an upgrade of `/ws` with `Host: host` and an `Origin` of the same host;
+    /// returns the socket (read timeout [`TIMEOUT`](crate::TIMEOUT)) and the answer's head.
+    ///
+    /// # Panics
+    /// If the server closes before the end of its answer's head.
+    pub fn upgrade(addr: SocketAddr, host: &str) -> (TcpStream, String) {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(crate::TIMEOUT)).unwrap();
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        s.write_all(request.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut byte).unwrap(), 1, "the upgrade's answer");
+            head.push(byte[0]);
+        }
+        (s, String::from_utf8_lossy(&head).into_owned())
+    }
+
+    /// A raw WebSocket to `addr`, upgraded (its `101` read), never logged in.
+    ///
+    /// # Panics
+    /// If the upgrade is refused.
+    pub fn upgraded(addr: SocketAddr) -> TcpStream {
+        let (s, head) = upgrade(addr, &addr.to_string());
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        s
+    }
+}

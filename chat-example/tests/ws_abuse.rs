@@ -6,13 +6,14 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat::protocol::{Request, Say};
 use common::{ChatServer, Peer};
+use netlib_tests::ws::{client_header as header, upgrade, upgraded};
 use netlib_tests::TIMEOUT;
 
 /// The per-address limits off, for tests whose many connections all come from 127.0.0.1.
@@ -25,55 +26,11 @@ const NO_ADDRESS_LIMITS: [&str; 6] = [
     "0",
 ];
 
-/// The web listener's `host:port`.
-fn web(server: &ChatServer) -> String {
+/// The web listener's address.
+fn web(server: &ChatServer) -> SocketAddr {
     let url = &server.listening("web")[0];
-    url.trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned()
-}
-
-/// A client's frame header with an all-zero mask (valid, §5.3: the payload goes as is).
-fn header(fin: bool, opcode: u8, len: usize) -> Vec<u8> {
-    let mut h = vec![(if fin { 0x80 } else { 0 }) | opcode];
-    if len < 126 {
-        h.push(0x80 | len as u8);
-    } else if len < 65536 {
-        h.push(0x80 | 126);
-        h.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        h.push(0x80 | 127);
-        h.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    h.extend_from_slice(&[0, 0, 0, 0]);
-    h
-}
-
-/// Asks `addr` for a WebSocket upgrade with `Host: host` and an `Origin` of the same host;
-/// returns the socket and the answer's head.
-fn upgrade(addr: &str, host: &str) -> (TcpStream, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Version: 13\r\n\r\n"
-    );
-    s.write_all(request.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut byte).unwrap(), 1, "the upgrade's answer");
-        head.push(byte[0]);
-    }
-    (s, String::from_utf8_lossy(&head).into_owned())
-}
-
-/// A raw WebSocket to `addr`, upgraded (the server's `101` read), never logged in.
-fn upgraded(addr: &str) -> TcpStream {
-    let (s, head) = upgrade(addr, addr);
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    s
+    let host = url.trim_start_matches("http://").trim_end_matches('/');
+    host.parse().unwrap()
 }
 
 /// Floods `s` with `chunk` until `stop` (or 60 s); returns the bytes the server took in.
@@ -124,7 +81,7 @@ fn an_open_message_then_endless_empty_continuations_and_pings_freezes_nobody() {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     for with_pings in [false, true] {
-        let mut s = upgraded(&addr);
+        let mut s = upgraded(addr);
         // A message left open (FIN=0), with 1 KB in it.
         s.write_all(&header(false, 0x1, 1000)).unwrap();
         s.write_all(&[b'x'; 1000]).unwrap();
@@ -189,7 +146,7 @@ fn unfinished_websocket_messages_are_bounded_by_the_memory_budget_and_the_frame_
     }
     let mut stalls: Vec<(TcpStream, usize)> = (0..300)
         .map(|_| {
-            let s = upgraded(&addr);
+            let s = upgraded(addr);
             s.set_nonblocking(true).unwrap();
             (s, 0)
         })
@@ -255,7 +212,7 @@ fn buffers_shrink_back_after_large_websocket_messages() {
     message.extend_from_slice(text.as_bytes());
     let mut peers: Vec<(TcpStream, usize, Vec<u8>)> = (0..150)
         .map(|_| {
-            let s = upgraded(&addr);
+            let s = upgraded(addr);
             s.set_nonblocking(true).unwrap();
             (s, 0, Vec::new())
         })
@@ -302,21 +259,21 @@ fn a_dns_rebinding_upgrade_is_refused_and_allowed_hosts_are_answered() {
         &[],
     );
     let addr = web(&server);
-    let port = addr.rsplit(':').next().unwrap().to_owned();
+    let port = addr.port();
     // Host and Origin both name the attacker's domain, now resolving to 127.0.0.1.
     for host in [
         format!("attacker.example:{port}"),
         "attacker.example".into(),
     ] {
-        let (_, head) = upgrade(&addr, &host);
+        let (_, head) = upgrade(addr, &host);
         assert!(head.starts_with("HTTP/1.1 421"), "{host}: {head}");
     }
     for host in [
-        addr.clone(),
+        addr.to_string(),
         format!("localhost:{port}"),
         format!("chat.example:{port}"),
     ] {
-        let (_, head) = upgrade(&addr, &host);
+        let (_, head) = upgrade(addr, &host);
         assert!(head.starts_with("HTTP/1.1 101"), "{host}: {head}");
     }
     server.stop();

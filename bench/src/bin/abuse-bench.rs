@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use netlib::{Client, Config, Message};
 use netlib_bench::load::rss_bytes;
+use netlib_tests::ws::{client_header as ws_header, upgraded as ws_upgraded};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -427,42 +428,6 @@ fn rename_flood(args: &Args) -> (usize, usize, usize, usize) {
         .min()
         .unwrap_or(0);
     (connected, fewest, sent, refused)
-}
-
-/// A client's WebSocket frame header with an all-zero mask (valid, RFC 6455 §5.3: the payload
-/// goes as is).
-fn ws_header(fin: bool, opcode: u8, len: usize) -> Vec<u8> {
-    let mut h = vec![(if fin { 0x80 } else { 0 }) | opcode];
-    if len < 126 {
-        h.push(0x80 | len as u8);
-    } else if len < 65536 {
-        h.push(0x80 | 126);
-        h.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        h.push(0x80 | 127);
-        h.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    h.extend_from_slice(&[0, 0, 0, 0]);
-    h
-}
-
-/// A raw WebSocket to `addr`, upgraded (its `101` read), never logged in.
-fn ws_upgraded(addr: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    s.write_all(request.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut byte).unwrap(), 1, "the upgrade's answer");
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "upgrade refused");
-    s
 }
 
 /// Two unauthenticated WebSockets each leave a message open (FIN=0), then send empty
