@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 
 use netlib::{
-    handler, ChannelContext, ChannelId, Config, Error, Message, Server, ServerContext,
-    ServerHandler,
+    handler, ChannelContext, ChannelId, ListenError, Message, Server, ServerConfig, ServerContext,
+    ServerHandler, StartError,
 };
 
 struct Twice;
@@ -25,14 +25,15 @@ handler!(Ch, "a" => network_a_again);
 
 #[test]
 fn duplicate_registration_fails_at_bind() {
-    let err = Server::bind(Twice, &["127.0.0.1:0"], Config::default()).expect_err("must fail");
+    let err =
+        Server::bind(Twice, &["127.0.0.1:0"], ServerConfig::default()).expect_err("must fail");
     match &err {
-        Error::DuplicateHandler {
+        ListenError::Start(StartError::DuplicateHandler {
             target,
             action,
             first,
             second,
-        } => {
+        }) => {
             assert_eq!(*target, "Ch");
             assert_eq!(*action, "a");
             assert_ne!(first, second);

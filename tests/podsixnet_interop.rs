@@ -9,8 +9,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use netlib::{
-    handler, ChannelContext, ChannelId, Client, ClientContext, Codec, Config, Listener, Message,
-    Server, ServerContext, ServerHandler,
+    handler, ChannelContext, ChannelId, Client, ClientConfig, ClientContext, Codec, Listener,
+    Message, Server, ServerConfig, ServerContext, ServerHandler,
 };
 use netlib_tests::{podsixnet_python, podsixnet_scripts, until, ChildGuard, TIMEOUT};
 use serde_json::{json, Value};
@@ -80,7 +80,7 @@ fn json_lines(lines: &[String]) -> Vec<Value> {
 #[test]
 fn podsixnet_clients_talk_to_a_netlib_server() {
     for (codec, mode) in CODECS {
-        let config = Config::default().codec(codec);
+        let config = ServerConfig::default().codec(codec);
         let mut server = Server::bind(Echo::default(), &["127.0.0.1:0"], config).unwrap();
         let port = server.local_addrs()[0].port().to_string();
         let mut child = python("echo_client.py", &[mode, "127.0.0.1", &port]);
@@ -161,7 +161,7 @@ fn netlib_clients_talk_to_a_podsixnet_server() {
             .strip_prefix("PORT ")
             .unwrap_or_else(|| panic!("unexpected: {first}"));
 
-        let config = Config::default().codec(codec);
+        let config = ClientConfig::default().codec(codec);
         let mut client = Client::connect(&format!("127.0.0.1:{port}"), config).unwrap();
         let mut rec = Recorder::default();
         until("the echo from PodSixNet", || {

@@ -9,8 +9,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use netlib::{
-    handler, ChannelContext, ChannelId, Client, CloseReason, Config, Framing, Message, Server,
-    ServerContext, ServerHandler, StopHandle,
+    handler, ChannelContext, ChannelId, Client, ClientConfig, CloseReason, Closed, Framing,
+    Message, Server, ServerConfig, ServerContext, ServerHandler, StopHandle,
 };
 use netlib_tests::{until, RawPeer};
 use serde::Deserialize;
@@ -34,14 +34,8 @@ impl ServerHandler for Relay {
     ) -> Member {
         Member
     }
-    fn closed(
-        &mut self,
-        _: &mut ServerContext<'_, Member>,
-        _: ChannelId,
-        _: Member,
-        reason: &CloseReason,
-    ) {
-        self.closes.lock().unwrap().push(reason.clone());
+    fn closed(&mut self, _: &mut ServerContext<'_, Member>, gone: Closed<Member>) {
+        self.closes.lock().unwrap().push(gone.reason);
     }
 }
 
@@ -82,7 +76,7 @@ struct Running {
 }
 
 impl Running {
-    fn start(config: Config) -> Self {
+    fn start(config: ServerConfig) -> Self {
         let closes = Closes::default();
         let server = Server::bind(
             Relay {
@@ -162,7 +156,7 @@ fn frame(v: serde_json::Value) -> Vec<u8> {
 
 #[test]
 fn malformed_frames_of_every_kind() {
-    let mut r = Running::start(Config::default());
+    let mut r = Running::start(ServerConfig::default());
     let mut bad = RawPeer::connect(r.addr, Framing::Terminator);
     for junk in [
         &b"{oops"[..],
@@ -191,7 +185,7 @@ fn malformed_frames_of_every_kind() {
 
 #[test]
 fn an_oversized_frame_closes_only_its_sender() {
-    let mut r = Running::start(Config::default().max_frame_size(64 * 1024));
+    let mut r = Running::start(ServerConfig::default().max_frame_size(64 * 1024));
     let mut big = RawPeer::connect(r.addr, Framing::Terminator);
     big.write(&vec![b'x'; 200 * 1024]);
     let got = big.recv_until_closed();
@@ -207,7 +201,7 @@ fn an_oversized_frame_closes_only_its_sender() {
 
 #[test]
 fn a_frame_trickled_one_byte_at_a_time() {
-    let mut r = Running::start(Config::default());
+    let mut r = Running::start(ServerConfig::default());
     let mut slow = RawPeer::connect(r.addr, Framing::Terminator);
     for b in frame(json!({"action": "echo", "slow": true})) {
         slow.write(&[b]);
@@ -218,7 +212,7 @@ fn a_frame_trickled_one_byte_at_a_time() {
 
 #[test]
 fn thousands_of_tiny_frames_in_one_write() {
-    let mut r = Running::start(Config::default());
+    let mut r = Running::start(ServerConfig::default());
     let mut burst = RawPeer::connect(r.addr, Framing::Terminator);
     let mut bytes = Vec::new();
     for i in 0..5000 {
@@ -231,7 +225,7 @@ fn thousands_of_tiny_frames_in_one_write() {
 
 #[test]
 fn a_client_that_connects_and_sends_nothing() {
-    let mut r = Running::start(Config::default());
+    let mut r = Running::start(ServerConfig::default());
     let _silent = TcpStream::connect(r.addr).unwrap();
     let mut counter = RawPeer::connect(r.addr, Framing::Terminator);
     // The silent connection is accepted and kept: witness, silent, counter.
@@ -260,11 +254,11 @@ fn a_client_that_connects_and_sends_nothing() {
 #[test]
 fn the_heartbeat_closes_silent_peers_and_netlib_clients_answer_it() {
     let timeout = Duration::from_millis(300);
-    let config = Config::default().heartbeat(Duration::from_millis(50), timeout);
+    let config = ServerConfig::default().heartbeat(Duration::from_millis(50), timeout);
     // The harness's witness is a raw peer that never answers pings: it times out too.
-    let r = Running::start(config.clone());
+    let r = Running::start(config);
     let mut silent = RawPeer::connect(r.addr, Framing::Terminator);
-    let mut client = Client::connect(&r.addr.to_string(), config).unwrap();
+    let mut client = Client::connect(&r.addr.to_string(), ClientConfig::default()).unwrap();
     assert_eq!(silent.recv().action(), "connected");
     assert_eq!(
         silent.recv().action(),
@@ -310,7 +304,7 @@ fn the_heartbeat_closes_silent_peers_and_netlib_clients_answer_it() {
 
 #[test]
 fn an_abrupt_reset_mid_frame() {
-    let mut r = Running::start(Config::default());
+    let mut r = Running::start(ServerConfig::default());
     let s = socket2::Socket::from(TcpStream::connect(r.addr).unwrap());
     let f = frame(json!({"action": "say", "n": 999}));
     (&s).write_all(&f[..f.len() / 2]).unwrap();
@@ -327,7 +321,7 @@ fn an_abrupt_reset_mid_frame() {
 
 #[test]
 fn a_half_closed_client_still_gets_its_answer() {
-    let mut r = Running::start(Config::default());
+    let mut r = Running::start(ServerConfig::default());
     let mut half = RawPeer::connect(r.addr, Framing::Terminator);
     half.send(&json!({"action": "echo", "last": true}));
     half.stream.shutdown(std::net::Shutdown::Write).unwrap();
@@ -344,7 +338,7 @@ fn a_half_closed_client_still_gets_its_answer() {
 #[test]
 fn a_client_that_never_reads_is_cut_off_and_others_lose_nothing() {
     let limit = 256 * 1024;
-    let mut r = Running::start(Config::default().max_outbound_bytes(limit));
+    let mut r = Running::start(ServerConfig::default().max_outbound_bytes(limit));
     // Never reads, with a small receive buffer so the kernel cannot absorb much.
     let deaf = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     deaf.set_recv_buffer_size(4096).unwrap();
@@ -374,7 +368,7 @@ fn a_client_that_never_reads_is_cut_off_and_others_lose_nothing() {
 
 #[test]
 fn a_burst_of_two_thousand_connects_and_disconnects() {
-    let mut r = Running::start(Config::default());
+    let mut r = Running::start(ServerConfig::default());
     let socks: Vec<TcpStream> = (0..2000)
         .map(|_| TcpStream::connect(r.addr).unwrap())
         .collect();
@@ -391,7 +385,7 @@ fn a_burst_of_two_thousand_connects_and_disconnects() {
 
 #[test]
 fn clients_over_the_connection_limit_are_told_and_closed() {
-    let mut r = Running::start(Config::default().max_connections(3));
+    let mut r = Running::start(ServerConfig::default().max_connections(3));
     let mut a = RawPeer::connect(r.addr, Framing::Terminator);
     let mut b = RawPeer::connect(r.addr, Framing::Terminator);
     assert_eq!(a.recv().action(), "connected");
@@ -410,7 +404,7 @@ fn clients_over_the_connection_limit_are_told_and_closed() {
 
 #[test]
 fn one_flooding_client_cannot_starve_the_others() {
-    let mut r = Running::start(Config::default().read_budget(16 * 1024));
+    let mut r = Running::start(ServerConfig::default().read_budget(16 * 1024));
     let flooder = TcpStream::connect(r.addr).unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     std::thread::scope(|s| {
@@ -435,7 +429,7 @@ fn one_flooding_client_cannot_starve_the_others() {
 
 #[test]
 fn shutdown_flushes_what_is_queued_for_every_channel() {
-    let r = Running::start(Config::default());
+    let r = Running::start(ServerConfig::default());
     let mut peers: Vec<RawPeer> = (0..5)
         .map(|_| RawPeer::connect(r.addr, Framing::Terminator))
         .collect();

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use netlib::{
-    handler, All, ChannelContext, ChannelId, Client, ClientContext, CloseReason, Config,
-    ConnectionState, Framing, Listener, Message, OutOfBand, Server, ServerContext, ServerHandler,
+    handler, All, ChannelContext, ChannelId, Client, ClientConfig, ClientContext, CloseReason,
+    Closed, ConnectionState, Framing, Listener, Message, OutOfBand, SendError, Server,
+    ServerConfig, ServerContext, ServerHandler,
 };
 use netlib_tests::{until, RawPeer};
 use serde::Deserialize;
@@ -40,14 +41,8 @@ impl ServerHandler for Lab {
             name: format!("peer{}", id.serial()),
         }
     }
-    fn closed(
-        &mut self,
-        _ctx: &mut ServerContext<'_, Peer>,
-        id: ChannelId,
-        channel: Peer,
-        reason: &CloseReason,
-    ) {
-        self.closed.push((id, channel.name, reason.clone()));
+    fn closed(&mut self, _ctx: &mut ServerContext<'_, Peer>, gone: Closed<Peer>) {
+        self.closed.push((gone.id, gone.channel.name, gone.reason));
     }
     fn out_of_band(&mut self, _ctx: &mut ServerContext<'_, Peer>, _id: ChannelId, oob: OutOfBand) {
         self.oob.push(oob.error.to_string());
@@ -132,7 +127,7 @@ impl Echoes {
 handler!(Echoes, "echo" => network_echo);
 handler!(Echoes, "socketConnect" => network_socket_connect);
 
-fn server(addrs: &[&str], config: Config) -> Server<Lab> {
+fn server(addrs: &[&str], config: ServerConfig) -> Server<Lab> {
     Server::bind(Lab::default(), addrs, config).expect("bind")
 }
 
@@ -145,9 +140,9 @@ fn pump_both<L: Listener>(server: &mut Server<Lab>, client: &mut Client, l: &mut
 fn every_event_in_order_on_ipv4_and_ipv6_with_both_framings() {
     for addr in ["127.0.0.1:0", "[::1]:0"] {
         for framing in [Framing::Terminator, Framing::LengthPrefix] {
-            let config = Config::default().framing(framing);
-            let mut server = server(&[addr], config.clone());
+            let mut server = server(&[addr], ServerConfig::default().framing(framing));
             let target = server.local_addrs()[0];
+            let config = ClientConfig::default().framing(framing);
             let mut client = Client::connect(&target.to_string(), config).unwrap();
             assert_eq!(client.state(), ConnectionState::Connecting);
             let mut w = Watcher::default();
@@ -203,7 +198,7 @@ fn every_event_in_order_on_ipv4_and_ipv6_with_both_framings() {
             assert_eq!(client.state(), ConnectionState::Closed);
             assert!(matches!(
                 client.send(&Message::new("late")),
-                Err(netlib::Error::NotConnected)
+                Err(SendError::NotConnected)
             ));
         }
     }
@@ -211,14 +206,14 @@ fn every_event_in_order_on_ipv4_and_ipv6_with_both_framings() {
 
 #[test]
 fn one_server_listens_on_ipv4_and_ipv6_at_once() {
-    let mut server = server(&["127.0.0.1:0", "[::1]:0"], Config::default());
+    let mut server = server(&["127.0.0.1:0", "[::1]:0"], ServerConfig::default());
     let addrs = server.local_addrs().to_vec();
     assert!(addrs[0].is_ipv4() && addrs[1].is_ipv6());
     let mut clients: Vec<(Client, Echoes)> = addrs
         .iter()
         .map(|a| {
             (
-                Client::connect(&a.to_string(), Config::default()).unwrap(),
+                Client::connect(&a.to_string(), ClientConfig::default()).unwrap(),
                 Echoes::default(),
             )
         })
@@ -243,7 +238,7 @@ fn one_server_listens_on_ipv4_and_ipv6_at_once() {
 
 #[test]
 fn send_to_all_reaches_every_client_including_the_sender() {
-    let mut server = server(&["127.0.0.1:0"], Config::default());
+    let mut server = server(&["127.0.0.1:0"], ServerConfig::default());
     let addr = server.local_addrs()[0];
     let mut peers: Vec<RawPeer> = (0..3)
         .map(|_| RawPeer::connect(addr, Framing::Terminator))
@@ -300,7 +295,7 @@ fn send_to_all_reaches_every_client_including_the_sender() {
 
 #[test]
 fn the_connected_message_is_byte_exact() {
-    let server_ = server(&["127.0.0.1:0"], Config::default());
+    let server_ = server(&["127.0.0.1:0"], ServerConfig::default());
     let mut server = server_;
     let mut peer = RawPeer::connect(server.local_addrs()[0], Framing::Terminator);
     let mut got = Vec::new();
@@ -317,7 +312,7 @@ fn the_connected_message_is_byte_exact() {
 
 #[test]
 fn bad_frames_go_out_of_band_and_the_channel_stays_usable() {
-    let mut server = server(&["127.0.0.1:0"], Config::default());
+    let mut server = server(&["127.0.0.1:0"], ServerConfig::default());
     let mut peer = RawPeer::connect(server.local_addrs()[0], Framing::Terminator);
     let bad: [&[u8]; 7] = [
         b"\xff\xfe",
@@ -361,10 +356,11 @@ fn bad_frames_go_out_of_band_and_the_channel_stays_usable() {
 
 #[test]
 fn an_oversized_frame_gets_an_error_frame_and_closes_only_that_channel() {
-    let config = Config::default().max_frame_size(1024);
-    let mut server = server(&["127.0.0.1:0"], config.clone());
+    let config = ServerConfig::default().max_frame_size(1024);
+    let mut server = server(&["127.0.0.1:0"], config);
     let addr = server.local_addrs()[0];
     let mut big = RawPeer::connect(addr, Framing::Terminator);
+    let config = ClientConfig::default().max_frame_size(1024);
     let mut client = Client::connect(&addr.to_string(), config).unwrap();
     let mut e = Echoes::default();
     big.write(&vec![b'x'; 4096]);
@@ -396,10 +392,10 @@ fn an_oversized_frame_gets_an_error_frame_and_closes_only_that_channel() {
 
 #[test]
 fn a_panicking_handler_closes_only_its_channel() {
-    let mut server = server(&["127.0.0.1:0"], Config::default());
+    let mut server = server(&["127.0.0.1:0"], ServerConfig::default());
     let addr = server.local_addrs()[0].to_string();
-    let mut bad = Client::connect(&addr, Config::default()).unwrap();
-    let mut good = Client::connect(&addr, Config::default()).unwrap();
+    let mut bad = Client::connect(&addr, ClientConfig::default()).unwrap();
+    let mut good = Client::connect(&addr, ClientConfig::default()).unwrap();
     let (mut wb, mut wg) = (Watcher::default(), Echoes::default());
     bad.send(&Message::new("panic")).unwrap();
     until("the panicking channel closes", || {
@@ -417,9 +413,12 @@ fn a_panicking_handler_closes_only_its_channel() {
 
 #[test]
 fn server_side_close_flushes_then_disconnects() {
-    let mut server = server(&["127.0.0.1:0"], Config::default());
-    let mut client =
-        Client::connect(&server.local_addrs()[0].to_string(), Config::default()).unwrap();
+    let mut server = server(&["127.0.0.1:0"], ServerConfig::default());
+    let mut client = Client::connect(
+        &server.local_addrs()[0].to_string(),
+        ClientConfig::default(),
+    )
+    .unwrap();
     let mut w = Watcher::default();
     client.send(&Message::new("bye")).unwrap();
     until("disconnected", || {
@@ -437,7 +436,7 @@ fn server_side_close_flushes_then_disconnects() {
 fn connection_refused_is_an_error_event() {
     let port = netlib_tests::refusing_port();
     let mut client =
-        Client::connect(&format!("127.0.0.1:{}", port.port), Config::default()).unwrap();
+        Client::connect(&format!("127.0.0.1:{}", port.port), ClientConfig::default()).unwrap();
     let mut w = Watcher::default();
     until("error event", || {
         client.pump_timeout(&mut w, TICK).unwrap();
@@ -458,7 +457,8 @@ fn connection_refused_is_an_error_event() {
 
 #[test]
 fn an_unresolvable_host_is_an_error_event() {
-    let mut client = Client::connect("no-such-host.invalid:31425", Config::default()).unwrap();
+    let mut client =
+        Client::connect("no-such-host.invalid:31425", ClientConfig::default()).unwrap();
     let msgs = client.pump_messages().unwrap();
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].action(), "error");
@@ -470,9 +470,10 @@ fn an_unresolvable_host_is_an_error_event() {
 fn host_names_resolve_and_every_address_is_tried() {
     // "localhost" may resolve to ::1 first; the server listens on 127.0.0.1 only, so the
     // client must fall back to the next address.
-    let mut server = server(&["127.0.0.1:0"], Config::default());
+    let mut server = server(&["127.0.0.1:0"], ServerConfig::default());
     let port = server.local_addrs()[0].port();
-    let mut client = Client::connect(&format!("localhost:{port}"), Config::default()).unwrap();
+    let mut client =
+        Client::connect(&format!("localhost:{port}"), ClientConfig::default()).unwrap();
     let mut w = Watcher::default();
     until("connected", || {
         pump_both(&mut server, &mut client, &mut w);
@@ -483,9 +484,12 @@ fn host_names_resolve_and_every_address_is_tried() {
 
 #[test]
 fn several_listeners_each_see_every_event() {
-    let mut server = server(&["127.0.0.1:0"], Config::default());
-    let mut client =
-        Client::connect(&server.local_addrs()[0].to_string(), Config::default()).unwrap();
+    let mut server = server(&["127.0.0.1:0"], ServerConfig::default());
+    let mut client = Client::connect(
+        &server.local_addrs()[0].to_string(),
+        ClientConfig::default(),
+    )
+    .unwrap();
     let (mut a, mut b, mut typed) = (Watcher::default(), Watcher::default(), Echoes::default());
     client
         .send(&json!({"action": "echo", "text": "one"}))
@@ -502,9 +506,12 @@ fn several_listeners_each_see_every_event() {
 
 #[test]
 fn a_mistyped_message_reaches_the_listener_out_of_band_hook() {
-    let mut server = server(&["127.0.0.1:0"], Config::default());
-    let mut client =
-        Client::connect(&server.local_addrs()[0].to_string(), Config::default()).unwrap();
+    let mut server = server(&["127.0.0.1:0"], ServerConfig::default());
+    let mut client = Client::connect(
+        &server.local_addrs()[0].to_string(),
+        ClientConfig::default(),
+    )
+    .unwrap();
     let mut e = Echoes::default();
     until("connected", || {
         pump_both(&mut server, &mut client, &mut e);
@@ -528,7 +535,7 @@ fn a_mistyped_message_reaches_the_listener_out_of_band_hook() {
 
 #[test]
 fn shutdown_flushes_everything_already_queued() {
-    let mut server = server(&["127.0.0.1:0"], Config::default());
+    let mut server = server(&["127.0.0.1:0"], ServerConfig::default());
     let mut peer = RawPeer::connect(server.local_addrs()[0], Framing::Terminator);
     until("channel", || {
         server.pump_timeout(TICK).unwrap();
@@ -556,9 +563,12 @@ fn shutdown_flushes_everything_already_queued() {
 
 #[test]
 fn client_close_flushes_everything_already_queued() {
-    let mut server = server(&["127.0.0.1:0"], Config::default());
-    let mut client =
-        Client::connect(&server.local_addrs()[0].to_string(), Config::default()).unwrap();
+    let mut server = server(&["127.0.0.1:0"], ServerConfig::default());
+    let mut client = Client::connect(
+        &server.local_addrs()[0].to_string(),
+        ClientConfig::default(),
+    )
+    .unwrap();
     for i in 0..3000 {
         client
             .send(&json!({"action": "count", "i": i, "pad": "y".repeat(500)}))
@@ -576,7 +586,7 @@ fn client_close_flushes_everything_already_queued() {
 
 #[test]
 fn run_returns_when_stopped_from_another_thread() {
-    let server = server(&["127.0.0.1:0"], Config::default());
+    let server = server(&["127.0.0.1:0"], ServerConfig::default());
     let addr = server.local_addrs()[0].to_string();
     let stop = server.stop_handle();
     let runner = std::thread::spawn(move || {
@@ -584,7 +594,7 @@ fn run_returns_when_stopped_from_another_thread() {
         server.run().unwrap();
         server.shutdown(Duration::from_secs(5)).unwrap()
     });
-    let mut client = Client::connect(&addr, Config::default()).unwrap();
+    let mut client = Client::connect(&addr, ClientConfig::default()).unwrap();
     let mut e = Echoes::default();
     client
         .send(&json!({"action": "echo", "text": "threaded"}))
@@ -604,7 +614,7 @@ fn reconnect_sends_what_was_queued_while_disconnected() {
     // Nothing listens yet: the messages queue while connecting, and the connect fails.
     let port = netlib_tests::restart_port();
     let addr = format!("127.0.0.1:{port}");
-    let mut client = Client::connect(&addr, Config::default()).unwrap();
+    let mut client = Client::connect(&addr, ClientConfig::default()).unwrap();
     for i in 0..3 {
         client
             .send(&json!({"action": "echo", "text": format!("queued {i}")}))
@@ -618,7 +628,7 @@ fn reconnect_sends_what_was_queued_while_disconnected() {
     assert!(
         matches!(
             client.send(&Message::new("dropped")),
-            Err(netlib::Error::NotConnected)
+            Err(SendError::NotConnected)
         ),
         "a closed client refuses new messages instead of silently dropping them"
     );
@@ -627,7 +637,7 @@ fn reconnect_sends_what_was_queued_while_disconnected() {
         client.queued_bytes() > 0,
         "the three messages are kept for a reconnect"
     );
-    let mut server = server(&[&addr], Config::default());
+    let mut server = server(&[&addr], ServerConfig::default());
     client.reconnect();
     let mut e = Echoes::default();
     until("the three queued echoes", || {
@@ -639,9 +649,12 @@ fn reconnect_sends_what_was_queued_while_disconnected() {
 
 #[test]
 fn listeners_that_pump_separately_each_see_every_event() {
-    let mut server = server(&["127.0.0.1:0"], Config::default());
-    let mut client =
-        Client::connect(&server.local_addrs()[0].to_string(), Config::default()).unwrap();
+    let mut server = server(&["127.0.0.1:0"], ServerConfig::default());
+    let mut client = Client::connect(
+        &server.local_addrs()[0].to_string(),
+        ClientConfig::default(),
+    )
+    .unwrap();
     let (hud, board) = (client.subscribe(), client.subscribe());
     let (mut a, mut b) = (Watcher::default(), Watcher::default());
     client

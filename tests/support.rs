@@ -6,7 +6,6 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use netlib::frame::FrameDecoder;
 use netlib::{Codec, Framing, Message};
 
 /// How long any single wait in a test may take before the test fails.
@@ -20,11 +19,89 @@ pub fn until(what: &str, mut step: impl FnMut() -> bool) {
     }
 }
 
+/// The largest frame a [`RawPeer`] accepts, in bytes (16 MiB).
+const MAX_FRAME: usize = 16 << 20;
+
+/// Cuts received bytes into frame payloads, by hand: PodSixNet's `\0---\0` terminator, a
+/// 4-byte big-endian length prefix, or `\n` lines (a trailing `\r` dropped). Errors on a frame
+/// over [`MAX_FRAME`] bytes.
+struct Decoder {
+    framing: Framing,
+    buf: Vec<u8>,
+    /// How far `buf` was searched for a delimiter without finding one.
+    scanned: usize,
+}
+
+impl Decoder {
+    fn new(framing: Framing) -> Self {
+        Decoder {
+            framing,
+            buf: Vec::new(),
+            scanned: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete frame's payload, if one has arrived.
+    fn next_frame(&mut self) -> Result<Option<Vec<u8>>, String> {
+        // Search only what was not searched before (less a delimiter's length, which may
+        // have arrived in part).
+        let find = |buf: &[u8], delim: &[u8]| {
+            let from = self.scanned.saturating_sub(delim.len() - 1);
+            buf[from..]
+                .windows(delim.len())
+                .position(|w| w == delim)
+                .map(|i| from + i)
+        };
+        let (start, len, skip) = match self.framing {
+            Framing::LengthPrefix => {
+                let Some(header) = self.buf.first_chunk::<4>() else {
+                    return self.pending();
+                };
+                let len = u32::from_be_bytes(*header) as usize;
+                if len > MAX_FRAME {
+                    return Err(format!("frame of {len} bytes, limit {MAX_FRAME}"));
+                }
+                if self.buf.len() < 4 + len {
+                    return Ok(None);
+                }
+                (4, len, 0)
+            }
+            Framing::Line => match find(&self.buf, b"\n") {
+                Some(end) if end > 0 && self.buf[end - 1] == b'\r' => (0, end - 1, 2),
+                Some(end) => (0, end, 1),
+                None => return self.pending(),
+            },
+            Framing::Terminator => match find(&self.buf, b"\0---\0") {
+                Some(end) => (0, end, 5),
+                None => return self.pending(),
+            },
+            other => panic!("RawPeer cannot decode {other:?}"),
+        };
+        let payload = self.buf[start..start + len].to_vec();
+        self.buf.drain(..start + len + skip);
+        self.scanned = 0;
+        Ok(Some(payload))
+    }
+
+    /// No complete frame yet: an error if what is buffered is already over the limit.
+    fn pending(&mut self) -> Result<Option<Vec<u8>>, String> {
+        self.scanned = self.buf.len();
+        if self.buf.len() > MAX_FRAME + 5 {
+            return Err(format!("no frame end within {MAX_FRAME} bytes"));
+        }
+        Ok(None)
+    }
+}
+
 /// A blocking TCP peer that frames and parses by hand.
 pub struct RawPeer {
     /// The socket.
     pub stream: TcpStream,
-    decoder: FrameDecoder,
+    decoder: Decoder,
     framing: Framing,
 }
 
@@ -35,7 +112,7 @@ impl RawPeer {
         stream.set_nodelay(true).unwrap();
         RawPeer {
             stream,
-            decoder: FrameDecoder::new(framing, 16 << 20),
+            decoder: Decoder::new(framing),
             framing,
         }
     }
@@ -47,7 +124,7 @@ impl RawPeer {
         stream.set_nodelay(true).unwrap();
         RawPeer {
             stream,
-            decoder: FrameDecoder::new(framing, 16 << 20),
+            decoder: Decoder::new(framing),
             framing,
         }
     }
@@ -59,7 +136,7 @@ impl RawPeer {
 
     /// Frames and writes a message (anything serde serializes to a JSON object).
     pub fn send<T: serde::Serialize + ?Sized>(&mut self, value: &T) {
-        let frame = Codec::Json.encode(self.framing, value, 16 << 20).unwrap();
+        let frame = Codec::Json.encode(self.framing, value, MAX_FRAME).unwrap();
         self.write(&frame);
     }
 
@@ -69,7 +146,7 @@ impl RawPeer {
         let mut buf = [0u8; 65536];
         loop {
             if let Some(p) = self.decoder.next_frame().expect("frame") {
-                return Some(p.to_vec());
+                return Some(p);
             }
             let left = deadline
                 .checked_duration_since(Instant::now())

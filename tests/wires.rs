@@ -7,8 +7,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use netlib::{
-    handler, All, ChannelId, Client, Codec, Config, Framing, Message, PayloadCodec, Server,
-    ServerContext, ServerHandler, Wire,
+    handler, All, ChannelId, Client, ClientConfig, Codec, EncodeError, Framing, InboundError,
+    Message, PayloadCodec, Server, ServerConfig, ServerContext, ServerHandler, Wire,
 };
 use netlib_tests::until;
 
@@ -18,14 +18,14 @@ use netlib_tests::until;
 struct Lines;
 
 impl PayloadCodec for Lines {
-    fn decode(&self, payload: &[u8]) -> netlib::Result<Message> {
-        let line = std::str::from_utf8(payload).map_err(netlib::Error::InvalidUtf8)?;
+    fn decode(&self, payload: &[u8]) -> Result<Message, InboundError> {
+        let line = std::str::from_utf8(payload).map_err(InboundError::InvalidUtf8)?;
         match line.strip_prefix("SAY ") {
             Some(text) => Ok(Message::new("say").with("text", text)),
             None => Ok(Message::new("unknown").with("line", line)),
         }
     }
-    fn encode(&self, msg: &Message) -> netlib::Result<Option<Vec<u8>>> {
+    fn encode(&self, msg: &Message) -> Result<Option<Vec<u8>>, EncodeError> {
         Ok(match msg.action() {
             "said" => Some(
                 format!(
@@ -64,7 +64,8 @@ handler!(Room, "say" => network_say);
 
 #[test]
 fn line_json_and_rencode_peers_share_one_room_each_in_its_own_form() {
-    let mut server = Server::bind(Room::default(), &["127.0.0.1:0"], Config::default()).unwrap();
+    let mut server =
+        Server::bind(Room::default(), &["127.0.0.1:0"], ServerConfig::default()).unwrap();
     let line_addr = server
         .bind_tcp(
             "127.0.0.1:0",
@@ -84,10 +85,10 @@ fn line_json_and_rencode_peers_share_one_room_each_in_its_own_form() {
         )
         .unwrap()[0];
     let json_addr = server.local_addrs()[0];
-    let mut json = Client::connect(&json_addr.to_string(), Config::default()).unwrap();
+    let mut json = Client::connect(&json_addr.to_string(), ClientConfig::default()).unwrap();
     let mut ren = Client::connect(
         &rencode_addr.to_string(),
-        Config::default().codec(Codec::Rencode),
+        ClientConfig::default().codec(Codec::Rencode),
     )
     .unwrap();
     let mut nc = TcpStream::connect(line_addr).unwrap();

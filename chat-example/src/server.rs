@@ -10,7 +10,8 @@ use indexmap::IndexSet;
 use subtle::ConstantTimeEq;
 
 use netlib::{
-    handler, ChannelId, CloseReason, Error, Message, OutOfBand, ServerContext, ServerHandler,
+    handler, ChannelId, Clock, CloseReason, Closed, InboundError, Message, OutOfBand,
+    ServerContext, ServerHandler,
 };
 
 use crate::cluster::{Backplane, Cmd, Event, UserRef};
@@ -35,6 +36,10 @@ pub struct Settings {
     pub rooms: RoomPolicy,
     /// Per-user request limits; `None` turns them off. Default: [`ChatLimits::default`].
     pub limits: Option<ChatLimits>,
+    /// The clock the request limits read: give the server's
+    /// [`ServerConfig::clock`](netlib::ServerConfig::clock) the same one (tests use a
+    /// [`ManualClock`](netlib::ManualClock) for both). Default: the system's clock.
+    pub clock: Clock,
 }
 
 impl Default for Settings {
@@ -43,6 +48,7 @@ impl Default for Settings {
             op_password: None,
             rooms: RoomPolicy::default(),
             limits: Some(ChatLimits::default()),
+            clock: Clock::System,
         }
     }
 }
@@ -225,7 +231,7 @@ impl Chat {
 
     /// Whether `id` may make a request of `kind` now; if not, it is refused (`rate-limited`).
     fn allow(&mut self, hub: &mut Hub<'_>, id: ChannelId, kind: Kind, request: &str) -> bool {
-        let now = hub.config().get_clock().now();
+        let now = self.settings.clock.now();
         let Some(limits) = self.user_limits(id, now) else {
             return true;
         };
@@ -767,7 +773,7 @@ impl Chat {
     }
 
     fn op(&mut self, hub: &mut Hub<'_>, id: ChannelId, m: Op) {
-        let now = hub.config().get_clock().now();
+        let now = self.settings.clock.now();
         let ip = self.users.get(&id).map(|u| u.addr.ip());
         if let Some(limits) = self.settings.limits {
             let mut attempts = std::mem::take(&mut self.op_attempts);
@@ -890,10 +896,11 @@ impl ServerHandler for Chat {
         self.enter(hub, id, DEFAULT_ROOM);
     }
 
-    fn closed(&mut self, hub: &mut Hub<'_>, id: ChannelId, _channel: (), reason: &CloseReason) {
+    fn closed(&mut self, hub: &mut Hub<'_>, gone: Closed<()>) {
+        let id = gone.id;
         let why = match self.users.get(&id).and_then(|u| u.leaving.clone()) {
             Some(r) => r,
-            None => match reason {
+            None => match gone.reason {
                 CloseReason::PeerClosed => "disconnected".to_owned(),
                 other => format!("connection lost: {other}"),
             },
@@ -1056,12 +1063,12 @@ impl Chat {
     /// Mistyped or missing fields get `bad-request`; frames that are not messages `bad-frame`.
     fn bad_input(&mut self, hub: &mut Hub<'_>, id: ChannelId, oob: OutOfBand) {
         let (request, r) = match &oob.error {
-            Error::Payload { action, source } => (
+            InboundError::Payload { action, source } => (
                 action.as_str(),
                 Refusal::new("bad-request", format!("{action}: {source}")),
             ),
             // A line that is no command (line protocol): the usage.
-            Error::Decode(usage) => ("", Refusal::new("bad-request", usage.clone())),
+            InboundError::Decode(usage) => ("", Refusal::new("bad-request", usage.clone())),
             other => ("", Refusal::new("bad-frame", other.to_string())),
         };
         self.refuse(hub, id, request, r);

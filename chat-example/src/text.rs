@@ -25,7 +25,7 @@
 
 use std::fmt::Write as _;
 
-use netlib::{Error, Message, PayloadCodec};
+use netlib::{EncodeError, InboundError, Message, PayloadCodec};
 
 use crate::protocol::{
     Join, Kick, Op, Quit, Request, Rooms, Say, SayPrivately, ServerMsg, SetNickname, Who,
@@ -265,16 +265,20 @@ fn page_of(page: usize, pages: usize) -> String {
 }
 
 impl PayloadCodec for TextCodec {
-    fn decode(&self, payload: &[u8]) -> netlib::Result<Message> {
-        let line = std::str::from_utf8(payload).map_err(Error::InvalidUtf8)?;
+    fn decode(&self, payload: &[u8]) -> Result<Message, InboundError> {
+        let line = std::str::from_utf8(payload).map_err(InboundError::InvalidUtf8)?;
         match TextCodec::parse(line) {
-            Ok(Some(request)) => Message::from_serialize(&request),
+            // Every `Request` serializes to an object with its action (`#[serde(tag)]`), so
+            // this fails only if serde does.
+            Ok(Some(request)) => {
+                Message::from_serialize(&request).map_err(|e| InboundError::Decode(e.to_string()))
+            }
             Ok(None) => Ok(Message::new(IGNORED_LINE)),
-            Err(usage) => Err(Error::Decode(usage)),
+            Err(usage) => Err(InboundError::Decode(usage)),
         }
     }
 
-    fn encode(&self, msg: &Message) -> netlib::Result<Option<Vec<u8>>> {
+    fn encode(&self, msg: &Message) -> Result<Option<Vec<u8>>, EncodeError> {
         Ok(match msg.parse::<ServerMsg<'_>>() {
             Ok(m) => TextCodec::render(&m).map(String::into_bytes),
             // netlib's `connected` (the channel id) and anything else not in the protocol.

@@ -2,7 +2,7 @@
 //! embedded in the binary and served with netlib.js by the same listener as the WebSocket
 //! (`chat-server --web ADDR`). The page speaks the same actions as every other client.
 
-use netlib::WsOptions;
+use netlib::transport::ws::WsOptions;
 
 /// The page.
 pub const INDEX_HTML: &[u8] = include_bytes!("../web/index.html");

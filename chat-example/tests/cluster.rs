@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use chat::protocol::{Kick, Op, Request, Say, SayPrivately, SetNickname, Who};
 use common::{chat_client, ChatServer, Lines, Peer, RedisServer};
+use netlib::protocol::CONNECTED;
 use netlib::Message;
 use netlib_tests::{podsixnet_python, podsixnet_scripts, until, ChildGuard, TIMEOUT};
 
@@ -232,7 +233,7 @@ fn a_nickname_race_across_nodes_has_one_winner() {
             let me = p
                 .inbox
                 .iter()
-                .find(|m| m.action() == "connected")
+                .find(|m| m.action() == CONNECTED)
                 .and_then(|m| m.get("id").cloned())
                 .expect("the server announces ids");
             loop {
@@ -421,7 +422,7 @@ fn incarnation(n: &ChatServer) -> u64 {
 fn announced_id(p: &Peer) -> u64 {
     p.inbox
         .iter()
-        .find(|m| m.action() == "connected")
+        .find(|m| m.action() == CONNECTED)
         .and_then(|m| m.get("id").and_then(|v| v.as_u64()))
         .expect("the server announces ids")
 }

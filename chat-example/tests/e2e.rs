@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 
 use chat::protocol::{Join, Kick, Op, Quit, Request, Rooms, Say, SayPrivately, SetNickname, Who};
 use common::{chat_client, now_ms, wire, ChatServer, Lines, Peer, SERVER};
-use netlib::{Codec, Config, Framing, Message};
+use netlib::protocol::{CONNECTED, DISCONNECTED};
+use netlib::{ClientConfig, Codec, Framing, Message};
 use netlib_tests::{podsixnet_python, podsixnet_scripts, until, ChildGuard, RawPeer};
 use serde_json::{json, Value};
 
@@ -178,7 +179,7 @@ fn join_leave_rename_and_quit_notices() {
     carol.send(Request::Quit(Quit {
         reason: Some("dinner".into()),
     }));
-    carol.expect("disconnected");
+    carol.expect(DISCONNECTED);
     let left = alice.expect("left");
     assert_eq!(left.get_str("nickname"), Some("carol"));
     assert_eq!(left.get_str("reason"), Some("quit: dinner"));
@@ -224,7 +225,7 @@ fn kick_needs_an_operator_who_knows_the_password() {
         (k.get_str("by"), k.get_str("reason")),
         (Some("bob"), Some("spam"))
     );
-    alice.expect("disconnected");
+    alice.expect(DISCONNECTED);
     let left = carol.expect_where("left", |m| m.get_str("nickname") == Some("alice"));
     assert_eq!(left.get_str("reason"), Some("kicked by bob: spam"));
     let (_, stderr) = server.stop();
@@ -389,7 +390,8 @@ fn every_bad_request_gets_a_clear_refusal_and_nothing_is_relayed() {
 fn podsixnets_own_chat_client_joins_and_chats_in_both_codecs() {
     for (codec, mode) in [(Codec::Json, "json"), (Codec::Rencode, "rencode")] {
         let server = ChatServer::start(&["--codec", mode], &[]);
-        let mut alice = Peer::join_with(&server.addr, "alice", Config::default().codec(codec));
+        let mut alice =
+            Peer::join_with(&server.addr, "alice", ClientConfig::default().codec(codec));
         let (host, port) = server.addr.rsplit_once(':').unwrap();
         let mut py = ChildGuard(
             Command::new(podsixnet_python())
@@ -431,7 +433,7 @@ fn the_terminal_client_speaks_rencode_too() {
     let mut watcher = Peer::join_with(
         &server.addr,
         "watcher",
-        Config::default().codec(Codec::Rencode),
+        ClientConfig::default().codec(Codec::Rencode),
     );
     let (mut client, out) = chat_client(&server.addr, &["--codec", "rencode", "--nick", "renc"]);
     client
@@ -631,17 +633,18 @@ fn a_room_of_ten_thousand_fills_and_a_message_reaches_everyone() {
 
 #[test]
 fn out_of_file_descriptors_the_server_waits_and_accepts_later_without_spinning() {
-    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(SERVER);
     cmd.arg("127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| rlimit::setrlimit(rlimit::Resource::NOFILE, 40, 40));
-    }
     let mut child = ChildGuard(cmd.spawn().unwrap());
+    // 40 descriptors, soft and hard, set on the running server with prlimit(2) (the workspace
+    // forbids the unsafe code a `pre_exec` hook needs). The server raises its soft limit to the
+    // hard one when it starts, so the limit is 40 whether this runs before or after that, and
+    // it opens a handful of descriptors before it listens.
+    let pid = i32::try_from(child.0.id()).unwrap();
+    rlimit::prlimit(pid, rlimit::Resource::NOFILE, Some((40, 40)), None).unwrap();
     let stdout = Lines::collect(child.0.stdout.take().unwrap());
     let stderr = Lines::collect(child.0.stderr.take().unwrap());
     let mut addr = String::new();
@@ -674,7 +677,7 @@ fn out_of_file_descriptors_the_server_waits_and_accepts_later_without_spinning()
     let waiting = &mut raws[first_waiting - 10];
     assert_eq!(
         waiting.recv().action(),
-        "connected",
+        CONNECTED,
         "accepted once descriptors were free"
     );
     let errors = stderr

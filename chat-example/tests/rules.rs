@@ -12,7 +12,7 @@ use chat::protocol::{
 use chat::server::{Chat, Settings};
 use std::time::Duration;
 
-use netlib::{ChannelId, Client, Config, ManualClock, Server};
+use netlib::{ChannelId, Client, ClientConfig, ManualClock, Server, ServerConfig};
 
 /// A chat server and its users, pumped together.
 struct Room {
@@ -32,7 +32,14 @@ impl Room {
 
     fn with(settings: Settings) -> Self {
         let clock = ManualClock::new();
-        let config = Config::default().announce_id(true).clock(clock.clone());
+        let config = ServerConfig::default()
+            .announce_id(true)
+            .clock(clock.clone());
+        // The chat's request limits read the same clock as the server.
+        let settings = Settings {
+            clock: clock.clone().into(),
+            ..settings
+        };
         Room {
             clock,
             server: Server::new(Chat::new(settings), config).unwrap(),
@@ -43,7 +50,7 @@ impl Room {
 
     /// Connects a user (anonymous); returns its index.
     fn connect(&mut self) -> usize {
-        let (id, client) = self.server.connect_local(Config::default()).unwrap();
+        let (id, client) = self.server.connect_local(ClientConfig::default()).unwrap();
         self.users.push((id, client));
         self.inbox.push(Vec::new());
         self.pump();
@@ -73,18 +80,15 @@ impl Room {
         self.pump();
     }
 
-    /// Pumps everyone a few rounds; every message received lands in the user's inbox.
+    /// Pumps the server and everyone until nothing moves; every message received lands in
+    /// the user's inbox.
     fn pump(&mut self) {
-        for _ in 0..4 {
-            for (_, c) in &mut self.users {
-                c.pump_messages().unwrap();
-            }
-            self.server.pump().unwrap();
-            for (i, (_, c)) in self.users.iter_mut().enumerate() {
-                for m in c.pump_messages().unwrap() {
-                    if let Ok(sm) = m.parse::<ServerMsg<'static>>() {
-                        self.inbox[i].push(sm);
-                    }
+        let mut clients: Vec<&mut Client> = self.users.iter_mut().map(|(_, c)| c).collect();
+        self.server.settle(&mut clients).unwrap();
+        for (i, (_, c)) in self.users.iter_mut().enumerate() {
+            for m in c.pump_messages().unwrap() {
+                if let Ok(sm) = m.parse::<ServerMsg<'static>>() {
+                    self.inbox[i].push(sm);
                 }
             }
         }
@@ -425,7 +429,7 @@ fn when_one_of_two_anonymous_users_renames_the_other_is_not_told_it_was_them() {
     let mut r = Room::new(None);
     let first = r.connect();
     // The second user's terminal view sees everything from its connection on.
-    let (second, mut client) = r.server.connect_local(Config::default()).unwrap();
+    let (second, mut client) = r.server.connect_local(ClientConfig::default()).unwrap();
     let screen = Screen::default();
     let mut view = ChatView::new(Box::new(screen.clone()));
     let pump = |r: &mut Room, client: &mut Client, view: &mut ChatView| {
@@ -456,7 +460,7 @@ fn membership_changes_in_one_pump_make_one_player_list() {
     r.take(watcher);
     // Three newcomers connect before the server pumps again.
     for _ in 0..3 {
-        let (id, client) = r.server.connect_local(Config::default()).unwrap();
+        let (id, client) = r.server.connect_local(ClientConfig::default()).unwrap();
         r.users.push((id, client));
         r.inbox.push(Vec::new());
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use chat::protocol::{Quit, Request, Say, SayPrivately, SetNickname};
 use common::{chat_client, ChatServer, Lines, Peer};
-use netlib::Config;
+use netlib::ClientConfig;
 use netlib_tests::{podsixnet_python, podsixnet_scripts, ChildGuard, TIMEOUT};
 
 /// An `nc` stand-in: writes bytes as given, reads lines as they arrive.
@@ -344,7 +344,7 @@ fn length_prefixed_chat_server_and_client_with_timestamps() {
     let mut watcher = Peer::join_with(
         &server.addr,
         "watcher",
-        Config::default().framing(netlib::Framing::LengthPrefix),
+        ClientConfig::default().framing(netlib::Framing::LengthPrefix),
     );
     let (mut term, out) = chat_client(&server.addr, &["--framing", "length", "--nick", "lp"]);
     term.0

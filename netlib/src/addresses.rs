@@ -11,7 +11,7 @@
 //!
 //! The table holds an entry per address with connections, or whose bucket is not full again
 //! yet, or whose refusals are not reported yet; others are forgotten. It is bounded: past
-//! [`Config::get_max_connections`] plus [`IDLE_ENTRIES`] entries, entries without connections
+//! [`ServerConfig::get_max_connections`] plus [`IDLE_ENTRIES`] entries, entries without connections
 //! are forgotten first whatever their bucket (an attacker with many IPv6 /64s gets fresh buckets
 //! then, as it would from new /64s anyway). Refusals are logged once per address per
 //! [`LOG_PERIOD`], with their count.
@@ -360,6 +360,7 @@ impl Addresses {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ServerConfig;
 
     fn at(ip: &str) -> SocketAddr {
         SocketAddr::new(ip.parse().unwrap(), 1234)
@@ -385,13 +386,14 @@ mod tests {
         assert_eq!(k("127.0.0.1").unwrap().to_string(), "127.0.0.1");
     }
 
-    fn table(config: Config) -> Addresses {
+    fn table(config: ServerConfig) -> Addresses {
+        let config = config.0;
         Addresses::new(&config)
     }
 
     #[test]
     fn off_by_default_and_nothing_is_remembered() {
-        let mut a = table(Config::default());
+        let mut a = table(ServerConfig::default());
         let t0 = Instant::now();
         for _ in 0..1000 {
             assert_eq!(a.admit(at("10.0.0.1"), t0), Ok(()));
@@ -405,7 +407,7 @@ mod tests {
     #[test]
     fn the_cap_counts_channels_and_handshakes_and_frees_the_entry() {
         let mut a = table(
-            Config::default()
+            ServerConfig::default()
                 .max_connections_per_address(2)
                 .max_handshakes_per_address(1),
         );
@@ -433,7 +435,7 @@ mod tests {
 
     #[test]
     fn the_rate_refills_and_an_entry_stays_until_its_bucket_is_full() {
-        let mut a = table(Config::default().connect_rate_per_address(1, 2));
+        let mut a = table(ServerConfig::default().connect_rate_per_address(1, 2));
         let t0 = Instant::now();
         let x = at("2001:db8::1");
         let rate = Rate {
@@ -458,7 +460,7 @@ mod tests {
 
     #[test]
     fn refusals_are_reported_once_per_period_with_their_count() {
-        let mut a = table(Config::default().max_connections_per_address(1));
+        let mut a = table(ServerConfig::default().max_connections_per_address(1));
         let t0 = Instant::now();
         let x = at("10.0.0.1");
         a.admit(x, t0).unwrap();
@@ -489,7 +491,7 @@ mod tests {
 
     #[test]
     fn the_table_is_bounded_whatever_the_number_of_ipv6_prefixes() {
-        let config = Config::default()
+        let config = ServerConfig::default()
             .max_connections(10)
             .connect_rate_per_address(1, 1);
         let mut a = table(config);

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token, Waker};
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::ClientConfig;
 use crate::connection::{Connection, ConnectionState, Event, CONN};
 use crate::dispatch::{self, deliver, Endpoint, OutOfBand};
-use crate::error::{CloseReason, Error, Result};
+use crate::error::{CloseReason, Error, InboundError, SendError, StartError};
 use crate::handler::{ClientContext, Listener, ListenerFn};
 use crate::message::Message;
 use crate::transport::tcp::TcpConnector;
@@ -40,9 +40,9 @@ impl WakeHandle {
     /// Makes the client's current or next `wait` return at once.
     ///
     /// # Errors
-    /// [`Error::Io`] if the poller cannot be signalled.
-    pub fn wake(&self) -> Result<()> {
-        Ok(self.0.wake()?)
+    /// The operating system's error if the poller cannot be signalled.
+    pub fn wake(&self) -> io::Result<()> {
+        self.0.wake()
     }
 }
 
@@ -54,8 +54,9 @@ pub trait AnyListener {
     /// hook if it is not a valid message.
     ///
     /// # Errors
-    /// Handler registration errors ([`Error::DuplicateHandler`], [`Error::HandlerSignature`]).
-    fn dispatch(&mut self, ctx: &mut ClientContext<'_>, event: &Event) -> Result<()>;
+    /// Handler registration errors ([`StartError::DuplicateHandler`],
+    /// [`StartError::HandlerSignature`]).
+    fn dispatch(&mut self, ctx: &mut ClientContext<'_>, event: &Event) -> Result<(), StartError>;
 }
 
 /// A listener and its table, as [`deliver`] sees them.
@@ -66,11 +67,11 @@ struct ListenerEndpoint<'l, 'c, 'a, L: 'static> {
 }
 
 impl<L: Listener> Endpoint for ListenerEndpoint<'_, '_, '_, L> {
-    fn specific(&mut self, msg: &Message) -> Option<Result<()>> {
+    fn specific(&mut self, msg: &Message) -> Option<Result<(), InboundError>> {
         let h = self.table.get(msg.action())?;
         Some(h(self.listener, self.ctx, msg))
     }
-    fn catch_all(&mut self, msg: &Message, failed: &mut dyn FnMut(Error)) {
+    fn catch_all(&mut self, msg: &Message, failed: &mut dyn FnMut(InboundError)) {
         if let Some(h) = self.table.catch_all() {
             if let Err(e) = h(self.listener, self.ctx, msg) {
                 failed(e);
@@ -86,7 +87,7 @@ impl<L: Listener> Endpoint for ListenerEndpoint<'_, '_, '_, L> {
 }
 
 impl<L: Listener> AnyListener for L {
-    fn dispatch(&mut self, ctx: &mut ClientContext<'_>, event: &Event) -> Result<()> {
+    fn dispatch(&mut self, ctx: &mut ClientContext<'_>, event: &Event) -> Result<(), StartError> {
         let table = dispatch::table::<L, ListenerFn<L>>()?;
         let decoded = match &event.message {
             Some(m) => Ok(m.clone()),
@@ -103,7 +104,7 @@ impl<L: Listener> AnyListener for L {
 }
 
 impl AnyListener for [&mut dyn AnyListener] {
-    fn dispatch(&mut self, ctx: &mut ClientContext<'_>, event: &Event) -> Result<()> {
+    fn dispatch(&mut self, ctx: &mut ClientContext<'_>, event: &Event) -> Result<(), StartError> {
         self.iter_mut().try_for_each(|l| l.dispatch(ctx, event))
     }
 }
@@ -111,7 +112,7 @@ impl AnyListener for [&mut dyn AnyListener] {
 macro_rules! tuple_listeners {
     ($($name:ident . $i:tt),+) => {
         impl<$($name: AnyListener + ?Sized),+> AnyListener for ($(&mut $name,)+) {
-            fn dispatch(&mut self, ctx: &mut ClientContext<'_>, event: &Event) -> Result<()> {
+            fn dispatch(&mut self, ctx: &mut ClientContext<'_>, event: &Event) -> Result<(), StartError> {
                 $(self.$i.dispatch(ctx, event)?;)+
                 Ok(())
             }
@@ -133,8 +134,8 @@ tuple_listeners!(A.0, B.1, C.2, D.3);
 /// - tests and scripts: [`pump_messages`](Self::pump_messages), the events as a `Vec`.
 ///
 /// ```no_run
-/// # use netlib::{Client, Config, Message};
-/// let mut client = Client::connect("127.0.0.1:31425", Config::default())?;
+/// # use netlib::{Client, ClientConfig, Message};
+/// let mut client = Client::connect("127.0.0.1:31425", ClientConfig::default())?;
 /// client.send(&Message::new("nickname").with("nickname", "bob"))?;
 /// loop {
 ///     for msg in client.pump_messages()? {
@@ -166,8 +167,8 @@ impl Client {
     /// `error` event naming the HTTP status.
     ///
     /// # Errors
-    /// [`Error::Io`] if the poller cannot be created.
-    pub fn connect(addr: &str, config: Config) -> Result<Self> {
+    /// [`StartError::Io`] if the poller cannot be created; handler registration errors.
+    pub fn connect(addr: &str, config: ClientConfig) -> Result<Self, StartError> {
         if addr.starts_with("ws://") || addr.starts_with("wss://") {
             let connector = WsConnector::new(addr, &config);
             return Self::connect_with(Box::new(connector), config);
@@ -179,8 +180,12 @@ impl Client {
     /// [`Server::connect_local`](crate::Server::connect_local)).
     ///
     /// # Errors
-    /// [`Error::Io`] if the poller cannot be created.
-    pub fn connect_with(connector: Box<dyn Connector>, config: Config) -> Result<Self> {
+    /// As [`connect`](Self::connect).
+    pub fn connect_with(
+        connector: Box<dyn Connector>,
+        config: ClientConfig,
+    ) -> Result<Self, StartError> {
+        let config = config.0;
         dispatch::check_handlers()?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
@@ -205,7 +210,7 @@ impl Client {
     /// the current connection if there is one (its `disconnected` is delivered if it was open).
     /// Frames that were queued but not written when the last connection ended are kept and
     /// written first on the new connection; a frame that was partly written is sent again
-    /// whole. Messages passed to `send` while closed were refused with [`Error::NotConnected`]
+    /// whole. Messages passed to `send` while closed were refused with [`SendError::NotConnected`]
     /// and are not kept.
     pub fn reconnect(&mut self) {
         if !self.conn.is_idle() {
@@ -221,10 +226,10 @@ impl Client {
     ///
     /// # Errors
     /// Encoding errors (see [`Codec::encode`](crate::Codec::encode)), or
-    /// [`Error::NotConnected`] once the connection is closing or closed, or when this message
+    /// [`SendError::NotConnected`] once the connection is closing or closed, or when this message
     /// takes the queue past `max_outbound_bytes` (the server does not read: the connection is
     /// then closed, with an `error` event `[105, ...]` and `disconnected`).
-    pub fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<usize> {
+    pub fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<usize, SendError> {
         self.conn.send(msg)
     }
 
@@ -240,10 +245,8 @@ impl Client {
 
     /// A handle that wakes this client's [`wait`](Self::wait) from another thread.
     ///
-    /// # Errors
-    /// Never in practice; kept for compatibility with earlier versions.
-    pub fn wake_handle(&mut self) -> Result<WakeHandle> {
-        Ok(WakeHandle(self.waker.clone()))
+    pub fn wake_handle(&self) -> WakeHandle {
+        WakeHandle(self.waker.clone())
     }
 
     /// The server's address, once connected.
@@ -279,7 +282,7 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Io`] if the poller fails.
-    pub fn shutdown(&mut self, timeout: Duration) -> Result<bool> {
+    pub fn shutdown(&mut self, timeout: Duration) -> io::Result<bool> {
         self.close();
         self.wait_for(timeout, |c| c.state() == ConnectionState::Closed)
     }
@@ -289,11 +292,15 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Io`] if the poller fails.
-    pub fn flush(&mut self, timeout: Duration) -> Result<bool> {
+    pub fn flush(&mut self, timeout: Duration) -> io::Result<bool> {
         self.wait_for(timeout, |c| c.queued() == 0 || c.is_idle())
     }
 
-    fn wait_for(&mut self, timeout: Duration, done: impl Fn(&Connection) -> bool) -> Result<bool> {
+    fn wait_for(
+        &mut self,
+        timeout: Duration,
+        done: impl Fn(&Connection) -> bool,
+    ) -> io::Result<bool> {
         let deadline = Instant::now() + timeout;
         loop {
             self.io(Some(Duration::ZERO))?;
@@ -305,13 +312,14 @@ impl Client {
         }
     }
 
-    /// Waits up to `timeout` (in the poller, not a sleep) for network activity or a
-    /// [`WakeHandle::wake`] and does the I/O, keeping events for the next pump; returns whether
-    /// events are waiting. Returns at once if the connection is closed.
+    /// Writes what is queued, then waits up to `timeout` (in the poller, not a sleep) for
+    /// network activity or a [`WakeHandle::wake`] and does the I/O, keeping events for the
+    /// next pump; returns whether events are waiting. Returns at once if the connection is
+    /// closed.
     ///
     /// # Errors
     /// [`Error::Io`] if the poller fails.
-    pub fn wait(&mut self, timeout: Duration) -> Result<bool> {
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
         if self.conn.inbox.is_empty() {
             self.io(Some(timeout))?;
         }
@@ -327,7 +335,7 @@ impl Client {
     /// # Errors
     /// [`Error::Io`] if the poller fails; handler registration errors. Connection failures are
     /// events, not errors.
-    pub fn pump<L: AnyListener + ?Sized>(&mut self, listener: &mut L) -> Result<()> {
+    pub fn pump<L: AnyListener + ?Sized>(&mut self, listener: &mut L) -> Result<(), Error> {
         self.io(Some(Duration::ZERO))?;
         let from = self.log.plain.unwrap_or(self.log.end());
         self.log.events.extend(std::mem::take(&mut self.conn.inbox));
@@ -336,6 +344,7 @@ impl Client {
     }
 
     /// As [`wait`](Self::wait) then [`pump`](Self::pump): for programs without a game loop.
+    /// What was sent since the last pump is written before the wait.
     ///
     /// # Errors
     /// As [`pump`](Self::pump).
@@ -343,12 +352,16 @@ impl Client {
         &mut self,
         listener: &mut L,
         timeout: Duration,
-    ) -> Result<()> {
+    ) -> Result<(), Error> {
         self.wait(timeout)?;
         self.pump(listener)
     }
 
-    fn deliver_from<L: AnyListener + ?Sized>(&mut self, from: u64, listener: &mut L) -> Result<()> {
+    fn deliver_from<L: AnyListener + ?Sized>(
+        &mut self,
+        from: u64,
+        listener: &mut L,
+    ) -> Result<(), Error> {
         let mut ctx = ClientContext {
             conn: &mut self.conn,
         };
@@ -357,12 +370,15 @@ impl Client {
             match catch_unwind(AssertUnwindSafe(|| listener.dispatch(&mut ctx, event))) {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    result = Err(e);
+                    result = Err(e.into());
                     break;
                 }
                 Err(p) => {
                     let text = crate::error::panic_text(&*p);
-                    log::error!("listener handler panicked: {text}; closing the connection");
+                    crate::peerlog::report!(
+                        log::Level::Error,
+                        "listener handler panicked: {text}; closing the connection"
+                    );
                     ctx.conn.finish(CloseReason::HandlerPanic(text));
                 }
             }
@@ -378,7 +394,7 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Io`] if the poller fails.
-    pub fn pump_messages(&mut self) -> Result<Vec<Message>> {
+    pub fn pump_messages(&mut self) -> io::Result<Vec<Message>> {
         self.io(Some(Duration::ZERO))?;
         let from = self.log.plain.unwrap_or(self.log.end());
         self.log.events.extend(std::mem::take(&mut self.conn.inbox));
@@ -408,11 +424,26 @@ impl Client {
         Ok(out)
     }
 
+    /// One round of I/O without waiting, events kept for the next pump; returns
+    /// [`progress`](Self::progress) (for [`Server::settle`](crate::Server::settle)).
+    pub(crate) fn step(&mut self) -> io::Result<u64> {
+        self.io(Some(Duration::ZERO))?;
+        Ok(self.progress())
+    }
+
+    /// A count that moves whenever the connection does anything.
+    pub(crate) fn progress(&self) -> u64 {
+        self.conn.progress()
+    }
+
     /// Polls once with `timeout`, then connects / reads / writes as the connection allows.
-    fn io(&mut self, mut timeout: Option<Duration>) -> Result<()> {
+    fn io(&mut self, mut timeout: Option<Duration>) -> io::Result<()> {
         if self.conn.is_idle() {
             return Ok(());
         }
+        // What was queued since the last pump goes out before any wait.
+        let now = self.now();
+        self.conn.flush(now);
         if self.conn.more_to_read {
             timeout = Some(Duration::ZERO);
         }
@@ -425,7 +456,7 @@ impl Client {
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
         let (mut readable, mut writable) = (false, false);
         for ev in self.events.iter().filter(|e| e.token() == CONN) {

@@ -60,11 +60,12 @@ impl Eq for Clock {}
 ///
 /// ```
 /// use std::time::Duration;
-/// use netlib::{Config, ManualClock};
+/// use netlib::{ClientConfig, ManualClock, ServerConfig};
 /// let clock = ManualClock::new();
-/// let config = Config::default().clock(clock.clone());
-/// clock.advance(Duration::from_secs(30)); // every server or client using `config` sees it
-/// # let _ = config;
+/// let server = ServerConfig::default().clock(clock.clone());
+/// let client = ClientConfig::default().clock(clock.clone());
+/// clock.advance(Duration::from_secs(30)); // every server or client using `clock` sees it
+/// # let _ = (server, client);
 /// ```
 #[derive(Clone)]
 pub struct ManualClock {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{EncodeError, InboundError};
 use crate::frame::{Framing, TERMINATOR};
 use crate::message::Message;
 
@@ -16,16 +16,16 @@ pub trait PayloadCodec: Send + Sync + fmt::Debug + 'static {
     /// The message a received payload stands for.
     ///
     /// # Errors
-    /// Any decoding error (e.g. [`Error::InvalidUtf8`]); it goes to the out-of-band hook and
+    /// Any decoding error (e.g. [`InboundError::Decode`]); it goes to the out-of-band hook and
     /// the connection stays open.
-    fn decode(&self, payload: &[u8]) -> Result<Message>;
+    fn decode(&self, payload: &[u8]) -> Result<Message, InboundError>;
 
     /// The payload for `msg`, or `None` to send nothing for it on this wire (a message such a
     /// peer has no use for).
     ///
     /// # Errors
     /// Any encoding error; the send fails with it.
-    fn encode(&self, msg: &Message) -> Result<Option<Vec<u8>>>;
+    fn encode(&self, msg: &Message) -> Result<Option<Vec<u8>>, EncodeError>;
 }
 
 /// The payload encoding. Both ends must agree; there is no negotiation (as in PodSixNet).
@@ -36,7 +36,8 @@ pub enum Codec {
     #[default]
     Json,
     /// PodSixNet's own rencode variant, PodSixNet's default: what stock PodSixNet games speak.
-    /// See [`rencode`](crate::rencode) for how values map to JSON.
+    /// Values map to JSON as PodSixNet decodes them: byte strings and text as strings, lists and
+    /// tuples as arrays, dictionaries as objects, integers and floats as numbers.
     Rencode,
     /// The program's own encoding (see [`PayloadCodec`]); make one with [`Codec::custom`].
     Custom(Arc<dyn PayloadCodec>),
@@ -63,11 +64,11 @@ impl Codec {
     /// Decodes one frame's payload into a message.
     ///
     /// # Errors
-    /// [`Error::InvalidUtf8`], [`Error::InvalidJson`] (an empty payload is invalid JSON),
-    /// [`Error::InvalidRencode`],
-    /// [`Error::NotAnObject`], [`Error::MissingAction`] or [`Error::ActionNotString`]. None of
+    /// [`InboundError::InvalidUtf8`], [`InboundError::InvalidJson`] (an empty payload is invalid JSON),
+    /// [`InboundError::InvalidRencode`],
+    /// [`InboundError::NotAnObject`], [`InboundError::MissingAction`] or [`InboundError::ActionNotString`]. None of
     /// these poison the stream: the caller hands them to the out-of-band hook and goes on.
-    pub fn decode(&self, payload: &[u8]) -> Result<Message> {
+    pub fn decode(&self, payload: &[u8]) -> Result<Message, InboundError> {
         self.decode_bytes(Bytes::copy_from_slice(payload))
     }
 
@@ -76,12 +77,12 @@ impl Codec {
     ///
     /// # Errors
     /// As [`decode`](Self::decode).
-    pub fn decode_bytes(&self, payload: Bytes) -> Result<Message> {
+    pub fn decode_bytes(&self, payload: Bytes) -> Result<Message, InboundError> {
         match self {
             Codec::Custom(c) => c.decode(&payload),
             Codec::Json => Message::from_json(payload),
             Codec::Rencode => Message::from_value(
-                crate::rencode::decode(&payload).map_err(Error::InvalidRencode)?,
+                crate::rencode::decode(&payload).map_err(InboundError::InvalidRencode)?,
             ),
         }
     }
@@ -89,40 +90,38 @@ impl Codec {
     /// Encodes `msg` and frames it: the returned bytes go on the wire as they are, and can be
     /// shared between many recipients (cloning [`Bytes`] does not copy).
     ///
-    /// `msg` is anything serde can serialize to a JSON object: a [`Message`], a
-    /// `serde_json::Value`, or a `#[serde(tag = "action")]` enum. The action is not checked
-    /// here (a peer treats an object without one as out-of-band data).
+    /// `msg` is anything serde serializes to an object with a string `"action"`: a
+    /// [`Message`], a struct with an `action` field, a `serde_json::Value`, or a
+    /// `#[serde(tag = "action")]` enum. Anything else is refused before it is encoded (a peer
+    /// would drop it as out-of-band data).
     ///
     /// # Errors
-    /// [`Error::Encode`] if serde fails, [`Error::NotAnObject`] if `msg` is not an object,
-    /// [`Error::FrameTooLarge`] if the payload exceeds `max_frame_size` bytes,
-    /// [`Error::TerminatorInPayload`] if a rencode payload contains `\0---\0` under terminator
-    /// framing.
+    /// [`EncodeError::NotAnObject`], [`EncodeError::MissingAction`] or
+    /// [`EncodeError::ActionNotString`] if `msg` is not a message, [`EncodeError::Serialize`] if
+    /// serde fails, [`EncodeError::FrameTooLarge`] if the payload exceeds `max_frame_size`
+    /// bytes, [`EncodeError::DelimiterInPayload`] if a rencode payload contains `\0---\0` under
+    /// terminator framing.
     pub fn encode<T: Serialize + ?Sized>(
         &self,
         framing: Framing,
         msg: &T,
         max_frame_size: usize,
-    ) -> Result<Bytes> {
+    ) -> Result<Bytes, EncodeError> {
+        crate::shape::check(msg)?;
+        let serialize = |e: serde_json::Error| EncodeError::Serialize(e.to_string());
         let mut buf = Vec::with_capacity(64);
         buf.resize(framing.header_len(), 0);
         match self {
             Codec::Json => {
-                serde_json::to_writer(&mut buf, msg).map_err(Error::Encode)?;
-                if buf.get(framing.header_len()) != Some(&b'{') {
-                    return Err(Error::NotAnObject);
-                }
+                serde_json::to_writer(&mut buf, msg).map_err(serialize)?;
             }
             Codec::Rencode => {
-                let value = serde_json::to_value(msg).map_err(Error::Encode)?;
-                if !value.is_object() {
-                    return Err(Error::NotAnObject);
-                }
+                let value = serde_json::to_value(msg).map_err(serialize)?;
                 crate::rencode::encode(&value, &mut buf);
                 if framing == Framing::Terminator
                     && memchr::memmem::find(&buf, TERMINATOR).is_some()
                 {
-                    return Err(Error::TerminatorInPayload);
+                    return Err(EncodeError::DelimiterInPayload);
                 }
             }
             Codec::Custom(c) => match c.encode(&Message::from_serialize(msg)?)? {
@@ -151,7 +150,11 @@ impl Wire {
     /// # Errors
     /// As [`Codec::encode`](crate::Codec::encode).
     /// An empty result means the codec sends nothing for `msg` (see [`PayloadCodec::encode`]).
-    pub fn encode<T: Serialize + ?Sized>(&self, msg: &T, max_frame_size: usize) -> Result<Bytes> {
+    pub fn encode<T: Serialize + ?Sized>(
+        &self,
+        msg: &T,
+        max_frame_size: usize,
+    ) -> Result<Bytes, EncodeError> {
         self.codec.encode(self.framing, msg, max_frame_size)
     }
 }
@@ -162,7 +165,7 @@ mod tests {
     use crate::frame::FrameDecoder;
     use serde_json::json;
 
-    fn decode(p: &[u8]) -> Result<Message> {
+    fn decode(p: &[u8]) -> Result<Message, InboundError> {
         Codec::Json.decode(p)
     }
 
@@ -175,25 +178,31 @@ mod tests {
 
     #[test]
     fn every_bad_payload_has_its_own_error() {
-        assert!(matches!(decode(b""), Err(Error::InvalidJson(_))));
+        assert!(matches!(decode(b""), Err(InboundError::InvalidJson(_))));
         assert!(matches!(
             decode(b"{\"action\": \"a\xff\"}"),
-            Err(Error::InvalidUtf8(_))
+            Err(InboundError::InvalidUtf8(_))
         ));
         assert!(matches!(
             decode(b"{\"action\": "),
-            Err(Error::InvalidJson(_))
+            Err(InboundError::InvalidJson(_))
         ));
-        assert!(matches!(decode(b"[1, 2]"), Err(Error::NotAnObject)));
-        assert!(matches!(decode(b"\"action\""), Err(Error::NotAnObject)));
-        assert!(matches!(decode(b"{\"x\": 1}"), Err(Error::MissingAction)));
+        assert!(matches!(decode(b"[1, 2]"), Err(InboundError::NotAnObject)));
+        assert!(matches!(
+            decode(b"\"action\""),
+            Err(InboundError::NotAnObject)
+        ));
+        assert!(matches!(
+            decode(b"{\"x\": 1}"),
+            Err(InboundError::MissingAction)
+        ));
         assert!(matches!(
             decode(b"{\"action\": null}"),
-            Err(Error::ActionNotString)
+            Err(InboundError::ActionNotString)
         ));
         assert!(matches!(
             decode(b"{\"action\": [\"a\"]}"),
-            Err(Error::ActionNotString)
+            Err(InboundError::ActionNotString)
         ));
     }
 
@@ -230,12 +239,12 @@ mod tests {
     fn encode_rejects_non_objects_and_oversize() {
         assert!(matches!(
             Codec::Json.encode(Framing::Terminator, &json!([1]), 100),
-            Err(Error::NotAnObject)
+            Err(EncodeError::NotAnObject)
         ));
         let big = json!({"action": "a", "s": "x".repeat(200)});
         assert!(matches!(
             Codec::Json.encode(Framing::LengthPrefix, &big, 100),
-            Err(Error::FrameTooLarge { limit: 100, .. })
+            Err(EncodeError::FrameTooLarge { limit: 100, .. })
         ));
     }
 }
@@ -342,7 +351,7 @@ mod rencode_codec {
         let msg = json!({"action": "a", "s": "\u{0}", "n": 0x2d2d2d, "z": "\u{0}---\u{0}"});
         assert!(matches!(
             Codec::Rencode.encode(Framing::Terminator, &msg, 1 << 20),
-            Err(Error::TerminatorInPayload)
+            Err(EncodeError::DelimiterInPayload)
         ));
         let wire = Codec::Rencode
             .encode(Framing::LengthPrefix, &msg, 1 << 20)
@@ -358,15 +367,15 @@ mod rencode_codec {
     fn rencode_errors_are_reported_as_such() {
         assert!(matches!(
             Codec::Rencode.decode(&[0x2d]),
-            Err(Error::InvalidRencode(_))
+            Err(InboundError::InvalidRencode(_))
         ));
         assert!(matches!(
             Codec::Rencode.decode(&[0xc0]),
-            Err(Error::NotAnObject)
+            Err(InboundError::NotAnObject)
         ));
         assert!(matches!(
             Codec::Rencode.decode(&[0x66]),
-            Err(Error::MissingAction)
+            Err(InboundError::MissingAction)
         ));
     }
 }

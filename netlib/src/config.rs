@@ -1,5 +1,6 @@
-//! [`Config`]: the wire format, limits and clock of a server or client, in one place. Fields are
-//! private: the builder methods check every value, so a config is always valid.
+//! [`ServerConfig`] and [`ClientConfig`]: the wire format, limits and clock of a server or a
+//! client. Fields are private: the builder methods check every value, so a config is always
+//! valid.
 
 use std::time::Duration;
 
@@ -7,9 +8,10 @@ use crate::clock::Clock;
 use crate::codec::Codec;
 use crate::frame::{Framing, DEFAULT_MAX_FRAME_SIZE};
 
-/// The default of [`Config::max_line_length`]: 8 KiB.
-pub const DEFAULT_MAX_LINE_LENGTH: usize = 8 << 10;
 use crate::limits::Rate;
+
+/// The default of [`ServerConfig::max_line_length`]: 8 KiB.
+pub const DEFAULT_MAX_LINE_LENGTH: usize = 8 << 10;
 
 /// Most channel slots a server may hold (`max_connections`), so that a [`ChannelId`]'s table
 /// index fits its 24 bits.
@@ -17,22 +19,9 @@ use crate::limits::Rate;
 /// [`ChannelId`]: crate::ChannelId
 pub(crate) const MAX_SLOTS: usize = 1 << 24;
 
-/// Wire format, resource limits and clock, shared by [`Server`](crate::Server) and
-/// [`Client`](crate::Client). `Config::default()` speaks PodSixNet's JSON mode.
-///
-/// Set values with the builder methods (each checks its value and panics on one that makes no
-/// sense, e.g. a zero frame size); read them with the `get_` methods, as `std::process::Command`
-/// does.
-///
-/// ```
-/// use netlib::{Config, Framing};
-/// let config = Config::default()
-///     .framing(Framing::LengthPrefix)
-///     .max_frame_size(64 * 1024);
-/// assert_eq!(config.get_max_frame_size(), 65536);
-/// ```
+/// The settings behind [`ServerConfig`] and [`ClientConfig`], read by the drivers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
+pub(crate) struct Config {
     framing: Framing,
     codec: Codec,
     max_frame_size: usize,
@@ -71,11 +60,6 @@ pub struct Heartbeat {
     pub timeout: Duration,
 }
 
-/// The ping a server sends (see [`Heartbeat`]).
-pub(crate) const PING_ACTION: &str = "netlib.ping";
-/// The answer netlib clients send to [`PING_ACTION`].
-pub(crate) const PONG_ACTION: &str = "netlib.pong";
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -106,176 +90,359 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Sets how frames are delimited. Default: [`Framing::Terminator`] (PodSixNet's `\0---\0`).
-    pub fn framing(mut self, framing: Framing) -> Self {
-        self.framing = framing;
-        self
+    /// The most connections per client address (channels and handshakes), if limited.
+    pub(crate) fn get_max_connections_per_address(&self) -> Option<usize> {
+        self.max_connections_per_address
     }
 
-    /// Sets how payloads are encoded. Default: [`Codec::Json`] (PodSixNet's JSON mode).
-    pub fn codec(mut self, codec: Codec) -> Self {
-        self.codec = codec;
-        self
+    /// The most handshakes in progress per client address, if limited.
+    pub(crate) fn get_max_handshakes_per_address(&self) -> Option<usize> {
+        self.max_handshakes_per_address
     }
 
-    /// Sets the largest frame payload accepted or sent, in bytes. Default 1 MiB (1 048 576).
-    /// A peer that sends a larger frame is sent an `error` frame and closed; nothing beyond the
-    /// limit is buffered. Sending a larger message fails with `Error::FrameTooLarge`.
-    ///
-    /// # Panics
-    /// If `bytes` is 0 or does not fit the 4-byte length prefix (over `u32::MAX`).
-    pub fn max_frame_size(mut self, bytes: usize) -> Self {
-        assert!(
-            bytes > 0 && bytes <= u32::MAX as usize,
-            "max_frame_size out of range"
-        );
-        self.max_frame_size = bytes;
-        self
+    /// The rate of new connections per client address (per second, burst), if limited.
+    pub(crate) fn get_connect_rate_per_address(&self) -> Option<Rate> {
+        self.connect_rate_per_address
     }
 
-    /// Sets the longest line accepted from a [`Framing::Line`] peer, in bytes without its line
-    /// ending. Default 8 KiB (8192). A longer line is answered as an invalid frame (the
-    /// out-of-band hook) and skipped up to its end without being buffered; a peer that sends
-    /// several is closed (see [`Framing::Line`]). Lines sent are bounded by
-    /// [`max_frame_size`](Self::max_frame_size).
-    ///
-    /// # Panics
-    /// If `bytes` is 0.
-    pub fn max_line_length(mut self, bytes: usize) -> Self {
-        assert!(bytes > 0, "max_line_length must be positive");
-        self.max_line_length = bytes;
-        self
+    /// The handshake timeout.
+    pub(crate) fn get_handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
     }
 
-    /// Sets the most unwritten bytes queued for one peer. Default 8 MiB. A peer that does not
-    /// read is closed with `CloseReason::OutboundOverflow` when its queue passes this (on a
-    /// client: the connection to the server).
-    ///
-    /// # Panics
-    /// If `bytes` is 0.
-    pub fn max_outbound_bytes(mut self, bytes: usize) -> Self {
-        assert!(bytes > 0, "max_outbound_bytes must be positive");
-        self.max_outbound_bytes = bytes;
-        self
+    /// The inbound message rate limit, if on.
+    pub(crate) fn get_rate_limit(&self) -> Option<Rate> {
+        self.inbound_messages
     }
 
-    /// Server only: sets the most channels at once. Default 10 000. A client over the limit is
+    /// The inbound byte rate limit, if on.
+    pub(crate) fn get_byte_rate_limit(&self) -> Option<Rate> {
+        self.inbound_bytes
+    }
+
+    /// The soft outbound limit and its grace period, if on.
+    pub(crate) fn get_outbound_soft_limit(&self) -> Option<(usize, Duration)> {
+        self.outbound_soft
+    }
+
+    /// The total memory budget in bytes, if on.
+    pub(crate) fn get_memory_budget(&self) -> Option<usize> {
+        self.memory_budget
+    }
+
+    /// The unfinished-frame timeout, if on.
+    pub(crate) fn get_frame_timeout(&self) -> Option<Duration> {
+        self.frame_timeout
+    }
+
+    /// The idle timeout, if on.
+    pub(crate) fn get_idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+
+    /// The framing.
+    pub(crate) fn get_framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The codec.
+    pub(crate) fn get_codec(&self) -> Codec {
+        self.codec.clone()
+    }
+
+    /// The largest frame payload in bytes.
+    pub(crate) fn get_max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+
+    /// The longest line accepted from a line peer, in bytes.
+    pub(crate) fn get_max_line_length(&self) -> usize {
+        self.max_line_length
+    }
+
+    /// The most unwritten bytes queued per peer.
+    pub(crate) fn get_max_outbound_bytes(&self) -> usize {
+        self.max_outbound_bytes
+    }
+
+    /// The most channels a server holds at once.
+    pub(crate) fn get_max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// Bytes read from one connection per pump.
+    pub(crate) fn get_read_budget(&self) -> usize {
+        self.read_budget
+    }
+
+    /// The listen backlog (connections).
+    pub(crate) fn get_listen_backlog(&self) -> u32 {
+        self.listen_backlog
+    }
+
+    /// The heartbeat, if on.
+    pub(crate) fn get_heartbeat(&self) -> Option<Heartbeat> {
+        self.heartbeat
+    }
+
+    /// The clock.
+    pub(crate) fn get_clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Whether `connected` carries the channel id.
+    pub(crate) fn get_announce_id(&self) -> bool {
+        self.announce_id
+    }
+
+    /// Whether invalid messages are answered with an `error` message.
+    pub(crate) fn get_reply_invalid(&self) -> bool {
+        self.reply_invalid
+    }
+}
+
+/// The settings a server and a client share (wire format, frame and queue sizes, read budget,
+/// clock, timeouts on unfinished frames and full queues), as builder methods on both
+/// [`ServerConfig`] and [`ClientConfig`].
+macro_rules! shared_settings {
+    () => {
+        /// Sets how frames are delimited. Default: [`Framing::Terminator`] (PodSixNet's `\0---\0`).
+        #[must_use]
+        pub fn framing(mut self, framing: Framing) -> Self {
+            self.0.framing = framing;
+            self
+        }
+
+        /// Sets how payloads are encoded. Default: [`Codec::Json`] (PodSixNet's JSON mode).
+        #[must_use]
+        pub fn codec(mut self, codec: Codec) -> Self {
+            self.0.codec = codec;
+            self
+        }
+
+        /// Sets the largest frame payload accepted or sent, in bytes. Default 1 MiB (1 048 576).
+        /// A peer that sends a larger frame is sent an `error` frame and closed; nothing beyond the
+        /// limit is buffered. Sending a larger message fails with `EncodeError::FrameTooLarge`.
+        ///
+        /// # Panics
+        /// If `bytes` is 0 or does not fit the 4-byte length prefix (over `u32::MAX`).
+        #[must_use]
+        pub fn max_frame_size(mut self, bytes: usize) -> Self {
+            assert!(
+                bytes > 0 && bytes <= u32::MAX as usize,
+                "max_frame_size out of range"
+            );
+            self.0.max_frame_size = bytes;
+            self
+        }
+
+        /// Sets the longest line accepted from a [`Framing::Line`] peer, in bytes without its line
+        /// ending. Default 8 KiB (8192). A longer line is answered as an invalid frame (the
+        /// out-of-band hook) and skipped up to its end without being buffered; a peer that sends
+        /// several is closed (see [`Framing::Line`]). Lines sent are bounded by
+        /// [`max_frame_size`](Self::max_frame_size).
+        ///
+        /// # Panics
+        /// If `bytes` is 0.
+        #[must_use]
+        pub fn max_line_length(mut self, bytes: usize) -> Self {
+            assert!(bytes > 0, "max_line_length must be positive");
+            self.0.max_line_length = bytes;
+            self
+        }
+
+        /// Sets the most unwritten bytes queued for one peer. Default 8 MiB. A peer that does not
+        /// read is closed with `CloseReason::OutboundOverflow` when its queue passes this (on a
+        /// client: the connection to the server).
+        ///
+        /// # Panics
+        /// If `bytes` is 0.
+        #[must_use]
+        pub fn max_outbound_bytes(mut self, bytes: usize) -> Self {
+            assert!(bytes > 0, "max_outbound_bytes must be positive");
+            self.0.max_outbound_bytes = bytes;
+            self
+        }
+
+        /// Sets the bytes read from one connection per pump before the others get their turn.
+        /// Default 256 KiB. The rest is read on the next pump, so one flooding peer cannot starve
+        /// others.
+        ///
+        /// # Panics
+        /// If `bytes` is 0.
+        #[must_use]
+        pub fn read_budget(mut self, bytes: usize) -> Self {
+            assert!(bytes > 0, "read_budget must be positive");
+            self.0.read_budget = bytes;
+            self
+        }
+
+        /// Sets the clock deadlines are measured on. Default [`Clock::System`]; tests pass a
+        /// [`ManualClock`](crate::ManualClock).
+        #[must_use]
+        pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+            self.0.clock = clock.into();
+            self
+        }
+
+        /// A soft outbound limit, as Redis's `client-output-buffer-limit`: a peer whose queue stays
+        /// over `bytes` for longer than `grace` is closed with `CloseReason::OutboundOverflow`
+        /// (`max_outbound_bytes` is the hard limit, closing at once). Default off.
+        ///
+        /// # Panics
+        /// If `bytes` is 0.
+        #[must_use]
+        pub fn outbound_soft_limit(mut self, bytes: usize, grace: Duration) -> Self {
+            assert!(bytes > 0, "outbound_soft_limit must be positive");
+            self.0.outbound_soft = Some((bytes, grace));
+            self
+        }
+
+        /// Closes a connection whose frame stays unfinished for longer than `timeout`
+        /// (`CloseReason::FrameTimeout`): a peer cannot hold a buffer by sending half a frame.
+        /// Default off.
+        ///
+        /// # Panics
+        /// If `timeout` is zero.
+        #[must_use]
+        pub fn frame_timeout(mut self, timeout: Duration) -> Self {
+            assert!(!timeout.is_zero(), "frame_timeout must be positive");
+            self.0.frame_timeout = Some(timeout);
+            self
+        }
+    };
+}
+
+/// A server's settings: its wire format, resource limits and clock. `ServerConfig::default()`
+/// speaks PodSixNet's JSON mode with netlib's default limits.
+///
+/// Set values with the builder methods; each checks its value and panics on one that makes no
+/// sense (e.g. a zero frame size), so a config is always valid. A client's settings are a
+/// [`ClientConfig`]: the two cannot be mixed up.
+///
+/// ```
+/// use netlib::{Framing, ServerConfig};
+/// use std::time::Duration;
+/// let config = ServerConfig::default()
+///     .framing(Framing::LengthPrefix)
+///     .max_frame_size(64 * 1024)
+///     .heartbeat(Duration::from_secs(5), Duration::from_secs(15));
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerConfig(pub(crate) Config);
+
+/// A client's settings: its wire format, queue and frame limits and clock. `ClientConfig::default()`
+/// speaks PodSixNet's JSON mode, as `ServerConfig::default()` does.
+///
+/// ```
+/// use netlib::{ClientConfig, Codec};
+/// let config = ClientConfig::default().codec(Codec::Rencode);
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientConfig(pub(crate) Config);
+
+impl ClientConfig {
+    shared_settings!();
+}
+
+impl ServerConfig {
+    shared_settings!();
+
+    /// Sets the most channels at once. Default 10 000. A client over the limit is
     /// sent `{"action": "error", "error": [87, "server full"]}` and closed. Connections still in
     /// their transport's handshake (a WebSocket upgrade, a page fetch) count too; one refused
     /// then is answered HTTP 503.
     ///
     /// # Panics
     /// If `n` is 0 or over 2^24 (16 777 216).
+    #[must_use]
     pub fn max_connections(mut self, n: usize) -> Self {
         assert!(n > 0 && n <= MAX_SLOTS, "max_connections out of range");
-        self.max_connections = n;
+        self.0.max_connections = n;
         self
     }
 
-    /// Sets the bytes read from one connection per pump before the others get their turn.
-    /// Default 256 KiB. The rest is read on the next pump, so one flooding peer cannot starve
-    /// others.
-    ///
-    /// # Panics
-    /// If `bytes` is 0.
-    pub fn read_budget(mut self, bytes: usize) -> Self {
-        assert!(bytes > 0, "read_budget must be positive");
-        self.read_budget = bytes;
-        self
-    }
-
-    /// Server only: sets the listen backlog, connections the kernel holds before they are
+    /// Sets the listen backlog, connections the kernel holds before they are
     /// accepted. Default 4096 (Linux caps it at `net.core.somaxconn`); the standard library's
     /// 128 drops connections during bursts of connects, which then wait a 1 s SYN retry.
     ///
     /// # Panics
     /// If `n` is 0.
+    #[must_use]
     pub fn listen_backlog(mut self, n: u32) -> Self {
         assert!(n > 0, "listen_backlog must be positive");
-        self.listen_backlog = n;
+        self.0.listen_backlog = n;
         self
     }
 
-    /// Server only: turns the heartbeat on (see [`Heartbeat`]). Default off, since PodSixNet
+    /// Turns the heartbeat on (see [`Heartbeat`]). Default off, since PodSixNet
     /// clients do not answer pings.
     ///
     /// # Panics
     /// If `interval` is zero or `timeout` is not longer than `interval`.
+    #[must_use]
     pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
         assert!(
             !interval.is_zero() && timeout > interval,
             "heartbeat: need 0 < interval < timeout"
         );
-        self.heartbeat = Some(Heartbeat { interval, timeout });
+        self.0.heartbeat = Some(Heartbeat { interval, timeout });
         self
     }
 
-    /// Sets the clock deadlines are measured on. Default [`Clock::System`]; tests pass a
-    /// [`ManualClock`](crate::ManualClock).
-    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
-        self.clock = clock.into();
-        self
-    }
-
-    /// Server only: whether the `connected` message tells the client its channel id, as
+    /// Whether the `connected` message tells the client its channel id, as
     /// `{"action": "connected", "id": 7}` (see [`ChannelId`](crate::ChannelId)). Default off:
     /// PodSixNet's message has no `id`.
+    #[must_use]
     pub fn announce_id(mut self, on: bool) -> Self {
-        self.announce_id = on;
+        self.0.announce_id = on;
         self
     }
 
-    /// Server only: whether a message that does not fit its typed handler (or whose handler
+    /// Whether a message that does not fit its typed handler (or whose handler
     /// returned an error) is answered to the peer with
     /// `{"action": "error", "error": [22, "<why>"], "for": "<action>"}` naming the action and
     /// the field. Default on; it is logged at warn either way.
+    #[must_use]
     pub fn reply_invalid(mut self, on: bool) -> Self {
-        self.reply_invalid = on;
+        self.0.reply_invalid = on;
         self
     }
 
-    /// Server only: limits the messages read from each connection: `per_second` on average, `burst` at once
+    /// Limits the messages read from each connection: `per_second` on average, `burst` at once
     /// after a quiet time. A connection over its budget is not read until it has tokens again:
     /// its messages wait in its socket, and TCP backpressure slows the sender alone. Default off.
     ///
     /// # Panics
     /// If `per_second` or `burst` is 0.
+    #[must_use]
     pub fn rate_limit(mut self, per_second: u32, burst: u32) -> Self {
         assert!(
             per_second > 0 && burst > 0,
             "rate_limit: need a positive rate and burst"
         );
-        self.inbound_messages = Some(Rate { per_second, burst });
+        self.0.inbound_messages = Some(Rate { per_second, burst });
         self
     }
 
-    /// Server only: limits the bytes read from each connection (`per_second`, `burst` in bytes), as
+    /// Limits the bytes read from each connection (`per_second`, `burst` in bytes), as
     /// [`rate_limit`](Self::rate_limit) does messages. Default off.
     ///
     /// # Panics
     /// If `per_second` or `burst` is 0.
+    #[must_use]
     pub fn byte_rate_limit(mut self, per_second: u32, burst: u32) -> Self {
         assert!(
             per_second > 0 && burst > 0,
             "byte_rate_limit: need a positive rate and burst"
         );
-        self.inbound_bytes = Some(Rate { per_second, burst });
+        self.0.inbound_bytes = Some(Rate { per_second, burst });
         self
     }
 
-    /// A soft outbound limit, as Redis's `client-output-buffer-limit`: a peer whose queue stays
-    /// over `bytes` for longer than `grace` is closed with `CloseReason::OutboundOverflow`
-    /// (`max_outbound_bytes` is the hard limit, closing at once). Default off.
-    ///
-    /// # Panics
-    /// If `bytes` is 0.
-    pub fn outbound_soft_limit(mut self, bytes: usize, grace: Duration) -> Self {
-        assert!(bytes > 0, "outbound_soft_limit must be positive");
-        self.outbound_soft = Some((bytes, grace));
-        self
-    }
-
-    /// Server only: the most bytes held in all partial inbound frames and all outbound queues
+    /// The most bytes held in all partial inbound frames and all outbound queues
     /// together, by memory held (buffer capacity), transports' own buffers included (a
     /// WebSocket message still arriving, WebSocket output the socket has not taken). When it
     /// is reached, the connections holding the most unfinished input are
@@ -284,37 +451,27 @@ impl Config {
     ///
     /// # Panics
     /// If `bytes` is 0.
+    #[must_use]
     pub fn memory_budget(mut self, bytes: usize) -> Self {
         assert!(bytes > 0, "memory_budget must be positive");
-        self.memory_budget = Some(bytes);
+        self.0.memory_budget = Some(bytes);
         self
     }
 
-    /// Closes a connection whose frame stays unfinished for longer than `timeout`
-    /// (`CloseReason::FrameTimeout`): a peer cannot hold a buffer by sending half a frame.
-    /// Default off.
-    ///
-    /// # Panics
-    /// If `timeout` is zero.
-    pub fn frame_timeout(mut self, timeout: Duration) -> Self {
-        assert!(!timeout.is_zero(), "frame_timeout must be positive");
-        self.frame_timeout = Some(timeout);
-        self
-    }
-
-    /// Server only: closes a connection that completes no message for `timeout`
+    /// Closes a connection that completes no message for `timeout`
     /// (`CloseReason::Idle`), including one that never finishes its first frame. Default off
     /// (PodSixNet clients may stay quiet for hours).
     ///
     /// # Panics
     /// If `timeout` is zero.
+    #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         assert!(!timeout.is_zero(), "idle_timeout must be positive");
-        self.idle_timeout = Some(timeout);
+        self.0.idle_timeout = Some(timeout);
         self
     }
 
-    /// Server only: how long a connection may take over its transport's handshake (a
+    /// How long a connection may take over its transport's handshake (a
     /// WebSocket upgrade, or a page fetch on a WebSocket listener: request read, answer
     /// written) before it is dropped without becoming a channel. Default 10 s. Connections in
     /// their handshake count toward [`max_connections`](Self::max_connections). A plain TCP
@@ -322,13 +479,14 @@ impl Config {
     ///
     /// # Panics
     /// If `timeout` is zero.
+    #[must_use]
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         assert!(!timeout.is_zero(), "handshake_timeout must be positive");
-        self.handshake_timeout = timeout;
+        self.0.handshake_timeout = timeout;
         self
     }
 
-    /// Server only: the most connections one client address may hold at once, established
+    /// The most connections one client address may hold at once, established
     /// channels and connections still in their handshake together (channels lingering after a
     /// close count until their socket is closed, as for
     /// [`max_connections`](Self::max_connections)). Default off.
@@ -350,13 +508,14 @@ impl Config {
     ///
     /// # Panics
     /// If `n` is 0.
+    #[must_use]
     pub fn max_connections_per_address(mut self, n: usize) -> Self {
         assert!(n > 0, "max_connections_per_address must be positive");
-        self.max_connections_per_address = Some(n);
+        self.0.max_connections_per_address = Some(n);
         self
     }
 
-    /// Server only: the most connections from one client address (grouped as
+    /// The most connections from one client address (grouped as
     /// [`max_connections_per_address`](Self::max_connections_per_address) says) that may be in
     /// their transport's handshake at once (a WebSocket upgrade or a page fetch whose request
     /// is not read or whose answer is not written yet; see
@@ -369,141 +528,34 @@ impl Config {
     ///
     /// # Panics
     /// If `n` is 0.
+    #[must_use]
     pub fn max_handshakes_per_address(mut self, n: usize) -> Self {
         assert!(n > 0, "max_handshakes_per_address must be positive");
-        self.max_handshakes_per_address = Some(n);
+        self.0.max_handshakes_per_address = Some(n);
         self
     }
 
-    /// Server only: limits how fast one client address (grouped as
+    /// Limits how fast one client address (grouped as
     /// [`max_connections_per_address`](Self::max_connections_per_address) says) may open
     /// connections: a token bucket ([`Bucket`](crate::Bucket)) per address of `per_second` new
     /// connections a second on average, `burst` at once after a quiet time; measured on the
     /// config's [`clock`](Self::clock). As HAProxy's `src_conn_rate` or nginx's `limit_req`.
     /// Default off. A connection without a token is closed as soon as it is accepted, counted
     /// and logged as for [`max_connections_per_address`](Self::max_connections_per_address);
-    /// a connection refused by it or by the per-address cap takes no token. An address's
+    /// a connection refused by it or by the per-address cap takes no token (one refused later,
+    /// because the server is full or its address is over its handshake cap, has taken one). An address's
     /// bucket is forgotten once it is full again and the address holds no connection.
     ///
     /// # Panics
     /// If `per_second` or `burst` is 0.
+    #[must_use]
     pub fn connect_rate_per_address(mut self, per_second: u32, burst: u32) -> Self {
         assert!(
             per_second > 0 && burst > 0,
             "connect_rate_per_address: need a positive rate and burst"
         );
-        self.connect_rate_per_address = Some(Rate { per_second, burst });
+        self.0.connect_rate_per_address = Some(Rate { per_second, burst });
         self
-    }
-
-    /// The most connections per client address (channels and handshakes), if limited.
-    pub fn get_max_connections_per_address(&self) -> Option<usize> {
-        self.max_connections_per_address
-    }
-
-    /// The most handshakes in progress per client address, if limited.
-    pub fn get_max_handshakes_per_address(&self) -> Option<usize> {
-        self.max_handshakes_per_address
-    }
-
-    /// The rate of new connections per client address (per second, burst), if limited.
-    pub fn get_connect_rate_per_address(&self) -> Option<Rate> {
-        self.connect_rate_per_address
-    }
-
-    /// The handshake timeout.
-    pub fn get_handshake_timeout(&self) -> Duration {
-        self.handshake_timeout
-    }
-
-    /// The inbound message rate limit, if on.
-    pub fn get_rate_limit(&self) -> Option<Rate> {
-        self.inbound_messages
-    }
-
-    /// The inbound byte rate limit, if on.
-    pub fn get_byte_rate_limit(&self) -> Option<Rate> {
-        self.inbound_bytes
-    }
-
-    /// The soft outbound limit and its grace period, if on.
-    pub fn get_outbound_soft_limit(&self) -> Option<(usize, Duration)> {
-        self.outbound_soft
-    }
-
-    /// The total memory budget in bytes, if on.
-    pub fn get_memory_budget(&self) -> Option<usize> {
-        self.memory_budget
-    }
-
-    /// The unfinished-frame timeout, if on.
-    pub fn get_frame_timeout(&self) -> Option<Duration> {
-        self.frame_timeout
-    }
-
-    /// The idle timeout, if on.
-    pub fn get_idle_timeout(&self) -> Option<Duration> {
-        self.idle_timeout
-    }
-
-    /// The framing.
-    pub fn get_framing(&self) -> Framing {
-        self.framing
-    }
-
-    /// The codec.
-    pub fn get_codec(&self) -> Codec {
-        self.codec.clone()
-    }
-
-    /// The largest frame payload in bytes.
-    pub fn get_max_frame_size(&self) -> usize {
-        self.max_frame_size
-    }
-
-    /// The longest line accepted from a line peer, in bytes.
-    pub fn get_max_line_length(&self) -> usize {
-        self.max_line_length
-    }
-
-    /// The most unwritten bytes queued per peer.
-    pub fn get_max_outbound_bytes(&self) -> usize {
-        self.max_outbound_bytes
-    }
-
-    /// The most channels a server holds at once.
-    pub fn get_max_connections(&self) -> usize {
-        self.max_connections
-    }
-
-    /// Bytes read from one connection per pump.
-    pub fn get_read_budget(&self) -> usize {
-        self.read_budget
-    }
-
-    /// The listen backlog (connections).
-    pub fn get_listen_backlog(&self) -> u32 {
-        self.listen_backlog
-    }
-
-    /// The heartbeat, if on.
-    pub fn get_heartbeat(&self) -> Option<Heartbeat> {
-        self.heartbeat
-    }
-
-    /// The clock.
-    pub fn get_clock(&self) -> &Clock {
-        &self.clock
-    }
-
-    /// Whether `connected` carries the channel id.
-    pub fn get_announce_id(&self) -> bool {
-        self.announce_id
-    }
-
-    /// Whether invalid messages are answered with an `error` message.
-    pub fn get_reply_invalid(&self) -> bool {
-        self.reply_invalid
     }
 }
 
@@ -514,40 +566,40 @@ mod tests {
     #[test]
     #[should_panic(expected = "max_frame_size out of range")]
     fn a_zero_frame_size_is_refused() {
-        let _ = Config::default().max_frame_size(0);
+        let _ = ServerConfig::default().max_frame_size(0);
     }
 
     #[test]
     #[should_panic(expected = "heartbeat")]
     fn a_timeout_shorter_than_the_interval_is_refused() {
-        let _ = Config::default().heartbeat(Duration::from_secs(2), Duration::from_secs(1));
+        let _ = ServerConfig::default().heartbeat(Duration::from_secs(2), Duration::from_secs(1));
     }
 
     #[test]
     fn builders_set_what_getters_read() {
-        let c = Config::default()
+        let c = ServerConfig::default()
             .codec(Codec::Rencode)
             .max_connections(5)
             .announce_id(true);
-        assert_eq!(c.get_codec(), Codec::Rencode);
-        assert_eq!(c.get_max_connections(), 5);
-        assert!(c.get_announce_id() && c.get_reply_invalid());
+        assert_eq!(c.0.get_codec(), Codec::Rencode);
+        assert_eq!(c.0.get_max_connections(), 5);
+        assert!(c.0.get_announce_id() && c.0.get_reply_invalid());
     }
 
     #[test]
     fn per_address_limits_are_off_by_default_and_read_back() {
-        let d = Config::default();
-        assert_eq!(d.get_max_connections_per_address(), None);
-        assert_eq!(d.get_max_handshakes_per_address(), None);
-        assert_eq!(d.get_connect_rate_per_address(), None);
+        let d = ServerConfig::default();
+        assert_eq!(d.0.get_max_connections_per_address(), None);
+        assert_eq!(d.0.get_max_handshakes_per_address(), None);
+        assert_eq!(d.0.get_connect_rate_per_address(), None);
         let c = d
             .max_connections_per_address(256)
             .max_handshakes_per_address(32)
             .connect_rate_per_address(20, 100);
-        assert_eq!(c.get_max_connections_per_address(), Some(256));
-        assert_eq!(c.get_max_handshakes_per_address(), Some(32));
+        assert_eq!(c.0.get_max_connections_per_address(), Some(256));
+        assert_eq!(c.0.get_max_handshakes_per_address(), Some(32));
         assert_eq!(
-            c.get_connect_rate_per_address(),
+            c.0.get_connect_rate_per_address(),
             Some(Rate {
                 per_second: 20,
                 burst: 100
@@ -558,6 +610,6 @@ mod tests {
     #[test]
     #[should_panic(expected = "max_connections_per_address must be positive")]
     fn a_zero_per_address_cap_is_refused() {
-        let _ = Config::default().max_connections_per_address(0);
+        let _ = ServerConfig::default().max_connections_per_address(0);
     }
 }

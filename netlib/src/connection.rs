@@ -10,15 +10,15 @@ use std::time::Instant;
 use bytes::Bytes;
 use mio::{Registry, Token, Waker};
 use serde::Serialize;
-use serde_json::json;
 
 use crate::codec::Wire;
 use crate::config::Config;
-use crate::error::{errno_text, CloseReason, Error, Result};
+use crate::error::{errno_text, CloseReason, InboundError, SendError};
 use crate::link::{Link, Step};
 use crate::message::Message;
+use crate::protocol;
 use crate::queue::OutQueue;
-use crate::session::{Inbound, Phase, Session, Timer};
+use crate::session::{Inbound, Phase, Session, Side, Timer};
 use crate::transport::Connector;
 
 /// The poll token of a client's connection.
@@ -31,9 +31,12 @@ pub enum ConnectionState {
     Connecting,
     /// Connected (`socketConnect` was delivered).
     Open,
-    /// `close()` was called; queued output is being written, then the connection closes.
+    /// Closing: `close()` was called, or the server closed its end, or the server did not
+    /// read (the outbound limit); queued output is being written if it can be, then the
+    /// connection closes and `disconnected` is delivered. Sends fail with
+    /// [`SendError::NotConnected`].
     Closing,
-    /// Closed, failed, or never connected. Sends fail with [`Error::NotConnected`].
+    /// Closed, failed, or never connected. Sends fail with [`SendError::NotConnected`].
     Closed,
 }
 
@@ -111,10 +114,16 @@ impl Connection {
         }
     }
 
+    /// The state as the user sees it: `Closing` as soon as the session stops taking output
+    /// (this side closed, the server closed its end, or the outbound limit was passed), even
+    /// before the pump that delivers `disconnected`, so that `state()` and `send` agree.
     pub(crate) fn state(&self) -> ConnectionState {
         match self.state {
             ConnectionState::Closed => ConnectionState::Closed,
             _ if self.close_requested => ConnectionState::Closing,
+            ConnectionState::Open if self.link.as_ref().is_some_and(|l| !l.session.is_open()) => {
+                ConnectionState::Closing
+            }
             s => s,
         }
     }
@@ -141,14 +150,19 @@ impl Connection {
         self.link.as_ref()?.session.deadline()
     }
 
+    /// A count that moves whenever the connection does anything (bytes read or written,
+    /// events queued, a state change): equal twice means nothing happened between.
+    pub(crate) fn progress(&self) -> u64 {
+        self.link.as_ref().map_or(0, |l| l.moved) + self.inbox.len() as u64 + self.state as u64
+    }
+
     pub(crate) fn queued(&self) -> usize {
         self.link.as_ref().map_or(0, |l| l.session.queued()) + self.unsent.len()
     }
 
     fn push_error(&mut self, errno: i32, text: String) {
-        let m = Message::from_value(json!({"action": "error", "error": [errno, text]}));
         self.inbox
-            .push(Event::synthetic(m.expect("an object with an action")));
+            .push(Event::synthetic(protocol::error(errno, &text)));
     }
 
     /// Starts a new round of connection attempts; failures become `error` events.
@@ -181,7 +195,7 @@ impl Connection {
                 self.unsent
                     .append(old.session.take_output(), self.wire.framing);
             }
-            let mut session = Session::new(self.wire.clone(), &self.config, false, now);
+            let mut session = Session::new(self.wire.clone(), &self.config, Side::Client, now);
             session.restore_output(std::mem::take(&mut self.unsent));
             let mut link = Link::new(session, transport);
             if let Err(e) = link.register(&self.registry, CONN, &self.waker, true) {
@@ -196,13 +210,16 @@ impl Connection {
         false
     }
 
-    pub(crate) fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<usize> {
+    pub(crate) fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<usize, SendError> {
         let bytes = self.wire.encode(msg, self.config.get_max_frame_size())?;
-        if self.close_requested || self.state == ConnectionState::Closed {
-            return Err(Error::NotConnected);
+        if matches!(
+            self.state(),
+            ConnectionState::Closing | ConnectionState::Closed
+        ) {
+            return Err(SendError::NotConnected);
         }
         let Some(link) = &mut self.link else {
-            return Err(Error::NotConnected);
+            return Err(SendError::NotConnected);
         };
         match link.session.send(&bytes) {
             Ok(_) => Ok(bytes.len()),
@@ -213,7 +230,10 @@ impl Connection {
                     log::warn!(
                         "the server does not read: outbound queue over {limit} bytes; closing"
                     );
-                    self.push_error(105, format!("outbound queue over {limit} bytes"));
+                    self.push_error(
+                        protocol::ENOBUFS,
+                        format!("outbound queue over {limit} bytes"),
+                    );
                     self.finish(CloseReason::OutboundOverflow { limit });
                 }
                 Err(e)
@@ -242,7 +262,7 @@ impl Connection {
             if self.state == ConnectionState::Open {
                 log::debug!("connection closed: {reason}");
                 self.inbox
-                    .push(Event::synthetic(Message::new("disconnected")));
+                    .push(Event::synthetic(Message::new(protocol::DISCONNECTED)));
             }
         }
         self.state = ConnectionState::Closed;
@@ -296,7 +316,7 @@ impl Connection {
                     link.session.close(CloseReason::Local);
                 }
                 self.inbox
-                    .push(Event::synthetic(Message::new("socketConnect")));
+                    .push(Event::synthetic(Message::new(protocol::SOCKET_CONNECT)));
             }
             Ok(false) => {}
             Err(e) => self.fail(now, &e),
@@ -349,10 +369,8 @@ impl Connection {
                     if let Some(CloseReason::FrameTooLarge { limit }) = link.session.reason() {
                         let text = format!("frame too large (limit {limit} bytes)");
                         log::warn!("closing the connection: {text}");
-                        let m =
-                            json!({"action": "error", "error": [crate::session::EMSGSIZE, text]});
                         self.inbox
-                            .push(Event::synthetic(Message::from_value(m).expect("object")));
+                            .push(Event::synthetic(protocol::error(protocol::EMSGSIZE, &text)));
                         link.session
                             .abort(CloseReason::FrameTooLarge { limit: *limit });
                         return;
@@ -369,11 +387,11 @@ impl Connection {
     }
 
     /// Decodes an undecodable event's payload again for its error.
-    pub(crate) fn decode_error(&self, payload: &[u8]) -> Error {
+    pub(crate) fn decode_error(&self, payload: &[u8]) -> InboundError {
         self.wire
             .codec
             .decode(payload)
             .err()
-            .unwrap_or(Error::NotAnObject)
+            .unwrap_or(InboundError::NotAnObject)
     }
 }

@@ -14,7 +14,7 @@ use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
 
-use crate::error::{Error, Result};
+use crate::error::{InboundError, StartError};
 use crate::message::Message;
 
 /// One registered handler, collected by `inventory`. Built by [`handler!`](macro@crate::handler);
@@ -106,7 +106,7 @@ pub fn erase<K, F: IntoHandler<K>>(f: F) -> Box<dyn Any + Send + Sync> {
 }
 
 /// What a handler may return: `()`, or `Result<(), E>` whose error is reported through the
-/// out-of-band hook as [`Error::Handler`].
+/// out-of-band hook as [`InboundError::Handler`].
 pub trait HandlerReturn {
     /// `Err` with the error's text when the handler failed.
     fn into_outcome(self) -> std::result::Result<(), String>;
@@ -125,8 +125,8 @@ impl<E: fmt::Display> HandlerReturn for std::result::Result<(), E> {
 }
 
 /// Runs a handler's outcome into netlib's error for `msg`.
-pub(crate) fn outcome(r: impl HandlerReturn, msg: &Message) -> Result<()> {
-    r.into_outcome().map_err(|message| Error::Handler {
+pub(crate) fn outcome(r: impl HandlerReturn, msg: &Message) -> Result<(), InboundError> {
+    r.into_outcome().map_err(|message| InboundError::Handler {
         action: msg.action().to_owned(),
         message,
     })
@@ -137,21 +137,22 @@ pub(crate) fn outcome(r: impl HandlerReturn, msg: &Message) -> Result<()> {
 /// [`Listener::out_of_band`](crate::Listener::out_of_band)).
 #[derive(Debug)]
 pub struct OutOfBand {
-    /// Why: bad UTF-8 or JSON, not an object, no string action ([`Error::InvalidJson`] and
-    /// friends), a payload that does not fit a typed handler ([`Error::Payload`]), or a handler
-    /// that returned an error ([`Error::Handler`]).
-    pub error: Error,
+    /// Why: bad UTF-8 or JSON, not an object, no string action ([`InboundError::InvalidJson`] and
+    /// friends), a payload that does not fit a typed handler ([`InboundError::Payload`]), or a handler
+    /// that returned an error ([`InboundError::Handler`]).
+    pub error: InboundError,
     /// The frame's payload as received (empty for client-side synthetic events).
     pub payload: Bytes,
 }
 
 impl OutOfBand {
-    /// Logs it at warn with at most 200 bytes of the payload (PodSixNet prints "OOB data"),
+    /// Logs it at error with at most 200 bytes of the payload (PodSixNet prints "OOB data"),
     /// through a process-wide gate of 20 such lines per second: the rest are counted, and the
-    /// count is logged with the next line that passes.
+    /// count is logged with the next line that passes. Error, so that what is dropped shows at
+    /// `env_logger`'s default level; to stderr when no logger is installed.
     pub fn log(&self, who: &dyn fmt::Display) {
         crate::peerlog::peer_log!(
-            log::Level::Warn,
+            log::Level::Error,
             "{who}: out-of-band data dropped ({}): {:?}",
             self.error,
             crate::peerlog::shown(&self.payload)
@@ -220,8 +221,8 @@ fn label(action: Option<&'static str>) -> &'static str {
 /// at start-up, not a surprise at run time.
 ///
 /// # Errors
-/// [`Error::DuplicateHandler`] naming the type, the action and both registrations.
-pub fn check_handlers() -> Result<()> {
+/// [`StartError::DuplicateHandler`] naming the type, the action and both registrations.
+pub fn check_handlers() -> Result<(), StartError> {
     static CHECKED: OnceLock<std::result::Result<(), (usize, usize)>> = OnceLock::new();
     let entries: Vec<&'static HandlerEntry> = inventory::iter::<HandlerEntry>.into_iter().collect();
     let outcome = CHECKED.get_or_init(|| {
@@ -236,7 +237,7 @@ pub fn check_handlers() -> Result<()> {
     });
     match *outcome {
         Ok(()) => Ok(()),
-        Err((a, b)) => Err(Error::DuplicateHandler {
+        Err((a, b)) => Err(StartError::DuplicateHandler {
             target: entries[b].target_name,
             action: label(entries[b].action),
             first: entries[a].location,
@@ -249,10 +250,11 @@ pub fn check_handlers() -> Result<()> {
 /// program and then shared. A type with no registrations gets an empty table.
 ///
 /// # Errors
-/// [`Error::DuplicateHandler`] if an action is registered twice on `T`, or
-/// [`Error::HandlerSignature`] when a handler registered on `T` is of another shape (e.g. a
+/// [`StartError::DuplicateHandler`] if an action is registered twice on `T`, or
+/// [`StartError::HandlerSignature`] when a handler registered on `T` is of another shape (e.g. a
 /// listener-shaped method on a channel type).
-pub(crate) fn table<T: 'static, H: Send + Sync + 'static>() -> Result<&'static Table<H>> {
+pub(crate) fn table<T: 'static, H: Send + Sync + 'static>() -> Result<&'static Table<H>, StartError>
+{
     type Cache = Mutex<HashMap<(TypeId, TypeId), &'static (dyn Any + Send + Sync)>>;
     static TABLES: OnceLock<Cache> = OnceLock::new();
     let key = (TypeId::of::<T>(), TypeId::of::<H>());
@@ -274,7 +276,7 @@ pub(crate) fn table<T: 'static, H: Send + Sync + 'static>() -> Result<&'static T
             continue;
         }
         if let Some(first) = seen.insert(e.action, e.location) {
-            return Err(Error::DuplicateHandler {
+            return Err(StartError::DuplicateHandler {
                 target: e.target_name,
                 action: label(e.action),
                 first,
@@ -283,7 +285,7 @@ pub(crate) fn table<T: 'static, H: Send + Sync + 'static>() -> Result<&'static T
         }
         let h = (e.make)()
             .downcast::<H>()
-            .map_err(|_| Error::HandlerSignature {
+            .map_err(|_| StartError::HandlerSignature {
                 target: e.target_name,
                 action: label(e.action),
                 location: e.location,
@@ -304,9 +306,9 @@ pub(crate) fn table<T: 'static, H: Send + Sync + 'static>() -> Result<&'static T
 /// One side's handlers and hooks, as [`deliver`] sees them.
 pub(crate) trait Endpoint {
     /// Calls the handler registered for `msg`'s action; `None` if there is none.
-    fn specific(&mut self, msg: &Message) -> Option<Result<()>>;
+    fn specific(&mut self, msg: &Message) -> Option<Result<(), InboundError>>;
     /// Calls the catch-all handlers, reporting each error to `failed`.
-    fn catch_all(&mut self, msg: &Message, failed: &mut dyn FnMut(Error));
+    fn catch_all(&mut self, msg: &Message, failed: &mut dyn FnMut(InboundError));
     /// A valid message with no specific handler.
     fn unhandled(&mut self, msg: &Message);
     /// A frame that is not a message, or whose handler failed.
@@ -316,7 +318,11 @@ pub(crate) trait Endpoint {
 /// Hands one received frame to `e`: the handler for its action (or `unhandled`), then the
 /// catch-all (PodSixNet's `Network_<action>`, then `Network`); decoding and handler errors go
 /// to the out-of-band hook with the payload.
-pub(crate) fn deliver<E: Endpoint>(e: &mut E, decoded: Result<Message>, payload: Bytes) {
+pub(crate) fn deliver<E: Endpoint>(
+    e: &mut E,
+    decoded: Result<Message, InboundError>,
+    payload: Bytes,
+) {
     let msg = match decoded {
         Ok(msg) => msg,
         Err(error) => return e.out_of_band(OutOfBand { error, payload }),

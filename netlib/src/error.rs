@@ -1,61 +1,26 @@
-//! The one error type of netlib, and the reasons a channel or connection closes.
+//! netlib's errors, one type per operation where the caller can act on it ([`SendError`],
+//! [`EncodeError`], [`StartError`], [`ListenError`], [`InboundError`] for what the out-of-band
+//! hook gets), [`Error`] that each converts into for `?` in `main`, and the reasons a channel
+//! or connection closes ([`CloseReason`]).
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-/// Everything that can go wrong in netlib.
+/// Why a received frame did not reach a handler, or its handler failed: what the out-of-band
+/// hook gets ([`OutOfBand::error`](crate::OutOfBand::error)), and what [`Message::from_value`]
+/// and [`Message::parse`] return.
 ///
-/// Decoding variants ([`Error::FrameTooLarge`] .. [`Error::Payload`]) describe a bad frame from a
-/// peer; all but `FrameTooLarge` are delivered to the out-of-band hook and the connection stays
-/// open, because the frame boundary is still known. `WouldBlock` is never returned: the pump
-/// handles it.
+/// All but [`FrameTooLarge`](Self::FrameTooLarge) leave the connection open, because the frame
+/// boundary is still known.
+///
+/// [`Message::from_value`]: crate::Message::from_value
+/// [`Message::parse`]: crate::Message::parse
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
-    /// A socket operation failed (other than `WouldBlock`/`Interrupted`, which the pump handles).
-    #[error("I/O error: {0}")]
-    Io(#[from] io::Error),
-    /// Binding a listening socket failed, e.g. the port is in use.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address that could not be bound.
-        addr: SocketAddr,
-        /// The operating system's error.
-        source: io::Error,
-    },
-    /// An address string could not be parsed or resolved (`host:port` expected).
-    #[error("cannot resolve {addr:?}: {reason}")]
-    Resolve {
-        /// The address as given.
-        addr: String,
-        /// Why it failed.
-        reason: String,
-    },
-    /// The same action was registered twice for one handler type (found at start-up).
-    #[error("handler for action {action:?} registered twice on {target} ({first} and {second})")]
-    DuplicateHandler {
-        /// The type the handlers were registered on.
-        target: &'static str,
-        /// The action, or `*` for the catch-all.
-        action: &'static str,
-        /// Where the first registration is (`file:line`).
-        first: &'static str,
-        /// Where the second registration is (`file:line`).
-        second: &'static str,
-    },
-    /// A registered handler method does not have a signature netlib can call for its type.
-    #[error("handler for action {action:?} on {target} ({location}) has the wrong signature for this endpoint")]
-    HandlerSignature {
-        /// The type the handler was registered on.
-        target: &'static str,
-        /// The action, or `*` for the catch-all.
-        action: &'static str,
-        /// Where the registration is (`file:line`).
-        location: &'static str,
-    },
-    /// A frame is larger than the configured maximum (in bytes). Sending such a frame fails with
-    /// this error; receiving one closes the connection, since nothing past the limit is buffered.
+pub enum InboundError {
+    /// A frame is larger than the configured maximum (bytes); receiving one closes the
+    /// connection, since nothing past the limit is buffered.
     #[error("frame too large: {size} bytes or more, limit {limit} bytes")]
     FrameTooLarge {
         /// The size seen so far, in bytes (a lower bound when the frame was still arriving).
@@ -64,8 +29,7 @@ pub enum Error {
         limit: usize,
     },
     /// A received line is longer than the limit (bytes) under [`Framing::Line`](crate::Framing::Line).
-    /// Not fatal: the line is skipped and the connection stays open (until it happens often;
-    /// see the session's strikes).
+    /// The line is skipped and the connection stays open (the fourth closes it).
     #[error("line too long: limit {limit} bytes")]
     LineTooLong {
         /// The limit in bytes.
@@ -80,20 +44,11 @@ pub enum Error {
     /// A frame's payload is not valid PodSixNet rencode (rencode codec).
     #[error("payload is not valid rencode: {0}")]
     InvalidRencode(#[source] crate::rencode::RencodeError),
-    /// A message encoded with the rencode codec contains the frame terminator `\0---\0` (e.g.
-    /// the integer 0x2d2d2d or a string with NULs), so terminator framing would cut it in two
-    /// (PodSixNet silently does); or a [`Framing::Line`](crate::Framing::Line) payload contains
-    /// `\n`. Use length-prefix framing for such data.
-    #[error(
-        "the encoded message contains its frame delimiter (\\0---\\0, or a newline in a line); use length-prefix framing"
-    )]
-    TerminatorInPayload,
     /// A [custom codec](crate::PayloadCodec) could not make a message of a payload, e.g. a
-    /// line that is no command of a line protocol. Like every decoding error it goes to the
-    /// out-of-band hook and the connection stays open.
+    /// line that is no command of a line protocol.
     #[error("cannot decode the payload: {0}")]
     Decode(String),
-    /// A frame's payload is JSON but not an object (`{...}`).
+    /// A frame's payload is not a JSON object (`{...}`).
     #[error("payload is not a JSON object")]
     NotAnObject,
     /// A frame's payload is an object without an `"action"` key.
@@ -118,12 +73,158 @@ pub enum Error {
         /// The error's text.
         message: String,
     },
-    /// A message could not be encoded (serde reported an error, e.g. a map with non-string keys).
-    #[error("cannot encode message: {0}")]
-    Encode(#[source] serde_json::Error),
-    /// The channel or connection this call names is closed or does not exist.
-    #[error("not connected")]
+}
+
+/// Why a value could not be encoded as a message: what [`ServerContext::send_to`] and
+/// [`Codec::encode`] return. Nothing was queued.
+///
+/// [`ServerContext::send_to`]: crate::ServerContext::send_to
+/// [`Codec::encode`]: crate::Codec::encode
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// serde reported an error, e.g. a map with non-string keys.
+    #[error("cannot encode the message: {0}")]
+    Serialize(String),
+    /// The value does not serialize to an object (a struct or a map): PodSixNet's messages are
+    /// dictionaries. Derive `Serialize` on a struct, or use [`Message`](crate::Message).
+    #[error("not a message: the value does not serialize to an object; send a struct or a map with a string \"action\" field")]
+    NotAnObject,
+    /// The value serializes to an object without an `"action"` field: the peer would drop it.
+    /// Add an `action: &'static str` field, or `#[serde(tag = "action")]` on an enum.
+    #[error("not a message: the object has no \"action\" field; add one (e.g. `action: &'static str`, or #[serde(tag = \"action\")] on an enum)")]
+    MissingAction,
+    /// The value's `"action"` field is not a string.
+    #[error("not a message: its \"action\" field is not a string")]
+    ActionNotString,
+    /// The encoded frame is larger than the configured maximum (bytes).
+    #[error("frame too large: {size} bytes, limit {limit} bytes")]
+    FrameTooLarge {
+        /// The frame's size, in bytes.
+        size: usize,
+        /// The configured limit, in bytes.
+        limit: usize,
+    },
+    /// The encoded message contains its frame delimiter: PodSixNet's `\0---\0` in a rencode
+    /// payload (e.g. the integer 0x2d2d2d or a string with NULs), which terminator framing would
+    /// cut in two (PodSixNet silently does), or a newline in a [`Framing::Line`](crate::Framing::Line)
+    /// payload. Use length-prefix framing for such data.
+    #[error("the encoded message contains its frame delimiter (\\0---\\0, or a newline in a line); use length-prefix framing")]
+    DelimiterInPayload,
+}
+
+/// Why a message could not be queued on a connection: what [`Client::send`],
+/// [`ChannelContext::send`] and [`ClientContext::send`] return.
+///
+/// [`Client::send`]: crate::Client::send
+/// [`ChannelContext::send`]: crate::ChannelContext::send
+/// [`ClientContext::send`]: crate::ClientContext::send
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The connection is closing or closed, so nothing more is sent on it: it was closed by
+    /// this side, by the peer (the `disconnected` event follows on the next pump), or because
+    /// the peer did not read (`max_outbound_bytes`). A game loop checks
+    /// [`Client::is_connected`](crate::Client::is_connected) or handles `disconnected`; the
+    /// message was not queued.
+    #[error("not connected: the connection is closing or closed, so the message was not queued (check is_connected(); `disconnected` follows on the next pump)")]
     NotConnected,
+    /// The value could not be encoded as a message.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// Why a server or client could not start: what [`Server::new`] and [`Client::connect`]
+/// return.
+///
+/// [`Server::new`]: crate::Server::new
+/// [`Client::connect`]: crate::Client::connect
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The same action was registered twice for one handler type.
+    #[error("handler for action {action:?} registered twice on {target} ({first} and {second})")]
+    DuplicateHandler {
+        /// The type the handlers were registered on.
+        target: &'static str,
+        /// The action, or `*` for the catch-all.
+        action: &'static str,
+        /// Where the first registration is (`file:line`).
+        first: &'static str,
+        /// Where the second registration is (`file:line`).
+        second: &'static str,
+    },
+    /// A registered handler method does not have a signature netlib can call for its type.
+    #[error("handler for action {action:?} on {target} ({location}) has the wrong signature for this endpoint")]
+    HandlerSignature {
+        /// The type the handler was registered on.
+        target: &'static str,
+        /// The action, or `*` for the catch-all.
+        action: &'static str,
+        /// Where the registration is (`file:line`).
+        location: &'static str,
+    },
+    /// The poller could not be made.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why a listener could not be bound: what [`Server::bind`], [`Server::bind_tcp`] and
+/// [`Server::bind_ws`] return.
+///
+/// [`Server::bind`]: crate::Server::bind
+/// [`Server::bind_tcp`]: crate::Server::bind_tcp
+/// [`Server::bind_ws`]: crate::Server::bind_ws
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListenError {
+    /// The address string could not be parsed or resolved (`host:port` expected).
+    #[error("cannot resolve {addr:?}: {reason}")]
+    Resolve {
+        /// The address as given.
+        addr: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// Binding failed, e.g. the port is in use.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address that could not be bound.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The server could not start ([`Server::bind`](crate::Server::bind) makes one).
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// Registering the listener with the poller failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Any of netlib's errors, for a program's `main` or a pump: each operation's own error type
+/// converts into it with `?`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The poller failed (a pump), or another socket operation.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// See [`StartError`].
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// See [`ListenError`].
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    /// See [`SendError`].
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// See [`EncodeError`].
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// See [`InboundError`].
+    #[error(transparent)]
+    Inbound(#[from] InboundError),
 }
 
 /// A `Result` with netlib's [`Error`].
@@ -229,7 +330,7 @@ impl fmt::Display for CloseReason {
 
 /// Splits an I/O error into PodSixNet's `[errno, "text"]` shape: the OS error number (0 when the
 /// error has none) and the text without Rust's " (os error N)" suffix.
-pub fn errno_text(e: &io::Error) -> (i32, String) {
+pub(crate) fn errno_text(e: &io::Error) -> (i32, String) {
     let errno = e.raw_os_error().unwrap_or(0);
     let mut text = e.to_string();
     if let Some(i) = text.find(" (os error ") {

@@ -1,12 +1,12 @@
 //! Framing: how a byte stream is cut into frames. Pure and sans-IO: bytes in, frames out.
 //!
-//! Two framings exist, chosen per server or connection in [`Config`](crate::Config):
+//! Two framings exist, chosen per server or connection in [`Config`](crate::ServerConfig):
 //! - [`Framing::Terminator`] (default, PodSixNet's): `payload` then the 5 bytes `\0---\0`.
 //! - [`Framing::LengthPrefix`]: a 4-byte big-endian payload length, then the payload.
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::error::{Error, Result};
+use crate::error::{EncodeError, InboundError};
 
 /// PodSixNet's frame terminator: `00 2d 2d 2d 00`.
 pub const TERMINATOR: &[u8; 5] = b"\0---\0";
@@ -26,35 +26,27 @@ pub enum Framing {
     LengthPrefix,
     /// Text lines: the payload, then `\n` (`\r\n` is accepted on input): the classic line
     /// protocol of `nc` and telnet users. A payload may not contain `\n`. A received line longer
-    /// than [`Config::max_line_length`](crate::Config::max_line_length) is reported as
-    /// [`Error::LineTooLong`] and skipped without being buffered, not fatal: the next line is
+    /// than [`ServerConfig::max_line_length`](crate::ServerConfig::max_line_length) is reported as
+    /// [`InboundError::LineTooLong`] and skipped without being buffered, not fatal: the next line is
     /// read as usual. A peer's fourth overlong line closes it as `FrameTooLarge`.
     Line,
 }
 
 impl Framing {
     /// Bytes this framing adds before the payload.
-    pub fn header_len(self) -> usize {
+    pub(crate) fn header_len(self) -> usize {
         match self {
             Framing::Terminator | Framing::Line => 0,
             Framing::LengthPrefix => 4,
         }
     }
 
-    /// Bytes this framing adds after the payload.
-    pub fn trailer_len(self) -> usize {
-        match self {
-            Framing::Terminator => TERMINATOR.len(),
-            Framing::LengthPrefix => 0,
-            Framing::Line => 1,
-        }
-    }
-
     /// Frames an already encoded payload: returns the bytes to put on the wire.
     ///
     /// # Errors
-    /// [`Error::FrameTooLarge`] if `payload` is longer than `max_frame_size` bytes.
-    pub fn frame(self, payload: &[u8], max_frame_size: usize) -> Result<Bytes> {
+    /// [`EncodeError::FrameTooLarge`] if `payload` is longer than `max_frame_size` bytes;
+    /// [`EncodeError::DelimiterInPayload`] if a [`Framing::Line`] payload contains `\n`.
+    pub fn frame(self, payload: &[u8], max_frame_size: usize) -> Result<Bytes, EncodeError> {
         let mut out = Vec::with_capacity(payload.len() + 5);
         out.resize(self.header_len(), 0);
         out.extend_from_slice(payload);
@@ -65,12 +57,15 @@ impl Framing {
     /// placeholder bytes: fills the header or appends the trailer.
     ///
     /// # Errors
-    /// [`Error::FrameTooLarge`] if the payload is longer than `max_frame_size` bytes;
-    /// [`Error::TerminatorInPayload`] if a [`Framing::Line`] payload contains `\n`.
-    pub fn finish(self, mut buf: Vec<u8>, max_frame_size: usize) -> Result<Bytes> {
+    /// As [`frame`](Self::frame).
+    pub(crate) fn finish(
+        self,
+        mut buf: Vec<u8>,
+        max_frame_size: usize,
+    ) -> Result<Bytes, EncodeError> {
         let payload_len = buf.len() - self.header_len();
         if payload_len > max_frame_size {
-            return Err(Error::FrameTooLarge {
+            return Err(EncodeError::FrameTooLarge {
                 size: payload_len,
                 limit: max_frame_size,
             });
@@ -79,7 +74,7 @@ impl Framing {
             Framing::Terminator => buf.extend_from_slice(TERMINATOR),
             Framing::Line => {
                 if memchr::memchr(b'\n', &buf).is_some() {
-                    return Err(Error::TerminatorInPayload);
+                    return Err(EncodeError::DelimiterInPayload);
                 }
                 buf.push(b'\n');
             }
@@ -141,10 +136,10 @@ const LARGE: usize = 64 << 10;
 /// [`next_frame`](Self::next_frame) until it returns `Ok(None)`.
 ///
 /// Memory is bounded: once the buffered bytes of one unfinished frame pass the limit,
-/// `next_frame` fails with [`Error::FrameTooLarge`] and the decoder should be dropped (the stream
+/// `next_frame` fails with [`InboundError::FrameTooLarge`] and the decoder should be dropped (the stream
 /// cannot be resynchronised). A length-prefixed frame is rejected as soon as its header is seen.
 #[derive(Debug)]
-pub struct FrameDecoder {
+pub(crate) struct FrameDecoder {
     framing: Framing,
     max_frame_size: usize,
     buf: BytesMut,
@@ -157,7 +152,7 @@ pub struct FrameDecoder {
 
 impl FrameDecoder {
     /// A decoder for `framing` that accepts payloads of at most `max_frame_size` bytes.
-    pub fn new(framing: Framing, max_frame_size: usize) -> Self {
+    pub(crate) fn new(framing: Framing, max_frame_size: usize) -> Self {
         FrameDecoder {
             framing,
             max_frame_size,
@@ -170,7 +165,7 @@ impl FrameDecoder {
 
     /// Appends received bytes. A large buffer left empty by the frames taken from it is let go
     /// first, so a connection that once sent a big frame does not keep its memory.
-    pub fn push(&mut self, bytes: &[u8]) {
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
         if self.buf.is_empty() && self.buf.capacity() > LARGE {
             self.buf = BytesMut::new();
         }
@@ -188,19 +183,19 @@ impl FrameDecoder {
     }
 
     /// Bytes received but not yet returned as frames.
-    pub fn buffered(&self) -> usize {
+    pub(crate) fn buffered(&self) -> usize {
         self.buf.len()
     }
 
     /// Memory held for received bytes, in bytes: the buffer's capacity, at least
     /// [`buffered`](Self::buffered). What a memory budget counts.
-    pub fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         self.buf.capacity()
     }
 
     /// Drops every byte received and not yet returned, and the memory holding them: for a
     /// stream that will not be read any further.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.buf = BytesMut::new();
         self.scanned = 0;
         self.discarding = false;
@@ -209,9 +204,9 @@ impl FrameDecoder {
     /// The next complete frame's payload, `Ok(None)` if more bytes are needed.
     ///
     /// # Errors
-    /// [`Error::FrameTooLarge`] once the frame being received is known to exceed the limit.
+    /// [`InboundError::FrameTooLarge`] once the frame being received is known to exceed the limit.
     /// After an error the stream is unusable.
-    pub fn next_frame(&mut self) -> Result<Option<Bytes>> {
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Bytes>, InboundError> {
         match self.framing {
             Framing::Terminator => {
                 let start = self.scanned.saturating_sub(TERMINATOR.len() - 1);
@@ -261,8 +256,8 @@ impl FrameDecoder {
     }
 
     /// Line framing: the next line without its `\n` or `\r\n`. An overlong line is reported
-    /// once ([`Error::LineTooLong`]) and its bytes dropped up to its end.
-    fn next_line(&mut self) -> Result<Option<Bytes>> {
+    /// once ([`InboundError::LineTooLong`]) and its bytes dropped up to its end.
+    fn next_line(&mut self) -> Result<Option<Bytes>, InboundError> {
         loop {
             let Some(i) =
                 memchr::memchr(b'\n', &self.buf[self.scanned..]).map(|i| self.scanned + i)
@@ -274,7 +269,7 @@ impl FrameDecoder {
                     self.buf.clear();
                     self.scanned = 0;
                     self.discarding = true;
-                    return Err(Error::LineTooLong {
+                    return Err(InboundError::LineTooLong {
                         limit: self.max_frame_size,
                     });
                 } else {
@@ -293,7 +288,7 @@ impl FrameDecoder {
                 line.truncate(i - 1);
             }
             if line.len() > self.max_frame_size {
-                return Err(Error::LineTooLong {
+                return Err(InboundError::LineTooLong {
                     limit: self.max_frame_size,
                 });
             }
@@ -301,8 +296,8 @@ impl FrameDecoder {
         }
     }
 
-    fn too_large(&self, size: usize) -> Error {
-        Error::FrameTooLarge {
+    fn too_large(&self, size: usize) -> InboundError {
+        InboundError::FrameTooLarge {
             size,
             limit: self.max_frame_size,
         }
@@ -313,7 +308,11 @@ impl FrameDecoder {
 mod tests {
     use super::*;
 
-    fn frames_of(framing: Framing, max: usize, chunks: &[&[u8]]) -> Result<Vec<Vec<u8>>> {
+    fn frames_of(
+        framing: Framing,
+        max: usize,
+        chunks: &[&[u8]],
+    ) -> Result<Vec<Vec<u8>>, InboundError> {
         let mut d = FrameDecoder::new(framing, max);
         let mut out = Vec::new();
         for c in chunks {
@@ -354,7 +353,7 @@ mod tests {
         d.push(b"0123456789abcdef");
         assert!(matches!(
             d.next_frame(),
-            Err(Error::LineTooLong { limit: 8 })
+            Err(InboundError::LineTooLong { limit: 8 })
         ));
         d.push(b"still the same line");
         assert_eq!(d.next_frame().unwrap(), None);
@@ -362,7 +361,10 @@ mod tests {
         assert_eq!(d.next_frame().unwrap().as_deref(), Some(&b"ok"[..]));
         // One that arrives whole is reported as well.
         d.push(b"0123456789\nnext\n");
-        assert!(matches!(d.next_frame(), Err(Error::LineTooLong { .. })));
+        assert!(matches!(
+            d.next_frame(),
+            Err(InboundError::LineTooLong { .. })
+        ));
         assert_eq!(d.next_frame().unwrap().as_deref(), Some(&b"next"[..]));
         assert!(d.buffered() == 0);
     }
@@ -438,7 +440,7 @@ mod tests {
             let big = vec![b'x'; 101];
             let err = frames_of(framing, 100, &[&stream(framing, &[&big])]).unwrap_err();
             assert!(
-                matches!(err, Error::FrameTooLarge { limit: 100, .. }),
+                matches!(err, InboundError::FrameTooLarge { limit: 100, .. }),
                 "{err:?}"
             );
         }
@@ -454,13 +456,16 @@ mod tests {
             "104 bytes may still be a 100-byte payload + 4"
         );
         d.push(b"x");
-        assert!(matches!(d.next_frame(), Err(Error::FrameTooLarge { .. })));
+        assert!(matches!(
+            d.next_frame(),
+            Err(InboundError::FrameTooLarge { .. })
+        ));
         // Length prefix: rejected from the header alone.
         let mut d = FrameDecoder::new(Framing::LengthPrefix, 100);
         d.push(&1_000_000u32.to_be_bytes());
         assert!(matches!(
             d.next_frame(),
-            Err(Error::FrameTooLarge {
+            Err(InboundError::FrameTooLarge {
                 size: 1_000_000,
                 limit: 100
             })
@@ -473,7 +478,7 @@ mod tests {
         for framing in BOTH {
             assert!(matches!(
                 framing.frame(&[0; 11], 10),
-                Err(Error::FrameTooLarge {
+                Err(crate::error::EncodeError::FrameTooLarge {
                     size: 11,
                     limit: 10
                 })

@@ -13,12 +13,9 @@ use serde::Serialize;
 
 use crate::connection::{Connection, ConnectionState};
 use crate::dispatch::{outcome, HandlerReturn, IntoHandler, OutOfBand};
-use crate::error::{CloseReason, Error, Result};
+use crate::error::{CloseReason, InboundError, SendError};
 use crate::hub::{ChannelId, ServerContext};
 use crate::message::Message;
-
-/// The `error` code of the reply to an invalid message (Linux EINVAL).
-pub(crate) const EINVAL: i32 = 22;
 
 /// The server's state and its hooks: PodSixNet's `Server` subclass.
 ///
@@ -42,15 +39,25 @@ pub trait ServerHandler: Sized + 'static {
         addr: SocketAddr,
     ) -> Self::Channel;
 
-    /// A channel closed and was removed; its state is handed back. Default: nothing.
-    fn closed(
-        &mut self,
-        ctx: &mut ServerContext<'_, Self::Channel>,
-        id: ChannelId,
-        channel: Self::Channel,
-        reason: &CloseReason,
-    ) {
-        let _ = (ctx, id, channel, reason);
+    /// A channel closed and was removed: `gone` holds its id, its state and why. As
+    /// PodSixNet's `Channel.Close`. Default: nothing.
+    ///
+    /// ```
+    /// # use netlib::{ChannelId, Closed, ServerContext, ServerHandler};
+    /// # use std::net::SocketAddr;
+    /// # #[derive(Default)] struct Game { players: Vec<ChannelId> }
+    /// impl ServerHandler for Game {
+    ///     type Channel = ();
+    ///     fn connected(&mut self, _: &mut ServerContext<'_, ()>, id: ChannelId, _: SocketAddr) {
+    ///         self.players.push(id);
+    ///     }
+    ///     fn closed(&mut self, _: &mut ServerContext<'_, ()>, gone: Closed<()>) {
+    ///         self.players.retain(|&p| p != gone.id);
+    ///     }
+    /// }
+    /// ```
+    fn closed(&mut self, ctx: &mut ServerContext<'_, Self::Channel>, gone: Closed<Self::Channel>) {
+        let _ = (ctx, gone);
     }
 
     /// Called once at the end of every pump, after all messages were dispatched and before
@@ -86,9 +93,21 @@ pub trait ServerHandler: Sized + 'static {
     }
 }
 
-/// The default out-of-band handling: logs `oob` at warn and, when the config's
-/// [`reply_invalid`](crate::Config::reply_invalid) is on (default) and the message decoded but
-/// did not fit its handler ([`Error::Payload`]) or its handler failed ([`Error::Handler`]),
+/// A channel that closed, as [`ServerHandler::closed`] gets it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Closed<C> {
+    /// The channel's id (not reused for another channel).
+    pub id: ChannelId,
+    /// The channel's state, as [`ServerHandler::connected`] made it and its handlers left it.
+    pub channel: C,
+    /// Why it closed.
+    pub reason: CloseReason,
+}
+
+/// The default out-of-band handling: logs `oob` at error and, when the config's
+/// [`reply_invalid`](crate::ServerConfig::reply_invalid) is on (default) and the message decoded but
+/// did not fit its handler ([`InboundError::Payload`]) or its handler failed ([`InboundError::Handler`]),
 /// answers the peer with `{"action": "error", "error": [22, "<why>"], "for": "<action>"}`.
 /// Frames that are not messages at all are only logged (as PodSixNet does).
 pub fn reject<C>(ctx: &mut ServerContext<'_, C>, id: ChannelId, oob: &OutOfBand) {
@@ -96,9 +115,9 @@ pub fn reject<C>(ctx: &mut ServerContext<'_, C>, id: ChannelId, oob: &OutOfBand)
     if !ctx.config().get_reply_invalid() {
         return;
     }
-    if let Error::Payload { action, .. } | Error::Handler { action, .. } = &oob.error {
-        let reply = Message::new("error")
-            .with("error", serde_json::json!([EINVAL, oob.error.to_string()]))
+    if let InboundError::Payload { action, .. } | InboundError::Handler { action, .. } = &oob.error
+    {
+        let reply = crate::protocol::error(crate::protocol::EINVAL, &oob.error.to_string())
             .with("for", action.as_str());
         let _ = ctx.send_to(id, &reply);
     }
@@ -149,9 +168,9 @@ impl<'a, S: ServerHandler> ChannelContext<'a, S> {
     /// `Channel.Send`). Encodes for this channel alone.
     ///
     /// # Errors
-    /// Encoding errors (as [`ServerContext::encode`]); [`Error::NotConnected`] if this channel
-    /// is closing, or just went over its outbound limit (it is then closed).
-    pub fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<usize> {
+    /// [`SendError::Encode`] (as [`ServerContext::encode`]); [`SendError::NotConnected`] if
+    /// this channel is closing, or just went over its outbound limit (it is then closed).
+    pub fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<usize, SendError> {
         self.hub.hub.send_one(self.key, msg)
     }
 
@@ -227,7 +246,7 @@ impl ClientContext<'_> {
     ///
     /// # Errors
     /// As [`Client::send`](crate::Client::send).
-    pub fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<usize> {
+    pub fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<usize, SendError> {
         self.conn.send(msg)
     }
 
@@ -244,8 +263,11 @@ impl ClientContext<'_> {
 }
 
 /// A channel handler with its message argument erased.
-pub(crate) type ChannelFn<C, S> =
-    Box<dyn for<'a> Fn(&mut C, &mut ChannelContext<'a, S>, &Message) -> Result<()> + Send + Sync>;
+pub(crate) type ChannelFn<C, S> = Box<
+    dyn for<'a> Fn(&mut C, &mut ChannelContext<'a, S>, &Message) -> Result<(), InboundError>
+        + Send
+        + Sync,
+>;
 
 /// A server-state handler with its message argument erased.
 pub(crate) type ServerFn<S> = Box<
@@ -254,14 +276,17 @@ pub(crate) type ServerFn<S> = Box<
             &mut ServerContext<'a, <S as ServerHandler>::Channel>,
             ChannelId,
             &Message,
-        ) -> Result<()>
+        ) -> Result<(), InboundError>
         + Send
         + Sync,
 >;
 
 /// A listener handler with its message argument erased.
-pub(crate) type ListenerFn<L> =
-    Box<dyn for<'a> Fn(&mut L, &mut ClientContext<'a>, &Message) -> Result<()> + Send + Sync>;
+pub(crate) type ListenerFn<L> = Box<
+    dyn for<'a> Fn(&mut L, &mut ClientContext<'a>, &Message) -> Result<(), InboundError>
+        + Send
+        + Sync,
+>;
 
 /// Handler-shape markers for [`IntoHandler`]; inferred, never named by users.
 #[doc(hidden)]

@@ -17,7 +17,7 @@ use slab::Slab;
 use crate::addresses::Addresses;
 use crate::codec::Wire;
 use crate::config::Config;
-use crate::error::{CloseReason, Error, Result};
+use crate::error::{CloseReason, EncodeError, SendError};
 use crate::frame::Frame;
 use crate::link::Link;
 use crate::message::Message;
@@ -32,7 +32,7 @@ const NO_KEY: u32 = u32::MAX;
 /// closes, so a stale id cannot reach a newer client.
 ///
 /// It serializes as its serial number (a JSON integer counting up from 1), so a server can tell
-/// a client who it is ([`Config::announce_id`] puts it in the `connected` message) and
+/// a client who it is ([`ServerConfig::announce_id`](crate::ServerConfig::announce_id) puts it in the `connected` message) and
 /// clients can name each other; a deserialized id finds its channel through that number.
 #[derive(Clone, Copy)]
 pub struct ChannelId {
@@ -184,8 +184,8 @@ pub struct Stats {
     /// limit (those are counted in [`refused_per_address`](Self::refused_per_address) too).
     pub refused: u64,
     /// Connections refused because their address was over a per-address limit
-    /// ([`Config::max_connections_per_address`], [`Config::max_handshakes_per_address`],
-    /// [`Config::connect_rate_per_address`]).
+    /// (see [`ServerConfig::max_connections_per_address`](crate::ServerConfig::max_connections_per_address)
+    /// and the other per-address settings).
     pub refused_per_address: u64,
     /// Times a connection was left unread because of its rate limits.
     pub throttled: u64,
@@ -436,7 +436,7 @@ impl<C> Hub<C> {
         );
     }
 
-    pub(crate) fn encode<T: Serialize + ?Sized>(&self, msg: &T) -> Result<Frame> {
+    pub(crate) fn encode<T: Serialize + ?Sized>(&self, msg: &T) -> Result<Frame, EncodeError> {
         let max = self.config.get_max_frame_size();
         let first = self.wires[0].encode(msg, max)?;
         let mut rest = Vec::with_capacity(self.wires.len() - 1);
@@ -495,14 +495,18 @@ impl<C> Hub<C> {
     }
 
     /// Encodes `msg` in channel `key`'s wire and queues it; returns the frame length.
-    pub(crate) fn send_one<T: Serialize + ?Sized>(&mut self, key: usize, msg: &T) -> Result<usize> {
-        let slot = self.slots.get(key).ok_or(Error::NotConnected)?;
+    pub(crate) fn send_one<T: Serialize + ?Sized>(
+        &mut self,
+        key: usize,
+        msg: &T,
+    ) -> Result<usize, SendError> {
+        let slot = self.slots.get(key).ok_or(SendError::NotConnected)?;
         let wire = &self.wires[slot.wire as usize];
         let bytes = wire.encode(msg, self.config.get_max_frame_size())?;
         if self.queue_bytes(key, &bytes) {
             Ok(bytes.len())
         } else {
-            Err(Error::NotConnected)
+            Err(SendError::NotConnected)
         }
     }
 
@@ -644,7 +648,7 @@ impl<C> ServerContext<'_, C> {
     /// # Errors
     /// As [`Codec::encode`](crate::Codec::encode): not an object, serde failure, over
     /// `max_frame_size`.
-    pub fn encode<T: Serialize + ?Sized>(&self, msg: &T) -> Result<Frame> {
+    pub fn encode<T: Serialize + ?Sized>(&self, msg: &T) -> Result<Frame, EncodeError> {
         self.hub.encode(msg)
     }
 
@@ -658,7 +662,7 @@ impl<C> ServerContext<'_, C> {
         &mut self,
         to: R,
         msg: &T,
-    ) -> Result<usize> {
+    ) -> Result<usize, EncodeError> {
         let frame = self.hub.encode(msg)?;
         Ok(self.hub.send_frame(to, &frame))
     }
@@ -714,19 +718,26 @@ impl<C> ServerContext<'_, C> {
         Some(self.hub.slots[self.hub.key(id)?].addr)
     }
 
+    /// The current pump's time, on the server's clock ([`ServerConfig::clock`](crate::ServerConfig::clock):
+    /// a [`ManualClock`](crate::ManualClock)'s in tests): what handlers measure their own rules
+    /// with, so that they and netlib's deadlines agree.
+    pub fn now(&self) -> Instant {
+        self.hub.now
+    }
+
     /// Bytes queued for channel `id` and not yet written to its connection.
     pub fn queued_bytes(&self, id: ChannelId) -> Option<usize> {
         Some(self.hub.slots[self.hub.key(id)?].link.session.queued())
     }
 
     /// The server's configuration.
-    pub fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Config {
         &self.hub.config
     }
 
     /// A `Message` that says `connected`, with the id if the config announces ids.
     pub(crate) fn connected_message(&self, id: ChannelId) -> Message {
-        let m = Message::new("connected");
+        let m = Message::new(crate::protocol::CONNECTED);
         if self.hub.config.get_announce_id() {
             m.with("id", id.serial)
         } else {

@@ -2,43 +2,49 @@
 //!
 //! # Layout
 //!
-//! One concept per file, listed bottom up: a module uses only modules listed before it.
+//! One concept per file, listed bottom up: a module uses only modules listed before it. Every
+//! module is private and its public items are re-exported here, flat; only the transport
+//! module, the extension point, is public as a module.
 //!
-//! - [`rencode`]: PodSixNet's rencode variant, mapped to and from JSON values.
-//! - [`error`]: [`Error`] and [`CloseReason`]. [`clock`]: [`Clock`] and [`ManualClock`].
-//! - `peerlog` (private): rate-limited logging of what peers cause.
-//! - [`message`]: [`Message`], a JSON object with a string `"action"`.
-//! - [`frame`]: framing (PodSixNet's `\0---\0` terminator or a 4-byte length prefix), a pure
+//! - `rencode`: PodSixNet's rencode variant, mapped to and from JSON values.
+//! - `error`: [`Error`] and the error of each operation ([`SendError`], [`EncodeError`],
+//!   [`StartError`], [`ListenError`], [`InboundError`]), [`CloseReason`]. `clock`: [`Clock`]
+//!   and [`ManualClock`]. `tick`: [`FixedStep`], a game loop's fixed rate.
+//! - `peerlog`: rate-limited logging of what peers cause and of what netlib drops.
+//! - `shape`: whether a value to send is a message (an object with a string `"action"`).
+//! - `message`: [`Message`], a JSON object with a string `"action"`.
+//! - `protocol`: the actions netlib puts on the wire and the codes of its `error` messages.
+//! - `frame`: framing (PodSixNet's `\0---\0` terminator or a 4-byte length prefix), a pure
 //!   decoder with a size limit, and [`Frame`] (a message encoded once, for many recipients).
-//! - [`codec`]: payload encoding (JSON or rencode), payload bytes to [`Message`] and back;
+//! - `codec`: payload encoding (JSON or rencode), payload bytes to [`Message`] and back;
 //!   [`Wire`], a framing and a codec together.
-//! - `limits` (private): [`Bucket`], a token bucket for inbound rate limits and applications'
-//!   own rules; [`Rate`].
-//! - [`config`]: [`Config`], the wire format, limits and clock.
-//! - `addresses` (private): fairness between client addresses: per-address connection and
-//!   handshake caps and connect rate (IPv4 per address, IPv6 per /64), in a bounded table.
-//! - `queue` (private): a connection's outgoing frames, coalesced for `writev`.
-//! - `session` (private): one connection's sans-IO state machine (bytes and `now` in; messages,
-//!   bytes and deadlines out), the same for server channels and clients.
-//! - [`net`]: address resolution and listening sockets.
-//! - [`transport`]: the [`Transport`] / [`Acceptor`] / [`Connector`] seam, with TCP,
-//!   WebSocket ([`transport::ws`]: RFC 6455 through `tungstenite`, its HTTP side parsed with
-//!   `httparse`, static pages) and an in-memory pipe.
-//! - `link` (private): a session bound to its transport: the one read path and flush path.
-//! - [`hub`]: the server's channel table, [`ChannelId`], [`ServerContext`] and [`Recipients`].
-//! - `connection` (private): a client's connection state.
-//! - [`dispatch`]: handler registration through `inventory`, dispatch tables, and the one
+//! - `limits`: [`Bucket`], a token bucket for inbound rate limits and applications' own rules;
+//!   [`Rate`].
+//! - `config`: [`ServerConfig`] and [`ClientConfig`], the wire format, limits and clock.
+//! - `addresses`: the per-address connection limits.
+//! - `queue`: a connection's outgoing frames, coalesced for `writev`.
+//! - `session`: one connection's sans-IO state machine (bytes and `now` in; messages, bytes
+//!   and deadlines out), the same for server channels and clients (`Side` says which).
+//! - `net`: address resolution and listening sockets.
+//! - [`transport`]: the [`Transport`](transport::Transport) / [`Acceptor`](transport::Acceptor) /
+//!   [`Connector`](transport::Connector) seam, with TCP,
+//!   WebSocket ([`transport::ws`]: RFC 6455, its server side framed by netlib, its HTTP side
+//!   parsed with `httparse`, static pages) and an in-memory pipe.
+//! - `link`: a session bound to its transport: the one read path and flush path.
+//! - `hub`: the server's channel table, [`ChannelId`], [`ServerContext`] and [`Recipients`].
+//! - `connection`: a client's connection state.
+//! - `dispatch`: handler registration through `inventory`, dispatch tables, and the one
 //!   `deliver` routine for server and client.
-//! - [`handler`](mod@handler): [`ServerHandler`], [`Listener`], [`ChannelContext`], [`ClientContext`] and the
+//! - `handler`: [`ServerHandler`], [`Listener`], [`ChannelContext`], [`ClientContext`] and the
 //!   handler shapes.
-//! - `serve` (private): what a server does for one channel besides I/O: open it, deliver its
-//!   messages to the handlers, run its `closed` hook.
-//! - `listen` (private): the server's listeners and the connections still in their handshake
-//!   (which count toward `max_connections` and time out), made channels once established.
-//! - [`client`] and [`server`]: the thin mio drivers [`Client`] and [`Server`]
+//! - `serve`: what a server does for one channel besides I/O: open it, deliver its messages
+//!   to the handlers, run its `closed` hook.
+//! - `listen`: the server's listeners and the connections still in their handshake (which
+//!   count toward `max_connections` and time out), made channels once established.
+//! - `client` and `server`: the thin mio drivers [`Client`] and [`Server`]
 //!   (`server/listeners.rs`: binding TCP, WebSocket and other transports; `server/local.rs`:
-//!   driving a server without sockets, for tests; `client/subscription.rs`: several consumers of
-//!   one client's events).
+//!   driving a server without sockets, for tests; `client/subscription.rs`: several consumers
+//!   of one client's events).
 //!
 //! # Handlers
 //!
@@ -88,57 +94,70 @@
 //!
 //! # Errors and logging
 //!
-//! One error type, [`Error`]. `WouldBlock` never reaches callers. The library logs through the
-//! `log` crate: connections at debug, dropped out-of-band data and closes for cause at warn,
-//! handler panics at error.
-#![deny(missing_docs, rust_2018_idioms)]
-#![forbid(unsafe_code)]
+//! Each operation returns its own error where the caller can act on it: [`SendError`] from a
+//! send, [`EncodeError`] from a broadcast, [`StartError`] and [`ListenError`] when a server or
+//! client starts, [`InboundError`] in the out-of-band hook; all convert into [`Error`] with
+//! `?`. `WouldBlock` never reaches callers. The library logs through the `log` crate:
+//! connections at debug, closes for cause at warn, and what it drops (frames that are not
+//! messages, payloads that do not fit their handler, failed handlers) and handler panics at
+//! error, so that they show with `env_logger`'s default level. With no logger installed, those
+//! lines go to stderr.
+#![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
 mod addresses;
-pub mod client;
-pub mod clock;
-pub mod codec;
-pub mod config;
+mod client;
+mod clock;
+mod codec;
+mod config;
 mod connection;
-pub mod dispatch;
-pub mod error;
-pub mod frame;
+mod dispatch;
+mod error;
+mod frame;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod handler;
-pub mod hub;
+mod handler;
+mod hub;
 mod limits;
 mod link;
 mod listen;
-pub mod message;
-pub mod net;
+mod message;
+mod net;
 mod peerlog;
+pub mod protocol;
 mod queue;
-pub mod rencode;
+mod rencode;
 mod serve;
-pub mod server;
+mod server;
 mod session;
+mod shape;
+mod tick;
 pub mod transport;
 
 pub use client::{AnyListener, Client, Subscription, WakeHandle};
 pub use clock::{Clock, ManualClock};
 pub use codec::{Codec, PayloadCodec, Wire};
-pub use config::{Config, Heartbeat, DEFAULT_MAX_LINE_LENGTH};
+pub use config::{ClientConfig, Heartbeat, ServerConfig, DEFAULT_MAX_LINE_LENGTH};
 pub use connection::{ConnectionState, Event};
 pub use dispatch::{check_handlers, HandlerReturn, IntoHandler, OutOfBand};
-pub use error::{CloseReason, Error, Result};
+pub use error::{
+    CloseReason, EncodeError, Error, InboundError, ListenError, Result, SendError, StartError,
+};
 pub use frame::{Frame, Framing};
-pub use handler::{reject, ChannelContext, ClientContext, Listener, ServerHandler};
+pub use handler::{reject, ChannelContext, ClientContext, Closed, Listener, ServerHandler};
 pub use hub::{All, AllBut, Audience, ChannelId, Recipients, ServerContext, Stats};
 pub use limits::{Bucket, Rate};
 pub use message::Message;
 pub use server::{Server, StopHandle};
-pub use transport::ws::WsOptions;
-pub use transport::{Acceptor, Connector, Transport};
+pub use tick::FixedStep;
 
+/// What [`handler!`] expands to; not part of the API.
 #[doc(hidden)]
-pub use inventory;
+pub mod __private {
+    pub use crate::dispatch::{erase, HandlerEntry};
+    pub use inventory;
+}
 
 /// The default port of PodSixNet's client and examples (31425).
 pub const DEFAULT_PORT: u16 = 31425;
@@ -159,12 +178,13 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:31425";
 /// `(&mut self, ctx, from, msg)` on the server type (`ctx: &mut ServerContext<'_, Channel>`,
 /// `from: ChannelId`). `msg` is `&Message` (raw) or any `T: serde::de::DeserializeOwned`
 /// (typed; a payload that does not deserialize goes to the `out_of_band` hook as
-/// [`Error::Payload`]). The method returns `()` or `Result<(), E: Display>` (an `Err` goes to
-/// `out_of_band` as [`Error::Handler`]). Registering one action twice on a type (or on both a
+/// [`InboundError::Payload`]). The method returns `()` or `Result<(), E: Display>` (an `Err` goes to
+/// `out_of_band` as [`InboundError::Handler`]). Registering one action twice on a type (or on both a
 /// server and its channel type) makes the server or client using it fail at start-up with
-/// [`Error::DuplicateHandler`].
+/// [`StartError::DuplicateHandler`].
 ///
-/// Use it at module level, once per action; the action is any string (`"socketConnect"` too).
+/// Use it at module level, once per action; the action is any string literal (`"socketConnect"`
+/// too) or a path to a string constant (`netlib::protocol::SOCKET_CONNECT`).
 #[macro_export]
 macro_rules! handler {
     ($ty:ty, * => $method:ident) => {
@@ -173,18 +193,21 @@ macro_rules! handler {
     ($ty:ty, $action:literal => $method:ident) => {
         $crate::__register_handler!($ty, ::core::option::Option::Some($action), $action, $method);
     };
+    ($ty:ty, $action:path => $method:ident) => {
+        $crate::__register_handler!($ty, ::core::option::Option::Some($action), $action, $method);
+    };
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __register_handler {
     ($ty:ty, $action:expr, $label:expr, $method:ident) => {
-        $crate::inventory::submit! {
-            $crate::dispatch::HandlerEntry {
+        $crate::__private::inventory::submit! {
+            $crate::__private::HandlerEntry {
                 action: $action,
                 target: || ::core::any::TypeId::of::<$ty>(),
                 target_name: ::core::stringify!($ty),
-                make: || $crate::dispatch::erase(<$ty>::$method),
+                make: || $crate::__private::erase(<$ty>::$method),
                 location: ::core::concat!(::core::file!(), ":", ::core::line!()),
             }
         }

@@ -37,6 +37,9 @@ pub(crate) struct Link {
     pub(crate) dirty: bool,
     /// The transport was told why this side closes ([`Transport::closing`]).
     told: bool,
+    /// Bytes taken from the transport and written to it so far: how a settle loop tells that
+    /// nothing moves any more.
+    pub(crate) moved: u64,
 }
 
 impl Drop for Link {
@@ -58,6 +61,7 @@ impl Link {
             want_write: false,
             dirty: false,
             told: false,
+            moved: 0,
         }
     }
 
@@ -114,6 +118,12 @@ impl Link {
         loop {
             match self.transport.read(scratch) {
                 Ok(0) => {
+                    // The read that carried a Close frame took bytes too.
+                    let taken = self.taken(before, 0);
+                    if taken > 0 {
+                        self.moved += taken as u64;
+                        self.session.receive(&[], taken, now);
+                    }
                     match self.transport.close_reason() {
                         Some(reason) => self.session.end_of_stream_because(reason),
                         None => self.session.end_of_stream(),
@@ -122,6 +132,7 @@ impl Link {
                 }
                 Ok(n) => {
                     let taken = self.taken(before, n);
+                    self.moved += taken as u64 + 1;
                     self.session.receive(&scratch[..n], taken, now);
                     self.session
                         .transport_holds(self.transport.buffered() > 0, now);
@@ -132,6 +143,7 @@ impl Link {
                     self.session
                         .transport_holds(self.transport.buffered() > 0, now);
                     if taken > 0 {
+                        self.moved += taken as u64;
                         self.session.receive(&[], taken, now);
                         return Step::Data(taken);
                     }
@@ -185,7 +197,10 @@ impl Link {
         scratch: &mut [u8],
     ) {
         self.dirty = false;
-        match self.session.flush(&mut *self.transport) {
+        let held = self.held_output();
+        let flushed = self.session.flush(&mut *self.transport);
+        self.moved += held.saturating_sub(self.held_output()) as u64;
+        match flushed {
             Ok(Flushed::Empty) => self.write_interest(registry, token, false),
             Ok(Flushed::Blocked) => self.write_interest(registry, token, true),
             Ok(Flushed::Shutdown) => {

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{EncodeError, InboundError};
 
 /// A decoded message: a JSON object that is guaranteed to hold a string `"action"` key, as
 /// PodSixNet's dictionaries do (`{"action": "nickname", "nickname": "bob"}`).
@@ -61,6 +61,7 @@ impl Message {
     ///
     /// # Panics
     /// Panics if `key` is `"action"` and `value` is not a string, which would break the invariant.
+    #[must_use]
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.insert(key, value);
         self
@@ -82,15 +83,15 @@ impl Message {
     /// Checks that `value` is an object with a string `"action"` and wraps it.
     ///
     /// # Errors
-    /// [`Error::NotAnObject`], [`Error::MissingAction`] or [`Error::ActionNotString`].
-    pub fn from_value(value: Value) -> Result<Self> {
+    /// [`InboundError::NotAnObject`], [`InboundError::MissingAction`] or [`InboundError::ActionNotString`].
+    pub fn from_value(value: Value) -> Result<Self, InboundError> {
         match &value {
             Value::Object(map) => match map.get("action") {
                 Some(Value::String(_)) => Ok(Message::of_value(value)),
-                Some(_) => Err(Error::ActionNotString),
-                None => Err(Error::MissingAction),
+                Some(_) => Err(InboundError::ActionNotString),
+                None => Err(InboundError::MissingAction),
             },
-            _ => Err(Error::NotAnObject),
+            _ => Err(InboundError::NotAnObject),
         }
     }
 
@@ -98,10 +99,10 @@ impl Message {
     /// handlers (see the type's docs).
     ///
     /// # Errors
-    /// [`Error::InvalidUtf8`], [`Error::InvalidJson`], [`Error::NotAnObject`],
-    /// [`Error::MissingAction`] or [`Error::ActionNotString`].
-    pub(crate) fn from_json(payload: Bytes) -> Result<Self> {
-        let text = std::str::from_utf8(&payload).map_err(Error::InvalidUtf8)?;
+    /// [`InboundError::InvalidUtf8`], [`InboundError::InvalidJson`], [`InboundError::NotAnObject`],
+    /// [`InboundError::MissingAction`] or [`InboundError::ActionNotString`].
+    pub(crate) fn from_json(payload: Bytes) -> Result<Self, InboundError> {
+        let text = std::str::from_utf8(&payload).map_err(InboundError::InvalidUtf8)?;
         // One pass that checks the whole text and finds the action without building a tree.
         let at = match serde_json::from_str::<Head<'_>>(text) {
             Ok(Head(Cow::Borrowed(a))) => {
@@ -111,7 +112,7 @@ impl Message {
             Ok(Head(Cow::Owned(_))) => None, // escaped: read it from the tree
             Err(_) => {
                 // Not the common shape: let the full parser say what is wrong.
-                let value: Value = serde_json::from_str(text).map_err(Error::InvalidJson)?;
+                let value: Value = serde_json::from_str(text).map_err(InboundError::InvalidJson)?;
                 return Message::from_value(value);
             }
         };
@@ -122,7 +123,7 @@ impl Message {
                 value: OnceLock::new(),
             },
             None => {
-                let value: Value = serde_json::from_str(text).map_err(Error::InvalidJson)?;
+                let value: Value = serde_json::from_str(text).map_err(InboundError::InvalidJson)?;
                 Message::from_value(value)?
             }
         })
@@ -132,9 +133,14 @@ impl Message {
     /// `action` field) and checks it is a valid message.
     ///
     /// # Errors
-    /// [`Error::Encode`] if serde fails, else as [`Message::from_value`].
-    pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
-        Self::from_value(serde_json::to_value(value).map_err(Error::Encode)?)
+    /// As [`Codec::encode`](crate::Codec::encode): [`EncodeError::NotAnObject`],
+    /// [`EncodeError::MissingAction`], [`EncodeError::ActionNotString`], or
+    /// [`EncodeError::Serialize`] if serde fails.
+    pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self, EncodeError> {
+        crate::shape::check(value)?;
+        let value =
+            serde_json::to_value(value).map_err(|e| EncodeError::Serialize(e.to_string()))?;
+        Ok(Message::of_value(value))
     }
 
     /// The action, e.g. `"nickname"`.
@@ -200,13 +206,13 @@ impl Message {
     /// ignored unless the struct says otherwise.
     ///
     /// # Errors
-    /// [`Error::Payload`] naming the action and serde's complaint (missing or mistyped field).
-    pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
+    /// [`InboundError::Payload`] naming the action and serde's complaint (missing or mistyped field).
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, InboundError> {
         let parsed = match (&self.raw, self.value.get()) {
             (Some(raw), None) => serde_json::from_slice(raw),
             _ => T::deserialize(self.as_value()),
         };
-        parsed.map_err(|source| Error::Payload {
+        parsed.map_err(|source| InboundError::Payload {
             action: self.action().to_owned(),
             source,
         })
@@ -360,15 +366,15 @@ mod tests {
     fn from_value_checks_the_action() {
         assert!(matches!(
             Message::from_value(json!([1])),
-            Err(Error::NotAnObject)
+            Err(InboundError::NotAnObject)
         ));
         assert!(matches!(
             Message::from_value(json!({"a": 1})),
-            Err(Error::MissingAction)
+            Err(InboundError::MissingAction)
         ));
         assert!(matches!(
             Message::from_value(json!({"action": 5})),
-            Err(Error::ActionNotString)
+            Err(InboundError::ActionNotString)
         ));
         let m = Message::from_value(json!({"action": "x", "n": 1})).unwrap();
         assert_eq!(m.action(), "x");
@@ -412,25 +418,25 @@ mod tests {
         );
         assert!(matches!(
             Message::from_json(Bytes::from_static(b"{\"action\": 1}")),
-            Err(Error::ActionNotString)
+            Err(InboundError::ActionNotString)
         ));
         assert!(matches!(
             Message::from_json(Bytes::from_static(b"[]")),
-            Err(Error::NotAnObject)
+            Err(InboundError::NotAnObject)
         ));
         assert!(matches!(
             Message::from_json(Bytes::from_static(b"{}")),
-            Err(Error::MissingAction)
+            Err(InboundError::MissingAction)
         ));
         assert!(matches!(
             Message::from_json(Bytes::from_static(b"{")),
-            Err(Error::InvalidJson(_))
+            Err(InboundError::InvalidJson(_))
         ));
         // What the full parser refuses is refused up front, so the tree can always be built.
         let huge = Bytes::from_static(br#"{"action": "a", "x": [1e400]}"#);
         assert!(matches!(
             Message::from_json(huge),
-            Err(Error::InvalidJson(_))
+            Err(InboundError::InvalidJson(_))
         ));
         let last =
             Message::from_json(Bytes::from_static(br#"{"action": "a", "action": "b"}"#)).unwrap();

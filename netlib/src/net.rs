@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use mio::net::TcpListener;
 
-use crate::error::{Error, Result};
+use crate::error::ListenError;
 
 /// A non-blocking listening socket with `SO_REUSEADDR` (as mio's `bind`) and `backlog`
 /// connections of listen backlog. `[::]:port` is IPv6 only, so that `0.0.0.0:port` can be bound
@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 ///
 /// # Errors
 /// The operating system's error, e.g. `EADDRINUSE`.
-pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+pub(crate) fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -29,17 +29,17 @@ pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 /// Every address `addr` (`"host:port"`) resolves to, in the resolver's order.
 ///
 /// # Errors
-/// [`Error::Resolve`] if it does not parse or resolves to nothing.
-pub fn resolve(addr: &str) -> Result<Vec<SocketAddr>> {
+/// [`ListenError::Resolve`] if it does not parse or resolves to nothing.
+pub(crate) fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ListenError> {
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
-        .map_err(|e| Error::Resolve {
+        .map_err(|e| ListenError::Resolve {
             addr: addr.to_owned(),
             reason: e.to_string(),
         })?
         .collect();
     if addrs.is_empty() {
-        return Err(Error::Resolve {
+        return Err(ListenError::Resolve {
             addr: addr.to_owned(),
             reason: "no addresses".into(),
         });

@@ -53,21 +53,52 @@ pub(crate) fn shown(payload: &[u8]) -> String {
     s
 }
 
-/// Logs at `level` through the gate: `peer_log!(log::Level::Warn, "...", args)`.
+/// Logs at `level` through the gate: `peer_log!(log::Level::Warn, "...", args)`. With no logger
+/// installed (`log`'s maximum level is `Off`), warnings and errors go to stderr instead, so
+/// that what netlib drops is never silent.
 macro_rules! peer_log {
     ($level:expr, $($arg:tt)+) => {
-        if log::log_enabled!($level) {
+        if log::log_enabled!($level) || $crate::peerlog::no_logger($level) {
             if let Some(suppressed) = $crate::peerlog::gate() {
-                if suppressed > 0 {
-                    log::log!($level, "{} ({suppressed} similar lines suppressed)", format_args!($($arg)+));
-                } else {
-                    log::log!($level, $($arg)+);
-                }
+                $crate::peerlog::emit($level, format_args!($($arg)+), suppressed);
             }
         }
     };
 }
-pub(crate) use peer_log;
+
+/// Logs what netlib must not drop silently (a handler panic, data it cannot deliver): as
+/// [`peer_log!`] without the gate: `report!(log::Level::Error, "...", args)`.
+macro_rules! report {
+    ($level:expr, $($arg:tt)+) => {
+        $crate::peerlog::emit($level, format_args!($($arg)+), 0)
+    };
+}
+
+/// Whether no logger is installed and `level` is a warning or an error: such lines go to
+/// stderr.
+pub(crate) fn no_logger(level: log::Level) -> bool {
+    log::max_level() == log::LevelFilter::Off && level <= log::Level::Warn
+}
+
+/// Writes one line: to the logger, or to stderr with no logger installed (warnings and errors
+/// only).
+pub(crate) fn emit(level: log::Level, args: std::fmt::Arguments<'_>, suppressed: u64) {
+    let more = if suppressed > 0 {
+        format!(" ({suppressed} similar lines suppressed)")
+    } else {
+        String::new()
+    };
+    if no_logger(level) {
+        eprintln!(
+            "netlib: {}: {args}{more}",
+            level.as_str().to_ascii_lowercase()
+        );
+    } else {
+        log::log!(target: "netlib", level, "{args}{more}");
+    }
+}
+
+pub(crate) use {peer_log, report};
 
 #[cfg(test)]
 mod tests {

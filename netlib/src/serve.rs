@@ -11,17 +11,15 @@ use bytes::Bytes;
 use mio::Token;
 
 use crate::dispatch::{self, deliver, Endpoint, OutOfBand, Table};
-use crate::error::{panic_text, CloseReason, Error, Result};
+use crate::error::{panic_text, CloseReason, InboundError, StartError};
 use crate::frame::Frame;
-use crate::handler::{ChannelContext, ChannelFn, ServerFn, ServerHandler};
+use crate::handler::{ChannelContext, ChannelFn, Closed, ServerFn, ServerHandler};
 use crate::hub::{ChannelId, Hub, ServerContext, FIRST_CONN};
 use crate::link::Link;
 use crate::message::Message;
-use crate::session::{Phase, Session};
+use crate::protocol;
+use crate::session::{Phase, Session, Side};
 use crate::transport::Transport;
-
-/// The `error` code sent with "server full" (Linux EUSERS, "too many users").
-const EUSERS: i32 = 87;
 
 /// A server's handler tables and its pre-encoded `connected` frame.
 pub(crate) struct Handlers<S: ServerHandler> {
@@ -36,12 +34,12 @@ impl<S: ServerHandler> Handlers<S> {
     ///
     /// # Errors
     /// Registration errors, including an action handled on both types.
-    pub(crate) fn new(hub: &Hub<S::Channel>) -> Result<Self> {
+    pub(crate) fn new(hub: &Hub<S::Channel>) -> Result<Self, StartError> {
         dispatch::check_handlers()?;
         let channel = dispatch::table::<S::Channel, ChannelFn<S::Channel, S>>()?;
         let server = dispatch::table::<S, ServerFn<S>>()?;
         if let Some((action, first, second)) = channel.clash(server) {
-            return Err(Error::DuplicateHandler {
+            return Err(StartError::DuplicateHandler {
                 target: std::any::type_name::<S>(),
                 action,
                 first,
@@ -51,7 +49,9 @@ impl<S: ServerHandler> Handlers<S> {
         Ok(Handlers {
             channel,
             server,
-            connected: hub.encode(&Message::new("connected"))?,
+            connected: hub
+                .encode(&Message::new(protocol::CONNECTED))
+                .expect("a plain message encodes in every wire"),
         })
     }
 
@@ -67,7 +67,12 @@ impl<S: ServerHandler> Handlers<S> {
             refuse(hub, transport, addr, wire);
             return None;
         }
-        let session = Session::new(hub.wires[wire as usize].clone(), &hub.config, true, hub.now);
+        let session = Session::new(
+            hub.wires[wire as usize].clone(),
+            &hub.config,
+            Side::Server,
+            hub.now,
+        );
         let mut link = Link::new(session, transport);
         let key = hub.slots.vacant_key();
         if let Err(e) = link.register(&hub.registry, Token(key + FIRST_CONN), &hub.waker, false) {
@@ -97,7 +102,10 @@ impl<S: ServerHandler> Handlers<S> {
             },
             Err(p) => {
                 let text = panic_text(&*p);
-                log::error!("connected hook panicked for {addr}: {text}");
+                crate::peerlog::report!(
+                    log::Level::Error,
+                    "connected hook panicked for {addr}: {text}"
+                );
                 hub.kill(key, CloseReason::HandlerPanic(text));
                 return None;
             }
@@ -112,7 +120,7 @@ impl<S: ServerHandler> Handlers<S> {
         state: &mut S,
         hub: &mut Hub<S::Channel>,
         key: usize,
-        decoded: Result<Message>,
+        decoded: Result<Message, InboundError>,
         payload: Bytes,
     ) {
         let slot = &mut hub.slots[key];
@@ -138,7 +146,10 @@ impl<S: ServerHandler> Handlers<S> {
         }
         if let Err(p) = outcome {
             let text = panic_text(&*p);
-            log::error!("channel {id} ({addr}): handler panicked: {text}; closing the channel");
+            crate::peerlog::report!(
+                log::Level::Error,
+                "channel {id} ({addr}): handler panicked: {text}; closing the channel"
+            );
             hub.kill(key, CloseReason::HandlerPanic(text));
         }
     }
@@ -159,7 +170,7 @@ pub(crate) fn refuse<C>(
         "refusing {addr}: server full ({} connections)",
         hub.slots.len()
     );
-    let full = Message::new("error").with("error", serde_json::json!([EUSERS, "server full"]));
+    let full = protocol::error(protocol::EUSERS, "server full");
     if let Ok(bytes) = hub.wires[wire as usize].encode(&full, usize::MAX >> 1) {
         let _ = transport.write(&bytes);
         let _ = transport.flush();
@@ -197,10 +208,21 @@ pub(crate) fn reap<S: ServerHandler>(state: &mut S, hub: &mut Hub<S::Channel>) {
             log::debug!("channel {id} ({}) closed: {reason}", slot.addr);
             if let Some(channel) = channel {
                 let hooked = catch_unwind(AssertUnwindSafe(|| {
-                    state.closed(&mut ServerContext { hub: &mut *hub }, id, channel, &reason)
+                    state.closed(
+                        &mut ServerContext { hub: &mut *hub },
+                        Closed {
+                            id,
+                            channel,
+                            reason: reason.clone(),
+                        },
+                    )
                 }));
                 if let Err(p) = hooked {
-                    log::error!("closed hook panicked for channel {id}: {}", panic_text(&*p));
+                    crate::peerlog::report!(
+                        log::Level::Error,
+                        "closed hook panicked for channel {id}: {}",
+                        panic_text(&*p)
+                    );
                 }
             }
         }
@@ -239,7 +261,7 @@ impl<'a, S: ServerHandler> ServerEndpoint<'a, S> {
 }
 
 impl<S: ServerHandler> Endpoint for ServerEndpoint<'_, S> {
-    fn specific(&mut self, msg: &Message) -> Option<Result<()>> {
+    fn specific(&mut self, msg: &Message) -> Option<Result<(), InboundError>> {
         if let Some(h) = self.channel_table.get(msg.action()) {
             let (channel, mut ctx) = self.split();
             return Some(h(channel, &mut ctx, msg));
@@ -255,7 +277,7 @@ impl<S: ServerHandler> Endpoint for ServerEndpoint<'_, S> {
         ))
     }
 
-    fn catch_all(&mut self, msg: &Message, failed: &mut dyn FnMut(Error)) {
+    fn catch_all(&mut self, msg: &Message, failed: &mut dyn FnMut(InboundError)) {
         if let Some(h) = self.channel_table.catch_all() {
             let (channel, mut ctx) = self.split();
             if let Err(e) = h(channel, &mut ctx, msg) {

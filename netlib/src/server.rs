@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token, Waker};
 
 use crate::client::WakeHandle;
-use crate::config::Config;
-use crate::error::{panic_text, CloseReason, Result};
+use crate::config::ServerConfig;
+use crate::error::{panic_text, CloseReason, StartError};
 use crate::handler::ServerHandler;
 use crate::hub::{Hub, ServerContext, Stats, FIRST_CONN};
 use crate::link::Step;
@@ -91,11 +91,11 @@ impl<S: ServerHandler> Server<S> {
     /// [`connect_local`](Self::connect_local).
     ///
     /// # Errors
-    /// [`Error::DuplicateHandler`](crate::Error::DuplicateHandler) /
-    /// [`Error::HandlerSignature`](crate::Error::HandlerSignature) if handlers are registered
-    /// wrongly (also when an action has a handler on both the channel and the server type),
-    /// [`Error::Io`](crate::Error::Io) if the poller cannot be created.
-    pub fn new(state: S, config: Config) -> Result<Self> {
+    /// [`StartError::DuplicateHandler`] / [`StartError::HandlerSignature`] if handlers are
+    /// registered wrongly (also when an action has a handler on both the channel and the server
+    /// type), [`StartError::Io`] if the poller cannot be created.
+    pub fn new(state: S, config: ServerConfig) -> Result<Self, StartError> {
+        let config = config.0;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let hub = Hub::new(config, poll.registry().try_clone()?, waker.clone());
@@ -196,18 +196,20 @@ impl<S: ServerHandler> Server<S> {
     /// PodSixNet's `Server.Pump()`.
     ///
     /// # Errors
-    /// [`Error::Io`](crate::Error::Io) only if the poller itself fails; errors of single
+    /// The operating system's error only if the poller itself fails; errors of single
     /// connections close those connections and are reported through [`ServerHandler::closed`].
-    pub fn pump(&mut self) -> Result<()> {
+    pub fn pump(&mut self) -> io::Result<()> {
         self.pump_inner(Some(Duration::ZERO))
     }
 
-    /// As [`pump`](Self::pump), but first waits up to `timeout` for network activity (in the
-    /// poller, not in a sleep). Returns early on activity or [`StopHandle::stop`].
+    /// As [`pump`](Self::pump), but waits up to `timeout` for network activity (in the poller,
+    /// not in a sleep) after writing what was queued since the last pump (so a broadcast made
+    /// from the game loop goes out at once, not after the wait). Returns early on activity or
+    /// [`StopHandle::stop`].
     ///
     /// # Errors
     /// As [`pump`](Self::pump).
-    pub fn pump_timeout(&mut self, timeout: Duration) -> Result<()> {
+    pub fn pump_timeout(&mut self, timeout: Duration) -> io::Result<()> {
         self.pump_inner(Some(timeout))
     }
 
@@ -216,7 +218,7 @@ impl<S: ServerHandler> Server<S> {
     ///
     /// # Errors
     /// As [`pump`](Self::pump).
-    pub fn run(&mut self) -> Result<()> {
+    pub fn run(&mut self) -> io::Result<()> {
         while !self.stop.is_stopped() {
             self.pump_inner(None)?;
         }
@@ -230,14 +232,14 @@ impl<S: ServerHandler> Server<S> {
     ///
     /// # Errors
     /// As [`pump`](Self::pump).
-    pub fn shutdown(mut self, timeout: Duration) -> Result<S> {
+    pub fn shutdown(mut self, timeout: Duration) -> io::Result<S> {
         let deadline = Instant::now() + timeout;
         self.listeners.close(self.poll.registry());
         let keys: Vec<usize> = self.hub.slots.iter().map(|(k, _)| k).collect();
         for &k in &keys {
             self.hub.close(k, CloseReason::Shutdown);
         }
-        self.settle();
+        self.flush_and_reap();
         while self.channel_count() > 0 {
             let now = Instant::now();
             if now >= deadline {
@@ -248,7 +250,7 @@ impl<S: ServerHandler> Server<S> {
                 for &k in &keys {
                     self.hub.kill(k, CloseReason::Shutdown);
                 }
-                self.settle();
+                self.flush_and_reap();
                 break;
             }
             self.pump_inner(Some(deadline - now))?;
@@ -269,7 +271,9 @@ impl<S: ServerHandler> Server<S> {
         Ok(self.state)
     }
 
-    fn pump_inner(&mut self, mut timeout: Option<Duration>) -> Result<()> {
+    fn pump_inner(&mut self, mut timeout: Option<Duration>) -> io::Result<()> {
+        // What was queued since the last pump goes out before any wait.
+        self.flush_and_reap();
         if !self.hub.read_ready.is_empty() {
             timeout = Some(Duration::ZERO);
         }
@@ -293,7 +297,7 @@ impl<S: ServerHandler> Server<S> {
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
         self.hub.now = self.hub.config.get_clock().now();
         self.ready.clear();
@@ -360,15 +364,19 @@ impl<S: ServerHandler> Server<S> {
                 .after_pump(&mut ServerContext { hub: &mut self.hub })
         }));
         if let Err(p) = hooked {
-            log::error!("after_pump panicked: {}", panic_text(&*p));
+            crate::peerlog::report!(
+                log::Level::Error,
+                "after_pump panicked: {}",
+                panic_text(&*p)
+            );
         }
-        self.settle();
+        self.flush_and_reap();
         Ok(())
     }
 
     /// Flushes and removes ended channels until nothing is left to do (closed hooks may send
     /// or close more).
-    fn settle(&mut self) {
+    fn flush_and_reap(&mut self) {
         for _ in 0..1000 {
             self.hub.flush_dirty();
             if self.hub.over_budget() {
@@ -412,7 +420,12 @@ impl<S: ServerHandler> Server<S> {
             }
             let hub = &mut self.hub;
             let slot = &mut hub.slots[key];
-            match slot.link.read_step(&mut hub.scratch, hub.now) {
+            let step = slot.link.read_step(&mut hub.scratch, hub.now);
+            if slot.link.transport.unsent() > 0 {
+                // A read may leave output in the transport (a WebSocket's Pong): get it out.
+                hub.mark_dirty(key);
+            }
+            match step {
                 Step::Data(n) => {
                     self.decode_frames(key);
                     self.hub.account(key);

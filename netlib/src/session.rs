@@ -14,18 +14,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::codec::Wire;
-use crate::config::{Config, Heartbeat, PING_ACTION, PONG_ACTION};
-use crate::error::{CloseReason, Error, Result};
+use crate::config::{Config, Heartbeat};
+use crate::error::{CloseReason, InboundError, SendError};
 use crate::frame::{FrameDecoder, Framing};
 use crate::limits::Bucket;
 use crate::message::Message;
+use crate::protocol::{self, PING as PING_ACTION, PONG as PONG_ACTION};
 use crate::queue::OutQueue;
 
 /// How long a closed connection waits for the peer's end-of-stream.
 pub(crate) const LINGER: Duration = Duration::from_secs(5);
-/// The `error` code sent with "frame too large" (Linux EMSGSIZE).
-pub(crate) const EMSGSIZE: i32 = 90;
-/// Overlong lines ([`Error::LineTooLong`]) a line peer may send before it is closed as if it
+/// Overlong lines ([`InboundError::LineTooLong`]) a line peer may send before it is closed as if it
 /// had sent a frame over the limit.
 pub(crate) const LINE_STRIKES: u32 = 3;
 
@@ -35,7 +34,17 @@ pub(crate) enum Inbound {
     /// A message, with the payload it was decoded from.
     Message(Message, Bytes),
     /// A frame that is not a message: the decoding error and the payload.
-    Invalid(Error, Bytes),
+    Invalid(InboundError, Bytes),
+}
+
+/// Which end of a connection a session is: a server's channel (it pings and enforces the
+/// inbound limits) or a client (it answers pings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// A server's channel.
+    Server,
+    /// A client's connection.
+    Client,
 }
 
 /// Where a session is in its life (see the module docs).
@@ -113,7 +122,8 @@ struct Guard {
 }
 
 impl Guard {
-    fn new(config: &Config, server: bool, now: Instant) -> Option<Box<Guard>> {
+    fn new(config: &Config, side: Side, now: Instant) -> Option<Box<Guard>> {
+        let server = side == Side::Server;
         let g = Guard {
             messages: config
                 .get_rate_limit()
@@ -157,7 +167,8 @@ impl Guard {
 impl Session {
     /// A server-side session (pings per the config's heartbeat) or a client-side one (answers
     /// pings), speaking `wire`, opened at `now`.
-    pub(crate) fn new(wire: Wire, config: &Config, server: bool, now: Instant) -> Self {
+    pub(crate) fn new(wire: Wire, config: &Config, side: Side, now: Instant) -> Self {
+        let server = side == Side::Server;
         Session {
             decoder: FrameDecoder::new(
                 wire.framing,
@@ -177,7 +188,7 @@ impl Session {
             last_rx: now,
             pinged: false,
             strikes: 0,
-            guard: Guard::new(config, server, now),
+            guard: Guard::new(config, side, now),
         }
     }
 
@@ -312,18 +323,17 @@ impl Session {
                     }
                     return None;
                 }
-                Err(e @ Error::LineTooLong { .. }) if self.strikes < LINE_STRIKES => {
+                Err(e @ InboundError::LineTooLong { .. }) if self.strikes < LINE_STRIKES => {
                     self.strikes += 1;
                     return Some(Inbound::Invalid(e, Bytes::new()));
                 }
                 Err(e) => {
                     let limit = match e {
-                        Error::LineTooLong { limit } => limit,
+                        InboundError::LineTooLong { limit } => limit,
                         _ => self.max_frame_size,
                     };
                     log::debug!("{e}");
-                    let err = Message::new("error")
-                        .with("error", serde_json::json!([EMSGSIZE, "frame too large"]));
+                    let err = protocol::error(protocol::EMSGSIZE, "frame too large");
                     if let Ok(frame) = self.wire.encode(&err, usize::MAX >> 1) {
                         self.out.push(&frame);
                     }
@@ -352,12 +362,12 @@ impl Session {
     /// Queues an encoded frame; returns the unwritten bytes now queued.
     ///
     /// # Errors
-    /// [`Error::NotConnected`] if the session is not open, or if this frame takes the queue
+    /// [`SendError::NotConnected`] if the session is not open, or if this frame takes the queue
     /// past `max_outbound_bytes`: the session is then closed
     /// ([`CloseReason::OutboundOverflow`]) and the frame dropped.
-    pub(crate) fn send(&mut self, frame: &Bytes) -> Result<usize> {
+    pub(crate) fn send(&mut self, frame: &Bytes) -> Result<usize, SendError> {
         if self.phase != Phase::Open {
-            return Err(Error::NotConnected);
+            return Err(SendError::NotConnected);
         }
         if frame.is_empty() {
             return Ok(self.out.len()); // the codec sends nothing for this message
@@ -367,7 +377,7 @@ impl Session {
             self.abort(CloseReason::OutboundOverflow {
                 limit: self.max_outbound,
             });
-            return Err(Error::NotConnected);
+            return Err(SendError::NotConnected);
         }
         Ok(queued)
     }
@@ -543,6 +553,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ServerConfig;
     use crate::frame::Framing;
 
     fn wire() -> Wire {
@@ -569,7 +580,7 @@ mod tests {
         stream.extend(frame(r#"{"action":"b"}"#));
         for cut in 0..stream.len() {
             let t0 = Instant::now();
-            let mut s = Session::new(wire(), &Config::default(), true, t0);
+            let mut s = Session::new(wire(), &Config::default(), Side::Server, t0);
             let mut got = Vec::new();
             for part in [&stream[..cut], &stream[cut..]] {
                 s.receive(part, part.len(), t0);
@@ -586,9 +597,9 @@ mod tests {
 
     #[test]
     fn an_oversize_frame_is_answered_then_the_session_closes_after_flushing() {
-        let config = Config::default().max_frame_size(10);
+        let config = ServerConfig::default().max_frame_size(10);
         let t0 = Instant::now();
-        let mut s = Session::new(wire(), &config, true, t0);
+        let mut s = Session::new(wire(), &config.0, Side::Server, t0);
         s.receive(&[b'x'; 64], 64, t0);
         assert!(s.next_inbound(t0).is_none());
         assert_eq!(s.reason(), Some(&CloseReason::FrameTooLarge { limit: 10 }));
@@ -602,9 +613,10 @@ mod tests {
 
     #[test]
     fn heartbeat_pings_when_idle_and_times_out_when_silent_on_a_manual_clock() {
-        let config = Config::default().heartbeat(Duration::from_secs(1), Duration::from_secs(3));
+        let config =
+            ServerConfig::default().heartbeat(Duration::from_secs(1), Duration::from_secs(3));
         let t0 = Instant::now();
-        let mut s = Session::new(wire(), &config, true, t0);
+        let mut s = Session::new(wire(), &config.0, Side::Server, t0);
         assert_eq!(s.deadline(), Some(t0 + Duration::from_secs(1)));
         assert_eq!(
             s.poll_timer(t0 + Duration::from_millis(999)),
@@ -635,26 +647,26 @@ mod tests {
 
     #[test]
     fn overlong_lines_are_reported_until_they_add_up_then_the_session_closes() {
-        let config = Config::default().max_frame_size(4).max_line_length(4);
+        let config = ServerConfig::default().max_frame_size(4).max_line_length(4);
         let wire = Wire {
             framing: Framing::Line,
             codec: crate::codec::Codec::Json,
         };
         let t0 = Instant::now();
-        let mut s = Session::new(wire, &config, true, t0);
+        let mut s = Session::new(wire, &config.0, Side::Server, t0);
         for n in 0..LINE_STRIKES {
             s.receive(b"far too long\n{}\n", 16, t0);
             assert!(
                 matches!(
                     s.next_inbound(t0),
-                    Some(Inbound::Invalid(Error::LineTooLong { limit: 4 }, _))
+                    Some(Inbound::Invalid(InboundError::LineTooLong { limit: 4 }, _))
                 ),
                 "strike {n}"
             );
             assert!(
                 matches!(
                     s.next_inbound(t0),
-                    Some(Inbound::Invalid(Error::MissingAction, _))
+                    Some(Inbound::Invalid(InboundError::MissingAction, _))
                 ),
                 "the next line is read"
             );
@@ -667,7 +679,7 @@ mod tests {
     #[test]
     fn a_client_answers_pings_without_delivering_them() {
         let t0 = Instant::now();
-        let mut s = Session::new(wire(), &Config::default(), false, t0);
+        let mut s = Session::new(wire(), &Config::default(), Side::Client, t0);
         let ping = frame(r#"{"action":"netlib.ping"}"#);
         s.receive(&ping, ping.len(), t0);
         assert!(s.next_inbound(t0).is_none());
@@ -676,16 +688,16 @@ mod tests {
 
     #[test]
     fn going_over_the_outbound_limit_closes_and_refuses() {
-        let config = Config::default().max_outbound_bytes(100);
-        let mut s = Session::new(wire(), &config, true, Instant::now());
+        let config = ServerConfig::default().max_outbound_bytes(100);
+        let mut s = Session::new(wire(), &config.0, Side::Server, Instant::now());
         let f = Bytes::from(vec![b'x'; 60]);
         assert_eq!(s.send(&f).unwrap(), 60);
-        assert!(matches!(s.send(&f), Err(Error::NotConnected)));
+        assert!(matches!(s.send(&f), Err(SendError::NotConnected)));
         assert_eq!(
             s.reason(),
             Some(&CloseReason::OutboundOverflow { limit: 100 })
         );
-        assert!(matches!(s.send(&f), Err(Error::NotConnected)));
+        assert!(matches!(s.send(&f), Err(SendError::NotConnected)));
     }
 
     #[test]
@@ -708,7 +720,7 @@ mod tests {
             }
         }
         let t0 = Instant::now();
-        let mut s = Session::new(wire(), &Config::default(), true, t0);
+        let mut s = Session::new(wire(), &Config::default(), Side::Server, t0);
         s.send(&Bytes::from_static(b"x")).unwrap();
         let mut w = Holding {
             got: Vec::new(),
@@ -729,12 +741,12 @@ mod tests {
     #[test]
     fn end_of_stream_closes_gracefully_and_ends_lingering() {
         let t0 = Instant::now();
-        let mut s = Session::new(wire(), &Config::default(), true, t0);
+        let mut s = Session::new(wire(), &Config::default(), Side::Server, t0);
         s.send(&Bytes::from_static(b"bye")).unwrap();
         s.end_of_stream();
         assert!(matches!(
             s.send(&Bytes::from_static(b"x")),
-            Err(Error::NotConnected)
+            Err(SendError::NotConnected)
         ));
         let mut out = Vec::new();
         assert_eq!(s.flush(&mut out).unwrap(), Flushed::Shutdown);

@@ -7,9 +7,10 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use netlib::transport::ws::WsOptions;
 use netlib::{
-    ChannelId, Codec, Config, Framing, ManualClock, Server, ServerContext, ServerHandler, Wire,
-    WsOptions,
+    ChannelId, ClientConfig, Codec, Framing, ManualClock, Server, ServerConfig, ServerContext,
+    ServerHandler, Wire,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -43,7 +44,7 @@ impl ServerHandler for Seen {
     }
 }
 
-fn server(config: Config) -> Server<Seen> {
+fn server(config: ServerConfig) -> Server<Seen> {
     Server::new(Seen::default(), config).unwrap()
 }
 
@@ -84,7 +85,7 @@ fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
 
 #[test]
 fn an_address_at_its_cap_is_refused_on_every_listener_and_another_address_gets_in() {
-    let mut server = server(Config::default().max_connections_per_address(3));
+    let mut server = server(ServerConfig::default().max_connections_per_address(3));
     let tcp = server.bind_tcp("127.0.0.1:0", None).unwrap()[0];
     let line = Wire {
         framing: Framing::Line,
@@ -150,7 +151,7 @@ fn an_address_at_its_cap_is_refused_on_every_listener_and_another_address_gets_i
 #[test]
 fn half_sent_http_requests_from_one_address_hold_only_its_handshake_cap() {
     let clock = ManualClock::new();
-    let config = Config::default()
+    let config = ServerConfig::default()
         .max_handshakes_per_address(2)
         .handshake_timeout(Duration::from_secs(10))
         .clock(clock.clone());
@@ -212,7 +213,7 @@ fn half_sent_http_requests_from_one_address_hold_only_its_handshake_cap() {
 #[test]
 fn the_connect_rate_is_per_address_and_refills_with_the_clock() {
     let clock = ManualClock::new();
-    let config = Config::default()
+    let config = ServerConfig::default()
         .connect_rate_per_address(1, 2)
         .clock(clock.clone());
     let mut server = server(config);
@@ -239,13 +240,13 @@ fn the_connect_rate_is_per_address_and_refills_with_the_clock() {
 
 #[test]
 fn in_memory_connections_have_no_address_and_are_exempt() {
-    let config = Config::default()
+    let config = ServerConfig::default()
         .max_connections_per_address(1)
         .max_handshakes_per_address(1)
         .connect_rate_per_address(1, 1);
     let mut server = server(config);
     for _ in 0..5 {
-        server.connect_local(Config::default()).unwrap();
+        server.connect_local(ClientConfig::default()).unwrap();
     }
     assert_eq!(server.channel_count(), 5);
     assert_eq!(server.stats().refused, 0);
@@ -253,7 +254,7 @@ fn in_memory_connections_have_no_address_and_are_exempt() {
 
 #[test]
 fn without_per_address_limits_one_address_may_open_many_connections() {
-    let mut server = server(Config::default());
+    let mut server = server(ServerConfig::default());
     let tcp = server.bind_tcp("127.0.0.1:0", None).unwrap()[0];
     let _all: Vec<TcpStream> = (0..300).map(|_| connect_from(FIRST, tcp)).collect();
     pump_until(&mut server, "300 channels", |s| {

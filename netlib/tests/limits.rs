@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use netlib::transport::memory::LocalAcceptor;
+use netlib::transport::{Connector, Transport};
 use netlib::{
-    handler, ChannelId, CloseReason, Config, Connector, ManualClock, Message, Server,
-    ServerContext, ServerHandler, Transport,
+    handler, ChannelId, ClientConfig, CloseReason, Closed, ManualClock, Message, Server,
+    ServerConfig, ServerContext, ServerHandler,
 };
 
 #[derive(Default)]
@@ -21,13 +22,9 @@ struct Counter {
 impl ServerHandler for Counter {
     type Channel = ();
     fn connected(&mut self, _: &mut ServerContext<'_, ()>, _: ChannelId, _: SocketAddr) {}
-    fn closed(
-        &mut self,
-        _: &mut ServerContext<'_, ()>,
-        id: ChannelId,
-        _: (),
-        reason: &CloseReason,
-    ) {
+    fn closed(&mut self, _: &mut ServerContext<'_, ()>, gone: Closed<()>) {
+        let id = gone.id;
+        let reason = &gone.reason;
         self.closed.push((id, reason.clone()));
     }
 }
@@ -55,10 +52,12 @@ fn raw_peer(server: &mut Server<Counter>, local: &LocalAcceptor) -> Box<dyn Tran
 #[test]
 fn a_flooder_is_read_at_its_rate_while_a_quiet_peer_is_served_at_once() {
     let clock = ManualClock::new();
-    let config = Config::default().rate_limit(10, 5).clock(clock.clone());
+    let config = ServerConfig::default()
+        .rate_limit(10, 5)
+        .clock(clock.clone());
     let mut server = Server::new(Counter::default(), config).unwrap();
-    let (flooder, mut f) = server.connect_local(Config::default()).unwrap();
-    let (quiet, mut q) = server.connect_local(Config::default()).unwrap();
+    let (flooder, mut f) = server.connect_local(ClientConfig::default()).unwrap();
+    let (quiet, mut q) = server.connect_local(ClientConfig::default()).unwrap();
     for n in 0..100 {
         f.send(&Message::new("n").with("n", n)).unwrap();
     }
@@ -113,11 +112,11 @@ fn a_flooder_is_read_at_its_rate_while_a_quiet_peer_is_served_at_once() {
 #[test]
 fn a_byte_rate_limit_holds_back_a_bulk_sender() {
     let clock = ManualClock::new();
-    let config = Config::default()
+    let config = ServerConfig::default()
         .byte_rate_limit(10_000, 10_000)
         .clock(clock.clone());
     let mut server = Server::new(Counter::default(), config).unwrap();
-    let (id, mut c) = server.connect_local(Config::default()).unwrap();
+    let (id, mut c) = server.connect_local(ClientConfig::default()).unwrap();
     let pad = "z".repeat(1000);
     for n in 0..100 {
         c.send(&Message::new("n").with("n", n).with("pad", pad.as_str()))
@@ -143,13 +142,13 @@ fn a_byte_rate_limit_holds_back_a_bulk_sender() {
 #[test]
 fn a_frame_left_unfinished_past_the_frame_timeout_closes_its_connection() {
     let clock = ManualClock::new();
-    let config = Config::default()
+    let config = ServerConfig::default()
         .frame_timeout(Duration::from_secs(10))
         .clock(clock.clone());
     let mut server = Server::new(Counter::default(), config).unwrap();
     let local = LocalAcceptor::default();
     server.add_listener(Box::new(local.clone())).unwrap();
-    let (steady, mut s) = server.connect_local(Config::default()).unwrap();
+    let (steady, mut s) = server.connect_local(ClientConfig::default()).unwrap();
     let mut slow = raw_peer(&mut server, &local);
     slow.write_all(br#"{"action": "n", "n": 1"#).unwrap();
     server.pump().unwrap();
@@ -173,12 +172,12 @@ fn a_frame_left_unfinished_past_the_frame_timeout_closes_its_connection() {
 #[test]
 fn a_peer_that_sends_nothing_is_closed_after_the_idle_timeout() {
     let clock = ManualClock::new();
-    let config = Config::default()
+    let config = ServerConfig::default()
         .idle_timeout(Duration::from_secs(60))
         .clock(clock.clone());
     let mut server = Server::new(Counter::default(), config).unwrap();
-    let (silent, _s) = server.connect_local(Config::default()).unwrap();
-    let (talker, mut t) = server.connect_local(Config::default()).unwrap();
+    let (silent, _s) = server.connect_local(ClientConfig::default()).unwrap();
+    let (talker, mut t) = server.connect_local(ClientConfig::default()).unwrap();
     for _ in 0..4 {
         clock.advance(Duration::from_secs(20));
         t.send(&Message::new("n")).unwrap();
@@ -192,12 +191,12 @@ fn a_peer_that_sends_nothing_is_closed_after_the_idle_timeout() {
 #[test]
 fn a_reader_that_stays_over_the_soft_limit_past_its_grace_is_closed() {
     let clock = ManualClock::new();
-    let config = Config::default()
+    let config = ServerConfig::default()
         .outbound_soft_limit(64 * 1024, Duration::from_secs(5))
         .clock(clock.clone());
     let mut server = Server::new(Counter::default(), config).unwrap();
-    let (deaf, _d) = server.connect_local(Config::default()).unwrap();
-    let (reader, mut r) = server.connect_local(Config::default()).unwrap();
+    let (deaf, _d) = server.connect_local(ClientConfig::default()).unwrap();
+    let (reader, mut r) = server.connect_local(ClientConfig::default()).unwrap();
     let pad = "p".repeat(1000);
     // 600 KB each: more than the pipe holds, so the deaf peer's queue stays high.
     for n in 0..600 {
@@ -227,11 +226,11 @@ fn a_reader_that_stays_over_the_soft_limit_past_its_grace_is_closed() {
 
 #[test]
 fn the_memory_budget_closes_the_biggest_holders_of_unfinished_input() {
-    let config = Config::default().memory_budget(1 << 20);
+    let config = ServerConfig::default().memory_budget(1 << 20);
     let mut server = Server::new(Counter::default(), config).unwrap();
     let local = LocalAcceptor::default();
     server.add_listener(Box::new(local.clone())).unwrap();
-    let (honest, mut h) = server.connect_local(Config::default()).unwrap();
+    let (honest, mut h) = server.connect_local(ClientConfig::default()).unwrap();
     let mut hoarders = Vec::new();
     for i in 0..8 {
         let mut p = raw_peer(&mut server, &local);

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use netlib::{
-    handler, All, ChannelContext, ChannelId, Client, CloseReason, Config, ManualClock, Message,
-    ServerContext, ServerHandler,
+    handler, All, ChannelContext, ChannelId, Client, ClientConfig, CloseReason, Closed,
+    ManualClock, Message, ServerConfig, ServerContext, ServerHandler,
 };
 use serde::{Deserialize, Serialize};
 
@@ -33,13 +33,9 @@ impl ServerHandler for Arena {
             .unwrap();
         Player { x: 0 }
     }
-    fn closed(
-        &mut self,
-        _: &mut ServerContext<'_, Player>,
-        id: ChannelId,
-        _: Player,
-        reason: &CloseReason,
-    ) {
+    fn closed(&mut self, _: &mut ServerContext<'_, Player>, gone: Closed<Player>) {
+        let id = gone.id;
+        let reason = &gone.reason;
         self.closed.push((id, reason.clone()));
     }
 }
@@ -79,8 +75,8 @@ fn actions(msgs: &[Message]) -> Vec<&str> {
 
 #[test]
 fn a_local_client_talks_to_the_server_without_sockets() {
-    let mut server = netlib::Server::new(Arena::default(), Config::default()).unwrap();
-    let (id, mut alice) = server.connect_local(Config::default()).unwrap();
+    let mut server = netlib::Server::new(Arena::default(), ServerConfig::default()).unwrap();
+    let (id, mut alice) = server.connect_local(ClientConfig::default()).unwrap();
     alice
         .send(&Message::new("move").with("x", 3).with("y", 4))
         .unwrap();
@@ -101,8 +97,8 @@ fn a_local_client_talks_to_the_server_without_sockets() {
 
 #[test]
 fn deliver_drives_one_channels_handlers_and_the_client_sees_what_they_sent() {
-    let mut server = netlib::Server::new(Arena::default(), Config::default()).unwrap();
-    let (id, mut bob) = server.connect_local(Config::default()).unwrap();
+    let mut server = netlib::Server::new(Arena::default(), ServerConfig::default()).unwrap();
+    let (id, mut bob) = server.connect_local(ClientConfig::default()).unwrap();
     server
         .deliver(id, &Message::new("move").with("x", 1).with("y", 2))
         .unwrap();
@@ -134,12 +130,12 @@ fn deliver_drives_one_channels_handlers_and_the_client_sees_what_they_sent() {
 #[test]
 fn heartbeat_closes_a_silent_local_client_on_the_manual_clock() {
     let clock = ManualClock::new();
-    let config = Config::default()
+    let config = ServerConfig::default()
         .heartbeat(Duration::from_secs(1), Duration::from_secs(3))
         .clock(clock.clone());
     let mut server = netlib::Server::new(Arena::default(), config).unwrap();
     let (id, mut carol) = server
-        .connect_local(Config::default().clock(clock.clone()))
+        .connect_local(ClientConfig::default().clock(clock.clone()))
         .unwrap();
     server.pump().unwrap();
     carol.pump_messages().unwrap();
@@ -162,8 +158,8 @@ fn heartbeat_closes_a_silent_local_client_on_the_manual_clock() {
 
 #[test]
 fn a_local_client_reconnects_and_closes_gracefully() {
-    let mut server = netlib::Server::new(Arena::default(), Config::default()).unwrap();
-    let (first, mut dave) = server.connect_local(Config::default()).unwrap();
+    let mut server = netlib::Server::new(Arena::default(), ServerConfig::default()).unwrap();
+    let (first, mut dave) = server.connect_local(ClientConfig::default()).unwrap();
     dave.close();
     for _ in 0..10 {
         server.pump().unwrap();
@@ -201,8 +197,8 @@ handler!(Fragile, "boom" => network_boom);
 
 #[test]
 fn a_panicking_listener_handler_closes_the_connection_instead_of_unwinding() {
-    let mut server = netlib::Server::new(Arena::default(), Config::default()).unwrap();
-    let (id, mut erin) = server.connect_local(Config::default()).unwrap();
+    let mut server = netlib::Server::new(Arena::default(), ServerConfig::default()).unwrap();
+    let (id, mut erin) = server.connect_local(ClientConfig::default()).unwrap();
     server.context().send_to(id, &Message::new("boom")).unwrap();
     let mut f = Fragile::default();
     for _ in 0..10 {
@@ -217,9 +213,9 @@ fn a_panicking_listener_handler_closes_the_connection_instead_of_unwinding() {
 
 #[test]
 fn a_client_whose_server_does_not_read_is_closed_at_its_outbound_limit() {
-    let mut server = netlib::Server::new(Arena::default(), Config::default()).unwrap();
+    let mut server = netlib::Server::new(Arena::default(), ServerConfig::default()).unwrap();
     let (_, mut frank) = server
-        .connect_local(Config::default().max_outbound_bytes(64 * 1024))
+        .connect_local(ClientConfig::default().max_outbound_bytes(64 * 1024))
         .unwrap();
     let pad = "x".repeat(1000);
     let mut refused = None;
@@ -232,7 +228,7 @@ fn a_client_whose_server_does_not_read_is_closed_at_its_outbound_limit() {
         frank.pump_messages().unwrap();
     }
     let (i, e) = refused.expect("the client refuses once over its limit");
-    assert!(matches!(e, netlib::Error::NotConnected), "{e}");
+    assert!(matches!(e, netlib::SendError::NotConnected), "{e}");
     assert!(i > 256, "the pipe took its share first ({i} sent)");
     let got = frank.pump_messages().unwrap();
     let error = got
@@ -248,9 +244,9 @@ fn a_client_whose_server_does_not_read_is_closed_at_its_outbound_limit() {
 
 #[test]
 fn the_client_reads_at_most_its_budget_per_pump() {
-    let mut server = netlib::Server::new(Arena::default(), Config::default()).unwrap();
+    let mut server = netlib::Server::new(Arena::default(), ServerConfig::default()).unwrap();
     let (id, mut gina) = server
-        .connect_local(Config::default().read_budget(4096))
+        .connect_local(ClientConfig::default().read_budget(4096))
         .unwrap();
     let pad = "y".repeat(1000);
     for n in 0..100 {
@@ -286,9 +282,9 @@ fn the_client_reads_at_most_its_budget_per_pump() {
 
 #[test]
 fn announce_id_tells_a_client_its_channel_id() {
-    let config = Config::default().announce_id(true);
+    let config = ServerConfig::default().announce_id(true);
     let mut server = netlib::Server::new(Arena::default(), config).unwrap();
-    let (id, mut hank) = server.connect_local(Config::default()).unwrap();
+    let (id, mut hank) = server.connect_local(ClientConfig::default()).unwrap();
     server.pump().unwrap();
     let got = hank.pump_messages().unwrap();
     let connected = got.iter().find(|m| m.action() == "connected").unwrap();
@@ -325,9 +321,9 @@ handler!(Clash, "x" => network_x);
 
 #[test]
 fn an_action_handled_on_both_the_channel_and_the_server_type_fails_at_start() {
-    let err = netlib::Server::new(Clash, Config::default()).expect_err("must fail");
+    let err = netlib::Server::new(Clash, ServerConfig::default()).expect_err("must fail");
     match err {
-        netlib::Error::DuplicateHandler {
+        netlib::StartError::DuplicateHandler {
             action,
             first,
             second,
@@ -338,4 +334,185 @@ fn an_action_handled_on_both_the_channel_and_the_server_type_fails_at_start() {
         }
         other => panic!("wrong error: {other}"),
     }
+}
+
+#[test]
+fn a_client_whose_server_closed_says_so_before_disconnected_and_send_agrees() {
+    let mut server = netlib::Server::new(Arena::default(), ServerConfig::default()).unwrap();
+    let (id, mut ivy) = server.connect_local(ClientConfig::default()).unwrap();
+    server.settle(&mut [&mut ivy]).unwrap();
+    assert!(ivy.is_connected());
+    let hello = ivy.pump_messages().unwrap();
+    assert!(actions(&hello).contains(&"socketConnect"));
+    server.context().close_channel(id);
+    server.pump().unwrap();
+    // One round of I/O: the server's end of stream is read, `disconnected` not delivered yet.
+    ivy.wait(Duration::ZERO).unwrap();
+    assert_ne!(ivy.state(), netlib::ConnectionState::Open);
+    assert!(!ivy.is_connected());
+    let refused = ivy.send(&Message::new("move").with("x", 1).with("y", 2));
+    assert!(
+        matches!(refused, Err(netlib::SendError::NotConnected)),
+        "{refused:?}"
+    );
+    server.settle(&mut [&mut ivy]).unwrap();
+    let got = ivy.pump_messages().unwrap();
+    assert_eq!(actions(&got).last(), Some(&"disconnected"));
+    assert_eq!(ivy.state(), netlib::ConnectionState::Closed);
+}
+
+#[test]
+fn a_value_that_is_not_a_message_is_refused_by_every_send() {
+    #[derive(Serialize)]
+    struct NoAction {
+        x: i32,
+    }
+    #[derive(Serialize)]
+    enum External {
+        Moved { x: i32 },
+    }
+    let mut server = netlib::Server::new(Arena::default(), ServerConfig::default()).unwrap();
+    let (_, mut jo) = server.connect_local(ClientConfig::default()).unwrap();
+    let missing = jo.send(&NoAction { x: 1 });
+    assert!(
+        matches!(
+            missing,
+            Err(netlib::SendError::Encode(
+                netlib::EncodeError::MissingAction
+            ))
+        ),
+        "{missing:?}"
+    );
+    let external = jo.send(&External::Moved { x: 1 });
+    assert!(
+        matches!(
+            external,
+            Err(netlib::SendError::Encode(netlib::EncodeError::NotAnObject))
+        ),
+        "{external:?}"
+    );
+    assert_eq!(jo.queued_bytes(), 0, "nothing was queued");
+    let broadcast = server.context().send_to(All, &NoAction { x: 1 });
+    assert!(matches!(broadcast, Err(netlib::EncodeError::MissingAction)));
+    assert!(
+        jo.send(&Move { x: 1, y: 2 }).is_err(),
+        "no action field either"
+    );
+    jo.send(&Message::new("move").with("x", 1).with("y", 2))
+        .unwrap();
+}
+
+/// A server whose `after_pump` sends on every pump: never quiet.
+struct Chatty;
+impl ServerHandler for Chatty {
+    type Channel = ();
+    fn connected(&mut self, _: &mut ServerContext<'_, ()>, _: ChannelId, _: SocketAddr) {}
+    fn after_pump(&mut self, ctx: &mut ServerContext<'_, ()>) {
+        let _ = ctx.send_to(All, &Message::new("tick"));
+    }
+}
+
+#[test]
+fn settle_stops_when_nothing_moves_and_says_so_when_something_always_does() {
+    let mut server = netlib::Server::new(Arena::default(), ServerConfig::default()).unwrap();
+    let (_, mut kim) = server.connect_local(ClientConfig::default()).unwrap();
+    let (_, mut lou) = server.connect_local(ClientConfig::default()).unwrap();
+    for x in 0..5 {
+        kim.send(&Message::new("move").with("x", x).with("y", 0))
+            .unwrap();
+    }
+    let rounds = server.settle(&mut [&mut kim, &mut lou]).unwrap();
+    assert!(rounds >= 2, "{rounds} rounds");
+    assert_eq!(server.state().moves.len(), 5);
+    let moved = kim.pump_messages().unwrap();
+    assert_eq!(actions(&moved).iter().filter(|a| **a == "moved").count(), 5);
+    assert_eq!(
+        server.settle(&mut [&mut kim, &mut lou]).unwrap(),
+        1,
+        "already quiet"
+    );
+
+    let mut chatty = netlib::Server::new(Chatty, ServerConfig::default()).unwrap();
+    let (_, mut max) = chatty.connect_local(ClientConfig::default()).unwrap();
+    let busy = chatty.settle(&mut [&mut max]).unwrap_err();
+    assert_eq!(busy.kind(), std::io::ErrorKind::TimedOut);
+}
+
+#[test]
+fn pump_timeout_writes_what_was_queued_before_it_waits() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut server =
+        netlib::Server::bind(Arena::default(), &["127.0.0.1:0"], ServerConfig::default()).unwrap();
+    let addr = server.local_addrs()[0].to_string();
+    let got_it = Arc::new(AtomicBool::new(false));
+    let flag = got_it.clone();
+    // The client waits (10 s at most) for the broadcast, then answers, which wakes the server.
+    let client = std::thread::spawn(move || {
+        let mut c = Client::connect(&addr, ClientConfig::default()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            c.wait(Duration::from_millis(50)).unwrap();
+            if actions(&c.pump_messages().unwrap()).contains(&"state") {
+                flag.store(true, Ordering::SeqCst);
+                break;
+            }
+        }
+        c.send(&Message::new("move").with("x", 7).with("y", 7))
+            .unwrap();
+        c.flush(Duration::from_secs(10)).unwrap();
+        c
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.channel_count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no client");
+        server.pump_timeout(Duration::from_millis(10)).unwrap();
+    }
+    server
+        .context()
+        .send_to(All, &Message::new("state"))
+        .unwrap();
+    // Returns on the client's answer; had the broadcast waited for the end of the wait, the
+    // client would have given up first.
+    while server.state().moves.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no answer");
+        server.pump_timeout(Duration::from_secs(60)).unwrap();
+    }
+    assert!(
+        got_it.load(Ordering::SeqCst),
+        "the broadcast went out before the wait"
+    );
+    drop(client.join().unwrap());
+}
+
+/// A listener registered through `netlib::protocol` constants.
+#[derive(Default)]
+struct Watcher {
+    opened: bool,
+}
+impl netlib::Listener for Watcher {}
+impl Watcher {
+    fn on_open(&mut self, _: &mut netlib::ClientContext<'_>, _: &Message) {
+        self.opened = true;
+    }
+}
+handler!(Watcher, netlib::protocol::SOCKET_CONNECT => on_open);
+
+#[test]
+fn handlers_register_by_a_protocol_constant_and_the_server_context_tells_the_time() {
+    let clock = ManualClock::new();
+    let mut server = netlib::Server::new(
+        Arena::default(),
+        ServerConfig::default().clock(clock.clone()),
+    )
+    .unwrap();
+    let (_, mut nia) = server.connect_local(ClientConfig::default()).unwrap();
+    server.settle(&mut [&mut nia]).unwrap();
+    let mut watcher = Watcher::default();
+    nia.pump(&mut watcher).unwrap();
+    assert!(watcher.opened);
+    let t0 = server.context().now();
+    clock.advance(Duration::from_secs(5));
+    server.pump().unwrap();
+    assert_eq!(server.context().now() - t0, Duration::from_secs(5));
 }

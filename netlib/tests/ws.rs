@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use netlib::transport::ws::WsOptions;
 use netlib::{
-    handler, All, ChannelId, Client, CloseReason, Config, Message, ServerContext, ServerHandler,
-    StopHandle,
+    handler, All, ChannelId, Client, ClientConfig, CloseReason, Closed, Message, ServerConfig,
+    ServerContext, ServerHandler, StopHandle,
 };
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -40,7 +40,9 @@ impl ServerHandler for Game {
     fn connected(&mut self, _: &mut ServerContext<'_, ()>, id: ChannelId, _: SocketAddr) {
         self.seen.lock().unwrap().connected.push(id);
     }
-    fn closed(&mut self, _: &mut ServerContext<'_, ()>, id: ChannelId, _: (), r: &CloseReason) {
+    fn closed(&mut self, _: &mut ServerContext<'_, ()>, gone: Closed<()>) {
+        let id = gone.id;
+        let r = &gone.reason;
         self.seen.lock().unwrap().closed.push((id, r.clone()));
     }
 }
@@ -80,7 +82,7 @@ struct Running {
 }
 
 impl Running {
-    fn start(config: Config, options: WsOptions) -> Self {
+    fn start(config: ServerConfig, options: WsOptions) -> Self {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let game = Game { seen: seen.clone() };
         let mut server = netlib::Server::new(game, config.announce_id(true)).unwrap();
@@ -104,7 +106,7 @@ impl Running {
     }
 
     fn plain() -> Self {
-        Self::start(Config::default(), pages())
+        Self::start(ServerConfig::default(), pages())
     }
 
     /// Stops the server (it shuts down gracefully) and waits for its thread.
@@ -288,7 +290,7 @@ fn a_message_round_trips_as_one_text_message_each_way() {
 fn websocket_and_tcp_channels_share_one_server() {
     let server = Running::plain();
     let (mut ws, ws_id) = browser(server.ws);
-    let mut client = Client::connect(&server.tcp.to_string(), Config::default()).unwrap();
+    let mut client = Client::connect(&server.tcp.to_string(), ClientConfig::default()).unwrap();
     let mut tcp_got: Vec<Message> = Vec::new();
     let mut pump_until = |client: &mut Client, what: &str, want: &dyn Fn(&Message) -> bool| {
         let deadline = Instant::now() + WAIT;
@@ -408,7 +410,7 @@ fn status_of(addr: SocketAddr, request: &str) -> u16 {
 
 #[test]
 fn a_dns_rebinding_host_is_refused_on_a_loopback_listener() {
-    let server = Running::start(Config::default(), pages().allow_host("chat.example"));
+    let server = Running::start(ServerConfig::default(), pages().allow_host("chat.example"));
     let a = server.ws;
     let upgrade = |host: &str| {
         format!(
@@ -450,7 +452,7 @@ fn a_dns_rebinding_host_is_refused_on_a_loopback_listener() {
 #[test]
 fn a_flood_of_empty_continuations_holds_neither_the_loop_nor_the_byte_limit() {
     const RATE: u32 = 64 << 10;
-    let server = Running::start(Config::default().byte_rate_limit(RATE, RATE), pages());
+    let server = Running::start(ServerConfig::default().byte_rate_limit(RATE, RATE), pages());
     let (flooder, flood_id) = browser(server.ws);
     let mut raw = flooder.get_ref().try_clone().unwrap();
     raw.set_write_timeout(Some(Duration::from_millis(50)))
@@ -503,7 +505,7 @@ fn a_flood_of_empty_continuations_holds_neither_the_loop_nor_the_byte_limit() {
 
 #[test]
 fn an_oversize_message_is_closed_with_1009_and_others_are_served() {
-    let server = Running::start(Config::default().max_frame_size(1024), pages());
+    let server = Running::start(ServerConfig::default().max_frame_size(1024), pages());
     let (mut big, big_id) = browser(server.ws);
     let (mut other, _) = browser(server.ws);
     send(
@@ -578,7 +580,7 @@ fn text_that_is_not_utf8_is_closed_with_1007() {
 #[test]
 fn a_reader_that_never_reads_is_closed_while_a_reading_peer_gets_everything() {
     let limit = 256 * 1024;
-    let server = Running::start(Config::default().max_outbound_bytes(limit), pages());
+    let server = Running::start(ServerConfig::default().max_outbound_bytes(limit), pages());
     let (_slow, slow_id) = slow_browser(server.ws); // kept open, never read
     let (mut reader, reader_id) = browser(server.ws);
 
@@ -619,7 +621,7 @@ fn a_pong_never_lands_inside_a_message_the_socket_has_not_taken() {
         .unwrap_or(4 << 20);
     let n = 2 * wmem / 16_000 + 16;
     let server = Running::start(
-        Config::default().max_outbound_bytes(4 * wmem as usize + (1 << 20)),
+        ServerConfig::default().max_outbound_bytes(4 * wmem as usize + (1 << 20)),
         pages(),
     );
     // Nothing read for a while: the server's socket fills up (its send buffer holds a few MB
@@ -691,7 +693,7 @@ fn a_client_close_is_clean_and_other_codes_are_reported() {
 fn netlib_clients_connect_to_ws_urls() {
     let server = Running::plain();
     let url = format!("ws://{}/ws", server.ws);
-    let mut client = Client::connect(&url, Config::default()).unwrap();
+    let mut client = Client::connect(&url, ClientConfig::default()).unwrap();
     let mut got: Vec<Message> = Vec::new();
     let mut sent = false;
     let deadline = Instant::now() + WAIT;
@@ -722,7 +724,7 @@ fn a_refused_upgrade_or_a_wss_url_is_an_error_event() {
         (format!("ws://{}/elsewhere", server.ws), "HTTP 404"),
         (format!("wss://{}/ws", server.ws), "not supported"),
     ] {
-        let mut client = Client::connect(&url, Config::default()).unwrap();
+        let mut client = Client::connect(&url, ClientConfig::default()).unwrap();
         let deadline = Instant::now() + WAIT;
         let error = loop {
             assert!(Instant::now() < deadline, "no error event for {url}");
@@ -740,7 +742,7 @@ fn a_refused_upgrade_or_a_wss_url_is_an_error_event() {
 
 #[test]
 fn a_handshake_in_progress_is_no_channel_counts_toward_the_limit_and_times_out() {
-    let config = Config::default()
+    let config = ServerConfig::default()
         .max_connections(1)
         .handshake_timeout(Duration::from_secs(1));
     let server = Running::start(config, pages());
@@ -769,7 +771,8 @@ fn a_handshake_in_progress_is_no_channel_counts_toward_the_limit_and_times_out()
 
 #[test]
 fn the_heartbeat_travels_as_websocket_pings() {
-    let config = Config::default().heartbeat(Duration::from_millis(50), Duration::from_secs(30));
+    let config =
+        ServerConfig::default().heartbeat(Duration::from_millis(50), Duration::from_secs(30));
     let server = Running::start(config, pages());
     let (mut ws, id) = browser(server.ws);
     let mut pings = 0;
@@ -785,7 +788,7 @@ fn the_heartbeat_travels_as_websocket_pings() {
 
 #[test]
 fn a_close_for_a_limit_says_policy_violation() {
-    let config = Config::default().idle_timeout(Duration::from_millis(200));
+    let config = ServerConfig::default().idle_timeout(Duration::from_millis(200));
     let server = Running::start(config, pages());
     let (mut ws, id) = browser(server.ws);
     assert_eq!(close_code(&mut ws), 1008);
@@ -820,7 +823,7 @@ fn node() -> Vec<&'static str> {
 #[test]
 fn netlib_js_talks_to_the_server_from_node() {
     let flags = node();
-    let server = Running::start(Config::default(), pages().netlib_js());
+    let server = Running::start(ServerConfig::default(), pages().netlib_js());
     // The module as a browser gets it: from the server.
     let (status, headers, js) = http(
         server.ws,
@@ -909,7 +912,7 @@ fn start_message(ws: &mut WsClient, total: u64, sent: usize) {
 fn a_message_still_arriving_counts_toward_the_memory_budget() {
     // Four peers each hold 600 KB of a 900 KB message inside the WebSocket layer: 2.4 MB
     // against a 1 MiB budget. The ones holding the most are closed until it fits.
-    let server = Running::start(Config::default().memory_budget(1 << 20), pages());
+    let server = Running::start(ServerConfig::default().memory_budget(1 << 20), pages());
     let peers: Vec<(WsClient, ChannelId)> = (0..4).map(|_| browser(server.ws)).collect();
     let ids: Vec<ChannelId> = peers.iter().map(|p| p.1).collect();
     let mut peers = peers;
@@ -933,7 +936,7 @@ fn a_message_still_arriving_counts_toward_the_memory_budget() {
 #[test]
 fn a_message_left_unfinished_hits_the_frame_timeout() {
     let server = Running::start(
-        Config::default().frame_timeout(Duration::from_millis(300)),
+        ServerConfig::default().frame_timeout(Duration::from_millis(300)),
         pages(),
     );
     let (mut ws, id) = browser(server.ws);

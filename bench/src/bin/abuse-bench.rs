@@ -38,7 +38,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use netlib::{Client, Config, Message};
+use netlib::{Client, ClientConfig, Message};
 use netlib_bench::load::rss_bytes;
 use netlib_tests::ws::{client_header as ws_header, upgraded as ws_upgraded};
 
@@ -215,7 +215,7 @@ fn wait_for(c: &mut Client, what: &str, pred: impl Fn(&Message) -> bool) {
 }
 
 fn client(addr: SocketAddr) -> Client {
-    let mut c = Client::connect(&addr.to_string(), Config::default()).unwrap();
+    let mut c = Client::connect(&addr.to_string(), ClientConfig::default()).unwrap();
     wait_for(&mut c, "welcome", |m| m.action() == "welcome");
     c
 }
@@ -467,7 +467,7 @@ fn ws_flood(args: &Args) -> (Vec<f64>, Vec<u64>, f64) {
             })
         })
         .collect();
-    let mut user = Client::connect(&format!("ws://{web}/ws"), Config::default()).unwrap();
+    let mut user = Client::connect(&format!("ws://{web}/ws"), ClientConfig::default()).unwrap();
     wait_for(&mut user, "welcome", |m| m.action() == "welcome");
     let trips = round_trips(&mut user, FLOOD.as_millis() as usize / 250, || {});
     stop.store(true, std::sync::atomic::Ordering::SeqCst);

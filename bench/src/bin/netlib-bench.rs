@@ -251,7 +251,7 @@ fn main() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("podsixnet_chat_server.py");
 
     type Run<'a> = (&'static str, Box<dyn Fn() -> Server + 'a>);
-    let servers: Vec<Run> = vec![
+    let servers: Vec<Run<'_>> = vec![
         (
             "netlib",
             Box::new(|| {
@@ -330,7 +330,7 @@ fn main() {
     // The same chat over WebSocket (browsers' transport): netlib against one Socket.IO 4 node,
     // with each server's CPU use and the generator's (to show which one is the limit).
     type WsRun<'a> = (&'static str, Proto, Box<dyn Fn() -> Server + 'a>);
-    let ws_servers: [WsRun; 2] = [
+    let ws_servers: [WsRun<'_>; 2] = [
         (
             "netlib over WebSocket",
             Proto::Netlib,

@@ -9,9 +9,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use chat::client::{ChatView, Command, Ending, HELP};
+use chat::protocol::{Quit, Request, SetNickname};
 use chat::{CodecArg, FramingArg};
 use clap::Parser;
-use netlib::{Client, Config};
+use netlib::{Client, ClientConfig};
 
 /// The netlib chat's terminal client. Plain lines are messages; /help lists the commands.
 #[derive(Debug, Parser)]
@@ -50,7 +51,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> netlib::Result<ExitCode> {
     let mut client = Client::connect(
         &args.addr,
-        Config::default()
+        ClientConfig::default()
             .codec(args.codec.into())
             .framing(args.framing.into()),
     )?;
@@ -58,7 +59,7 @@ fn run(args: Args) -> netlib::Result<ExitCode> {
 
     // Standard input on its own thread; each line wakes the pump.
     let (tx, rx) = mpsc::channel::<Option<String>>();
-    let waker = client.wake_handle()?;
+    let waker = client.wake_handle();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
             let Ok(line) = line else { break };
@@ -73,7 +74,7 @@ fn run(args: Args) -> netlib::Result<ExitCode> {
 
     let mut awaiting_nick = true;
     if let Some(nick) = &args.nick {
-        client.send(&Command::Nick(nick.clone()).to_request())?;
+        client.send(&nickname(nick))?;
         awaiting_nick = false;
     } else {
         print!("Nickname: ");
@@ -100,7 +101,7 @@ fn run(args: Args) -> netlib::Result<ExitCode> {
             if awaiting_nick {
                 let nick = line.trim();
                 if !nick.is_empty() {
-                    client.send(&Command::Nick(nick.to_owned()).to_request())?;
+                    client.send(&nickname(nick))?;
                 }
                 awaiting_nick = false;
                 continue;
@@ -122,6 +123,13 @@ fn run(args: Args) -> netlib::Result<ExitCode> {
     }
 }
 
+/// The `nickname` request for `nick`.
+fn nickname(nick: &str) -> Request {
+    Request::Nickname(SetNickname {
+        nickname: nick.to_owned(),
+    })
+}
+
 /// Sends `quit`, waits until everything queued is written and the server closed the
 /// connection, prints what arrived meanwhile, and exits.
 fn quit(
@@ -129,7 +137,7 @@ fn quit(
     view: &mut ChatView,
     reason: Option<String>,
 ) -> netlib::Result<ExitCode> {
-    let _ = client.send(&Command::Quit(reason).to_request());
+    let _ = client.send(&Request::Quit(Quit { reason }));
     let closed = client.shutdown(QUIT_TIMEOUT)?;
     client.pump(view)?;
     if view.ending == Some(Ending::Failed) {

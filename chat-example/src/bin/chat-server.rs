@@ -12,7 +12,7 @@ use chat::server::{Chat, Settings};
 use chat::text::TextCodec;
 use chat::{CodecArg, FramingArg};
 use clap::Parser;
-use netlib::{Codec, Config, Framing, Server, Wire};
+use netlib::{Codec, Framing, Server, ServerConfig, Wire};
 
 /// The netlib chat server: rooms, private messages, operators; PodSixNet's chat clients can join.
 #[derive(Debug, Parser)]
@@ -144,10 +144,11 @@ fn main() -> ExitCode {
             notice_max: args.notice_max,
         },
         limits: (args.rate_limit > 0).then(ChatLimits::default),
+        clock: netlib::Clock::System,
     };
     // `announce_id`: clients learn their channel id, so notices about them are recognised
     // whatever the nicknames.
-    let mut config = Config::default()
+    let mut config = ServerConfig::default()
         .max_connections(args.max_connections)
         .codec(args.codec.into())
         .framing(args.framing.into())

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chat::protocol::{Request, SetNickname, Who};
-use netlib::{Client, Config, Message};
+use netlib::{Client, ClientConfig, Message};
 use netlib_tests::{until, ChildGuard};
 use serde_json::Value;
 
@@ -140,10 +140,10 @@ pub struct Peer {
 
 impl Peer {
     pub fn connect(addr: &str) -> Self {
-        Peer::connect_with(addr, Config::default())
+        Peer::connect_with(addr, ClientConfig::default())
     }
 
-    pub fn connect_with(addr: &str, config: Config) -> Self {
+    pub fn connect_with(addr: &str, config: ClientConfig) -> Self {
         let mut p = Peer {
             client: Client::connect(addr, config).unwrap(),
             inbox: VecDeque::new(),
@@ -154,10 +154,10 @@ impl Peer {
 
     /// Connects and takes `nick`; waits for the confirmation.
     pub fn join(addr: &str, nick: &str) -> Self {
-        Peer::join_with(addr, nick, Config::default())
+        Peer::join_with(addr, nick, ClientConfig::default())
     }
 
-    pub fn join_with(addr: &str, nick: &str, config: Config) -> Self {
+    pub fn join_with(addr: &str, nick: &str, config: ClientConfig) -> Self {
         let mut p = Peer::connect_with(addr, config);
         p.send(Request::Nickname(SetNickname {
             nickname: nick.into(),

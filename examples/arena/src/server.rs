@@ -2,12 +2,13 @@
 //! it and broadcasts its state.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use netlib::{handler, All, ChannelId, CloseReason, Server, ServerContext, ServerHandler};
+use netlib::{
+    handler, All, ChannelId, Closed, EncodeError, FixedStep, Server, ServerContext, ServerHandler,
+};
 
 use crate::world::{Input, World};
-use crate::Ticker;
 
 /// The server's fixed step: 20 ticks a second.
 pub const TICK: Duration = Duration::from_millis(50);
@@ -49,9 +50,10 @@ impl ServerHandler for ArenaServer {
         self.news.push(format!("{id} joined from {addr}"));
     }
 
-    fn closed(&mut self, _: &mut ServerContext<'_, ()>, id: ChannelId, _: (), why: &CloseReason) {
+    fn closed(&mut self, _: &mut ServerContext<'_, ()>, gone: Closed<()>) {
+        let Closed { id, reason, .. } = gone;
         self.world.leave(id.serial());
-        self.news.push(format!("{id} left ({why})"));
+        self.news.push(format!("{id} left ({reason})"));
     }
 }
 
@@ -59,7 +61,7 @@ impl ServerHandler for ArenaServer {
 ///
 /// # Errors
 /// If the state cannot be encoded (it is larger than the config's frame size).
-pub fn tick(server: &mut Server<ArenaServer>) -> netlib::Result<()> {
+pub fn tick(server: &mut Server<ArenaServer>) -> Result<(), EncodeError> {
     let (game, mut ctx) = server.split();
     if let Some(id) = game.world.step(TICK.as_secs_f64()) {
         game.news.push(format!("#{id} took the coin"));
@@ -69,21 +71,23 @@ pub fn tick(server: &mut Server<ArenaServer>) -> netlib::Result<()> {
     Ok(())
 }
 
-/// One turn of the game loop: pumps (handling inputs as they come) until `ticker`'s next tick
-/// is due or something arrives, then runs the tick if it is due. Time is the server config's
-/// clock. Returns whether it ticked.
+/// One turn of the game loop: pumps (handling inputs as they come) until `step`'s next tick
+/// is due or something arrives, then runs the tick if it is due. `now` reads the clock the
+/// server's config was given (`Instant::now`, or a `ManualClock`'s in tests). The state a tick
+/// queues leaves at the start of the next turn's pump, which writes before it waits. Returns
+/// whether it ticked.
 ///
 /// # Errors
 /// As [`Server::pump`] and [`tick`].
-pub fn turn(server: &mut Server<ArenaServer>, ticker: &mut Ticker) -> netlib::Result<bool> {
-    let clock = server.context().config().get_clock().clone();
-    server.pump_timeout(ticker.wait(clock.now()))?;
-    if !ticker.due(clock.now()) {
+pub fn turn(
+    server: &mut Server<ArenaServer>,
+    step: &mut FixedStep,
+    now: impl Fn() -> Instant,
+) -> netlib::Result<bool> {
+    server.pump_timeout(step.wait(now()))?;
+    if !step.due(now()) {
         return Ok(false);
     }
     tick(server)?;
-    // What the game loop queues is written at the end of a pump, and `pump_timeout` waits
-    // first: pump once more so the state leaves now, not at the next input or tick.
-    server.pump()?;
     Ok(true)
 }

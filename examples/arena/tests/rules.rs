@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 use arena::bot::Bot;
 use arena::server::{tick, turn, ArenaServer, TICK};
 use arena::world::{Input, World, HEIGHT, RADIUS, REACH, SPEED, WIDTH};
-use arena::Ticker;
-use netlib::{Client, Config, ManualClock, Message, Server};
+use netlib::{ClientConfig, FixedStep, ManualClock, Message, Server, ServerConfig};
 
 const DT: f64 = 0.05;
 
@@ -108,10 +107,10 @@ fn the_same_seed_and_inputs_give_the_same_game() {
 }
 
 #[test]
-fn the_ticker_keeps_a_fixed_rate_and_skips_a_stall() {
+fn the_fixed_step_keeps_a_fixed_rate_and_skips_a_stall() {
     let t0 = Instant::now();
     let ms = Duration::from_millis;
-    let mut t = Ticker::new(ms(50), t0);
+    let mut t = FixedStep::new(ms(50), t0);
     assert_eq!(t.wait(t0 + ms(20)), ms(30));
     assert!(!t.due(t0 + ms(49)));
     assert!(t.due(t0 + ms(53)), "a late tick still runs");
@@ -121,56 +120,40 @@ fn the_ticker_keeps_a_fixed_rate_and_skips_a_stall() {
     assert_eq!(t.wait(t0 + ms(400)), ms(50));
 }
 
-/// A server on a manual clock, with its ticker.
-fn game(clock: &ManualClock) -> (Server<ArenaServer>, Ticker) {
-    let config = Config::default().announce_id(true).clock(clock.clone());
+/// A server on a manual clock, with its fixed step.
+fn game(clock: &ManualClock) -> (Server<ArenaServer>, FixedStep) {
+    let config = ServerConfig::default()
+        .announce_id(true)
+        .clock(clock.clone());
     let server = Server::new(ArenaServer::new(7), config).unwrap();
-    (server, Ticker::new(TICK, clock.now()))
-}
-
-/// Pumps the server and every bot until `done` holds; at most 20 rounds.
-fn settle(
-    server: &mut Server<ArenaServer>,
-    bots: &mut [(&mut Client, &mut Bot)],
-    done: impl Fn(&[(&mut Client, &mut Bot)]) -> bool,
-) {
-    for _ in 0..20 {
-        server.pump().unwrap();
-        for (client, bot) in bots.iter_mut() {
-            client.pump(*bot).unwrap();
-        }
-        if done(bots) {
-            return;
-        }
-    }
-    panic!("not settled in 20 rounds: {:?}", server.state());
+    (server, FixedStep::new(TICK, clock.now()))
 }
 
 #[test]
 fn an_input_moves_the_player_in_the_next_snapshot() {
     let clock = ManualClock::new();
-    let (mut server, mut ticker) = game(&clock);
-    let (id, mut client) = server.connect_local(Config::default()).unwrap();
+    let (mut server, mut step) = game(&clock);
+    let (id, mut client) = server.connect_local(ClientConfig::default()).unwrap();
     let mut bot = Bot::default();
-    settle(&mut server, &mut [(&mut client, &mut bot)], |b| {
-        b[0].1.id.is_some()
-    });
+    let now = || clock.now();
+    server.settle(&mut [&mut client]).unwrap();
+    client.pump(&mut bot).unwrap();
     assert_eq!(bot.id, Some(id.serial()), "announced in `connected`");
     assert_eq!(bot.snapshots, 0, "no tick before the clock says so");
     clock.advance(TICK);
-    assert!(turn(&mut server, &mut ticker).unwrap());
-    settle(&mut server, &mut [(&mut client, &mut bot)], |b| {
-        b[0].1.snapshots == 1
-    });
+    assert!(turn(&mut server, &mut step, now).unwrap());
+    server.settle(&mut [&mut client]).unwrap();
+    client.pump(&mut bot).unwrap();
+    assert_eq!(bot.snapshots, 1);
     let before = bot.me().unwrap().clone();
     let dx = if before.x < WIDTH / 2.0 { 1.0 } else { -1.0 };
     client.send(&Input { dx, dy: 0.0 }).unwrap();
-    settle(&mut server, &mut [(&mut client, &mut bot)], |_| true);
+    server.settle(&mut [&mut client]).unwrap();
     clock.advance(TICK);
-    assert!(turn(&mut server, &mut ticker).unwrap());
-    settle(&mut server, &mut [(&mut client, &mut bot)], |b| {
-        b[0].1.snapshots == 2
-    });
+    assert!(turn(&mut server, &mut step, now).unwrap());
+    server.settle(&mut [&mut client]).unwrap();
+    client.pump(&mut bot).unwrap();
+    assert_eq!(bot.snapshots, 2);
     let after = bot.me().unwrap();
     assert_eq!(bot.state.as_ref().unwrap().tick, 2);
     assert!(
@@ -184,31 +167,28 @@ fn an_input_moves_the_player_in_the_next_snapshot() {
 fn two_players_see_each_other_and_a_leaver_disappears() {
     let clock = ManualClock::new();
     let (mut server, _) = game(&clock);
-    let (a, mut ca) = server.connect_local(Config::default()).unwrap();
-    let (b, mut cb) = server.connect_local(Config::default()).unwrap();
+    let (a, mut ca) = server.connect_local(ClientConfig::default()).unwrap();
+    let (b, mut cb) = server.connect_local(ClientConfig::default()).unwrap();
     let (mut ba, mut bb) = (Bot::default(), Bot::default());
     tick(&mut server).unwrap();
-    let both = |bots: &[(&mut Client, &mut Bot)]| bots.iter().all(|(_, b)| b.snapshots == 1);
-    settle(
-        &mut server,
-        &mut [(&mut ca, &mut ba), (&mut cb, &mut bb)],
-        both,
-    );
+    server.settle(&mut [&mut ca, &mut cb]).unwrap();
+    ca.pump(&mut ba).unwrap();
+    cb.pump(&mut bb).unwrap();
+    assert_eq!((ba.snapshots, bb.snapshots), (1, 1));
     assert_eq!(ba.others.iter().collect::<Vec<_>>(), [&b.serial()]);
     assert_eq!(bb.others.iter().collect::<Vec<_>>(), [&a.serial()]);
     assert_eq!(ba.state, bb.state, "one snapshot for all");
 
     cb.close();
-    settle(
-        &mut server,
-        &mut [(&mut ca, &mut ba), (&mut cb, &mut bb)],
-        |b| b[1].1.disconnected,
-    );
+    server.settle(&mut [&mut ca, &mut cb]).unwrap();
+    ca.pump(&mut ba).unwrap();
+    cb.pump(&mut bb).unwrap();
+    assert!(bb.disconnected);
     assert_eq!(server.state().world.players.len(), 1);
     tick(&mut server).unwrap();
-    settle(&mut server, &mut [(&mut ca, &mut ba)], |b| {
-        b[0].1.snapshots == 2
-    });
+    server.settle(&mut [&mut ca]).unwrap();
+    ca.pump(&mut ba).unwrap();
+    assert_eq!(ba.snapshots, 2);
     let ids: Vec<u64> = ba
         .state
         .as_ref()
@@ -233,18 +213,12 @@ fn two_players_see_each_other_and_a_leaver_disappears() {
 fn invalid_input_is_answered_with_an_error() {
     let clock = ManualClock::new();
     let (mut server, _) = game(&clock);
-    let (id, mut client) = server.connect_local(Config::default()).unwrap();
+    let (id, mut client) = server.connect_local(ClientConfig::default()).unwrap();
     client.send(&Input { dx: 3.0, dy: 4.0 }).unwrap();
     client.send(&Message::new("input").with("dx", 1.0)).unwrap();
-    let mut errors = Vec::new();
-    for _ in 0..20 {
-        server.pump().unwrap();
-        let got = client.pump_messages().unwrap();
-        errors.extend(got.into_iter().filter(|m| m.action() == "error"));
-        if errors.len() == 2 {
-            break;
-        }
-    }
+    server.settle(&mut [&mut client]).unwrap();
+    let got = client.pump_messages().unwrap();
+    let errors: Vec<Message> = got.into_iter().filter(|m| m.action() == "error").collect();
     assert_eq!(errors.len(), 2, "{errors:?}");
     let text = |m: &Message| m.get("error").unwrap().to_string();
     assert!(
@@ -267,17 +241,17 @@ fn invalid_input_is_answered_with_an_error() {
 #[test]
 fn the_bot_steers_to_the_coin_and_takes_it() {
     let clock = ManualClock::new();
-    let (mut server, mut ticker) = game(&clock);
-    let (_, mut client) = server.connect_local(Config::default()).unwrap();
+    let (mut server, mut step) = game(&clock);
+    let (_, mut client) = server.connect_local(ClientConfig::default()).unwrap();
     let mut bot = Bot::default();
     // Corner to corner is 800 units, 8 a tick: 100 ticks at most.
     for _ in 0..120 {
         clock.advance(TICK);
-        assert!(turn(&mut server, &mut ticker).unwrap());
+        assert!(turn(&mut server, &mut step, || clock.now()).unwrap());
         let n = bot.snapshots;
-        settle(&mut server, &mut [(&mut client, &mut bot)], |b| {
-            b[0].1.snapshots > n
-        });
+        server.settle(&mut [&mut client]).unwrap();
+        client.pump(&mut bot).unwrap();
+        assert_eq!(bot.snapshots, n + 1, "one state a tick");
         if bot.me().unwrap().score > 0 {
             break;
         }

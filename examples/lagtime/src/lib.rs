@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use netlib::{
-    handler, ChannelContext, ChannelId, ClientContext, CloseReason, Listener, ServerContext,
+    handler, ChannelContext, ChannelId, ClientContext, Closed, Listener, ServerContext,
     ServerHandler,
 };
 use serde::{Deserialize, Serialize};
@@ -89,14 +89,9 @@ impl ServerHandler for LagServer {
         ch
     }
 
-    fn closed(
-        &mut self,
-        _: &mut ServerContext<'_, LagChannel>,
-        id: ChannelId,
-        ch: LagChannel,
-        _: &CloseReason,
-    ) {
-        let mut t = ch.trips;
+    fn closed(&mut self, _: &mut ServerContext<'_, LagChannel>, gone: Closed<LagChannel>) {
+        let id = gone.id;
+        let mut t = gone.channel.trips;
         t.sort();
         match (t.first(), t.last()) {
             (Some(min), Some(max)) => (self.out)(format!(

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use netlib::{handler, ChannelContext, ChannelId, CloseReason, ServerContext, ServerHandler};
+use netlib::{handler, ChannelContext, ChannelId, Closed, ServerContext, ServerHandler};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -81,13 +81,8 @@ impl ServerHandler for Whiteboard {
         me
     }
 
-    fn closed(
-        &mut self,
-        ctx: &mut ServerContext<'_, Drawer>,
-        _: ChannelId,
-        d: Drawer,
-        _: &CloseReason,
-    ) {
+    fn closed(&mut self, ctx: &mut ServerContext<'_, Drawer>, gone: Closed<Drawer>) {
+        let d = gone.channel;
         println!("player {} left", d.id);
         let p = players(ctx, None);
         let _ = ctx.send_to(netlib::All, &p);

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use netlib::{Client, Config};
+use netlib::{Client, ClientConfig};
 use netlib_tests::{spawn_listening, until};
 use serde_json::json;
 use whiteboard::board::Board;
@@ -19,7 +19,7 @@ struct Viewer {
 impl Viewer {
     fn join(addr: &str) -> Self {
         let mut v = Viewer {
-            client: Client::connect(addr, Config::default()).unwrap(),
+            client: Client::connect(addr, ClientConfig::default()).unwrap(),
             board: Board::default(),
         };
         v.until("the initial board", |b| b.ready);

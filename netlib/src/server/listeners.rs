@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use mio::net::TcpListener;
 
 use crate::codec::Wire;
-use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::config::{Config, ServerConfig};
+use crate::error::ListenError;
 use crate::handler::ServerHandler;
 use crate::message::Message;
 use crate::transport::tcp::TcpAcceptor;
@@ -21,15 +21,19 @@ impl<S: ServerHandler> Server<S> {
     /// a host name binds every address it resolves to; port 0 picks a free port) with `config`.
     ///
     /// # Errors
-    /// As [`new`](Self::new) and [`bind_tcp`](Self::bind_tcp); [`Error::Resolve`] if `addrs`
+    /// As [`new`](Self::new) and [`bind_tcp`](Self::bind_tcp); [`ListenError::Resolve`] if `addrs`
     /// is empty.
-    pub fn bind<A: AsRef<str>>(state: S, addrs: &[A], config: Config) -> Result<Self> {
+    pub fn bind<A: AsRef<str>>(
+        state: S,
+        addrs: &[A],
+        config: ServerConfig,
+    ) -> Result<Self, ListenError> {
         let mut server = Self::new(state, config)?;
         for a in addrs {
             server.bind_tcp(a.as_ref(), None)?;
         }
         if server.listeners.len() == 0 {
-            return Err(Error::Resolve {
+            return Err(ListenError::Resolve {
                 addr: String::new(),
                 reason: "no address to listen on".into(),
             });
@@ -41,8 +45,12 @@ impl<S: ServerHandler> Server<S> {
     /// the config's framing and codec when `None`. Returns the bound addresses.
     ///
     /// # Errors
-    /// [`Error::Resolve`] for an unparsable address, [`Error::Bind`] if a socket cannot listen.
-    pub fn bind_tcp(&mut self, addr: &str, wire: Option<Wire>) -> Result<Vec<SocketAddr>> {
+    /// [`ListenError::Resolve`] for an unparsable address, [`ListenError::Bind`] if a socket cannot listen.
+    pub fn bind_tcp(
+        &mut self,
+        addr: &str,
+        wire: Option<Wire>,
+    ) -> Result<Vec<SocketAddr>, ListenError> {
         self.bind_with(addr, |l, local, _| {
             log::info!("listening on {local}");
             Box::new(TcpAcceptor::new(l, wire.clone()))
@@ -58,11 +66,15 @@ impl<S: ServerHandler> Server<S> {
     ///
     /// # Errors
     /// As [`bind_tcp`](Self::bind_tcp).
-    pub fn bind_ws(&mut self, addr: &str, options: WsOptions) -> Result<Vec<SocketAddr>> {
+    pub fn bind_ws(
+        &mut self,
+        addr: &str,
+        options: WsOptions,
+    ) -> Result<Vec<SocketAddr>, ListenError> {
         self.bind_with(addr, |l, local, config| {
-            let path = options.get_path();
+            let path = options.upgrade_path();
             log::info!("listening for WebSocket on ws://{local}{path}");
-            Box::new(WsAcceptor::new(l, options.clone(), config))
+            Box::new(WsAcceptor::with_config(l, options.clone(), config))
         })
     }
 
@@ -72,11 +84,11 @@ impl<S: ServerHandler> Server<S> {
         &mut self,
         addr: &str,
         mut make: impl FnMut(TcpListener, SocketAddr, &Config) -> Box<dyn Acceptor>,
-    ) -> Result<Vec<SocketAddr>> {
+    ) -> Result<Vec<SocketAddr>, ListenError> {
         let mut bound = Vec::new();
         for sa in crate::net::resolve(addr)? {
             let l = crate::net::listen(sa, self.hub.config.get_listen_backlog())
-                .map_err(|source| Error::Bind { addr: sa, source })?;
+                .map_err(|source| ListenError::Bind { addr: sa, source })?;
             let local = l.local_addr()?;
             let acceptor = make(l, local, &self.hub.config);
             self.add_listener(acceptor)?;
@@ -89,14 +101,17 @@ impl<S: ServerHandler> Server<S> {
     /// and channel table with all others.
     ///
     /// # Errors
-    /// [`Error::Io`] if it cannot be registered with the poller.
-    pub fn add_listener(&mut self, acceptor: Box<dyn Acceptor>) -> Result<()> {
+    /// an I/O error if it cannot be registered with the poller.
+    pub fn add_listener(&mut self, acceptor: Box<dyn Acceptor>) -> std::io::Result<()> {
         let wire = match acceptor.wire() {
             Some(w) => self.hub.wire_index(w),
             None => 0,
         };
         if self.hub.wires.len() > 1 {
-            self.handlers.connected = self.hub.encode(&Message::new("connected"))?;
+            self.handlers.connected = self
+                .hub
+                .encode(&Message::new(crate::protocol::CONNECTED))
+                .expect("a plain message encodes in every wire");
         }
         let registry = self.poll.registry();
         self.listeners

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 
 use crate::client::Client;
-use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::config::ClientConfig;
+use crate::error::{EncodeError, Error, SendError};
 use crate::handler::ServerHandler;
 use crate::hub::ChannelId;
 use crate::message::Message;
@@ -21,8 +21,8 @@ impl<S: ServerHandler> Server<S> {
     /// tests of game logic, as renet's local client.
     ///
     /// # Errors
-    /// As [`Client::connect`]; [`Error::NotConnected`] if the server is full.
-    pub fn connect_local(&mut self, config: Config) -> Result<(ChannelId, Client)> {
+    /// As [`Client::connect`]; [`Error::Io`] (`ConnectionRefused`) if the server is full.
+    pub fn connect_local(&mut self, config: ClientConfig) -> Result<(ChannelId, Client), Error> {
         if self.local.is_none() {
             let acceptor = LocalAcceptor::default();
             self.local = Some(acceptor.clone());
@@ -31,22 +31,82 @@ impl<S: ServerHandler> Server<S> {
         let local = self.local.clone().expect("made above");
         let client = Client::connect_with(Box::new(local.connector()), config)?;
         let mut acceptor = local;
-        let (transport, addr) = acceptor.accept()?.ok_or(Error::NotConnected)?;
+        let full = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "server full");
+        let (transport, addr) = acceptor.accept()?.ok_or_else(full)?;
         let id = self
             .handlers
             .open(&mut self.state, &mut self.hub, transport, addr, 0)
-            .ok_or(Error::NotConnected)?;
+            .ok_or_else(full)?;
         Ok((id, client))
+    }
+
+    /// Pumps this server and `clients` (e.g. from [`connect_local`](Self::connect_local)) in
+    /// turns until one whole round moves nothing: no byte read or written, no channel opened
+    /// or closed, no event for a client. Returns the rounds it took. What the clients received
+    /// waits for their next pump (`pump`, `pump_messages`). The way to let an in-memory test's
+    /// messages and replies run their course without guessing a number of pumps. Time does not
+    /// move: with a [`ManualClock`](crate::ManualClock), advance it between settles.
+    ///
+    /// ```
+    /// # use netlib::{ChannelId, ClientConfig, Message, Server, ServerConfig, ServerContext, ServerHandler};
+    /// # use std::net::SocketAddr;
+    /// struct Echo;
+    /// impl ServerHandler for Echo {
+    ///     type Channel = ();
+    ///     fn connected(&mut self, _: &mut ServerContext<'_, ()>, _: ChannelId, _: SocketAddr) {}
+    ///     fn unhandled(&mut self, ctx: &mut ServerContext<'_, ()>, id: ChannelId, m: &Message) {
+    ///         let _ = ctx.send_to(id, m);
+    ///     }
+    /// }
+    /// let mut server = Server::new(Echo, ServerConfig::default())?;
+    /// let (_, mut client) = server.connect_local(ClientConfig::default())?;
+    /// client.send(&Message::new("hello"))?;
+    /// server.settle(&mut [&mut client])?;
+    /// let got = client.pump_messages()?;
+    /// assert_eq!(got.last().map(|m| m.action()), Some("hello"));
+    /// # Ok::<(), netlib::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The poller's error; [`std::io::ErrorKind::TimedOut`] when it is still busy after
+    /// 10 000 rounds (a hook that sends on every pump, e.g. from `after_pump`).
+    pub fn settle(&mut self, clients: &mut [&mut Client]) -> std::io::Result<usize> {
+        let mut before = clients
+            .iter()
+            .fold(self.progress(), |n, c| n.wrapping_add(c.progress()));
+        for round in 1..=10_000 {
+            self.pump()?;
+            let mut now = self.progress();
+            for c in clients.iter_mut() {
+                now = now.wrapping_add(c.step()?);
+            }
+            if before == now {
+                return Ok(round);
+            }
+            before = now;
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "not settled after 10 000 rounds: something sends on every pump",
+        ))
+    }
+
+    /// A count that moves whenever the server does anything (bytes read or written on any
+    /// channel, a channel opened or closed).
+    fn progress(&self) -> u64 {
+        let moved: u64 = self.hub.slots.iter().map(|(_, s)| s.link.moved).sum();
+        moved + self.hub.stats.opened + self.hub.stats.closed
     }
 
     /// Hands `msg` to channel `id`'s handlers as if `id` had sent it, without any I/O: the
     /// way to drive one channel's handlers in a test. What they send is queued as usual.
     ///
     /// # Errors
-    /// [`Error::NotConnected`] if `id` is not an open channel.
-    pub fn deliver(&mut self, id: ChannelId, msg: &Message) -> Result<()> {
-        let key = self.hub.key(id).ok_or(Error::NotConnected)?;
-        let payload = Bytes::from(serde_json::to_vec(msg).map_err(Error::Encode)?);
+    /// [`SendError::NotConnected`] if `id` is not an open channel.
+    pub fn deliver(&mut self, id: ChannelId, msg: &Message) -> Result<(), SendError> {
+        let key = self.hub.key(id).ok_or(SendError::NotConnected)?;
+        let payload = serde_json::to_vec(msg).map_err(|e| EncodeError::Serialize(e.to_string()))?;
+        let payload = Bytes::from(payload);
         self.handlers.dispatch(
             &mut self.state,
             &mut self.hub,
@@ -62,9 +122,9 @@ impl<S: ServerHandler> Server<S> {
     /// and fuzzing of a whole server.
     ///
     /// # Errors
-    /// [`Error::NotConnected`] if `id` is not an open channel.
-    pub fn deliver_payload(&mut self, id: ChannelId, payload: Bytes) -> Result<()> {
-        let key = self.hub.key(id).ok_or(Error::NotConnected)?;
+    /// [`SendError::NotConnected`] if `id` is not an open channel.
+    pub fn deliver_payload(&mut self, id: ChannelId, payload: Bytes) -> Result<(), SendError> {
+        let key = self.hub.key(id).ok_or(SendError::NotConnected)?;
         let wire = self.hub.slots[key].link.session.wire();
         let decoded = wire.codec.decode_bytes(payload.clone());
         self.handlers

@@ -140,7 +140,12 @@ pub(crate) enum Answer {
 
 /// Answers the request whose first bytes are `input`; `about` is set to a short description
 /// of it for the log (`GET /ws`).
-pub(crate) fn answer(input: &[u8], options: &WsOptions, about: &mut String) -> Answer {
+pub(crate) fn answer(
+    input: &[u8],
+    options: &WsOptions,
+    about: &mut String,
+    loopback: bool,
+) -> Answer {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let consumed = match req.parse(input) {
@@ -160,14 +165,14 @@ pub(crate) fn answer(input: &[u8], options: &WsOptions, about: &mut String) -> A
         return Answer::Close(Reply::error(405, &[("Allow", "GET")]));
     }
     match single(&req, "Host") {
-        Ok(Some(host)) if !options.host_allowed(host) => {
+        Ok(Some(host)) if !options.host_allowed(host, loopback) => {
             return Answer::Close(Reply::error(421, &[]))
         }
         Ok(_) => {}
         Err(()) => return Answer::Close(Reply::error(400, &[])),
     }
     let path = target.split(['?', '#']).next().unwrap_or(target);
-    if path == options.get_path() {
+    if path == options.upgrade_path() {
         return match upgrade(&req, options) {
             Ok(reply) => Answer::Upgrade { reply, consumed },
             Err(reply) => Answer::Close(reply),
@@ -272,7 +277,7 @@ mod tests {
 
     fn ask(request: &str, options: &WsOptions) -> (u16, String) {
         let mut about = String::new();
-        match answer(request.as_bytes(), options, &mut about) {
+        match answer(request.as_bytes(), options, &mut about, false) {
             Answer::Partial => (0, String::new()),
             Answer::Upgrade { reply, consumed } => {
                 assert_eq!(consumed, request.find("\r\n\r\n").unwrap() + 4);

@@ -15,7 +15,7 @@ use super::{Acceptor, Connector, Transport};
 
 /// Bytes one direction of a pipe holds before writes return `WouldBlock` (256 KiB), as a
 /// socket's buffers would.
-pub const PIPE_CAPACITY: usize = 256 * 1024;
+pub(crate) const PIPE_CAPACITY: usize = 256 * 1024;
 
 /// The address local channels report: `0.0.0.0:0` (they have none).
 pub const LOCAL_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -46,7 +46,7 @@ fn wake(w: &Option<Arc<Waker>>) {
     }
 }
 
-/// One end of an in-memory connection; see [`pair`].
+/// One end of an in-memory connection (a pipe each way, as [`Server::connect_local`](crate::Server::connect_local) makes).
 #[derive(Debug)]
 pub struct MemoryStream {
     rx: Arc<Mutex<Pipe>>,
@@ -54,7 +54,7 @@ pub struct MemoryStream {
 }
 
 /// Two connected ends: what one writes, the other reads.
-pub fn pair() -> (MemoryStream, MemoryStream) {
+pub(crate) fn pair() -> (MemoryStream, MemoryStream) {
     let a = Arc::new(Mutex::new(Pipe::default()));
     let b = Arc::new(Mutex::new(Pipe::default()));
     (

@@ -64,7 +64,7 @@ pub trait Transport: io::Read + io::Write + Send + fmt::Debug {
     /// by the server when the connection is accepted and again whenever it becomes ready (or is
     /// woken), until it returns `Ok(true)`; until then no channel exists (no `connected` hook),
     /// the connection counts toward `max_connections`, and it is dropped after the config's
-    /// [`handshake_timeout`](crate::Config::handshake_timeout). Default: `Ok(true)` (a byte
+    /// [`handshake_timeout`](crate::ServerConfig::handshake_timeout). Default: `Ok(true)` (a byte
     /// stream is established on accept). A WebSocket answers its HTTP request here.
     ///
     /// # Errors
@@ -153,7 +153,7 @@ pub trait Acceptor: Send + fmt::Debug {
     fn local_addr(&self) -> Option<SocketAddr>;
 
     /// The wire this listener's channels speak, when it differs from the server's
-    /// [`Config`](crate::Config). Default: `None` (the server's).
+    /// [`Config`](crate::ServerConfig). Default: `None` (the server's).
     fn wire(&self) -> Option<Wire> {
         None
     }
@@ -173,7 +173,7 @@ pub trait Connector: Send + fmt::Debug {
     fn next_attempt(&mut self) -> Option<io::Result<Box<dyn Transport>>>;
 
     /// The wire the connections it makes speak, when it differs from the client's
-    /// [`Config`](crate::Config) (a WebSocket's messages are length-prefixed JSON). Default:
+    /// [`Config`](crate::ServerConfig) (a WebSocket's messages are length-prefixed JSON). Default:
     /// `None` (the config's).
     fn wire(&self) -> Option<Wire> {
         None

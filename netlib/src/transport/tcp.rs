@@ -69,8 +69,8 @@ pub(crate) fn candidates(addr: &str) -> Result<Vec<SocketAddr>, (i32, String)> {
             addrs.reverse();
             Ok(addrs)
         }
-        Err(crate::Error::Resolve { reason, .. }) => Err((-2, reason)),
-        Err(e) => Err((-2, e.to_string())),
+        Err(crate::ListenError::Resolve { reason, .. }) => Err((crate::protocol::ENONAME, reason)),
+        Err(e) => Err((crate::protocol::ENONAME, e.to_string())),
     }
 }
 

@@ -55,7 +55,7 @@
 //! # Heartbeat
 //!
 //! Pings from the peer are answered with a Pong (§5.5.2; only the latest, §5.5.3). A server with a
-//! [`Config::heartbeat`](crate::Config::heartbeat) sends its `netlib.ping` to a WebSocket
+//! [`ServerConfig::heartbeat`](crate::ServerConfig::heartbeat) sends its `netlib.ping` to a WebSocket
 //! channel as a WebSocket Ping frame instead of a text message: every browser answers it
 //! with a Pong by itself, even with no script running, and netlib clients' `tungstenite` does
 //! too. Any Ping or Pong received reaches the session as a `netlib.pong` message, which counts
@@ -96,7 +96,7 @@ use super::http::{self, Answer, Reply, MAX_HEAD};
 use super::wsframe::{self, push_frame, server_header, Control, FrameReader, Violation};
 use super::{Acceptor, Connector, Transport};
 use crate::codec::{Codec, Wire};
-use crate::config::Config;
+use crate::config::{ClientConfig, Config, ServerConfig};
 use crate::error::CloseReason;
 use crate::frame::Framing;
 
@@ -154,7 +154,7 @@ pub(crate) struct Asset {
 ///     .asset("/", "text/html; charset=utf-8", b"<!doctype html><title>game</title>")
 ///     .netlib_js()
 ///     .allow_origin("https://game.example");
-/// assert_eq!(options.get_path(), "/ws");
+/// # let _ = options;
 /// ```
 #[derive(Debug, Clone)]
 pub struct WsOptions {
@@ -162,8 +162,6 @@ pub struct WsOptions {
     assets: Vec<Asset>,
     origins: Vec<String>,
     hosts: Vec<String>,
-    /// The listener is bound to a loopback address (set by [`WsAcceptor::new`]).
-    loopback: bool,
 }
 
 impl Default for WsOptions {
@@ -173,13 +171,13 @@ impl Default for WsOptions {
             assets: Vec::new(),
             origins: Vec::new(),
             hosts: Vec::new(),
-            loopback: false,
         }
     }
 }
 
 impl WsOptions {
     /// Upgrades on `/ws`, no assets (every other path is 404), no origin but the server's own.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
@@ -189,6 +187,7 @@ impl WsOptions {
     ///
     /// # Panics
     /// If `path` does not start with `/`.
+    #[must_use]
     pub fn path(mut self, path: &str) -> Self {
         assert!(path.starts_with('/'), "a WebSocket path starts with '/'");
         self.path = path.to_owned();
@@ -201,6 +200,7 @@ impl WsOptions {
     ///
     /// # Panics
     /// If `path` does not start with `/`.
+    #[must_use]
     pub fn asset(mut self, path: &str, content_type: &str, body: &'static [u8]) -> Self {
         assert!(path.starts_with('/'), "an asset path starts with '/'");
         self.assets.retain(|a| a.path != path);
@@ -213,6 +213,7 @@ impl WsOptions {
     }
 
     /// Serves [`NETLIB_JS`] at `/netlib.js`.
+    #[must_use]
     pub fn netlib_js(self) -> Self {
         self.asset("/netlib.js", "text/javascript; charset=utf-8", NETLIB_JS)
     }
@@ -220,36 +221,46 @@ impl WsOptions {
     /// Also lets pages from `origin` (`scheme://host[:port]`, as browsers send it in `Origin`,
     /// compared ignoring case) open WebSockets. Pages served by this server itself are always
     /// allowed; requests without an `Origin` (not from a browser) too.
+    #[must_use]
     pub fn allow_origin(mut self, origin: &str) -> Self {
         self.origins
             .push(origin.trim_end_matches('/').to_ascii_lowercase());
         self
     }
 
-    /// Also answers requests whose `Host` names `host` (a DNS name, without the port,
-    /// compared ignoring case; e.g. `chat.example.com`). Against DNS rebinding: a listener
-    /// bound to a loopback address answers only a loopback `Host` (`localhost`, a name under
-    /// `.localhost`, `127.x.y.z`, `[::1]`) and the hosts given here; a listener bound to any
-    /// other address answers an IP-literal `Host`, a loopback one and, once any host is given
-    /// here, only those names (with none given, any name). Other requests get `421
-    /// Misdirected Request` (RFC 9110 §15.5.20), WebSocket upgrades included.
+    /// Also answers requests whose `Host` names `host` (a DNS name, compared ignoring case
+    /// and any `:port`; e.g. `chat.example.com`). Against DNS rebinding: a connection that
+    /// arrived on a loopback address (a listener bound to `127.0.0.1` or `[::1]`, or one bound
+    /// to `0.0.0.0` or `[::]` reached through loopback) is answered only for a loopback
+    /// `Host` (`localhost`, a name under `.localhost`, `127.x.y.z`, `[::1]`) and the hosts
+    /// given here; one that arrived on another address is answered for an IP-literal `Host`, a
+    /// loopback one and, once any host is given here, only those names (with none given, any
+    /// name). Other requests get `421 Misdirected Request` (RFC 9110 §15.5.20), WebSocket
+    /// upgrades included.
+    #[must_use]
     pub fn allow_host(mut self, host: &str) -> Self {
+        let host = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        };
         self.hosts
             .push(host.trim_end_matches('.').to_ascii_lowercase());
         self
     }
 
     /// The upgrade path.
-    pub fn get_path(&self) -> &str {
+    pub(crate) fn upgrade_path(&self) -> &str {
         &self.path
     }
 
-    /// Whether a request with this `Host` header value is answered (see
-    /// [`allow_host`](Self::allow_host)).
-    pub(crate) fn host_allowed(&self, header: &str) -> bool {
+    /// Whether a request with this `Host` header value is answered on a connection that
+    /// arrived on a loopback address (`loopback`) or not (see [`allow_host`](Self::allow_host)).
+    pub(crate) fn host_allowed(&self, header: &str, loopback: bool) -> bool {
+        let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
         let name = match header.strip_prefix('[') {
             Some(rest) => match rest.split_once(']') {
-                Some((ip, port)) if port.is_empty() || port.starts_with(':') => ip,
+                Some((ip, "")) => ip,
+                Some((ip, port)) if port.starts_with(':') && digits(&port[1..]) => ip,
                 _ => return false,
             },
             None => match header.rsplit_once(':') {
@@ -260,12 +271,12 @@ impl WsOptions {
         };
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if let Ok(ip) = name.parse::<std::net::IpAddr>() {
-            return ip.is_loopback() || !self.loopback;
+            return ip.to_canonical().is_loopback() || !loopback;
         }
         if name == "localhost" || name.ends_with(".localhost") {
             return true;
         }
-        self.hosts.contains(&name) || (!self.loopback && self.hosts.is_empty())
+        self.hosts.contains(&name) || (!loopback && self.hosts.is_empty())
     }
 
     pub(crate) fn find_asset(&self, path: &str) -> Option<&Asset> {
@@ -422,9 +433,11 @@ struct Served {
     pong: Option<Vec<u8>>,
     /// This side's Close frame is framed: nothing follows it (§5.5.1).
     close_sent: bool,
-    /// Bytes taken from the socket, headers and control frames included (the HTTP request's
-    /// leftover too).
+    /// Bytes taken from the socket, headers and control frames included.
     received: u64,
+    /// Bytes that came with the HTTP request, counted into `received` on the first read so
+    /// that the byte limit charges them.
+    prepaid: u64,
 }
 
 impl Served {
@@ -493,7 +506,8 @@ impl Served {
             return Some(None); // the answer to ours
         }
         match &status {
-            Some((code, text)) => self.send_close(*code, text),
+            Some((code, text)) if sendable(*code) => self.send_close(*code, text),
+            Some(_) => self.send_close(1000, ""),
             None => {
                 self.close_sent = true;
                 self.pong = None;
@@ -578,6 +592,8 @@ pub struct WsStream {
     desync: bool,
     /// [`Counted::read`] when the last complete message (or control frame) came out.
     mark: u64,
+    /// Server side: the connection arrived on a loopback address (the `Host` rule).
+    loopback: bool,
 }
 
 impl std::fmt::Debug for WsStream {
@@ -618,6 +634,7 @@ impl WsStream {
             closed_by_us: false,
             desync: false,
             mark: 0,
+            loopback: false,
         }
     }
 
@@ -811,7 +828,10 @@ impl WsStream {
                     if let Err(e) = framed {
                         // Only a pre-encoded frame of another codec can be this; the
                         // messages around it still go out.
-                        log::error!("WebSocket channel: a message was dropped: {e}");
+                        crate::peerlog::report!(
+                            log::Level::Error,
+                            "WebSocket channel: a message was dropped: {e}"
+                        );
                     }
                     rest = &rest[n..];
                     taken += n;
@@ -900,7 +920,7 @@ impl WsStream {
                     }
                 }
                 let options = self.options.clone().unwrap_or_default();
-                match http::answer(&head, &options, &mut self.about) {
+                match http::answer(&head, &options, &mut self.about, self.loopback) {
                     Answer::Partial if ended => {
                         let e = io::Error::new(io::ErrorKind::UnexpectedEof, "no request");
                         (State::Gone, Some(Err(e)))
@@ -962,7 +982,8 @@ impl WsStream {
                                 pending_at: 0,
                                 pong: None,
                                 close_sent: false,
-                                received: rest.len() as u64,
+                                received: 0,
+                                prepaid: rest.len() as u64,
                             });
                             if let Some(ended) = served.absorb(&rest) {
                                 self.end_input(ended);
@@ -1090,8 +1111,16 @@ fn close_status(reason: &CloseReason) -> (u16, String) {
         CloseReason::HandlerPanic(_) | CloseReason::Io { .. } => {
             (1011, "internal error".to_owned())
         }
-        CloseReason::WebSocket { code, reason, .. } => (*code, reason.clone()),
+        // Only codes an endpoint may send (§7.4.1: never 1005, 1006 or 1015; 1010 is a
+        // client's).
+        CloseReason::WebSocket { code, reason, .. } if sendable(*code) => (*code, reason.clone()),
+        CloseReason::WebSocket { .. } => (1000, String::new()),
     }
+}
+
+/// Whether a server may put `code` in a Close frame (RFC 6455 §7.4).
+fn sendable(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1009 | 1011..=1014 | 3000..=4999)
 }
 
 impl WsStream {
@@ -1111,6 +1140,7 @@ impl WsStream {
         let State::Serving(served) = &mut self.state else {
             return Err(io::ErrorKind::NotConnected.into());
         };
+        served.received += std::mem::take(&mut served.prepaid);
         let ready = served.reader.ready();
         if !ready.is_empty() {
             let k = ready.len().min(buf.len());
@@ -1287,7 +1317,10 @@ impl Transport for WsStream {
     /// message.
     fn memory(&self) -> usize {
         match &self.state {
-            State::Serving(served) => served.reader.memory() + served.pending.capacity(),
+            State::Serving(served) => {
+                let pong = served.pong.as_ref().map_or(0, Vec::capacity);
+                served.reader.memory() + served.pending.capacity() + pong
+            }
             State::Request { head, .. } => head.capacity(),
             _ => self.buffered() + self.unsent() + self.rx.capacity(),
         }
@@ -1404,10 +1437,11 @@ pub struct WsAcceptor {
 impl WsAcceptor {
     /// Wraps a non-blocking listener; the server's `config` gives the message size limit
     /// (`max_frame_size`), and must be the server's.
-    pub fn new(listener: TcpListener, mut options: WsOptions, config: &Config) -> Self {
-        options.loopback = listener
-            .local_addr()
-            .is_ok_and(|a| a.ip().is_loopback() || a.ip().to_canonical().is_loopback());
+    pub fn new(listener: TcpListener, options: WsOptions, config: &ServerConfig) -> Self {
+        Self::with_config(listener, options, &config.0)
+    }
+
+    pub(crate) fn with_config(listener: TcpListener, options: WsOptions, config: &Config) -> Self {
         WsAcceptor {
             listener,
             options: Arc::new(options),
@@ -1420,7 +1454,13 @@ impl Acceptor for WsAcceptor {
     fn accept(&mut self) -> io::Result<Option<(Box<dyn Transport>, SocketAddr)>> {
         Ok(
             super::tcp::accept_nodelay(&self.listener)?.map(|(stream, addr)| {
-                let s = WsStream::server(stream, self.options.clone(), self.config);
+                // Decided per connection: a listener on 0.0.0.0 reached through loopback
+                // answers as a loopback one.
+                let loopback = stream
+                    .local_addr()
+                    .is_ok_and(|a| a.ip().to_canonical().is_loopback());
+                let mut s = WsStream::server(stream, self.options.clone(), self.config);
+                s.loopback = loopback;
                 (Box::new(s) as Box<dyn Transport>, addr)
             }),
         )
@@ -1453,10 +1493,10 @@ pub struct WsConnector {
 impl WsConnector {
     /// A connector for `url`; `config` gives the message size limit (`max_frame_size`).
     /// Nothing is parsed or resolved before the first attempt.
-    pub fn new(url: &str, config: &Config) -> Self {
+    pub fn new(url: &str, config: &ClientConfig) -> Self {
         WsConnector {
             url: url.to_owned(),
-            config: ws_config(config),
+            config: ws_config(&config.0),
             candidates: Vec::new(),
         }
     }
@@ -1502,10 +1542,10 @@ mod tests {
     #[test]
     fn the_heartbeat_ping_is_what_the_session_sends() {
         let framed = ws_wire()
-            .encode(&Message::new(crate::config::PING_ACTION), 1 << 20)
+            .encode(&Message::new(crate::protocol::PING), 1 << 20)
             .unwrap();
         assert_eq!(&framed[4..], PING_JSON);
-        let pong = Message::new(crate::config::PONG_ACTION);
+        let pong = Message::new(crate::protocol::PONG);
         assert_eq!(serde_json::to_vec(&pong).unwrap(), PONG_JSON);
     }
 
@@ -1537,35 +1577,39 @@ mod tests {
     }
 
     #[test]
-    fn hosts_are_answered_per_the_listener_s_address_and_the_allow_list() {
-        let mut public = WsOptions::new();
-        public.loopback = false;
+    fn hosts_are_answered_per_the_connection_s_address_and_the_allow_list() {
+        let public = WsOptions::new();
         for host in [
             "chat.example",
             "evil.example:80",
             "192.0.2.7",
             "[2001:db8::1]:8080",
         ] {
-            assert!(public.host_allowed(host), "{host}: any host without a list");
+            assert!(
+                public.host_allowed(host, false),
+                "{host}: any host without a list"
+            );
         }
-        let listed = WsOptions {
-            loopback: false,
-            ..WsOptions::new().allow_host("Chat.Example.")
-        };
-        assert!(listed.host_allowed("chat.example:443"));
+        let listed = WsOptions::new().allow_host("Chat.Example.:443");
+        assert!(listed.host_allowed("chat.example:443", false));
         assert!(
-            listed.host_allowed("192.0.2.7"),
+            listed.host_allowed("192.0.2.7", false),
             "an IP literal cannot be rebound"
         );
-        assert!(listed.host_allowed("localhost:80"));
-        assert!(!listed.host_allowed("evil.example"));
-        let mut local = WsOptions::new();
-        local.loopback = true;
-        assert!(local.host_allowed("localhost"));
-        assert!(local.host_allowed("[::1]:8080"));
-        assert!(!local.host_allowed("192.0.2.7"), "not a loopback address");
-        assert!(!local.host_allowed("[::1"), "malformed");
-        assert!(!local.host_allowed("localhost:x"), "malformed port");
+        assert!(listed.host_allowed("localhost:80", false));
+        assert!(!listed.host_allowed("evil.example", false));
+        let local = WsOptions::new();
+        assert!(local.host_allowed("localhost", true));
+        assert!(local.host_allowed("[::1]:8080", true));
+        assert!(local.host_allowed("[::ffff:127.0.0.1]", true));
+        assert!(!local.host_allowed("evil.example", true));
+        assert!(
+            !local.host_allowed("192.0.2.7", true),
+            "not a loopback address"
+        );
+        assert!(!local.host_allowed("[::1", true), "malformed");
+        assert!(!local.host_allowed("[::1]:abc", true), "malformed port");
+        assert!(!local.host_allowed("localhost:x", true), "malformed port");
     }
 
     #[test]
@@ -1577,6 +1621,14 @@ mod tests {
         assert_eq!(code(CloseReason::OutboundOverflow { limit: 1 }), 1008);
         assert_eq!(code(CloseReason::Timeout), 1008);
         assert_eq!(code(CloseReason::HandlerPanic("x".into())), 1011);
+        let ws = |code| CloseReason::WebSocket {
+            code,
+            reason: String::new(),
+            remote: true,
+        };
+        assert_eq!(code(ws(1006)), 1000, "1006 is never sent");
+        assert_eq!(code(ws(1010)), 1000, "a client's code");
+        assert_eq!(code(ws(4001)), 4001);
     }
 
     /// A server `WsStream` and a blocking client over loopback, the upgrade done.

@@ -16,7 +16,7 @@
 //!   capacity is what the memory budget counts ([`FrameReader::memory`]);
 //! - the output buffer is let go once read empty after a large message ([`FrameReader::consume`]).
 
-use bytes::{Buf, BytesMut};
+use bytes::BufMut;
 
 /// Longest control frame payload (§5.5).
 pub(crate) const MAX_CONTROL: usize = 125;
@@ -81,9 +81,12 @@ struct Current {
 pub(crate) struct FrameReader {
     max_message: usize,
     /// Complete messages as length-prefixed frames, then the unfinished message's frame (a
-    /// length to fill in, then its payload so far).
-    out: BytesMut,
-    /// Bytes at the front of `out` that are complete frames.
+    /// length to fill in, then its payload so far). A `Vec`, so that its capacity is the
+    /// memory it holds.
+    out: Vec<u8>,
+    /// Bytes of `out` already read.
+    read: usize,
+    /// Where the complete frames in `out` end.
     complete: usize,
     /// While a text message is unfinished: where its frame starts in `out`.
     message: Option<usize>,
@@ -105,7 +108,8 @@ impl FrameReader {
     pub(crate) fn new(max_message: usize) -> Self {
         FrameReader {
             max_message,
-            out: BytesMut::new(),
+            out: Vec::new(),
+            read: 0,
             complete: 0,
             message: None,
             head: [0; MAX_HEADER],
@@ -119,20 +123,29 @@ impl FrameReader {
 
     /// Complete frames ready to be read.
     pub(crate) fn ready(&self) -> &[u8] {
-        &self.out[..self.complete]
+        &self.out[self.read..self.complete]
     }
 
     /// Marks `n` bytes of [`ready`](Self::ready) as read; an output buffer left empty after a
     /// large message is let go.
     pub(crate) fn consume(&mut self, n: usize) {
-        let n = n.min(self.complete);
-        self.out.advance(n);
-        self.complete -= n;
-        if let Some(start) = self.message.as_mut() {
-            *start -= n;
-        }
-        if self.out.is_empty() && self.out.capacity() > KEEP {
-            self.out = BytesMut::new();
+        self.read += n.min(self.complete - self.read);
+        if self.read == self.out.len() {
+            // Everything read: the buffer is empty; a large one is let go.
+            if self.out.capacity() > KEEP {
+                self.out = Vec::new();
+            } else {
+                self.out.clear();
+            }
+            (self.read, self.complete) = (0, 0);
+        } else if self.read > KEEP && self.read * 2 > self.out.len() {
+            // Most of the buffer is read: move the rest down rather than grow.
+            self.out.drain(..self.read);
+            self.complete -= self.read;
+            if let Some(start) = self.message.as_mut() {
+                *start -= self.read;
+            }
+            self.read = 0;
         }
     }
 
@@ -333,10 +346,11 @@ impl FrameReader {
             self.control.extend_from_slice(&input[..n]);
             unmask(&mut self.control[at..], c.mask, c.done);
         } else {
-            if n > 0 && self.out.capacity() - self.out.len() < c.left as usize {
-                // The frame's whole payload at once, once it starts arriving: a message
-                // costs its size, not up to twice that through doubling.
-                self.out.reserve(c.left as usize);
+            if n > self.out.capacity() - self.out.len() {
+                // Grow with what arrives (at most doubling), never past the frame's declared
+                // end: a peer declaring a large frame and sending little holds little.
+                let left = usize::try_from(c.left).unwrap_or(usize::MAX);
+                self.out.reserve_exact(left.min(n.max(self.out.len())));
             }
             let at = self.out.len();
             self.out.extend_from_slice(&input[..n]);
@@ -414,7 +428,7 @@ fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, Violation> {
         [_] => Err(Violation::Protocol("close frame with a 1-byte payload")),
         [a, b, reason @ ..] => {
             let code = u16::from_be_bytes([*a, *b]);
-            let valid = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
+            let valid = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
             if !valid {
                 return Err(Violation::Protocol("invalid close code"));
             }
@@ -425,9 +439,9 @@ fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, Violation> {
 }
 
 /// Appends `payload` to `out` as one length-prefixed frame.
-pub(crate) fn push_frame(out: &mut BytesMut, payload: &[u8]) {
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(payload);
+pub(crate) fn push_frame(out: &mut impl BufMut, payload: &[u8]) {
+    out.put_u32(payload.len() as u32);
+    out.put_slice(payload);
 }
 
 /// Appends a final, unmasked frame header (a server's, §5.2) for `len` payload bytes.
@@ -487,11 +501,11 @@ mod tests {
     }
 
     fn framed(payloads: &[&[u8]]) -> Vec<u8> {
-        let mut out = BytesMut::new();
+        let mut out = Vec::new();
         for p in payloads {
             push_frame(&mut out, p);
         }
-        out.to_vec()
+        out
     }
 
     /// Feeds `input` cut at `cut`; returns what was ready and the controls.
@@ -561,6 +575,41 @@ mod tests {
             "memory {} after the message",
             r.memory()
         );
+    }
+
+    #[test]
+    fn a_large_declared_frame_holds_only_what_arrived() {
+        let mut r = FrameReader::new(1 << 20);
+        let mut input = frame(true, 0x1, &vec![b'x'; 1 << 20]);
+        input.truncate(14 + 1000);
+        let (_, _, result) = run(&mut r, &[&input]);
+        assert_eq!(result, Ok(()));
+        assert_eq!(r.unfinished(), 1004);
+        assert!(
+            r.memory() <= 4 * 1004,
+            "memory {} for 1004 bytes",
+            r.memory()
+        );
+    }
+
+    #[test]
+    fn a_buffer_read_in_part_is_compacted_not_grown() {
+        let mut r = FrameReader::new(1 << 20);
+        let big = frame(true, 0x1, &vec![b'x'; 100_000]);
+        let mut controls = Vec::new();
+        r.feed(&big, ACTIVITY, &mut |c| controls.push(c)).unwrap();
+        r.consume(60_000);
+        assert_eq!(r.ready().len(), 100_004 - 60_000);
+        r.feed(&frame(false, 0x1, b"ab"), ACTIVITY, &mut |c| {
+            controls.push(c)
+        })
+        .unwrap();
+        assert_eq!(r.unfinished(), 6);
+        let rest = r.ready().len();
+        r.consume(rest);
+        r.feed(&frame(true, 0x0, b"c"), ACTIVITY, &mut |c| controls.push(c))
+            .unwrap();
+        assert_eq!(r.ready(), &framed(&[b"abc"])[..]);
     }
 
     #[test]

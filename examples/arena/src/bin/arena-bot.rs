@@ -8,12 +8,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use arena::bot::Bot;
-use arena::Ticker;
 use clap::Parser;
-use netlib::{Client, Config, ConnectionState};
+use netlib::{Client, ClientConfig, ConnectionState, FixedStep};
 
-/// One frame at 60 Hz.
-const FRAME: Duration = Duration::from_micros(16_667);
 /// Frames between inputs (10 a second).
 const INPUT_EVERY: u64 = 6;
 
@@ -37,11 +34,11 @@ struct Args {
 fn main() -> netlib::Result<ExitCode> {
     env_logger::init();
     let args = Args::parse();
-    let mut client = Client::connect(&args.addr, Config::default())?;
+    let mut client = Client::connect(&args.addr, ClientConfig::default())?;
     let mut bot = Bot::default();
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.duration);
-    let mut frames = Ticker::new(FRAME, start);
+    let mut frames = FixedStep::per_second(60, start);
     let (mut frame, mut counted, mut seen) = (0, 0, 0);
     while counted < args.ticks && Instant::now() < deadline {
         let now = Instant::now();

@@ -4,9 +4,8 @@
 use std::time::{Duration, Instant};
 
 use arena::server::{turn, ArenaServer, TICK};
-use arena::Ticker;
 use clap::Parser;
-use netlib::{Config, Server};
+use netlib::{FixedStep, Server, ServerConfig};
 
 /// The arena server.
 #[derive(Debug, Parser)]
@@ -23,15 +22,15 @@ fn main() -> netlib::Result<()> {
     env_logger::init();
     let args = Args::parse();
     // Each client learns its id, the key of its player in the state, from `connected`.
-    let config = Config::default().announce_id(true);
+    let config = ServerConfig::default().announce_id(true);
     let mut server = Server::bind(ArenaServer::new(args.seed), &[args.addr], config)?;
     println!("arena-server listening on {}", server.local_addrs()[0]);
     let stop = server.stop_handle();
     ctrlc::set_handler(move || stop.stop()).expect("Ctrl-C handler");
     let stop = server.stop_handle();
-    let mut ticker = Ticker::new(TICK, Instant::now());
+    let mut step = FixedStep::new(TICK, Instant::now());
     while !stop.is_stopped() {
-        turn(&mut server, &mut ticker)?;
+        turn(&mut server, &mut step, Instant::now)?;
         for line in server.state_mut().news.drain(..) {
             println!("{line}");
         }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use hello::Visitor;
-use netlib::{Client, Config};
+use netlib::{Client, ClientConfig};
 
 fn main() -> ExitCode {
     env_logger::init();
@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         .next()
         .unwrap_or_else(|| netlib::DEFAULT_ADDR.to_owned());
     let name = args.next().unwrap_or_else(|| "world".to_owned());
-    let mut client = Client::connect(&addr, Config::default()).expect("poller");
+    let mut client = Client::connect(&addr, ClientConfig::default()).expect("poller");
     let mut visitor = Visitor {
         name,
         welcome: None,

@@ -4,14 +4,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use lagtime::{LagClient, LAST_PING};
-use netlib::{Client, Config};
+use netlib::{Client, ClientConfig};
 
 fn main() -> ExitCode {
     env_logger::init();
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| netlib::DEFAULT_ADDR.to_owned());
-    let mut client = Client::connect(&addr, Config::default()).expect("poller");
+    let mut client = Client::connect(&addr, ClientConfig::default()).expect("poller");
     let mut l = LagClient::default();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !l.done && Instant::now() < deadline {

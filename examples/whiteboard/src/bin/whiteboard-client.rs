@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use minifb::{Key, MouseButton, MouseMode, Window, WindowOptions};
-use netlib::{handler, Client, ClientContext, Config, Listener, Message};
+use netlib::{handler, Client, ClientConfig, ClientContext, Listener, Message};
 use serde_json::json;
 use whiteboard::board::{Board, Point};
 use whiteboard::figure;
@@ -79,7 +79,7 @@ handler!(Viewer, "disconnected" => network_disconnected);
 fn main() -> ExitCode {
     env_logger::init();
     let args = Args::parse();
-    let client = match Client::connect(&args.addr, Config::default()) {
+    let client = match Client::connect(&args.addr, ClientConfig::default()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("whiteboard-client: {e}");
