@@ -44,6 +44,7 @@ pub(crate) struct Config {
     max_connections_per_address: Option<usize>,
     max_handshakes_per_address: Option<usize>,
     connect_rate_per_address: Option<Rate>,
+    max_rooms_per_channel: usize,
 }
 
 /// The server's heartbeat: a channel that sent nothing for `interval` is sent
@@ -85,11 +86,16 @@ impl Default for Config {
             max_connections_per_address: None,
             max_handshakes_per_address: None,
             connect_rate_per_address: None,
+            max_rooms_per_channel: 64,
         }
     }
 }
 
 impl Config {
+    pub(crate) fn get_max_rooms_per_channel(&self) -> usize {
+        self.max_rooms_per_channel
+    }
+
     /// The most connections per client address (channels and handshakes), if limited.
     pub(crate) fn get_max_connections_per_address(&self) -> Option<usize> {
         self.max_connections_per_address
@@ -555,6 +561,15 @@ impl ServerConfig {
             "connect_rate_per_address: need a positive rate and burst"
         );
         self.0.connect_rate_per_address = Some(Rate { per_second, burst });
+        self
+    }
+
+    /// How many rooms one channel may be in at once (see
+    /// [`ServerContext::join`](crate::ServerContext::join)). Default 64. A join over it is
+    /// refused with [`RoomError::TooManyRooms`](crate::RoomError::TooManyRooms).
+    #[must_use]
+    pub fn max_rooms_per_channel(mut self, n: usize) -> Self {
+        self.0.max_rooms_per_channel = n;
         self
     }
 }

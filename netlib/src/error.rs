@@ -202,6 +202,32 @@ pub enum ListenError {
     Io(#[from] io::Error),
 }
 
+/// Why a channel could not join a room: what [`ServerContext::join`](crate::ServerContext::join)
+/// returns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoomError {
+    /// The channel is in as many rooms as
+    /// [`ServerConfig::max_rooms_per_channel`](crate::ServerConfig::max_rooms_per_channel)
+    /// allows; it must leave one first.
+    #[error("too many rooms: a channel may be in {limit} at most; leave one first")]
+    TooManyRooms {
+        /// The limit.
+        limit: usize,
+    },
+    /// A room name is 1 to `limit` bytes long.
+    #[error("a room name is 1 to {limit} bytes long, not {len}")]
+    BadName {
+        /// The name's length, in bytes.
+        len: usize,
+        /// The longest name, in bytes.
+        limit: usize,
+    },
+    /// The channel is closed, closing, or unknown.
+    #[error("no such open channel")]
+    NoChannel,
+}
+
 /// Any of netlib's errors, for a program's `main` or a pump: each operation's own error type
 /// converts into it with `?`.
 #[derive(Debug, thiserror::Error)]
@@ -225,6 +251,9 @@ pub enum Error {
     /// See [`InboundError`].
     #[error(transparent)]
     Inbound(#[from] InboundError),
+    /// See [`RoomError`].
+    #[error(transparent)]
+    Room(#[from] RoomError),
 }
 
 /// A `Result` with netlib's [`Error`].

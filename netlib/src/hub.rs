@@ -17,10 +17,11 @@ use slab::Slab;
 use crate::addresses::Addresses;
 use crate::codec::Wire;
 use crate::config::Config;
-use crate::error::{CloseReason, EncodeError, SendError};
+use crate::error::{CloseReason, EncodeError, RoomError, SendError};
 use crate::frame::Frame;
 use crate::link::Link;
 use crate::message::Message;
+use crate::rooms::RoomTable;
 use crate::session::{Phase, Timer};
 
 /// Tokens from here on are channels: a channel's token is its table key plus this.
@@ -127,6 +128,13 @@ pub enum Audience<I> {
     },
     /// These channels (unknown or closed ones are skipped).
     Ids(I),
+    /// The channels in any of these rooms, each once, but `except` if given.
+    Rooms {
+        /// The rooms' names.
+        rooms: Vec<Box<str>>,
+        /// A channel left out (usually the sender).
+        except: Option<ChannelId>,
+    },
 }
 
 /// Every open channel, including the one being handled and one whose `connected` hook is
@@ -157,6 +165,48 @@ impl Recipients for AllBut {
     fn audience(self) -> Audience<Self::Ids> {
         Audience::All {
             except: Some(self.0),
+        }
+    }
+}
+
+/// The channels in a room (see [`ServerContext::join`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Room<'a>(pub &'a str);
+
+/// The channels in a room but one (usually the sender).
+#[derive(Debug, Clone, Copy)]
+pub struct RoomBut<'a>(pub &'a str, pub ChannelId);
+
+/// The channels in any of several rooms, each once however many of them it is in.
+#[derive(Debug, Clone, Copy)]
+pub struct Rooms<'a>(pub &'a [&'a str]);
+
+impl Recipients for Room<'_> {
+    type Ids = std::iter::Empty<ChannelId>;
+    fn audience(self) -> Audience<Self::Ids> {
+        Audience::Rooms {
+            rooms: vec![self.0.into()],
+            except: None,
+        }
+    }
+}
+
+impl Recipients for RoomBut<'_> {
+    type Ids = std::iter::Empty<ChannelId>;
+    fn audience(self) -> Audience<Self::Ids> {
+        Audience::Rooms {
+            rooms: vec![self.0.into()],
+            except: Some(self.1),
+        }
+    }
+}
+
+impl Recipients for Rooms<'_> {
+    type Ids = std::iter::Empty<ChannelId>;
+    fn audience(self) -> Audience<Self::Ids> {
+        Audience::Rooms {
+            rooms: self.0.iter().map(|&r| r.into()).collect(),
+            except: None,
         }
     }
 }
@@ -249,6 +299,8 @@ pub(crate) struct Hub<C> {
     pub(crate) lingering: usize,
     /// Counters since the server started.
     pub(crate) stats: Stats,
+    /// Which channels are in which room.
+    pub(crate) rooms: RoomTable,
     /// Connections per client address, for the per-address limits: channels are counted from
     /// [`insert`](Self::insert) to [`remove`](Self::remove), handshakes by the listeners.
     pub(crate) addresses: Addresses,
@@ -310,6 +362,7 @@ impl<C> Hub<C> {
             lingering: 0,
             stats: Stats::default(),
             addresses,
+            rooms: RoomTable::default(),
             now,
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
         }
@@ -335,6 +388,16 @@ impl<C> Hub<C> {
         };
         let s = self.slots.get(key)?;
         (s.id.serial == id.serial && !s.reported).then_some(key)
+    }
+
+    /// As [`key`](Self::key), also for a channel whose `closed` hook is running or has run.
+    pub(crate) fn key_of_closed(&self, id: ChannelId) -> Option<usize> {
+        let key = if id.key == NO_KEY {
+            *self.by_serial.get(&id.serial)? as usize
+        } else {
+            id.key as usize
+        };
+        (self.slots.get(key)?.id.serial == id.serial).then_some(key)
     }
 
     /// Adds a slot for a new connection; returns its key and id.
@@ -366,6 +429,7 @@ impl<C> Hub<C> {
         slot.link.deregister(&self.registry);
         self.by_serial.remove(&slot.id.serial);
         self.addresses.closed(slot.addr, false, self.now);
+        self.rooms.leave_all(key);
         if !slot.link.is_sourced() {
             self.polled.retain(|&k| k != key);
         }
@@ -471,6 +535,31 @@ impl<C> Hub<C> {
                     }
                     let bytes = frame.for_wire(slot.wire as usize);
                     n += usize::from(enqueue(slot, key, bytes, dirty, ended));
+                }
+                n
+            }
+            Audience::Rooms { rooms, except } => {
+                let Hub {
+                    slots,
+                    dirty,
+                    ended,
+                    rooms: table,
+                    ..
+                } = self;
+                let mut n = 0;
+                let mut send = |key: usize| {
+                    let Some(slot) = slots.get_mut(key) else {
+                        return;
+                    };
+                    if slot.reported || Some(slot.id) == except {
+                        return;
+                    }
+                    let bytes = frame.for_wire(slot.wire as usize);
+                    n += usize::from(enqueue(slot, key, bytes, dirty, ended));
+                };
+                match &rooms[..] {
+                    [one] => table.members(one).for_each(&mut send),
+                    several => table.union(several).into_iter().for_each(&mut send),
                 }
                 n
             }
@@ -716,6 +805,62 @@ impl<C> ServerContext<'_, C> {
     /// The peer address of channel `id` (`0.0.0.0:0` for a local channel).
     pub fn addr_of(&self, id: ChannelId) -> Option<SocketAddr> {
         Some(self.hub.slots[self.hub.key(id)?].addr)
+    }
+
+    /// Puts channel `id` in `room` (made when its first channel joins); `Ok(false)` if it was
+    /// in it already. A channel is in any number of rooms, up to
+    /// [`ServerConfig::max_rooms_per_channel`](crate::ServerConfig::max_rooms_per_channel), and
+    /// leaves them all when it closes, once its `closed` hook returns (the hook still sees them
+    /// with [`rooms_of`](Self::rooms_of)).
+    /// Send to a room with [`send_to`](Self::send_to)`(`[`Room`]`(name), ..)`,
+    /// [`RoomBut`] or [`Rooms`]: the message is encoded once per wire, whatever the count.
+    /// As Socket.IO's `socket.join(room)`.
+    ///
+    /// # Errors
+    /// [`RoomError::TooManyRooms`] at the cap, [`RoomError::BadName`] for an empty name or one
+    /// over 255 bytes, [`RoomError::NoChannel`] if `id` is not an open channel.
+    pub fn join(&mut self, id: ChannelId, room: &str) -> Result<bool, RoomError> {
+        let key = self.hub.key(id).ok_or(RoomError::NoChannel)?;
+        if self.hub.slots[key].reported || !self.hub.slots[key].link.session.is_open() {
+            return Err(RoomError::NoChannel);
+        }
+        let cap = self.hub.config.get_max_rooms_per_channel();
+        self.hub.rooms.join(key, room, cap)
+    }
+
+    /// Takes channel `id` out of `room`; whether it was in it. A room left empty is freed.
+    pub fn leave(&mut self, id: ChannelId, room: &str) -> bool {
+        match self.hub.key(id) {
+            Some(key) => self.hub.rooms.leave(key, room),
+            None => false,
+        }
+    }
+
+    /// The rooms channel `id` is in, in the order it joined them (also in its `closed` hook).
+    pub fn rooms_of(&self, id: ChannelId) -> impl Iterator<Item = &str> + '_ {
+        let rooms = match self.hub.key_of_closed(id) {
+            Some(key) => self.hub.rooms.rooms_of(key),
+            None => &[],
+        };
+        rooms.iter().map(|r| &**r)
+    }
+
+    /// The channels of this server in `room` (none if there is no such room), in no order.
+    pub fn members(&self, room: &str) -> impl Iterator<Item = ChannelId> + '_ {
+        self.hub
+            .rooms
+            .members(room)
+            .filter_map(|key| self.hub.slots.get(key).map(|s| s.id))
+    }
+
+    /// How many of this server's channels are in `room`.
+    pub fn room_len(&self, room: &str) -> usize {
+        self.hub.rooms.len(room)
+    }
+
+    /// Every room of this server with at least one channel, and how many it holds.
+    pub fn rooms(&self) -> impl Iterator<Item = (&str, usize)> + '_ {
+        self.hub.rooms.names()
     }
 
     /// The current pump's time, on the server's clock ([`ServerConfig::clock`](crate::ServerConfig::clock):

@@ -21,7 +21,8 @@
 //! - `limits`: [`Bucket`], a token bucket for inbound rate limits and applications' own rules;
 //!   [`Rate`].
 //! - `config`: [`ServerConfig`] and [`ClientConfig`], the wire format, limits and clock.
-//! - `addresses`: the per-address connection limits.
+//! - `addresses`: the per-address connection limits. `rooms`: which channels are in which
+//!   room.
 //! - `queue`: a connection's outgoing frames, coalesced for `writev`.
 //! - `session`: one connection's sans-IO state machine (bytes and `now` in; messages, bytes
 //!   and deadlines out), the same for server channels and clients (`Side` says which).
@@ -128,6 +129,7 @@ mod peerlog;
 pub mod protocol;
 mod queue;
 mod rencode;
+mod rooms;
 mod serve;
 mod server;
 mod session;
@@ -142,11 +144,14 @@ pub use config::{ClientConfig, Heartbeat, ServerConfig, DEFAULT_MAX_LINE_LENGTH}
 pub use connection::{ConnectionState, Event};
 pub use dispatch::{check_handlers, HandlerReturn, IntoHandler, OutOfBand};
 pub use error::{
-    CloseReason, EncodeError, Error, InboundError, ListenError, Result, SendError, StartError,
+    CloseReason, EncodeError, Error, InboundError, ListenError, Result, RoomError, SendError,
+    StartError,
 };
 pub use frame::{Frame, Framing};
 pub use handler::{reject, ChannelContext, ClientContext, Closed, Listener, ServerHandler};
-pub use hub::{All, AllBut, Audience, ChannelId, Recipients, ServerContext, Stats};
+pub use hub::{
+    All, AllBut, Audience, ChannelId, Recipients, Room, RoomBut, Rooms, ServerContext, Stats,
+};
 pub use limits::{Bucket, Rate};
 pub use message::Message;
 pub use server::{Server, StopHandle};

@@ -217,6 +217,7 @@ pub(crate) fn reap<S: ServerHandler>(state: &mut S, hub: &mut Hub<S::Channel>) {
                         },
                     )
                 }));
+                hub.rooms.leave_all(key);
                 if let Err(p) = hooked {
                     crate::peerlog::report!(
                         log::Level::Error,

@@ -1,0 +1,157 @@
+//! Rooms: named groups of a server's channels, for sends to many at once (Socket.IO's
+//! `socket.join(room)` and `io.to(room).emit`). A pure table of channel keys, no I/O: the hub
+//! keeps one and resolves a room send through it. Empty rooms are freed, and a server whose
+//! channels join no room holds nothing for them.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::error::RoomError;
+
+/// Longest room name, in bytes.
+pub(crate) const MAX_ROOM_NAME: usize = 255;
+
+/// Which channels (by slab key) are in which room, both ways.
+#[derive(Debug, Default)]
+pub(crate) struct RoomTable {
+    rooms: HashMap<Box<str>, HashSet<usize>>,
+    /// The rooms each channel is in, for channels in any.
+    of: HashMap<usize, Vec<Box<str>>>,
+}
+
+impl RoomTable {
+    /// Puts channel `key` in `room`; `Ok(false)` if it was in it already.
+    ///
+    /// # Errors
+    /// [`RoomError::BadName`] for an empty name or one over 255 bytes;
+    /// [`RoomError::TooManyRooms`] if the channel is in `cap` rooms already.
+    pub(crate) fn join(&mut self, key: usize, room: &str, cap: usize) -> Result<bool, RoomError> {
+        if room.is_empty() || room.len() > MAX_ROOM_NAME {
+            return Err(RoomError::BadName {
+                len: room.len(),
+                limit: MAX_ROOM_NAME,
+            });
+        }
+        let mine = self.of.entry(key).or_default();
+        if mine.iter().any(|r| &**r == room) {
+            return Ok(false);
+        }
+        if mine.len() >= cap {
+            if mine.is_empty() {
+                self.of.remove(&key);
+            }
+            return Err(RoomError::TooManyRooms { limit: cap });
+        }
+        mine.push(room.into());
+        self.rooms.entry(room.into()).or_default().insert(key);
+        Ok(true)
+    }
+
+    /// Takes channel `key` out of `room`; whether it was in it. An emptied room is freed.
+    pub(crate) fn leave(&mut self, key: usize, room: &str) -> bool {
+        let Some(mine) = self.of.get_mut(&key) else {
+            return false;
+        };
+        let Some(i) = mine.iter().position(|r| &**r == room) else {
+            return false;
+        };
+        mine.swap_remove(i);
+        if mine.is_empty() {
+            self.of.remove(&key);
+        }
+        self.remove_member(room, key);
+        true
+    }
+
+    /// Takes channel `key` out of every room (it closed).
+    pub(crate) fn leave_all(&mut self, key: usize) {
+        for room in self.of.remove(&key).unwrap_or_default() {
+            self.remove_member(&room, key);
+        }
+    }
+
+    fn remove_member(&mut self, room: &str, key: usize) {
+        if let Some(members) = self.rooms.get_mut(room) {
+            members.remove(&key);
+            if members.is_empty() {
+                self.rooms.remove(room);
+            }
+        }
+    }
+
+    /// The rooms channel `key` is in, in the order it joined them (but for leaves).
+    pub(crate) fn rooms_of(&self, key: usize) -> &[Box<str>] {
+        self.of.get(&key).map_or(&[], Vec::as_slice)
+    }
+
+    /// The channels in `room` (none if there is no such room).
+    pub(crate) fn members(&self, room: &str) -> impl Iterator<Item = usize> + '_ {
+        self.rooms.get(room).into_iter().flatten().copied()
+    }
+
+    /// How many channels `room` holds.
+    pub(crate) fn len(&self, room: &str) -> usize {
+        self.rooms.get(room).map_or(0, HashSet::len)
+    }
+
+    /// Every room with its member count.
+    pub(crate) fn names(&self) -> impl Iterator<Item = (&str, usize)> + '_ {
+        self.rooms.iter().map(|(name, m)| (&**name, m.len()))
+    }
+
+    /// The channels in any of `rooms`, each once.
+    pub(crate) fn union(&self, rooms: &[Box<str>]) -> HashSet<usize> {
+        rooms.iter().flat_map(|r| self.members(r)).collect()
+    }
+
+    /// Whether the table holds nothing (no room, no membership).
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rooms.is_empty() && self.of.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_and_leaves_both_ways_and_empty_rooms_are_freed() {
+        let mut t = RoomTable::default();
+        assert_eq!(t.join(1, "lobby", 8), Ok(true));
+        assert_eq!(t.join(1, "lobby", 8), Ok(false), "once");
+        assert_eq!(t.join(2, "lobby", 8), Ok(true));
+        assert_eq!(t.join(1, "red", 8), Ok(true));
+        assert_eq!(t.len("lobby"), 2);
+        assert_eq!(t.rooms_of(1), [Box::from("lobby"), Box::from("red")]);
+        let mut both: Vec<usize> = t
+            .union(&["lobby".into(), "red".into()])
+            .into_iter()
+            .collect();
+        both.sort();
+        assert_eq!(both, [1, 2], "each once");
+        assert!(t.leave(1, "red"));
+        assert!(!t.leave(1, "red"));
+        assert_eq!(t.names().count(), 1, "red was freed");
+        t.leave_all(1);
+        t.leave_all(2);
+        assert!(t.is_empty(), "nothing held once no channel is in a room");
+    }
+
+    #[test]
+    fn the_cap_and_the_name_are_checked() {
+        let mut t = RoomTable::default();
+        assert_eq!(t.join(1, "a", 2), Ok(true));
+        assert_eq!(t.join(1, "b", 2), Ok(true));
+        assert_eq!(t.join(1, "c", 2), Err(RoomError::TooManyRooms { limit: 2 }));
+        assert_eq!(t.join(1, "a", 2), Ok(false), "rejoining is no new room");
+        assert!(matches!(t.join(2, "", 2), Err(RoomError::BadName { .. })));
+        let long = "x".repeat(MAX_ROOM_NAME + 1);
+        assert!(matches!(
+            t.join(2, &long, 2),
+            Err(RoomError::BadName { .. })
+        ));
+        assert!(t.rooms_of(2).is_empty());
+        assert_eq!(t.join(3, "c", 0), Err(RoomError::TooManyRooms { limit: 0 }));
+        assert!(t.rooms_of(3).is_empty());
+    }
+}
