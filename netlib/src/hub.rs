@@ -473,7 +473,7 @@ impl<C> Hub<C> {
             .slots
             .iter()
             .filter(|(_, s)| s.link.session.is_open())
-            .map(|(k, s)| (s.link.held_input(), s.link.held_output(), k))
+            .map(|(k, s)| (s.link.buffered(), s.link.queued(), k))
             .collect();
         holders.sort_unstable_by(|a, b| b.cmp(a));
         let mut victims = 0;
@@ -617,7 +617,7 @@ impl<C> Hub<C> {
     }
 
     /// Closes `key` at once, dropping its output.
-    pub(crate) fn kill(&mut self, key: usize, reason: CloseReason) {
+    pub(crate) fn abort(&mut self, key: usize, reason: CloseReason) {
         if let Some(slot) = self.slots.get_mut(key) {
             slot.link.session.abort(reason);
             self.ended.push(key);

@@ -168,12 +168,12 @@ impl Link {
 
     /// Output held: the session's queue and what the transport holds that the socket has not
     /// taken.
-    pub(crate) fn held_output(&self) -> usize {
-        self.session.queued() + self.transport.unsent()
+    pub(crate) fn queued(&self) -> usize {
+        self.session.queued() + self.transport.queued()
     }
 
     /// Input held for frames still arriving, in the session's decoder or the transport.
-    pub(crate) fn held_input(&self) -> usize {
+    pub(crate) fn buffered(&self) -> usize {
         self.session.buffered() + self.transport.buffered()
     }
 
@@ -197,9 +197,9 @@ impl Link {
         scratch: &mut [u8],
     ) {
         self.dirty = false;
-        let held = self.held_output();
+        let held = self.queued();
         let flushed = self.session.flush(&mut *self.transport);
-        self.moved += held.saturating_sub(self.held_output()) as u64;
+        self.moved += held.saturating_sub(self.queued()) as u64;
         match flushed {
             Ok(Flushed::Empty) => self.write_interest(registry, token, false),
             Ok(Flushed::Blocked) => self.write_interest(registry, token, true),

@@ -106,7 +106,7 @@ impl<S: ServerHandler> Handlers<S> {
                     log::Level::Error,
                     "connected hook panicked for {addr}: {text}"
                 );
-                hub.kill(key, CloseReason::HandlerPanic(text));
+                hub.abort(key, CloseReason::HandlerPanic(text));
                 return None;
             }
         }
@@ -150,7 +150,7 @@ impl<S: ServerHandler> Handlers<S> {
                 log::Level::Error,
                 "channel {id} ({addr}): handler panicked: {text}; closing the channel"
             );
-            hub.kill(key, CloseReason::HandlerPanic(text));
+            hub.abort(key, CloseReason::HandlerPanic(text));
         }
     }
 }

@@ -248,7 +248,7 @@ impl<S: ServerHandler> Server<S> {
                     self.channel_count()
                 );
                 for &k in &keys {
-                    self.hub.kill(k, CloseReason::Shutdown);
+                    self.hub.abort(k, CloseReason::Shutdown);
                 }
                 self.flush_and_reap();
                 break;
@@ -406,7 +406,7 @@ impl<S: ServerHandler> Server<S> {
                 }
                 return;
             }
-            let holds_input = slot.link.held_input() > 0;
+            let holds_input = slot.link.buffered() > 0;
             if holds_input && hub.over_budget() {
                 hub.enforce_budget();
                 if !self
@@ -421,7 +421,7 @@ impl<S: ServerHandler> Server<S> {
             let hub = &mut self.hub;
             let slot = &mut hub.slots[key];
             let step = slot.link.read_step(&mut hub.scratch, hub.now);
-            if slot.link.transport.unsent() > 0 {
+            if slot.link.transport.queued() > 0 {
                 // A read may leave output in the transport (a WebSocket's Pong): get it out.
                 hub.mark_dirty(key);
             }

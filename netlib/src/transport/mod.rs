@@ -104,15 +104,15 @@ pub trait Transport: io::Read + io::Write + Send + fmt::Debug {
     /// Bytes of output the transport holds that the socket has not taken yet (a WebSocket's
     /// framed messages: at most 64 KiB plus one message beyond what the session queued). The
     /// memory budget counts them. Default: 0 (a byte stream writes straight from the session's queue).
-    fn unsent(&self) -> usize {
+    fn queued(&self) -> usize {
         0
     }
 
     /// Bytes of memory the transport holds for this connection beyond the session's: the
     /// capacity of its input and output buffers, which the memory budget counts. Default:
-    /// [`buffered`](Self::buffered) + [`unsent`](Self::unsent).
+    /// [`buffered`](Self::buffered) + [`queued`](Self::queued).
     fn memory(&self) -> usize {
-        self.buffered() + self.unsent()
+        self.buffered() + self.queued()
     }
 
     /// Bytes taken from the underlying stream since the connection opened, when that differs

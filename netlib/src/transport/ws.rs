@@ -526,7 +526,7 @@ impl Served {
     }
 
     /// Bytes of `pending` not written yet.
-    fn unsent(&self) -> usize {
+    fn queued(&self) -> usize {
         self.pending.len() - self.pending_at
     }
 }
@@ -1304,9 +1304,9 @@ impl Transport for WsStream {
 
     /// Framed messages the socket has not taken yet (server side): at most `WRITE_BATCH` (64
     /// KiB) plus one message.
-    fn unsent(&self) -> usize {
+    fn queued(&self) -> usize {
         match &self.state {
-            State::Serving(served) => served.unsent(),
+            State::Serving(served) => served.queued(),
             _ => 0,
         }
     }
@@ -1322,7 +1322,7 @@ impl Transport for WsStream {
                 served.reader.memory() + served.pending.capacity() + pong
             }
             State::Request { head, .. } => head.capacity(),
-            _ => self.buffered() + self.unsent() + self.rx.capacity(),
+            _ => self.buffered() + self.queued() + self.rx.capacity(),
         }
     }
 
