@@ -343,6 +343,22 @@ impl Client {
         self.deliver_from(from, listener)
     }
 
+    /// Pumps `listener` until the connection is closed (`disconnected` delivered), waiting in
+    /// the poller between rounds: a bot's or a tool's whole loop. Returns at once if the
+    /// client was closed already; after a failed connect, once its `error` events are
+    /// delivered.
+    ///
+    /// # Errors
+    /// As [`pump`](Self::pump).
+    pub fn run<L: AnyListener + ?Sized>(&mut self, listener: &mut L) -> Result<(), Error> {
+        loop {
+            self.pump_timeout(listener, Duration::from_secs(1))?;
+            if self.state() == ConnectionState::Closed && self.conn.inbox.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
     /// As [`wait`](Self::wait) then [`pump`](Self::pump): for programs without a game loop.
     /// What was sent since the last pump is written before the wait.
     ///

@@ -225,6 +225,44 @@ impl<S: ServerHandler> Server<S> {
         Ok(())
     }
 
+    /// A game server's loop: pumps until [`StopHandle::stop`] is called and calls `step` `hz`
+    /// times a second (a [`FixedStep`](crate::FixedStep) on the server's clock), with the server
+    /// state, the channel hub and the step's length. What `step` sends goes out at once. As
+    /// PodSixNet's `while True: server.Pump(); game.Update(); sleep(..)`, without the drift.
+    ///
+    /// ```no_run
+    /// # use netlib::{ChannelId, Server, ServerConfig, ServerContext, ServerHandler};
+    /// # #[derive(Default)] struct World { t: f32 }
+    /// # impl ServerHandler for World { type Channel = ();
+    /// #   fn connected(&mut self, _: &mut ServerContext<'_, ()>, _: ChannelId, _: std::net::SocketAddr) {} }
+    /// let mut server = Server::bind(World::default(), &["0.0.0.0:31425"], ServerConfig::default())?;
+    /// server.run_at(20, |world, _ctx, dt| world.t += dt.as_secs_f32())?;
+    /// # Ok::<(), netlib::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`pump`](Self::pump).
+    ///
+    /// # Panics
+    /// If `hz` is 0.
+    pub fn run_at(
+        &mut self,
+        hz: u32,
+        mut step: impl FnMut(&mut S, &mut ServerContext<'_, S::Channel>, Duration),
+    ) -> io::Result<()> {
+        let clock = self.hub.config.get_clock().clone();
+        let mut fixed = crate::FixedStep::per_second(hz, clock.now());
+        while !self.stop.is_stopped() {
+            self.pump_inner(Some(fixed.wait(clock.now())))?;
+            if fixed.due(clock.now()) {
+                let (state, mut ctx) = self.split();
+                step(state, &mut ctx, fixed.period());
+                self.flush_and_reap();
+            }
+        }
+        Ok(())
+    }
+
     /// Stops listening, closes every channel gracefully ([`CloseReason::Shutdown`]), flushing
     /// what is queued for each for at most `timeout`, calls [`ServerHandler::closed`] for each,
     /// and returns the server state. Channels still not flushed at the deadline are closed

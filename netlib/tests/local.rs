@@ -516,3 +516,33 @@ fn handlers_register_by_a_protocol_constant_and_the_server_context_tells_the_tim
     server.pump().unwrap();
     assert_eq!(server.context().now() - t0, Duration::from_secs(5));
 }
+
+#[test]
+fn run_at_steps_at_its_rate_until_stopped() {
+    let mut server = netlib::Server::new(Arena::default(), ServerConfig::default()).unwrap();
+    let stop = server.stop_handle();
+    let mut steps = Vec::new();
+    server
+        .run_at(100, |_, ctx, dt| {
+            steps.push(dt);
+            if steps.len() == 5 {
+                stop.stop();
+            }
+            ctx.send_to(All, &Message::new("tick")).unwrap();
+        })
+        .unwrap();
+    assert_eq!(steps, [Duration::from_millis(10); 5]);
+}
+
+#[test]
+fn client_run_returns_once_the_connection_is_closed() {
+    let mut server = netlib::Server::new(Arena::default(), ServerConfig::default()).unwrap();
+    let (id, mut ola) = server.connect_local(ClientConfig::default()).unwrap();
+    server.settle(&mut [&mut ola]).unwrap();
+    server.context().close_channel(id);
+    server.settle(&mut [&mut ola]).unwrap();
+    let mut watcher = Watcher::default();
+    ola.run(&mut watcher).unwrap();
+    assert!(watcher.opened, "every event was delivered first");
+    assert_eq!(ola.state(), netlib::ConnectionState::Closed);
+}

@@ -60,7 +60,8 @@ impl ServerHandler for Tag {
     type Channel = ();
     fn connected(&mut self, _: &mut Ctx<'_, ()>, id: ChannelId, _: SocketAddr) {
         let n = id.serial() as f32;
-        self.players.insert(id, ([n * 97.0 % FIELD, n * 61.0 % FIELD], [0.0; 2]));
+        self.players
+            .insert(id, ([n * 97.0 % FIELD, n * 61.0 % FIELD], [0.0; 2]));
         self.it.get_or_insert(id);
     }
     fn closed(&mut self, _: &mut Ctx<'_, ()>, gone: Closed<()>) {
@@ -98,7 +99,13 @@ impl Tag {
             }
         }
         let players = self.players.iter().map(|(id, p)| (*id, p.0)).collect();
-        let _ = ctx.send_to(All, &State { it: self.it, players });
+        let _ = ctx.send_to(
+            All,
+            &State {
+                it: self.it,
+                players,
+            },
+        );
     }
 }
 handler!(Tag, "steer" => network_steer);
@@ -115,7 +122,9 @@ impl Listener for Bot {}
 
 impl Bot {
     fn network_connected(&mut self, _: &mut ClientContext<'_>, m: &Message) {
-        self.me = m.get("id").and_then(|id| serde::Deserialize::deserialize(id).ok());
+        self.me = m
+            .get("id")
+            .and_then(|id| serde::Deserialize::deserialize(id).ok());
     }
 
     fn network_state(&mut self, ctx: &mut ClientContext<'_>, s: State) {
@@ -127,7 +136,11 @@ impl Bot {
         let Some(at) = pos(me) else { return };
         let others = s.players.iter().filter(|p| p.0 != me).map(|p| p.1);
         let chase = others.min_by(|a, b| dist(*a, at).total_cmp(&dist(*b, at)));
-        let (target, away) = if it == me { (chase, 1.0) } else { (pos(it), -1.0) };
+        let (target, away) = if it == me {
+            (chase, 1.0)
+        } else {
+            (pos(it), -1.0)
+        };
         if let Some(t) = target {
             let d = |i: usize| away * (t[i] - at[i]).signum();
             let _ = ctx.send(&Message::new("steer").with("dx", d(0)).with("dy", d(1)));

@@ -11,7 +11,9 @@ use tag::{Bot, Tag, TICK_HZ};
 #[test]
 fn bots_play_and_it_changes_hands_without_tag_backs() {
     let clock = ManualClock::new();
-    let config = ServerConfig::default().announce_id(true).clock(clock.clone());
+    let config = ServerConfig::default()
+        .announce_id(true)
+        .clock(clock.clone());
     let mut server = Server::new(Tag::default(), config).unwrap();
     let mut bots: Vec<(Client, Bot)> = (0..3)
         .map(|_| {
@@ -55,8 +57,14 @@ fn the_binaries_play_over_loopback() {
             .unwrap(),
     );
     let addr = listening(&mut server);
-    let bot =
-        || ChildGuard(Command::new(env!("CARGO_BIN_EXE_tag-bot")).arg(&addr).spawn().unwrap());
+    let bot = || {
+        ChildGuard(
+            Command::new(env!("CARGO_BIN_EXE_tag-bot"))
+                .arg(&addr)
+                .spawn()
+                .unwrap(),
+        )
+    };
     let _bots = [bot(), bot()];
     // A watcher sees the two bots (and itself) in the state, and the bots move.
     let mut watcher = Client::connect(&addr, ClientConfig::default()).unwrap();
@@ -114,7 +122,11 @@ fn podsixnet_and_netlib_bots_play_on_each_others_servers() {
         .args([host, port, "2"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     drop(server);
     // netlib's bot on PodSixNet's server.
     let mut server = ChildGuard(
@@ -130,7 +142,13 @@ fn podsixnet_and_netlib_bots_play_on_each_others_servers() {
     let mut bot = Bot::default();
     let deadline = Instant::now() + TIMEOUT;
     while bot.states < 10 || bot.me.is_none() {
-        assert!(Instant::now() < deadline, "{} states from PodSixNet's server", bot.states);
-        client.pump_timeout(&mut bot, Duration::from_millis(50)).unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "{} states from PodSixNet's server",
+            bot.states
+        );
+        client
+            .pump_timeout(&mut bot, Duration::from_millis(50))
+            .unwrap();
     }
 }

@@ -1,22 +1,16 @@
 //! `tag-server [HOST:PORT]`: the game of tag at 20 Hz (default 127.0.0.1:31425).
 
-use std::time::Instant;
-
-use netlib::{FixedStep, Server, ServerConfig};
+use netlib::{Server, ServerConfig};
 use tag::{Tag, TICK_HZ};
 
 fn main() -> netlib::Result<()> {
     env_logger::init();
-    let addr = std::env::args().nth(1).unwrap_or(netlib::DEFAULT_ADDR.into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or(netlib::DEFAULT_ADDR.into());
     let config = ServerConfig::default().announce_id(true);
     let mut server = Server::bind(Tag::default(), &[addr], config)?;
     println!("tag-server listening on {}", server.local_addrs()[0]);
-    let mut step = FixedStep::per_second(TICK_HZ, Instant::now());
-    loop {
-        server.pump_timeout(step.wait(Instant::now()))?;
-        if step.due(Instant::now()) {
-            let (game, mut ctx) = server.split();
-            game.step(&mut ctx, step.period().as_secs_f32());
-        }
-    }
+    server.run_at(TICK_HZ, |game, ctx, dt| game.step(ctx, dt.as_secs_f32()))?;
+    Ok(())
 }
