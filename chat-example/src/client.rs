@@ -1,5 +1,8 @@
-//! The terminal client's logic, apart from the terminal: command parsing ([`Command`]) and the
-//! listener ([`ChatView`]) that turns server events into printed lines. Every string received
+//! The terminal client's logic, apart from the terminal: the listener ([`ChatView`]) that turns
+//! server events into printed lines, and the help for its commands ([`HELP`]). Typed lines are
+//! parsed by the chat's one command parser, [`crate::command`], in its
+//! [`Dialect::Slash`](crate::command::Dialect::Slash) (the line protocol uses the same parser),
+//! and what both front ends print alike comes from [`crate::render`]. Every string received
 //! goes through [`sanitize`](crate::sanitize::sanitize()) before it is printed.
 
 use std::io::Write;
@@ -8,9 +11,8 @@ use chrono::{Local, TimeZone};
 use netlib::{handler, ChannelId, ClientContext, Listener, Message};
 use serde::Deserialize;
 
-use crate::protocol::{
-    Join, Kick, Op, Quit, Request, Rooms, Say, SayPrivately, ServerMsg, SetNickname, Who,
-};
+use crate::protocol::ServerMsg;
+use crate::render::{self, list, page_of};
 use crate::sanitize::sanitize;
 
 /// The help text for `/help`.
@@ -27,142 +29,6 @@ Commands:
   /kick NICK [REASON]     disconnect NICK (operators only)
   /quit [REASON]          leave (end of input does the same)
   /help                   this text";
-
-/// One line of user input, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// A plain line: a message to the room.
-    Say(String),
-    /// `/nick NAME`.
-    Nick(String),
-    /// `/msg NICK TEXT`.
-    Private {
-        /// Recipient.
-        to: String,
-        /// Text.
-        text: String,
-    },
-    /// `/who [ROOM]`.
-    Who(Option<String>),
-    /// `/join ROOM`.
-    Join(String),
-    /// `/part`.
-    Part,
-    /// `/rooms`.
-    Rooms,
-    /// `/op PASSWORD`.
-    Op(String),
-    /// `/kick NICK [REASON]`.
-    Kick {
-        /// Who.
-        nick: String,
-        /// Why.
-        reason: Option<String>,
-    },
-    /// `/quit [REASON]`.
-    Quit(Option<String>),
-    /// `/help`.
-    Help,
-    /// A command used wrongly or unknown: the text to show.
-    Invalid(String),
-}
-
-fn rest(s: &str) -> Option<String> {
-    let s = s.trim();
-    (!s.is_empty()).then(|| s.to_owned())
-}
-
-impl Command {
-    /// Parses one input line; `None` for a blank line.
-    pub fn parse(line: &str) -> Option<Command> {
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.trim().is_empty() {
-            return None;
-        }
-        if let Some(text) = line.strip_prefix("//") {
-            return Some(Command::Say(format!("/{text}")));
-        }
-        let Some(cmd) = line.strip_prefix('/') else {
-            return Some(Command::Say(line.to_owned()));
-        };
-        let (name, args) = cmd.split_once(char::is_whitespace).unwrap_or((cmd, ""));
-        let args = args.trim();
-        let usage = |u: &str| Some(Command::Invalid(format!("usage: {u}")));
-        match name {
-            "nick" => match rest(args) {
-                Some(n) => Some(Command::Nick(n)),
-                None => usage("/nick NAME"),
-            },
-            "msg" => match args.split_once(char::is_whitespace) {
-                Some((to, text)) if !text.trim().is_empty() => Some(Command::Private {
-                    to: to.to_owned(),
-                    text: text.trim().to_owned(),
-                }),
-                _ => usage("/msg NICK TEXT"),
-            },
-            "who" => Some(Command::Who(rest(args))),
-            "join" => match rest(args) {
-                Some(r) => Some(Command::Join(r.trim_start_matches('#').to_owned())),
-                None => usage("/join ROOM"),
-            },
-            "part" => Some(Command::Part),
-            "rooms" => Some(Command::Rooms),
-            "op" => match rest(args) {
-                Some(p) => Some(Command::Op(p)),
-                None => usage("/op PASSWORD"),
-            },
-            "kick" => {
-                let (nick, reason) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
-                match rest(nick) {
-                    Some(nick) => Some(Command::Kick {
-                        nick,
-                        reason: rest(reason),
-                    }),
-                    None => usage("/kick NICK [REASON]"),
-                }
-            }
-            "quit" => Some(Command::Quit(rest(args))),
-            "help" => Some(Command::Help),
-            other => Some(Command::Invalid(format!(
-                "unknown command /{other}; /help lists them"
-            ))),
-        }
-    }
-
-    /// The request this command sends, if it sends one.
-    pub fn to_request(&self) -> Option<Request> {
-        Some(match self {
-            Command::Say(text) => Request::Message(Say {
-                message: text.clone(),
-            }),
-            Command::Nick(n) => Request::Nickname(SetNickname {
-                nickname: n.clone(),
-            }),
-            Command::Private { to, text } => Request::Private(SayPrivately {
-                to: to.clone(),
-                message: text.clone(),
-            }),
-            Command::Who(room) => Request::Who(Who {
-                room: room.clone(),
-                page: None,
-            }),
-            Command::Join(r) => Request::Join(Join { room: r.clone() }),
-            Command::Part => Request::Part,
-            Command::Rooms => Request::Rooms(Rooms::default()),
-            Command::Op(p) => Request::Op(Op {
-                password: p.clone(),
-            }),
-            Command::Kick { nick, reason } => Request::Kick(Kick {
-                nickname: nick.clone(),
-                reason: reason.clone(),
-            }),
-            Command::Quit(reason) => Request::Quit(Quit {
-                reason: reason.clone(),
-            }),
-            Command::Help | Command::Invalid(_) => return None,
-        })
-    }
-}
 
 /// How the client should end, decided by what the network said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,8 +142,7 @@ impl ChatView {
                 } else {
                     format!("#{}", s(&room))
                 };
-                let names: Vec<String> = players.iter().map(|p| s(p)).collect();
-                self.line(None, &format!("* in {room}: {}", names.join(", ")));
+                self.line(None, &format!("* in {room}: {}", list(&players)));
             }
             ServerMsg::Members {
                 room,
@@ -287,7 +152,6 @@ impl ChatView {
                 renamed,
                 time,
             } => {
-                let list = |v: &[String]| v.iter().map(|n| s(n)).collect::<Vec<_>>().join(", ");
                 let mut parts = vec![format!("{count} members")];
                 if !joined.is_empty() {
                     parts.push(format!("joined: {}", list(&joined)));
@@ -320,7 +184,7 @@ impl ChatView {
                 ..
             } => self.line(
                 Some(time),
-                &format!("* {} left #{} ({})", s(&nickname), s(&room), s(&reason)),
+                &format!("* {}", render::left(&nickname, "#", &room, &reason)),
             ),
             ServerMsg::Renamed {
                 from, to, id, time, ..
@@ -329,10 +193,7 @@ impl ChatView {
                     self.nick = to.to_string();
                     self.line(Some(time), &format!("* you are now known as {}", s(&to)));
                 } else {
-                    self.line(
-                        Some(time),
-                        &format!("* {} is now known as {}", s(&from), s(&to)),
-                    );
+                    self.line(Some(time), &format!("* {}", render::renamed(&from, &to)));
                 }
             }
             ServerMsg::Welcome {
@@ -360,12 +221,7 @@ impl ChatView {
                 total,
                 ..
             } => {
-                let more = if pages > 1 {
-                    format!(" (page {page} of {pages})")
-                } else {
-                    String::new()
-                };
-                self.line(None, &format!("* {total} user(s){more}:"));
+                self.line(None, &format!("* {total} user(s){}:", page_of(page, pages)));
                 for u in users {
                     self.plain(&format!("    {} (#{})", s(&u.nickname), s(&u.room)));
                 }
@@ -377,16 +233,12 @@ impl ChatView {
                 }
             }
             ServerMsg::Help { actions } => {
-                let list: Vec<String> = actions.iter().map(|a| s(a)).collect();
-                self.line(
-                    None,
-                    &format!("* the server's actions: {}", list.join(", ")),
-                );
+                self.line(None, &format!("* the server's actions: {}", list(&actions)));
             }
             ServerMsg::Op { .. } => self.line(None, "* you are an operator now"),
             ServerMsg::Kicked { by, reason, time } => self.line(
                 Some(time),
-                &format!("! you were kicked by {}: {}", s(&by), s(&reason)),
+                &format!("! you were {}", render::kicked_by(&by, &reason)),
             ),
             ServerMsg::Refused { request, text, .. } => {
                 let what = if request.is_empty() {
@@ -429,94 +281,6 @@ impl Listener for ChatView {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn commands_parse() {
-        assert_eq!(
-            Command::parse("hello there"),
-            Some(Command::Say("hello there".into()))
-        );
-        assert_eq!(Command::parse("   "), None);
-        assert_eq!(
-            Command::parse("//me waves"),
-            Some(Command::Say("/me waves".into()))
-        );
-        assert_eq!(
-            Command::parse("/nick bob"),
-            Some(Command::Nick("bob".into()))
-        );
-        assert_eq!(
-            Command::parse("/msg bob hi there"),
-            Some(Command::Private {
-                to: "bob".into(),
-                text: "hi there".into()
-            })
-        );
-        assert!(matches!(
-            Command::parse("/msg bob"),
-            Some(Command::Invalid(_))
-        ));
-        assert_eq!(Command::parse("/who"), Some(Command::Who(None)));
-        assert_eq!(
-            Command::parse("/who games"),
-            Some(Command::Who(Some("games".into())))
-        );
-        assert_eq!(
-            Command::parse("/join #games"),
-            Some(Command::Join("games".into()))
-        );
-        assert_eq!(Command::parse("/part"), Some(Command::Part));
-        assert_eq!(Command::parse("/rooms"), Some(Command::Rooms));
-        assert_eq!(
-            Command::parse("/op secret"),
-            Some(Command::Op("secret".into()))
-        );
-        assert_eq!(
-            Command::parse("/kick bob being rude"),
-            Some(Command::Kick {
-                nick: "bob".into(),
-                reason: Some("being rude".into())
-            })
-        );
-        assert_eq!(
-            Command::parse("/kick bob"),
-            Some(Command::Kick {
-                nick: "bob".into(),
-                reason: None
-            })
-        );
-        assert_eq!(
-            Command::parse("/quit bye all"),
-            Some(Command::Quit(Some("bye all".into())))
-        );
-        assert_eq!(Command::parse("/quit"), Some(Command::Quit(None)));
-        assert_eq!(Command::parse("/help"), Some(Command::Help));
-        assert!(
-            matches!(Command::parse("/frobnicate"), Some(Command::Invalid(t)) if t.contains("/frobnicate"))
-        );
-    }
-
-    #[test]
-    fn commands_become_requests() {
-        assert_eq!(
-            Command::Say("hi".into()).to_request(),
-            Some(Request::Message(Say {
-                message: "hi".into()
-            }))
-        );
-        assert_eq!(
-            Command::Kick {
-                nick: "eve".into(),
-                reason: None
-            }
-            .to_request(),
-            Some(Request::Kick(Kick {
-                nickname: "eve".into(),
-                reason: None
-            }))
-        );
-        assert_eq!(Command::Help.to_request(), None);
-    }
 
     /// Prints to a buffer the test reads.
     #[derive(Clone, Default)]

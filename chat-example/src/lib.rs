@@ -7,10 +7,13 @@
 //! - [`protocol`]: the actions, their typed payloads, limits and validation rules.
 //! - [`limits`]: the chat's per-user request limits and operator login attempts.
 //! - [`server`]: the chat server state ([`server::Chat`]) and its channel handlers.
-//! - [`client`]: the terminal client's listener (what it prints for each event) and command
-//!   parsing.
+//! - [`command`]: the one parser of typed lines, for the terminal client's slash commands
+//!   (`/nick bob`) and the line protocol (`NICK bob`) alike: a line to a
+//!   [`protocol::Request`].
+//! - [`client`]: the terminal client's listener (what it prints for each event) and its help.
 //! - [`text`]: the classic line protocol for `nc` users (`NICK bob`, `[alice] hello`), a
 //!   netlib payload codec on a line-framed listener.
+//! - [`render`]: what the terminal client and the line protocol print alike (sanitized).
 //! - [`cluster`]: the backplane seam (what nodes tell each other; the channels between the chat
 //!   and a backplane thread); [`redis_backplane`]: Redis behind it.
 //! - [`web`]: the chat page, embedded and served with its WebSocket by `--web`.
@@ -20,9 +23,11 @@
 
 pub mod client;
 pub mod cluster;
+pub mod command;
 pub mod limits;
 pub mod protocol;
 pub mod redis_backplane;
+pub mod render;
 pub mod sanitize;
 pub mod server;
 pub mod text;

@@ -17,20 +17,25 @@
 //! | `QUIT [reason]`                | `quit`                                    |
 //! | `HELP`                         | `help`                                    |
 //!
-//! Command names are case-insensitive and may start with `/` (as in chat-client). `WHO`,
-//! `PART`, `ROOMS` and `HELP` are commands only when alone on their line (`who is here?` is a
-//! message); to send a line that begins with another command word, use `MSG`. A known command
-//! without its arguments is answered `[server] Invalid command ! Usage: ...`, as is a line
-//! starting with `/` and no command. Empty lines are ignored.
+//! Lines are parsed by the chat's one command parser, [`command`], which also parses
+//! chat-client's slash commands: here in its [`Dialect::Line`], where the words above are
+//! commands without `/` too. Command names are case-insensitive and may start with `/`; with
+//! it they are chat-client's commands, so `/msg nick text` is a private message and `/op` and
+//! `/kick nick [reason]` work too, and `//text` says `/text`. `WHO`, `PART`, `ROOMS` and `HELP`
+//! are commands only when alone on their line (`who is here?` is a message); to send a line
+//! that begins with another command word, use `MSG`. A known command without its arguments is
+//! answered `[server] Invalid command ! Usage: ...`, as is a line starting with `/` and no
+//! command. Empty lines are ignored.
+//!
+//! Where chat-client prints the same thing, both use the phrases of [`render`].
 
 use std::fmt::Write as _;
 
 use netlib::{EncodeError, InboundError, Message, PayloadCodec};
 
-use crate::protocol::{
-    Join, Kick, Op, Quit, Request, Rooms, Say, SayPrivately, ServerMsg, SetNickname, Who,
-    DEFAULT_ROOM, MAX_MESSAGE_CHARS,
-};
+use crate::command::{self, Dialect, ParseError};
+use crate::protocol::{Request, ServerMsg, DEFAULT_ROOM, MAX_MESSAGE_CHARS};
+use crate::render::{self, list, page_of};
 use crate::sanitize::sanitize;
 
 /// The one-line help a line user gets for `HELP`.
@@ -52,71 +57,14 @@ pub struct TextCodec;
 pub const IGNORED_LINE: &str = "noop";
 
 impl TextCodec {
-    /// The request for one line (without its line ending), `Ok(None)` for a blank line.
+    /// The request for one line (without its line ending), `Ok(None)` for a blank line: the
+    /// chat's one parser ([`command::parse`]) in the line protocol's [`Dialect::Line`].
     ///
     /// # Errors
-    /// The usage text, for a known command without its arguments or an unknown `/command`.
-    pub fn parse(line: &str) -> Result<Option<Request>, String> {
-        if line.trim().is_empty() {
-            return Ok(None);
-        }
-        let body = line.trim_start();
-        let (word, args) = body
-            .split_once(char::is_whitespace)
-            .map_or((body, ""), |(w, a)| (w, a.trim()));
-        let slash = word.starts_with('/');
-        let name = word.trim_start_matches('/').to_ascii_uppercase();
-        let say = |text: &str| {
-            Request::Message(Say {
-                message: text.to_owned(),
-            })
-        };
-        let two = |args: &str| {
-            args.split_once(char::is_whitespace)
-                .map(|(a, b)| (a.to_owned(), b.trim().to_owned()))
-                .filter(|(_, b)| !b.is_empty())
-        };
-        let needs = |usage: &str| Err(format!("Usage: {usage}"));
-        let alone = args.is_empty();
-        Ok(Some(match name.as_str() {
-            "NICK" if alone => return needs("NICK name"),
-            "NICK" => Request::Nickname(SetNickname {
-                nickname: args.to_owned(),
-            }),
-            "MSG" if alone => return needs("MSG text"),
-            "MSG" => say(args),
-            "PRIV" => match two(args) {
-                Some((to, message)) => Request::Private(SayPrivately { to, message }),
-                None => return needs("PRIV nick text"),
-            },
-            "WHO" if slash || alone => Request::Who(Who {
-                room: (!alone).then(|| args.trim_start_matches('#').to_owned()),
-                page: None,
-            }),
-            "JOIN" if alone => return needs("JOIN room"),
-            "JOIN" => Request::Join(Join {
-                room: args.trim_start_matches('#').to_owned(),
-            }),
-            "PART" if slash || alone => Request::Part,
-            "ROOMS" if slash || alone => Request::Rooms(Rooms::default()),
-            "HELP" if slash || alone => Request::Help,
-            "OPER" if alone => return needs("OPER password"),
-            "OPER" => Request::Op(Op {
-                password: args.to_owned(),
-            }),
-            "KILL" => match two(args) {
-                Some((nickname, reason)) => Request::Kick(Kick {
-                    nickname,
-                    reason: Some(reason),
-                }),
-                None => return needs("KILL nick reason"),
-            },
-            "QUIT" => Request::Quit(Quit {
-                reason: (!alone).then(|| args.to_owned()),
-            }),
-            _ if slash && word.len() > 1 => return Err("type HELP for the commands".to_owned()),
-            _ => say(line),
-        }))
+    /// A known command without its arguments (`Usage: KILL nick reason`) or an unknown
+    /// `/command`.
+    pub fn parse(line: &str) -> Result<Option<Request>, ParseError> {
+        command::parse(line, Dialect::Line)
     }
 
     /// The line for one server message (without its `\n`), or `None` for what a line user is
@@ -153,7 +101,6 @@ impl TextCodec {
                 ..
             } => {
                 let mut line = format!("[server] {} ({count} members):", s(room));
-                let list = |v: &[String]| v.iter().map(|n| s(n)).collect::<Vec<_>>().join(", ");
                 if !joined.is_empty() {
                     let _ = write!(line, " joined {};", list(joined));
                 }
@@ -174,9 +121,9 @@ impl TextCodec {
                 room,
                 reason,
                 ..
-            } => format!("[server] {} left {} ({})", s(nickname), s(room), s(reason)),
+            } => format!("[server] {}", render::left(nickname, "", room, reason)),
             ServerMsg::Renamed { from, to, .. } => {
-                format!("[server] {} is now known as {}", s(from), s(to))
+                format!("[server] {}", render::renamed(from, to))
             }
             ServerMsg::Welcome {
                 nickname,
@@ -239,7 +186,7 @@ impl TextCodec {
             }
             ServerMsg::Op { .. } => "[server] You are an operator now".to_owned(),
             ServerMsg::Kicked { by, reason, .. } => {
-                format!("[server] You were kicked by {}: {}", s(by), s(reason))
+                format!("[server] You were {}", render::kicked_by(by, reason))
             }
             ServerMsg::Help { .. } => TEXT_HELP.to_owned(),
             ServerMsg::Refused { code, text, .. } => match code.as_ref() {
@@ -255,15 +202,6 @@ impl TextCodec {
     }
 }
 
-/// `", first 500"` when a reply has more pages than the one shown (line users see the first).
-fn page_of(page: usize, pages: usize) -> String {
-    if pages > 1 {
-        format!(" (page {page} of {pages})")
-    } else {
-        String::new()
-    }
-}
-
 impl PayloadCodec for TextCodec {
     fn decode(&self, payload: &[u8]) -> Result<Message, InboundError> {
         let line = std::str::from_utf8(payload).map_err(InboundError::InvalidUtf8)?;
@@ -274,7 +212,7 @@ impl PayloadCodec for TextCodec {
                 Message::from_serialize(&request).map_err(|e| InboundError::Decode(e.to_string()))
             }
             Ok(None) => Ok(Message::new(IGNORED_LINE)),
-            Err(usage) => Err(InboundError::Decode(usage)),
+            Err(e) => Err(InboundError::Decode(e.to_string())),
         }
     }
 
@@ -290,7 +228,7 @@ impl PayloadCodec for TextCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::c;
+    use crate::protocol::{c, Kick, Quit, Say, SayPrivately, SetNickname, Who};
 
     fn req(line: &str) -> Request {
         TextCodec::parse(line).unwrap().unwrap()
@@ -365,6 +303,31 @@ mod tests {
                 "{line:?} should be refused"
             );
         }
+    }
+
+    /// The codec parses with the chat's one parser: chat-client's `/msg` is private here too,
+    /// and a usage error becomes the decode error the server answers with.
+    #[test]
+    fn lines_decode_with_the_shared_parser() {
+        let m = TextCodec.decode(b"/msg bob hi there").unwrap();
+        assert_eq!(
+            (m.action(), m.get_str("to"), m.get_str("message")),
+            ("private", Some("bob"), Some("hi there"))
+        );
+        let m = TextCodec.decode(b"MSG bob hi there").unwrap();
+        assert_eq!(
+            (m.action(), m.get_str("message")),
+            ("message", Some("bob hi there"))
+        );
+        assert_eq!(TextCodec.decode(b"  ").unwrap().action(), IGNORED_LINE);
+        assert!(matches!(
+            TextCodec.decode(b"KILL bob"),
+            Err(InboundError::Decode(u)) if u == "Usage: KILL nick reason"
+        ));
+        assert!(matches!(
+            TextCodec.decode(b"/frob"),
+            Err(InboundError::Decode(u)) if u == "type HELP for the commands"
+        ));
     }
 
     #[test]

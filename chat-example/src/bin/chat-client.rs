@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use chat::client::{ChatView, Command, Ending, HELP};
+use chat::client::{ChatView, Ending, HELP};
+use chat::command::{self, Dialect};
 use chat::protocol::{Quit, Request, SetNickname};
 use chat::{CodecArg, FramingArg};
 use clap::Parser;
@@ -106,18 +107,19 @@ fn run(args: Args) -> netlib::Result<ExitCode> {
                 awaiting_nick = false;
                 continue;
             }
-            match Command::parse(&line) {
-                None => {}
-                Some(Command::Help) => view.plain(HELP),
-                Some(Command::Invalid(text)) => view.plain(&format!("! {text}")),
-                Some(Command::Quit(reason)) => return quit(&mut client, &mut view, reason),
-                Some(cmd) => {
-                    if let Some(msg) = cmd.to_request() {
-                        if let Err(e) = client.send(&msg) {
-                            view.plain(&format!("! not sent: {e}"));
-                        }
+            // The chat's one parser (the line protocol's too); help and quit are local.
+            match command::parse(&line, Dialect::Slash) {
+                Ok(None) => {}
+                Ok(Some(Request::Help)) => view.plain(HELP),
+                Ok(Some(Request::Quit(Quit { reason }))) => {
+                    return quit(&mut client, &mut view, reason)
+                }
+                Ok(Some(request)) => {
+                    if let Err(e) = client.send(&request) {
+                        view.plain(&format!("! not sent: {e}"));
                     }
                 }
+                Err(e) => view.plain(&format!("! {e}")),
             }
         }
     }
