@@ -1,6 +1,9 @@
-//! Shared helpers for netlib's integration tests: deadlines (never fixed sleeps) and a raw TCP
-//! peer that speaks the wire format by hand, to check bytes exactly.
+//! Shared helpers for netlib's integration tests: deadlines (never fixed sleeps), a raw TCP
+//! peer that speaks the wire format by hand, to check bytes exactly, and [`bus::Bus`], an
+//! in-process cluster for servers made with [`Server::with_adapter`](netlib::Server::with_adapter).
 #![deny(missing_docs)]
+
+pub mod bus;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};

@@ -97,11 +97,17 @@ pub struct Frame {
     first: Bytes,
     /// Encodings for wires 1.. (other listeners' wires), in wire order.
     rest: Vec<Bytes>,
+    /// The message as a JSON payload, for the cluster adapter (only with one set).
+    pub(crate) json: Option<Bytes>,
 }
 
 impl Frame {
     pub(crate) fn new(first: Bytes, rest: Vec<Bytes>) -> Self {
-        Frame { first, rest }
+        Frame {
+            first,
+            rest,
+            json: None,
+        }
     }
 
     /// The bytes for wire number `wire` of the server that encoded it.

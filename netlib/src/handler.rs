@@ -60,6 +60,14 @@ pub trait ServerHandler: Sized + 'static {
         let _ = (ctx, gone);
     }
 
+    /// What the cluster reported (a channel of another node left, a name claim's answer, a
+    /// page of members): see [`ClusterEvent`](crate::ClusterEvent). Room sends and sends from
+    /// other nodes are delivered by netlib itself. Called at the end of the pump that took the
+    /// event, before [`after_pump`](Self::after_pump). Default: nothing.
+    fn cluster(&mut self, ctx: &mut ServerContext<'_, Self::Channel>, event: crate::ClusterEvent) {
+        let _ = (ctx, event);
+    }
+
     /// Called once at the end of every pump, after all messages were dispatched and before
     /// output is flushed: the place to coalesce work (e.g. one player list per pump).
     /// Default: nothing.

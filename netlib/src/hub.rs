@@ -11,14 +11,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mio::{Registry, Token, Waker};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Serialize;
 use slab::Slab;
 
+use crate::adapter::{Adapter, ClusterError, ClusterEvent};
 use crate::addresses::Addresses;
 use crate::codec::Wire;
 use crate::config::Config;
 use crate::error::{CloseReason, EncodeError, RoomError, SendError};
 use crate::frame::Frame;
+pub(crate) use crate::id::ChannelId;
+use crate::id::{NodeNumber, NODE_SHIFT, NO_KEY};
 use crate::link::Link;
 use crate::message::Message;
 use crate::rooms::RoomTable;
@@ -26,89 +29,6 @@ use crate::session::{Phase, Timer};
 
 /// Tokens from here on are channels: a channel's token is its table key plus this.
 pub(crate) const FIRST_CONN: usize = 1 << 16;
-/// `key` of a [`ChannelId`] made by deserializing: looked up by serial.
-const NO_KEY: u32 = u32::MAX;
-
-/// Identifies one channel of a server for its whole life. Never reused, even after the channel
-/// closes, so a stale id cannot reach a newer client.
-///
-/// It serializes as its serial number (a JSON integer counting up from 1), so a server can tell
-/// a client who it is ([`ServerConfig::announce_id`](crate::ServerConfig::announce_id) puts it in the `connected` message) and
-/// clients can name each other; a deserialized id finds its channel through that number.
-#[derive(Clone, Copy)]
-pub struct ChannelId {
-    key: u32,
-    serial: u64,
-}
-
-impl ChannelId {
-    /// The number unique to this channel within its server (counts up from 1).
-    pub fn serial(self) -> u64 {
-        self.serial
-    }
-
-    /// The id with serial number `serial`, as a peer names it (see the type's docs).
-    pub fn from_serial(serial: u64) -> Self {
-        ChannelId {
-            key: NO_KEY,
-            serial,
-        }
-    }
-}
-
-impl PartialEq for ChannelId {
-    fn eq(&self, other: &Self) -> bool {
-        self.serial == other.serial
-    }
-}
-impl Eq for ChannelId {}
-impl std::hash::Hash for ChannelId {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.serial.hash(state)
-    }
-}
-impl PartialOrd for ChannelId {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for ChannelId {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.serial.cmp(&other.serial)
-    }
-}
-
-impl fmt::Debug for ChannelId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChannelId(#{})", self.serial)
-    }
-}
-
-impl fmt::Display for ChannelId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.serial)
-    }
-}
-
-impl Serialize for ChannelId {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_u64(self.serial)
-    }
-}
-
-impl<'de> Deserialize<'de> for ChannelId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        u64::deserialize(d).map(ChannelId::from_serial)
-    }
-}
-
-impl From<ChannelId> for serde_json::Value {
-    /// The serial number, as it serializes.
-    fn from(id: ChannelId) -> Self {
-        serde_json::Value::from(id.serial)
-    }
-}
-
 /// Who a send goes to: one [`ChannelId`], [`All`], [`AllBut`] one, or any iterator of ids
 /// (a room's members). See [`ServerContext::send_to`].
 pub trait Recipients {
@@ -301,6 +221,18 @@ pub(crate) struct Hub<C> {
     pub(crate) stats: Stats,
     /// Which channels are in which room.
     pub(crate) rooms: RoomTable,
+    /// The cluster adapter, if any, and this node's number (0 without one).
+    pub(crate) adapter: Option<Box<dyn Adapter>>,
+    pub(crate) node: NodeNumber,
+    /// Names claimed by local channels (without an adapter), both ways.
+    names: HashMap<Box<str>, ChannelId>,
+    names_of: HashMap<ChannelId, Vec<Box<str>>>,
+    /// Cluster events for the `cluster` hook at the end of the pump.
+    pub(crate) cluster_events: Vec<ClusterEvent>,
+    /// Items taken from the adapter and cluster events handled so far (for `settle`).
+    pub(crate) cluster_seen: u64,
+    /// Tokens for membership queries.
+    next_token: u64,
     /// Connections per client address, for the per-address limits: channels are counted from
     /// [`insert`](Self::insert) to [`remove`](Self::remove), handshakes by the listeners.
     pub(crate) addresses: Addresses,
@@ -363,6 +295,13 @@ impl<C> Hub<C> {
             stats: Stats::default(),
             addresses,
             rooms: RoomTable::default(),
+            adapter: None,
+            node: 0,
+            names: HashMap::new(),
+            names_of: HashMap::new(),
+            cluster_events: Vec::new(),
+            cluster_seen: 0,
+            next_token: 1,
             now,
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
         }
@@ -405,11 +344,14 @@ impl<C> Hub<C> {
         let key = self.slots.vacant_key();
         let id = ChannelId {
             key: key as u32,
-            serial: self.next_serial,
+            serial: (u64::from(self.node) << NODE_SHIFT) | self.next_serial,
         };
         self.next_serial += 1;
         self.stats.opened += 1;
         self.by_serial.insert(id.serial, key as u32);
+        if let Some(adapter) = self.adapter.as_mut() {
+            adapter.opened(id);
+        }
         self.addresses.opened(addr, false, self.now);
         self.slots.insert(Slot {
             link,
@@ -429,7 +371,11 @@ impl<C> Hub<C> {
         slot.link.deregister(&self.registry);
         self.by_serial.remove(&slot.id.serial);
         self.addresses.closed(slot.addr, false, self.now);
-        self.rooms.leave_all(key);
+        if !slot.reported {
+            // Never reaped (a server dropped mid-handshake of its hook): forget it now.
+            self.rooms.leave_all(key);
+            self.forget_id(slot.id);
+        }
         if !slot.link.is_sourced() {
             self.polled.retain(|&k| k != key);
         }
@@ -438,6 +384,153 @@ impl<C> Hub<C> {
         }
         self.memory -= slot.accounted;
         slot
+    }
+
+    /// Channel `key` closed (its `closed` hook ran): out of its rooms and names, and the
+    /// adapter told.
+    pub(crate) fn forget(&mut self, key: usize) {
+        self.rooms.leave_all(key);
+        if let Some(id) = self.slots.get(key).map(|s| s.id) {
+            self.forget_id(id);
+        }
+    }
+
+    /// Channel `id` closed: its names are released, and the adapter told.
+    fn forget_id(&mut self, id: ChannelId) {
+        for name in self.names_of.remove(&id).unwrap_or_default() {
+            self.names.remove(&name);
+        }
+        if let Some(adapter) = self.adapter.as_mut() {
+            adapter.closed(id);
+        }
+    }
+
+    /// Encodes `msg` for this server's wires only (a message from another node, not to be
+    /// sent on to the cluster).
+    pub(crate) fn encode_local(&self, msg: &Message) -> Result<Frame, EncodeError> {
+        let max = self.config.get_max_frame_size();
+        let first = self.wires[0].encode(msg, max)?;
+        let mut rest = Vec::with_capacity(self.wires.len() - 1);
+        for w in &self.wires[1..] {
+            rest.push(w.encode(msg, max)?);
+        }
+        Ok(Frame::new(first, rest))
+    }
+
+    /// Queues `frame` for this node's members of any of `rooms` (each once) but `except`; not
+    /// for the cluster. Returns how many took it.
+    pub(crate) fn deliver_rooms(
+        &mut self,
+        rooms: &[Box<str>],
+        except: Option<ChannelId>,
+        frame: &Frame,
+    ) -> usize {
+        let Hub {
+            slots,
+            dirty,
+            ended,
+            rooms: table,
+            ..
+        } = self;
+        let mut n = 0;
+        let mut send = |key: usize| {
+            let Some(slot) = slots.get_mut(key) else {
+                return;
+            };
+            if slot.reported || Some(slot.id) == except {
+                return;
+            }
+            let bytes = frame.for_wire(slot.wire as usize);
+            n += usize::from(enqueue(slot, key, bytes, dirty, ended));
+        };
+        match rooms {
+            [one] => table.members(one).for_each(&mut send),
+            several => table.union(several).into_iter().for_each(&mut send),
+        }
+        n
+    }
+
+    /// A send to a channel of another node, through the adapter; whether it was handed over.
+    fn send_remote(&mut self, id: ChannelId, frame: &Frame) -> bool {
+        let (Some(adapter), Some(json)) = (self.adapter.as_mut(), &frame.json) else {
+            return false;
+        };
+        match adapter.send(id, json) {
+            Ok(()) => true,
+            Err(e) => {
+                crate::peerlog::peer_log!(log::Level::Warn, "a send to {id} was dropped: {e}");
+                false
+            }
+        }
+    }
+
+    /// Claims `name` for local channel `id`: through the adapter, or in the local table (the
+    /// answer is then queued at once).
+    pub(crate) fn claim(&mut self, id: ChannelId, name: &str) {
+        if let Some(adapter) = self.adapter.as_mut() {
+            return adapter.claim(id, name);
+        }
+        let result = match self.names.get(name) {
+            Some(holder) if *holder != id => Err(ClusterError::Taken),
+            Some(_) => Ok(()),
+            None => {
+                self.names.insert(name.into(), id);
+                self.names_of.entry(id).or_default().push(name.into());
+                Ok(())
+            }
+        };
+        self.cluster_events.push(ClusterEvent::Claimed {
+            id,
+            name: name.to_owned(),
+            result,
+        });
+    }
+
+    /// Gives `name` up if `id` holds it.
+    pub(crate) fn release(&mut self, id: ChannelId, name: &str) {
+        if let Some(adapter) = self.adapter.as_mut() {
+            return adapter.release(id, name);
+        }
+        if self.names.get(name) == Some(&id) {
+            self.names.remove(name);
+            if let Some(mine) = self.names_of.get_mut(&id) {
+                mine.retain(|n| &**n != name);
+                if mine.is_empty() {
+                    self.names_of.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Asks for a page of `room`'s members on every node; returns the token of the answer.
+    pub(crate) fn query_members(
+        &mut self,
+        room: &str,
+        after: Option<ChannelId>,
+        limit: usize,
+    ) -> u64 {
+        let token = self.next_token;
+        self.next_token += 1;
+        if let Some(adapter) = self.adapter.as_mut() {
+            adapter.members(room, after, limit, token);
+            return token;
+        }
+        let mut all: Vec<ChannelId> = self
+            .rooms
+            .members(room)
+            .filter_map(|k| self.slots.get(k).map(|s| s.id))
+            .filter(|id| after.is_none_or(|a| *id > a))
+            .collect();
+        all.sort_unstable();
+        let next = (all.len() > limit).then(|| all[limit - 1]);
+        all.truncate(limit);
+        self.cluster_events.push(ClusterEvent::Members {
+            token,
+            room: room.to_owned(),
+            page: all,
+            next,
+        });
+        token
     }
 
     /// Brings slot `key`'s share of the memory total up to date (only with a budget set).
@@ -507,7 +600,13 @@ impl<C> Hub<C> {
         for w in &self.wires[1..] {
             rest.push(w.encode(msg, max)?);
         }
-        Ok(Frame::new(first, rest))
+        let mut frame = Frame::new(first, rest);
+        if self.adapter.is_some() {
+            let json =
+                serde_json::to_vec(msg).map_err(|e| EncodeError::Serialize(e.to_string()))?;
+            frame.json = Some(Bytes::from(json));
+        }
+        Ok(frame)
     }
 
     /// Queues raw bytes (already in the slot's wire) on an open slot.
@@ -539,33 +638,25 @@ impl<C> Hub<C> {
                 n
             }
             Audience::Rooms { rooms, except } => {
-                let Hub {
-                    slots,
-                    dirty,
-                    ended,
-                    rooms: table,
-                    ..
-                } = self;
-                let mut n = 0;
-                let mut send = |key: usize| {
-                    let Some(slot) = slots.get_mut(key) else {
-                        return;
-                    };
-                    if slot.reported || Some(slot.id) == except {
-                        return;
+                let n = self.deliver_rooms(&rooms, except, frame);
+                if let (Some(adapter), Some(json)) = (self.adapter.as_mut(), &frame.json) {
+                    let names: Vec<&str> = rooms.iter().map(|r| &**r).collect();
+                    if let Err(e) = adapter.broadcast(&names, except, json) {
+                        crate::peerlog::peer_log!(
+                            log::Level::Warn,
+                            "a room send reached this node only: {e}"
+                        );
                     }
-                    let bytes = frame.for_wire(slot.wire as usize);
-                    n += usize::from(enqueue(slot, key, bytes, dirty, ended));
-                };
-                match &rooms[..] {
-                    [one] => table.members(one).for_each(&mut send),
-                    several => table.union(several).into_iter().for_each(&mut send),
                 }
                 n
             }
             Audience::Ids(ids) => {
                 let mut n = 0;
                 for id in ids {
+                    if id.node() != self.node {
+                        n += usize::from(self.send_remote(id, frame));
+                        continue;
+                    }
                     if let Some(key) = self.key(id) {
                         let slot = &mut self.slots[key];
                         let bytes = frame.for_wire(slot.wire as usize);
@@ -825,15 +916,48 @@ impl<C> ServerContext<'_, C> {
             return Err(RoomError::NoChannel);
         }
         let cap = self.hub.config.get_max_rooms_per_channel();
-        self.hub.rooms.join(key, room, cap)
+        let joined = self.hub.rooms.join(key, room, cap)?;
+        if let (true, Some(adapter)) = (joined, self.hub.adapter.as_mut()) {
+            adapter.joined(id, room);
+        }
+        Ok(joined)
     }
 
     /// Takes channel `id` out of `room`; whether it was in it. A room left empty is freed.
     pub fn leave(&mut self, id: ChannelId, room: &str) -> bool {
-        match self.hub.key(id) {
+        let left = match self.hub.key(id) {
             Some(key) => self.hub.rooms.leave(key, room),
             None => false,
+        };
+        if let (true, Some(adapter)) = (left, self.hub.adapter.as_mut()) {
+            adapter.left(id, room);
         }
+        left
+    }
+
+    /// Claims `name` for channel `id`, unique across the cluster (the chat's nicknames, a
+    /// game's player names); the answer comes to [`ServerHandler::cluster`](crate::ServerHandler::cluster)
+    /// as [`ClusterEvent::Claimed`] (this pump without an adapter). A name is released by
+    /// [`release`](Self::release), when its channel closes, or when its node dies.
+    pub fn claim(&mut self, id: ChannelId, name: &str) {
+        self.hub.claim(id, name);
+    }
+
+    /// Gives up `name` if channel `id` holds it.
+    pub fn release(&mut self, id: ChannelId, name: &str) {
+        self.hub.release(id, name);
+    }
+
+    /// Asks for up to `limit` members of `room` on every node of the cluster, in id order,
+    /// after `after` (`None` for the first page); the answer comes to
+    /// [`ServerHandler::cluster`](crate::ServerHandler::cluster) as [`ClusterEvent::Members`]
+    /// with the token returned here, and names the next page's cursor.
+    ///
+    /// # Panics
+    /// If `limit` is 0.
+    pub fn query_members(&mut self, room: &str, after: Option<ChannelId>, limit: usize) -> u64 {
+        assert!(limit > 0, "a page holds at least one member");
+        self.hub.query_members(room, after, limit)
     }
 
     /// The rooms channel `id` is in, in the order it joined them (also in its `closed` hook).

@@ -13,6 +13,8 @@
 //! - `peerlog`: rate-limited logging of what peers cause and of what netlib drops.
 //! - `shape`: whether a value to send is a message (an object with a string `"action"`).
 //! - `message`: [`Message`], a JSON object with a string `"action"`.
+//! - `id`: [`ChannelId`], a channel's name on its server and across a cluster. `adapter`:
+//!   the [`Adapter`] seam between a server and its cluster.
 //! - `protocol`: the actions netlib puts on the wire and the codes of its `error` messages.
 //! - `frame`: framing (PodSixNet's `\0---\0` terminator or a 4-byte length prefix), a pure
 //!   decoder with a size limit, and [`Frame`] (a message encoded once, for many recipients).
@@ -106,6 +108,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+mod adapter;
 mod addresses;
 mod client;
 mod clock;
@@ -120,6 +123,7 @@ mod frame;
 pub mod fuzzing;
 mod handler;
 mod hub;
+mod id;
 mod limits;
 mod link;
 mod listen;
@@ -137,6 +141,7 @@ mod shape;
 mod tick;
 pub mod transport;
 
+pub use adapter::{Adapter, ClusterError, ClusterEvent, Inbound as ClusterInbound};
 pub use client::{AnyListener, Client, Subscription, WakeHandle};
 pub use clock::{Clock, ManualClock};
 pub use codec::{Codec, PayloadCodec, Wire};
@@ -149,9 +154,8 @@ pub use error::{
 };
 pub use frame::{Frame, Framing};
 pub use handler::{reject, ChannelContext, ClientContext, Closed, Listener, ServerHandler};
-pub use hub::{
-    All, AllBut, Audience, ChannelId, Recipients, Room, RoomBut, Rooms, ServerContext, Stats,
-};
+pub use hub::{All, AllBut, Audience, Recipients, Room, RoomBut, Rooms, ServerContext, Stats};
+pub use id::{ChannelId, NodeNumber, NODE_SHIFT};
 pub use limits::{Bucket, Rate};
 pub use message::Message;
 pub use server::{Server, StopHandle};

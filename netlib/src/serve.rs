@@ -217,7 +217,6 @@ pub(crate) fn reap<S: ServerHandler>(state: &mut S, hub: &mut Hub<S::Channel>) {
                         },
                     )
                 }));
-                hub.rooms.leave_all(key);
                 if let Err(p) = hooked {
                     crate::peerlog::report!(
                         log::Level::Error,
@@ -226,6 +225,9 @@ pub(crate) fn reap<S: ServerHandler>(state: &mut S, hub: &mut Hub<S::Channel>) {
                     );
                 }
             }
+            // Out of its rooms and names at once, here and on the other nodes: not when its
+            // socket is finally gone (up to the linger time later).
+            hub.forget(key);
         }
         if phase == Phase::Closed {
             hub.remove(key);

@@ -119,6 +119,31 @@ impl<S: ServerHandler> Server<S> {
         })
     }
 
+    /// As [`new`](Self::new), on a cluster: `adapter` carries room sends, sends to other
+    /// nodes' channels, membership and name claims (see [`Adapter`](crate::Adapter)); this
+    /// server's channel ids carry the adapter's node number.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    ///
+    /// # Panics
+    /// If the adapter's node number is 0 (the number of a server without a cluster).
+    pub fn with_adapter(
+        state: S,
+        config: ServerConfig,
+        mut adapter: Box<dyn crate::Adapter>,
+    ) -> Result<Self, StartError> {
+        assert!(
+            adapter.node() != 0,
+            "a cluster node's number is 1 to 65 535"
+        );
+        let mut server = Self::new(state, config)?;
+        adapter.set_waker(server.stop.waker.clone());
+        server.hub.node = adapter.node();
+        server.hub.adapter = Some(adapter);
+        Ok(server)
+    }
+
     /// The server state.
     pub fn state(&self) -> &S {
         &self.state
@@ -396,6 +421,7 @@ impl<S: ServerHandler> Server<S> {
         } else {
             self.next_timers = None;
         }
+        self.take_cluster();
         self.summarize();
         let hooked = catch_unwind(AssertUnwindSafe(|| {
             self.state
@@ -410,6 +436,68 @@ impl<S: ServerHandler> Server<S> {
         }
         self.flush_and_reap();
         Ok(())
+    }
+
+    /// Takes what the cluster adapter received: delivers room sends and sends to local
+    /// channels, and hands the rest to the `cluster` hook (with the events of local claims and
+    /// queries).
+    fn take_cluster(&mut self) {
+        let mut inbound = Vec::new();
+        if let Some(adapter) = self.hub.adapter.as_mut() {
+            adapter.poll(self.hub.now, &mut inbound);
+        }
+        self.hub.cluster_seen += inbound.len() as u64;
+        for item in inbound {
+            match item {
+                crate::ClusterInbound::Broadcast {
+                    rooms,
+                    except,
+                    payload,
+                } => {
+                    if let Some(frame) = self.local_frame(&payload) {
+                        let names: Vec<Box<str>> = rooms.into_iter().map(Into::into).collect();
+                        self.hub.deliver_rooms(&names, except, &frame);
+                    }
+                }
+                crate::ClusterInbound::Send { to, payload } => {
+                    if let Some(frame) = self.local_frame(&payload) {
+                        self.hub.send_frame(to, &frame);
+                    }
+                }
+                crate::ClusterInbound::Event(e) => self.hub.cluster_events.push(e),
+            }
+        }
+        self.hub.cluster_seen += self.hub.cluster_events.len() as u64;
+        for event in std::mem::take(&mut self.hub.cluster_events) {
+            let hooked = catch_unwind(AssertUnwindSafe(|| {
+                self.state
+                    .cluster(&mut ServerContext { hub: &mut self.hub }, event)
+            }));
+            if let Err(p) = hooked {
+                crate::peerlog::report!(
+                    log::Level::Error,
+                    "cluster hook panicked: {}",
+                    panic_text(&*p)
+                );
+            }
+        }
+    }
+
+    /// A message from another node (JSON), encoded for this server's wires; `None` (logged)
+    /// if it is not a message.
+    fn local_frame(&mut self, payload: &bytes::Bytes) -> Option<crate::Frame> {
+        let decoded = crate::Codec::Json.decode_bytes(payload.clone());
+        match decoded.map(|m| self.hub.encode_local(&m)) {
+            Ok(Ok(frame)) => Some(frame),
+            Ok(Err(e)) => {
+                crate::peerlog::peer_log!(log::Level::Error, "a message from another node: {e}");
+                None
+            }
+            Err(e) => {
+                crate::peerlog::peer_log!(log::Level::Error, "a message from another node: {e}");
+                None
+            }
+        }
     }
 
     /// Flushes and removes ended channels until nothing is left to do (closed hooks may send

@@ -136,3 +136,104 @@ fn room_sends_reach_each_member_once_and_closed_channels_leave() {
     );
     assert_eq!(ctx.join(ids[2], "red"), Err(RoomError::NoChannel));
 }
+
+/// Records what the `cluster` hook gets.
+#[derive(Default)]
+struct Names {
+    events: Vec<netlib::ClusterEvent>,
+}
+
+impl ServerHandler for Names {
+    type Channel = ();
+    fn connected(&mut self, ctx: &mut ServerContext<'_, ()>, id: ChannelId, _: SocketAddr) {
+        ctx.join(id, "all").unwrap();
+    }
+    fn cluster(&mut self, _: &mut ServerContext<'_, ()>, event: netlib::ClusterEvent) {
+        self.events.push(event);
+    }
+}
+
+#[test]
+fn names_are_claimed_once_and_released_by_their_channel_without_a_cluster() {
+    use netlib::{ClusterError, ClusterEvent};
+    let mut server = Server::new(Names::default(), ServerConfig::default()).unwrap();
+    let (a, mut ca) = server.connect_local(ClientConfig::default()).unwrap();
+    let (b, mut cb) = server.connect_local(ClientConfig::default()).unwrap();
+    assert_eq!(a.node(), 0, "no cluster: node 0");
+    let mut ctx = server.context();
+    ctx.claim(a, "ada");
+    ctx.claim(b, "ada");
+    ctx.claim(a, "ada");
+    server.settle(&mut [&mut ca, &mut cb]).unwrap();
+    let claimed = |id, result| ClusterEvent::Claimed {
+        id,
+        name: "ada".to_owned(),
+        result,
+    };
+    assert_eq!(
+        server.state().events,
+        [
+            claimed(a, Ok(())),
+            claimed(b, Err(ClusterError::Taken)),
+            claimed(a, Ok(()))
+        ]
+    );
+    server.state_mut().events.clear();
+    ca.close();
+    server.settle(&mut [&mut ca, &mut cb]).unwrap();
+    server.context().claim(b, "ada");
+    server.settle(&mut [&mut ca, &mut cb]).unwrap();
+    assert_eq!(
+        server.state().events,
+        [claimed(b, Ok(()))],
+        "released by its closed holder"
+    );
+    server.state_mut().events.clear();
+    server.context().release(b, "ada");
+    let (c, mut cc) = server.connect_local(ClientConfig::default()).unwrap();
+    server.context().claim(c, "ada");
+    server.settle(&mut [&mut cb, &mut cc]).unwrap();
+    assert_eq!(
+        server.state().events,
+        [claimed(c, Ok(()))],
+        "released on request"
+    );
+}
+
+#[test]
+fn a_members_query_pages_through_a_room_in_id_order() {
+    use netlib::ClusterEvent;
+    let mut server = Server::new(Names::default(), ServerConfig::default()).unwrap();
+    let mut ids = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        let (id, c) = server.connect_local(ClientConfig::default()).unwrap();
+        ids.push(id);
+        clients.push(c);
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    for page in 0..10 {
+        let token = server.context().query_members("all", after, 2);
+        let mut all: Vec<&mut Client> = clients.iter_mut().collect();
+        server.settle(&mut all).unwrap();
+        let events = std::mem::take(&mut server.state_mut().events);
+        let [ClusterEvent::Members {
+            token: t,
+            page: got,
+            next,
+            ..
+        }] = &events[..]
+        else {
+            panic!("one page: {events:?}");
+        };
+        assert_eq!(*t, token);
+        seen.extend(got.iter().copied());
+        after = *next;
+        if after.is_none() {
+            assert_eq!(page, 2, "5 members in pages of 2");
+            break;
+        }
+    }
+    assert_eq!(seen, ids, "every member once, in id order");
+}

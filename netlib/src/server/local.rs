@@ -42,7 +42,7 @@ impl<S: ServerHandler> Server<S> {
 
     /// Pumps this server and `clients` (e.g. from [`connect_local`](Self::connect_local)) in
     /// turns until one whole round moves nothing: no byte read or written, no channel opened
-    /// or closed, no event for a client. Returns the rounds it took. What the clients received
+    /// or closed, no event for a client, nothing from the cluster. Returns the rounds it took. What the clients received
     /// waits for their next pump (`pump`, `pump_messages`). The way to let an in-memory test's
     /// messages and replies run their course without guessing a number of pumps. Time does not
     /// move: with a [`ManualClock`](crate::ManualClock), advance it between settles.
@@ -95,7 +95,7 @@ impl<S: ServerHandler> Server<S> {
     /// channel, a channel opened or closed).
     fn progress(&self) -> u64 {
         let moved: u64 = self.hub.slots.iter().map(|(_, s)| s.link.moved).sum();
-        moved + self.hub.stats.opened + self.hub.stats.closed
+        moved + self.hub.stats.opened + self.hub.stats.closed + self.hub.cluster_seen
     }
 
     /// Hands `msg` to channel `id`'s handlers as if `id` had sent it, without any I/O: the

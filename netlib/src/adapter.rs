@@ -1,0 +1,176 @@
+//! The cluster adapter seam (Socket.IO's `Adapter`): what a server tells the other nodes of a
+//! cluster and what it hears from them. Without one (the default) a server is a cluster of
+//! one: rooms, sends and name claims are local. An adapter carries:
+//! - room sends to the other nodes' members ([`Adapter::broadcast`]);
+//! - sends to one channel of another node ([`Adapter::send`]), named by a [`ChannelId`] whose
+//!   [`node`](ChannelId::node) is that node's;
+//! - membership, so that any node can list a room's members cluster-wide, a page at a time
+//!   ([`Adapter::members`]);
+//! - the departure of other nodes' channels, those of a node that died included
+//!   ([`ClusterEvent::Departed`]);
+//! - cluster-wide unique names ([`Adapter::claim`]), released when their channel closes or its
+//!   node dies.
+//!
+//! An adapter does no I/O on the event loop: calls only queue work, and what arrives is taken
+//! by [`Adapter::poll`] once per pump (an adapter with threads wakes the server through the
+//! waker it is given). Payloads travel as JSON messages; each node encodes them for its own
+//! wires.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::id::{ChannelId, NodeNumber};
+
+/// Why a cross-node operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The cluster's backplane cannot be reached now (e.g. Redis is down): local traffic goes
+    /// on; cross-node operations are refused until it is back.
+    #[error("the cluster is unavailable: {0}")]
+    Unavailable(String),
+    /// The name is held by another channel.
+    #[error("the name is taken")]
+    Taken,
+    /// No such channel on any node.
+    #[error("no such channel")]
+    NoChannel,
+}
+
+/// What other nodes did, as [`ServerHandler::cluster`](crate::ServerHandler::cluster) gets it.
+/// Room sends and sends to local channels from other nodes are delivered by netlib itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClusterEvent {
+    /// A channel of another node closed, or its node died (its presence expired).
+    Departed {
+        /// The channel.
+        id: ChannelId,
+    },
+    /// The answer to [`ServerContext::claim`](crate::ServerContext::claim).
+    Claimed {
+        /// The channel the name was claimed for.
+        id: ChannelId,
+        /// The name.
+        name: String,
+        /// `Ok` if the channel now holds it (also if it held it already).
+        result: Result<(), ClusterError>,
+    },
+    /// A page of the answer to [`ServerContext::query_members`](crate::ServerContext::query_members).
+    Members {
+        /// The token the query was made with.
+        token: u64,
+        /// The room.
+        room: String,
+        /// Members on every node, in a stable order (by id).
+        page: Vec<ChannelId>,
+        /// The cursor of the next page, if there is one.
+        next: Option<ChannelId>,
+    },
+}
+
+/// What an adapter received for this node, taken by the server at each pump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Inbound {
+    /// A room send made on another node: deliver `payload` (a JSON message) to this node's
+    /// members of any of `rooms` (each once), but `except`.
+    Broadcast {
+        /// The rooms.
+        rooms: Vec<String>,
+        /// A channel left out (the sender, on any node).
+        except: Option<ChannelId>,
+        /// The message, as JSON.
+        payload: Bytes,
+    },
+    /// A send from another node to a channel of this node.
+    Send {
+        /// The channel.
+        to: ChannelId,
+        /// The message, as JSON.
+        payload: Bytes,
+    },
+    /// Something for the server's [`cluster`](crate::ServerHandler::cluster) hook.
+    Event(ClusterEvent),
+}
+
+/// The seam between a server and its cluster (see the module docs). Implemented by the
+/// in-process bus for tests (`netlib_tests::bus`) and by `netlib-redis`; set with
+/// [`Server::with_adapter`](crate::Server::with_adapter).
+pub trait Adapter: Send + fmt::Debug {
+    /// This node's number (1 to 65 535, new at every start): the high bits of its channels'
+    /// ids.
+    fn node(&self) -> NodeNumber;
+
+    /// The server's waker, for an adapter whose messages arrive on other threads: wake it
+    /// when there is something to [`poll`](Self::poll). Default: ignored.
+    fn set_waker(&mut self, waker: Arc<mio::Waker>) {
+        let _ = waker;
+    }
+
+    /// A channel of this node opened (before its `connected` hook). Default: nothing.
+    fn opened(&mut self, id: ChannelId) {
+        let _ = id;
+    }
+
+    /// A channel of this node joined `room`.
+    fn joined(&mut self, id: ChannelId, room: &str);
+
+    /// A channel of this node left `room`.
+    fn left(&mut self, id: ChannelId, room: &str);
+
+    /// A channel of this node closed: it left its rooms, and its names are released.
+    fn closed(&mut self, id: ChannelId);
+
+    /// A room send made on this node, for the other nodes' members of any of `rooms` (each
+    /// once) but `except`; `payload` is the message as JSON. One call per send, whatever the
+    /// number of nodes; each sender's order is kept.
+    ///
+    /// # Errors
+    /// [`ClusterError::Unavailable`] if it cannot reach the other nodes now.
+    fn broadcast(
+        &mut self,
+        rooms: &[&str],
+        except: Option<ChannelId>,
+        payload: &Bytes,
+    ) -> Result<(), ClusterError>;
+
+    /// A send to `to`, a channel of another node; `payload` is the message as JSON.
+    ///
+    /// # Errors
+    /// [`ClusterError::Unavailable`] if it cannot reach the other nodes now.
+    fn send(&mut self, to: ChannelId, payload: &Bytes) -> Result<(), ClusterError>;
+
+    /// Claims `name` for `id` (a channel of this node) on every node, atomically; the answer
+    /// comes as [`ClusterEvent::Claimed`].
+    fn claim(&mut self, id: ChannelId, name: &str);
+
+    /// Gives up `name` if `id` holds it.
+    fn release(&mut self, id: ChannelId, name: &str);
+
+    /// Asks for up to `limit` members of `room` on every node, from the id after `after` on;
+    /// the answer comes as [`ClusterEvent::Members`] with `token`.
+    fn members(&mut self, room: &str, after: Option<ChannelId>, limit: usize, token: u64);
+
+    /// Appends what arrived for this node since the last call; `now` is the server's clock
+    /// (presence deadlines are measured on it).
+    fn poll(&mut self, now: Instant, into: &mut Vec<Inbound>);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::NODE_SHIFT;
+
+    #[test]
+    fn an_id_names_its_node_in_its_high_bits() {
+        let id = ChannelId::from_serial((7 << NODE_SHIFT) | 42);
+        assert_eq!(id.node(), 7);
+        assert_eq!(ChannelId::from_serial(42).node(), 0);
+        let largest = ((u64::from(NodeNumber::MAX)) << NODE_SHIFT) | ((1 << NODE_SHIFT) - 1);
+        assert!(largest < 1 << 53, "exact in JavaScript");
+    }
+}

@@ -1,0 +1,601 @@
+//! The cluster adapter contract: what any [`Adapter`] must do for servers made with
+//! [`Server::with_adapter`], checked on a [`Cluster`] of servers with local clients, pumped
+//! together until quiet. The suite is generic over the [`Backplane`] (how adapters are made,
+//! and the faults it can inject); [`contract!`] instantiates it, today for the in-process
+//! [`Bus`]. Time only moves on the shared [`ManualClock`]: no sleeps, no timing assertions.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use netlib::{
+    handler, Adapter, ChannelId, Client, ClientConfig, ClusterError, ClusterEvent, ManualClock,
+    Message, NodeNumber, RoomBut, Rooms, Server, ServerConfig, ServerContext, ServerHandler,
+    NODE_SHIFT,
+};
+use netlib_tests::bus::Bus;
+
+/// What the suite needs of a cluster backplane: new nodes, and the faults it injects.
+trait Backplane {
+    /// A new node's adapter (a new node number each time, also for a restart).
+    fn adapter(&mut self) -> Box<dyn Adapter>;
+    /// Stops node `node` as SIGKILL would (its server is dropped too).
+    fn kill(&mut self, node: NodeNumber);
+    /// An outage of the backplane (`false`) or its end (`true`).
+    fn set_available(&mut self, available: bool);
+    /// How long a node's presence lasts without a poll, on the cluster's clock.
+    fn presence_ttl(&self) -> Duration;
+    /// Whether something is still on its way between nodes (a backplane with threads): the
+    /// cluster is not quiet until this is false.
+    fn in_flight(&self) -> bool {
+        false
+    }
+}
+
+impl Backplane for Bus {
+    fn adapter(&mut self) -> Box<dyn Adapter> {
+        Bus::adapter(self)
+    }
+    fn kill(&mut self, node: NodeNumber) {
+        Bus::kill(self, node);
+    }
+    fn set_available(&mut self, available: bool) {
+        Bus::set_available(self, available);
+    }
+    fn presence_ttl(&self) -> Duration {
+        Bus::presence_ttl(self)
+    }
+    fn in_flight(&self) -> bool {
+        self.queued() > 0
+    }
+}
+
+/// The test server: records what its `cluster` hook gets; `say` sends to a room but the
+/// sender, `tell` to one channel by id, both as `said` with the text and the sender's id.
+#[derive(Default)]
+struct Node {
+    events: Vec<ClusterEvent>,
+}
+
+impl ServerHandler for Node {
+    type Channel = ();
+    fn connected(&mut self, _: &mut ServerContext<'_, ()>, _: ChannelId, _: SocketAddr) {}
+    fn cluster(&mut self, _: &mut ServerContext<'_, ()>, event: ClusterEvent) {
+        self.events.push(event);
+    }
+}
+
+fn said(text: &str, from: ChannelId) -> Message {
+    Message::new("said").with("text", text).with("from", from)
+}
+
+impl Node {
+    fn network_say(
+        &mut self,
+        ctx: &mut ServerContext<'_, ()>,
+        from: ChannelId,
+        m: &Message,
+    ) -> Result<(), String> {
+        let room = m.get_str("room").ok_or("no room")?;
+        let text = m.get_str("text").ok_or("no text")?;
+        ctx.send_to(RoomBut(room, from), &said(text, from))
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+    fn network_tell(
+        &mut self,
+        ctx: &mut ServerContext<'_, ()>,
+        from: ChannelId,
+        m: &Message,
+    ) -> Result<(), String> {
+        let to = m.get("to").and_then(|v| v.as_u64()).ok_or("no to")?;
+        let text = m.get_str("text").ok_or("no text")?;
+        ctx.send_to(ChannelId::from_serial(to), &said(text, from))
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+handler!(Node, "say" => network_say);
+handler!(Node, "tell" => network_tell);
+
+fn say(room: &str, text: &str) -> Message {
+    Message::new("say").with("room", room).with("text", text)
+}
+
+fn tell(to: ChannelId, text: &str) -> Message {
+    Message::new("tell").with("to", to).with("text", text)
+}
+
+/// One node of a [`Cluster`]: its server (`None` once killed) and its local clients.
+struct Member {
+    number: NodeNumber,
+    server: Option<Server<Node>>,
+    clients: Vec<(ChannelId, Client)>,
+}
+
+/// N servers on one backplane and one [`ManualClock`], each with local clients.
+struct Cluster<B: Backplane> {
+    backplane: B,
+    clock: ManualClock,
+    nodes: Vec<Member>,
+}
+
+impl<B: Backplane> Cluster<B> {
+    /// `n` nodes, numbered by the backplane, indexed from 0 here.
+    fn new(backplane: B, n: usize) -> Self {
+        let mut cluster = Cluster {
+            backplane,
+            clock: ManualClock::new(),
+            nodes: Vec::new(),
+        };
+        for _ in 0..n {
+            cluster.add_node();
+        }
+        cluster
+    }
+
+    /// Starts one more node (e.g. a restart); returns its index.
+    fn add_node(&mut self) -> usize {
+        let adapter = self.backplane.adapter();
+        let number = adapter.node();
+        let config = ServerConfig::default().clock(self.clock.clone());
+        let server = Server::with_adapter(Node::default(), config, adapter).expect("server");
+        self.nodes.push(Member {
+            number,
+            server: Some(server),
+            clients: Vec::new(),
+        });
+        self.nodes.len() - 1
+    }
+
+    /// Node `node`'s number.
+    fn number(&self, node: usize) -> NodeNumber {
+        self.nodes[node].number
+    }
+
+    fn server(&mut self, node: usize) -> &mut Server<Node> {
+        self.nodes[node].server.as_mut().expect("a running node")
+    }
+
+    /// The server channel `id` is on.
+    fn server_of(&mut self, id: ChannelId) -> &mut Server<Node> {
+        let node = self
+            .nodes
+            .iter()
+            .position(|m| m.number == id.node())
+            .expect("a node of the cluster");
+        self.server(node)
+    }
+
+    /// Connects a local client to node `node`; returns its channel's id.
+    fn connect(&mut self, node: usize) -> ChannelId {
+        let (id, client) = self
+            .server(node)
+            .connect_local(ClientConfig::default())
+            .expect("connect");
+        assert_eq!(id.node(), self.number(node), "ids carry their node");
+        self.nodes[node].clients.push((id, client));
+        id
+    }
+
+    /// The client of channel `id`.
+    fn client(&mut self, id: ChannelId) -> &mut Client {
+        self.nodes
+            .iter_mut()
+            .flat_map(|m| &mut m.clients)
+            .find(|(c, _)| *c == id)
+            .map(|(_, client)| client)
+            .expect("a client of the cluster")
+    }
+
+    fn join(&mut self, id: ChannelId, room: &str) {
+        assert_eq!(self.server_of(id).context().join(id, room), Ok(true));
+    }
+
+    /// The texts of the `said` messages channel `id`'s client received since the last call.
+    fn texts(&mut self, id: ChannelId) -> Vec<String> {
+        self.heard(id)
+            .iter()
+            .map(|(text, _)| text.clone())
+            .collect()
+    }
+
+    /// The `said` messages channel `id`'s client received since the last call: text, sender.
+    fn heard(&mut self, id: ChannelId) -> Vec<(String, ChannelId)> {
+        let got = self.client(id).pump_messages().expect("pump");
+        got.iter()
+            .filter(|m| m.action() == "said")
+            .map(|m| {
+                let text = m.get_str("text").expect("text").to_owned();
+                let from = m.get("from").and_then(|v| v.as_u64()).expect("from");
+                (text, ChannelId::from_serial(from))
+            })
+            .collect()
+    }
+
+    /// What node `node`'s `cluster` hook got since the last call.
+    fn events(&mut self, node: usize) -> Vec<ClusterEvent> {
+        std::mem::take(&mut self.server(node).state_mut().events)
+    }
+
+    /// Pumps every running server with its clients until a whole round changes nothing (no
+    /// byte moved, no channel opened or closed, no `cluster` event) and nothing is in flight.
+    fn settle(&mut self) {
+        for _ in 0..100 {
+            let mut moved = false;
+            for m in &mut self.nodes {
+                let Some(server) = m.server.as_mut() else {
+                    continue;
+                };
+                let before = server.state().events.len();
+                let mut clients: Vec<&mut Client> = m.clients.iter_mut().map(|(_, c)| c).collect();
+                let rounds = server.settle(&mut clients).expect("settle");
+                moved |= rounds > 1 || server.state().events.len() != before;
+            }
+            if !moved && !self.backplane.in_flight() {
+                return;
+            }
+        }
+        panic!("the cluster was still busy after 100 rounds");
+    }
+
+    /// Moves the clock by `by`, in steps of a quarter of the presence TTL, settling after each
+    /// (so that running nodes keep their presence).
+    fn pass(&mut self, by: Duration) {
+        let step = self.backplane.presence_ttl() / 4;
+        let mut left = by;
+        while !left.is_zero() {
+            let s = step.min(left);
+            self.clock.advance(s);
+            self.settle();
+            left -= s;
+        }
+    }
+
+    /// Kills node `node`: the backplane stops it and its server and clients are dropped.
+    fn kill(&mut self, node: usize) {
+        let number = self.number(node);
+        self.backplane.kill(number);
+        let m = &mut self.nodes[node];
+        m.server = None;
+        m.clients.clear();
+    }
+
+    /// Asks node `node` for every member of `room`, `limit` at a time; returns the pages.
+    fn members(&mut self, node: usize, room: &str, limit: usize) -> Vec<Vec<ChannelId>> {
+        let mut pages = Vec::new();
+        let mut after = None;
+        loop {
+            let token = self
+                .server(node)
+                .context()
+                .query_members(room, after, limit);
+            self.settle();
+            let events = self.events(node);
+            let [ClusterEvent::Members {
+                token: t,
+                room: r,
+                page,
+                next,
+            }] = &events[..]
+            else {
+                panic!("one page: {events:?}");
+            };
+            assert_eq!((*t, &**r), (token, room));
+            assert!(page.len() <= limit);
+            pages.push(page.clone());
+            match next {
+                Some(n) => {
+                    assert_eq!(Some(n), page.last(), "the cursor is the page's last id");
+                    after = Some(*n);
+                }
+                None => return pages,
+            }
+            assert!(pages.len() < 100, "pages without end");
+        }
+    }
+
+    /// Claims `name` for `id` and settles; returns the answer.
+    fn claim(&mut self, id: ChannelId, name: &str) -> Result<(), ClusterError> {
+        self.server_of(id).context().claim(id, name);
+        self.settle();
+        let node = self.nodes.iter().position(|m| m.number == id.node());
+        let events = self.events(node.expect("a node of the cluster"));
+        match &events[..] {
+            [ClusterEvent::Claimed {
+                id: i,
+                name: n,
+                result,
+            }] if *i == id && n == name => result.clone(),
+            other => panic!("one answer to the claim of {name:?} for {id}: {other:?}"),
+        }
+    }
+}
+
+/// The ids of `events`, all `Departed`, in order.
+fn departed(events: &[ClusterEvent]) -> Vec<ChannelId> {
+    let mut ids: Vec<ChannelId> = events
+        .iter()
+        .map(|e| match e {
+            ClusterEvent::Departed { id } => *id,
+            other => panic!("not a departure: {other:?}"),
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn room_sends_reach_every_node_once_in_order<B: Backplane>(backplane: B) {
+    let mut c = Cluster::new(backplane, 2);
+    let (a1, a2) = (c.connect(0), c.connect(0));
+    let (b1, b2, b3) = (c.connect(1), c.connect(1), c.connect(1));
+    for id in [a1, a2, b1, b2] {
+        c.join(id, "lobby");
+    }
+    c.join(b2, "side");
+    c.join(b3, "side");
+    c.settle();
+
+    // One sender: its room's members on both nodes, each once, in order; not the sender, not
+    // a channel outside the room.
+    for text in ["1", "2", "3"] {
+        c.client(a1).send(&say("lobby", text)).unwrap();
+    }
+    c.settle();
+    assert!(c.texts(a1).is_empty(), "not to the sender");
+    for id in [a2, b1, b2] {
+        assert_eq!(c.texts(id), ["1", "2", "3"], "{id}");
+    }
+    assert!(c.texts(b3).is_empty(), "not outside the room");
+
+    // Two senders on two nodes at once: each one's order is kept everywhere.
+    for i in 1..=3 {
+        c.client(a1).send(&say("lobby", &format!("a{i}"))).unwrap();
+        c.client(b1).send(&say("lobby", &format!("b{i}"))).unwrap();
+    }
+    c.settle();
+    for id in [a1, a2, b1, b2] {
+        let heard = c.heard(id);
+        for (from, texts) in [(a1, ["a1", "a2", "a3"]), (b1, ["b1", "b2", "b3"])] {
+            let got: Vec<&str> = heard
+                .iter()
+                .filter(|h| h.1 == from)
+                .map(|h| &*h.0)
+                .collect();
+            let expected: &[&str] = if from == id { &[] } else { &texts };
+            assert_eq!(got, expected, "{id} from {from}");
+        }
+        assert_eq!(
+            heard.len(),
+            if id == a1 || id == b1 { 3 } else { 6 },
+            "{id}"
+        );
+    }
+
+    // Several rooms: each member once, on whichever node, however many of the rooms it is in.
+    let both = said("both", a1);
+    let local = c
+        .server(0)
+        .context()
+        .send_to(Rooms(&["lobby", "side"]), &both);
+    assert_eq!(local.unwrap(), 2, "this node's members");
+    c.settle();
+    for id in [a1, a2, b1, b2, b3] {
+        assert_eq!(c.texts(id), ["both"], "{id}");
+    }
+    for node in 0..2 {
+        assert_eq!(c.events(node), [], "no cluster event");
+    }
+}
+
+fn a_send_by_id_reaches_a_channel_of_another_node<B: Backplane>(backplane: B) {
+    let mut c = Cluster::new(backplane, 2);
+    let (a1, a2) = (c.connect(0), c.connect(0));
+    let (b1, b2) = (c.connect(1), c.connect(1));
+    assert_ne!(a1.node(), b1.node());
+    c.client(a1).send(&tell(b1, "hello b")).unwrap();
+    c.settle();
+    let heard = c.heard(b1);
+    assert_eq!(heard, [("hello b".to_owned(), a1)]);
+    // b1 answers the id it learned from the message.
+    let from = heard[0].1;
+    c.client(b1).send(&tell(from, "hello a")).unwrap();
+    c.settle();
+    assert_eq!(c.texts(a1), ["hello a"]);
+    for id in [a2, b2] {
+        assert!(c.texts(id).is_empty(), "only the one named: {id}");
+    }
+}
+
+fn a_members_query_pages_across_nodes<B: Backplane>(backplane: B) {
+    let mut c = Cluster::new(backplane, 2);
+    let mut all = Vec::new();
+    for node in [0, 1, 0, 1, 0] {
+        let id = c.connect(node);
+        c.join(id, "lobby");
+        all.push(id);
+    }
+    let outside = c.connect(0);
+    c.join(outside, "side");
+    c.settle();
+    all.sort();
+    let expected = [all[..2].to_vec(), all[2..4].to_vec(), all[4..].to_vec()];
+    assert_eq!(c.members(0, "lobby", 2), expected, "from node A");
+    assert_eq!(c.members(1, "lobby", 2), expected, "from node B");
+    assert_eq!(c.members(1, "lobby", 5), [all.clone()], "one page");
+    assert_eq!(c.members(0, "nowhere", 2), [Vec::<ChannelId>::new()]);
+    assert_eq!(c.events(0), [], "answers go to the asking node only");
+    assert_eq!(c.events(1), []);
+}
+
+fn a_closed_channel_departs<B: Backplane>(backplane: B) {
+    let mut c = Cluster::new(backplane, 2);
+    let (a1, a2) = (c.connect(0), c.connect(0));
+    let b1 = c.connect(1);
+    for id in [a1, a2, b1] {
+        c.join(id, "lobby");
+    }
+    c.settle();
+    c.client(a2).close();
+    c.settle();
+    assert_eq!(c.events(1), [ClusterEvent::Departed { id: a2 }]);
+    assert_eq!(c.events(0), [], "not to its own node");
+    let mut left = vec![a1, b1];
+    left.sort();
+    assert_eq!(c.members(1, "lobby", 10), [left]);
+    c.client(b1).send(&say("lobby", "still here?")).unwrap();
+    c.settle();
+    assert_eq!(c.texts(a1), ["still here?"]);
+    assert_eq!(c.server(0).context().room_len("lobby"), 1);
+}
+
+fn a_killed_node_departs_after_its_presence_ttl<B: Backplane>(backplane: B) {
+    let mut c = Cluster::new(backplane, 2);
+    let ttl = c.backplane.presence_ttl();
+    let a1 = c.connect(0);
+    let (b1, b2) = (c.connect(1), c.connect(1));
+    for id in [a1, b1, b2] {
+        c.join(id, "lobby");
+    }
+    c.settle();
+    assert_eq!(c.claim(b1, "bob"), Ok(()));
+    assert_eq!(c.claim(a1, "bob"), Err(ClusterError::Taken));
+
+    let dead = c.number(1);
+    c.kill(1);
+    c.pass(ttl / 2);
+    assert_eq!(c.events(0), [], "alive until its presence expires");
+    c.pass(ttl);
+    assert_eq!(departed(&c.events(0)), [b1, b2]);
+    assert_eq!(c.members(0, "lobby", 10), [vec![a1]]);
+    assert_eq!(c.claim(a1, "bob"), Ok(()), "its names are free");
+
+    // Its successor has a new number: the dead node's ids never reach its channels, though
+    // they count the same.
+    let next = c.add_node();
+    assert_ne!(c.number(next), dead);
+    assert_ne!(c.number(next), c.number(0));
+    let n1 = c.connect(next);
+    c.join(n1, "lobby");
+    c.settle();
+    let count = |id: ChannelId| id.serial() & ((1 << NODE_SHIFT) - 1);
+    assert_eq!(count(n1), count(b1));
+    assert_ne!(n1, b1);
+    c.client(a1).send(&tell(b1, "stale")).unwrap();
+    c.client(a1).send(&tell(b2, "stale")).unwrap();
+    c.client(a1).send(&say("lobby", "welcome")).unwrap();
+    c.settle();
+    assert_eq!(
+        c.texts(n1),
+        ["welcome"],
+        "the successor works; stale ids reach nobody"
+    );
+    assert_eq!(c.events(0), []);
+}
+
+fn a_name_has_one_holder_across_nodes<B: Backplane>(backplane: B) {
+    let mut c = Cluster::new(backplane, 2);
+    let a1 = c.connect(0);
+    let b1 = c.connect(1);
+    c.settle();
+    // At once, from both nodes.
+    c.server(0).context().claim(a1, "ada");
+    c.server(1).context().claim(b1, "ada");
+    c.settle();
+    let answer = |events: Vec<ClusterEvent>, id| match &events[..] {
+        [ClusterEvent::Claimed {
+            id: i,
+            name,
+            result,
+        }] if *i == id && name == "ada" => result.clone(),
+        other => panic!("one answer for {id}: {other:?}"),
+    };
+    let ra = answer(c.events(0), a1);
+    let rb = answer(c.events(1), b1);
+    let (winner, loser) = match (ra, rb) {
+        (Ok(()), Err(ClusterError::Taken)) => (a1, b1),
+        (Err(ClusterError::Taken), Ok(())) => (b1, a1),
+        other => panic!("exactly one wins: {other:?}"),
+    };
+    assert_eq!(c.claim(winner, "ada"), Ok(()), "held already");
+    assert_eq!(c.claim(loser, "ada"), Err(ClusterError::Taken));
+
+    // Released when its holder closes.
+    c.client(winner).close();
+    c.settle();
+    let loser_node = usize::from(loser == b1);
+    assert_eq!(
+        c.events(loser_node),
+        [ClusterEvent::Departed { id: winner }]
+    );
+    assert_eq!(c.claim(loser, "ada"), Ok(()));
+
+    // And on request.
+    let other = c.connect(1 - loser_node);
+    c.server_of(loser).context().release(loser, "ada");
+    assert_eq!(c.claim(other, "ada"), Ok(()));
+    assert_eq!(c.claim(loser, "ada"), Err(ClusterError::Taken));
+}
+
+fn an_unavailable_backplane_refuses_cross_node_work_until_it_is_back<B: Backplane>(backplane: B) {
+    let mut c = Cluster::new(backplane, 2);
+    let (a1, a2) = (c.connect(0), c.connect(0));
+    let b1 = c.connect(1);
+    for id in [a1, a2, b1] {
+        c.join(id, "lobby");
+    }
+    c.settle();
+
+    c.backplane.set_available(false);
+    c.client(a1).send(&say("lobby", "during")).unwrap();
+    c.client(a1).send(&tell(b1, "psst")).unwrap();
+    c.settle();
+    assert_eq!(c.texts(a2), ["during"], "local members still get it");
+    assert!(c.texts(b1).is_empty(), "no cross-node traffic");
+    let refused = c.claim(a1, "ada");
+    assert!(
+        matches!(refused, Err(ClusterError::Unavailable(_))),
+        "{refused:?}"
+    );
+
+    c.backplane.set_available(true);
+    c.settle();
+    assert!(c.texts(b1).is_empty(), "what was refused is not replayed");
+    c.client(a1).send(&say("lobby", "after")).unwrap();
+    c.client(a1).send(&tell(b1, "psst")).unwrap();
+    c.settle();
+    assert_eq!(c.texts(a2), ["after"]);
+    assert_eq!(c.texts(b1), ["after", "psst"]);
+    assert_eq!(c.claim(a1, "ada"), Ok(()));
+    assert_eq!(c.claim(b1, "ada"), Err(ClusterError::Taken));
+}
+
+/// The whole suite as `#[test]`s in module `$module`, each on a new backplane `$make`.
+macro_rules! contract {
+    ($module:ident, $make:expr) => {
+        mod $module {
+            use super::*;
+            contract!(@tests $make;
+                room_sends_reach_every_node_once_in_order,
+                a_send_by_id_reaches_a_channel_of_another_node,
+                a_members_query_pages_across_nodes,
+                a_closed_channel_departs,
+                a_killed_node_departs_after_its_presence_ttl,
+                a_name_has_one_holder_across_nodes,
+                an_unavailable_backplane_refuses_cross_node_work_until_it_is_back,
+            );
+        }
+    };
+    (@tests $make:expr; $($test:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                super::$test($make);
+            }
+        )*
+    };
+}
+
+/// The presence TTL of the bus under test.
+const TTL: Duration = Duration::from_secs(10);
+
+contract!(bus, Bus::new(TTL));
