@@ -54,7 +54,7 @@ fn run(data: &[u8], framing: Framing, codec: &Codec, sizes: &[usize]) -> Outcome
                 }
                 Ok(None) => break,
                 // An overlong line is skipped and the stream goes on.
-                Err(crate::Error::LineTooLong { .. }) => {
+                Err(crate::InboundError::LineTooLong { .. }) => {
                     frames.push((b"<too long>".to_vec(), None))
                 }
                 // Too large: the stream is dead. Where exactly it is noticed may depend on the

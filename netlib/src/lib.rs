@@ -118,7 +118,7 @@ mod connection;
 mod dispatch;
 mod error;
 mod frame;
-#[cfg(feature = "fuzzing")]
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod handler;
