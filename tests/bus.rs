@@ -44,7 +44,7 @@
 //!
 //! What the bus knows of a node's channels comes from the seam: a channel is known once it
 //! joined a room or claimed a name, until it closes. A node that dies is departed for its
-//! known channels only (the seam has no call for a channel that opens).
+//! known channels only (the bus does not use the seam's `opened` call).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -213,7 +213,7 @@ impl State {
                 None => m.range(..),
             })
             .copied()
-            .take(q.limit + 1)
+            .take(q.limit.saturating_add(1))
             .collect();
         let next = (page.len() > q.limit).then(|| page[q.limit - 1]);
         page.truncate(q.limit);

@@ -98,8 +98,10 @@ pub enum Inbound {
 }
 
 /// The seam between a server and its cluster (see the module docs). Implemented by the
-/// in-process bus for tests (`netlib_tests::bus`) and by `netlib-redis`; set with
-/// [`Server::with_adapter`](crate::Server::with_adapter).
+/// in-process bus of the tests (`netlib_tests::bus`); set with
+/// [`Server::with_adapter`](crate::Server::with_adapter). An adapter keeps its node's presence
+/// alive from its own thread: a server with no traffic may not pump for long (`Server::run`
+/// waits in the poller), and [`poll`](Self::poll) is only called when it does.
 pub trait Adapter: Send + fmt::Debug {
     /// This node's number (1 to 65 535, new at every start): the high bits of its channels'
     /// ids.

@@ -346,7 +346,9 @@ impl Client {
     /// Pumps `listener` until the connection is closed (`disconnected` delivered), waiting in
     /// the poller between rounds: a bot's or a tool's whole loop. Returns at once if the
     /// client was closed already; after a failed connect, once its `error` events are
-    /// delivered.
+    /// delivered. A server that vanishes without closing (power loss, a partition) is noticed
+    /// only by a server heartbeat, a [`frame_timeout`](crate::ClientConfig::frame_timeout) or
+    /// TCP itself, so `run` returns then.
     ///
     /// # Errors
     /// As [`pump`](Self::pump).

@@ -29,8 +29,9 @@ use crate::session::{Phase, Timer};
 
 /// Tokens from here on are channels: a channel's token is its table key plus this.
 pub(crate) const FIRST_CONN: usize = 1 << 16;
-/// Who a send goes to: one [`ChannelId`], [`All`], [`AllBut`] one, or any iterator of ids
-/// (a room's members). See [`ServerContext::send_to`].
+/// Who a send goes to: one [`ChannelId`] (of this node or, through the cluster adapter, of
+/// another), [`All`] or [`AllBut`] one of this server's channels, a room ([`Room`], [`RoomBut`],
+/// [`Rooms`]: on every node), or any iterator of ids. See [`ServerContext::send_to`].
 pub trait Recipients {
     /// The ids, when not everyone.
     type Ids: Iterator<Item = ChannelId>;
@@ -40,6 +41,7 @@ pub trait Recipients {
 
 /// What a [`Recipients`] value names.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Audience<I> {
     /// Every open channel, but `except` if given.
     All {
@@ -339,6 +341,12 @@ impl<C> Hub<C> {
         (self.slots.get(key)?.id.serial == id.serial).then_some(key)
     }
 
+    /// How many more channels this server can number: ids carry a 37-bit count under the node
+    /// number (see [`ChannelId::serial`]), and are never reused.
+    pub(crate) fn ids_left(&self) -> u64 {
+        (1u64 << NODE_SHIFT).saturating_sub(self.next_serial)
+    }
+
     /// Adds a slot for a new connection; returns its key and id.
     pub(crate) fn insert(&mut self, link: Link, addr: SocketAddr, wire: u8) -> (usize, ChannelId) {
         let key = self.slots.vacant_key();
@@ -371,11 +379,7 @@ impl<C> Hub<C> {
         slot.link.deregister(&self.registry);
         self.by_serial.remove(&slot.id.serial);
         self.addresses.closed(slot.addr, false, self.now);
-        if !slot.reported {
-            // Never reaped (a server dropped mid-handshake of its hook): forget it now.
-            self.rooms.leave_all(key);
-            self.forget_id(slot.id);
-        }
+        debug_assert!(slot.reported, "a slot is removed after reap forgot it");
         if !slot.link.is_sourced() {
             self.polled.retain(|&k| k != key);
         }
@@ -407,7 +411,10 @@ impl<C> Hub<C> {
 
     /// Encodes `msg` for this server's wires only (a message from another node, not to be
     /// sent on to the cluster).
-    pub(crate) fn encode_local(&self, msg: &Message) -> Result<Frame, EncodeError> {
+    pub(crate) fn encode_local<T: Serialize + ?Sized>(
+        &self,
+        msg: &T,
+    ) -> Result<Frame, EncodeError> {
         let max = self.config.get_max_frame_size();
         let first = self.wires[0].encode(msg, max)?;
         let mut rest = Vec::with_capacity(self.wires.len() - 1);
@@ -467,6 +474,15 @@ impl<C> Hub<C> {
     /// Claims `name` for local channel `id`: through the adapter, or in the local table (the
     /// answer is then queued at once).
     pub(crate) fn claim(&mut self, id: ChannelId, name: &str) {
+        if id.node() != self.node || self.key(id).is_none() {
+            // Only an open channel of this node holds names: one claimed for another would
+            // never be released.
+            return self.cluster_events.push(ClusterEvent::Claimed {
+                id,
+                name: name.to_owned(),
+                result: Err(ClusterError::NoChannel),
+            });
+        }
         if let Some(adapter) = self.adapter.as_mut() {
             return adapter.claim(id, name);
         }
@@ -594,13 +610,7 @@ impl<C> Hub<C> {
     }
 
     pub(crate) fn encode<T: Serialize + ?Sized>(&self, msg: &T) -> Result<Frame, EncodeError> {
-        let max = self.config.get_max_frame_size();
-        let first = self.wires[0].encode(msg, max)?;
-        let mut rest = Vec::with_capacity(self.wires.len() - 1);
-        for w in &self.wires[1..] {
-            rest.push(w.encode(msg, max)?);
-        }
-        let mut frame = Frame::new(first, rest);
+        let mut frame = self.encode_local(msg)?;
         if self.adapter.is_some() {
             let json =
                 serde_json::to_vec(msg).map_err(|e| EncodeError::Serialize(e.to_string()))?;
@@ -653,7 +663,7 @@ impl<C> Hub<C> {
             Audience::Ids(ids) => {
                 let mut n = 0;
                 for id in ids {
-                    if id.node() != self.node {
+                    if self.adapter.is_some() && id.node() != self.node {
                         n += usize::from(self.send_remote(id, frame));
                         continue;
                     }
@@ -833,8 +843,10 @@ impl<C> ServerContext<'_, C> {
     }
 
     /// Encodes `msg` once and queues it for every channel `to` names; returns how many
-    /// channels took it (a closed or unknown id, or one that just went over its outbound
-    /// limit and is being closed, does not).
+    /// channels of this server took it (a closed or unknown id, or one that just went over its
+    /// outbound limit and is being closed, does not), plus the ids of other nodes handed to
+    /// the cluster adapter. A room send counts this server's members only; the other nodes'
+    /// get it through the adapter.
     ///
     /// # Errors
     /// Encoding errors only, as [`encode`](Self::encode).

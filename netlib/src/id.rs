@@ -19,7 +19,8 @@ pub(crate) const NO_KEY: u32 = u32::MAX;
 /// Identifies one channel of a server for its whole life. Never reused, even after the channel
 /// closes, so a stale id cannot reach a newer client.
 ///
-/// It serializes as its serial number (a JSON integer counting up from 1), so a server can tell
+/// It serializes as its serial number (a JSON integer: a count from 1, with a cluster node's
+/// number in the bits from [`NODE_SHIFT`] up; below 2^53, so exact in JavaScript), so a server can tell
 /// a client who it is ([`ServerConfig::announce_id`](crate::ServerConfig::announce_id) puts it in the `connected` message) and
 /// clients can name each other; a deserialized id finds its channel through that number.
 #[derive(Clone, Copy)]

@@ -337,7 +337,8 @@ impl<S: ServerHandler> Server<S> {
     fn pump_inner(&mut self, mut timeout: Option<Duration>) -> io::Result<()> {
         // What was queued since the last pump goes out before any wait.
         self.flush_and_reap();
-        if !self.hub.read_ready.is_empty() {
+        if !self.hub.read_ready.is_empty() || !self.hub.cluster_events.is_empty() {
+            // More to read, or cluster events (a claim's answer) made after the last hook.
             timeout = Some(Duration::ZERO);
         }
         if !self.hub.config.get_clock().is_manual() {
@@ -447,6 +448,7 @@ impl<S: ServerHandler> Server<S> {
             adapter.poll(self.hub.now, &mut inbound);
         }
         self.hub.cluster_seen += inbound.len() as u64;
+        self.hub.cluster_seen += self.hub.cluster_events.len() as u64;
         for item in inbound {
             match item {
                 crate::ClusterInbound::Broadcast {
@@ -460,14 +462,21 @@ impl<S: ServerHandler> Server<S> {
                     }
                 }
                 crate::ClusterInbound::Send { to, payload } => {
-                    if let Some(frame) = self.local_frame(&payload) {
-                        self.hub.send_frame(to, &frame);
+                    if to.node() != self.hub.node {
+                        crate::peerlog::peer_log!(
+                            log::Level::Warn,
+                            "the cluster handed this node a send for {to} of node {}",
+                            to.node()
+                        );
+                    } else if let Some(frame) = self.local_frame(&payload) {
+                        if self.hub.send_frame(to, &frame) == 0 {
+                            log::debug!("a send from another node for {to}: no such channel");
+                        }
                     }
                 }
                 crate::ClusterInbound::Event(e) => self.hub.cluster_events.push(e),
             }
         }
-        self.hub.cluster_seen += self.hub.cluster_events.len() as u64;
         for event in std::mem::take(&mut self.hub.cluster_events) {
             let hooked = catch_unwind(AssertUnwindSafe(|| {
                 self.state

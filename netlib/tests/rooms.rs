@@ -189,6 +189,19 @@ fn names_are_claimed_once_and_released_by_their_channel_without_a_cluster() {
         "released by its closed holder"
     );
     server.state_mut().events.clear();
+    server.context().claim(a, "ghost");
+    server.settle(&mut [&mut ca, &mut cb]).unwrap();
+    let no_channel = ClusterEvent::Claimed {
+        id: a,
+        name: "ghost".to_owned(),
+        result: Err(ClusterError::NoChannel),
+    };
+    assert_eq!(
+        server.state().events,
+        [no_channel],
+        "a closed channel holds no name"
+    );
+    server.state_mut().events.clear();
     server.context().release(b, "ada");
     let (c, mut cc) = server.connect_local(ClientConfig::default()).unwrap();
     server.context().claim(c, "ada");

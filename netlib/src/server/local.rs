@@ -95,7 +95,8 @@ impl<S: ServerHandler> Server<S> {
     /// channel, a channel opened or closed).
     fn progress(&self) -> u64 {
         let moved: u64 = self.hub.slots.iter().map(|(_, s)| s.link.moved).sum();
-        moved + self.hub.stats.opened + self.hub.stats.closed + self.hub.cluster_seen
+        let pending = self.hub.cluster_events.len() as u64;
+        moved + self.hub.stats.opened + self.hub.stats.closed + self.hub.cluster_seen + pending
     }
 
     /// Hands `msg` to channel `id`'s handlers as if `id` had sent it, without any I/O: the
