@@ -38,7 +38,8 @@
 //!   adapter (dropping its server) does the same.
 //! - [`Bus::set_available`]`(false)` is an outage of the backplane: room sends and sends to
 //!   other nodes fail with [`ClusterError::Unavailable`], claims are answered with it, and
-//!   members queries wait until it is back (a [`ClusterEvent::Members`] cannot say it failed).
+//!   members queries wait until it is back (an adapter may answer `ClusterEvent::QueryFailed`
+//!   instead; the bus answers late rather than not at all).
 //!   Membership changes, releases and departures are state, not traffic: they are still
 //!   applied, as an adapter would replay them once the backplane is back.
 //!

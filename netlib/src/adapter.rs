@@ -70,6 +70,16 @@ pub enum ClusterEvent {
         /// The cursor of the next page, if there is one.
         next: Option<ChannelId>,
     },
+    /// A [`query_members`](crate::ServerContext::query_members) that cannot be answered now
+    /// (the backplane is unavailable); ask again later.
+    QueryFailed {
+        /// The token the query was made with.
+        token: u64,
+        /// The room.
+        room: String,
+        /// Why.
+        error: ClusterError,
+    },
 }
 
 /// What an adapter received for this node, taken by the server at each pump.
@@ -154,7 +164,8 @@ pub trait Adapter: Send + fmt::Debug {
     fn release(&mut self, id: ChannelId, name: &str);
 
     /// Asks for up to `limit` members of `room` on every node, from the id after `after` on;
-    /// the answer comes as [`ClusterEvent::Members`] with `token`.
+    /// the answer comes as [`ClusterEvent::Members`] with `token`, or as
+    /// [`ClusterEvent::QueryFailed`] if it cannot be given now.
     fn members(&mut self, room: &str, after: Option<ChannelId>, limit: usize, token: u64);
 
     /// Appends what arrived for this node since the last call; `now` is the server's clock
