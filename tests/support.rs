@@ -208,6 +208,17 @@ pub fn connect_from(source: IpAddr, addr: SocketAddr) -> TcpStream {
     socket.into()
 }
 
+/// `chat-server` flags turning the per-address limits off, for tests and benchmarks whose many
+/// connections all come from 127.0.0.1.
+pub const NO_ADDRESS_LIMITS: [&str; 6] = [
+    "--max-connections-per-address",
+    "0",
+    "--max-handshakes-per-address",
+    "0",
+    "--connect-rate-per-address",
+    "0",
+];
+
 /// The PodSixNet release the interop tests run against.
 pub const PODSIXNET: &str = "podsixnet==0.11.0";
 

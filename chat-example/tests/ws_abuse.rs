@@ -14,17 +14,8 @@ use std::time::{Duration, Instant};
 use chat::protocol::{Request, Say};
 use common::{ChatServer, Peer};
 use netlib_tests::ws::{client_header as header, upgrade, upgraded};
+use netlib_tests::NO_ADDRESS_LIMITS;
 use netlib_tests::TIMEOUT;
-
-/// The per-address limits off, for tests whose many connections all come from 127.0.0.1.
-const NO_ADDRESS_LIMITS: [&str; 6] = [
-    "--max-connections-per-address",
-    "0",
-    "--max-handshakes-per-address",
-    "0",
-    "--connect-rate-per-address",
-    "0",
-];
 
 /// The web listener's address.
 fn web(server: &ChatServer) -> SocketAddr {

@@ -41,6 +41,7 @@ use clap::Parser;
 use netlib::{Client, ClientConfig, Message};
 use netlib_bench::load::rss_bytes;
 use netlib_tests::ws::{client_header as ws_header, upgraded as ws_upgraded};
+use netlib_tests::NO_ADDRESS_LIMITS;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -87,16 +88,6 @@ fn start(args: &Args) -> Server {
     // of them, are off; the others measured here are at their defaults.
     start_with(args, &NO_ADDRESS_LIMITS)
 }
-
-/// The per-address limits off.
-const NO_ADDRESS_LIMITS: [&str; 6] = [
-    "--max-connections-per-address",
-    "0",
-    "--max-handshakes-per-address",
-    "0",
-    "--connect-rate-per-address",
-    "0",
-];
 
 /// Starts the release chat-server with `extra` flags; with `--web`, its web listener's address
 /// is in `Server::web`.

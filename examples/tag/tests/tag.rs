@@ -49,14 +49,7 @@ fn bots_play_and_it_changes_hands_without_tag_backs() {
 
 #[test]
 fn the_binaries_play_over_loopback() {
-    let mut server = ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_tag-server"))
-            .arg("127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let addr = listening(&mut server);
+    let (_server, addr) = tag_server(); // stopped when dropped, at the end
     let bot = || {
         ChildGuard(
             Command::new(env!("CARGO_BIN_EXE_tag-bot"))
@@ -93,6 +86,19 @@ fn the_binaries_play_over_loopback() {
     }
 }
 
+/// The `tag-server` binary on a free loopback port, and its address.
+fn tag_server() -> (ChildGuard, String) {
+    let mut server = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_tag-server"))
+            .arg("127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = listening(&mut server);
+    (server, addr)
+}
+
 /// Reads `PROGRAM listening on HOST:PORT` from a child's stdout, and drains the rest (a closed
 /// pipe would fail the child's next print).
 fn listening(child: &mut ChildGuard) -> String {
@@ -108,14 +114,7 @@ fn podsixnet_and_netlib_bots_play_on_each_others_servers() {
     let python = netlib_tests::podsixnet_python();
     let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("podsixnet");
     // PodSixNet's bot on netlib's server.
-    let mut server = ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_tag-server"))
-            .arg("127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let addr = listening(&mut server);
+    let (server, addr) = tag_server();
     let (host, port) = addr.rsplit_once(':').unwrap();
     let out = Command::new(&python)
         .arg(scripts.join("tag_bot.py"))
