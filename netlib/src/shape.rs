@@ -63,10 +63,96 @@ impl Fields {
     }
 }
 
-/// Serializes nothing for every kind of value but the given one; `$ok` is what those return.
+/// Serializes nothing for every kind of value but the given one; `$err` is what those return.
 macro_rules! refuse {
     ($err:expr; $($name:ident($($arg:ty),*)),* $(,)?) => {
         $(fn $name(self, $(_: $arg),*) -> Result<Self::Ok, Probe> { $err })*
+    };
+}
+
+/// The methods every probe shares: an `Option` or a newtype struct is looked through; an
+/// enum's newtype variant and every compound kind (sequences, tuples, struct variants; maps
+/// and structs too with `maps`) give `$err`.
+macro_rules! probe_common {
+    ($err:expr) => {
+        fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Self::Ok, Probe> {
+            value.serialize(self)
+        }
+        fn serialize_newtype_struct<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            value: &T,
+        ) -> Result<Self::Ok, Probe> {
+            value.serialize(self)
+        }
+        fn serialize_newtype_variant<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &T,
+        ) -> Result<Self::Ok, Probe> {
+            $err
+        }
+        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Probe> {
+            $err
+        }
+        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Probe> {
+            $err
+        }
+        fn serialize_tuple_struct(
+            self,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleStruct, Probe> {
+            $err
+        }
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleVariant, Probe> {
+            $err
+        }
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeStructVariant, Probe> {
+            $err
+        }
+    };
+    ($err:expr, maps) => {
+        probe_common!($err);
+        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Probe> {
+            $err
+        }
+        fn serialize_struct(
+            self,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeStruct, Probe> {
+            $err
+        }
+    };
+}
+
+/// The associated types of a probe whose compound kinds are all refused.
+macro_rules! impossible {
+    ($ok:ty) => {
+        type Ok = $ok;
+        type Error = Probe;
+        type SerializeSeq = Impossible<$ok, Probe>;
+        type SerializeTuple = Impossible<$ok, Probe>;
+        type SerializeTupleStruct = Impossible<$ok, Probe>;
+        type SerializeTupleVariant = Impossible<$ok, Probe>;
+        type SerializeMap = Impossible<$ok, Probe>;
+        type SerializeStruct = Impossible<$ok, Probe>;
+        type SerializeStructVariant = Impossible<$ok, Probe>;
     };
 }
 
@@ -89,48 +175,8 @@ impl ser::Serializer for Top {
         serialize_none(), serialize_unit(), serialize_unit_struct(&'static str),
         serialize_unit_variant(&'static str, u32, &'static str),
     );
+    probe_common!(not_an_object());
 
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<bool, Probe> {
-        value.serialize(self)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<bool, Probe> {
-        value.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<bool, Probe> {
-        not_an_object()
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Probe> {
-        not_an_object()
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Probe> {
-        not_an_object()
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Probe> {
-        not_an_object()
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Probe> {
-        not_an_object()
-    }
     fn serialize_map(self, _: Option<usize>) -> Result<Fields, Probe> {
         Ok(Fields {
             found: false,
@@ -139,15 +185,6 @@ impl ser::Serializer for Top {
     }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Fields, Probe> {
         self.serialize_map(None)
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Probe> {
-        not_an_object()
     }
 }
 
@@ -188,15 +225,7 @@ impl ser::SerializeMap for Fields {
 struct IsAction;
 
 impl ser::Serializer for IsAction {
-    type Ok = bool;
-    type Error = Probe;
-    type SerializeSeq = Impossible<bool, Probe>;
-    type SerializeTuple = Impossible<bool, Probe>;
-    type SerializeTupleStruct = Impossible<bool, Probe>;
-    type SerializeTupleVariant = Impossible<bool, Probe>;
-    type SerializeMap = Impossible<bool, Probe>;
-    type SerializeStruct = Impossible<bool, Probe>;
-    type SerializeStructVariant = Impossible<bool, Probe>;
+    impossible!(bool);
 
     refuse!(Ok(false);
         serialize_bool(bool), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32),
@@ -206,65 +235,10 @@ impl ser::Serializer for IsAction {
         serialize_unit(), serialize_unit_struct(&'static str),
         serialize_unit_variant(&'static str, u32, &'static str),
     );
+    probe_common!(Err(ser::Error::custom("a map key must be a string")), maps);
 
     fn serialize_str(self, v: &str) -> Result<bool, Probe> {
         Ok(v == "action")
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<bool, Probe> {
-        value.serialize(self)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<bool, Probe> {
-        value.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<bool, Probe> {
-        Ok(false)
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Probe> {
-        Err(ser::Error::custom("a map key must be a string"))
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Probe> {
-        Err(ser::Error::custom("a map key must be a string"))
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Probe> {
-        Err(ser::Error::custom("a map key must be a string"))
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Probe> {
-        Err(ser::Error::custom("a map key must be a string"))
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Probe> {
-        Err(ser::Error::custom("a map key must be a string"))
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Probe> {
-        Err(ser::Error::custom("a map key must be a string"))
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Probe> {
-        Err(ser::Error::custom("a map key must be a string"))
     }
 }
 
@@ -272,15 +246,7 @@ impl ser::Serializer for IsAction {
 struct ActionValue;
 
 impl ser::Serializer for ActionValue {
-    type Ok = ();
-    type Error = Probe;
-    type SerializeSeq = Impossible<(), Probe>;
-    type SerializeTuple = Impossible<(), Probe>;
-    type SerializeTupleStruct = Impossible<(), Probe>;
-    type SerializeTupleVariant = Impossible<(), Probe>;
-    type SerializeMap = Impossible<(), Probe>;
-    type SerializeStruct = Impossible<(), Probe>;
-    type SerializeStructVariant = Impossible<(), Probe>;
+    impossible!(());
 
     refuse!(Err(Probe(EncodeError::ActionNotString));
         serialize_bool(bool), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32),
@@ -289,6 +255,7 @@ impl ser::Serializer for ActionValue {
         serialize_f64(f64), serialize_bytes(&[u8]), serialize_none(), serialize_unit(),
         serialize_unit_struct(&'static str),
     );
+    probe_common!(Err(Probe(EncodeError::ActionNotString)), maps);
 
     fn serialize_str(self, _: &str) -> Result<(), Probe> {
         Ok(())
@@ -299,62 +266,6 @@ impl ser::Serializer for ActionValue {
     /// A unit enum variant serializes as its name: a string.
     fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), Probe> {
         Ok(())
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Probe> {
-        value.serialize(self)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), Probe> {
-        value.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), Probe> {
-        Err(Probe(EncodeError::ActionNotString))
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Probe> {
-        Err(Probe(EncodeError::ActionNotString))
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Probe> {
-        Err(Probe(EncodeError::ActionNotString))
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Probe> {
-        Err(Probe(EncodeError::ActionNotString))
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Probe> {
-        Err(Probe(EncodeError::ActionNotString))
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Probe> {
-        Err(Probe(EncodeError::ActionNotString))
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Probe> {
-        Err(Probe(EncodeError::ActionNotString))
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Probe> {
-        Err(Probe(EncodeError::ActionNotString))
     }
 }
 
