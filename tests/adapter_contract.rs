@@ -144,7 +144,10 @@ impl<B: Backplane> Cluster<B> {
             server: Some(server),
             clients: Vec::new(),
         });
-        self.nodes.len() - 1
+        let index = self.nodes.len() - 1;
+        self.settle();
+        assert_eq!(self.events(index), [ClusterEvent::Up], "a node starts up");
+        index
     }
 
     /// Node `node`'s number.
@@ -296,32 +299,52 @@ impl<B: Backplane> Cluster<B> {
 
     /// Claims `name` for `id` and settles; returns the answer.
     fn claim(&mut self, id: ChannelId, name: &str) -> Result<(), ClusterError> {
-        self.server_of(id).context().claim(id, name);
+        self.claim_all(id, &[name])
+    }
+
+    /// Claims all of `names` for `id` at once and settles; returns the answer.
+    fn claim_all(&mut self, id: ChannelId, names: &[&str]) -> Result<(), ClusterError> {
+        self.server_of(id).context().claim(id, names);
         self.settle();
         let node = self.nodes.iter().position(|m| m.number == id.node());
         let events = self.events(node.expect("a node of the cluster"));
         match &events[..] {
             [ClusterEvent::Claimed {
                 id: i,
-                name: n,
+                names: n,
                 result,
-            }] if *i == id && n == name => result.clone(),
-            other => panic!("one answer to the claim of {name:?} for {id}: {other:?}"),
+            }] if *i == id && n == names => result.clone(),
+            other => panic!("one answer to the claim of {names:?} for {id}: {other:?}"),
         }
+    }
+
+    /// The `Message`s node `node`'s hook got since the last call: sender, `text`; no other
+    /// event.
+    fn node_messages(&mut self, node: usize) -> Vec<(NodeNumber, String)> {
+        self.events(node)
+            .into_iter()
+            .map(|e| match e {
+                ClusterEvent::Message { from, message } => {
+                    (from, message.get_str("text").expect("text").to_owned())
+                }
+                other => panic!("not a node message: {other:?}"),
+            })
+            .collect()
     }
 }
 
-/// The ids of `events`, all `Departed`, in order.
-fn departed(events: &[ClusterEvent]) -> Vec<ChannelId> {
-    let mut ids: Vec<ChannelId> = events
-        .iter()
-        .map(|e| match e {
-            ClusterEvent::Departed { id } => *id,
+/// The ids of `events`' departures, sorted, and the nodes they say are gone; no other event.
+fn departed(events: &[ClusterEvent]) -> (Vec<ChannelId>, Vec<NodeNumber>) {
+    let (mut ids, mut nodes) = (Vec::new(), Vec::new());
+    for e in events {
+        match e {
+            ClusterEvent::Departed { id } => ids.push(*id),
+            ClusterEvent::NodeGone { node } => nodes.push(*node),
             other => panic!("not a departure: {other:?}"),
-        })
-        .collect();
+        }
+    }
     ids.sort();
-    ids
+    (ids, nodes)
 }
 
 fn room_sends_reach_every_node_once_in_order<B: Backplane>(backplane: B) {
@@ -465,7 +488,7 @@ fn a_killed_node_departs_after_its_presence_ttl<B: Backplane>(backplane: B) {
     c.pass(ttl / 2);
     assert_eq!(c.events(0), [], "alive until its presence expires");
     c.pass(ttl);
-    assert_eq!(departed(&c.events(0)), [b1, b2]);
+    assert_eq!(departed(&c.events(0)), (vec![b1, b2], vec![dead]));
     assert_eq!(c.members(0, "lobby", 10), [vec![a1]]);
     assert_eq!(c.claim(a1, "bob"), Ok(()), "its names are free");
 
@@ -498,15 +521,15 @@ fn a_name_has_one_holder_across_nodes<B: Backplane>(backplane: B) {
     let b1 = c.connect(1);
     c.settle();
     // At once, from both nodes.
-    c.server(0).context().claim(a1, "ada");
-    c.server(1).context().claim(b1, "ada");
+    c.server(0).context().claim(a1, &["ada"]);
+    c.server(1).context().claim(b1, &["ada"]);
     c.settle();
     let answer = |events: Vec<ClusterEvent>, id| match &events[..] {
         [ClusterEvent::Claimed {
             id: i,
-            name,
+            names,
             result,
-        }] if *i == id && name == "ada" => result.clone(),
+        }] if *i == id && names == &["ada"] => result.clone(),
         other => panic!("one answer for {id}: {other:?}"),
     };
     let ra = answer(c.events(0), a1);
@@ -546,6 +569,27 @@ fn an_unavailable_backplane_refuses_cross_node_work_until_it_is_back<B: Backplan
     c.settle();
 
     c.backplane.set_available(false);
+    c.settle();
+    for node in 0..2 {
+        let events = c.events(node);
+        assert!(
+            matches!(
+                &events[..],
+                [ClusterEvent::Down {
+                    error: ClusterError::Unavailable(_)
+                }]
+            ),
+            "{events:?}"
+        );
+    }
+    let emitted = c.server(0).context().emit_nodes(&said("x", a1));
+    assert!(
+        matches!(
+            emitted,
+            Err(netlib::SendError::Cluster(ClusterError::Unavailable(_)))
+        ),
+        "{emitted:?}"
+    );
     c.client(a1).send(&say("lobby", "during")).unwrap();
     c.client(a1).send(&tell(b1, "psst")).unwrap();
     c.settle();
@@ -559,6 +603,9 @@ fn an_unavailable_backplane_refuses_cross_node_work_until_it_is_back<B: Backplan
 
     c.backplane.set_available(true);
     c.settle();
+    for node in 0..2 {
+        assert_eq!(c.events(node), [ClusterEvent::Up]);
+    }
     assert!(c.texts(b1).is_empty(), "what was refused is not replayed");
     c.client(a1).send(&say("lobby", "after")).unwrap();
     c.client(a1).send(&tell(b1, "psst")).unwrap();
@@ -567,6 +614,61 @@ fn an_unavailable_backplane_refuses_cross_node_work_until_it_is_back<B: Backplan
     assert_eq!(c.texts(b1), ["after", "psst"]);
     assert_eq!(c.claim(a1, "ada"), Ok(()));
     assert_eq!(c.claim(b1, "ada"), Err(ClusterError::Taken));
+}
+
+fn nodes_message_each_other_in_order_with_room_sends<B: Backplane>(backplane: B) {
+    let mut c = Cluster::new(backplane, 3);
+    let (a1, b1) = (c.connect(0), c.connect(1));
+    c.join(b1, "lobby");
+    c.settle();
+    let note = |text: &str| Message::new("note").with("text", text);
+    let from = c.number(0);
+    {
+        let mut ctx = c.server(0).context();
+        ctx.emit_nodes(&note("1")).unwrap();
+        ctx.send_to(netlib::Room("lobby"), &said("2", a1)).unwrap();
+        ctx.emit_nodes(&note("3")).unwrap();
+    }
+    c.settle();
+    assert_eq!(c.texts(b1), ["2"]);
+    for node in [1, 2] {
+        assert_eq!(
+            c.node_messages(node),
+            [(from, "1".to_owned()), (from, "3".to_owned())],
+            "node {node}"
+        );
+    }
+    assert_eq!(c.node_messages(0), [], "not to the sender");
+    // To one node: an answer to the node that asked.
+    let to = c.number(2);
+    c.server(1)
+        .context()
+        .emit_node(to, &note("only you"))
+        .unwrap();
+    c.settle();
+    assert_eq!(c.node_messages(2), [(c.number(1), "only you".to_owned())]);
+    assert_eq!(c.node_messages(0), []);
+}
+
+fn a_claim_of_several_names_is_all_or_none<B: Backplane>(backplane: B) {
+    let mut c = Cluster::new(backplane, 2);
+    let a1 = c.connect(0);
+    let b1 = c.connect(1);
+    c.settle();
+    assert_eq!(c.claim(b1, "bob"), Ok(()));
+    // One of the two is held elsewhere: neither is taken.
+    assert_eq!(c.claim_all(a1, &["ada", "bob"]), Err(ClusterError::Taken));
+    assert_eq!(
+        c.claim(b1, "ada"),
+        Ok(()),
+        "ada was not taken by the failed claim"
+    );
+    c.server(1).context().release(b1, "ada");
+    c.server(1).context().release(b1, "bob");
+    assert_eq!(c.claim_all(a1, &["ada", "bob"]), Ok(()));
+    assert_eq!(c.claim_all(a1, &["ada", "bob"]), Ok(()), "held already");
+    assert_eq!(c.claim(b1, "ada"), Err(ClusterError::Taken));
+    assert_eq!(c.claim(b1, "bob"), Err(ClusterError::Taken));
 }
 
 /// The whole suite as `#[test]`s in module `$module`, each on a new backplane `$make`.
@@ -582,6 +684,8 @@ macro_rules! contract {
                 a_killed_node_departs_after_its_presence_ttl,
                 a_name_has_one_holder_across_nodes,
                 an_unavailable_backplane_refuses_cross_node_work_until_it_is_back,
+                nodes_message_each_other_in_order_with_room_sends,
+                a_claim_of_several_names_is_all_or_none,
             );
         }
     };

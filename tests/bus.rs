@@ -36,8 +36,12 @@
 //! - [`Bus::kill`] stops a node as SIGKILL would: it no longer refreshes its presence and gets
 //!   nothing more, but the others only learn it when its presence expires. Dropping a node's
 //!   adapter (dropping its server) does the same.
-//! - [`Bus::set_available`]`(false)` is an outage of the backplane: room sends and sends to
-//!   other nodes fail with [`ClusterError::Unavailable`], claims are answered with it, and
+//! - A new node gets `ClusterEvent::Up` first. A node whose presence expired is
+//!   `ClusterEvent::NodeGone` to the others, after its channels' departures. Node-to-node
+//!   messages ([`Adapter::emit`]) are queued like room sends, in order with them.
+//! - [`Bus::set_available`]`(false)` is an outage of the backplane: every running node gets
+//!   `ClusterEvent::Down` (and `Up` when it ends); room sends, sends to
+//!   other nodes and node messages fail with [`ClusterError::Unavailable`], claims are answered with it, and
 //!   members queries wait until it is back (an adapter may answer `ClusterEvent::QueryFailed`
 //!   instead; the bus answers late rather than not at all).
 //!   Membership changes, releases and departures are state, not traffic: they are still
@@ -199,6 +203,8 @@ impl State {
             for id in channels {
                 self.depart(id);
             }
+            let gone = ClusterInbound::Event(ClusterEvent::NodeGone { node: number });
+            self.push_others(Some(number), &gone);
         }
     }
 
@@ -268,6 +274,7 @@ impl Bus {
             .expect("a bus has 65 535 nodes at most");
         let node = Node {
             seen: s.latest,
+            inbox: vec![ClusterInbound::Event(ClusterEvent::Up)],
             ..Node::default()
         };
         s.nodes.insert(number, node);
@@ -292,7 +299,18 @@ impl Bus {
     /// queries made meanwhile are answered now).
     pub fn set_available(&self, available: bool) {
         let mut s = self.state();
+        if s.available == available {
+            return;
+        }
         s.available = available;
+        let event = if available {
+            ClusterEvent::Up
+        } else {
+            ClusterEvent::Down {
+                error: ClusterError::Unavailable("the bus is down".to_owned()),
+            }
+        };
+        s.push_others(None, &ClusterInbound::Event(event));
         if available {
             for q in std::mem::take(&mut s.deferred) {
                 s.answer(q);
@@ -441,32 +459,47 @@ impl Adapter for BusNode {
         Ok(())
     }
 
-    fn claim(&mut self, id: ChannelId, name: &str) {
+    fn claim(&mut self, id: ChannelId, names: &[String]) {
         let Some(mut s) = self.running() else { return };
         let result = if !s.available {
             Err(ClusterError::Unavailable("the bus is down".to_owned()))
+        } else if names
+            .iter()
+            .any(|n| s.names.get(n).is_some_and(|holder| *holder != id))
+        {
+            Err(ClusterError::Taken)
         } else {
-            match s.names.get(name) {
-                Some(holder) if *holder != id => Err(ClusterError::Taken),
-                Some(_) => Ok(()),
-                None => {
-                    s.names.insert(name.to_owned(), id);
-                    s.names_of.entry(id).or_default().insert(name.to_owned());
-                    s.nodes
-                        .get_mut(&self.node)
-                        .expect("running")
-                        .channels
-                        .insert(id);
-                    Ok(())
-                }
+            for name in names {
+                s.names.insert(name.clone(), id);
+                s.names_of.entry(id).or_default().insert(name.clone());
             }
+            s.nodes
+                .get_mut(&self.node)
+                .expect("running")
+                .channels
+                .insert(id);
+            Ok(())
         };
         let event = ClusterEvent::Claimed {
             id,
-            name: name.to_owned(),
+            names: names.to_vec(),
             result,
         };
         s.push(self.node, ClusterInbound::Event(event));
+    }
+
+    fn emit(&mut self, to: Option<NodeNumber>, payload: &Bytes) -> Result<(), ClusterError> {
+        let mut s = self.reach()?;
+        let item = ClusterInbound::Message {
+            from: self.node,
+            payload: payload.clone(),
+        };
+        match to {
+            Some(node) if node != self.node => s.push(node, item),
+            Some(_) => {}
+            None => s.push_others(Some(self.node), &item),
+        }
+        Ok(())
     }
 
     fn release(&mut self, id: ChannelId, name: &str) {
@@ -530,10 +563,18 @@ mod tests {
         got
     }
 
+    /// A new node, its first `Up` taken.
+    fn node(bus: &Bus) -> Box<dyn Adapter> {
+        let mut a = bus.adapter();
+        let up = taken(&mut *a, Instant::now());
+        assert_eq!(up, [ClusterInbound::Event(ClusterEvent::Up)]);
+        a
+    }
+
     #[test]
     fn broadcasts_reach_every_other_node_in_order_and_numbers_are_never_reused() {
         let bus = Bus::new(TTL);
-        let (mut a, mut b, mut c) = (bus.adapter(), bus.adapter(), bus.adapter());
+        let (mut a, mut b, mut c) = (node(&bus), node(&bus), node(&bus));
         assert_eq!([a.node(), b.node(), c.node()], [1, 2, 3]);
         let t = Instant::now();
         for text in ["1", "2", "3"] {
@@ -563,12 +604,12 @@ mod tests {
     #[test]
     fn a_node_not_polled_for_the_ttl_is_dead_and_fenced() {
         let bus = Bus::new(TTL);
-        let (mut a, mut b) = (bus.adapter(), bus.adapter());
+        let (mut a, mut b) = (node(&bus), node(&bus));
         let t = Instant::now();
         taken(&mut *a, t);
         taken(&mut *b, t);
         b.joined(id(2, 1), "lobby");
-        b.claim(id(2, 1), "bob");
+        b.claim(id(2, 1), &["bob".to_owned()]);
         assert!(matches!(
             &taken(&mut *b, t)[..],
             [ClusterInbound::Event(ClusterEvent::Claimed {
@@ -580,12 +621,13 @@ mod tests {
         assert_eq!(bus.live_nodes(), [1, 2]);
         assert_eq!(
             taken(&mut *a, t + TTL),
-            [ClusterInbound::Event(ClusterEvent::Departed {
-                id: id(2, 1)
-            })]
+            [
+                ClusterInbound::Event(ClusterEvent::Departed { id: id(2, 1) }),
+                ClusterInbound::Event(ClusterEvent::NodeGone { node: 2 })
+            ]
         );
         assert_eq!(bus.live_nodes(), [1]);
-        a.claim(id(1, 1), "bob");
+        a.claim(id(1, 1), &["bob".to_owned()]);
         assert!(matches!(
             &taken(&mut *a, t + TTL)[..],
             [ClusterInbound::Event(ClusterEvent::Claimed {
@@ -615,7 +657,7 @@ mod tests {
     #[test]
     fn an_outage_refuses_traffic_and_defers_queries() {
         let bus = Bus::new(TTL);
-        let (mut a, mut b) = (bus.adapter(), bus.adapter());
+        let (mut a, mut b) = (node(&bus), node(&bus));
         let t = Instant::now();
         b.joined(id(2, 1), "lobby");
         bus.set_available(false);
@@ -628,17 +670,28 @@ mod tests {
             Err(ClusterError::Unavailable(_))
         ));
         a.members("lobby", None, 1, 3);
-        assert!(taken(&mut *a, t).is_empty(), "answered once it is back");
+        let down = ClusterInbound::Event(ClusterEvent::Down {
+            error: ClusterError::Unavailable("the bus is down".to_owned()),
+        });
+        assert_eq!(
+            taken(&mut *a, t),
+            [down.clone()],
+            "answered once it is back"
+        );
+        assert_eq!(taken(&mut *b, t), [down]);
         bus.set_available(true);
         assert_eq!(
             taken(&mut *a, t),
-            [ClusterInbound::Event(ClusterEvent::Members {
-                token: 3,
-                room: "lobby".to_owned(),
-                page: vec![id(2, 1)],
-                next: None
-            })]
+            [
+                ClusterInbound::Event(ClusterEvent::Up),
+                ClusterInbound::Event(ClusterEvent::Members {
+                    token: 3,
+                    room: "lobby".to_owned(),
+                    page: vec![id(2, 1)],
+                    next: None
+                })
+            ]
         );
-        assert!(taken(&mut *b, t).is_empty());
+        assert_eq!(taken(&mut *b, t), [ClusterInbound::Event(ClusterEvent::Up)]);
     }
 }

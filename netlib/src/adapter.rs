@@ -9,7 +9,11 @@
 //! - the departure of other nodes' channels, those of a node that died included
 //!   ([`ClusterEvent::Departed`]);
 //! - cluster-wide unique names ([`Adapter::claim`]), released when their channel closes or its
-//!   node dies.
+//!   node dies;
+//! - messages from node to node, for the servers' own use ([`Adapter::emit`], Socket.IO's
+//!   `serverSideEmit`): e.g. a chat tells the other nodes who its users are;
+//! - the backplane's state ([`ClusterEvent::Up`], [`ClusterEvent::Down`]) and the end of other
+//!   nodes ([`ClusterEvent::NodeGone`]).
 //!
 //! An adapter does no I/O on the event loop: calls only queue work, and what arrives is taken
 //! by [`Adapter::poll`] once per pump (an adapter with threads wakes the server through the
@@ -42,7 +46,7 @@ pub enum ClusterError {
 
 /// What other nodes did, as [`ServerHandler::cluster`](crate::ServerHandler::cluster) gets it.
 /// Room sends and sends to local channels from other nodes are delivered by netlib itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ClusterEvent {
     /// A channel of another node closed, or its node died (its presence expired).
@@ -52,12 +56,42 @@ pub enum ClusterEvent {
     },
     /// The answer to [`ServerContext::claim`](crate::ServerContext::claim).
     Claimed {
-        /// The channel the name was claimed for.
+        /// The channel the names were claimed for.
         id: ChannelId,
-        /// The name.
-        name: String,
-        /// `Ok` if the channel now holds it (also if it held it already).
+        /// The names, as claimed.
+        names: Vec<String>,
+        /// `Ok` if the channel now holds every one of them (also those it held already);
+        /// otherwise it took none.
         result: Result<(), ClusterError>,
+    },
+    /// A message another node sent with
+    /// [`ServerContext::emit_nodes`](crate::ServerContext::emit_nodes) or
+    /// [`emit_node`](crate::ServerContext::emit_node). Each node's messages arrive in the order
+    /// it sent them, and in order with its room sends and sends by id.
+    Message {
+        /// The node that sent it.
+        from: NodeNumber,
+        /// The message.
+        message: crate::Message,
+    },
+    /// This node is connected to the cluster's backplane: once at start, then after each
+    /// [`Down`](Self::Down). What other nodes learned of this node while it was away may be
+    /// lost (e.g. Redis restarted empty): a server that keeps a directory of the other nodes'
+    /// users announces its own again here (see [`emit_nodes`](crate::ServerContext::emit_nodes)).
+    Up,
+    /// The backplane cannot be reached: cross-node operations are refused with
+    /// [`ClusterError::Unavailable`] until [`Up`](Self::Up); local traffic goes on.
+    Down {
+        /// Why.
+        error: ClusterError,
+    },
+    /// Another node left the cluster: it stopped, or its presence expired (it died). Its
+    /// channels are gone: each that joined a room or claimed a name was reported
+    /// [`Departed`](Self::Departed), before or after this event; a server that keeps a
+    /// directory of that node's channels drops them all here.
+    NodeGone {
+        /// The node.
+        node: NodeNumber,
     },
     /// A page of the answer to [`ServerContext::query_members`](crate::ServerContext::query_members).
     Members {
@@ -83,7 +117,7 @@ pub enum ClusterEvent {
 }
 
 /// What an adapter received for this node, taken by the server at each pump.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Inbound {
     /// A room send made on another node: deliver `payload` (a JSON message) to this node's
@@ -100,6 +134,15 @@ pub enum Inbound {
     Send {
         /// The channel.
         to: ChannelId,
+        /// The message, as JSON.
+        payload: Bytes,
+    },
+    /// A message another node emitted for this one
+    /// ([`Adapter::emit`]): handed to the server's [`cluster`](crate::ServerHandler::cluster)
+    /// hook as [`ClusterEvent::Message`].
+    Message {
+        /// The node that sent it.
+        from: NodeNumber,
         /// The message, as JSON.
         payload: Bytes,
     },
@@ -156,9 +199,9 @@ pub trait Adapter: Send + fmt::Debug {
     /// [`ClusterError::Unavailable`] if it cannot reach the other nodes now.
     fn send(&mut self, to: ChannelId, payload: &Bytes) -> Result<(), ClusterError>;
 
-    /// Claims `name` for `id` (a channel of this node) on every node, atomically; the answer
-    /// comes as [`ClusterEvent::Claimed`].
-    fn claim(&mut self, id: ChannelId, name: &str);
+    /// Claims every one of `names` for `id` (a channel of this node) on every node,
+    /// atomically (all or none); the answer comes as [`ClusterEvent::Claimed`].
+    fn claim(&mut self, id: ChannelId, names: &[String]);
 
     /// Gives up `name` if `id` holds it.
     fn release(&mut self, id: ChannelId, name: &str);
@@ -167,6 +210,14 @@ pub trait Adapter: Send + fmt::Debug {
     /// the answer comes as [`ClusterEvent::Members`] with `token`, or as
     /// [`ClusterEvent::QueryFailed`] if it cannot be given now.
     fn members(&mut self, room: &str, after: Option<ChannelId>, limit: usize, token: u64);
+
+    /// A message from this server to the `cluster` hook of node `to`, or of every other node
+    /// (`None`), as [`ClusterEvent::Message`]; `payload` is the message as JSON. Kept in order
+    /// with this node's room sends and sends by id.
+    ///
+    /// # Errors
+    /// [`ClusterError::Unavailable`] if it cannot reach the other nodes now.
+    fn emit(&mut self, to: Option<NodeNumber>, payload: &Bytes) -> Result<(), ClusterError>;
 
     /// Appends what arrived for this node since the last call; `now` is the server's clock
     /// (presence deadlines are measured on it).

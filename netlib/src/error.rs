@@ -132,6 +132,11 @@ pub enum SendError {
     /// The value could not be encoded as a message.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// A message for other nodes could not be handed to the cluster
+    /// ([`ServerContext::emit_nodes`](crate::ServerContext::emit_nodes)): e.g. the backplane is
+    /// unavailable.
+    #[error(transparent)]
+    Cluster(#[from] crate::ClusterError),
 }
 
 /// Why a server or client could not start: what [`Server::new`] and [`Client::connect`]

@@ -471,35 +471,56 @@ impl<C> Hub<C> {
         }
     }
 
-    /// Claims `name` for local channel `id`: through the adapter, or in the local table (the
-    /// answer is then queued at once).
-    pub(crate) fn claim(&mut self, id: ChannelId, name: &str) {
+    /// Claims `names` (all or none) for local channel `id`: through the adapter, or in the
+    /// local table (the answer is then queued at once).
+    pub(crate) fn claim(&mut self, id: ChannelId, names: &[&str]) {
+        let owned: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         if id.node() != self.node || self.key(id).is_none() {
             // Only an open channel of this node holds names: one claimed for another would
             // never be released.
             return self.cluster_events.push(ClusterEvent::Claimed {
                 id,
-                name: name.to_owned(),
+                names: owned,
                 result: Err(ClusterError::NoChannel),
             });
         }
         if let Some(adapter) = self.adapter.as_mut() {
-            return adapter.claim(id, name);
+            return adapter.claim(id, &owned);
         }
-        let result = match self.names.get(name) {
-            Some(holder) if *holder != id => Err(ClusterError::Taken),
-            Some(_) => Ok(()),
-            None => {
-                self.names.insert(name.into(), id);
-                self.names_of.entry(id).or_default().push(name.into());
-                Ok(())
+        let taken = names
+            .iter()
+            .any(|n| self.names.get(*n).is_some_and(|holder| *holder != id));
+        let result = if taken {
+            Err(ClusterError::Taken)
+        } else {
+            for name in names {
+                if self.names.insert((*name).into(), id).is_none() {
+                    self.names_of.entry(id).or_default().push((*name).into());
+                }
             }
+            Ok(())
         };
         self.cluster_events.push(ClusterEvent::Claimed {
             id,
-            name: name.to_owned(),
+            names: owned,
             result,
         });
+    }
+
+    /// Hands `msg` to the adapter for node `to`, or every other node; without an adapter there
+    /// is no other node.
+    pub(crate) fn emit<T: Serialize + ?Sized>(
+        &mut self,
+        to: Option<NodeNumber>,
+        msg: &T,
+    ) -> Result<(), crate::error::SendError> {
+        let Some(adapter) = self.adapter.as_mut() else {
+            return Ok(());
+        };
+        let json = serde_json::to_vec(msg).map_err(|e| EncodeError::Serialize(e.to_string()))?;
+        adapter
+            .emit(to, &Bytes::from(json))
+            .map_err(crate::error::SendError::Cluster)
     }
 
     /// Gives `name` up if `id` holds it.
@@ -947,12 +968,45 @@ impl<C> ServerContext<'_, C> {
         left
     }
 
-    /// Claims `name` for channel `id`, unique across the cluster (the chat's nicknames, a
-    /// game's player names); the answer comes to [`ServerHandler::cluster`](crate::ServerHandler::cluster)
-    /// as [`ClusterEvent::Claimed`] (this pump without an adapter). A name is released by
-    /// [`release`](Self::release), when its channel closes, or when its node dies.
-    pub fn claim(&mut self, id: ChannelId, name: &str) {
-        self.hub.claim(id, name);
+    /// Claims every one of `names` for channel `id`, atomically (all or none), unique across
+    /// the cluster: the chat's nicknames (a name and its confusable forms), a game's player
+    /// names. The answer comes to [`ServerHandler::cluster`](crate::ServerHandler::cluster) as
+    /// [`ClusterEvent::Claimed`] (this pump without an adapter); names the channel holds
+    /// already count as claimed. A name is released by [`release`](Self::release), when its
+    /// channel closes, or when its node dies.
+    pub fn claim(&mut self, id: ChannelId, names: &[&str]) {
+        self.hub.claim(id, names);
+    }
+
+    /// Sends `msg` to the [`cluster`](crate::ServerHandler::cluster) hook of every other node
+    /// of the cluster, as [`ClusterEvent::Message`] (Socket.IO's `serverSideEmit`): for what
+    /// the servers tell each other, such as who their users are. Without an adapter there is
+    /// no other node and this does nothing. Kept in order with this node's room sends and
+    /// sends by id.
+    ///
+    /// # Errors
+    /// [`SendError::Encode`](crate::SendError::Encode) if `msg` does not serialize;
+    /// [`SendError::Cluster`](crate::SendError::Cluster) if the backplane is unavailable.
+    pub fn emit_nodes<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<(), crate::SendError> {
+        self.hub.emit(None, msg)
+    }
+
+    /// As [`emit_nodes`](Self::emit_nodes), to node `node` only (e.g. an answer to the node
+    /// that asked; a node's number is [`ChannelId::node`] of its channels).
+    ///
+    /// # Errors
+    /// As [`emit_nodes`](Self::emit_nodes).
+    pub fn emit_node<T: Serialize + ?Sized>(
+        &mut self,
+        node: NodeNumber,
+        msg: &T,
+    ) -> Result<(), crate::SendError> {
+        self.hub.emit(Some(node), msg)
+    }
+
+    /// This server's cluster node number (0 without an adapter).
+    pub fn node(&self) -> NodeNumber {
+        self.hub.node
     }
 
     /// Gives up `name` if channel `id` holds it.

@@ -474,6 +474,18 @@ impl<S: ServerHandler> Server<S> {
                         }
                     }
                 }
+                crate::ClusterInbound::Message { from, payload } => {
+                    match crate::Codec::Json.decode_bytes(payload) {
+                        Ok(message) => self
+                            .hub
+                            .cluster_events
+                            .push(crate::ClusterEvent::Message { from, message }),
+                        Err(e) => crate::peerlog::peer_log!(
+                            log::Level::Error,
+                            "a message from node {from}: {e}"
+                        ),
+                    }
+                }
                 crate::ClusterInbound::Event(e) => self.hub.cluster_events.push(e),
             }
         }

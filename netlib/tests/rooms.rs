@@ -161,13 +161,13 @@ fn names_are_claimed_once_and_released_by_their_channel_without_a_cluster() {
     let (b, mut cb) = server.connect_local(ClientConfig::default()).unwrap();
     assert_eq!(a.node(), 0, "no cluster: node 0");
     let mut ctx = server.context();
-    ctx.claim(a, "ada");
-    ctx.claim(b, "ada");
-    ctx.claim(a, "ada");
+    ctx.claim(a, &["ada"]);
+    ctx.claim(b, &["ada"]);
+    ctx.claim(a, &["ada"]);
     server.settle(&mut [&mut ca, &mut cb]).unwrap();
     let claimed = |id, result| ClusterEvent::Claimed {
         id,
-        name: "ada".to_owned(),
+        names: vec!["ada".to_owned()],
         result,
     };
     assert_eq!(
@@ -181,7 +181,7 @@ fn names_are_claimed_once_and_released_by_their_channel_without_a_cluster() {
     server.state_mut().events.clear();
     ca.close();
     server.settle(&mut [&mut ca, &mut cb]).unwrap();
-    server.context().claim(b, "ada");
+    server.context().claim(b, &["ada"]);
     server.settle(&mut [&mut ca, &mut cb]).unwrap();
     assert_eq!(
         server.state().events,
@@ -189,11 +189,11 @@ fn names_are_claimed_once_and_released_by_their_channel_without_a_cluster() {
         "released by its closed holder"
     );
     server.state_mut().events.clear();
-    server.context().claim(a, "ghost");
+    server.context().claim(a, &["ghost"]);
     server.settle(&mut [&mut ca, &mut cb]).unwrap();
     let no_channel = ClusterEvent::Claimed {
         id: a,
-        name: "ghost".to_owned(),
+        names: vec!["ghost".to_owned()],
         result: Err(ClusterError::NoChannel),
     };
     assert_eq!(
@@ -204,7 +204,7 @@ fn names_are_claimed_once_and_released_by_their_channel_without_a_cluster() {
     server.state_mut().events.clear();
     server.context().release(b, "ada");
     let (c, mut cc) = server.connect_local(ClientConfig::default()).unwrap();
-    server.context().claim(c, "ada");
+    server.context().claim(c, &["ada"]);
     server.settle(&mut [&mut cb, &mut cc]).unwrap();
     assert_eq!(
         server.state().events,
