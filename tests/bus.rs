@@ -675,7 +675,7 @@ mod tests {
         });
         assert_eq!(
             taken(&mut *a, t),
-            [down.clone()],
+            std::slice::from_ref(&down),
             "answered once it is back"
         );
         assert_eq!(taken(&mut *b, t), [down]);

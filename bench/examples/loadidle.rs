@@ -13,6 +13,6 @@ fn main() {
     let (wire, addrs) = Wire::parse_target(&args.next().expect("ADDR"));
     let pid: u32 = args.next().expect("PID").parse().expect("pid");
     let n: usize = args.next().map_or(10_000, |s| s.parse().expect("N"));
-    let r = netlib_bench::load::idle(wire, addrs[0], pid, n);
+    let r = netlib_bench::load::idle(wire, addrs[0], pid, n, false);
     println!("{r:?}");
 }

@@ -509,7 +509,7 @@ pub fn rss_bytes(pid: u32) -> u64 {
 ///
 /// # Panics
 /// If the limit is too low for `n`, or the connections cannot be made within 60 s.
-pub fn idle(wire: Wire, addr: SocketAddr, pid: u32, n: usize) -> IdleResult {
+pub fn idle(wire: Wire, addr: SocketAddr, pid: u32, n: usize, named: bool) -> IdleResult {
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
     assert!(
         limit as usize > n + 64,
@@ -533,12 +533,21 @@ pub fn idle(wire: Wire, addr: SocketAddr, pid: u32, n: usize) -> IdleResult {
             "only {greeted} of {n} connections greeted"
         );
         while g.conns.len() - 1 < n && g.conns.len() - 1 - greeted < 256 {
-            g.connect(addr, None);
+            let nick = named.then(|| format!("u{}", g.conns.len()));
+            g.connect(addr, nick);
         }
         g.round(Duration::from_millis(5), |_, _, _, _| {});
         greeted = g.conns[1..].iter().filter(|c| c.ready).count();
     }
     let connect_time = start.elapsed();
+    if named {
+        // The nicknames follow each greeting: give the server a moment to take the last
+        // ones (what it sends back is read and dropped).
+        let settle = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < settle {
+            g.round(Duration::from_millis(10), |_, _, _, _| {});
+        }
+    }
     let after = rss_bytes(pid);
     let mut ok = false;
     g.conns[probe].queue_message(0);

@@ -6,7 +6,10 @@
 //!
 //! - [`protocol`]: the actions, their typed payloads, limits and validation rules.
 //! - [`limits`]: the chat's per-user request limits and operator login attempts.
-//! - [`server`]: the chat server state ([`server::Chat`]) and its channel handlers.
+//! - [`rules`]: the chat's rules as a pure core: an [`rules::Input`] and the time in,
+//!   [`rules::Effect`]s out; every user and room, on this node and the others.
+//! - [`server`]: the thin netlib [`ServerHandler`](netlib::ServerHandler) ([`server::Chat`])
+//!   that feeds the rules and applies their effects with netlib's rooms and cluster adapter.
 //! - [`command`]: the one parser of typed lines, for the terminal client's slash commands
 //!   (`/nick bob`) and the line protocol (`NICK bob`) alike: a line to a
 //!   [`protocol::Request`].
@@ -14,20 +17,17 @@
 //! - [`text`]: the classic line protocol for `nc` users (`NICK bob`, `[alice] hello`), a
 //!   netlib payload codec on a line-framed listener.
 //! - [`render`]: what the terminal client and the line protocol print alike (sanitized).
-//! - [`cluster`]: the backplane seam (what nodes tell each other; the channels between the chat
-//!   and a backplane thread); [`redis_backplane`]: Redis behind it.
 //! - [`web`]: the chat page, embedded and served with its WebSocket by `--web`.
 //! - [`sanitize`]: strips terminal control and escape sequences from received text, keeps it
 //!   on one line, and tells whether it shows anything at all.
 #![deny(missing_docs, rust_2018_idioms)]
 
 pub mod client;
-pub mod cluster;
 pub mod command;
 pub mod limits;
 pub mod protocol;
-pub mod redis_backplane;
 pub mod render;
+pub mod rules;
 pub mod sanitize;
 pub mod server;
 pub mod text;

@@ -390,8 +390,25 @@ fn main() {
     let sio = median(&sio_runs);
     // Idle connections: memory per connection, over TCP, WebSocket and Socket.IO.
     let netlib = (servers[0].1)();
-    let idle = load::idle(Wire::Tcp, netlib.addrs[0], netlib.child.id(), args.idle);
+    let idle = load::idle(
+        Wire::Tcp,
+        netlib.addrs[0],
+        netlib.child.id(),
+        args.idle,
+        false,
+    );
     eprintln!("idle / netlib: {idle:?}");
+    drop(netlib);
+    // The same with a nickname per connection (issue 19's goal: at most 2 KiB each).
+    let netlib = (servers[0].1)();
+    let named = load::idle(
+        Wire::Tcp,
+        netlib.addrs[0],
+        netlib.child.id(),
+        args.idle,
+        true,
+    );
+    eprintln!("idle with nicknames / netlib: {named:?}");
     drop(netlib);
     let web = start_web(&t.join("release/chat-server"));
     let idle_ws = load::idle(
@@ -399,6 +416,7 @@ fn main() {
         web.addrs[0],
         web.child.id(),
         args.idle,
+        false,
     );
     eprintln!("idle / netlib over WebSocket: {idle_ws:?}");
     drop(web);
@@ -408,6 +426,7 @@ fn main() {
         node.addrs[0],
         node.child.id(),
         args.idle,
+        false,
     );
     eprintln!("idle / Socket.IO: {idle_sio:?}");
     drop(node);
@@ -482,6 +501,10 @@ fn main() {
     println!(
         "| idle, N={} in one room | server RSS per connection | {:.0} B | - | - | - | - |",
         idle.connections, idle.rss_per_connection
+    );
+    println!(
+        "| idle, N={} in one room, each with a nickname | server RSS per connection | {:.0} B | - | - | - | - |",
+        named.connections, named.rss_per_connection
     );
     println!(
         "| idle, N={} in one room | round trip at the end | {} | - | - | - | - |",

@@ -4,15 +4,14 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chat::cluster::{Backplane, Cmd};
 use chat::limits::ChatLimits;
 use chat::protocol::RoomPolicy;
-use chat::redis_backplane::{self, NodeIdError, RedisOptions};
 use chat::server::{Chat, Settings};
 use chat::text::TextCodec;
 use chat::{CodecArg, FramingArg};
 use clap::Parser;
 use netlib::{Codec, Framing, Server, ServerConfig, Wire};
+use netlib_redis::{RedisAdapter, RedisConfig, RedisError};
 
 /// The netlib chat server: rooms, private messages, operators; PodSixNet's chat clients can join.
 #[derive(Debug, Parser)]
@@ -183,47 +182,52 @@ fn main() -> ExitCode {
     if args.idle_timeout > 0 {
         config = config.idle_timeout(Duration::from_secs(args.idle_timeout));
     }
-    let (chat, backplane) = match &args.redis {
-        None => (Chat::new(settings), None),
+    let made = match &args.redis {
+        None => Server::new(Chat::new(settings), config).map_err(|e| e.to_string()),
         Some(url) => {
             let node = args
                 .node_id
                 .clone()
                 .unwrap_or_else(|| format!("node-{}", std::process::id()));
-            let mut opts = RedisOptions::new(url, &node);
-            opts.presence_ttl = Duration::from_secs(args.presence_ttl.max(1));
-            if let Err(e) = ::redis::Client::open(opts.url.as_str()) {
-                eprintln!("chat-server: --redis {}: {e}", opts.shown_url());
-                return ExitCode::from(2);
-            }
+            let redis = RedisConfig::new(url)
+                .prefix("chat")
+                .presence_ttl(Duration::from_secs(args.presence_ttl.max(1)))
+                .node_name(&node);
+            let shown = redis.shown_url();
             // Before listening: a node id a live node uses is refused (see the README's
-            // "Running several nodes").
-            match redis_backplane::claim_node_id(&opts) {
-                Ok(()) => {}
-                Err(e @ NodeIdError::InUse { .. }) => {
-                    eprintln!("chat-server: {e}");
+            // "Several nodes").
+            let adapter = match RedisAdapter::connect(redis) {
+                Ok(a) => a,
+                Err(e @ RedisError::NameInUse { .. }) => {
+                    eprintln!("chat-server: node id {node:?} is already in use by a live chat-server ({e})");
                     return ExitCode::FAILURE;
                 }
-                Err(e) => log::warn!(
-                    "{e}; starting anyway: the id is taken once Redis answers \
-                     (this node stops if a live node holds it then)"
-                ),
-            }
-            let (ours, theirs) = Backplane::pair(&node, opts.incarnation);
-            let leave = ours.tx.clone();
-            (
-                Chat::with_backplane(settings, ours),
-                Some((opts, theirs, leave)),
-            )
+                Err(e) => {
+                    eprintln!("chat-server: --redis {shown}: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            println!(
+                "chat-server node {node} joins the cluster at {shown} (node number {})",
+                netlib::Adapter::node(&adapter)
+            );
+            Server::with_adapter(Chat::clustered(settings, &node), config, Box::new(adapter))
+                .map_err(|e| e.to_string())
         }
     };
-    let mut server = match Server::bind(chat, &args.addrs, config) {
+    let mut server = match made {
         Ok(s) => s,
         Err(e) => {
             eprintln!("chat-server: {e}");
             return ExitCode::FAILURE;
         }
     };
+    for addr in &args.addrs {
+        if let Err(e) = server.bind_tcp(addr, None) {
+            eprintln!("chat-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     for a in server.local_addrs() {
         println!("chat-server listening on {a}");
     }
@@ -271,16 +275,6 @@ fn main() -> ExitCode {
         }
     }
     let stop = server.stop_handle();
-    let cluster = backplane.map(|(opts, end, leave)| {
-        println!(
-            "chat-server node {} joins the cluster at {} (incarnation {})",
-            opts.node,
-            opts.shown_url(),
-            opts.incarnation
-        );
-        let threads = redis_backplane::spawn(opts, end, server.wake_handle(), stop.clone());
-        (threads, leave)
-    });
     if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
         eprintln!("chat-server: cannot install the Ctrl-C/SIGTERM handler: {e}");
         return ExitCode::FAILURE;
@@ -291,17 +285,8 @@ fn main() -> ExitCode {
     }
     log::info!("stopping: closing {} connection(s)", server.channel_count());
     let shutdown = server.shutdown(Duration::from_secs(5));
-    if let Some((threads, leave)) = cluster {
-        if threads.fenced() {
-            eprintln!("chat-server: another process took this node id; stopped");
-            return ExitCode::FAILURE;
-        }
-        // The users' `left` went out with the shutdown; the node id is given up, so that a
-        // restart need not wait for it to expire.
-        if leave.send(Cmd::Leave).is_ok() && !threads.wait_commands(Duration::from_secs(3)) {
-            log::warn!("the node id was not given up in time; it expires");
-        }
-    }
+    // The users' `left` went out with the shutdown, which dropped the server and its adapter:
+    // the node left the cluster at once (the others need not wait for its presence to expire).
     match shutdown {
         Ok(_) => {
             println!("chat-server stopped");

@@ -27,6 +27,20 @@ pub struct Input {
     pub dy: f64,
 }
 
+impl Input {
+    /// Whether the direction is at most 1 long.
+    ///
+    /// # Errors
+    /// Why not: `direction 5 is longer than 1` (also for NaN).
+    pub fn check(&self) -> Result<(), String> {
+        let len = self.dx.hypot(self.dy);
+        if len.is_nan() || len > 1.0 + 1e-9 {
+            return Err(format!("direction {len} is longer than 1"));
+        }
+        Ok(())
+    }
+}
+
 /// One player, as snapshots show it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Player {
@@ -112,10 +126,7 @@ impl World {
     /// Why not, when the direction is longer than 1 or there is no player `id`; the server
     /// sends it back in an `error` message.
     pub fn input(&mut self, id: u64, input: Input) -> Result<(), String> {
-        let len = input.dx.hypot(input.dy);
-        if len.is_nan() || len > 1.0 + 1e-9 {
-            return Err(format!("direction {len} is longer than 1"));
-        }
+        input.check()?;
         let p = self.players.get_mut(&id).ok_or(format!("no player {id}"))?;
         (p.dx, p.dy) = (input.dx, input.dy);
         Ok(())

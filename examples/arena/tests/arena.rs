@@ -110,3 +110,70 @@ fn a_bot_reports_a_refused_connection() {
     assert!(err.contains("Connection refused"), "{err}");
     assert!(out.stdout.is_empty(), "{out:?}");
 }
+
+/// Two arena-servers sharing one arena through a real redis-server (started here on a free
+/// loopback port, stopped by its PID), a bot on each: each sees the other's player.
+#[test]
+fn two_servers_on_redis_share_one_arena() {
+    let redis = netlib_tests::redis::RedisServer::start();
+    let url = redis.url();
+    let server = |_: usize| {
+        spawn_listening(
+            env!("CARGO_BIN_EXE_arena-server"),
+            &["127.0.0.1:0", "--redis", &url, "--presence-ttl", "2"],
+        )
+    };
+    let (mut first, addr_a, lines_a) = server(0);
+    // The second starts once the first is in the cluster (the older node leads).
+    let joined = lines_a.recv_timeout(TIMEOUT).expect("the node joins");
+    assert!(
+        joined.contains("joins the cluster at redis://:***@"),
+        "{joined}"
+    );
+    assert!(!joined.contains(&redis.password));
+    let (mut second, addr_b, lines_b) = server(1);
+    let joined = lines_b.recv_timeout(TIMEOUT).expect("the node joins");
+    assert!(joined.contains("joins the cluster"), "{joined}");
+    let args = |addr: &str| {
+        [
+            addr.to_owned(),
+            "--ticks".into(),
+            "40".into(),
+            "--players".into(),
+            "2".into(),
+            "--duration".into(),
+            "20".into(),
+        ]
+    };
+    let (args_a, args_b) = (args(&addr_a), args(&addr_b));
+    let (refs_a, refs_b): (Vec<&str>, Vec<&str>) = (
+        args_a.iter().map(String::as_str).collect(),
+        args_b.iter().map(String::as_str).collect(),
+    );
+    let bots = [bot(&refs_a), bot(&refs_b)];
+    let mut results = Vec::new();
+    for (mut child, out) in bots {
+        let out = out.recv_timeout(TIMEOUT * 2).expect("the bot finishes");
+        let status = child.wait_with(|| {});
+        assert!(status.success(), "{status}: {out}");
+        results.push(done(&out));
+    }
+    let (a, b) = (&results[0], &results[1]);
+    assert_ne!(a["id"], b["id"]);
+    assert!(
+        a["others"].split(',').any(|id| id == b["id"]),
+        "{a:?} {b:?}"
+    );
+    assert!(
+        b["others"].split(',').any(|id| id == a["id"]),
+        "{a:?} {b:?}"
+    );
+    for r in &results {
+        let moved: f64 = r["moved"].parse().unwrap();
+        assert!(moved > 20.0, "{r:?}");
+    }
+    for s in [&mut first, &mut second] {
+        s.0.kill().unwrap();
+        s.wait_with(|| {});
+    }
+}

@@ -125,7 +125,7 @@ fn game(clock: &ManualClock) -> (Server<ArenaServer>, FixedStep) {
     let config = ServerConfig::default()
         .announce_id(true)
         .clock(clock.clone());
-    let server = Server::new(ArenaServer::new(7), config).unwrap();
+    let server = Server::new(ArenaServer::new(7, 0), config).unwrap();
     (server, FixedStep::new(TICK, clock.now()))
 }
 
@@ -261,4 +261,101 @@ fn the_bot_steers_to_the_coin_and_takes_it() {
     }
     assert_eq!(bot.me().unwrap().score, 1, "{:?}", bot.state);
     assert!(bot.moved > 0.0 && bot.errors.is_empty());
+}
+
+/// Two arena servers on one in-process cluster bus (`netlib_tests::bus`), a player on each,
+/// all on one manual clock: one arena, led by the older node; when it dies, the other leads.
+#[test]
+fn two_nodes_share_one_arena_and_the_survivor_leads_when_the_leader_dies() {
+    use netlib_tests::bus::Bus;
+    let clock = ManualClock::new();
+    let ttl = Duration::from_secs(2);
+    let bus = Bus::new(ttl);
+    let node = |started: u64| {
+        let config = ServerConfig::default()
+            .announce_id(true)
+            .clock(clock.clone());
+        Server::with_adapter(ArenaServer::new(7, started), config, bus.adapter()).unwrap()
+    };
+    let (mut old, mut young) = (node(1_000), node(2_000));
+    let (a, mut ca) = old.connect_local(ClientConfig::default()).unwrap();
+    let (b, mut cb) = young.connect_local(ClientConfig::default()).unwrap();
+    assert_ne!(a.node(), b.node());
+    let (mut ba, mut bb) = (Bot::default(), Bot::default());
+    // Until nothing moves on either node (the hellos, then the joins sent to the leader).
+    let settle = |old: &mut Server<ArenaServer>,
+                  young: Option<&mut Server<ArenaServer>>,
+                  ca: &mut netlib::Client,
+                  cb: &mut netlib::Client| {
+        let mut young = young;
+        for _ in 0..20 {
+            let mut rounds = old.settle(&mut [&mut *ca]).unwrap();
+            if let Some(y) = young.as_deref_mut() {
+                rounds += y.settle(&mut [&mut *cb]).unwrap();
+            }
+            if rounds <= 2 && bus.queued() == 0 {
+                return;
+            }
+        }
+        panic!("the cluster did not settle");
+    };
+    settle(&mut old, Some(&mut young), &mut ca, &mut cb);
+    assert_eq!(old.state().world.players.len(), 2, "the leader has both");
+    assert!(
+        young.state().world.players.is_empty(),
+        "the follower plays none"
+    );
+
+    // One tick on each node: only the leader's goes out, to both players.
+    tick(&mut old).unwrap();
+    tick(&mut young).unwrap();
+    settle(&mut old, Some(&mut young), &mut ca, &mut cb);
+    ca.pump(&mut ba).unwrap();
+    cb.pump(&mut bb).unwrap();
+    assert_eq!((ba.snapshots, bb.snapshots), (1, 1));
+    assert_eq!(ba.others.iter().collect::<Vec<_>>(), [&b.serial()]);
+    assert_eq!(bb.others.iter().collect::<Vec<_>>(), [&a.serial()]);
+    assert_eq!(ba.state, bb.state, "one snapshot for all");
+
+    // An input on the follower moves its player in the leader's world.
+    let before = old.state().world.players[&b.serial()].clone();
+    let dx = if before.x < WIDTH / 2.0 { 1.0 } else { -1.0 };
+    cb.send(&Input { dx, dy: 0.0 }).unwrap();
+    settle(&mut old, Some(&mut young), &mut ca, &mut cb);
+    tick(&mut old).unwrap();
+    settle(&mut old, Some(&mut young), &mut ca, &mut cb);
+    cb.pump(&mut bb).unwrap();
+    let after = bb.me().unwrap();
+    assert!((after.x - (before.x + dx * SPEED * DT)).abs() < 1e-9);
+
+    // The leader dies (SIGKILL: no goodbye). Once its presence expires, the survivor leads,
+    // with its own player, and ticks.
+    let dead = a.node();
+    bus.kill(dead);
+    drop(old);
+    for _ in 0..4 {
+        clock.advance(ttl / 2);
+        young.settle(&mut [&mut cb]).unwrap();
+    }
+    assert!(!bus.live_nodes().contains(&dead));
+    let players: Vec<u64> = young.state().world.players.keys().copied().collect();
+    assert_eq!(players, [b.serial()], "the new leader plays its own player");
+    let seen = bb.snapshots;
+    tick(&mut young).unwrap();
+    young.settle(&mut [&mut cb]).unwrap();
+    cb.pump(&mut bb).unwrap();
+    assert_eq!(bb.snapshots, seen + 1);
+    assert!(
+        bb.others.contains(&a.serial()),
+        "it saw the old leader's player before"
+    );
+    let ids: Vec<u64> = bb
+        .state
+        .as_ref()
+        .unwrap()
+        .players
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(ids, [b.serial()]);
 }

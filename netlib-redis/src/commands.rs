@@ -1,0 +1,1044 @@
+//! The command thread: everything the adapter hands over, carried to Redis in pipelined
+//! batches (one round trip for up to [`BATCH`] operations, in order, from one connection);
+//! presence refresh; finding dead nodes and reaping them; resynchronising after an outage;
+//! and the clean leave. It owns the mirror of this node's channels (their rooms and names),
+//! the state replayed after an outage, and reports [`Up`](netlib::ClusterEvent::Up) and
+//! [`Down`](netlib::ClusterEvent::Down).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use netlib::{ChannelId, ClusterError, ClusterEvent, ClusterInbound, NodeNumber};
+use redis::{Connection, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::backoff::{Backoff, MAX_BACKOFF};
+use crate::config::Scrub;
+use crate::envelope;
+use crate::keys::{Keys, Scripts, LOG_LENGTH, REAP_LOCK_MS, RETIRE_MS};
+use crate::node::{self, Identity};
+use crate::resp::Pipe;
+use crate::shared::Shared;
+
+/// The most operations sent in one round trip.
+pub(crate) const BATCH: usize = 1024;
+
+/// Where a publish goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// `{p}:bus`: every node.
+    Bus,
+    /// `{p}:to:{n}`: node `n`.
+    Node(NodeNumber),
+}
+
+/// What the adapter (and the subscriber) hand the command thread.
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    Joined {
+        id: u64,
+        room: String,
+    },
+    Left {
+        id: u64,
+        room: String,
+    },
+    Closed {
+        id: u64,
+    },
+    Claim {
+        id: u64,
+        names: Vec<String>,
+    },
+    Release {
+        id: u64,
+        name: String,
+    },
+    Members {
+        room: String,
+        after: Option<u64>,
+        limit: usize,
+        token: u64,
+    },
+    /// Traffic: an envelope, handed over in outage epoch `epoch` (dropped if another began).
+    Publish {
+        epoch: u64,
+        to: Target,
+        bytes: Vec<u8>,
+    },
+    /// The subscriber is subscribed (`up`), or lost its connection (`why`).
+    Subscriber {
+        up: bool,
+        why: String,
+    },
+    /// Look at the flags (halted).
+    Wake,
+    /// The adapter is dropped: leave the cluster, then end.
+    Leave,
+}
+
+impl Cmd {
+    /// Whether it counts as an operation of the server's ([`AdapterHandle::queued`](crate::AdapterHandle::queued)).
+    pub(crate) fn counted(&self) -> bool {
+        !matches!(self, Cmd::Subscriber { .. } | Cmd::Wake | Cmd::Leave)
+    }
+}
+
+/// A channel's record in `{p}:chans:{n}`: what a reaper needs to clean up after it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Entry {
+    #[serde(default)]
+    rooms: BTreeSet<String>,
+    #[serde(default)]
+    names: BTreeSet<String>,
+}
+
+impl Entry {
+    fn is_empty(&self) -> bool {
+        self.rooms.is_empty() && self.names.is_empty()
+    }
+    fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// What a reply in a pipeline is for.
+enum Expect {
+    Ignore,
+    Members {
+        room: String,
+        limit: usize,
+        token: u64,
+    },
+    /// A departure publish: replayed if it may not have gone out.
+    Departures(Vec<u64>),
+    /// A name claim replayed after an outage.
+    Reclaim(u64),
+}
+
+/// The command thread's state.
+pub(crate) struct Commander {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) rx: Receiver<Cmd>,
+    pub(crate) client: redis::Client,
+    pub(crate) keys: Keys,
+    pub(crate) scripts: Scripts,
+    pub(crate) me: Identity,
+    pub(crate) scrub: Scrub,
+    pub(crate) con: Option<Connection>,
+    /// Whether this node's number is registered (false when Redis was unreachable at start).
+    pub(crate) registered: bool,
+    /// Connected, registered and resynchronised: state changes go to Redis at once.
+    ready: bool,
+    need_resync: bool,
+    sub_up: bool,
+    /// What was last reported: `Some(true)` Up, `Some(false)` Down, `None` nothing yet.
+    reported: Option<bool>,
+    /// Something failed since the last Up (so that a start that never got up reports Down).
+    failed: bool,
+    reason: String,
+    down_since: Option<Instant>,
+    backoff: Backoff,
+    retry_at: Instant,
+    next_refresh: Instant,
+    next_check: Instant,
+    /// After a reconnect, other nodes get time to register again before they count as gone
+    /// (Redis may have restarted empty, or stalled: every presence expired at once).
+    grace_until: Instant,
+    /// Other nodes seen alive at the last check.
+    known: HashSet<NodeNumber>,
+    /// This node's channels that joined a room or hold a name.
+    mirror: HashMap<u64, Entry>,
+    /// Departures made while Redis was unreachable: published on reconnect.
+    departures: Vec<u64>,
+    pipe: Pipe,
+    expects: Vec<Expect>,
+    /// Consecutive departures, coalesced into one publish.
+    closing: Vec<u64>,
+    bus: String,
+}
+
+impl Commander {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        rx: Receiver<Cmd>,
+        client: redis::Client,
+        keys: Keys,
+        me: Identity,
+        scrub: Scrub,
+        con: Option<Connection>,
+    ) -> Self {
+        let now = Instant::now();
+        let registered = con.is_some();
+        Commander {
+            shared,
+            rx,
+            client,
+            scripts: Scripts::new(),
+            bus: keys.bus(),
+            keys,
+            me,
+            scrub,
+            con,
+            registered,
+            ready: false,
+            need_resync: true,
+            sub_up: false,
+            reported: None,
+            failed: false,
+            reason: "redis is not connected yet".to_owned(),
+            down_since: None,
+            backoff: Backoff::new(),
+            retry_at: now,
+            next_refresh: now,
+            next_check: now,
+            grace_until: now,
+            known: HashSet::new(),
+            mirror: HashMap::new(),
+            departures: Vec::new(),
+            pipe: Pipe::default(),
+            expects: Vec::new(),
+            closing: Vec::new(),
+        }
+    }
+
+    fn check_every(&self) -> Duration {
+        (self.me.ttl / 3).min(Duration::from_secs(1))
+    }
+
+    /// Runs until the adapter is halted or left.
+    pub(crate) fn run(mut self) {
+        // Registered by `connect`: the first refresh is a third of the TTL away.
+        if self.registered {
+            self.next_refresh = Instant::now() + self.me.ttl / 3;
+        }
+        loop {
+            if self.shared.halted() {
+                break;
+            }
+            self.maintain();
+            let wait = self
+                .next_wake()
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            let mut batch = Vec::new();
+            match self.rx.recv_timeout(wait) {
+                Ok(c) => batch.push(c),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while batch.len() < BATCH {
+                match self.rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            if self.shared.halted() {
+                break;
+            }
+            // After a stall, make sure this node still owns its number before it speaks.
+            if self.con.is_some() && Instant::now() >= self.next_refresh {
+                self.refresh();
+            }
+            let leave = batch.iter().position(|c| matches!(c, Cmd::Leave));
+            let counted = batch.iter().filter(|c| c.counted()).count();
+            if let Some(at) = leave {
+                batch.truncate(at);
+            }
+            self.execute(batch);
+            self.shared.queued_done(counted);
+            if leave.is_some() {
+                self.leave();
+                break;
+            }
+        }
+        self.shared.thread_ended();
+    }
+
+    /// When the loop must look at its timers again.
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        if self.shared.is_fenced() {
+            return now + Duration::from_secs(3600);
+        }
+        match &self.con {
+            None => self.retry_at,
+            Some(_) if self.need_resync => now,
+            Some(_) => self.next_refresh.min(self.next_check),
+        }
+    }
+
+    /// Connects, registers, resynchronises, refreshes presence and checks the other nodes,
+    /// as due; then reports the state.
+    fn maintain(&mut self) {
+        if !self.shared.is_fenced() {
+            let now = Instant::now();
+            if self.con.is_none() && now >= self.retry_at {
+                self.connect();
+            }
+            if self.con.is_some() && self.need_resync {
+                self.resync();
+            }
+            if self.con.is_some() && Instant::now() >= self.next_refresh {
+                self.refresh();
+            }
+            if self.con.is_some() && self.ready && Instant::now() >= self.next_check {
+                if let Err(e) = self.check_nodes() {
+                    self.lost(&e);
+                }
+            }
+        }
+        self.update_status();
+    }
+
+    fn connect(&mut self) {
+        let io = self.shared.io_timeout;
+        let opened = self
+            .client
+            .get_connection_with_timeout(io)
+            .and_then(|mut c| {
+                c.set_read_timeout(Some(io))?;
+                c.set_write_timeout(Some(io))?;
+                self.scripts.load(&mut c)?;
+                Ok(c)
+            });
+        let mut con = match opened {
+            Ok(c) => c,
+            Err(e) => return self.lost(&e),
+        };
+        if !self.registered {
+            match node::register(&mut con, &self.keys, &self.scripts, &self.me, self.me.node) {
+                Ok(true) => {
+                    self.registered = true;
+                    log::info!("redis reachable: node number {} registered", self.me.node);
+                }
+                Ok(false) => {
+                    return self.fence(&format!(
+                        "node number {} (drawn while Redis was unreachable) is taken",
+                        self.me.node
+                    ))
+                }
+                Err(e) => return self.lost(&e),
+            }
+        }
+        self.con = Some(con);
+        self.backoff.reset();
+        self.next_refresh = Instant::now();
+        self.refresh();
+    }
+
+    fn con(&mut self) -> &mut Connection {
+        self.con.as_mut().expect("connected")
+    }
+
+    /// The connection failed: down until it is back (reported once).
+    fn lost(&mut self, e: &redis::RedisError) {
+        self.con = None;
+        self.ready = false;
+        self.need_resync = true;
+        self.failed = true;
+        self.reason = format!("redis is unreachable: {}", self.scrub.text(e));
+        self.retry_at = Instant::now() + self.backoff.wait();
+        self.update_status();
+    }
+
+    /// Another process holds this node's number or name: nothing more is done in Redis.
+    fn fence(&mut self, why: &str) {
+        if self.shared.is_fenced() {
+            return;
+        }
+        log::error!(
+            "redis adapter fenced: {why}; this node no longer touches Redis and refuses \
+             cross-node work (restart it to rejoin under a new number)"
+        );
+        self.con = None;
+        self.ready = false;
+        self.reported = Some(false);
+        self.shared.report_down(&format!("fenced: {why}"), true);
+    }
+
+    fn refresh(&mut self) {
+        let Some(con) = self.con.as_mut() else {
+            return;
+        };
+        match node::refresh(con, &self.keys, &self.scripts, &self.me) {
+            Ok(p) => match p.fenced(&self.me) {
+                Some(why) => self.fence(&why),
+                None => self.next_refresh = Instant::now() + self.me.ttl / 3,
+            },
+            Err(e) => self.lost(&e),
+        }
+    }
+
+    /// Reports Up or Down if the state changed.
+    fn update_status(&mut self) {
+        if self.shared.is_fenced() {
+            return;
+        }
+        let ok = self.ready && self.sub_up;
+        match (ok, self.reported) {
+            (true, Some(true)) | (false, Some(false)) => {}
+            (true, _) => {
+                if let Some(since) = self.down_since.take() {
+                    log::info!(
+                        "redis reachable again after {:.3} s; node {} resynchronised",
+                        since.elapsed().as_secs_f64(),
+                        self.me.node
+                    );
+                }
+                self.failed = false;
+                self.reported = Some(true);
+                self.shared.report_up();
+            }
+            (false, prev) => {
+                if prev == Some(true) || self.failed {
+                    log::warn!(
+                        "{}; node {} serves its own channels only, retrying with backoff",
+                        self.reason,
+                        self.me.node
+                    );
+                    self.reported = Some(false);
+                    self.down_since = Some(Instant::now());
+                    self.ready = false;
+                    self.need_resync = true;
+                    self.shared.report_down(&self.reason, false);
+                }
+            }
+        }
+    }
+
+    fn unavailable(&self) -> ClusterError {
+        self.shared
+            .refusal()
+            .unwrap_or_else(|| ClusterError::Unavailable(self.reason.clone()))
+    }
+
+    fn answer(&self, event: ClusterEvent) {
+        self.shared.push_one(ClusterInbound::Event(event));
+    }
+
+    /// Whether state changes go to Redis now.
+    fn live(&self) -> bool {
+        self.ready && self.con.is_some() && !self.shared.is_fenced()
+    }
+
+    fn hset(&mut self, id: u64) {
+        let chans = self.keys.chans(self.me.node);
+        match self.mirror.get(&id) {
+            Some(e) if !e.is_empty() => {
+                let json = e.json();
+                self.pipe
+                    .start(4)
+                    .arg(b"HSET")
+                    .arg(chans.as_bytes())
+                    .num(id)
+                    .arg(json.as_bytes());
+            }
+            _ => {
+                self.mirror.remove(&id);
+                self.pipe
+                    .start(3)
+                    .arg(b"HDEL")
+                    .arg(chans.as_bytes())
+                    .num(id);
+            }
+        }
+        self.expects.push(Expect::Ignore);
+    }
+
+    fn release_names<'a>(&mut self, id: u64, names: impl IntoIterator<Item = &'a String>) {
+        let keys: Vec<String> = names.into_iter().map(|n| self.keys.name(n)).collect();
+        if keys.is_empty() {
+            return;
+        }
+        let id = id.to_string();
+        self.pipe
+            .evalsha(self.scripts.release.get_hash(), &keys, &[id]);
+        self.expects.push(Expect::Ignore);
+    }
+
+    fn zrem(&mut self, room: &str, id: u64) {
+        let key = self.keys.room(room);
+        self.pipe.start(3).arg(b"ZREM").arg(key.as_bytes()).num(id);
+        self.expects.push(Expect::Ignore);
+    }
+
+    fn zadd(&mut self, room: &str, id: u64) {
+        let key = self.keys.room(room);
+        self.pipe
+            .start(4)
+            .arg(b"ZADD")
+            .arg(key.as_bytes())
+            .num(id)
+            .num(id);
+        self.expects.push(Expect::Ignore);
+    }
+
+    fn publish(&mut self, to: Target, bytes: &[u8]) {
+        match to {
+            Target::Bus => {
+                self.pipe.start(3).arg(b"PUBLISH").arg(self.bus.as_bytes());
+            }
+            Target::Node(n) => {
+                let ch = self.keys.to(n);
+                self.pipe.start(3).arg(b"PUBLISH").arg(ch.as_bytes());
+            }
+        }
+        self.pipe.arg(bytes);
+    }
+
+    /// Publishes a departure envelope, through the departures log (see `keys::DEPART`).
+    fn depart(&mut self, envelope: &[u8]) {
+        let keys = [self.keys.departed(), self.bus.clone()];
+        let max = LOG_LENGTH.to_string();
+        self.pipe.evalsha(
+            self.scripts.depart.get_hash(),
+            &keys,
+            &[envelope, max.as_bytes()],
+        );
+    }
+
+    /// Publishes the coalesced departures, if any.
+    fn flush_closing(&mut self) {
+        if self.closing.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.closing);
+        let mut out = Vec::new();
+        envelope::departed(&mut out, self.me.node, &ids);
+        self.depart(&out);
+        self.expects.push(Expect::Departures(ids));
+    }
+
+    /// Sends what is packed and handles the replies (again, if handling them packed more); on
+    /// failure, the connection is lost and what waited for a reply is answered accordingly.
+    fn flush(&mut self) {
+        self.flush_closing();
+        while !self.pipe.is_empty() {
+            let expects = std::mem::take(&mut self.expects);
+            let Some(con) = self.con.as_mut() else {
+                self.pipe.clear();
+                for expect in expects {
+                    self.failed_reply(expect);
+                }
+                return;
+            };
+            match self.pipe.run(con) {
+                Ok(replies) => {
+                    for (reply, expect) in replies.into_iter().zip(expects) {
+                        self.handle_reply(reply, expect);
+                    }
+                }
+                Err(e) => {
+                    for expect in expects {
+                        self.failed_reply(expect);
+                    }
+                    self.lost(&e);
+                }
+            }
+        }
+    }
+
+    fn failed_reply(&mut self, expect: Expect) {
+        match expect {
+            Expect::Ignore | Expect::Reclaim(_) => {}
+            Expect::Members { room, token, .. } => {
+                self.answer(ClusterEvent::QueryFailed {
+                    token,
+                    room,
+                    error: self.unavailable(),
+                });
+            }
+            Expect::Departures(ids) => self.departures.extend(ids),
+        }
+    }
+
+    fn handle_reply(&mut self, reply: Value, expect: Expect) {
+        if let Value::ServerError(e) = &reply {
+            let text = self.scrub.text(format_args!("{e:?}"));
+            log::error!("redis answered an error: {text}");
+            if e.code() == "NOSCRIPT" {
+                // The scripts are loaded again on the next connection.
+                self.con = None;
+                self.lost(&redis::RedisError::from((
+                    redis::ErrorKind::NoScriptError,
+                    "scripts flushed",
+                )));
+            }
+            return self.failed_reply(expect);
+        }
+        match expect {
+            Expect::Ignore | Expect::Departures(_) => {}
+            Expect::Members { room, limit, token } => {
+                let mut page: Vec<ChannelId> = match reply {
+                    Value::Array(items) => items
+                        .iter()
+                        .filter_map(|v| redis::from_redis_value::<u64>(v).ok())
+                        .map(ChannelId::from_serial)
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let next = (page.len() > limit).then(|| page[limit - 1]);
+                page.truncate(limit);
+                self.answer(ClusterEvent::Members {
+                    token,
+                    room,
+                    page,
+                    next,
+                });
+            }
+            Expect::Reclaim(id) => {
+                if redis::from_redis_value::<i64>(&reply).ok() != Some(1) {
+                    let names = self
+                        .mirror
+                        .get_mut(&id)
+                        .map(|e| std::mem::take(&mut e.names))
+                        .unwrap_or_default();
+                    log::warn!(
+                        "after the Redis outage, name(s) {names:?} of #{id} are held by another \
+                         channel: given up here"
+                    );
+                    // All or none: those it still holds go too.
+                    self.release_names(id, &names);
+                    self.hset(id);
+                }
+            }
+        }
+    }
+
+    /// Carries out a batch, in order.
+    fn execute(&mut self, batch: Vec<Cmd>) {
+        for cmd in batch {
+            if !matches!(cmd, Cmd::Closed { .. }) {
+                self.flush_closing();
+            }
+            match cmd {
+                Cmd::Joined { id, room } => {
+                    if !self
+                        .mirror
+                        .entry(id)
+                        .or_default()
+                        .rooms
+                        .insert(room.clone())
+                    {
+                        continue;
+                    }
+                    if self.live() {
+                        // The record before the membership: a reaper must find it.
+                        self.hset(id);
+                        self.zadd(&room, id);
+                    }
+                }
+                Cmd::Left { id, room } => {
+                    let live = self.live();
+                    let Some(e) = self.mirror.get_mut(&id) else {
+                        continue;
+                    };
+                    if !e.rooms.remove(&room) {
+                        continue;
+                    }
+                    if live {
+                        self.zrem(&room, id);
+                        self.hset(id);
+                    } else if e.is_empty() {
+                        self.mirror.remove(&id);
+                    }
+                }
+                Cmd::Closed { id } => {
+                    let entry = self.mirror.remove(&id);
+                    if self.live() {
+                        if let Some(e) = entry {
+                            for room in &e.rooms {
+                                self.zrem(room, id);
+                            }
+                            self.release_names(id, &e.names);
+                            self.hset(id);
+                        }
+                        self.closing.push(id);
+                    } else {
+                        self.departures.push(id);
+                    }
+                }
+                Cmd::Release { id, name } => {
+                    let live = self.live();
+                    let Some(e) = self.mirror.get_mut(&id) else {
+                        continue;
+                    };
+                    if !e.names.remove(&name) {
+                        continue;
+                    }
+                    if live {
+                        self.release_names(id, [&name]);
+                        self.hset(id);
+                    } else if e.is_empty() {
+                        self.mirror.remove(&id);
+                    }
+                }
+                Cmd::Claim { id, names } => self.claim(id, names),
+                Cmd::Members {
+                    room,
+                    after,
+                    limit,
+                    token,
+                } => {
+                    if !self.live() || !self.shared.is_up() {
+                        let error = self.unavailable();
+                        self.answer(ClusterEvent::QueryFailed { token, room, error });
+                        continue;
+                    }
+                    let limit = limit.max(1);
+                    let key = self.keys.room(&room);
+                    let min = after.map_or_else(|| "-inf".to_owned(), |a| format!("({a}"));
+                    self.pipe
+                        .start(7)
+                        .arg(b"ZRANGEBYSCORE")
+                        .arg(key.as_bytes())
+                        .arg(min.as_bytes())
+                        .arg(b"+inf")
+                        .arg(b"LIMIT")
+                        .arg(b"0")
+                        .num(limit as u64 + 1);
+                    self.expects.push(Expect::Members { room, limit, token });
+                }
+                Cmd::Publish { epoch, to, bytes } => {
+                    if epoch != self.shared.epoch() || !self.live() {
+                        continue; // handed over before an outage: never replayed
+                    }
+                    self.publish(to, &bytes);
+                    self.expects.push(Expect::Ignore);
+                }
+                Cmd::Subscriber { up, why } => {
+                    self.sub_up = up;
+                    if !up {
+                        self.failed = true;
+                        self.reason = format!("redis is unreachable: {why}");
+                        self.update_status();
+                    }
+                }
+                Cmd::Wake | Cmd::Leave => {}
+            }
+            if self.pipe.len() >= BATCH {
+                self.flush();
+            }
+        }
+        self.flush();
+        self.update_status();
+    }
+
+    /// Claims `names` for `id`, all or none, and answers. Its own round trip (what was packed
+    /// before goes first), since later records depend on the answer.
+    fn claim(&mut self, id: u64, names: Vec<String>) {
+        let channel = ChannelId::from_serial(id);
+        if !self.live() || !self.shared.is_up() {
+            let error = self.unavailable();
+            return self.answer(ClusterEvent::Claimed {
+                id: channel,
+                names,
+                result: Err(error),
+            });
+        }
+        self.flush();
+        if names.is_empty() || !self.live() {
+            let result = if self.live() {
+                Ok(())
+            } else {
+                Err(self.unavailable())
+            };
+            return self.answer(ClusterEvent::Claimed {
+                id: channel,
+                names,
+                result,
+            });
+        }
+        let mut entry = self.mirror.get(&id).cloned().unwrap_or_default();
+        entry.names.extend(names.iter().cloned());
+        let mut keys: Vec<String> = names.iter().map(|n| self.keys.name(n)).collect();
+        keys.push(self.keys.chans(self.me.node));
+        let args = [id.to_string(), entry.json()];
+        self.pipe
+            .evalsha(self.scripts.claim.get_hash(), &keys, &args);
+        let con = self.con.as_mut().expect("connected");
+        let result = match self.pipe.run(con) {
+            Ok(replies) => match replies.first() {
+                Some(Value::Int(1)) => {
+                    self.mirror.insert(id, entry);
+                    Ok(())
+                }
+                Some(Value::Int(_)) => Err(ClusterError::Taken),
+                other => {
+                    let text = self.scrub.text(format_args!("{other:?}"));
+                    log::error!("redis answered a claim with {text}");
+                    Err(ClusterError::Unavailable(format!(
+                        "redis answered the claim with {text}"
+                    )))
+                }
+            },
+            Err(e) => {
+                self.lost(&e);
+                Err(self.unavailable())
+            }
+        };
+        self.answer(ClusterEvent::Claimed {
+            id: channel,
+            names,
+            result,
+        });
+    }
+
+    /// Writes this node's state again from the mirror (after an outage, or a late
+    /// registration): stale rooms and names of its channels go, the records and memberships
+    /// are rewritten, names claimed again, departures made meanwhile published.
+    fn resync(&mut self) {
+        let chans = self.keys.chans(self.me.node);
+        let old: HashMap<u64, String> = match redis::cmd("HGETALL").arg(&chans).query(self.con()) {
+            Ok(old) => old,
+            Err(e) => return self.lost(&e),
+        };
+        let empty = Entry::default();
+        for (id, json) in &old {
+            let Ok(was) = serde_json::from_str::<Entry>(json) else {
+                continue;
+            };
+            let now = self.mirror.get(id).unwrap_or(&empty).clone();
+            for room in was.rooms.difference(&now.rooms) {
+                self.zrem(room, *id);
+            }
+            let gone: Vec<&String> = was.names.difference(&now.names).collect();
+            self.release_names(*id, gone);
+        }
+        self.pipe.cmd(&[b"DEL", chans.as_bytes()]);
+        self.expects.push(Expect::Ignore);
+        let mut ids: Vec<u64> = self.mirror.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let e = self.mirror[&id].clone();
+            if e.names.is_empty() {
+                self.hset(id);
+            } else {
+                let mut keys: Vec<String> = e.names.iter().map(|n| self.keys.name(n)).collect();
+                keys.push(chans.clone());
+                let args = [id.to_string(), e.json()];
+                self.pipe
+                    .evalsha(self.scripts.claim.get_hash(), &keys, &args);
+                self.expects.push(Expect::Reclaim(id));
+            }
+            for room in &e.rooms {
+                self.zadd(room, id);
+            }
+        }
+        let departed = std::mem::take(&mut self.departures);
+        if !departed.is_empty() {
+            let mut out = Vec::new();
+            envelope::departed(&mut out, self.me.node, &departed);
+            self.depart(&out);
+            self.expects.push(Expect::Departures(departed));
+        }
+        self.flush();
+        if self.con.is_some() {
+            self.need_resync = false;
+            self.ready = true;
+            if self.reported.is_some() {
+                self.grace_until =
+                    Instant::now() + self.me.ttl + MAX_BACKOFF + self.shared.io_timeout;
+            }
+        }
+    }
+
+    /// This node found `node` gone: its server is told once.
+    fn gone(&self, node: NodeNumber) {
+        if self.shared.mark_gone(node) {
+            log::info!("node {node} is gone");
+            self.answer(ClusterEvent::NodeGone { node });
+        }
+    }
+
+    /// Finds the nodes whose presence expired; one node reaps each.
+    fn check_nodes(&mut self) -> redis::RedisResult<()> {
+        self.next_check = Instant::now() + self.check_every();
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys.nodes())
+            .query(self.con())?;
+        let listed: Vec<NodeNumber> = members
+            .iter()
+            .filter_map(|m| m.parse().ok())
+            .filter(|&n| n != self.me.node && n != 0)
+            .collect();
+        for &n in &listed {
+            self.pipe.cmd(&[b"EXISTS", self.keys.node(n).as_bytes()]);
+        }
+        let con = self.con.as_mut().expect("connected");
+        let exists = self.pipe.run(con)?;
+        let in_grace = Instant::now() < self.grace_until;
+        let mut alive = HashSet::new();
+        let mut dead = Vec::new();
+        for (&n, e) in listed.iter().zip(&exists) {
+            if matches!(e, Value::Int(1)) {
+                alive.insert(n);
+            } else if !in_grace {
+                dead.push(n);
+            }
+        }
+        for n in dead {
+            let r: i64 = self
+                .scripts
+                .declare_dead
+                .key(self.keys.node(n))
+                .key(self.keys.retired(n))
+                .key(self.keys.reap(n))
+                .arg(&self.me.token)
+                .arg(REAP_LOCK_MS)
+                .arg(RETIRE_MS)
+                .invoke(self.con.as_mut().expect("connected"))?;
+            if r == 0 {
+                alive.insert(n); // it refreshed meanwhile
+                continue;
+            }
+            self.gone(n);
+            if r == 2 {
+                self.reap(n)?;
+            }
+        }
+        if in_grace {
+            self.known.extend(alive);
+            return Ok(());
+        }
+        // Seen alive before and no longer listed at all (Redis lost its data, and it never
+        // came back): gone too, and retired so that it cannot come back.
+        let unlisted: Vec<NodeNumber> = self
+            .known
+            .iter()
+            .copied()
+            .filter(|n| !listed.contains(n))
+            .collect();
+        for n in unlisted {
+            let _: () = redis::cmd("SET")
+                .arg(self.keys.retired(n))
+                .arg(1)
+                .arg("PX")
+                .arg(RETIRE_MS)
+                .query(self.con())?;
+            self.gone(n);
+        }
+        self.known = alive;
+        Ok(())
+    }
+
+    /// Cleans up after dead node `n` (this node holds its reap lock): its channels leave their
+    /// rooms and names, one departure for all of them is published in its name (every other
+    /// node reports them departed), then its record and membership go.
+    fn reap(&mut self, n: NodeNumber) -> redis::RedisResult<()> {
+        let chans = self.keys.chans(n);
+        let entries: HashMap<u64, String> = redis::cmd("HGETALL").arg(&chans).query(self.con())?;
+        let mut ids: Vec<u64> = entries.keys().copied().collect();
+        ids.sort_unstable();
+        for (&id, json) in &entries {
+            let Ok(e) = serde_json::from_str::<Entry>(json) else {
+                continue;
+            };
+            for room in &e.rooms {
+                self.zrem(room, id);
+            }
+            self.release_names(id, &e.names);
+        }
+        let keys = [
+            self.keys.node(n),
+            self.keys.retired(n),
+            self.keys.nodes(),
+            chans,
+        ];
+        let args = [String::new(), n.to_string(), RETIRE_MS.to_string()];
+        self.pipe
+            .evalsha(self.scripts.finish.get_hash(), &keys, &args);
+        self.expects.push(Expect::Ignore);
+        let mut out = Vec::new();
+        if !ids.is_empty() {
+            envelope::departed(&mut out, n, &ids);
+            self.depart(&out);
+            self.expects.push(Expect::Ignore);
+            out.clear();
+        }
+        envelope::node_gone(&mut out, n, n);
+        self.publish(Target::Bus, &out);
+        self.expects.push(Expect::Ignore);
+        let expects = std::mem::take(&mut self.expects);
+        let con = self.con.as_mut().expect("connected");
+        let replies = self.pipe.run(con)?;
+        for (r, _) in replies.iter().zip(expects) {
+            if let Value::ServerError(e) = r {
+                log::error!("reaping node {n}: redis answered {e:?}");
+            }
+        }
+        log::info!(
+            "node {n} is dead (its presence expired): reaped, {} channel(s) departed",
+            ids.len()
+        );
+        Ok(())
+    }
+
+    /// The adapter is dropped: this node leaves at once. Its channels depart (rooms and names
+    /// freed, one departure published), a "node gone" notice is published, its key and record
+    /// are deleted and its number retired.
+    fn leave(&mut self) {
+        if self.shared.is_fenced() || self.con.is_none() || !self.registered {
+            log::info!(
+                "node {} stops without reaching Redis: the others reap it once its presence \
+                 expires",
+                self.me.node
+            );
+            return;
+        }
+        self.flush();
+        if self.con.is_none() {
+            return;
+        }
+        let mut ids: Vec<u64> = self.mirror.keys().copied().collect();
+        ids.sort_unstable();
+        for &id in &ids {
+            let e = self.mirror[&id].clone();
+            for room in &e.rooms {
+                self.zrem(room, id);
+            }
+            self.release_names(id, &e.names);
+        }
+        ids.append(&mut self.departures);
+        let mut out = Vec::new();
+        if !ids.is_empty() {
+            envelope::departed(&mut out, self.me.node, &ids);
+            self.depart(&out);
+            self.expects.push(Expect::Ignore);
+            out.clear();
+        }
+        envelope::node_gone(&mut out, self.me.node, self.me.node);
+        self.publish(Target::Bus, &out);
+        self.expects.push(Expect::Ignore);
+        let n = self.me.node;
+        let mut keys = vec![
+            self.keys.node(n),
+            self.keys.retired(n),
+            self.keys.nodes(),
+            self.keys.chans(n),
+        ];
+        if let Some(name) = &self.me.name {
+            keys.push(self.keys.node_name(name));
+        }
+        let args = [self.me.token.clone(), n.to_string(), RETIRE_MS.to_string()];
+        self.pipe
+            .evalsha(self.scripts.finish.get_hash(), &keys, &args);
+        self.expects.push(Expect::Ignore);
+        self.expects.clear();
+        let con = self.con.as_mut().expect("connected");
+        match self.pipe.run(con) {
+            Ok(_) => log::info!(
+                "node {n} left the cluster: {} channel(s) departed",
+                ids.len()
+            ),
+            Err(e) => log::warn!(
+                "node {n} could not leave cleanly ({}); the others reap it once its presence \
+                 expires",
+                self.scrub.text(e)
+            ),
+        }
+    }
+}

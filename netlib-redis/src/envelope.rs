@@ -1,0 +1,454 @@
+//! The envelope: what one PUBLISH carries between nodes, in a compact binary format (see the
+//! [crate docs](crate#the-envelope)). Integers are big-endian; the payload (netlib's JSON
+//! bytes, never re-encoded) comes last, unescaped, so that decoding it is a slice of the
+//! received buffer.
+
+use bytes::Bytes;
+use netlib::{ChannelId, NodeNumber};
+
+/// The format's version, the first byte of every envelope.
+pub(crate) const VERSION: u8 = 1;
+
+/// The bytes before the body: version, kind, origin node.
+const HEADER: usize = 4;
+
+/// A room send (`{p}:bus`).
+const BROADCAST: u8 = 1;
+/// A send to one channel (`{p}:to:{n}`).
+const SEND: u8 = 2;
+/// A node-to-node message (`{p}:bus` for all, `{p}:to:{n}` for one).
+const EMIT: u8 = 3;
+/// Channels that departed (`{p}:bus`).
+const DEPARTED: u8 = 4;
+/// A node that left or died (`{p}:bus`).
+const NODE_GONE: u8 = 5;
+
+/// A decoded envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Envelope {
+    /// The node it speaks for: the sender, or the dead node a reaper departs.
+    pub(crate) origin: NodeNumber,
+    pub(crate) body: Body,
+}
+
+/// What an envelope says.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Body {
+    /// A room send, for the members of any of `rooms` (each once) but `except`.
+    Broadcast {
+        rooms: Vec<String>,
+        except: Option<ChannelId>,
+        payload: Bytes,
+    },
+    /// A send to channel `to`.
+    Send { to: ChannelId, payload: Bytes },
+    /// A message to node `to`'s server, or every other node's (`None`).
+    Emit {
+        to: Option<NodeNumber>,
+        payload: Bytes,
+    },
+    /// These channels are gone; `log` is the departure's entry in the departures log
+    /// (`{p}:departed`), as the publishing script appends it.
+    Departed {
+        ids: Vec<ChannelId>,
+        log: Option<LogId>,
+    },
+    /// Node `node` left the cluster or died.
+    NodeGone { node: NodeNumber },
+}
+
+/// An entry id of the departures log (a Redis stream id, `MS-SEQ`): ordered.
+pub(crate) type LogId = (u64, u64);
+
+/// Reads a stream id, `MS-SEQ`.
+pub(crate) fn log_id(text: &[u8]) -> Option<LogId> {
+    let text = std::str::from_utf8(text).ok()?;
+    let (ms, seq) = text.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Why bytes are not an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum DecodeError {
+    #[error("envelope of {0} bytes: shorter than its header")]
+    Short(usize),
+    #[error("envelope version {0}, this node reads version {VERSION}")]
+    Version(u8),
+    #[error("unknown envelope kind {0}")]
+    Kind(u8),
+    #[error("truncated envelope")]
+    Truncated,
+    #[error("a room name that is not UTF-8")]
+    Utf8,
+    #[error("{0} trailing bytes after the envelope")]
+    Trailing(usize),
+    #[error("a departure's log id that is not MS-SEQ")]
+    LogId,
+}
+
+/// Why an envelope cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum EncodeError {
+    #[error("a room name of {0} bytes (at most 65 535 in a cluster)")]
+    LongRoom(usize),
+    #[error("{0} rooms in one send (at most 65 535 in a cluster)")]
+    ManyRooms(usize),
+}
+
+fn header(out: &mut Vec<u8>, kind: u8, origin: NodeNumber) {
+    out.push(VERSION);
+    out.push(kind);
+    out.extend_from_slice(&origin.to_be_bytes());
+}
+
+/// Appends a room send to `out` (left as it was on error).
+pub(crate) fn broadcast(
+    out: &mut Vec<u8>,
+    origin: NodeNumber,
+    rooms: &[&str],
+    except: Option<ChannelId>,
+    payload: &[u8],
+) -> Result<(), EncodeError> {
+    let count = u16::try_from(rooms.len()).map_err(|_| EncodeError::ManyRooms(rooms.len()))?;
+    if let Some(r) = rooms.iter().find(|r| r.len() > usize::from(u16::MAX)) {
+        return Err(EncodeError::LongRoom(r.len()));
+    }
+    let names: usize = rooms.iter().map(|r| 2 + r.len()).sum();
+    out.reserve(HEADER + 10 + names + payload.len());
+    header(out, BROADCAST, origin);
+    out.extend_from_slice(&except.map_or(0, ChannelId::serial).to_be_bytes());
+    out.extend_from_slice(&count.to_be_bytes());
+    for r in rooms {
+        out.extend_from_slice(&(r.len() as u16).to_be_bytes());
+        out.extend_from_slice(r.as_bytes());
+    }
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// Appends a send to channel `to` to `out`.
+pub(crate) fn send(out: &mut Vec<u8>, origin: NodeNumber, to: ChannelId, payload: &[u8]) {
+    out.reserve(HEADER + 8 + payload.len());
+    header(out, SEND, origin);
+    out.extend_from_slice(&to.serial().to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Appends a node-to-node message for node `to` (or all: `None`) to `out`.
+pub(crate) fn emit(out: &mut Vec<u8>, origin: NodeNumber, to: Option<NodeNumber>, payload: &[u8]) {
+    out.reserve(HEADER + 2 + payload.len());
+    header(out, EMIT, origin);
+    out.extend_from_slice(&to.unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Appends the departure of channels `serials` to `out` (the publishing script appends the
+/// log id).
+pub(crate) fn departed(out: &mut Vec<u8>, origin: NodeNumber, serials: &[u64]) {
+    out.reserve(HEADER + 4 + 8 * serials.len());
+    header(out, DEPARTED, origin);
+    out.extend_from_slice(&(serials.len() as u32).to_be_bytes());
+    for s in serials {
+        out.extend_from_slice(&s.to_be_bytes());
+    }
+}
+
+/// Appends the end of node `node` to `out`.
+pub(crate) fn node_gone(out: &mut Vec<u8>, origin: NodeNumber, node: NodeNumber) {
+    header(out, NODE_GONE, origin);
+    out.extend_from_slice(&node.to_be_bytes());
+}
+
+/// Reads fixed-size fields off the front of a slice.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.rest.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(head)
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let b = self.take(8)?;
+        let mut a = [0; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn end(&self) -> Result<(), DecodeError> {
+        match self.rest.len() {
+            0 => Ok(()),
+            n => Err(DecodeError::Trailing(n)),
+        }
+    }
+}
+
+/// Decodes `bytes`; payloads are slices of it (no copy).
+pub(crate) fn decode(bytes: &Bytes) -> Result<Envelope, DecodeError> {
+    if bytes.len() < HEADER {
+        return Err(DecodeError::Short(bytes.len()));
+    }
+    if bytes[0] != VERSION {
+        return Err(DecodeError::Version(bytes[0]));
+    }
+    let kind = bytes[1];
+    let origin = u16::from_be_bytes([bytes[2], bytes[3]]);
+    let mut r = Reader {
+        rest: &bytes[HEADER..],
+    };
+    let payload = |r: &Reader<'_>| bytes.slice(bytes.len() - r.rest.len()..);
+    let body = match kind {
+        BROADCAST => {
+            let except = r.u64()?;
+            let count = r.u16()?;
+            let mut rooms = Vec::with_capacity(usize::from(count).min(r.rest.len() / 2));
+            for _ in 0..count {
+                let len = r.u16()?;
+                let name = std::str::from_utf8(r.take(usize::from(len))?)
+                    .map_err(|_| DecodeError::Utf8)?;
+                rooms.push(name.to_owned());
+            }
+            Body::Broadcast {
+                rooms,
+                except: (except != 0).then(|| ChannelId::from_serial(except)),
+                payload: payload(&r),
+            }
+        }
+        SEND => Body::Send {
+            to: ChannelId::from_serial(r.u64()?),
+            payload: payload(&r),
+        },
+        EMIT => {
+            let to = r.u16()?;
+            Body::Emit {
+                to: (to != 0).then_some(to),
+                payload: payload(&r),
+            }
+        }
+        DEPARTED => {
+            let count = r.u32()? as usize;
+            if r.rest.len() / 8 < count {
+                return Err(DecodeError::Truncated);
+            }
+            let mut ids = Vec::with_capacity(count);
+            for _ in 0..count {
+                ids.push(ChannelId::from_serial(r.u64()?));
+            }
+            let log = match r.rest {
+                [] => None,
+                id => Some(log_id(id).ok_or(DecodeError::LogId)?),
+            };
+            Body::Departed { ids, log }
+        }
+        NODE_GONE => {
+            let node = r.u16()?;
+            r.end()?;
+            Body::NodeGone { node }
+        }
+        other => return Err(DecodeError::Kind(other)),
+    };
+    Ok(Envelope { origin, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encode(e: &Envelope) -> Vec<u8> {
+        let mut out = Vec::new();
+        match &e.body {
+            Body::Broadcast {
+                rooms,
+                except,
+                payload,
+            } => {
+                let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+                broadcast(&mut out, e.origin, &rooms, *except, payload).unwrap();
+            }
+            Body::Send { to, payload } => send(&mut out, e.origin, *to, payload),
+            Body::Emit { to, payload } => emit(&mut out, e.origin, *to, payload),
+            Body::Departed { ids, log } => {
+                let serials: Vec<u64> = ids.iter().map(|i| i.serial()).collect();
+                departed(&mut out, e.origin, &serials);
+                if let Some((ms, seq)) = log {
+                    out.extend_from_slice(format!("{ms}-{seq}").as_bytes());
+                }
+            }
+            Body::NodeGone { node } => node_gone(&mut out, e.origin, *node),
+        }
+        out
+    }
+
+    fn id(n: u64) -> ChannelId {
+        ChannelId::from_serial(n)
+    }
+
+    fn every_kind() -> Vec<Envelope> {
+        let payload = Bytes::from_static(br#"{"action":"said","text":"h\u00e9"}"#);
+        [
+            Body::Broadcast {
+                rooms: vec!["lobby".into(), "caf\u{e9}".into(), String::new()],
+                except: Some(id(7 << 37 | 3)),
+                payload: payload.clone(),
+            },
+            Body::Broadcast {
+                rooms: vec![],
+                except: None,
+                payload: Bytes::new(),
+            },
+            Body::Send {
+                to: id(65_535 << 37 | 1),
+                payload: payload.clone(),
+            },
+            Body::Emit {
+                to: None,
+                payload: payload.clone(),
+            },
+            Body::Emit {
+                to: Some(9),
+                payload,
+            },
+            Body::Departed {
+                ids: vec![id(1), id(u64::MAX)],
+                log: None,
+            },
+            Body::Departed {
+                ids: vec![id(3)],
+                log: Some((1_700_000_000_000, 7)),
+            },
+            Body::Departed {
+                ids: vec![],
+                log: None,
+            },
+            Body::NodeGone { node: 65_535 },
+        ]
+        .into_iter()
+        .map(|body| Envelope { origin: 42, body })
+        .collect()
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        for e in every_kind() {
+            let bytes = Bytes::from(encode(&e));
+            assert_eq!(bytes[0], VERSION);
+            assert_eq!(decode(&bytes), Ok(e));
+        }
+    }
+
+    #[test]
+    fn the_payload_is_a_slice_of_the_input_not_a_copy() {
+        let mut out = Vec::new();
+        send(&mut out, 1, id(5), b"{}");
+        let bytes = Bytes::from(out);
+        let Ok(Envelope {
+            body: Body::Send { payload, .. },
+            ..
+        }) = decode(&bytes)
+        else {
+            panic!("a send");
+        };
+        assert_eq!(&payload[..], b"{}");
+        let end = bytes.as_ptr() as usize + bytes.len();
+        assert_eq!(payload.as_ptr() as usize + payload.len(), end);
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        let bad = |b: &[u8]| decode(&Bytes::copy_from_slice(b)).unwrap_err();
+        assert_eq!(bad(b""), DecodeError::Short(0));
+        assert_eq!(bad(&[2, 1, 0, 1]), DecodeError::Version(2));
+        assert_eq!(bad(&[VERSION, 99, 0, 1]), DecodeError::Kind(99));
+        assert_eq!(bad(&[VERSION, SEND, 0, 1, 0, 0]), DecodeError::Truncated);
+        // A room count larger than what follows, and a count of departures that would not fit.
+        assert_eq!(
+            bad(&[VERSION, BROADCAST, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]),
+            DecodeError::Truncated
+        );
+        assert_eq!(
+            bad(&[VERSION, DEPARTED, 0, 1, 0xff, 0xff, 0xff, 0xff]),
+            DecodeError::Truncated
+        );
+        assert_eq!(
+            bad(&[VERSION, BROADCAST, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0xff]),
+            DecodeError::Utf8
+        );
+        assert_eq!(
+            bad(&[VERSION, NODE_GONE, 0, 1, 0, 2, 0]),
+            DecodeError::Trailing(1)
+        );
+        assert_eq!(
+            bad(&[VERSION, DEPARTED, 0, 1, 0, 0, 0, 0, b'x']),
+            DecodeError::LogId
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_encoded_is_refused_and_leaves_the_buffer_alone() {
+        let long = "x".repeat(70_000);
+        let mut out = vec![1, 2];
+        assert_eq!(
+            broadcast(&mut out, 1, &[&long], None, b"{}"),
+            Err(EncodeError::LongRoom(70_000))
+        );
+        assert_eq!(out, [1, 2]);
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_decode_or_fail_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode(&Bytes::from(bytes));
+        }
+
+        #[test]
+        fn a_valid_header_with_any_body_never_panics(kind in 0u8..8, body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut bytes = vec![VERSION, kind, 0, 3];
+            bytes.extend(body);
+            let _ = decode(&Bytes::from(bytes));
+        }
+
+        #[test]
+        fn any_broadcast_round_trips(
+            origin in 1u16..,
+            rooms in proptest::collection::vec(".{0,12}", 0..5),
+            except in proptest::option::of(1u64..(1 << 53)),
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let e = Envelope {
+                origin,
+                body: Body::Broadcast {
+                    rooms,
+                    except: except.map(ChannelId::from_serial),
+                    payload: Bytes::from(payload),
+                },
+            };
+            prop_assert_eq!(decode(&Bytes::from(encode(&e))), Ok(e));
+        }
+
+        #[test]
+        fn any_departure_round_trips(
+            origin in 1u16..,
+            serials in proptest::collection::vec(any::<u64>(), 0..20),
+            log in proptest::option::of((any::<u64>(), any::<u64>())),
+        ) {
+            let e = Envelope {
+                origin,
+                body: Body::Departed { ids: serials.into_iter().map(ChannelId::from_serial).collect(), log },
+            };
+            prop_assert_eq!(decode(&Bytes::from(encode(&e))), Ok(e));
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The Redis implementation of netlib's cluster [`Adapter`](netlib::Adapter) seam: several
+//! netlib servers (nodes), each made with a [`RedisAdapter`], share room sends, sends by
+//! channel id, node-to-node messages, cluster-wide unique names, room membership queries and
+//! presence through one Redis server, as Socket.IO's Redis adapter does for Socket.IO
+//! servers. What every adapter must give is the seam's contract (netlib's `adapter` module
+//! docs, and the model of the tests' in-process bus); this crate's own test suite runs that
+//! contract against a real `redis-server`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use netlib::{Server, ServerConfig};
+//! use netlib_redis::{RedisAdapter, RedisConfig};
+//! # use netlib::{ChannelId, ServerContext, ServerHandler};
+//! # struct Game;
+//! # impl ServerHandler for Game { type Channel = ();
+//! #   fn connected(&mut self, _: &mut ServerContext<'_, ()>, _: ChannelId, _: std::net::SocketAddr) {} }
+//!
+//! let config = RedisConfig::new("redis://:password@10.0.0.5:6379")
+//!     .prefix("game")
+//!     .presence_ttl(Duration::from_secs(10));
+//! let adapter = RedisAdapter::connect(config)?;
+//! let handle = adapter.handle(); // its state, once the adapter is the server's
+//! let mut server = Server::with_adapter(Game, ServerConfig::default(), Box::new(adapter))?;
+//! # let _ = (handle, &mut server);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Keys and channels
+//!
+//! Everything lives under a prefix `{p}` ([`RedisConfig::prefix`], default `netlib`), so
+//! that clusters can share a Redis server. `{n}` is a node number, a serial is a channel id's
+//! [`serial`](netlib::ChannelId::serial) in decimal.
+//!
+//! | key or channel | type | what |
+//! |---|---|---|
+//! | `{p}:nodes` | set | the registered node numbers (a dead one until it is reaped) |
+//! | `{p}:node:{n}` | string, TTL | node `n`'s presence: a random token of its start, refreshed every third of the [presence TTL](RedisConfig::presence_ttl) |
+//! | `{p}:retired:{n}` | string, 1 h | number `n` left or was declared dead: it is drawn by no one, and its old holder can never refresh it |
+//! | `{p}:reap:{n}` | string, 30 s | the lock of the node that reaps dead node `n` (`SET NX PX`) |
+//! | `{p}:chans:{n}` | hash | node `n`'s channels that joined a room or hold a name: serial → `{"rooms":[..],"names":[..]}` (what a reaper needs) |
+//! | `{p}:room:{room}` | sorted set | the room's members on every node: member = serial, score = serial (below 2⁵³, exact as a double), so pages come in id order |
+//! | `{p}:name:{name}` | string | the serial of the channel that holds the name |
+//! | `{p}:nodename:{name}` | string, TTL | the token of the node that holds [node name](RedisConfig::node_name) `name`, refreshed with its presence |
+//! | `{p}:departed` | stream | every departure envelope (trimmed to about 100 000 entries), for a node that subscribes again to read what it missed |
+//! | `{p}:bus` | pub/sub | room sends, messages to every node, departures (with their `{p}:departed` id appended), "node gone" notices |
+//! | `{p}:to:{n}` | pub/sub | sends to channels of node `n`, messages to node `n` |
+//!
+//! Changes that must be atomic are Lua scripts: taking a number (only if it is neither live,
+//! retired nor still listed), refreshing presence (only if the keys still hold this start's
+//! token, or expired without being retired), claiming names (all or none, recorded in the
+//! node's hash in the same step), releasing names (only those the channel holds), declaring a
+//! node dead (retiring its number in the same step), a node's end, and publishing a departure
+//! (appended to the departures log and published with its entry's id, in one step).
+//!
+//! # The envelope
+//!
+//! One PUBLISH carries one envelope, in a compact binary format (integers big-endian):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 1 | version: 1 |
+//! | 1 | kind: 1 room send, 2 send, 3 node message, 4 departures, 5 node gone |
+//! | 2 | origin: the node it speaks for (the sender, or the dead node a reaper speaks for) |
+//!
+//! then, by kind: a room send has the excepted channel's serial (u64, 0 for none), the
+//! number of rooms (u16), each room as its length (u16) and UTF-8 bytes, then the payload; a
+//! send, the channel's serial (u64) then the payload; a node message, the node it is for
+//! (u16, 0 for every other node) then the payload; departures, their count (u32) then each
+//! serial (u64), then, as published on `{p}:bus`, the id of its entry in `{p}:departed`
+//! (`MS-SEQ`, ASCII); node gone, the node (u16). The payload is netlib's JSON message, as the
+//! sending server encoded it, unescaped and last: a receiving node hands a slice of the bytes
+//! it read to its server, with no copy and no re-encoding.
+//!
+//! # Guarantees
+//!
+//! - **One publish per room send**, whatever the number of nodes and rooms: `{p}:bus`, read by
+//!   every node, which delivers to its own members (and ignores what it published itself).
+//! - **Order**: each node publishes from one connection and subscribes to both of its
+//!   channels on one connection, and Redis delivers in publish order, so a node's room sends,
+//!   sends by id and node messages arrive everywhere in the order it sent them.
+//! - **No Redis I/O on the server's loop**: the adapter's methods only hand work to its
+//!   command thread or read atomics; what arrives is put in an inbox and the server woken.
+//!   Room sends, sends and node messages are refused with
+//!   [`ClusterError::Unavailable`](netlib::ClusterError::Unavailable) while the adapter is
+//!   down (or fenced, or too far behind), and what was refused is never sent later.
+//! - **Numbers are never reused while it matters**: a node number is drawn at random at
+//!   every start among those neither live, listed, nor retired in the last hour; a dead
+//!   node's ids never reach its successor's channels.
+//! - **Names have one holder**: claims are all or none, atomic in Redis; a name is freed when
+//!   its channel closes or its node dies.
+//! - **Departures are not lost to a reconnect**: pub/sub delivers only to who is subscribed,
+//!   so departures also go to the `{p}:departed` log; a node whose subscriber connects again
+//!   reads the entries after the last it got before it reports `Up` (each departure is
+//!   reported once). A node away for more than the log's last 100 000 departures misses the
+//!   oldest.
+//!
+//! # Presence, death and reaping
+//!
+//! Each node refreshes its key every third of the presence TTL. Every min(1 s, TTL/3) each
+//! node reads `{p}:nodes`: a listed node whose key is gone is dead. The first node to see it
+//! retires its number (a script: the dead node can never refresh again) and every live node
+//! reports [`ClusterEvent::NodeGone`](netlib::ClusterEvent::NodeGone) to its server, once per
+//! node; the one node that takes the reap lock removes the dead node's channels from their
+//! rooms, frees their names, deletes its hash and number, and publishes one departure in the
+//! dead node's name, which every other node (the reaper too) reports as
+//! [`ClusterEvent::Departed`](netlib::ClusterEvent::Departed) per channel. A node killed
+//! with SIGKILL has departed everywhere within the presence TTL plus about 2 s.
+//!
+//! # Outages
+//!
+//! Both connections reconnect with capped exponential backoff and full jitter (up to 2 s).
+//! An outage is reported once ([`ClusterEvent::Down`](netlib::ClusterEvent::Down), logged
+//! once); what this node's channels do meanwhile (joins, leaves, releases, closings) is
+//! state: kept in a mirror, and replayed when Redis is back. Back up, the node takes its
+//! presence again, rewrites its hash, room memberships and names from the mirror (removing
+//! what is stale first: Redis may have restarted empty), publishes the departures made
+//! meanwhile, and only then, with its subscriber subscribed again, reports
+//! [`ClusterEvent::Up`](netlib::ClusterEvent::Up). Claims are answered with `Unavailable`
+//! and members queries with [`QueryFailed`](netlib::ClusterEvent::QueryFailed) while down.
+//! After its own reconnect a node gives the others one presence TTL (plus the longest
+//! backoff) to register again before it counts them gone. If Redis loses its data while a
+//! node dies, the others still report it gone, but no one knows its channels any more: they
+//! get no `Departed` for them (a server that keeps a directory of other nodes' channels drops
+//! that node's on `NodeGone`).
+//!
+//! # Fencing
+//!
+//! If a refresh finds this node's key held by another token, or its number retired (this
+//! process stalled past its TTL and was declared dead, or Redis restarted empty and a
+//! newcomer drew the number), or its name held by another node, the adapter is fenced: it
+//! stops touching Redis for good, logs an error once, reports `Down` with
+//! `Unavailable("fenced: ...")`, and refuses all cross-node work from then on. Restart the
+//! process to rejoin under a new number.
+//!
+//! # Leaving and dying
+//!
+//! Dropping a [`RedisAdapter`] (dropping its server) leaves at once, waiting up to 1 s: its
+//! channels' departures are published, their names freed and rooms cleaned, a "node gone"
+//! notice published (the others report `NodeGone` at once), its key deleted and its number
+//! retired; then its threads end. [`AdapterHandle::halt`] stops it as SIGKILL would instead,
+//! for tests: the others find it dead once its presence expires.
+//!
+//! # Threads
+//!
+//! Two per adapter. The command thread carries everything the server hands over to Redis,
+//! draining its queue and sending up to 1 024 operations in one pipelined round trip, in
+//! order; it also refreshes presence, finds dead nodes, reaps, resynchronises and leaves.
+//! The subscriber thread reads `{p}:bus` and `{p}:to:{n}` by hand (RESP2), decoding each
+//! message without an allocation beyond what the server gets. Logs go through `log`; they
+//! never show the Redis password (URLs are shown as [`RedisConfig::shown_url`] gives them,
+//! and Redis's error texts have it replaced by `***`).
+//!
+//! # Layout
+//!
+//! - `config.rs`: [`RedisConfig`], and hiding the password.
+//! - `error.rs`: [`RedisError`].
+//! - `adapter.rs`: [`RedisAdapter`], the seam's methods (no I/O) and `connect`.
+//! - `shared.rs`: what the adapter and its threads share (inbox, flags), [`AdapterHandle`].
+//! - `node.rs`: the node's number, name and presence.
+//! - `keys.rs`: key and channel names, the Lua scripts.
+//! - `envelope.rs`: the envelope's encoding and decoding.
+//! - `commands.rs`: the command thread (pipeline, mirror, reaping, resync, leave).
+//! - `subscriber.rs`: the subscriber thread.
+//! - `resp.rs`: RESP2 packing and parsing by hand, for the hot paths.
+//! - `backoff.rs`: reconnection backoff, random numbers.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod adapter;
+mod backoff;
+mod commands;
+mod config;
+mod envelope;
+mod error;
+mod keys;
+mod node;
+mod resp;
+mod shared;
+mod subscriber;
+
+pub use adapter::RedisAdapter;
+pub use config::{RedisConfig, DEFAULT_PRESENCE_TTL};
+pub use error::RedisError;
+pub use shared::AdapterHandle;

@@ -1,0 +1,398 @@
+//! What the adapter (on the server's loop) and its two threads share: the inbox of what
+//! arrived, the state flags the loop reads without I/O, and the [`AdapterHandle`].
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use netlib::{ClusterError, ClusterEvent, ClusterInbound, NodeNumber};
+
+use crate::commands::Cmd;
+use crate::subscriber::Stream;
+
+/// How many received items may wait for the server's poll: past this the subscriber stops
+/// reading (Redis then buffers, and past its `client-output-buffer-limit` for pub/sub drops the
+/// connection: an outage, reported as such, rather than unbounded memory here).
+pub(crate) const MAX_INBOX: usize = 1 << 20;
+
+/// How many operations may be handed to the command thread and not yet carried out before
+/// room sends, sends and node messages are refused (Redis is not keeping up).
+pub(crate) const MAX_QUEUED: usize = 1 << 17;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The adapter's state shared with its threads.
+pub(crate) struct Shared {
+    pub(crate) node: NodeNumber,
+    pub(crate) io_timeout: Duration,
+    inbox: Mutex<Vec<ClusterInbound>>,
+    waker: OnceLock<Arc<mio::Waker>>,
+    /// `ClusterEvent::Up` reported and no `Down` since: traffic is taken.
+    up: AtomicBool,
+    /// Counts outages: traffic handed over in an earlier epoch is dropped, never replayed.
+    epoch: AtomicU64,
+    fenced: AtomicBool,
+    halted: AtomicBool,
+    /// The adapter is being dropped: the threads end once it left.
+    stopping: AtomicBool,
+    /// Why traffic is refused now (while not up).
+    reason: Mutex<String>,
+    /// Operations handed to the command thread and not yet carried out.
+    queued: AtomicUsize,
+    /// Items put in the inbox since the start.
+    received: AtomicU64,
+    /// Nodes reported gone (`NodeGone` once per node); sends to their channels are refused.
+    gone: Mutex<HashSet<NodeNumber>>,
+    /// A clone of the subscriber's connection, to shut it down from another thread.
+    pub(crate) sub_stream: Mutex<Option<Stream>>,
+    /// The command thread's queue, for [`AdapterHandle::halt`] to wake it.
+    commands: Mutex<Sender<Cmd>>,
+    /// How many of the two threads have ended.
+    stopped: Mutex<u8>,
+    stopped_changed: Condvar,
+}
+
+impl Shared {
+    pub(crate) fn new(node: NodeNumber, io_timeout: Duration, commands: Sender<Cmd>) -> Self {
+        Shared {
+            node,
+            io_timeout,
+            inbox: Mutex::new(Vec::new()),
+            waker: OnceLock::new(),
+            up: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            fenced: AtomicBool::new(false),
+            halted: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            reason: Mutex::new("redis is not connected yet".to_owned()),
+            queued: AtomicUsize::new(0),
+            received: AtomicU64::new(0),
+            gone: Mutex::new(HashSet::new()),
+            sub_stream: Mutex::new(None),
+            commands: Mutex::new(commands),
+            stopped: Mutex::new(0),
+            stopped_changed: Condvar::new(),
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.get() {
+            if let Err(e) = w.wake() {
+                log::error!("cannot wake the server: {e}");
+            }
+        }
+    }
+
+    pub(crate) fn set_waker(&self, waker: Arc<mio::Waker>) {
+        if self.waker.set(waker).is_err() {
+            log::warn!("set_waker called twice: the first waker is kept");
+        }
+        if !lock(&self.inbox).is_empty() {
+            self.wake();
+        }
+    }
+
+    /// Puts `items` in the inbox, and wakes the server if it was empty (else a wake is on its
+    /// way already). Nothing once halted.
+    pub(crate) fn push(&self, items: &mut Vec<ClusterInbound>) {
+        if items.is_empty() || self.halted() {
+            items.clear();
+            return;
+        }
+        let was_empty = {
+            let mut inbox = lock(&self.inbox);
+            let was_empty = inbox.is_empty();
+            self.received
+                .fetch_add(items.len() as u64, Ordering::SeqCst);
+            inbox.append(items);
+            was_empty
+        };
+        if was_empty {
+            self.wake();
+        }
+    }
+
+    pub(crate) fn push_one(&self, item: ClusterInbound) {
+        self.push(&mut vec![item]);
+    }
+
+    /// Takes what arrived.
+    pub(crate) fn take(&self, into: &mut Vec<ClusterInbound>) {
+        if self.halted() {
+            return;
+        }
+        let mut inbox = lock(&self.inbox);
+        if into.is_empty() {
+            std::mem::swap(into, &mut *inbox);
+        } else {
+            into.append(&mut inbox);
+        }
+    }
+
+    pub(crate) fn inbox_len(&self) -> usize {
+        lock(&self.inbox).len()
+    }
+
+    /// Reports `Up`: the event is in the inbox when [`is_up`](Self::is_up) turns true.
+    pub(crate) fn report_up(&self) {
+        let mut inbox = lock(&self.inbox);
+        let was_empty = inbox.is_empty();
+        inbox.push(ClusterInbound::Event(ClusterEvent::Up));
+        self.received.fetch_add(1, Ordering::SeqCst);
+        self.up.store(true, Ordering::SeqCst);
+        drop(inbox);
+        if was_empty {
+            self.wake();
+        }
+    }
+
+    /// Reports `Down` with `why` (traffic is refused with it from now on, and what was handed
+    /// over before is dropped). With `fenced`, for good.
+    pub(crate) fn report_down(&self, why: &str, fenced: bool) {
+        *lock(&self.reason) = why.to_owned();
+        let mut inbox = lock(&self.inbox);
+        let was_empty = inbox.is_empty();
+        if fenced {
+            self.fenced.store(true, Ordering::SeqCst);
+        }
+        self.up.store(false, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        inbox.push(ClusterInbound::Event(ClusterEvent::Down {
+            error: ClusterError::Unavailable(why.to_owned()),
+        }));
+        self.received.fetch_add(1, Ordering::SeqCst);
+        drop(inbox);
+        if was_empty {
+            self.wake();
+        }
+    }
+
+    /// Why cross-node work is refused now, if it is.
+    pub(crate) fn refusal(&self) -> Option<ClusterError> {
+        if self.halted() {
+            return Some(ClusterError::Unavailable(
+                "the redis adapter was halted".to_owned(),
+            ));
+        }
+        if !self.up.load(Ordering::SeqCst) {
+            return Some(ClusterError::Unavailable(lock(&self.reason).clone()));
+        }
+        None
+    }
+
+    /// The epoch to tag traffic with, if it is taken now (read before the `up` flag: see
+    /// [`report_down`](Self::report_down)).
+    pub(crate) fn traffic_epoch(&self) -> Result<u64, ClusterError> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        if let Some(refused) = self.refusal() {
+            return Err(refused);
+        }
+        let queued = self.queued.load(Ordering::SeqCst);
+        if queued >= MAX_QUEUED {
+            return Err(ClusterError::Unavailable(format!(
+                "redis is not keeping up: {queued} operations queued"
+            )));
+        }
+        Ok(epoch)
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn halted(&self) -> bool {
+        self.halted.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Whether the threads should end (halted, or the adapter left).
+    pub(crate) fn ending(&self) -> bool {
+        self.halted() || self.stopping()
+    }
+
+    pub(crate) fn queued_add(&self) {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// One handed-over operation is carried out (after its answer, if any, was pushed).
+    pub(crate) fn queued_done(&self, n: usize) {
+        if n > 0 {
+            self.queued.fetch_sub(n, Ordering::SeqCst);
+        }
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn received(&self) -> u64 {
+        self.received.load(Ordering::SeqCst)
+    }
+
+    /// Marks `node` gone; true the first time.
+    pub(crate) fn mark_gone(&self, node: NodeNumber) -> bool {
+        lock(&self.gone).insert(node)
+    }
+
+    pub(crate) fn is_gone(&self, node: NodeNumber) -> bool {
+        lock(&self.gone).contains(&node)
+    }
+
+    /// Hands `cmd` to the command thread.
+    pub(crate) fn command(&self, cmd: Cmd) {
+        let counted = cmd.counted();
+        if counted {
+            self.queued_add();
+        }
+        if lock(&self.commands).send(cmd).is_err() && counted {
+            self.queued_done(1); // the thread ended: nothing will carry it out
+        }
+    }
+
+    /// Shuts the subscriber's connection down, so that its read returns at once.
+    pub(crate) fn shut_subscriber(&self) {
+        if let Some(s) = lock(&self.sub_stream).take() {
+            s.shutdown();
+        }
+    }
+
+    /// Stops everything at once, as SIGKILL would (see [`AdapterHandle::halt`]).
+    pub(crate) fn halt(&self) {
+        if self.halted.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.up.store(false, Ordering::SeqCst);
+        lock(&self.inbox).clear();
+        self.shut_subscriber();
+        self.command(Cmd::Wake);
+    }
+
+    /// Starts a clean leave (the adapter is dropped).
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// A thread ended.
+    pub(crate) fn thread_ended(&self) {
+        *lock(&self.stopped) += 1;
+        self.stopped_changed.notify_all();
+    }
+
+    /// Waits until `threads` threads have ended or `deadline` passed; whether they did.
+    pub(crate) fn wait_ended(&self, threads: u8, deadline: Instant) -> bool {
+        let mut ended = lock(&self.stopped);
+        while *ended < threads {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            ended = self
+                .stopped_changed
+                .wait_timeout(ended, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("node", &self.node)
+            .field("up", &self.is_up())
+            .field("fenced", &self.is_fenced())
+            .field("halted", &self.halted())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A handle on a [`RedisAdapter`](crate::RedisAdapter) that outlives its move into the
+/// server: its state, and [`halt`](Self::halt) for tests. Cheap to clone.
+#[derive(Clone)]
+pub struct AdapterHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl AdapterHandle {
+    /// Stops the adapter as SIGKILL would stop its process: no cleanup in Redis, no more
+    /// presence refresh, nothing more received or sent (cross-node work is refused from now
+    /// on). The other nodes find this node dead once its presence expires. Returns once both
+    /// threads have ended (at most about one Redis I/O timeout, a third of the presence TTL
+    /// between 0.5 and 5 s, plus 1 s). For tests of node failure.
+    pub fn halt(&self) {
+        self.shared.halt();
+        let deadline = Instant::now() + self.shared.io_timeout + Duration::from_secs(1);
+        if !self.shared.wait_ended(2, deadline) {
+            log::warn!("halt: the Redis adapter's threads did not end in time");
+        }
+    }
+
+    /// Whether the adapter is connected to the cluster now: [`ClusterEvent::Up`] was reported
+    /// (and is in the inbox, if the server has not polled it yet) and no
+    /// [`ClusterEvent::Down`] since.
+    pub fn is_up(&self) -> bool {
+        self.shared.is_up()
+    }
+
+    /// Whether the adapter was fenced: another process took this node's number or name (see
+    /// the [crate docs](crate#fencing)). For good.
+    pub fn is_fenced(&self) -> bool {
+        self.shared.is_fenced()
+    }
+
+    /// This node's number.
+    pub fn node(&self) -> NodeNumber {
+        self.shared.node
+    }
+
+    /// How many operations the server handed to the adapter (joins, claims, sends, ...) that
+    /// its command thread has not carried out yet.
+    pub fn queued(&self) -> usize {
+        self.shared.queued()
+    }
+
+    /// How many received items wait for the server's next poll.
+    pub fn waiting(&self) -> usize {
+        self.shared.inbox_len()
+    }
+
+    /// Whether nothing handed over is being carried out and nothing received waits: the
+    /// adapter's own work is done (what other nodes sent may still be on its way).
+    pub fn is_idle(&self) -> bool {
+        // In this order: an answer is pushed before its operation counts as done.
+        self.queued() == 0 && self.waiting() == 0
+    }
+
+    /// How many items (messages, sends, events) the adapter received for its server since it
+    /// started.
+    pub fn received(&self) -> u64 {
+        self.shared.received()
+    }
+}
+
+impl fmt::Debug for AdapterHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdapterHandle")
+            .field("node", &self.node())
+            .field("up", &self.is_up())
+            .field("fenced", &self.is_fenced())
+            .finish()
+    }
+}
