@@ -1,5 +1,6 @@
 //! The command thread: everything the adapter hands over, carried to Redis in pipelined
-//! batches (one round trip for up to [`BATCH`] operations, in order, from one connection);
+//! batches (one round trip for up to [`BATCH`] operations, in order, from one connection),
+//! built with the `redis` crate's [`Pipeline`] and sent on its [`Connection`];
 //! presence refresh; finding dead nodes and reaping them; resynchronising after an outage;
 //! and the clean leave. It owns the mirror of this node's channels (their rooms and names),
 //! the state replayed after an outage, and reports [`Up`](netlib::ClusterEvent::Up) and
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netlib::{ChannelId, ClusterError, ClusterEvent, ClusterInbound, NodeNumber};
-use redis::{Connection, Value};
+use redis::{Connection, Pipeline, RedisResult, Script, ToRedisArgs, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::backoff::{Backoff, MAX_BACKOFF};
@@ -19,7 +20,6 @@ use crate::config::Scrub;
 use crate::envelope;
 use crate::keys::{Keys, Scripts, LOG_LENGTH, REAP_LOCK_MS, RETIRE_MS};
 use crate::node::{self, Identity};
-use crate::resp::Pipe;
 use crate::shared::Shared;
 
 /// The most operations sent in one round trip.
@@ -153,7 +153,8 @@ pub(crate) struct Commander {
     mirror: HashMap<u64, Entry>,
     /// Departures made while Redis was unreachable: published on reconnect.
     departures: Vec<u64>,
-    pipe: Pipe,
+    /// What the next round trip sends; `expects` says what each command's reply is for.
+    pipe: Pipeline,
     expects: Vec<Expect>,
     /// Consecutive departures, coalesced into one publish.
     closing: Vec<u64>,
@@ -198,7 +199,7 @@ impl Commander {
             known: HashSet::new(),
             mirror: HashMap::new(),
             departures: Vec::new(),
-            pipe: Pipe::default(),
+            pipe: redis::pipe(),
             expects: Vec::new(),
             closing: Vec::new(),
         }
@@ -428,21 +429,11 @@ impl Commander {
         let chans = self.keys.chans(self.me.node);
         match self.mirror.get(&id) {
             Some(e) if !e.is_empty() => {
-                let json = e.json();
-                self.pipe
-                    .start(4)
-                    .arg(b"HSET")
-                    .arg(chans.as_bytes())
-                    .num(id)
-                    .arg(json.as_bytes());
+                self.pipe.cmd("HSET").arg(chans).arg(id).arg(e.json());
             }
             _ => {
                 self.mirror.remove(&id);
-                self.pipe
-                    .start(3)
-                    .arg(b"HDEL")
-                    .arg(chans.as_bytes())
-                    .num(id);
+                self.pipe.cmd("HDEL").arg(chans).arg(id);
             }
         }
         self.expects.push(Expect::Ignore);
@@ -453,51 +444,39 @@ impl Commander {
         if keys.is_empty() {
             return;
         }
-        let id = id.to_string();
-        self.pipe
-            .evalsha(self.scripts.release.get_hash(), &keys, &[id]);
+        evalsha(&mut self.pipe, &self.scripts.release, &keys).arg(id);
         self.expects.push(Expect::Ignore);
     }
 
     fn zrem(&mut self, room: &str, id: u64) {
-        let key = self.keys.room(room);
-        self.pipe.start(3).arg(b"ZREM").arg(key.as_bytes()).num(id);
+        self.pipe.cmd("ZREM").arg(self.keys.room(room)).arg(id);
         self.expects.push(Expect::Ignore);
     }
 
     fn zadd(&mut self, room: &str, id: u64) {
-        let key = self.keys.room(room);
         self.pipe
-            .start(4)
-            .arg(b"ZADD")
-            .arg(key.as_bytes())
-            .num(id)
-            .num(id);
+            .cmd("ZADD")
+            .arg(self.keys.room(room))
+            .arg(id)
+            .arg(id);
         self.expects.push(Expect::Ignore);
     }
 
     fn publish(&mut self, to: Target, bytes: &[u8]) {
+        self.pipe.cmd("PUBLISH");
         match to {
-            Target::Bus => {
-                self.pipe.start(3).arg(b"PUBLISH").arg(self.bus.as_bytes());
-            }
-            Target::Node(n) => {
-                let ch = self.keys.to(n);
-                self.pipe.start(3).arg(b"PUBLISH").arg(ch.as_bytes());
-            }
-        }
+            Target::Bus => self.pipe.arg(&self.bus),
+            Target::Node(n) => self.pipe.arg(self.keys.to(n)),
+        };
         self.pipe.arg(bytes);
     }
 
     /// Publishes a departure envelope, through the departures log (see `keys::DEPART`).
     fn depart(&mut self, envelope: &[u8]) {
         let keys = [self.keys.departed(), self.bus.clone()];
-        let max = LOG_LENGTH.to_string();
-        self.pipe.evalsha(
-            self.scripts.depart.get_hash(),
-            &keys,
-            &[envelope, max.as_bytes()],
-        );
+        evalsha(&mut self.pipe, &self.scripts.depart, &keys)
+            .arg(envelope)
+            .arg(LOG_LENGTH);
     }
 
     /// Publishes the coalesced departures, if any.
@@ -525,7 +504,7 @@ impl Commander {
                 }
                 return;
             };
-            match self.pipe.run(con) {
+            match run(&mut self.pipe, con) {
                 Ok(replies) => {
                     for (reply, expect) in replies.into_iter().zip(expects) {
                         self.handle_reply(reply, expect);
@@ -689,17 +668,15 @@ impl Commander {
                         continue;
                     }
                     let limit = limit.max(1);
-                    let key = self.keys.room(&room);
                     let min = after.map_or_else(|| "-inf".to_owned(), |a| format!("({a}"));
                     self.pipe
-                        .start(7)
-                        .arg(b"ZRANGEBYSCORE")
-                        .arg(key.as_bytes())
-                        .arg(min.as_bytes())
-                        .arg(b"+inf")
-                        .arg(b"LIMIT")
-                        .arg(b"0")
-                        .num(limit as u64 + 1);
+                        .cmd("ZRANGEBYSCORE")
+                        .arg(self.keys.room(&room))
+                        .arg(min)
+                        .arg("+inf")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(limit as u64 + 1);
                     self.expects.push(Expect::Members { room, limit, token });
                 }
                 Cmd::Publish { epoch, to, bytes } => {
@@ -754,27 +731,32 @@ impl Commander {
         }
         let mut entry = self.mirror.get(&id).cloned().unwrap_or_default();
         entry.names.extend(names.iter().cloned());
-        let mut keys: Vec<String> = names.iter().map(|n| self.keys.name(n)).collect();
-        keys.push(self.keys.chans(self.me.node));
-        let args = [id.to_string(), entry.json()];
-        self.pipe
-            .evalsha(self.scripts.claim.get_hash(), &keys, &args);
+        let mut claim = self.scripts.claim.prepare_invoke();
+        for n in &names {
+            claim.key(self.keys.name(n));
+        }
+        claim
+            .key(self.keys.chans(self.me.node))
+            .arg(id)
+            .arg(entry.json());
+        // EVALSHA, loading the script first if Redis does not have it (NOSCRIPT).
         let con = self.con.as_mut().expect("connected");
-        let result = match self.pipe.run(con) {
-            Ok(replies) => match replies.first() {
-                Some(Value::Int(1)) => {
-                    self.mirror.insert(id, entry);
-                    Ok(())
-                }
-                Some(Value::Int(_)) => Err(ClusterError::Taken),
-                other => {
-                    let text = self.scrub.text(format_args!("{other:?}"));
-                    log::error!("redis answered a claim with {text}");
-                    Err(ClusterError::Unavailable(format!(
-                        "redis answered the claim with {text}"
-                    )))
-                }
-            },
+        let refused = |scrub: &Scrub, answer: &dyn std::fmt::Display| {
+            let text = scrub.text(answer);
+            log::error!("redis answered a claim with {text}");
+            Err(ClusterError::Unavailable(format!(
+                "redis answered the claim with {text}"
+            )))
+        };
+        let result = match claim.invoke::<Value>(con) {
+            Ok(Value::Int(1)) => {
+                self.mirror.insert(id, entry);
+                Ok(())
+            }
+            Ok(Value::Int(_)) => Err(ClusterError::Taken),
+            Ok(other) => refused(&self.scrub, &format_args!("{other:?}")),
+            // An error Redis answered (it has a code): the connection is fine.
+            Err(e) if e.code().is_some() => refused(&self.scrub, &e),
             Err(e) => {
                 self.lost(&e);
                 Err(self.unavailable())

@@ -151,7 +151,8 @@ pub enum Inbound {
 }
 
 /// The seam between a server and its cluster (see the module docs). Implemented by the
-/// in-process bus of the tests (`netlib_tests::bus`); set with
+/// Redis adapter (the `netlib-redis` crate) and by the in-process bus of the tests
+/// (`netlib_tests::bus`); set with
 /// [`Server::with_adapter`](crate::Server::with_adapter). An adapter keeps its node's presence
 /// alive from its own thread: a server with no traffic may not pump for long (`Server::run`
 /// waits in the poller), and [`poll`](Self::poll) is only called when it does.
