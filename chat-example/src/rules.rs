@@ -126,8 +126,32 @@ pub enum Note {
         target: ChannelId,
         /// The operator's nickname.
         by: String,
+        /// The operator's channel.
+        by_id: ChannelId,
         /// Why.
         reason: String,
+    },
+    /// A private message for a user of the receiving node.
+    Private {
+        /// The sender's channel.
+        from: ChannelId,
+        /// The sender's nickname.
+        from_nick: String,
+        /// The recipient's channel.
+        to: ChannelId,
+        /// The recipient's nickname, as the sender's node knew it.
+        to_nick: String,
+        /// The text.
+        text: String,
+        /// When it was sent (ms since the Unix epoch).
+        time: u64,
+    },
+    /// The answer to a [`Note::Private`] whose recipient had left.
+    Undelivered {
+        /// The sender's channel.
+        sender: ChannelId,
+        /// The recipient's nickname.
+        to_nick: String,
     },
 }
 
@@ -203,6 +227,12 @@ pub enum Input {
     Up,
     /// The cluster's backplane is unreachable.
     Down,
+    /// A note of an [`Effect::Emit`] could not be handed to the cluster (its backplane is
+    /// unreachable): the request behind it is refused.
+    Undeliverable {
+        /// The note.
+        note: Note,
+    },
     /// The end of a pump: membership lists and deltas go out.
     Flush,
 }
@@ -433,6 +463,11 @@ impl Rules {
                 out.push(Effect::Emit { node: None, note });
             }
             Input::Down => self.up = false,
+            Input::Undeliverable { note } => match note {
+                Note::Private { from, .. } => self.refuse(out, from, "private", unavailable()),
+                Note::Kick { by_id, .. } => self.refuse(out, by_id, "kick", unavailable()),
+                _ => {}
+            },
             Input::Flush => self.flush(now, out),
         }
     }
@@ -757,19 +792,43 @@ impl Rules {
         if let Err(r) = check_message(&m.message) {
             return self.refuse(out, id, "private", r);
         }
-        let Some(&to) = self.nicks.get(&name_key(&m.to)) else {
+        let Some(to) = self.named(&m.to) else {
             let r = Refusal::new("unknown-nickname", format!("nobody is called {:?}", m.to));
             return self.refuse(out, id, "private", r);
         };
+        let from_nick = self.users[&id].nick.clone();
         let to_nick = match (self.users.get(&to), self.remote.get(&to)) {
             (Some(u), _) => u.nick.clone(),
             (None, Some(_)) if !self.up => return self.refuse(out, id, "private", unavailable()),
-            (None, Some(u)) => u.nick.clone(),
-            (None, None) => return,
+            (None, Some(u)) => {
+                // On another node: a note to it, which answers `undelivered` if the user left
+                // meanwhile.
+                let to_nick = u.nick.clone();
+                out.push(Effect::Emit {
+                    node: Some(to.node()),
+                    note: Note::Private {
+                        from: id,
+                        from_nick: from_nick.clone(),
+                        to,
+                        to_nick: to_nick.clone(),
+                        text: m.message.clone(),
+                        time: now.ms,
+                    },
+                });
+                let echo = ServerMsg::Private {
+                    message: Cow::Owned(m.message),
+                    who: Cow::Owned(from_nick),
+                    to: Cow::Owned(to_nick),
+                    time: now.ms,
+                    echo: true,
+                };
+                return Self::send(out, id, echo);
+            }
+            (None, None) => unreachable!("named() finds users only"),
         };
         let mut msg = ServerMsg::Private {
             message: Cow::Owned(m.message),
-            who: o(&self.users[&id].nick),
+            who: Cow::Owned(from_nick),
             to: Cow::Owned(to_nick),
             time: now.ms,
             echo: false,
@@ -781,6 +840,18 @@ impl Rules {
             }
             Self::send(out, id, msg);
         }
+    }
+
+    /// The user, here or on another node, whose nickname has `nick`'s key. A key left behind
+    /// by a user this node no longer knows (its note was lost) is dropped.
+    fn named(&mut self, nick: &str) -> Option<ChannelId> {
+        let key = name_key(nick);
+        let id = *self.nicks.get(&key)?;
+        if self.users.contains_key(&id) || self.remote.contains_key(&id) {
+            return Some(id);
+        }
+        self.nicks.remove(&key);
+        None
     }
 
     fn who(&self, out: &mut Out, id: ChannelId, m: Who) {
@@ -915,7 +986,7 @@ impl Rules {
             .map(cap_reason)
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| "no reason given".to_owned());
-        let Some(&target) = self.nicks.get(&name_key(&m.nickname)) else {
+        let Some(target) = self.named(&m.nickname) else {
             let r = Refusal::new(
                 "unknown-nickname",
                 format!("nobody is called {:?}", m.nickname),
@@ -935,7 +1006,12 @@ impl Rules {
         );
         out.push(Effect::Emit {
             node: Some(target.node()),
-            note: Note::Kick { target, by, reason },
+            note: Note::Kick {
+                target,
+                by,
+                by_id: id,
+                reason,
+            },
         });
     }
 
@@ -1238,7 +1314,14 @@ impl Rules {
                 if id.node() != from {
                     return;
                 }
-                // A room change is a `left` then a `joined`; a first `joined` is a new user.
+                // A room change is a `left` then a `joined`; a first `joined` is a new user. A
+                // user known elsewhere (a note was lost) moves.
+                if let Some(old) = self.remote.remove(&id) {
+                    self.forget_keys(id, &old.nick);
+                    if let Some(r) = self.rooms.get_mut(&old.room) {
+                        r.members.swap_remove(&id);
+                    }
+                }
                 self.learn_keys(id, &nick);
                 self.remote.insert(
                     id,
@@ -1268,8 +1351,9 @@ impl Rules {
                     r.members.swap_remove(&id);
                 }
                 if gone {
-                    self.remote.remove(&id);
-                    self.forget_keys(id, &nick);
+                    if let Some(u) = self.remote.remove(&id) {
+                        self.forget_keys(id, &u.nick);
+                    }
                 }
                 self.announce_left(now, out, &room, &nick, id, &reason);
             }
@@ -1285,16 +1369,55 @@ impl Rules {
                 let Some(u) = self.remote.get_mut(&id) else {
                     return;
                 };
-                u.nick = to.clone();
-                self.forget_keys(id, &old);
+                let known = std::mem::replace(&mut u.nick, to.clone());
+                self.forget_keys(id, &known);
                 self.learn_keys(id, &to);
                 if self.rooms.contains_key(&room) {
                     self.announce_renamed(now, out, &room, (&old, &to), id, false);
                 }
             }
-            Note::Kick { target, by, reason } => {
+            Note::Kick {
+                target, by, reason, ..
+            } => {
                 if self.users.contains_key(&target) {
                     self.kick_local(now, out, target, &by, &reason);
+                }
+            }
+            Note::Private {
+                from: sender,
+                from_nick,
+                to,
+                to_nick,
+                text,
+                time,
+            } => {
+                if sender.node() != from {
+                    return;
+                }
+                match self.users.get(&to) {
+                    Some(u) if u.nick == to_nick => {
+                        let msg = ServerMsg::Private {
+                            message: Cow::Owned(text),
+                            who: Cow::Owned(from_nick),
+                            to: Cow::Owned(to_nick),
+                            time,
+                            echo: false,
+                        };
+                        Self::send(out, to, msg);
+                    }
+                    _ => out.push(Effect::Emit {
+                        node: Some(from),
+                        note: Note::Undelivered { sender, to_nick },
+                    }),
+                }
+            }
+            Note::Undelivered { sender, to_nick } => {
+                if self.users.contains_key(&sender) {
+                    let r = Refusal::new(
+                        "undelivered",
+                        format!("{to_nick:?} left before the private message reached them"),
+                    );
+                    self.refuse(out, sender, "private", r);
                 }
             }
         }
@@ -1617,8 +1740,32 @@ mod tests {
         };
         let out = core.request(alice, psst());
         assert!(
-            matches!(&out[0], Effect::Send { to, msg: ServerMsg::Private { echo: false, .. } } if *to == bob)
+            matches!(&out[0], Effect::Emit { node: Some(2), note: Note::Private { to, .. } } if *to == bob)
         );
+        assert!(
+            matches!(&out[1], Effect::Send { to, msg: ServerMsg::Private { echo: true, .. } } if *to == alice)
+        );
+        // Bob's node answers that bob left meanwhile.
+        let gone = Note::Undelivered {
+            sender: alice,
+            to_nick: "bob".into(),
+        };
+        let out = core.handle(Input::Note {
+            from: 2,
+            note: gone,
+        });
+        assert_eq!(refusal(&out), Some("undelivered"));
+        // A note that cannot reach the cluster refuses its request.
+        let lost = Note::Private {
+            from: alice,
+            from_nick: ANONYMOUS.into(),
+            to: bob,
+            to_nick: "bob".into(),
+            text: "psst".into(),
+            time: 0,
+        };
+        let out = core.handle(Input::Undeliverable { note: lost });
+        assert_eq!(refusal(&out), Some("cluster-unavailable"));
         core.handle(Input::Down);
         assert_eq!(
             refusal(&core.request(alice, psst())),
@@ -1656,6 +1803,7 @@ mod tests {
         let kick = |target| Note::Kick {
             target,
             by: "alice".into(),
+            by_id: id(2, 9),
             reason: "spam".into(),
         };
         // For a channel this node does not have (an old node's id): nothing.

@@ -18,7 +18,7 @@ use crate::protocol::{
 use crate::rules::{Effect, Input, Note, Now, RuleSettings, Rules};
 pub use crate::rules::{DELTA_CHUNK, MAX_REASON_CHARS};
 
-/// All chat state lives in [`Chat`], keyed by channel id: channels carry none.
+/// All chat state lives in the [`Rules`], keyed by channel id: channels carry none.
 type Hub<'a> = ServerContext<'a, ()>;
 
 /// Server settings.
@@ -151,6 +151,8 @@ impl Chat {
                 };
                 if let Err(e) = sent {
                     log::warn!("the other nodes missed a note: {e}");
+                    // The request behind it (a private message, a kick) is refused.
+                    self.run(hub, Input::Undeliverable { note });
                 }
             }
         }

@@ -60,10 +60,12 @@ pub trait ServerHandler: Sized + 'static {
         let _ = (ctx, gone);
     }
 
-    /// What the cluster reported (a channel of another node left, a name claim's answer, a
-    /// page of members): see [`ClusterEvent`](crate::ClusterEvent). Room sends and sends from
-    /// other nodes are delivered by netlib itself. Called at the end of the pump that took the
-    /// event, before [`after_pump`](Self::after_pump). Default: nothing.
+    /// What the cluster reported: a message from another server
+    /// ([`emit_nodes`](crate::ServerContext::emit_nodes)), a channel of another node that left,
+    /// another node gone, a name claim's answer, a page of members, the backplane up or down:
+    /// see [`ClusterEvent`](crate::ClusterEvent). Room sends and sends from other nodes are
+    /// delivered by netlib itself, in order with these events. Called in the pump that took
+    /// the event, before [`after_pump`](Self::after_pump). Default: nothing.
     fn cluster(&mut self, ctx: &mut ServerContext<'_, Self::Channel>, event: crate::ClusterEvent) {
         let _ = (ctx, event);
     }

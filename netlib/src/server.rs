@@ -439,9 +439,11 @@ impl<S: ServerHandler> Server<S> {
         Ok(())
     }
 
-    /// Takes what the cluster adapter received: delivers room sends and sends to local
-    /// channels, and hands the rest to the `cluster` hook (with the events of local claims and
-    /// queries).
+    /// Takes what the cluster adapter received, in the order it arrived: delivers room sends
+    /// and sends to local channels, and hands the rest to the `cluster` hook (with the events
+    /// of local claims and queries). Hook events that came before a send are handled before
+    /// it is delivered, so a node's note (e.g. "bob joined") reaches the hook before bob's
+    /// first room message reaches the clients.
     fn take_cluster(&mut self) {
         let mut inbound = Vec::new();
         if let Some(adapter) = self.hub.adapter.as_mut() {
@@ -450,6 +452,13 @@ impl<S: ServerHandler> Server<S> {
         self.hub.cluster_seen += inbound.len() as u64;
         self.hub.cluster_seen += self.hub.cluster_events.len() as u64;
         for item in inbound {
+            if matches!(
+                item,
+                crate::ClusterInbound::Broadcast { .. } | crate::ClusterInbound::Send { .. }
+            ) && !self.hub.cluster_events.is_empty()
+            {
+                self.run_cluster_hooks();
+            }
             match item {
                 crate::ClusterInbound::Broadcast {
                     rooms,
@@ -489,6 +498,12 @@ impl<S: ServerHandler> Server<S> {
                 crate::ClusterInbound::Event(e) => self.hub.cluster_events.push(e),
             }
         }
+        self.run_cluster_hooks();
+    }
+
+    /// Hands the cluster events gathered so far to the `cluster` hook, in order (events the
+    /// hook makes meanwhile, e.g. a local claim's answer, wait for the next call).
+    fn run_cluster_hooks(&mut self) {
         for event in std::mem::take(&mut self.hub.cluster_events) {
             let hooked = catch_unwind(AssertUnwindSafe(|| {
                 self.state

@@ -102,8 +102,10 @@ struct Args {
     /// Without it, this node is the whole chat.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
-    /// This node's id in the cluster; default `node-PID`. A node refuses to start while a live
-    /// node holds the id (a restart after a crash waits until the dead one's presence expires).
+    /// This node's id in the cluster, shown to the other nodes' users; default `node-PID`. A
+    /// given id belongs to one live process: a node refuses to start while a live node holds
+    /// it (a restart after a crash waits until the dead one's presence expires), and needs
+    /// Redis at start to take it. Without it, a node starts even if Redis is unreachable.
     #[arg(long, value_name = "NAME", requires = "redis")]
     node_id: Option<String>,
     /// Seconds a node's presence lives in Redis without a refresh: a node that dies is noticed
@@ -189,10 +191,15 @@ fn main() -> ExitCode {
                 .node_id
                 .clone()
                 .unwrap_or_else(|| format!("node-{}", std::process::id()));
-            let redis = RedisConfig::new(url)
+            let mut redis = RedisConfig::new(url)
                 .prefix("chat")
-                .presence_ttl(Duration::from_secs(args.presence_ttl.max(1)))
-                .node_name(&node);
+                .presence_ttl(Duration::from_secs(args.presence_ttl.max(1)));
+            // A given id is this process's alone (claimed before listening; that needs Redis).
+            // The default, `node-PID`, is not claimed: without Redis at start the node serves
+            // its own users and joins the cluster once Redis answers.
+            if args.node_id.is_some() {
+                redis = redis.node_name(&node);
+            }
             let shown = redis.shown_url();
             // Before listening: a node id a live node uses is refused (see the README's
             // "Several nodes").

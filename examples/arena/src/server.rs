@@ -6,8 +6,9 @@
 //! to the room `arena`, which every player joins on whichever node it is, so the state reaches
 //! all of them through the adapter (one publish a tick). The other nodes forward their players'
 //! joins, inputs and leaves to the leader as node messages ([`Note`]). When the leader dies,
-//! the next oldest node takes over: the others send it their players again (the game goes on
-//! from a new world).
+//! the next oldest node takes over with a new world and asks every node for its players
+//! ([`Note::RollCall`]); each node also sends its players to the leader again whenever its
+//! link to the cluster comes back up. A join told twice changes nothing.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -39,6 +40,8 @@ pub enum Note {
         /// An answer.
         reply: bool,
     },
+    /// A new leader asks every node to send it their players.
+    RollCall,
     /// A player of the sending node entered the arena.
     Join {
         /// Its channel id.
@@ -111,14 +114,29 @@ impl ArenaServer {
             Note::Leave { player } => {
                 self.world.leave(player.serial());
             }
-            Note::Input { player, input } => return self.world.input(player.serial(), input),
-            Note::Hello { .. } => {}
+            Note::Input { player, input } => {
+                // A player the leader does not know yet (its join is on the way, or was lost):
+                // in it comes.
+                self.world.join(player.serial());
+                return self.world.input(player.serial(), input);
+            }
+            Note::Hello { .. } | Note::RollCall => {}
         }
         Ok(())
     }
 
-    /// The leader may have changed: a new leader starts a new world with the local players;
-    /// a follower sends its players to the leader.
+    /// Sends this node's players to the leader (a roll call, or this node is back up).
+    fn send_players(&mut self, ctx: &mut ServerContext<'_, ()>) {
+        let players: Vec<ChannelId> = ctx.members(ARENA).collect();
+        for player in players {
+            if let Err(e) = self.play_or_forward(ctx, Note::Join { player }) {
+                log::warn!("cannot tell the leader of {player}: {e}");
+            }
+        }
+    }
+
+    /// The leader may have changed: the world starts anew, this node's players go to the new
+    /// leader, and a new leader asks the others for theirs.
     fn follow(&mut self, ctx: &mut ServerContext<'_, ()>, before: NodeNumber) {
         let (me, leader) = (ctx.node(), self.leader(ctx.node()));
         if leader == before {
@@ -126,12 +144,12 @@ impl ArenaServer {
         }
         self.news.push(format!("node {leader} leads the arena"));
         self.world = World::new(self.seed);
-        let players: Vec<ChannelId> = ctx.members(ARENA).collect();
-        for player in players {
-            if leader == me {
-                self.world.join(player.serial());
-            } else if let Err(e) = ctx.emit_node(leader, &Note::Join { player }) {
-                log::warn!("cannot tell the leader of {player}: {e}");
+        // This node's players go to the new leader (this one, or another); a new leader also
+        // asks the others for theirs, in case they learn of it later than it does.
+        self.send_players(ctx);
+        if leader == me {
+            if let Err(e) = ctx.emit_nodes(&Note::RollCall) {
+                log::warn!("cannot ask the other nodes for their players: {e}");
             }
         }
     }
@@ -187,27 +205,48 @@ impl ServerHandler for ArenaServer {
                 if let Err(e) = ctx.emit_nodes(&hello) {
                     log::warn!("cannot greet the other nodes: {e}");
                 }
+                // Joins told while the cluster was down were lost: tell them again.
+                self.send_players(ctx);
             }
-            ClusterEvent::Message { from, message } => match message.parse::<Note>() {
-                Ok(Note::Hello { started, reply }) => {
-                    self.nodes.insert(from, started);
-                    if !reply {
-                        let hello = Note::Hello {
-                            started: self.started,
-                            reply: true,
-                        };
-                        if let Err(e) = ctx.emit_node(from, &hello) {
-                            log::warn!("cannot answer node {from}: {e}");
+            ClusterEvent::Message { from, message } => {
+                let note = message.parse::<Note>();
+                let greets = matches!(note, Ok(Note::Hello { .. }));
+                if !greets && !self.nodes.contains_key(&from) {
+                    // A node this one has not heard greet (its hello was lost): greet it, so
+                    // both agree on who leads.
+                    let hello = Note::Hello {
+                        started: self.started,
+                        reply: false,
+                    };
+                    if let Err(e) = ctx.emit_node(from, &hello) {
+                        log::warn!("cannot greet node {from}: {e}");
+                    }
+                }
+                match note {
+                    Ok(Note::Hello { started, reply }) => {
+                        self.nodes.insert(from, started);
+                        if !reply {
+                            let hello = Note::Hello {
+                                started: self.started,
+                                reply: true,
+                            };
+                            if let Err(e) = ctx.emit_node(from, &hello) {
+                                log::warn!("cannot answer node {from}: {e}");
+                            }
                         }
                     }
-                }
-                Ok(note) => {
-                    if let Err(e) = self.play_or_forward(ctx, note) {
-                        log::debug!("a note from node {from}: {e}");
+                    Ok(Note::RollCall) => self.send_players(ctx),
+                    // Only the leader plays what other nodes send; a note meant for an
+                    // earlier leader is dropped (its roll call gathers the players again).
+                    Ok(note) if self.leader(ctx.node()) == ctx.node() => {
+                        if let Err(e) = self.play_or_forward(ctx, note) {
+                            log::debug!("a note from node {from}: {e}");
+                        }
                     }
+                    Ok(_) => {}
+                    Err(e) => log::warn!("a note from node {from} I cannot read: {e}"),
                 }
-                Err(e) => log::warn!("a note from node {from} I cannot read: {e}"),
-            },
+            }
             // A player of a node that died: gone from the world.
             ClusterEvent::Departed { id } => {
                 self.world.leave(id.serial());

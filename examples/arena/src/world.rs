@@ -107,8 +107,12 @@ impl World {
         [next(WIDTH), next(HEIGHT)]
     }
 
-    /// Player `id` appears at a random spot, standing still.
+    /// Player `id` appears at a random spot, standing still; a player already in stays as it
+    /// is (a join may be told twice, e.g. again to a new leader).
     pub fn join(&mut self, id: u64) {
+        if self.players.contains_key(&id) {
+            return;
+        }
         let mut p = Player::default();
         [p.x, p.y] = self.random_spot();
         p.id = id;
