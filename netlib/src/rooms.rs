@@ -4,18 +4,60 @@
 //! channels join no room holds nothing for them.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::error::RoomError;
 
 /// Longest room name, in bytes.
 pub(crate) const MAX_ROOM_NAME: usize = 255;
 
-/// Which channels (by slab key) are in which room, both ways.
+/// Which channels (by slab key) are in which room, both ways. A room's name is held once,
+/// shared by its members' entries; a channel in one room (the usual case) costs one table
+/// entry and no allocation of its own.
 #[derive(Debug, Default)]
 pub(crate) struct RoomTable {
-    rooms: HashMap<Box<str>, HashSet<usize>>,
+    rooms: HashMap<Arc<str>, HashSet<usize>>,
     /// The rooms each channel is in, for channels in any.
-    of: HashMap<usize, Vec<Box<str>>>,
+    of: HashMap<usize, Joined>,
+}
+
+/// The rooms of one channel, in the order it joined them.
+#[derive(Debug)]
+enum Joined {
+    One(Arc<str>),
+    Many(Vec<Arc<str>>),
+}
+
+impl Joined {
+    fn as_slice(&self) -> &[Arc<str>] {
+        match self {
+            Joined::One(room) => std::slice::from_ref(room),
+            Joined::Many(rooms) => rooms,
+        }
+    }
+
+    fn push(&mut self, room: Arc<str>) {
+        match self {
+            Joined::One(first) => *self = Joined::Many(vec![first.clone(), room]),
+            Joined::Many(rooms) => rooms.push(room),
+        }
+    }
+
+    /// Removes the `i`th room; whether none is left.
+    fn remove(&mut self, i: usize) -> bool {
+        let Joined::Many(rooms) = self else {
+            return true;
+        };
+        rooms.remove(i);
+        match &rooms[..] {
+            [] => true,
+            [only] => {
+                *self = Joined::One(only.clone());
+                false
+            }
+            _ => false,
+        }
+    }
 }
 
 impl RoomTable {
@@ -31,18 +73,24 @@ impl RoomTable {
                 limit: MAX_ROOM_NAME,
             });
         }
-        let mine = self.of.entry(key).or_default();
+        let mine = self.of.get(&key).map_or(&[][..], Joined::as_slice);
         if mine.iter().any(|r| &**r == room) {
             return Ok(false);
         }
         if mine.len() >= cap {
-            if mine.is_empty() {
-                self.of.remove(&key);
-            }
             return Err(RoomError::TooManyRooms { limit: cap });
         }
-        mine.push(room.into());
-        self.rooms.entry(room.into()).or_default().insert(key);
+        let name = match self.rooms.get_key_value(room) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(room),
+        };
+        match self.of.get_mut(&key) {
+            Some(mine) => mine.push(name.clone()),
+            None => {
+                self.of.insert(key, Joined::One(name.clone()));
+            }
+        }
+        self.rooms.entry(name).or_default().insert(key);
         Ok(true)
     }
 
@@ -51,11 +99,10 @@ impl RoomTable {
         let Some(mine) = self.of.get_mut(&key) else {
             return false;
         };
-        let Some(i) = mine.iter().position(|r| &**r == room) else {
+        let Some(i) = mine.as_slice().iter().position(|r| &**r == room) else {
             return false;
         };
-        mine.swap_remove(i);
-        if mine.is_empty() {
+        if mine.remove(i) {
             self.of.remove(&key);
         }
         self.remove_member(room, key);
@@ -64,8 +111,10 @@ impl RoomTable {
 
     /// Takes channel `key` out of every room (it closed).
     pub(crate) fn leave_all(&mut self, key: usize) {
-        for room in self.of.remove(&key).unwrap_or_default() {
-            self.remove_member(&room, key);
+        if let Some(mine) = self.of.remove(&key) {
+            for room in mine.as_slice() {
+                self.remove_member(room, key);
+            }
         }
     }
 
@@ -79,8 +128,8 @@ impl RoomTable {
     }
 
     /// The rooms channel `key` is in, in the order it joined them (but for leaves).
-    pub(crate) fn rooms_of(&self, key: usize) -> &[Box<str>] {
-        self.of.get(&key).map_or(&[], Vec::as_slice)
+    pub(crate) fn rooms_of(&self, key: usize) -> &[Arc<str>] {
+        self.of.get(&key).map_or(&[], Joined::as_slice)
     }
 
     /// The channels in `room` (none if there is no such room).
@@ -122,7 +171,7 @@ mod tests {
         assert_eq!(t.join(2, "lobby", 8), Ok(true));
         assert_eq!(t.join(1, "red", 8), Ok(true));
         assert_eq!(t.len("lobby"), 2);
-        assert_eq!(t.rooms_of(1), [Box::from("lobby"), Box::from("red")]);
+        assert_eq!(t.rooms_of(1), [Arc::from("lobby"), Arc::from("red")]);
         let mut both: Vec<usize> = t
             .union(&["lobby".into(), "red".into()])
             .into_iter()
@@ -131,6 +180,10 @@ mod tests {
         assert_eq!(both, [1, 2], "each once");
         assert!(t.leave(1, "red"));
         assert!(!t.leave(1, "red"));
+        assert_eq!(t.rooms_of(1), [Arc::from("lobby")], "back to one room");
+        assert!(t.leave(1, "lobby"));
+        assert!(t.rooms_of(1).is_empty());
+        assert_eq!(t.join(1, "lobby", 8), Ok(true));
         assert_eq!(t.names().count(), 1, "red was freed");
         t.leave_all(1);
         t.leave_all(2);
