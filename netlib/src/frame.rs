@@ -41,6 +41,16 @@ impl Framing {
         }
     }
 
+    /// The payload of `framed`, a frame this framing made (`frame`/`finish`).
+    pub(crate) fn payload_of(self, framed: &Bytes) -> Bytes {
+        let end = match self {
+            Framing::Terminator => framed.len().saturating_sub(TERMINATOR.len()),
+            Framing::LengthPrefix => framed.len(),
+            Framing::Line => framed.len().saturating_sub(1),
+        };
+        framed.slice(self.header_len().min(end)..end)
+    }
+
     /// Frames an already encoded payload: returns the bytes to put on the wire.
     ///
     /// # Errors

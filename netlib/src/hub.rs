@@ -633,9 +633,20 @@ impl<C> Hub<C> {
     pub(crate) fn encode<T: Serialize + ?Sized>(&self, msg: &T) -> Result<Frame, EncodeError> {
         let mut frame = self.encode_local(msg)?;
         if self.adapter.is_some() {
-            let json =
-                serde_json::to_vec(msg).map_err(|e| EncodeError::Serialize(e.to_string()))?;
-            frame.json = Some(Bytes::from(json));
+            // A JSON wire's frame holds the JSON already: its payload is shared, not encoded
+            // again.
+            let json_wire = self
+                .wires
+                .iter()
+                .enumerate()
+                .find(|(_, w)| w.codec == crate::Codec::Json);
+            let json = match json_wire {
+                Some((i, w)) => w.framing.payload_of(frame.for_wire(i)),
+                None => Bytes::from(
+                    serde_json::to_vec(msg).map_err(|e| EncodeError::Serialize(e.to_string()))?,
+                ),
+            };
+            frame.json = Some(json);
         }
         Ok(frame)
     }
