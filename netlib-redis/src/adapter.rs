@@ -18,7 +18,7 @@ use crate::error::RedisError;
 use crate::keys::{Keys, Scripts};
 use crate::node::{self, Identity, NameError};
 use crate::shared::{AdapterHandle, Shared};
-use crate::subscriber::{Addr, Subscriber};
+use crate::subscriber::{Subscriber, POLL};
 
 /// How long dropping the adapter waits for its clean leave.
 const LEAVE_WAIT: Duration = Duration::from_secs(1);
@@ -76,17 +76,12 @@ impl RedisAdapter {
             .map_err(|e| invalid(Scrub::new(password_in(&config.url).as_deref()).text(e)))?;
         let info = client.get_connection_info();
         let scrub = Scrub::new(info.redis.password.as_deref());
-        let addr = match &info.addr {
-            ConnectionAddr::Tcp(host, port) => Addr::Tcp(host.clone(), *port),
+        match &info.addr {
+            ConnectionAddr::Tcp(..) => {}
             #[cfg(unix)]
-            ConnectionAddr::Unix(path) => Addr::Unix(path.clone()),
+            ConnectionAddr::Unix(..) => {}
             _ => return Err(invalid("TLS (rediss://) is not supported".to_owned())),
-        };
-        let auth = info
-            .redis
-            .password
-            .clone()
-            .map(|p| (info.redis.username.clone(), p));
+        }
         let keys = Keys::new(&config.prefix);
         let scripts = Scripts::new();
         let io = config.io_timeout();
@@ -153,8 +148,6 @@ impl RedisAdapter {
         let shared = Arc::new(Shared::new(me.node, io, tx));
         let subscriber = Subscriber {
             shared: shared.clone(),
-            addr,
-            auth,
             channels: [keys.bus(), keys.to(me.node)],
             scrub: scrub.clone(),
             client: client.clone(),
@@ -225,9 +218,9 @@ impl Drop for RedisAdapter {
             log::warn!("the Redis adapter did not finish leaving within {LEAVE_WAIT:?}");
         }
         self.shared.stop();
-        self.shared.shut_subscriber();
+        // The subscriber notices within one read timeout.
         self.shared
-            .wait_ended(2, Instant::now() + Duration::from_millis(100));
+            .wait_ended(2, Instant::now() + POLL + Duration::from_millis(100));
     }
 }
 

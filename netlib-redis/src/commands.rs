@@ -790,7 +790,7 @@ impl Commander {
             let gone: Vec<&String> = was.names.difference(&now.names).collect();
             self.release_names(*id, gone);
         }
-        self.pipe.cmd(&[b"DEL", chans.as_bytes()]);
+        self.pipe.cmd("DEL").arg(&chans);
         self.expects.push(Expect::Ignore);
         let mut ids: Vec<u64> = self.mirror.keys().copied().collect();
         ids.sort_unstable();
@@ -801,9 +801,9 @@ impl Commander {
             } else {
                 let mut keys: Vec<String> = e.names.iter().map(|n| self.keys.name(n)).collect();
                 keys.push(chans.clone());
-                let args = [id.to_string(), e.json()];
-                self.pipe
-                    .evalsha(self.scripts.claim.get_hash(), &keys, &args);
+                evalsha(&mut self.pipe, &self.scripts.claim, &keys)
+                    .arg(id)
+                    .arg(e.json());
                 self.expects.push(Expect::Reclaim(id));
             }
             for room in &e.rooms {
@@ -848,10 +848,9 @@ impl Commander {
             .filter(|&n| n != self.me.node && n != 0)
             .collect();
         for &n in &listed {
-            self.pipe.cmd(&[b"EXISTS", self.keys.node(n).as_bytes()]);
+            self.pipe.cmd("EXISTS").arg(self.keys.node(n));
         }
-        let con = self.con.as_mut().expect("connected");
-        let exists = self.pipe.run(con)?;
+        let exists = run(&mut self.pipe, self.con.as_mut().expect("connected"))?;
         let in_grace = Instant::now() < self.grace_until;
         let mut alive = HashSet::new();
         let mut dead = Vec::new();
@@ -930,9 +929,10 @@ impl Commander {
             self.keys.nodes(),
             chans,
         ];
-        let args = [String::new(), n.to_string(), RETIRE_MS.to_string()];
-        self.pipe
-            .evalsha(self.scripts.finish.get_hash(), &keys, &args);
+        evalsha(&mut self.pipe, &self.scripts.finish, &keys)
+            .arg("")
+            .arg(n)
+            .arg(RETIRE_MS);
         self.expects.push(Expect::Ignore);
         let mut out = Vec::new();
         if !ids.is_empty() {
@@ -945,11 +945,11 @@ impl Commander {
         self.publish(Target::Bus, &out);
         self.expects.push(Expect::Ignore);
         let expects = std::mem::take(&mut self.expects);
-        let con = self.con.as_mut().expect("connected");
-        let replies = self.pipe.run(con)?;
+        let replies = run(&mut self.pipe, self.con.as_mut().expect("connected"))?;
         for (r, _) in replies.iter().zip(expects) {
             if let Value::ServerError(e) = r {
-                log::error!("reaping node {n}: redis answered {e:?}");
+                let text = self.scrub.text(format_args!("{e:?}"));
+                log::error!("reaping node {n}: redis answered {text}");
             }
         }
         log::info!(
@@ -1005,13 +1005,13 @@ impl Commander {
         if let Some(name) = &self.me.name {
             keys.push(self.keys.node_name(name));
         }
-        let args = [self.me.token.clone(), n.to_string(), RETIRE_MS.to_string()];
-        self.pipe
-            .evalsha(self.scripts.finish.get_hash(), &keys, &args);
+        evalsha(&mut self.pipe, &self.scripts.finish, &keys)
+            .arg(&self.me.token)
+            .arg(n)
+            .arg(RETIRE_MS);
         self.expects.push(Expect::Ignore);
         self.expects.clear();
-        let con = self.con.as_mut().expect("connected");
-        match self.pipe.run(con) {
+        match run(&mut self.pipe, self.con.as_mut().expect("connected")) {
             Ok(_) => log::info!(
                 "node {n} left the cluster: {} channel(s) departed",
                 ids.len()
@@ -1023,4 +1023,38 @@ impl Commander {
             ),
         }
     }
+}
+
+/// Adds an `EVALSHA` of `script` with `keys` to `pipe`; its arguments follow. The scripts are
+/// loaded on every connection ([`Scripts::load`](crate::keys::Scripts::load)); a `NOSCRIPT`
+/// answer (Redis's script cache was flushed) drops the connection, and the next one loads
+/// them again.
+fn evalsha<'p, K: ToRedisArgs>(
+    pipe: &'p mut Pipeline,
+    script: &Script,
+    keys: &[K],
+) -> &'p mut Pipeline {
+    pipe.cmd("EVALSHA")
+        .arg(script.get_hash())
+        .arg(keys.len())
+        .arg(keys)
+}
+
+/// Sends what `pipe` holds in one write and reads the replies, in order; `pipe` is empty
+/// afterwards, whatever happened. A command's error answer is its reply
+/// ([`Value::ServerError`]), not the batch's failure: each operation is answered on its own.
+///
+/// Not [`Pipeline::query`], which fails the whole batch for one error answer, and after an
+/// I/O error (a read timeout) still reads every remaining reply (each waiting its own
+/// timeout, so that a stalled Redis would hold a batch of 1 024 for 1 024 timeouts): here
+/// the first I/O error ends the round trip, and the caller drops the connection.
+fn run(pipe: &mut Pipeline, con: &mut Connection) -> RedisResult<Vec<Value>> {
+    let count = pipe.len();
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let packed = pipe.get_packed_pipeline();
+    pipe.clear();
+    con.send_packed_command(&packed)?;
+    (0..count).map(|_| con.recv_response()).collect()
 }

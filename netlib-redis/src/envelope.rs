@@ -1,7 +1,7 @@
 //! The envelope: what one PUBLISH carries between nodes, in a compact binary format (see the
 //! [crate docs](crate#the-envelope)). Integers are big-endian; the payload (netlib's JSON
 //! bytes, never re-encoded) comes last, unescaped, so that decoding it is a slice of the
-//! received buffer.
+//! received message's bytes.
 
 use bytes::Bytes;
 use netlib::{ChannelId, NodeNumber};

@@ -68,8 +68,9 @@
 //! (u16, 0 for every other node) then the payload; departures, their count (u32) then each
 //! serial (u64), then, as published on `{p}:bus`, the id of its entry in `{p}:departed`
 //! (`MS-SEQ`, ASCII); node gone, the node (u16). The payload is netlib's JSON message, as the
-//! sending server encoded it, unescaped and last: a receiving node hands a slice of the bytes
-//! it read to its server, with no copy and no re-encoding.
+//! sending server encoded it, unescaped and last: a receiving node copies a message's bytes
+//! once out of the `redis` crate's message and hands its server a slice of that copy, with no
+//! re-encoding.
 //!
 //! # Guarantees
 //!
@@ -142,13 +143,21 @@
 //!
 //! # Threads
 //!
-//! Two per adapter. The command thread carries everything the server hands over to Redis,
-//! draining its queue and sending up to 1 024 operations in one pipelined round trip, in
-//! order; it also refreshes presence, finds dead nodes, reaps, resynchronises and leaves.
-//! The subscriber thread reads `{p}:bus` and `{p}:to:{n}` by hand (RESP2), decoding each
-//! message without an allocation beyond what the server gets. Logs go through `log`; they
-//! never show the Redis password (URLs are shown as [`RedisConfig::shown_url`] gives them,
-//! and Redis's error texts have it replaced by `***`).
+//! Two per adapter, each with its own connection, and all their Redis I/O goes through the
+//! [`redis`] crate (RESP is its business, not this crate's). The command thread carries
+//! everything the server hands over to Redis, draining its queue and sending up to 1 024
+//! operations in one pipelined round trip, in order: a `redis::Pipeline` of `redis::cmd`s and
+//! `EVALSHA`s of the `redis::Script`s (loaded on every connection), written at once on a
+//! `redis::Connection`, its replies read one by one (each operation gets its own answer, and
+//! a timeout ends the round trip at once); a claim is a `Script::invoke`. It also refreshes
+//! presence, finds dead nodes, reaps, resynchronises and leaves. The subscriber thread reads
+//! `{p}:bus` and `{p}:to:{n}` with the crate's `PubSub::get_message` (and the departures log
+//! with `XRANGE`, on a second connection, when it subscribes): its reads time out every
+//! 50 ms so that it notices the adapter's end, and a connection quiet for one I/O timeout is
+//! checked with a `PING`. A message costs the crate's parsing and one copy of its bytes.
+//! Logs go through `log`; they never show the Redis password (URLs are shown as
+//! [`RedisConfig::shown_url`] gives them, and the texts of the `redis` crate's and Redis's
+//! errors have it replaced by `***`).
 //!
 //! # Layout
 //!
@@ -159,9 +168,9 @@
 //! - `node.rs`: the node's number, name and presence.
 //! - `keys.rs`: key and channel names, the Lua scripts.
 //! - `envelope.rs`: the envelope's encoding and decoding.
-//! - `commands.rs`: the command thread (pipeline, mirror, reaping, resync, leave).
-//! - `subscriber.rs`: the subscriber thread.
-//! - `resp.rs`: RESP2 packing and parsing by hand, for the hot paths.
+//! - `commands.rs`: the command thread (pipeline, mirror, reaping, resync, leave), on the
+//!   `redis` crate's pipelines and scripts.
+//! - `subscriber.rs`: the subscriber thread, on the `redis` crate's `PubSub`.
 //! - `backoff.rs`: reconnection backoff, random numbers.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -174,7 +183,6 @@ mod envelope;
 mod error;
 mod keys;
 mod node;
-mod resp;
 mod shared;
 mod subscriber;
 

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use netlib::{ClusterError, ClusterEvent, ClusterInbound, NodeNumber};
 
 use crate::commands::Cmd;
-use crate::subscriber::Stream;
 
 /// How many received items may wait for the server's poll: past this the subscriber stops
 /// reading (Redis then buffers, and past its `client-output-buffer-limit` for pub/sub drops the
@@ -48,8 +47,6 @@ pub(crate) struct Shared {
     received: AtomicU64,
     /// Nodes reported gone (`NodeGone` once per node); sends to their channels are refused.
     gone: Mutex<HashSet<NodeNumber>>,
-    /// A clone of the subscriber's connection, to shut it down from another thread.
-    pub(crate) sub_stream: Mutex<Option<Stream>>,
     /// The command thread's queue, for [`AdapterHandle::halt`] to wake it.
     commands: Mutex<Sender<Cmd>>,
     /// How many of the two threads have ended.
@@ -73,7 +70,6 @@ impl Shared {
             queued: AtomicUsize::new(0),
             received: AtomicU64::new(0),
             gone: Mutex::new(HashSet::new()),
-            sub_stream: Mutex::new(None),
             commands: Mutex::new(commands),
             stopped: Mutex::new(0),
             stopped_changed: Condvar::new(),
@@ -98,23 +94,25 @@ impl Shared {
     }
 
     /// Puts `items` in the inbox, and wakes the server if it was empty (else a wake is on its
-    /// way already). Nothing once halted.
-    pub(crate) fn push(&self, items: &mut Vec<ClusterInbound>) {
+    /// way already). Nothing once halted. Returns how many items wait in the inbox (0 when
+    /// nothing was put in it).
+    pub(crate) fn push(&self, items: &mut Vec<ClusterInbound>) -> usize {
         if items.is_empty() || self.halted() {
             items.clear();
-            return;
+            return 0;
         }
-        let was_empty = {
+        let (was_empty, waiting) = {
             let mut inbox = lock(&self.inbox);
             let was_empty = inbox.is_empty();
             self.received
                 .fetch_add(items.len() as u64, Ordering::SeqCst);
             inbox.append(items);
-            was_empty
+            (was_empty, inbox.len())
         };
         if was_empty {
             self.wake();
         }
+        waiting
     }
 
     pub(crate) fn push_one(&self, item: ClusterInbound) {
@@ -265,13 +263,6 @@ impl Shared {
         }
     }
 
-    /// Shuts the subscriber's connection down, so that its read returns at once.
-    pub(crate) fn shut_subscriber(&self) {
-        if let Some(s) = lock(&self.sub_stream).take() {
-            s.shutdown();
-        }
-    }
-
     /// Stops everything at once, as SIGKILL would (see [`AdapterHandle::halt`]).
     pub(crate) fn halt(&self) {
         if self.halted.swap(true, Ordering::SeqCst) {
@@ -279,7 +270,6 @@ impl Shared {
         }
         self.up.store(false, Ordering::SeqCst);
         lock(&self.inbox).clear();
-        self.shut_subscriber();
         self.command(Cmd::Wake);
     }
 

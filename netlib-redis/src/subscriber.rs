@@ -1,127 +1,30 @@
-//! The subscriber thread: one connection subscribed to `{p}:bus` and `{p}:to:{n}`, read by
-//! hand (RESP2) so that a message costs no allocation beyond what the server is handed (the
-//! payload is a slice of the read buffer). What arrives is decoded, filtered (this node's own
-//! publishes, nodes found gone) and put in the inbox, a read's worth at a time, waking the
-//! server once.
+//! The subscriber thread: one connection subscribed to `{p}:bus` and `{p}:to:{n}`, read with
+//! the `redis` crate's [`PubSub`]. What arrives is decoded, filtered (this node's own
+//! publishes, nodes found gone) and put in the inbox, waking the server. Its reads time out
+//! every [`POLL`], so that it notices the adapter's end; a connection quiet for one I/O
+//! timeout is checked with a `PING`.
 
 use std::cell::Cell;
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::Bytes;
 use netlib::{ClusterEvent, ClusterInbound};
+use redis::PubSub;
 
 use crate::backoff::Backoff;
 use crate::commands::Cmd;
 use crate::config::Scrub;
 use crate::envelope::{self, Body, LogId};
-use crate::resp::{self, Frame, Item};
 use crate::shared::{Shared, MAX_INBOX};
-
-/// Where Redis listens.
-#[derive(Clone)]
-pub(crate) enum Addr {
-    Tcp(String, u16),
-    #[cfg(unix)]
-    Unix(std::path::PathBuf),
-}
-
-/// A connection to Redis, TCP or Unix.
-#[derive(Debug)]
-pub(crate) enum Stream {
-    Tcp(TcpStream),
-    #[cfg(unix)]
-    Unix(std::os::unix::net::UnixStream),
-}
-
-impl Stream {
-    fn connect(addr: &Addr, timeout: Duration) -> io::Result<Stream> {
-        match addr {
-            Addr::Tcp(host, port) => {
-                let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-                for a in std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), *port))? {
-                    match TcpStream::connect_timeout(&a, timeout) {
-                        Ok(s) => {
-                            s.set_nodelay(true)?;
-                            return Ok(Stream::Tcp(s));
-                        }
-                        Err(e) => last = e,
-                    }
-                }
-                Err(last)
-            }
-            #[cfg(unix)]
-            Addr::Unix(path) => Ok(Stream::Unix(std::os::unix::net::UnixStream::connect(path)?)),
-        }
-    }
-
-    fn try_clone(&self) -> io::Result<Stream> {
-        Ok(match self {
-            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
-            #[cfg(unix)]
-            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
-        })
-    }
-
-    /// Shuts both directions down: a blocked read on any clone returns.
-    pub(crate) fn shutdown(&self) {
-        let _ = match self {
-            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
-            #[cfg(unix)]
-            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
-        };
-    }
-
-    fn set_timeouts(&self, t: Duration) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => {
-                s.set_read_timeout(Some(t))?;
-                s.set_write_timeout(Some(t))
-            }
-            #[cfg(unix)]
-            Stream::Unix(s) => {
-                s.set_read_timeout(Some(t))?;
-                s.set_write_timeout(Some(t))
-            }
-        }
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            #[cfg(unix)]
-            Stream::Unix(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            #[cfg(unix)]
-            Stream::Unix(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The subscriber thread's setup.
 pub(crate) struct Subscriber {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) addr: Addr,
-    /// `AUTH` arguments: user (if any) and password.
-    pub(crate) auth: Option<(Option<String>, String)>,
     /// The two channels: `{p}:bus`, `{p}:to:{n}`.
     pub(crate) channels: [String; 2],
     pub(crate) scrub: Scrub,
-    /// For reading the departures log (`{p}:departed`).
+    /// For the subscription, and reading the departures log (`{p}:departed`).
     pub(crate) client: redis::Client,
     pub(crate) log: String,
     /// The last departure of the log this node got (`None` before the first connection).
@@ -131,8 +34,10 @@ pub(crate) struct Subscriber {
 /// How many log entries are read at once.
 const LOG_PAGE: usize = 1000;
 
-/// How much is read at once.
-const READ_SIZE: usize = 64 * 1024;
+/// How long a read waits for a message before the thread looks at the adapter's flags
+/// (halted, dropped). A read that times out in the middle of a message loses nothing: the
+/// crate's parser keeps what it read and goes on at the next read (see the test below).
+pub(crate) const POLL: Duration = Duration::from_millis(50);
 
 /// How a session ended.
 enum End {
@@ -146,18 +51,11 @@ impl Subscriber {
     /// Runs until the adapter is halted or left.
     pub(crate) fn run(self) {
         let mut backoff = Backoff::new();
-        let mut buf = BytesMut::with_capacity(READ_SIZE);
-        let mut scratch = vec![0u8; READ_SIZE];
         let mut items = Vec::new();
         while !self.shared.ending() {
-            match self.session(&mut buf, &mut scratch, &mut items, &mut backoff) {
+            match self.session(&mut items, &mut backoff) {
                 End::Stop => break,
                 End::Lost(why) => {
-                    *self
-                        .shared
-                        .sub_stream
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = None;
                     if self.shared.ending() {
                         break;
                     }
@@ -182,98 +80,51 @@ impl Subscriber {
         }
     }
 
-    /// One connection: connect, authenticate, subscribe, then read until it fails.
-    fn session(
-        &self,
-        buf: &mut BytesMut,
-        scratch: &mut [u8],
-        items: &mut Vec<ClusterInbound>,
-        backoff: &mut Backoff,
-    ) -> End {
+    /// Why a session ended, its password hidden.
+    fn lost(&self, what: &str, e: &dyn std::fmt::Display) -> End {
+        End::Lost(self.scrub.text(format_args!("{what}: {e}")))
+    }
+
+    /// A connection with the I/O timeout for its reads and writes.
+    fn open(&self) -> redis::RedisResult<redis::Connection> {
         let timeout = self.shared.io_timeout;
-        let lost = |what: &str, e: &dyn std::fmt::Display| {
-            End::Lost(self.scrub.text(format_args!("{what}: {e}")))
-        };
-        let mut log = match self
-            .client
-            .get_connection_with_timeout(timeout)
-            .and_then(|c| {
-                c.set_read_timeout(Some(timeout))?;
-                c.set_write_timeout(Some(timeout))?;
-                Ok(c)
-            }) {
+        let con = self.client.get_connection_with_timeout(timeout)?;
+        con.set_read_timeout(Some(timeout))?;
+        con.set_write_timeout(Some(timeout))?;
+        Ok(con)
+    }
+
+    /// One connection: connect, subscribe, catch up with the departures log, then read
+    /// until it fails.
+    fn session(&self, items: &mut Vec<ClusterInbound>, backoff: &mut Backoff) -> End {
+        let mut log = match self.open() {
             Ok(c) => c,
-            Err(e) => return lost("cannot connect", &e),
+            Err(e) => return self.lost("cannot connect", &e),
         };
         if self.last_log.get().is_none() {
             // The first connection: what departed before this node started is not its news.
             match latest(&mut log, &self.log) {
                 Ok(l) => self.last_log.set(Some(l.unwrap_or((0, 0)))),
-                Err(e) => return lost("cannot read the departures log", &e),
+                Err(e) => return self.lost("cannot read the departures log", &e),
             }
         }
-        let mut stream = match Stream::connect(&self.addr, timeout) {
-            Ok(s) => s,
-            Err(e) => return lost("cannot connect", &e),
+        let mut con = match self.open() {
+            Ok(c) => c,
+            Err(e) => return self.lost("cannot connect", &e),
         };
-        if let Err(e) = stream.set_timeouts(timeout) {
-            return lost("cannot set timeouts", &e);
-        }
-        match stream.try_clone() {
-            Ok(c) => {
-                *self
-                    .shared
-                    .sub_stream
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(c)
-            }
-            Err(e) => return lost("cannot clone the socket", &e),
-        }
         if self.shared.ending() {
-            return End::Stop; // halted while connecting: the clone was not there to shut
+            return End::Stop;
         }
-        buf.clear();
-        let mut hello = resp::Pipe::default();
-        let mut expected = 2;
-        if let Some((user, password)) = &self.auth {
-            match user {
-                Some(u) => hello.cmd(&[b"AUTH", u.as_bytes(), password.as_bytes()]),
-                None => hello.cmd(&[b"AUTH", password.as_bytes()]),
-            };
-            expected += 1;
-        }
-        hello.cmd(&[
-            b"SUBSCRIBE",
-            self.channels[0].as_bytes(),
-            self.channels[1].as_bytes(),
-        ]);
-        if let Err(e) = stream.write_all(hello.packed()) {
-            return lost("cannot subscribe", &e);
-        }
-        // The AUTH reply and one confirmation per channel.
-        let mut confirmed = 0;
-        while confirmed < expected {
-            match resp::parse(buf) {
-                Ok(Some((frame, used))) => {
-                    if let Frame::Error(text) = &frame {
-                        let text = String::from_utf8_lossy(&buf[text.clone()]).into_owned();
-                        return lost("redis refused", &text);
-                    }
-                    buf.advance(used);
-                    confirmed += 1;
-                }
-                Ok(None) => match stream.read(scratch) {
-                    Ok(0) => return lost("connection closed", &"end of stream"),
-                    Ok(n) => buf.extend_from_slice(&scratch[..n]),
-                    Err(e) => return lost("no answer to SUBSCRIBE", &e),
-                },
-                Err(e) => return lost("unreadable reply", &e),
-            }
+        let mut pubsub = con.as_pubsub();
+        // One SUBSCRIBE for both channels: its first confirmation comes once both are
+        // subscribed (the second is skipped by `get_message`).
+        if let Err(e) = pubsub.subscribe(&self.channels[..]) {
+            return close(pubsub, self.lost("cannot subscribe", &e));
         }
         // Departures published while this node was not subscribed (other nodes replay theirs
         // when Redis is back, maybe before this node subscribed again): from the log.
         if let Err(e) = self.catch_up(&mut log, items) {
-            return lost("cannot read the departures log", &e);
+            return close(pubsub, self.lost("cannot read the departures log", &e));
         }
         drop(log);
         self.shared.push(items);
@@ -282,47 +133,62 @@ impl Subscriber {
             up: true,
             why: String::new(),
         });
-        let mut ping_sent = false;
+        let end = self.read(&mut pubsub, items);
+        close(pubsub, end)
+    }
+
+    /// Reads messages until the connection fails or the adapter ends.
+    fn read(&self, pubsub: &mut PubSub<'_>, items: &mut Vec<ClusterInbound>) -> End {
+        let timeout = self.shared.io_timeout;
+        if let Err(e) = pubsub.set_read_timeout(Some(POLL)) {
+            return self.lost("cannot set a timeout", &e);
+        }
+        // Since when nothing arrived, measured at timeouts (no clock read per message).
+        let mut quiet_since = Instant::now();
+        let mut heard = false;
+        let mut waiting = 0;
         loop {
             if self.shared.ending() {
                 return End::Stop;
             }
-            while self.shared.inbox_len() > MAX_INBOX && !self.shared.ending() {
+            while waiting > MAX_INBOX && !self.shared.ending() {
                 // The server does not poll: stop reading (see MAX_INBOX).
                 std::thread::sleep(Duration::from_millis(1));
+                waiting = self.shared.inbox_len();
             }
-            match stream.read(scratch) {
-                Ok(0) => return lost("connection closed", &"end of stream"),
-                Ok(n) => {
-                    ping_sent = false;
-                    buf.extend_from_slice(&scratch[..n]);
+            match pubsub.get_message() {
+                Ok(msg) => {
+                    heard = true;
+                    // The one copy of a message: the crate's message owns its bytes.
+                    let bytes = Bytes::copy_from_slice(msg.get_payload_bytes());
+                    match envelope::decode(&bytes) {
+                        Ok(env) => self.deliver(env, items),
+                        Err(e) => {
+                            log::warn!("redis subscriber: a message that is not an envelope: {e}")
+                        }
+                    }
+                    waiting = self.shared.push(items);
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if self.shared.ending() {
-                        return End::Stop;
+                Err(e) if e.is_timeout() => {
+                    if std::mem::take(&mut heard) {
+                        quiet_since = Instant::now();
                     }
-                    if ping_sent {
-                        return lost("no answer to PING", &format_args!("{timeout:?}"));
+                    if quiet_since.elapsed() < timeout {
+                        continue;
                     }
-                    // Quiet: make sure the connection still works.
-                    if let Err(e) = stream.write_all(b"*1\r\n$4\r\nPING\r\n") {
-                        return lost("cannot ping", &e);
+                    // Quiet: make sure the connection still works (the answer within the
+                    // I/O timeout; messages that come first are kept for `get_message`).
+                    let pinged = pubsub
+                        .set_read_timeout(Some(timeout))
+                        .and_then(|()| pubsub.ping::<redis::Value>())
+                        .and_then(|_| pubsub.set_read_timeout(Some(POLL)));
+                    if let Err(e) = pinged {
+                        return self.lost("no answer to PING", &e);
                     }
-                    ping_sent = true;
-                    continue;
+                    quiet_since = Instant::now();
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return lost("connection lost", &e),
+                Err(e) => return self.lost("connection lost", &e),
             }
-            if let Err(e) = self.messages(buf, items) {
-                return lost("unreadable stream", &e);
-            }
-            self.shared.push(items);
         }
     }
 
@@ -371,36 +237,6 @@ impl Subscriber {
                 return Ok(());
             }
         }
-    }
-
-    /// Decodes every complete message in `buf` into `items`.
-    fn messages(
-        &self,
-        buf: &mut BytesMut,
-        items: &mut Vec<ClusterInbound>,
-    ) -> Result<(), resp::ProtoError> {
-        while let Some((frame, used)) = resp::parse(buf)? {
-            let Frame::Array { len: 3, items: it } = &frame else {
-                buf.advance(used);
-                continue;
-            };
-            let (Item::Bulk(Some(kind)), Item::Bulk(Some(data))) = (&it[0], &it[2]) else {
-                buf.advance(used);
-                continue;
-            };
-            if &buf[kind.clone()] != b"message" {
-                buf.advance(used); // a PING's answer
-                continue;
-            }
-            let data = data.clone();
-            let frame = buf.split_to(used).freeze();
-            let bytes = frame.slice(data);
-            match envelope::decode(&bytes) {
-                Ok(env) => self.deliver(env, items),
-                Err(e) => log::warn!("redis subscriber: a message that is not an envelope: {e}"),
-            }
-        }
-        Ok(())
     }
 
     /// Turns an envelope into what the server gets, if it is for it.
@@ -467,4 +303,67 @@ fn latest(con: &mut redis::Connection, log: &str) -> redis::RedisResult<Option<L
     Ok(last
         .first()
         .and_then(|(id, _)| envelope::log_id(id.as_bytes())))
+}
+
+/// Ends a subscription without waiting on Redis, and passes `end` on. Dropping a [`PubSub`]
+/// unsubscribes and reads until Redis confirms: on a dead or stalled connection that read
+/// would wait a whole timeout, so it gets a short one (what still arrives meanwhile is
+/// dropped: the adapter ends, or the connection is given up).
+fn close(pubsub: PubSub<'_>, end: End) -> End {
+    let _ = pubsub.set_read_timeout(Some(Duration::from_millis(1)));
+    drop(pubsub);
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{self, Read};
+
+    /// Hands out its chunks, with a read timeout between them.
+    struct Chunks(Vec<Option<&'static [u8]>>);
+
+    impl Read for Chunks {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.first().copied() {
+                None => Ok(0),
+                Some(None) => {
+                    self.0.remove(0);
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                Some(Some(chunk)) => {
+                    let n = chunk.len().min(buf.len());
+                    buf[..n].copy_from_slice(&chunk[..n]);
+                    if n == chunk.len() {
+                        self.0.remove(0);
+                    } else {
+                        self.0[0] = Some(&chunk[n..]);
+                    }
+                    Ok(n)
+                }
+            }
+        }
+    }
+
+    /// What `POLL` relies on: the parser a `redis::Connection` reads with keeps what it read
+    /// of a message when a read times out, and the next read goes on from there.
+    #[test]
+    fn a_read_timeout_in_the_middle_of_a_message_loses_nothing() {
+        let mut parser = redis::Parser::new();
+        let mut input = Chunks(vec![
+            Some(b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhe"),
+            None,
+            Some(b"\r\no\r\n*3\r\n$7\r\nmes"),
+            None,
+            Some(b"sage\r\n$2\r\nch\r\n$1\r\n!\r\n"),
+        ]);
+        let err = parser.parse_value(&mut input).unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        let first = parser.parse_value(&mut input).unwrap();
+        let msg = redis::Msg::from_owned_value(first).expect("a message");
+        assert_eq!(msg.get_payload_bytes(), b"he\r\no");
+        assert!(parser.parse_value(&mut input).unwrap_err().is_timeout());
+        let second = parser.parse_value(&mut input).unwrap();
+        let msg = redis::Msg::from_owned_value(second).expect("a message");
+        assert_eq!(msg.get_payload_bytes(), b"!");
+    }
 }
