@@ -33,6 +33,10 @@ use crate::protocol::{
 /// Most names in one `members` delta; larger deltas are split.
 pub const DELTA_CHUNK: usize = 500;
 
+/// How many of a room's last messages a user who enters it gets (its scrollback), if the
+/// server keeps them ([`ServerConfig::room_history`](netlib::ServerConfig::room_history)).
+pub const SCROLLBACK: usize = 50;
+
 /// Longest quit or kick reason relayed, in characters; longer ones are cut.
 pub const MAX_REASON_CHARS: usize = 200;
 
@@ -267,6 +271,13 @@ pub enum Effect {
     },
     /// Puts a local channel in a netlib room (where room messages reach it).
     Join {
+        /// The channel.
+        id: ChannelId,
+        /// The room.
+        room: String,
+    },
+    /// Sends a local channel the last [`SCROLLBACK`] messages of a room, oldest first.
+    History {
         /// The channel.
         id: ChannelId,
         /// The room.
@@ -1109,6 +1120,10 @@ impl Rules {
             time: now.ms,
         };
         Self::send(out, id, welcome);
+        out.push(Effect::History {
+            id,
+            room: room_name.to_owned(),
+        });
         out.push(Effect::Emit {
             node: None,
             note: Note::Joined {

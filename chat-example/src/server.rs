@@ -131,6 +131,9 @@ impl Chat {
                     log::warn!("{id} cannot join {room}: {e}");
                 }
             }
+            Effect::History { id, room } => {
+                hub.send_history(id, &room, crate::rules::SCROLLBACK);
+            }
             Effect::Leave { id, room } => {
                 hub.leave(id, &room);
             }

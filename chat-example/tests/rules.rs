@@ -31,10 +31,17 @@ impl Room {
     }
 
     fn with(settings: Settings) -> Self {
+        Room::configured(settings, |c| c)
+    }
+
+    /// A room whose server config `config` adjusts (after the harness's own settings).
+    fn configured(settings: Settings, config: impl FnOnce(ServerConfig) -> ServerConfig) -> Self {
         let clock = ManualClock::new();
-        let config = ServerConfig::default()
-            .announce_id(true)
-            .clock(clock.clone());
+        let config = config(
+            ServerConfig::default()
+                .announce_id(true)
+                .clock(clock.clone()),
+        );
         // The chat's request limits read the same clock as the server.
         let settings = Settings {
             clock: clock.clone().into(),
@@ -744,4 +751,33 @@ fn messages_with_nothing_visible_are_refused_and_invisible_reasons_are_none() {
         .iter()
         .any(|m| matches!(m, ServerMsg::Left { nickname, reason, .. }
         if nickname == "bob" && reason == "kicked by alice: no reason given")));
+}
+
+#[test]
+fn a_user_who_enters_a_room_gets_its_last_messages_in_order() {
+    use chat::rules::SCROLLBACK;
+    let mut r = Room::configured(Settings::default(), |c| c.room_history(SCROLLBACK));
+    let alice = r.join("alice");
+    for i in 0..SCROLLBACK + 5 {
+        r.send(alice, say(&format!("m{i}")));
+        r.clock.advance(Duration::from_secs(1)); // within alice's message budget
+    }
+    let bob = r.connect(); // its inbox kept: what it got on entering
+    let got: Vec<String> = said(&r.take(bob)).into_iter().map(|(_, m)| m).collect();
+    let want: Vec<String> = (5..SCROLLBACK + 5).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, want, "the last {SCROLLBACK}, oldest first");
+    // A room of its own: its own history.
+    r.send(bob, Request::Join(Join { room: "den".into() }));
+    r.send(bob, say("in the den"));
+    let carol = r.connect();
+    assert_eq!(
+        said(&r.take(carol)).len(),
+        SCROLLBACK,
+        "lobby's, not the den's"
+    );
+    r.send(carol, Request::Join(Join { room: "den".into() }));
+    assert_eq!(
+        said(&r.take(carol)),
+        [("anonymous".to_owned(), "in the den".to_owned())]
+    );
 }

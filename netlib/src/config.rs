@@ -45,6 +45,7 @@ pub(crate) struct Config {
     max_handshakes_per_address: Option<usize>,
     connect_rate_per_address: Option<Rate>,
     max_rooms_per_channel: usize,
+    room_history: usize,
 }
 
 /// The server's heartbeat: a channel that sent nothing for `interval` is sent
@@ -87,6 +88,7 @@ impl Default for Config {
             max_handshakes_per_address: None,
             connect_rate_per_address: None,
             max_rooms_per_channel: 64,
+            room_history: 0,
         }
     }
 }
@@ -94,6 +96,10 @@ impl Default for Config {
 impl Config {
     pub(crate) fn get_max_rooms_per_channel(&self) -> usize {
         self.max_rooms_per_channel
+    }
+
+    pub(crate) fn get_room_history(&self) -> usize {
+        self.room_history
     }
 
     /// The most connections per client address (channels and handshakes), if limited.
@@ -570,6 +576,18 @@ impl ServerConfig {
     #[must_use]
     pub fn max_rooms_per_channel(mut self, n: usize) -> Self {
         self.0.max_rooms_per_channel = n;
+        self
+    }
+
+    /// How many of the last messages sent to each room the server keeps, for
+    /// [`ServerContext::send_history`](crate::ServerContext::send_history) and
+    /// [`history`](crate::ServerContext::history) (a chat's scrollback: what a user who joins
+    /// missed). Default 0: none. The frames are the ones sent, shared, not copied: a room
+    /// holds at most `n` times the largest message sent to it, and lets them go when it is
+    /// freed (its last member on this server leaves). As Centrifugo's channel history.
+    #[must_use]
+    pub fn room_history(mut self, n: usize) -> Self {
+        self.0.room_history = n;
         self
     }
 }

@@ -454,6 +454,12 @@ impl<C> Hub<C> {
             [one] => table.members(one).for_each(&mut send),
             several => table.union(several).into_iter().for_each(&mut send),
         }
+        let kept = self.config.get_room_history();
+        if kept > 0 {
+            for room in rooms {
+                self.rooms.record(room, frame, kept);
+            }
+        }
         n
     }
 
@@ -1052,6 +1058,41 @@ impl<C> ServerContext<'_, C> {
             .rooms
             .members(room)
             .filter_map(|key| self.hub.slots.get(key).map(|s| s.id))
+    }
+
+    /// Queues the last `n` messages sent to `room` (at most
+    /// [`ServerConfig::room_history`](crate::ServerConfig::room_history)) for channel `id`, in
+    /// its wire, oldest first: e.g. the scrollback of a user who just joined. Returns how many
+    /// it took (0 without a history, for an unknown room, or a closed channel). A room keeps
+    /// the messages sent to it through [`send_to`](Self::send_to) (from this node or, through
+    /// the adapter, another), while it has members on this node.
+    pub fn send_history(&mut self, id: ChannelId, room: &str, n: usize) -> usize {
+        let Some(key) = self.hub.key(id) else {
+            return 0;
+        };
+        let frames: Vec<Frame> = self.hub.rooms.history(room, n).cloned().collect();
+        frames
+            .iter()
+            .filter(|f| {
+                let bytes = f.for_wire(self.hub.slots[key].wire as usize).clone();
+                self.hub.queue_bytes(key, &bytes)
+            })
+            .count()
+    }
+
+    /// The last `n` messages sent to `room`, oldest first, decoded (see
+    /// [`send_history`](Self::send_history)); a message the server's wire cannot decode again
+    /// (a custom codec's) is left out.
+    pub fn history(&self, room: &str, n: usize) -> Vec<Message> {
+        let wire = &self.hub.wires[0];
+        self.hub
+            .rooms
+            .history(room, n)
+            .filter_map(|f| {
+                let payload = wire.framing.payload_of(f.for_wire(0));
+                wire.codec.decode_bytes(payload).ok()
+            })
+            .collect()
     }
 
     /// How many of this server's channels are in `room`.

@@ -1,12 +1,15 @@
 //! Rooms: named groups of a server's channels, for sends to many at once (Socket.IO's
 //! `socket.join(room)` and `io.to(room).emit`). A pure table of channel keys, no I/O: the hub
 //! keeps one and resolves a room send through it. Empty rooms are freed, and a server whose
-//! channels join no room holds nothing for them.
+//! channels join no room holds nothing for them. With a history
+//! ([`ServerConfig::room_history`](crate::ServerConfig::room_history)), each room keeps its
+//! last messages as sent (frames shared with the send, not copied), until it is freed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::error::RoomError;
+use crate::frame::Frame;
 
 /// Longest room name, in bytes.
 pub(crate) const MAX_ROOM_NAME: usize = 255;
@@ -19,6 +22,8 @@ pub(crate) struct RoomTable {
     rooms: HashMap<Arc<str>, HashSet<usize>>,
     /// The rooms each channel is in, for channels in any.
     of: HashMap<usize, Joined>,
+    /// The last messages sent to each room that has any (with a history configured).
+    history: HashMap<Arc<str>, VecDeque<Frame>>,
 }
 
 /// The rooms of one channel, in the order it joined them.
@@ -123,6 +128,7 @@ impl RoomTable {
             members.remove(&key);
             if members.is_empty() {
                 self.rooms.remove(room);
+                self.history.remove(room);
             }
         }
     }
@@ -152,10 +158,36 @@ impl RoomTable {
         rooms.iter().flat_map(|r| self.members(r)).collect()
     }
 
-    /// Whether the table holds nothing (no room, no membership).
+    /// Keeps `frame` as `room`'s latest message, `cap` at most (the oldest go); nothing for a
+    /// room with no member here.
+    pub(crate) fn record(&mut self, room: &str, frame: &Frame, cap: usize) {
+        if cap == 0 {
+            return;
+        }
+        let Some((name, _)) = self.rooms.get_key_value(room) else {
+            return;
+        };
+        let kept = match self.history.get_mut(room) {
+            Some(kept) => kept,
+            None => self.history.entry(name.clone()).or_default(),
+        };
+        if kept.len() >= cap {
+            kept.pop_front();
+        }
+        kept.push_back(frame.clone());
+    }
+
+    /// The last `n` messages sent to `room`, oldest first.
+    pub(crate) fn history(&self, room: &str, n: usize) -> impl Iterator<Item = &Frame> + '_ {
+        let kept = self.history.get(room);
+        let skip = kept.map_or(0, |k| k.len().saturating_sub(n));
+        kept.into_iter().flatten().skip(skip)
+    }
+
+    /// Whether the table holds nothing (no room, no membership, no history).
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
-        self.rooms.is_empty() && self.of.is_empty()
+        self.rooms.is_empty() && self.of.is_empty() && self.history.is_empty()
     }
 }
 
@@ -188,6 +220,30 @@ mod tests {
         t.leave_all(1);
         t.leave_all(2);
         assert!(t.is_empty(), "nothing held once no channel is in a room");
+    }
+
+    #[test]
+    fn a_room_keeps_its_last_messages_until_it_is_freed() {
+        let frame = |n: u8| Frame::new(bytes::Bytes::from(vec![n]), Vec::new());
+        let mut t = RoomTable::default();
+        t.record("lobby", &frame(0), 2);
+        assert_eq!(t.history("lobby", 10).count(), 0, "no room, no history");
+        assert_eq!(t.join(1, "lobby", 8), Ok(true));
+        for n in 1..=3 {
+            t.record("lobby", &frame(n), 2);
+        }
+        let kept: Vec<u8> = t.history("lobby", 10).map(|f| f.for_wire(0)[0]).collect();
+        assert_eq!(kept, [2, 3], "the last two, oldest first");
+        let last: Vec<u8> = t.history("lobby", 1).map(|f| f.for_wire(0)[0]).collect();
+        assert_eq!(last, [3]);
+        t.record("lobby", &frame(9), 0);
+        assert_eq!(
+            t.history("lobby", 10).count(),
+            2,
+            "no history configured: nothing kept"
+        );
+        t.leave_all(1);
+        assert!(t.is_empty(), "freed with its room");
     }
 
     #[test]

@@ -519,21 +519,46 @@ impl<S: ServerHandler> Server<S> {
         }
     }
 
-    /// A message from another node (JSON), encoded for this server's wires; `None` (logged)
-    /// if it is not a message.
+    /// A message from another node (JSON), framed for this server's wires; `None` (logged)
+    /// if it is not a message. A JSON wire takes the payload as it came (another netlib node
+    /// encoded it): it is framed, not decoded and encoded again; other wires decode it once.
     fn local_frame(&mut self, payload: &bytes::Bytes) -> Option<crate::Frame> {
-        let decoded = crate::Codec::Json.decode_bytes(payload.clone());
-        match decoded.map(|m| self.hub.encode_local(&m)) {
-            Ok(Ok(frame)) => Some(frame),
-            Ok(Err(e)) => {
-                crate::peerlog::peer_log!(log::Level::Error, "a message from another node: {e}");
-                None
-            }
-            Err(e) => {
-                crate::peerlog::peer_log!(log::Level::Error, "a message from another node: {e}");
-                None
+        let max = self.hub.config.get_max_frame_size();
+        let mut decoded: Option<crate::Message> = None;
+        let mut frames = Vec::with_capacity(self.hub.wires.len());
+        for wire in &self.hub.wires {
+            let framed = if wire.codec == crate::Codec::Json && memchr::memchr(0, payload).is_none()
+            {
+                wire.framing.frame(payload, max)
+            } else {
+                if decoded.is_none() {
+                    match crate::Codec::Json.decode_bytes(payload.clone()) {
+                        Ok(m) => decoded = Some(m),
+                        Err(e) => {
+                            crate::peerlog::peer_log!(
+                                log::Level::Error,
+                                "a message from another node: {e}"
+                            );
+                            return None;
+                        }
+                    }
+                }
+                wire.encode(decoded.as_ref().expect("decoded"), max)
+            };
+            match framed {
+                Ok(bytes) => frames.push(bytes),
+                Err(e) => {
+                    crate::peerlog::peer_log!(
+                        log::Level::Error,
+                        "a message from another node: {e}"
+                    );
+                    return None;
+                }
             }
         }
+        let mut frames = frames.into_iter();
+        let first = frames.next()?;
+        Some(crate::Frame::new(first, frames.collect()))
     }
 
     /// Flushes and removes ended channels until nothing is left to do (closed hooks may send

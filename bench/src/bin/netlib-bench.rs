@@ -286,6 +286,16 @@ fn main() {
             "netlib, 2 nodes + Redis",
             Box::new(|| cluster(&t.join("release/chat-server"))),
         ),
+        (
+            "netlib rooms (relay)",
+            Box::new(|| {
+                start(
+                    "room-relay",
+                    &t.join("release/room-relay"),
+                    &["127.0.0.1:0"],
+                )
+            }),
+        ),
     ];
     let workloads: [(&str, usize, usize, usize); 3] = [
         ("chat K=100 S=100 W=1", 100, 100, 1),
@@ -454,6 +464,17 @@ fn main() {
         cpu(&tp[0]),
         cpu(&tp[1]),
         cpu(&tp[2]),
+    );
+    let rooms = &results[0][4];
+    println!(
+        "| room fan-out, K=100, S=100, W=1: netlib's rooms alone (`room-relay`), equal frame size | deliveries/s | {} | - | {} | {:.0}% | - |",
+        fmt_rate(rooms.deliveries_per_sec),
+        fmt_rate(tp[2].deliveries_per_sec),
+        100.0 * rooms.deliveries_per_sec / tp[2].deliveries_per_sec,
+    );
+    println!(
+        "| room fan-out, K=100, S=100, W=1: netlib's rooms alone | CPU: server / generator | {} | - | - | - | - |",
+        cpu(rooms),
     );
     let (one, two) = (&results[0][0], &results[0][3]);
     println!(

@@ -153,7 +153,9 @@ fn main() -> ExitCode {
         .max_connections(args.max_connections)
         .codec(args.codec.into())
         .framing(args.framing.into())
-        .announce_id(true);
+        .announce_id(true)
+        // A user who enters a room sees its last messages (chat::rules::SCROLLBACK).
+        .room_history(chat::rules::SCROLLBACK);
     if args.rate_limit > 0 {
         config = config
             .rate_limit(args.rate_limit, args.rate_limit.saturating_mul(2))
@@ -184,6 +186,8 @@ fn main() -> ExitCode {
     if args.idle_timeout > 0 {
         config = config.idle_timeout(Duration::from_secs(args.idle_timeout));
     }
+    // Printed after the listening lines (tools read the first line for the address).
+    let mut joined = None;
     let made = match &args.redis {
         None => Server::new(Chat::new(settings), config).map_err(|e| e.to_string()),
         Some(url) => {
@@ -214,10 +218,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            println!(
+            joined = Some(format!(
                 "chat-server node {node} joins the cluster at {shown} (node number {})",
                 netlib::Adapter::node(&adapter)
-            );
+            ));
             Server::with_adapter(Chat::clustered(settings, &node), config, Box::new(adapter))
                 .map_err(|e| e.to_string())
         }
@@ -237,6 +241,9 @@ fn main() -> ExitCode {
     }
     for a in server.local_addrs() {
         println!("chat-server listening on {a}");
+    }
+    if let Some(line) = joined.take() {
+        println!("{line}");
     }
     let text = Wire {
         framing: Framing::Line,

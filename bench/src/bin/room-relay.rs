@@ -1,0 +1,36 @@
+//! `room-relay ADDR`: netlib's room fan-out alone, to set beside the raw relay at equal frame
+//! size. Every client joins the room `all`; every message a client sends goes back, as the
+//! same message (the same JSON, so the same frame size as the raw relay's), to every member of
+//! the room through `ctx.send_to(Room("all"), &msg)`, encoded once. No chat rules, no limits.
+//! Prints `room-relay listening on ADDR`.
+
+use std::net::SocketAddr;
+
+use netlib::{ChannelId, Message, Room, Server, ServerConfig, ServerContext, ServerHandler};
+
+struct Relay;
+
+impl ServerHandler for Relay {
+    type Channel = ();
+
+    fn connected(&mut self, ctx: &mut ServerContext<'_, ()>, id: ChannelId, _: SocketAddr) {
+        ctx.join(id, "all").expect("a new channel joins");
+    }
+
+    /// Every message (no action has a handler): to the whole room, the sender too, as the raw
+    /// relay does.
+    fn unhandled(&mut self, ctx: &mut ServerContext<'_, ()>, _: ChannelId, msg: &Message) {
+        let _ = ctx.send_to(Room("all"), msg);
+    }
+}
+
+fn main() -> netlib::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:0".into());
+    let config = ServerConfig::default().max_connections(20_000);
+    let mut server = Server::bind(Relay, &[addr], config)?;
+    println!("room-relay listening on {}", server.local_addrs()[0]);
+    server.run()?;
+    Ok(())
+}
