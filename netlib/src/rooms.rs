@@ -19,11 +19,49 @@ pub(crate) const MAX_ROOM_NAME: usize = 255;
 /// entry and no allocation of its own.
 #[derive(Debug, Default)]
 pub(crate) struct RoomTable {
-    rooms: HashMap<Arc<str>, HashSet<usize>>,
+    rooms: HashMap<Arc<str>, Members>,
     /// The rooms each channel is in, for channels in any.
     of: HashMap<usize, Joined>,
     /// The last messages sent to each room that has any (with a history configured).
     history: HashMap<Arc<str>, VecDeque<Frame>>,
+}
+
+/// A room's members: a dense list, iterated by every room send, and each one's place in it
+/// (for removal in constant time).
+#[derive(Debug, Default)]
+struct Members {
+    keys: Vec<usize>,
+    at: HashMap<usize, usize>,
+}
+
+impl Members {
+    fn insert(&mut self, key: usize) -> bool {
+        if self.at.contains_key(&key) {
+            return false;
+        }
+        self.at.insert(key, self.keys.len());
+        self.keys.push(key);
+        true
+    }
+
+    fn remove(&mut self, key: usize) -> bool {
+        let Some(i) = self.at.remove(&key) else {
+            return false;
+        };
+        self.keys.swap_remove(i);
+        if let Some(&moved) = self.keys.get(i) {
+            self.at.insert(moved, i);
+        }
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
 }
 
 /// The rooms of one channel, in the order it joined them.
@@ -125,7 +163,7 @@ impl RoomTable {
 
     fn remove_member(&mut self, room: &str, key: usize) {
         if let Some(members) = self.rooms.get_mut(room) {
-            members.remove(&key);
+            members.remove(key);
             if members.is_empty() {
                 self.rooms.remove(room);
                 self.history.remove(room);
@@ -140,12 +178,16 @@ impl RoomTable {
 
     /// The channels in `room` (none if there is no such room).
     pub(crate) fn members(&self, room: &str) -> impl Iterator<Item = usize> + '_ {
-        self.rooms.get(room).into_iter().flatten().copied()
+        self.rooms
+            .get(room)
+            .into_iter()
+            .flat_map(|m| m.keys.iter())
+            .copied()
     }
 
     /// How many channels `room` holds.
     pub(crate) fn len(&self, room: &str) -> usize {
-        self.rooms.get(room).map_or(0, HashSet::len)
+        self.rooms.get(room).map_or(0, Members::len)
     }
 
     /// Every room with its member count.
@@ -220,6 +262,26 @@ mod tests {
         t.leave_all(1);
         t.leave_all(2);
         assert!(t.is_empty(), "nothing held once no channel is in a room");
+    }
+
+    #[test]
+    fn members_stay_listed_once_through_any_order_of_leaves() {
+        let mut t = RoomTable::default();
+        for key in 0..6 {
+            assert_eq!(t.join(key, "lobby", 8), Ok(true));
+        }
+        for key in [0, 5, 2] {
+            assert!(t.leave(key, "lobby"));
+        }
+        let mut left: Vec<usize> = t.members("lobby").collect();
+        left.sort();
+        assert_eq!(left, [1, 3, 4]);
+        assert_eq!(t.len("lobby"), 3);
+        assert_eq!(t.join(2, "lobby", 8), Ok(true));
+        assert!(t.leave(4, "lobby") && t.leave(1, "lobby"));
+        let mut left: Vec<usize> = t.members("lobby").collect();
+        left.sort();
+        assert_eq!(left, [2, 3]);
     }
 
     #[test]

@@ -252,7 +252,7 @@ impl Session {
 
     /// Open: reads input and takes output.
     pub(crate) fn is_open(&self) -> bool {
-        self.phase == Phase::Open
+        matches!(self.phase, Phase::Open)
     }
 
     /// Why it is closing or closed.
@@ -366,7 +366,7 @@ impl Session {
     /// past `max_outbound_bytes`: the session is then closed
     /// ([`CloseReason::OutboundOverflow`]) and the frame dropped.
     pub(crate) fn send(&mut self, frame: &Bytes) -> Result<usize, SendError> {
-        if self.phase != Phase::Open {
+        if !matches!(self.phase, Phase::Open) {
             return Err(SendError::NotConnected);
         }
         if frame.is_empty() {
@@ -384,7 +384,7 @@ impl Session {
 
     /// Starts a graceful close: no more input or sends; queued output is still written.
     pub(crate) fn close(&mut self, reason: CloseReason) {
-        if self.phase == Phase::Open {
+        if matches!(self.phase, Phase::Open) {
             self.phase = Phase::Closing(reason.clone());
             self.reason = Some(reason);
             if !self.reads() {
@@ -397,7 +397,7 @@ impl Session {
 
     /// Closes at once; queued output is dropped.
     pub(crate) fn abort(&mut self, reason: CloseReason) {
-        if self.phase != Phase::Closed {
+        if !matches!(self.phase, Phase::Closed) {
             if self.reason.is_none() || matches!(self.phase, Phase::Open) {
                 self.reason = Some(reason);
             }
