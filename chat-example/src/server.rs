@@ -61,6 +61,10 @@ pub struct Chat {
     stale: std::collections::HashSet<ChannelId>,
     /// The effects of the input being handled (kept to reuse its allocation).
     effects: Vec<Effect>,
+    /// Stops the server if this node is fenced out of its cluster ([`Chat::stop_when_fenced`]).
+    stop: Option<netlib::StopHandle>,
+    /// Why this node was fenced out of its cluster, if it was.
+    fenced: Option<String>,
 }
 
 fn send(hub: &mut Hub<'_>, id: ChannelId, msg: &ServerMsg<'_>) {
@@ -95,7 +99,22 @@ impl Chat {
             clock: settings.clock,
             stale: Default::default(),
             effects: Vec::new(),
+            stop: None,
+            fenced: None,
         }
+    }
+
+    /// Stops the server with `stop` if the cluster fences this node out (another process took
+    /// its number or name, or the others declared it dead after a stall): its users must
+    /// reconnect to a live node, and a supervisor restarts it under a new number. See
+    /// [`fenced`](Self::fenced).
+    pub fn stop_when_fenced(&mut self, stop: netlib::StopHandle) {
+        self.stop = Some(stop);
+    }
+
+    /// Why this node was fenced out of its cluster, if it was.
+    pub fn fenced(&self) -> Option<&str> {
+        self.fenced.as_deref()
     }
 
     /// Number of users connected to this node.
@@ -285,6 +304,16 @@ impl ServerHandler for Chat {
             ClusterEvent::Up => {
                 log::info!("the cluster is reachable");
                 Input::Up
+            }
+            ClusterEvent::Down {
+                error: netlib::ClusterError::Fenced(why),
+            } => {
+                log::error!("this node is fenced out of the cluster ({why}): stopping");
+                self.fenced = Some(why);
+                if let Some(stop) = &self.stop {
+                    stop.stop();
+                }
+                Input::Down
             }
             ClusterEvent::Down { error } => {
                 log::warn!("{error}: serving this node's users only until it is back");

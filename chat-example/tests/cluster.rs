@@ -627,3 +627,39 @@ fn an_old_incarnations_channel_id_never_names_the_new_ones_user() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn a_node_fenced_out_of_the_cluster_stops_and_says_why() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a", &[]);
+    let b = node(&redis, "b", &[]);
+    let mut alice = Peer::join(&a.addr, "alice");
+    let _bob = Peer::join(&b.addr, "bob");
+    who_is(&mut alice, &["alice", "bob"]);
+    // Another process takes b's node number (as after a stall past its presence TTL): b's next
+    // refresh finds it, and b stops rather than serve as a ghost.
+    let number = incarnation(&b);
+    let mut con = redis.connection();
+    let _: () = redis::cmd("SET")
+        .arg(format!("chat:node:{number}"))
+        .arg("another-process")
+        .arg("PX")
+        .arg(1500)
+        .query(&mut con)
+        .unwrap();
+    let mut b = b;
+    let status = b.child.wait_with(|| {});
+    assert_eq!(status.code(), Some(1), "{status}");
+    b.stderr.finish();
+    assert!(
+        b.stderr
+            .any(|l| l.contains("chat-server: fenced out of the cluster")),
+        "{:?}",
+        b.stderr.all()
+    );
+    // The others see its users leave once that process's key is gone too (b is reaped).
+    let left = alice.expect_where("left", |m| m.get_str("nickname") == Some("bob"));
+    assert!(left.get_str("reason").is_some_and(|r| r.contains("node b")));
+    who_is(&mut alice, &["alice"]);
+    a.stop();
+}

@@ -130,7 +130,7 @@
 //! process stalled past its TTL and was declared dead, or Redis restarted empty and a
 //! newcomer drew the number), or its name held by another node, the adapter is fenced: it
 //! stops touching Redis for good, logs an error once, reports `Down` with
-//! `Unavailable("fenced: ...")`, and refuses all cross-node work from then on. Restart the
+//! `ClusterError::Fenced("fenced: ...")`, and refuses all cross-node work from then on. Restart the
 //! process to rejoin under a new number.
 //!
 //! # Leaving and dying

@@ -160,9 +160,12 @@ impl Shared {
         }
         self.up.store(false, Ordering::SeqCst);
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        inbox.push(ClusterInbound::Event(ClusterEvent::Down {
-            error: ClusterError::Unavailable(why.to_owned()),
-        }));
+        let error = if fenced {
+            ClusterError::Fenced(why.to_owned())
+        } else {
+            ClusterError::Unavailable(why.to_owned())
+        };
+        inbox.push(ClusterInbound::Event(ClusterEvent::Down { error }));
         self.received.fetch_add(1, Ordering::SeqCst);
         drop(inbox);
         if was_empty {
@@ -176,6 +179,9 @@ impl Shared {
             return Some(ClusterError::Unavailable(
                 "the redis adapter was halted".to_owned(),
             ));
+        }
+        if self.fenced.load(Ordering::SeqCst) {
+            return Some(ClusterError::Fenced(lock(&self.reason).clone()));
         }
         if !self.up.load(Ordering::SeqCst) {
             return Some(ClusterError::Unavailable(lock(&self.reason).clone()));

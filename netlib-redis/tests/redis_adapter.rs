@@ -227,7 +227,7 @@ fn a_fenced_node_reports_down_and_refuses_cross_node_work() {
     a.pump_until("Down", |n| !n.server.state().events.is_empty());
     let events = a.events();
     let [ClusterEvent::Down {
-        error: ClusterError::Unavailable(why),
+        error: ClusterError::Fenced(why),
     }] = &events[..]
     else {
         panic!("{events:?}");
@@ -236,7 +236,7 @@ fn a_fenced_node_reports_down_and_refuses_cross_node_work() {
     assert!(!a.handle.is_up());
     let refused = a.server.context().emit_nodes(&Message::new("x"));
     assert!(
-        matches!(&refused, Err(SendError::Cluster(ClusterError::Unavailable(w))) if w.starts_with("fenced")),
+        matches!(&refused, Err(SendError::Cluster(ClusterError::Fenced(w))) if w.starts_with("fenced")),
         "{refused:?}"
     );
     let id = a.id(a1);
@@ -246,7 +246,7 @@ fn a_fenced_node_reports_down_and_refuses_cross_node_work() {
     a.pump_until("the answers", |n| n.server.state().events.len() >= 2);
     let events = a.events();
     assert!(
-        matches!(&events[0], ClusterEvent::Claimed { result: Err(ClusterError::Unavailable(w)), .. } if w.starts_with("fenced")),
+        matches!(&events[0], ClusterEvent::Claimed { result: Err(ClusterError::Fenced(w)), .. } if w.starts_with("fenced")),
         "{events:?}"
     );
     assert!(

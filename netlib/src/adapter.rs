@@ -36,6 +36,12 @@ pub enum ClusterError {
     /// on; cross-node operations are refused until it is back.
     #[error("the cluster is unavailable: {0}")]
     Unavailable(String),
+    /// This node no longer takes part in the cluster, for good: the others declared it dead
+    /// (it stalled past its presence TTL), or another process holds its number or name. Its
+    /// channels are gone for the other nodes; restart the process to join again under a new
+    /// number.
+    #[error("this node is fenced out of the cluster: {0}")]
+    Fenced(String),
     /// The name is held by another channel.
     #[error("the name is taken")]
     Taken,

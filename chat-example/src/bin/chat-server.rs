@@ -289,6 +289,7 @@ fn main() -> ExitCode {
         }
     }
     let stop = server.stop_handle();
+    server.state_mut().stop_when_fenced(stop.clone());
     if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
         eprintln!("chat-server: cannot install the Ctrl-C/SIGTERM handler: {e}");
         return ExitCode::FAILURE;
@@ -297,10 +298,15 @@ fn main() -> ExitCode {
         eprintln!("chat-server: {e}");
         return ExitCode::FAILURE;
     }
+    let fenced = server.state().fenced().map(str::to_owned);
     log::info!("stopping: closing {} connection(s)", server.channel_count());
     let shutdown = server.shutdown(Duration::from_secs(5));
     // The users' `left` went out with the shutdown, which dropped the server and its adapter:
     // the node left the cluster at once (the others need not wait for its presence to expire).
+    if let Some(why) = fenced {
+        eprintln!("chat-server: fenced out of the cluster ({why}); stopped");
+        return ExitCode::FAILURE;
+    }
     match shutdown {
         Ok(_) => {
             println!("chat-server stopped");
