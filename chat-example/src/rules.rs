@@ -371,7 +371,7 @@ pub struct Rules {
     leaving: HashMap<ChannelId, String>,
     /// Other nodes' names, from their `hello`.
     nodes: HashMap<NodeNumber, String>,
-    /// Whether the cluster's backplane is reachable.
+    /// Whether the cluster's backplane is reachable, as its last `Up` or `Down` said.
     up: bool,
 }
 
@@ -425,7 +425,9 @@ impl Rules {
     /// Rules with `settings` and no user.
     pub fn new(settings: RuleSettings) -> Self {
         Rules {
-            up: !settings.cluster,
+            // Until the adapter says otherwise (`Down`): it is up when the server starts, or
+            // reports `Down` first.
+            up: true,
             settings,
             users: HashMap::new(),
             remote: HashMap::new(),
@@ -1659,12 +1661,14 @@ mod tests {
         let mut core = Core::new(true);
         let a = id(1, 1);
         core.connect(a);
+        core.handle(Input::Down);
         assert_eq!(
             refusal(&core.request(a, nick("ada"))),
             Some("cluster-unavailable"),
-            "not before the cluster is up"
+            "not while the cluster is down"
         );
         core.handle(Input::Up);
+        core.later();
         let out = core.request(a, nick("ada"));
         assert_eq!(
             out,

@@ -54,8 +54,9 @@ impl RedisAdapter {
     /// Joins the cluster: draws this start's node number (1 to 65 535, never one of a live
     /// node or of one that left in the last hour) and registers it, and with a
     /// [`node_name`](RedisConfig::node_name) takes the name first. Blocking (call it before
-    /// the server runs): one round trip or a few, but up to the holder's remaining presence
-    /// TTL plus 2 s when the name is held (to tell a live holder from a dead one).
+    /// the server runs): a few round trips, and until the adapter is up (subscribed, its
+    /// presence written; at most twice the I/O timeout), but up to the holder's remaining
+    /// presence TTL plus 2 s when the name is held (to tell a live holder from a dead one).
     ///
     /// Without a node name, an unreachable Redis is not an error: the number is drawn locally,
     /// the adapter starts down ([`ClusterEvent::Down`](netlib::ClusterEvent::Down) first) and
@@ -154,6 +155,7 @@ impl RedisAdapter {
             log: keys.departed(),
             last_log: std::cell::Cell::new(None),
         };
+        let commander_has_connection = con.is_some();
         let commander = Commander::new(shared.clone(), rx, client, keys, me, scrub, con);
         let spawn_error =
             |e: std::io::Error| RedisError::Redis(format!("cannot start a thread: {e}"));
@@ -161,12 +163,23 @@ impl RedisAdapter {
             .name("netlib-redis-commands".into())
             .spawn(move || commander.run())
             .map_err(spawn_error)?;
+        let reachable = commander_has_connection;
         if let Err(e) = std::thread::Builder::new()
             .name("netlib-redis-subscriber".into())
             .spawn(move || subscriber.run())
         {
             shared.halt();
             return Err(spawn_error(e));
+        }
+        // With Redis reachable, the adapter is up (subscribed, presence written) before the
+        // server runs, so that the first clients' cross-node requests (a nickname claim) are
+        // not refused for a start still under way. Bounded: a Redis that stalls now is an
+        // outage like any other, reported by `Down`.
+        if reachable {
+            let deadline = std::time::Instant::now() + 2 * io;
+            while !shared.is_up() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
         }
         Ok(RedisAdapter {
             shared,
