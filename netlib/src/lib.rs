@@ -24,7 +24,7 @@
 //!   [`Rate`].
 //! - `config`: [`ServerConfig`] and [`ClientConfig`], the wire format, limits and clock.
 //! - `addresses`: the per-address connection limits. `rooms`: which channels are in which
-//!   room.
+//!   room, and each room's last messages (its history).
 //! - `queue`: a connection's outgoing frames, coalesced for `writev`.
 //! - `session`: one connection's sans-IO state machine (bytes and `now` in; messages, bytes
 //!   and deadlines out), the same for server channels and clients (`Side` says which).
