@@ -1301,6 +1301,16 @@ impl Rules {
                     };
                     self.notify(out, &name, None, msg);
                 }
+                Tier::Deltas if joined.is_empty() && left.is_empty() && renamed.is_empty() => {
+                    // The list changed with no news to tell (another node's users reloaded
+                    // after an outage): one fresh list instead of a delta.
+                    let players = self.member_nicks(&name);
+                    let msg = ServerMsg::Players {
+                        players,
+                        room: o(&name),
+                    };
+                    self.notify(out, &name, None, msg);
+                }
                 Tier::Deltas => {
                     // Split so that no delta comes near the frame limit (32-character names:
                     // a chunk is at most about 40 KB).
@@ -1823,6 +1833,46 @@ mod tests {
             result: Ok(()),
         });
         assert!(refusal(&out).is_none());
+    }
+
+    #[test]
+    fn a_medium_room_reloaded_from_another_node_gets_one_fresh_list() {
+        let mut core = Core::new(true);
+        core.rules.settings.rooms = RoomPolicy {
+            full_list_max: 1,
+            notice_max: 100,
+        };
+        let alice = id(1, 1);
+        core.connect(alice);
+        core.handle(Input::Flush);
+        let users = (1..=3)
+            .map(|n| Presence {
+                id: id(2, n),
+                nick: format!("b{n}"),
+                room: DEFAULT_ROOM.into(),
+            })
+            .collect();
+        let hello = Note::Hello {
+            name: "b".into(),
+            users,
+            reply: true,
+        };
+        core.handle(Input::Note {
+            from: 2,
+            note: hello,
+        });
+        let out = core.handle(Input::Flush);
+        let lists: Vec<usize> = out
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Notify {
+                    msg: ServerMsg::Players { players, .. },
+                    ..
+                } => Some(players.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lists, [4], "one list of everyone, no delta");
     }
 
     #[test]
