@@ -12,7 +12,7 @@ use redis::ConnectionAddr;
 
 use crate::backoff::{random_u64, Rng};
 use crate::commands::{Cmd, Commander, Target};
-use crate::config::{RedisConfig, Scrub};
+use crate::config::{self, RedisConfig, Scrub};
 use crate::envelope;
 use crate::error::RedisError;
 use crate::keys::{Keys, Scripts};
@@ -74,9 +74,16 @@ impl RedisAdapter {
             reason,
         };
         let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| invalid(Scrub::new(password_in(&config.url).as_deref()).text(e)))?;
+            .map_err(|e| invalid(Scrub::all(password_in(&config.url)).text(e)))?;
         let info = client.get_connection_info();
-        let scrub = Scrub::new(info.redis.password.as_deref());
+        // The password as the crate decoded it, and as the URL spells it.
+        let scrub = Scrub::all(
+            info.redis
+                .password
+                .iter()
+                .cloned()
+                .chain(password_in(&config.url)),
+        );
         match &info.addr {
             ConnectionAddr::Tcp(..) => {}
             #[cfg(unix)]
@@ -159,14 +166,31 @@ impl RedisAdapter {
         let commander = Commander::new(shared.clone(), rx, client, keys, me, scrub, con);
         let spawn_error =
             |e: std::io::Error| RedisError::Redis(format!("cannot start a thread: {e}"));
+        // A panic in a thread ends it with a `Down` (fenced: see `Shared::panicked`), never
+        // silently.
+        let guarded = |thread: &'static str, shared: Arc<Shared>, run: Box<dyn FnOnce() + Send>| {
+            move || {
+                if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+                    shared.panicked(thread, p.as_ref());
+                }
+            }
+        };
         std::thread::Builder::new()
             .name("netlib-redis-commands".into())
-            .spawn(move || commander.run())
+            .spawn(guarded(
+                "command",
+                shared.clone(),
+                Box::new(move || commander.run()),
+            ))
             .map_err(spawn_error)?;
         let reachable = commander_has_connection;
         if let Err(e) = std::thread::Builder::new()
             .name("netlib-redis-subscriber".into())
-            .spawn(move || subscriber.run())
+            .spawn(guarded(
+                "subscriber",
+                shared.clone(),
+                Box::new(move || subscriber.run()),
+            ))
         {
             shared.halt();
             return Err(spawn_error(e));
@@ -197,13 +221,10 @@ impl RedisAdapter {
     }
 }
 
-/// The password of a URL the `redis` crate could not parse, as well as it can be found, to
-/// hide it from the error.
-fn password_in(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    let user_info = authority.rsplit_once('@')?.0;
-    user_info.split_once(':').map(|(_, p)| p.to_owned())
+/// The passwords of a URL, as well as they can be found (also when the `redis` crate could
+/// not parse it), to hide them from errors and logs: see [`config::passwords_in`].
+fn password_in(url: &str) -> Vec<String> {
+    config::passwords_in(url)
 }
 
 impl fmt::Debug for RedisAdapter {
@@ -350,12 +371,15 @@ mod tests {
 
     #[test]
     fn a_password_is_found_for_hiding() {
-        assert_eq!(
-            password_in("redis://:s3cret@h:1/0").as_deref(),
-            Some("s3cret")
-        );
-        assert_eq!(password_in("redis://u:s3cret@h").as_deref(), Some("s3cret"));
-        assert_eq!(password_in("redis://h:1"), None);
+        assert_eq!(password_in("redis://:s3cret@h:1/0"), ["s3cret"]);
+        assert_eq!(password_in("redis://u:s3cret@h"), ["s3cret"]);
+        assert!(password_in("redis://h:1").is_empty());
+        // An unencoded `/` in the password, password query parameters, no URL at all.
+        assert_eq!(password_in("redis://:s3/cr?et@h:1/0"), ["s3/cr?et"]);
+        assert_eq!(password_in("redis+unix:///p?db=1&pass=s3cret"), ["s3cret"]);
+        assert_eq!(password_in("redis://h?password=s3cret"), ["s3cret"]);
+        assert_eq!(password_in("x:s3cret@h"), ["x:s3cret@h"]);
+        assert!(password_in("redis://h:1/0?pass=s3@cret").contains(&"s3@cret".to_owned()));
     }
 
     #[test]
@@ -364,6 +388,10 @@ mod tests {
             "redis://:s3cret@[::1:bad",
             "rediss://:s3cret@127.0.0.1:1",
             "nope://:s3cret@x",
+            "redis://:s3/cret@[::1:bad",
+            "nope+unix:///p?pass=s3cret",
+            "rediss://:s3cret@h:1?pass=s3cret2",
+            ":s3cret@127.0.0.1:1",
         ] {
             match RedisAdapter::connect(RedisConfig::new(url)) {
                 Err(e) => {

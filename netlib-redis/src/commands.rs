@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netlib::{ChannelId, ClusterError, ClusterEvent, ClusterInbound, NodeNumber};
-use redis::{Connection, Pipeline, RedisResult, Script, ToRedisArgs, Value};
+use redis::{Connection, Pipeline, RedisResult, ToRedisArgs, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::backoff::{Backoff, MAX_BACKOFF};
 use crate::config::Scrub;
 use crate::envelope;
-use crate::keys::{Keys, Scripts, LOG_LENGTH, REAP_LOCK_MS, RETIRE_MS};
+use crate::keys::{self, Keys, Scripts, LOG_LENGTH, REAP_LOCK_MS, RETIRE_MS};
 use crate::node::{self, Identity};
 use crate::shared::Shared;
 
@@ -144,9 +144,12 @@ pub(crate) struct Commander {
     retry_at: Instant,
     next_refresh: Instant,
     next_check: Instant,
-    /// After a reconnect, other nodes get time to register again before they count as gone
-    /// (Redis may have restarted empty, or stalled: every presence expired at once).
+    /// After a reconnect that found Redis's data lost (the `{p}:epoch` marker changed or
+    /// gone) or this node's own key expired (Redis stalled: every presence may have expired
+    /// at once), other nodes get time to register again before they count as gone.
     grace_until: Instant,
+    /// The `{p}:epoch` marker last read (`None` before the first resync).
+    marker: Option<String>,
     /// Other nodes seen alive at the last check.
     known: HashSet<NodeNumber>,
     /// This node's channels that joined a room or hold a name.
@@ -196,6 +199,7 @@ impl Commander {
             next_refresh: now,
             next_check: now,
             grace_until: now,
+            marker: None,
             known: HashSet::new(),
             mirror: HashMap::new(),
             departures: Vec::new(),
@@ -325,7 +329,8 @@ impl Commander {
             }
         }
         self.con = Some(con);
-        self.backoff.reset();
+        // The backoff is reset once resynchronised (a Redis that accepts connections and then
+        // fails every resync is retried with backoff).
         self.next_refresh = Instant::now();
         self.refresh();
     }
@@ -367,10 +372,54 @@ impl Commander {
         match node::refresh(con, &self.keys, &self.scripts, &self.me) {
             Ok(p) => match p.fenced(&self.me) {
                 Some(why) => self.fence(&why),
-                None => self.next_refresh = Instant::now() + self.me.ttl / 3,
+                None => {
+                    if p == node::Presence::Retaken {
+                        // This node's key expired: Redis stalled or lost its data, and the
+                        // others' presence may have expired too.
+                        log::info!(
+                            "node {}: its presence had expired and was taken again",
+                            self.me.node
+                        );
+                        self.start_grace();
+                    }
+                    self.next_refresh = Instant::now() + self.me.ttl / 3;
+                }
             },
             Err(e) => self.lost(&e),
         }
+    }
+
+    /// Refreshes presence now if it is due (between the operations of a long batch, so that
+    /// a burst of claims or flushes cannot starve it).
+    fn refresh_if_due(&mut self) {
+        if self.con.is_some() && Instant::now() >= self.next_refresh {
+            self.refresh();
+        }
+    }
+
+    /// Other nodes get one presence TTL (plus the longest backoff) to register again before
+    /// they count as gone.
+    fn start_grace(&mut self) {
+        let until = Instant::now() + self.me.ttl + MAX_BACKOFF + self.shared.io_timeout;
+        self.grace_until = self.grace_until.max(until);
+    }
+
+    /// Reads (setting it if absent) the `{p}:epoch` marker: whether Redis lost its data since
+    /// the last read (the marker changed, or was gone and set again).
+    fn data_lost(&mut self) -> RedisResult<bool> {
+        let key = self.keys.epoch();
+        let (now,): (Option<String>,) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(&self.me.token)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&key)
+            .query(self.con())?;
+        let lost = matches!(&self.marker, Some(was) if now.as_ref() != Some(was));
+        self.marker = now;
+        Ok(lost)
     }
 
     /// Reports Up or Down if the state changed.
@@ -444,7 +493,7 @@ impl Commander {
         if keys.is_empty() {
             return;
         }
-        evalsha(&mut self.pipe, &self.scripts.release, &keys).arg(id);
+        eval(&mut self.pipe, keys::RELEASE, &keys).arg(id);
         self.expects.push(Expect::Ignore);
     }
 
@@ -474,7 +523,7 @@ impl Commander {
     /// Publishes a departure envelope, through the departures log (see `keys::DEPART`).
     fn depart(&mut self, envelope: &[u8]) {
         let keys = [self.keys.departed(), self.bus.clone()];
-        evalsha(&mut self.pipe, &self.scripts.depart, &keys)
+        eval(&mut self.pipe, keys::DEPART, &keys)
             .arg(envelope)
             .arg(LOG_LENGTH);
     }
@@ -545,6 +594,11 @@ impl Commander {
                     redis::ErrorKind::NoScriptError,
                     "scripts flushed",
                 )));
+            }
+            if let Expect::Members { room, token, .. } = expect {
+                // Answered with what Redis said, not a stale reason.
+                let error = ClusterError::Unavailable(format!("redis answered {text}"));
+                return self.answer(ClusterEvent::QueryFailed { token, room, error });
             }
             return self.failed_reply(expect);
         }
@@ -655,7 +709,11 @@ impl Commander {
                         self.mirror.remove(&id);
                     }
                 }
-                Cmd::Claim { id, names } => self.claim(id, names),
+                Cmd::Claim { id, names } => {
+                    // Each claim is a round trip: a burst of them must not starve presence.
+                    self.refresh_if_due();
+                    self.claim(id, names);
+                }
                 Cmd::Members {
                     room,
                     after,
@@ -676,7 +734,7 @@ impl Commander {
                         .arg("+inf")
                         .arg("LIMIT")
                         .arg(0)
-                        .arg(limit as u64 + 1);
+                        .arg(count(limit));
                     self.expects.push(Expect::Members { room, limit, token });
                 }
                 Cmd::Publish { epoch, to, bytes } => {
@@ -698,6 +756,7 @@ impl Commander {
             }
             if self.pipe.len() >= BATCH {
                 self.flush();
+                self.refresh_if_due();
             }
         }
         self.flush();
@@ -773,16 +832,20 @@ impl Commander {
     /// registration): stale rooms and names of its channels go, the records and memberships
     /// are rewritten, names claimed again, departures made meanwhile published.
     fn resync(&mut self) {
+        let lost = match self.data_lost() {
+            Ok(lost) => lost,
+            Err(e) => return self.lost(&e),
+        };
+        if lost {
+            log::warn!("redis lost its data (its epoch marker changed)");
+        }
         let chans = self.keys.chans(self.me.node);
-        let old: HashMap<u64, String> = match redis::cmd("HGETALL").arg(&chans).query(self.con()) {
+        let old = match entries(self.con(), &chans) {
             Ok(old) => old,
             Err(e) => return self.lost(&e),
         };
         let empty = Entry::default();
-        for (id, json) in &old {
-            let Ok(was) = serde_json::from_str::<Entry>(json) else {
-                continue;
-            };
+        for (id, was) in &old {
             let now = self.mirror.get(id).unwrap_or(&empty).clone();
             for room in was.rooms.difference(&now.rooms) {
                 self.zrem(room, *id);
@@ -801,7 +864,7 @@ impl Commander {
             } else {
                 let mut keys: Vec<String> = e.names.iter().map(|n| self.keys.name(n)).collect();
                 keys.push(chans.clone());
-                evalsha(&mut self.pipe, &self.scripts.claim, &keys)
+                eval(&mut self.pipe, keys::CLAIM, &keys)
                     .arg(id)
                     .arg(e.json());
                 self.expects.push(Expect::Reclaim(id));
@@ -821,9 +884,11 @@ impl Commander {
         if self.con.is_some() {
             self.need_resync = false;
             self.ready = true;
-            if self.reported.is_some() {
-                self.grace_until =
-                    Instant::now() + self.me.ttl + MAX_BACKOFF + self.shared.io_timeout;
+            self.backoff.reset();
+            // Only when Redis may have lost the others' presence: an outage of this node's
+            // own connections (or of its subscriber alone) does not pause death detection.
+            if lost {
+                self.start_grace();
             }
         }
     }
@@ -856,6 +921,9 @@ impl Commander {
         let mut dead = Vec::new();
         for (&n, e) in listed.iter().zip(&exists) {
             if matches!(e, Value::Int(1)) {
+                // A number found gone (at least a presence TTL ago), alive again: a new start
+                // drew it after its retirement.
+                self.shared.forget_gone(n, self.me.ttl);
                 alive.insert(n);
             } else if !in_grace {
                 dead.push(n);
@@ -894,13 +962,20 @@ impl Commander {
             .filter(|n| !listed.contains(n))
             .collect();
         for n in unlisted {
-            let _: () = redis::cmd("SET")
-                .arg(self.keys.retired(n))
-                .arg(1)
-                .arg("PX")
+            // Atomic: retired only if it is neither listed nor has a key (it did not register
+            // again since the SMEMBERS above).
+            let r: i64 = self
+                .scripts
+                .retire_unlisted
+                .key(self.keys.node(n))
+                .key(self.keys.retired(n))
+                .key(self.keys.nodes())
+                .arg(n)
                 .arg(RETIRE_MS)
-                .query(self.con())?;
-            self.gone(n);
+                .invoke(self.con.as_mut().expect("connected"))?;
+            if r == 1 {
+                self.gone(n);
+            }
         }
         self.known = alive;
         Ok(())
@@ -911,13 +986,11 @@ impl Commander {
     /// node reports them departed), then its record and membership go.
     fn reap(&mut self, n: NodeNumber) -> redis::RedisResult<()> {
         let chans = self.keys.chans(n);
-        let entries: HashMap<u64, String> = redis::cmd("HGETALL").arg(&chans).query(self.con())?;
-        let mut ids: Vec<u64> = entries.keys().copied().collect();
+        let entries = entries(self.con(), &chans)?;
+        let mut ids: Vec<u64> = entries.iter().map(|(id, _)| *id).collect();
         ids.sort_unstable();
-        for (&id, json) in &entries {
-            let Ok(e) = serde_json::from_str::<Entry>(json) else {
-                continue;
-            };
+        for (id, e) in &entries {
+            let id = *id;
             for room in &e.rooms {
                 self.zrem(room, id);
             }
@@ -929,7 +1002,7 @@ impl Commander {
             self.keys.nodes(),
             chans,
         ];
-        evalsha(&mut self.pipe, &self.scripts.finish, &keys)
+        eval(&mut self.pipe, keys::FINISH, &keys)
             .arg("")
             .arg(n)
             .arg(RETIRE_MS);
@@ -950,6 +1023,13 @@ impl Commander {
             if let Value::ServerError(e) = r {
                 let text = self.scrub.text(format_args!("{e:?}"));
                 log::error!("reaping node {n}: redis answered {text}");
+                if e.code() == "NOSCRIPT" {
+                    // As `flush` does (no reap sends an EVALSHA now; kept for safety).
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::NoScriptError,
+                        "scripts flushed",
+                    )));
+                }
             }
         }
         log::info!(
@@ -1005,7 +1085,7 @@ impl Commander {
         if let Some(name) = &self.me.name {
             keys.push(self.keys.node_name(name));
         }
-        evalsha(&mut self.pipe, &self.scripts.finish, &keys)
+        eval(&mut self.pipe, keys::FINISH, &keys)
             .arg(&self.me.token)
             .arg(n)
             .arg(RETIRE_MS);
@@ -1025,19 +1105,43 @@ impl Commander {
     }
 }
 
-/// Adds an `EVALSHA` of `script` with `keys` to `pipe`; its arguments follow. The scripts are
-/// loaded on every connection ([`Scripts::load`](crate::keys::Scripts::load)); a `NOSCRIPT`
-/// answer (Redis's script cache was flushed) drops the connection, and the next one loads
-/// them again.
-fn evalsha<'p, K: ToRedisArgs>(
-    pipe: &'p mut Pipeline,
-    script: &Script,
-    keys: &[K],
-) -> &'p mut Pipeline {
-    pipe.cmd("EVALSHA")
-        .arg(script.get_hash())
-        .arg(keys.len())
-        .arg(keys)
+/// The count of a members query of `limit` (one more, to learn whether a page follows):
+/// clamped to what Redis takes (a signed 64-bit integer).
+fn count(limit: usize) -> u64 {
+    u64::try_from(limit)
+        .unwrap_or(u64::MAX)
+        .min(i64::MAX as u64 - 1)
+        + 1
+}
+
+/// Adds an `EVAL` of `code` (a script of [`keys`]) with `keys` to `pipe`; its arguments
+/// follow. `EVAL`, not `EVALSHA`: a pipelined operation cannot be sent again on `NOSCRIPT`
+/// (Redis's script cache flushed, `SCRIPT FLUSH`) once later ones depend on it, and these
+/// scripts are short (Redis caches a script it evaluated, so it compiles each once).
+fn eval<'p, K: ToRedisArgs>(pipe: &'p mut Pipeline, code: &str, keys: &[K]) -> &'p mut Pipeline {
+    pipe.cmd("EVAL").arg(code).arg(keys.len()).arg(keys)
+}
+
+/// The records of `{p}:chans:{n}` (`chans`) that can be read: a field that is not a serial, or
+/// a value that is not a record, is skipped (and logged), never a failure (the hash is
+/// rewritten or deleted by whoever reads it).
+fn entries(con: &mut Connection, chans: &str) -> RedisResult<Vec<(u64, Entry)>> {
+    let raw: HashMap<Vec<u8>, Vec<u8>> = redis::cmd("HGETALL").arg(chans).query(con)?;
+    let mut out = Vec::with_capacity(raw.len());
+    let mut skipped = 0usize;
+    for (field, value) in raw {
+        let id = std::str::from_utf8(&field)
+            .ok()
+            .and_then(|f| f.parse::<u64>().ok());
+        match (id, serde_json::from_slice::<Entry>(&value)) {
+            (Some(id), Ok(e)) => out.push((id, e)),
+            _ => skipped += 1,
+        }
+    }
+    if skipped > 0 {
+        log::warn!("{chans}: {skipped} unreadable record(s) skipped");
+    }
+    Ok(out)
 }
 
 /// Sends what `pipe` holds in one write and reads the replies, in order; `pipe` is empty
@@ -1057,4 +1161,14 @@ fn run(pipe: &mut Pipeline, con: &mut Connection) -> RedisResult<Vec<Value>> {
     pipe.clear();
     con.send_packed_command(&packed)?;
     (0..count).map(|_| con.recv_response()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_members_count_never_overflows() {
+        assert_eq!(super::count(0), 1);
+        assert_eq!(super::count(10), 11);
+        assert_eq!(super::count(usize::MAX), i64::MAX as u64);
+    }
 }

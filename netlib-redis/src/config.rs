@@ -35,7 +35,8 @@ impl RedisConfig {
     /// A configuration for the Redis server at `url`: `redis://HOST:PORT`, or
     /// `redis://:PASSWORD@HOST:PORT` (`redis://USER:PASSWORD@HOST:PORT` with an ACL user) for
     /// a server with `requirepass`, as the `redis` crate reads it; `redis+unix:///PATH` for a
-    /// Unix socket. TLS (`rediss://`) is not supported. The URL is checked by
+    /// Unix socket (`redis+unix:///PATH?pass=PASSWORD` with a password). TLS (`rediss://`) is
+    /// not supported. The URL is checked by
     /// [`RedisAdapter::connect`](crate::RedisAdapter::connect).
     pub fn new(url: &str) -> Self {
         RedisConfig {
@@ -74,7 +75,9 @@ impl RedisConfig {
         self
     }
 
-    /// The URL, for logs: any password in it is shown as `***`.
+    /// The URL, for logs: any password in it is shown as `***` (the user info's, found up to
+    /// the last `@` so that an unencoded `/` in it changes nothing, and the values of `pass=`
+    /// and `password=` query parameters); a URL without `scheme://` is shown as `***` whole.
     pub fn shown_url(&self) -> String {
         shown_url(&self.url)
     }
@@ -98,44 +101,108 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
-/// `url` with the password of its user info (`scheme://user:PASSWORD@host`) shown as `***`.
-pub(crate) fn shown_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+/// The query parameters that carry a password (`redis+unix:///path?pass=...`).
+const PASSWORD_PARAMS: [&str; 2] = ["pass", "password"];
+
+/// `url`'s scheme, its user info (everything before the last `@` of what follows `://`, so
+/// that a password with an unencoded `/`, `?` or `@` stays in it; none for a URL whose path
+/// starts at once, `redis+unix:///...`), and the rest. `None` if it has no `scheme://`.
+fn parts(url: &str) -> Option<(&str, Option<&str>, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    if rest.starts_with('/') {
+        return Some((scheme, None, rest));
+    }
+    Some(match rest.rsplit_once('@') {
+        Some((user_info, after)) => (scheme, Some(user_info), after),
+        None => (scheme, None, rest),
+    })
+}
+
+/// `rest` (what follows the user info) with the values of its password query parameters shown
+/// as `***`.
+fn masked_query(rest: &str) -> String {
+    let Some((before, query)) = rest.split_once('?') else {
+        return rest.to_owned();
     };
-    // The user info ends at the last `@` before the path.
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) => {
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((key, _)) if PASSWORD_PARAMS.iter().any(|p| key.eq_ignore_ascii_case(p)) => {
+                format!("{key}=***")
+            }
+            _ => param.to_owned(),
+        })
+        .collect();
+    format!("{before}?{}", params.join("&"))
+}
+
+/// `url` with the password of its user info (`scheme://user:PASSWORD@host`) and of its
+/// `pass=`/`password=` query parameters shown as `***`; a URL without `scheme://` (that
+/// cannot be parsed at all) is shown as `***` whole.
+pub(crate) fn shown_url(url: &str) -> String {
+    let Some((scheme, user_info, rest)) = parts(url) else {
+        return "***".to_owned();
+    };
+    let rest = masked_query(rest);
+    match user_info {
+        Some(user_info) => {
             let user = user_info.split_once(':').map_or(user_info, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{path}")
+            format!("{scheme}://{user}:***@{rest}")
         }
-        None => url.to_owned(),
+        None => format!("{scheme}://{rest}"),
     }
 }
 
-/// Hides a password in text meant for logs and errors: every occurrence of it becomes `***`.
+/// The passwords in `url`, as well as they can be found (for hiding them in the `redis`
+/// crate's errors about a URL it could not parse): the user info's and the password query
+/// parameters'; the whole URL if it cannot be parsed at all.
+pub(crate) fn passwords_in(url: &str) -> Vec<String> {
+    let Some((_, user_info, _)) = parts(url) else {
+        return vec![url.to_owned()];
+    };
+    let mut found = Vec::new();
+    if let Some((_, password)) = user_info.and_then(|u| u.split_once(':')) {
+        found.push(password.to_owned());
+    }
+    // Every query parameter of the whole URL (an `@` in a query value would put part of
+    // the query in what looks like the user info).
+    if let Some((_, query)) = url.split_once('?') {
+        for param in query.split(['&', '?']) {
+            if let Some((key, value)) = param.split_once('=') {
+                if PASSWORD_PARAMS.iter().any(|p| key.eq_ignore_ascii_case(p)) {
+                    found.push(value.to_owned());
+                }
+            }
+        }
+    }
+    found.retain(|p| !p.is_empty());
+    found
+}
+
+/// Hides passwords in text meant for logs and errors: every occurrence of one becomes `***`.
 #[derive(Clone, Default)]
 pub(crate) struct Scrub {
-    secret: Option<String>,
+    secrets: Vec<String>,
 }
 
 impl Scrub {
-    /// Hides `secret` (nothing if `None` or empty).
-    pub(crate) fn new(secret: Option<&str>) -> Self {
-        Scrub {
-            secret: secret.filter(|s| !s.is_empty()).map(str::to_owned),
-        }
+    /// Hides each of `secrets` (the empty ones are left out).
+    pub(crate) fn all(secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        // The longest first: a secret that contains another is hidden whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Scrub { secrets }
     }
 
-    /// `text` with the secret replaced.
+    /// `text` with the secrets replaced.
     pub(crate) fn text(&self, text: impl fmt::Display) -> String {
-        let text = text.to_string();
-        match &self.secret {
-            Some(s) if text.contains(s.as_str()) => text.replace(s.as_str(), "***"),
-            _ => text,
+        let mut text = text.to_string();
+        for s in &self.secrets {
+            if text.contains(s.as_str()) {
+                text = text.replace(s.as_str(), "***");
+            }
         }
+        text
     }
 }
 
@@ -159,16 +226,54 @@ mod tests {
             "redis://:***@10.0.0.1:6379"
         );
         assert_eq!(shown("redis://10.0.0.1:6379"), "redis://10.0.0.1:6379");
-        assert_eq!(shown("not a url"), "not a url");
+        // A password with an unencoded `/` (or `?`) is still the user info's.
+        assert_eq!(
+            shown("redis://:s3/cr?et@10.0.0.1:6379/2"),
+            "redis://:***@10.0.0.1:6379/2"
+        );
+        assert_eq!(
+            shown("redis://u:a/b@c@10.0.0.1:6379"),
+            "redis://u:***@10.0.0.1:6379"
+        );
+        // Password query parameters (a Unix socket's).
+        assert_eq!(
+            shown("redis+unix:///run/redis.sock?db=2&pass=s3cret"),
+            "redis+unix:///run/redis.sock?db=2&pass=***"
+        );
+        assert_eq!(
+            shown("redis+unix:///tmp/r.sock?user=u&password=s3cret"),
+            "redis+unix:///tmp/r.sock?user=u&password=***"
+        );
+        assert_eq!(
+            shown("redis://u:s3cret@h:1?PASS=other"),
+            "redis://u:***@h:1?PASS=***"
+        );
+        assert_eq!(
+            shown("redis+unix:///tmp/r.sock"),
+            "redis+unix:///tmp/r.sock"
+        );
+        // What cannot be parsed at all is hidden whole.
+        assert_eq!(shown("not a url"), "***");
+        assert_eq!(shown(":s3cret@h:1"), "***");
+        for url in [
+            "redis://:s3/cr?et@h:1",
+            "redis+unix:///p?pass=s3cret",
+            "redis://x:s3cret@[::1",
+            "s3cret",
+        ] {
+            assert!(!shown(url).contains("s3"), "{url}: {}", shown(url));
+        }
     }
 
     #[test]
     fn debug_and_scrub_never_show_the_password() {
         let config = RedisConfig::new("redis://u:s3cret@h:1").node_name("n");
         assert!(!format!("{config:?}").contains("s3cret"));
-        let scrub = Scrub::new(Some("s3cret"));
+        let scrub = Scrub::all(["s3cret".to_owned()]);
         assert_eq!(scrub.text("auth s3cret failed"), "auth *** failed");
-        assert_eq!(Scrub::new(Some("")).text("x"), "x");
+        assert_eq!(Scrub::all([String::new()]).text("x"), "x");
+        let scrub = Scrub::all(["ab".to_owned(), "abcd".to_owned(), String::new()]);
+        assert_eq!(scrub.text("abcd ab x"), "*** *** x");
     }
 
     #[test]

@@ -55,6 +55,11 @@ impl Keys {
     pub(crate) fn departed(&self) -> String {
         format!("{}:departed", self.prefix)
     }
+    /// A marker of Redis's data set (`SET NX`, no TTL): a node that finds it changed or gone
+    /// after a reconnect knows that Redis lost its data.
+    pub(crate) fn epoch(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
     /// The pub/sub channel every node reads: room sends, messages to all nodes, departures.
     pub(crate) fn bus(&self) -> String {
         format!("{}:bus", self.prefix)
@@ -88,16 +93,14 @@ return 1
 ";
 
 /// Refreshes presence: `KEYS` = node, retired, nodes[, node name]; `ARGV` = token, TTL (ms),
-/// number. 1 if refreshed (a key that expired, e.g. after Redis restarted empty, is taken
-/// again); 0 (nothing done) if another token holds the node key or the number was retired
-/// (this node was declared dead); -1 if another token holds the node name.
+/// number. 1 if refreshed; 2 if the key had expired (this process or Redis stalled, or Redis
+/// lost its data) and was taken again; 0 (nothing done) if the number was retired (this node
+/// was declared dead, whatever the node key holds) or another token holds the node key; -1 if
+/// another token holds the node name.
 const REFRESH: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local v = redis.call('GET', KEYS[1])
-if v then
-  if v ~= ARGV[1] then return 0 end
-elseif redis.call('EXISTS', KEYS[2]) == 1 then
-  return 0
-end
+if v and v ~= ARGV[1] then return 0 end
 if KEYS[4] then
   local w = redis.call('GET', KEYS[4])
   if w and w ~= ARGV[1] then return -1 end
@@ -105,13 +108,25 @@ if KEYS[4] then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[3])
+if v then return 1 end
+return 2
+";
+
+/// Retires a node number seen alive before and no longer listed (Redis lost its data):
+/// `KEYS` = node, retired, nodes; `ARGV` = number, retirement (ms). 1 if retired; 0 (nothing
+/// done) if the number is listed again or its key exists (it registered again meanwhile).
+const RETIRE_UNLISTED: &str = r"
+if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 or redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 return 1
 ";
 
 /// Claims names for a channel, all or none, and records them: `KEYS` = name keys..., the
 /// node's channel hash; `ARGV` = serial, the channel's record with the names. 1 if the channel
 /// holds them all now (names it held already count); 0 (nothing done) if another holds one.
-const CLAIM: &str = r"
+pub(crate) const CLAIM: &str = r"
 local n = #KEYS - 1
 for i = 1, n do
   local v = redis.call('GET', KEYS[i])
@@ -123,7 +138,7 @@ return 1
 ";
 
 /// Deletes each of `KEYS` (name keys) that `ARGV[1]` (a serial) holds.
-const RELEASE: &str = r"
+pub(crate) const RELEASE: &str = r"
 for i, k in ipairs(KEYS) do
   if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
 end
@@ -145,7 +160,7 @@ return 1
 /// nodes, channel hash[, node name]; `ARGV` = its token (or '' for a reaper), number,
 /// retirement (ms). Deletes the node key and name if they hold the token, the hash and the
 /// number's membership, and retires the number.
-const FINISH: &str = r"
+pub(crate) const FINISH: &str = r"
 if ARGV[1] ~= '' then
   if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
   if KEYS[5] and redis.call('GET', KEYS[5]) == ARGV[1] then redis.call('DEL', KEYS[5]) end
@@ -159,7 +174,7 @@ return 1
 /// Publishes a departure: appends envelope `ARGV[1]` to the departures log `KEYS[1]` (trimmed
 /// to about `ARGV[2]` entries) and publishes it on `KEYS[2]` with the entry's id appended (so
 /// that a node reading the log after a reconnect skips what it already got). The entry's id.
-const DEPART: &str = r"
+pub(crate) const DEPART: &str = r"
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
 redis.call('PUBLISH', KEYS[2], ARGV[1] .. id)
 return id
@@ -179,6 +194,7 @@ pub(crate) struct Scripts {
     pub(crate) claim: Script,
     pub(crate) release: Script,
     pub(crate) declare_dead: Script,
+    pub(crate) retire_unlisted: Script,
     pub(crate) finish: Script,
     pub(crate) delete_if: Script,
     pub(crate) depart: Script,
@@ -192,6 +208,7 @@ impl Scripts {
             claim: Script::new(CLAIM),
             release: Script::new(RELEASE),
             declare_dead: Script::new(DECLARE_DEAD),
+            retire_unlisted: Script::new(RETIRE_UNLISTED),
             finish: Script::new(FINISH),
             delete_if: Script::new(DELETE_IF),
             depart: Script::new(DEPART),
@@ -206,6 +223,7 @@ impl Scripts {
             &self.claim,
             &self.release,
             &self.declare_dead,
+            &self.retire_unlisted,
             &self.finish,
             &self.delete_if,
             &self.depart,

@@ -35,21 +35,23 @@
 //! |---|---|---|
 //! | `{p}:nodes` | set | the registered node numbers (a dead one until it is reaped) |
 //! | `{p}:node:{n}` | string, TTL | node `n`'s presence: a random token of its start, refreshed every third of the [presence TTL](RedisConfig::presence_ttl) |
-//! | `{p}:retired:{n}` | string, 1 h | number `n` left or was declared dead: it is drawn by no one, and its old holder can never refresh it |
+//! | `{p}:retired:{n}` | string, 1 h | number `n` left or was declared dead: it is drawn by no one, and its old holder can never refresh it (fenced while this key exists, whatever its node key holds) |
 //! | `{p}:reap:{n}` | string, 30 s | the lock of the node that reaps dead node `n` (`SET NX PX`) |
 //! | `{p}:chans:{n}` | hash | node `n`'s channels that joined a room or hold a name: serial → `{"rooms":[..],"names":[..]}` (what a reaper needs) |
 //! | `{p}:room:{room}` | sorted set | the room's members on every node: member = serial, score = serial (below 2⁵³, exact as a double), so pages come in id order |
 //! | `{p}:name:{name}` | string | the serial of the channel that holds the name |
 //! | `{p}:nodename:{name}` | string, TTL | the token of the node that holds [node name](RedisConfig::node_name) `name`, refreshed with its presence |
+//! | `{p}:epoch` | string | a marker set with `SET NX` by the first node: a node that finds it changed or gone after a reconnect knows Redis lost its data |
 //! | `{p}:departed` | stream | every departure envelope (trimmed to about 100 000 entries), for a node that subscribes again to read what it missed |
 //! | `{p}:bus` | pub/sub | room sends, messages to every node, departures (with their `{p}:departed` id appended), "node gone" notices |
 //! | `{p}:to:{n}` | pub/sub | sends to channels of node `n`, messages to node `n` |
 //!
 //! Changes that must be atomic are Lua scripts: taking a number (only if it is neither live,
-//! retired nor still listed), refreshing presence (only if the keys still hold this start's
-//! token, or expired without being retired), claiming names (all or none, recorded in the
+//! retired nor still listed), refreshing presence (only if the number is not retired and the
+//! keys still hold this start's token, or expired), claiming names (all or none, recorded in the
 //! node's hash in the same step), releasing names (only those the channel holds), declaring a
-//! node dead (retiring its number in the same step), a node's end, and publishing a departure
+//! node dead (retiring its number in the same step), retiring a number no longer listed (only
+//! if it is still neither listed nor has a key), a node's end, and publishing a departure
 //! (appended to the departures log and published with its entry's id, in one step).
 //!
 //! # The envelope
@@ -104,7 +106,10 @@
 //! node; the one node that takes the reap lock removes the dead node's channels from their
 //! rooms, frees their names, deletes its hash and number, and publishes one departure in the
 //! dead node's name, which every other node (the reaper too) reports as
-//! [`ClusterEvent::Departed`](netlib::ClusterEvent::Departed) per channel. A node killed
+//! [`ClusterEvent::Departed`](netlib::ClusterEvent::Departed) per channel. A record of its
+//! hash that cannot be read is skipped (logged), never a reason to stop. A node found gone
+//! stays gone for the node that found it until its number is seen listed and alive again
+//! (a new start drew it after its retirement), or for an hour at most. A node killed
 //! with SIGKILL has departed everywhere within the presence TTL plus about 2 s.
 //!
 //! # Outages
@@ -118,8 +123,12 @@
 //! meanwhile, and only then, with its subscriber subscribed again, reports
 //! [`ClusterEvent::Up`](netlib::ClusterEvent::Up). Claims are answered with `Unavailable`
 //! and members queries with [`QueryFailed`](netlib::ClusterEvent::QueryFailed) while down.
-//! After its own reconnect a node gives the others one presence TTL (plus the longest
-//! backoff) to register again before it counts them gone. If Redis loses its data while a
+//! When Redis may have lost the others' presence, a node gives them one presence TTL (plus
+//! the longest backoff) to register again before it counts them gone: after a reconnect that
+//! finds the `{p}:epoch` marker changed or gone (Redis restarted empty), or when it had to
+//! take its own presence key again (it had expired: Redis stalled). An outage of this node's
+//! own connections (its subscriber's alone, say) does not pause death detection. The
+//! reconnection backoff is reset only once the node has resynchronised. If Redis loses its data while a
 //! node dies, the others still report it gone, but no one knows its channels any more: they
 //! get no `Departed` for them (a server that keeps a directory of other nodes' channels drops
 //! that node's on `NodeGone`).
@@ -129,9 +138,13 @@
 //! If a refresh finds this node's key held by another token, or its number retired (this
 //! process stalled past its TTL and was declared dead, or Redis restarted empty and a
 //! newcomer drew the number), or its name held by another node, the adapter is fenced: it
-//! stops touching Redis for good, logs an error once, reports `Down` with
-//! `ClusterError::Fenced("fenced: ...")`, and refuses all cross-node work from then on. Restart the
-//! process to rejoin under a new number.
+//! stops touching Redis for good (its subscriber unsubscribes and its thread ends), logs an
+//! error once, reports `Down` with `ClusterError::Fenced("fenced: ...")`, and refuses all
+//! cross-node work from then on. Nothing received from other nodes reaches its server after
+//! that `Down` (what was received and not yet polled is dropped too); only the answers to its
+//! own claims and members queries (refusals) still come. Restart the process to rejoin under
+//! a new number. A panic in one of the adapter's threads fences it the same way (`Down` with
+//! `Fenced("fenced: the ... thread panicked")`).
 //!
 //! # Leaving and dying
 //!
@@ -147,16 +160,19 @@
 //! [`redis`] crate (RESP is its business, not this crate's). The command thread carries
 //! everything the server hands over to Redis, draining its queue and sending up to 1 024
 //! operations in one pipelined round trip, in order: a `redis::Pipeline` of `redis::cmd`s and
-//! `EVALSHA`s of the `redis::Script`s (loaded on every connection), written at once on a
-//! `redis::Connection`, its replies read one by one (each operation gets its own answer, and
-//! a timeout ends the round trip at once); a claim is a `Script::invoke`. It also refreshes
-//! presence, finds dead nodes, reaps, resynchronises and leaves. The subscriber thread reads
+//! `EVAL`s of the short scripts (not `EVALSHA`: a flushed script cache, `SCRIPT FLUSH`, is no
+//! outage), written at once on a `redis::Connection`, its replies read one by one (each
+//! operation gets its own answer, and a timeout ends the round trip at once); a claim is a
+//! `Script::invoke` (which loads the script again on `NOSCRIPT`). It also refreshes presence
+//! (also between the claims and round trips of a long batch, so that a burst cannot starve
+//! it), finds dead nodes, reaps, resynchronises and leaves. The subscriber thread reads
 //! `{p}:bus` and `{p}:to:{n}` with the crate's `PubSub::get_message` (and the departures log
 //! with `XRANGE`, on a second connection, when it subscribes): its reads time out every
 //! 50 ms so that it notices the adapter's end, and a connection quiet for one I/O timeout is
 //! checked with a `PING`. A message costs the crate's parsing and one copy of its bytes.
 //! Logs go through `log`; they never show the Redis password (URLs are shown as
-//! [`RedisConfig::shown_url`] gives them, and the texts of the `redis` crate's and Redis's
+//! [`RedisConfig::shown_url`] gives them, with the user info's password and `pass=` or
+//! `password=` query parameters hidden, and the texts of the `redis` crate's and Redis's
 //! errors have it replaced by `***`).
 //!
 //! # Layout

@@ -75,8 +75,11 @@ pub(crate) fn draw(
 /// What a presence refresh found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Presence {
-    /// Refreshed (or taken again after it expired, e.g. Redis restarted empty).
+    /// Refreshed.
     Kept,
+    /// Taken again after it expired (this process or Redis stalled past the TTL, or Redis
+    /// restarted empty): the other nodes' presence may have expired too.
+    Retaken,
     /// Another process holds this node's number, or the number was retired (this node was
     /// declared dead): fenced.
     NumberLost,
@@ -88,7 +91,7 @@ impl Presence {
     /// Why the node is fenced, if it is.
     pub(crate) fn fenced(self, me: &Identity) -> Option<String> {
         match self {
-            Presence::Kept => None,
+            Presence::Kept | Presence::Retaken => None,
             Presence::NumberLost => Some(format!(
                 "node number {} was taken by another process or declared dead (this process \
                  stalled past its presence TTL, or Redis lost its data meanwhile)",
@@ -120,6 +123,7 @@ pub(crate) fn refresh(
     let r: i64 = inv.invoke(con)?;
     Ok(match r {
         1 => Presence::Kept,
+        2 => Presence::Retaken,
         -1 => Presence::NameLost,
         _ => Presence::NumberLost,
     })

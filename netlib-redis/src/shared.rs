@@ -1,7 +1,7 @@
 //! What the adapter (on the server's loop) and its two threads share: the inbox of what
 //! arrived, the state flags the loop reads without I/O, and the [`AdapterHandle`].
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
@@ -20,6 +20,26 @@ pub(crate) const MAX_INBOX: usize = 1 << 20;
 /// How many operations may be handed to the command thread and not yet carried out before
 /// room sends, sends and node messages are refused (Redis is not keeping up).
 pub(crate) const MAX_QUEUED: usize = 1 << 17;
+
+/// How long a node number found gone stays gone here at most: its retirement, after which a
+/// new start may draw it.
+pub(crate) const GONE_FOR: Duration = Duration::from_millis(crate::keys::RETIRE_MS);
+
+/// Whether `item` may reach a fenced adapter's server: its `Down` (fenced), and the answers
+/// to the server's own requests (claims and members queries, refused or answered before the
+/// fence), which the server waits for. Nothing received from other nodes.
+fn kept_when_fenced(item: &ClusterInbound) -> bool {
+    matches!(
+        item,
+        ClusterInbound::Event(
+            ClusterEvent::Down {
+                error: ClusterError::Fenced(_)
+            } | ClusterEvent::Claimed { .. }
+                | ClusterEvent::QueryFailed { .. }
+                | ClusterEvent::Members { .. }
+        )
+    )
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -45,8 +65,10 @@ pub(crate) struct Shared {
     queued: AtomicUsize,
     /// Items put in the inbox since the start.
     received: AtomicU64,
-    /// Nodes reported gone (`NodeGone` once per node); sends to their channels are refused.
-    gone: Mutex<HashSet<NodeNumber>>,
+    /// Nodes reported gone (`NodeGone` once per node), and when; sends to their channels are
+    /// refused. A number is forgotten once it is seen listed and alive again, or after its
+    /// retirement ([`GONE_FOR`]): a later start may draw it again.
+    gone: Mutex<HashMap<NodeNumber, Instant>>,
     /// The command thread's queue, for [`AdapterHandle::halt`] to wake it.
     commands: Mutex<Sender<Cmd>>,
     /// How many of the two threads have ended.
@@ -69,7 +91,7 @@ impl Shared {
             reason: Mutex::new("redis is not connected yet".to_owned()),
             queued: AtomicUsize::new(0),
             received: AtomicU64::new(0),
-            gone: Mutex::new(HashSet::new()),
+            gone: Mutex::new(HashMap::new()),
             commands: Mutex::new(commands),
             stopped: Mutex::new(0),
             stopped_changed: Condvar::new(),
@@ -94,7 +116,8 @@ impl Shared {
     }
 
     /// Puts `items` in the inbox, and wakes the server if it was empty (else a wake is on its
-    /// way already). Nothing once halted. Returns how many items wait in the inbox (0 when
+    /// way already). Nothing once halted; once fenced, only what [`kept_when_fenced`] keeps
+    /// (nothing from other nodes). Returns how many items wait in the inbox (0 when
     /// nothing was put in it).
     pub(crate) fn push(&self, items: &mut Vec<ClusterInbound>) -> usize {
         if items.is_empty() || self.halted() {
@@ -103,6 +126,14 @@ impl Shared {
         }
         let (was_empty, waiting) = {
             let mut inbox = lock(&self.inbox);
+            // Read under the inbox's lock: `report_down` sets it under the same lock, so
+            // nothing received reaches the inbox after a fenced `Down`.
+            if self.is_fenced() {
+                items.retain(kept_when_fenced);
+                if items.is_empty() {
+                    return 0;
+                }
+            }
             let was_empty = inbox.is_empty();
             self.received
                 .fetch_add(items.len() as u64, Ordering::SeqCst);
@@ -119,12 +150,15 @@ impl Shared {
         self.push(&mut vec![item]);
     }
 
-    /// Takes what arrived.
+    /// Takes what arrived (once fenced, only what [`kept_when_fenced`] keeps).
     pub(crate) fn take(&self, into: &mut Vec<ClusterInbound>) {
         if self.halted() {
             return;
         }
         let mut inbox = lock(&self.inbox);
+        if self.is_fenced() {
+            inbox.retain(kept_when_fenced);
+        }
         if into.is_empty() {
             std::mem::swap(into, &mut *inbox);
         } else {
@@ -225,9 +259,9 @@ impl Shared {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Whether the threads should end (halted, or the adapter left).
+    /// Whether the subscriber should end (halted, fenced, or the adapter left).
     pub(crate) fn ending(&self) -> bool {
-        self.halted() || self.stopping()
+        self.halted() || self.stopping() || self.is_fenced()
     }
 
     pub(crate) fn queued_add(&self) {
@@ -249,13 +283,52 @@ impl Shared {
         self.received.load(Ordering::SeqCst)
     }
 
-    /// Marks `node` gone; true the first time.
+    /// Marks `node` gone; true the first time (since it was last forgotten).
     pub(crate) fn mark_gone(&self, node: NodeNumber) -> bool {
-        lock(&self.gone).insert(node)
+        let mut gone = lock(&self.gone);
+        let now = Instant::now();
+        match gone.get(&node) {
+            Some(&at) if now.saturating_duration_since(at) < GONE_FOR => false,
+            _ => {
+                gone.insert(node, now);
+                true
+            }
+        }
     }
 
     pub(crate) fn is_gone(&self, node: NodeNumber) -> bool {
-        lock(&self.gone).contains(&node)
+        lock(&self.gone)
+            .get(&node)
+            .is_some_and(|at| at.elapsed() < GONE_FOR)
+    }
+
+    /// `node` is listed and alive again (a new start drew the number after its retirement):
+    /// no longer gone, if it was found gone at least `settled` ago (a check that read the
+    /// node alive just before it left must not bring it back).
+    pub(crate) fn forget_gone(&self, node: NodeNumber, settled: Duration) {
+        let mut gone = lock(&self.gone);
+        if gone.get(&node).is_some_and(|at| at.elapsed() >= settled) {
+            gone.remove(&node);
+            log::info!("node number {node} is alive again (a new start)");
+        }
+        gone.retain(|_, at| at.elapsed() < GONE_FOR);
+    }
+
+    /// A thread panicked: the adapter stops touching Redis for good, as when fenced (its
+    /// `Down` says why), and the thread counts as ended.
+    pub(crate) fn panicked(&self, thread: &str, payload: &(dyn std::any::Any + Send)) {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        log::error!("the redis adapter's {thread} thread panicked: {what}");
+        if !self.is_fenced() && !self.halted() {
+            self.report_down(&format!("fenced: the {thread} thread panicked"), true);
+        }
+        self.thread_ended();
+        // Wake the command thread, so that it sees the flag.
+        self.command(Cmd::Wake);
     }
 
     /// Hands `cmd` to the command thread.
@@ -390,5 +463,59 @@ impl fmt::Debug for AdapterHandle {
             .field("up", &self.is_up())
             .field("fenced", &self.is_fenced())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_number_gone_is_forgotten_once_alive_again() {
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let shared = Shared::new(1, Duration::from_millis(500), tx);
+        assert!(!shared.is_gone(7));
+        assert!(shared.mark_gone(7));
+        assert!(!shared.mark_gone(7), "reported once");
+        assert!(shared.is_gone(7));
+        shared.forget_gone(7, Duration::from_secs(60));
+        assert!(shared.is_gone(7), "not just after it was found gone");
+        shared.forget_gone(7, Duration::ZERO);
+        assert!(!shared.is_gone(7), "drawn again by a new start");
+        assert!(shared.mark_gone(7), "and its death reported again");
+    }
+
+    #[test]
+    fn a_fenced_inbox_keeps_only_the_fence_and_answers() {
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let shared = Shared::new(1, Duration::from_millis(500), tx);
+        let message = || ClusterInbound::Message {
+            from: 2,
+            payload: bytes::Bytes::from_static(b"{}"),
+        };
+        shared.push(&mut vec![message()]);
+        shared.report_down("fenced: test", true);
+        shared.push(&mut vec![
+            message(),
+            ClusterInbound::Event(ClusterEvent::NodeGone { node: 2 }),
+            ClusterInbound::Event(ClusterEvent::QueryFailed {
+                token: 1,
+                room: "r".to_owned(),
+                error: ClusterError::Fenced("fenced: test".to_owned()),
+            }),
+        ]);
+        let mut got = Vec::new();
+        shared.take(&mut got);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(matches!(
+            &got[0],
+            ClusterInbound::Event(ClusterEvent::Down {
+                error: ClusterError::Fenced(_)
+            })
+        ));
+        assert!(matches!(
+            &got[1],
+            ClusterInbound::Event(ClusterEvent::QueryFailed { .. })
+        ));
     }
 }

@@ -213,6 +213,9 @@ fn a_fenced_node_reports_down_and_refuses_cross_node_work() {
     let mut a = Node::start(config(&redis, "fence", TTL));
     let mut b = Node::start(config(&redis, "fence", TTL));
     let (a1, b1) = (a.connect(), b.connect());
+    // A member of "hall" on A before the fence: it must hear nothing from B after it.
+    a.join(a1, "hall");
+    a.pump_until("A's join in Redis", |n| n.handle.is_idle());
     a.events();
     let mut con = redis.connection();
     let key = format!("fence:node:{}", a.handle.node());
@@ -261,6 +264,43 @@ fn a_fenced_node_reports_down_and_refuses_cross_node_work() {
     assert!(!written, "a fenced node writes nothing");
     let holder: String = redis::cmd("GET").arg(&key).query(&mut con).unwrap();
     assert_eq!(holder, "another-process", "nor takes its key back");
+    // A fenced node's subscriber ends: it no longer subscribes to its channels.
+    let deadline = Instant::now() + TIMEOUT;
+    let to_a = format!("fence:to:{}", a.handle.node());
+    loop {
+        let (_, subscribers): (String, u64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&to_a)
+            .query(&mut con)
+            .unwrap();
+        if subscribers == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A still subscribed");
+        a.pump();
+    }
+    // A room send from B after the fence reaches Redis (B's member hears it, B's publish is
+    // done) but not A's member.
+    let b2 = b.connect();
+    b.join(b1, "hall");
+    b.join(b2, "hall");
+    let publishes = calls(&redis, "publish");
+    b.clients[b2].1.send(&say("hall", "after-fence")).unwrap();
+    b.pump_until("B's member hears it", |n| {
+        n.heard[b1].contains(&"after-fence".to_owned())
+    });
+    b.pump_until("B's publish done", |n| n.handle.is_idle());
+    assert!(calls(&redis, "publish") > publishes, "B published the send");
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until {
+        a.pump();
+    }
+    assert!(
+        a.heard[a1].is_empty(),
+        "a fenced node delivers nothing: {:?}",
+        a.heard[a1]
+    );
+    assert!(a.events().is_empty(), "nor reports anything more");
     // The other node is not affected.
     b.join(b1, "lobby");
     let token = b.server.context().query_members("lobby", None, 10);
@@ -451,4 +491,128 @@ fn state_made_during_an_outage_is_replayed_after_a_restart() {
         ]
     );
     drop(redis);
+}
+
+/// A node whose number was retired (declared dead) is fenced at its next refresh, even if its
+/// presence key still holds its token.
+#[test]
+fn a_retired_number_fences_its_node_even_with_its_key() {
+    let redis = RedisServer::start();
+    let mut a = Node::start(config(&redis, "retired", TTL));
+    let mut con = redis.connection();
+    let _: () = redis::cmd("SET")
+        .arg(format!("retired:retired:{}", a.handle.node()))
+        .arg(1)
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut con)
+        .unwrap();
+    a.pump_until("the node fenced", |n| n.handle.is_fenced());
+    a.pump_until("Down", |n| !n.server.state().events.is_empty());
+    let events = a.events();
+    assert!(
+        matches!(
+            &events[..],
+            [ClusterEvent::Down {
+                error: ClusterError::Fenced(_)
+            }]
+        ),
+        "{events:?}"
+    );
+}
+
+/// A record of `{p}:chans:{n}` that cannot be read is skipped: the dead node is still reaped
+/// (its readable channels depart).
+#[test]
+fn a_malformed_record_does_not_stop_a_reap() {
+    let redis = RedisServer::start();
+    let mut a = Node::start(config(&redis, "malformed", TTL));
+    let mut b = Node::start(config(&redis, "malformed", TTL));
+    let b1 = b.connect();
+    b.join(b1, "lobby");
+    b.pump_until("B's join in Redis", |n| n.handle.is_idle());
+    let mut con = redis.connection();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("malformed:chans:{}", b.handle.node()))
+        .arg("not-a-serial")
+        .arg("{}")
+        .arg("12345")
+        .arg("not json")
+        .query(&mut con)
+        .unwrap();
+    let (id, gone) = (b.id(b1), b.handle.node());
+    b.handle.halt();
+    a.pump_until("the reap", |n| n.server.state().events.len() >= 2);
+    let mut events = a.events();
+    events.sort_by_key(|e| format!("{e:?}"));
+    assert_eq!(
+        events,
+        [
+            ClusterEvent::Departed { id },
+            ClusterEvent::NodeGone { node: gone }
+        ]
+    );
+}
+
+/// Redis's script cache flushed (`SCRIPT FLUSH`) is no outage: departures, name releases and
+/// claims still go through, and no `Down` is reported.
+#[test]
+fn a_script_flush_is_no_outage() {
+    let redis = RedisServer::start();
+    let mut a = Node::start(config(&redis, "flush", TTL));
+    let mut b = Node::start(config(&redis, "flush", TTL));
+    let (b1, b2) = (b.connect(), b.connect());
+    b.join(b1, "lobby");
+    let id1 = b.id(b1);
+    b.server.context().claim(id1, &["bo"]);
+    b.pump_until("the claim", |n| !n.server.state().events.is_empty());
+    b.events();
+    let mut con = redis.connection();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut con).unwrap();
+    let id = b.id(b1);
+    let (_, mut closing) = b.clients.remove(b1);
+    b.heard.remove(b1);
+    closing.close();
+    pump_all_until(&mut [&mut a, &mut b], "the departure", |ns| {
+        !ns[0].server.state().events.is_empty()
+    });
+    assert_eq!(a.events(), [ClusterEvent::Departed { id }]);
+    b.pump_until("B idle", |n| n.handle.is_idle());
+    let held: bool = redis::cmd("EXISTS")
+        .arg("flush:name:bo")
+        .query(&mut con)
+        .unwrap();
+    assert!(!held, "the name released");
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut con).unwrap();
+    let b2 = b2 - 1; // b1 was removed
+    let id2 = b.id(b2);
+    b.server.context().claim(id2, &["bo"]);
+    b.pump_until("the second claim", |n| !n.server.state().events.is_empty());
+    let events = b.events();
+    assert!(
+        matches!(&events[..], [ClusterEvent::Claimed { result: Ok(()), .. }]),
+        "{events:?}"
+    );
+    assert!(b.handle.is_up() && a.handle.is_up());
+}
+
+/// A members query with the largest limit is answered (no overflow in the command thread).
+#[test]
+fn a_members_query_with_the_largest_limit_is_answered() {
+    let redis = RedisServer::start();
+    let mut a = Node::start(config(&redis, "limit", TTL));
+    let a1 = a.connect();
+    a.join(a1, "lobby");
+    let token = a.server.context().query_members("lobby", None, usize::MAX);
+    a.pump_until("the answer", |n| !n.server.state().events.is_empty());
+    assert_eq!(
+        a.events(),
+        [ClusterEvent::Members {
+            token,
+            room: "lobby".to_owned(),
+            page: vec![a.id(a1)],
+            next: None
+        }]
+    );
+    assert!(a.handle.is_up());
 }
