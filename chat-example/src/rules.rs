@@ -228,6 +228,12 @@ pub enum Input {
         /// The node.
         node: NodeNumber,
     },
+    /// A local user's nickname was claimed by a user of another node while the cluster's
+    /// backplane had lost its data: it is anonymous again.
+    NamesLost {
+        /// The user.
+        id: ChannelId,
+    },
     /// The cluster's backplane is reachable (at start, and after an outage).
     Up,
     /// The cluster's backplane is unreachable.
@@ -482,6 +488,23 @@ impl Rules {
                 out.push(Effect::Emit { node: None, note });
             }
             Input::Down => self.up = false,
+            Input::NamesLost { id } => {
+                let Some(nick) = self.users.get(&id).map(|u| u.nick.clone()) else {
+                    return;
+                };
+                if nick == ANONYMOUS {
+                    return;
+                }
+                let r = Refusal::new(
+                    "nickname-taken",
+                    format!(
+                        "your nickname {nick:?} was taken on another node while the cluster was \
+                         unreachable; you are {ANONYMOUS} again"
+                    ),
+                );
+                self.refuse(out, id, "nickname", r);
+                self.apply_rename(now, out, id, ANONYMOUS.to_owned());
+            }
             Input::Undeliverable { note } => match note {
                 Note::Private { from, .. } => self.refuse(out, from, "private", unavailable()),
                 Note::Kick { by_id, .. } => self.refuse(out, by_id, "kick", unavailable()),
@@ -1873,6 +1896,24 @@ mod tests {
             })
             .collect();
         assert_eq!(lists, [4], "one list of everyone, no delta");
+    }
+
+    #[test]
+    fn a_nickname_lost_in_an_outage_makes_its_user_anonymous_again() {
+        let mut core = Core::new(true);
+        let a = id(1, 1);
+        core.connect(a);
+        core.request(a, nick("ada"));
+        core.handle(Input::Claimed {
+            id: a,
+            result: Ok(()),
+        });
+        let out = core.handle(Input::NamesLost { id: a });
+        assert_eq!(refusal(&out), Some("nickname-taken"));
+        assert!(out.iter().any(|e| matches!(e,
+            Effect::Emit { note: Note::Renamed { from, to, .. }, .. } if from == "ada" && to == ANONYMOUS)));
+        assert_eq!(core.who(a), [ANONYMOUS]);
+        assert_eq!(core.handle(Input::NamesLost { id: a }), [], "once");
     }
 
     #[test]

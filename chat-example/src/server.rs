@@ -301,6 +301,7 @@ impl ServerHandler for Chat {
             },
             ClusterEvent::Departed { id } => Input::Departed { id },
             ClusterEvent::NodeGone { node } => Input::NodeGone { node },
+            ClusterEvent::NamesLost { id, .. } => Input::NamesLost { id },
             ClusterEvent::Up => {
                 log::info!("the cluster is reachable");
                 Input::Up

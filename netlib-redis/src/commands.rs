@@ -636,6 +636,10 @@ impl Commander {
                     // All or none: those it still holds go too.
                     self.release_names(id, &names);
                     self.hset(id);
+                    self.answer(ClusterEvent::NamesLost {
+                        id: ChannelId::from_serial(id),
+                        names: names.into_iter().collect(),
+                    });
                 }
             }
         }

@@ -91,6 +91,16 @@ pub enum ClusterEvent {
         /// Why.
         error: ClusterError,
     },
+    /// Names a channel of this node held were lost: after an outage in which the backplane
+    /// lost its data, another node's channel claimed them first. The channel holds none of
+    /// `names` any more (all or none, as claimed); the application tells its user (the chat
+    /// makes it anonymous again).
+    NamesLost {
+        /// The channel.
+        id: ChannelId,
+        /// The names it no longer holds.
+        names: Vec<String>,
+    },
     /// Another node left the cluster: it stopped, or its presence expired (it died). Its
     /// channels are gone: each that joined a room or claimed a name was reported
     /// [`Departed`](Self::Departed), before or after this event; a server that keeps a
