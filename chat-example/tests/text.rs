@@ -104,7 +104,8 @@ impl Nc {
         while !self.seen.iter().any(|l| pred(l)) {
             assert!(
                 !self.closed && Instant::now() < deadline,
-                "no matching line; got {:?}",
+                "no matching line (closed: {}); got {:?}",
+                self.closed,
                 self.seen
             );
             self.read_some();
