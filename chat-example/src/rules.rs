@@ -861,7 +861,8 @@ impl Rules {
                 };
                 return Self::send(out, id, echo);
             }
-            (None, None) => unreachable!("named() finds users only"),
+            // named() finds only users this node knows.
+            (None, None) => return,
         };
         let mut msg = ServerMsg::Private {
             message: Cow::Owned(m.message),
