@@ -358,6 +358,14 @@ struct Room {
     renamed: Vec<(String, String)>,
 }
 
+/// A membership change, as a medium room's next delta lists it.
+#[derive(Debug)]
+enum Change {
+    Joined(String),
+    Left(String),
+    Renamed(String, String),
+}
+
 /// The chat's state and rules (see the module docs).
 #[derive(Debug)]
 pub struct Rules {
@@ -1200,24 +1208,14 @@ impl Rules {
         id: ChannelId,
     ) {
         let size = self.rooms[room_name].members.len();
-        match self.tier(size) {
-            Tier::FullList => {
-                let notice = ServerMsg::Joined {
-                    nickname: o(nick),
-                    id,
-                    room: o(room_name),
-                    time: now.ms,
-                };
-                self.notify(out, room_name, Some(id), notice);
-                self.mark_dirty(room_name);
-            }
-            Tier::Deltas => {
-                let room = self.rooms.get_mut(room_name).expect("room");
-                room.joined.push(nick.to_owned());
-                self.dirty_rooms.insert(room_name.to_owned());
-            }
-            Tier::Quiet => {}
-        }
+        let notice = ServerMsg::Joined {
+            nickname: o(nick),
+            id,
+            room: o(room_name),
+            time: now.ms,
+        };
+        let change = Change::Joined(nick.to_owned());
+        self.announce(out, room_name, size, (notice, Some(id)), change, None);
     }
 
     /// Membership traffic for `nick` having left `room_name` (already removed); an empty room
@@ -1240,25 +1238,15 @@ impl Rules {
             self.dirty_rooms.remove(room_name);
             return;
         }
-        match self.tier(size + 1) {
-            Tier::FullList => {
-                let notice = ServerMsg::Left {
-                    nickname: o(nick),
-                    id,
-                    room: o(room_name),
-                    reason: o(reason),
-                    time: now.ms,
-                };
-                self.notify(out, room_name, None, notice);
-                self.mark_dirty(room_name);
-            }
-            Tier::Deltas => {
-                let room = self.rooms.get_mut(room_name).expect("room");
-                room.left.push(nick.to_owned());
-                self.dirty_rooms.insert(room_name.to_owned());
-            }
-            Tier::Quiet => {}
-        }
+        let notice = ServerMsg::Left {
+            nickname: o(nick),
+            id,
+            room: o(room_name),
+            reason: o(reason),
+            time: now.ms,
+        };
+        let change = Change::Left(nick.to_owned());
+        self.announce(out, room_name, size + 1, (notice, None), change, None);
     }
 
     /// Membership traffic for a rename in `room_name`; `own` if the renamed user is local (it
@@ -1280,21 +1268,42 @@ impl Rules {
             room: o(room_name),
             time: now.ms,
         };
-        match self.tier(size) {
-            Tier::FullList => {
-                self.notify(out, room_name, None, notice);
-                self.mark_dirty(room_name);
+        let change = Change::Renamed(old.to_owned(), new.to_owned());
+        let own = own.then_some(id);
+        self.announce(out, room_name, size, (notice, None), change, own);
+    }
+
+    /// One membership change in `room_name`, a room of `size` members for its tier: small
+    /// rooms get `notice` (but for the channel it names) and a fresh list at the next flush;
+    /// medium rooms get `change` in the next delta; `own`, the local user it is about, gets
+    /// `notice` in every tier but the small one (where the notice reaches it anyway).
+    fn announce(
+        &mut self,
+        out: &mut Out,
+        room_name: &str,
+        size: usize,
+        (notice, except): (ServerMsg<'static>, Option<ChannelId>),
+        change: Change,
+        own: Option<ChannelId>,
+    ) {
+        let tier = self.tier(size);
+        if tier == Tier::FullList {
+            self.notify(out, room_name, except, notice);
+            return self.mark_dirty(room_name);
+        }
+        if let Some(own) = own {
+            Self::send(out, own, notice);
+        }
+        if tier == Tier::Deltas {
+            let Some(room) = self.rooms.get_mut(room_name) else {
+                return;
+            };
+            match change {
+                Change::Joined(nick) => room.joined.push(nick),
+                Change::Left(nick) => room.left.push(nick),
+                Change::Renamed(old, new) => room.renamed.push((old, new)),
             }
-            tier => {
-                if own {
-                    Self::send(out, id, notice);
-                }
-                if tier == Tier::Deltas {
-                    let room = self.rooms.get_mut(room_name).expect("room");
-                    room.renamed.push((old.to_owned(), new.to_owned()));
-                    self.dirty_rooms.insert(room_name.to_owned());
-                }
-            }
+            self.dirty_rooms.insert(room_name.to_owned());
         }
     }
 
