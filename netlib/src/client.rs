@@ -355,7 +355,10 @@ impl Client {
     pub fn run<L: AnyListener + ?Sized>(&mut self, listener: &mut L) -> Result<(), Error> {
         loop {
             self.pump_timeout(listener, Duration::from_secs(1))?;
-            if self.state() == ConnectionState::Closed && self.conn.inbox.is_empty() {
+            if self.state() == ConnectionState::Closed
+                && self.conn.inbox.is_empty()
+                && self.conn.retry_at.is_none()
+            {
                 return Ok(());
             }
         }
@@ -457,7 +460,29 @@ impl Client {
     /// Polls once with `timeout`, then connects / reads / writes as the connection allows.
     fn io(&mut self, mut timeout: Option<Duration>) -> io::Result<()> {
         if self.conn.is_idle() {
-            return Ok(());
+            // The automatic reconnect: wait (in the poller) until it is due, then connect.
+            let Some(at) = self.conn.retry_at else {
+                return Ok(());
+            };
+            let now = self.now();
+            if !self.conn.retry_due(now) {
+                let left = at.saturating_duration_since(now);
+                let wait = if self.conn.config.get_clock().is_manual() {
+                    Duration::ZERO
+                } else {
+                    timeout.map_or(left, |t| t.min(left))
+                };
+                match self.poll.poll(&mut self.events, Some(wait)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+                let now = self.now();
+                if !self.conn.retry_due(now) {
+                    return Ok(());
+                }
+            }
+            timeout = Some(Duration::ZERO);
         }
         // What was queued since the last pump goes out before any wait.
         let now = self.now();

@@ -13,6 +13,19 @@ use crate::limits::Rate;
 /// The default of [`ServerConfig::max_line_length`]: 8 KiB.
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 8 << 10;
 
+/// The resume window of Socket.IO's connection state recovery, a good default for
+/// [`ServerConfig::sessions`]: 2 minutes.
+pub const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(120);
+
+/// The longest a new connection's `connected` hook waits for its first frame on a server with
+/// [sessions](ServerConfig::sessions) (the frame may ask to resume another channel): 2 s,
+/// enough for a WebSocket client's first message one round trip after its upgrade. Any frame
+/// ends the wait at once.
+pub const HELLO_WAIT: Duration = Duration::from_secs(2);
+
+/// The default of [`ServerConfig::max_kept_bytes`] and [`ClientConfig::max_kept_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_KEPT_BYTES: usize = 1 << 20;
+
 /// Most channel slots a server may hold (`max_connections`), so that a [`ChannelId`]'s table
 /// index fits its 24 bits.
 ///
@@ -46,6 +59,10 @@ pub(crate) struct Config {
     connect_rate_per_address: Option<Rate>,
     max_rooms_per_channel: usize,
     room_history: usize,
+    resume_window: Option<Duration>,
+    max_kept_bytes: usize,
+    ask_session: bool,
+    reconnect: Option<(Duration, Duration)>,
 }
 
 /// The server's heartbeat: a channel that sent nothing for `interval` is sent
@@ -89,11 +106,31 @@ impl Default for Config {
             connect_rate_per_address: None,
             max_rooms_per_channel: 64,
             room_history: 0,
+            resume_window: None,
+            max_kept_bytes: DEFAULT_MAX_KEPT_BYTES,
+            ask_session: false,
+            reconnect: None,
         }
     }
 }
 
 impl Config {
+    pub(crate) fn get_resume_window(&self) -> Option<Duration> {
+        self.resume_window
+    }
+
+    pub(crate) fn get_max_kept_bytes(&self) -> usize {
+        self.max_kept_bytes
+    }
+
+    pub(crate) fn get_ask_session(&self) -> bool {
+        self.ask_session
+    }
+
+    pub(crate) fn get_reconnect(&self) -> Option<(Duration, Duration)> {
+        self.reconnect
+    }
+
     pub(crate) fn get_max_rooms_per_channel(&self) -> usize {
         self.max_rooms_per_channel
     }
@@ -357,6 +394,46 @@ pub struct ClientConfig(pub(crate) Config);
 
 impl ClientConfig {
     shared_settings!();
+
+    /// Asks the server for a resumable session (see the README's "Sessions"): after a lost
+    /// connection, [`Client::reconnect`](crate::Client::reconnect) (or the automatic
+    /// [`reconnect`](Self::reconnect)) gets the same channel back, with every message sent
+    /// meanwhile, each once and in order, both ways. The server's answer reaches listeners as
+    /// [`protocol::SESSION`](crate::protocol::SESSION) with `"recovered"` (false: a new
+    /// session; the application resynchronises). A server without sessions, or PodSixNet,
+    /// ignores the request. Default: off (the wire is PodSixNet's).
+    #[must_use]
+    pub fn session(mut self, on: bool) -> Self {
+        self.0.ask_session = on;
+        self
+    }
+
+    /// Connects again by itself after a lost connection (not after [`Client::close`](crate::Client::close)),
+    /// waiting an exponential backoff with full jitter first: a random delay between 0 and
+    /// `min(max, min * 2^attempt)`, `attempt` counting failures since the last connection that
+    /// opened; as netlib.js. Default: off (call [`Client::reconnect`](crate::Client::reconnect)).
+    ///
+    /// # Panics
+    /// If `min` is zero or `max` is less than `min`.
+    #[must_use]
+    pub fn reconnect(mut self, min: Duration, max: Duration) -> Self {
+        assert!(!min.is_zero() && max >= min, "reconnect: 0 < min <= max");
+        self.0.reconnect = Some((min, max));
+        self
+    }
+
+    /// Sets the most bytes of sent messages a session keeps until the server acknowledges
+    /// them (see [`session`](Self::session)). Default 1 MiB. Past it the oldest are let go,
+    /// and a resume that needs them starts a new session instead.
+    ///
+    /// # Panics
+    /// If `bytes` is 0.
+    #[must_use]
+    pub fn max_kept_bytes(mut self, bytes: usize) -> Self {
+        assert!(bytes > 0, "max_kept_bytes must be positive");
+        self.0.max_kept_bytes = bytes;
+        self
+    }
 }
 
 impl ServerConfig {
@@ -588,6 +665,43 @@ impl ServerConfig {
     #[must_use]
     pub fn room_history(mut self, n: usize) -> Self {
         self.0.room_history = n;
+        self
+    }
+
+    /// Turns on resumable sessions for netlib clients that ask (see the README's "Sessions"),
+    /// kept for `resume_window` after their connection is lost ([`DEFAULT_RESUME_WINDOW`] is
+    /// Socket.IO's 2 minutes). A session's channel keeps its id, state and rooms, and the
+    /// messages sent to it meanwhile; a client that comes back within the window gets them,
+    /// each once and in order, then live traffic, and
+    /// [`ServerHandler::resumed`](crate::ServerHandler::resumed) runs;
+    /// [`closed`](crate::ServerHandler::closed) runs only when the window ends. Sessions count
+    /// toward `max_connections` and the memory budget while they wait.
+    ///
+    /// With sessions on, a new connection's `connected` hook waits for its first frame (which
+    /// may ask to resume another channel), at most [`HELLO_WAIT`](crate::HELLO_WAIT); line
+    /// connections ([`Framing::Line`]) never have sessions and never wait. PodSixNet clients
+    /// see no change on the wire. Default: off.
+    ///
+    /// # Panics
+    /// If `resume_window` is zero.
+    #[must_use]
+    pub fn sessions(mut self, resume_window: Duration) -> Self {
+        assert!(!resume_window.is_zero(), "resume_window must be positive");
+        self.0.resume_window = Some(resume_window);
+        self
+    }
+
+    /// Sets the most bytes a session keeps of the messages sent to it and not yet
+    /// acknowledged by its client (see [`sessions`](Self::sessions)). Default 1 MiB. Past it
+    /// the oldest are let go, and a resume that needs them is refused (the client starts a
+    /// new session with `"recovered": false`).
+    ///
+    /// # Panics
+    /// If `bytes` is 0.
+    #[must_use]
+    pub fn max_kept_bytes(mut self, bytes: usize) -> Self {
+        assert!(bytes > 0, "max_kept_bytes must be positive");
+        self.0.max_kept_bytes = bytes;
         self
     }
 }

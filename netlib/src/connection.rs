@@ -5,7 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mio::{Registry, Token, Waker};
@@ -18,6 +18,7 @@ use crate::link::{Link, Step};
 use crate::message::Message;
 use crate::protocol;
 use crate::queue::OutQueue;
+use crate::resume::Resume;
 use crate::session::{Inbound, Phase, Session, Side, Timer};
 use crate::transport::Connector;
 
@@ -67,6 +68,47 @@ impl Event {
     }
 }
 
+/// The server's answer to a session request, and what it changes.
+struct Answer<'a> {
+    session: &'a mut Session,
+    token: &'a mut Option<String>,
+    awaiting: &'a mut Option<Option<Event>>,
+    inbox: &'a mut Vec<Event>,
+}
+
+impl Answer<'_> {
+    /// Counting starts (again), what the server says it has is let go, and the listeners get
+    /// the answer (after the `connected` event held until now, for a new session).
+    fn take(self, answer: Message) {
+        let number = |field: &str| answer.get(field).and_then(serde_json::Value::as_u64);
+        let recovered = answer
+            .get("recovered")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        let (Some(received), Some(next), Some(r)) = (
+            number("received"),
+            number("next"),
+            self.session.resume_mut(),
+        ) else {
+            log::warn!("a session answer without its numbers, or not asked for: ignored");
+            return;
+        };
+        r.acknowledged(received);
+        if recovered {
+            r.resent_from(next);
+        } else {
+            r.restart_received();
+        }
+        *self.token = answer.get_str("token").map(str::to_owned);
+        let held = self.awaiting.take().flatten();
+        if !recovered {
+            self.inbox.extend(held);
+        }
+        log::debug!("session {}", if recovered { "resumed" } else { "started" });
+        self.inbox.push(Event::synthetic(answer));
+    }
+}
+
 /// A client's connection state.
 #[derive(Debug)]
 pub(crate) struct Connection {
@@ -85,6 +127,17 @@ pub(crate) struct Connection {
     /// The read budget ran out: read again without waiting.
     pub(crate) more_to_read: bool,
     scratch: Box<[u8]>,
+    /// A resumable session's state while no connection carries it (see
+    /// [`ClientConfig::session`](crate::ClientConfig::session)).
+    resume: Option<Box<Resume>>,
+    /// The session's token, once the server gave one.
+    token: Option<String>,
+    /// A resume was asked on this connection and the server has not answered: its
+    /// `connected` event waits here (dropped if the session is recovered).
+    awaiting: Option<Option<Event>>,
+    /// When the automatic reconnect tries again, and failures since the last open connection.
+    pub(crate) retry_at: Option<Instant>,
+    attempt: u32,
 }
 
 impl Connection {
@@ -111,6 +164,90 @@ impl Connection {
             peer: None,
             more_to_read: false,
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
+            resume: None,
+            token: None,
+            awaiting: None,
+            retry_at: None,
+            attempt: 0,
+        }
+    }
+
+    /// A new connection's session: with [`ClientConfig::session`](crate::ClientConfig::session),
+    /// the request (to resume the session if there is one) goes first, then every frame sent
+    /// and not acknowledged, again (the server drops those it had); otherwise what was not
+    /// written on the last connection.
+    fn new_session(&mut self, now: Instant) -> Session {
+        let mut session = Session::new(self.wire.clone(), &self.config, Side::Client, now);
+        if !self.config.get_ask_session() {
+            session.restore_output(std::mem::take(&mut self.unsent));
+            return session;
+        }
+        self.unsent = OutQueue::default(); // the kept frames hold every application frame
+        let max = self.config.get_max_kept_bytes();
+        let mut resume = self
+            .resume
+            .take()
+            .unwrap_or_else(|| Box::new(Resume::new(max, false)));
+        resume.stop_counting();
+        let request = match &self.token {
+            Some(token) => serde_json::json!({
+                "action": protocol::SESSION,
+                "token": token,
+                "received": resume.last_received(),
+                "next": resume.first_kept(),
+                "sent": resume.last_sent(),
+            }),
+            None => serde_json::json!({
+                "action": protocol::SESSION,
+                "next": resume.first_kept(),
+                "sent": resume.last_sent(),
+            }),
+        };
+        if let Ok(m) = Message::from_value(request) {
+            session.control(&m);
+        }
+        for frame in resume.kept_frames() {
+            session.requeue(frame);
+        }
+        self.awaiting = self.token.is_some().then_some(None);
+        session.set_resume(resume);
+        session
+    }
+
+    /// Schedules the automatic reconnect, if configured and not closed on purpose: after a
+    /// random delay up to `min(max, min * 2^attempt)` (full jitter).
+    fn schedule_retry(&mut self, now: Instant) {
+        let Some((min, max)) = self.config.get_reconnect() else {
+            return;
+        };
+        if self.close_requested {
+            return;
+        }
+        let cap = min.saturating_mul(1u32 << self.attempt.min(20)).min(max);
+        let mut bytes = [0u8; 8];
+        let unit = match getrandom::fill(&mut bytes) {
+            Ok(()) => (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64,
+            Err(_) => 0.5,
+        };
+        let delay = Duration::from_secs_f64(cap.as_secs_f64() * unit);
+        self.attempt = self.attempt.saturating_add(1);
+        log::debug!(
+            "reconnecting in {} ms (attempt {})",
+            delay.as_millis(),
+            self.attempt
+        );
+        self.retry_at = Some(now + delay);
+    }
+
+    /// Starts the automatic reconnect if its time came; whether it did.
+    pub(crate) fn retry_due(&mut self, now: Instant) -> bool {
+        match self.retry_at {
+            Some(at) if now >= at && self.link.is_none() => {
+                self.retry_at = None;
+                self.start(now);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -168,12 +305,15 @@ impl Connection {
     /// Starts a new round of connection attempts; failures become `error` events.
     pub(crate) fn start(&mut self, now: Instant) {
         self.close_requested = false;
+        self.retry_at = None;
         if let Err((errno, text)) = self.connector.restart() {
             log::debug!("cannot connect: {text}");
-            return self.push_error(errno, text);
+            self.push_error(errno, text);
+            return self.schedule_retry(now);
         }
         if !self.try_next(now, None) {
             self.push_error(0, "cannot connect: no address to try".into());
+            self.schedule_retry(now);
         }
     }
 
@@ -190,17 +330,14 @@ impl Connection {
                     continue;
                 }
             };
-            if let Some(mut old) = self.link.take() {
-                old.deregister(&self.registry);
-                self.unsent
-                    .append(old.session.take_output(), self.wire.framing);
+            if let Some(old) = self.link.take() {
+                self.keep_from(old);
             }
-            let mut session = Session::new(self.wire.clone(), &self.config, Side::Client, now);
-            session.restore_output(std::mem::take(&mut self.unsent));
+            let session = self.new_session(now);
             let mut link = Link::new(session, transport);
             if let Err(e) = link.register(&self.registry, CONN, &self.waker, true) {
                 log::debug!("cannot register the connection: {e}");
-                self.unsent = link.session.take_output();
+                self.keep_from(link);
                 continue;
             }
             self.link = Some(link);
@@ -212,6 +349,13 @@ impl Connection {
 
     pub(crate) fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<usize, SendError> {
         let bytes = self.wire.encode(msg, self.config.get_max_frame_size())?;
+        if let (None, Some(r), false) =
+            (&self.link, self.resume.as_deref_mut(), self.close_requested)
+        {
+            // Between connections, a session keeps it for the next one.
+            r.sent(&bytes);
+            return Ok(bytes.len());
+        }
         if matches!(
             self.state(),
             ConnectionState::Closing | ConnectionState::Closed
@@ -244,25 +388,48 @@ impl Connection {
     /// Closes gracefully once queued output is written.
     pub(crate) fn close(&mut self) {
         self.close_requested = true;
+        self.retry_at = None;
+        self.resume = None;
+        self.token = None;
         if let Some(link) = &mut self.link {
+            if link.session.is_resumable() && link.session.is_open() {
+                link.session.control(&Message::new(protocol::BYE));
+            }
             link.session.close(CloseReason::Local);
+        }
+    }
+
+    /// Keeps what a connection that ends leaves for the next one: its session's state, or the
+    /// frames it did not write.
+    fn keep_from(&mut self, mut link: Link) {
+        link.deregister(&self.registry);
+        if let Some(resume) = link.session.take_resume() {
+            if !self.close_requested {
+                self.resume = Some(resume);
+            }
+            return;
+        }
+        let out = link.session.take_output();
+        if !out.is_empty() {
+            log::debug!("{} unwritten bytes kept for a reconnect", out.len());
+            self.unsent.append(out, self.wire.framing);
         }
     }
 
     /// Ends the connection; `disconnected` is delivered if it had been open. Frames not yet
     /// written are kept for a reconnect.
     pub(crate) fn finish(&mut self, reason: CloseReason) {
-        if let Some(mut link) = self.link.take() {
-            link.deregister(&self.registry);
-            let out = link.session.take_output();
-            if !out.is_empty() {
-                log::debug!("{} unwritten bytes kept for a reconnect", out.len());
-                self.unsent.append(out, self.wire.framing);
-            }
+        if let Some(link) = self.link.take() {
+            self.keep_from(link);
+            self.awaiting = None;
             if self.state == ConnectionState::Open {
                 log::debug!("connection closed: {reason}");
                 self.inbox
                     .push(Event::synthetic(Message::new(protocol::DISCONNECTED)));
+            }
+            if !matches!(reason, CloseReason::HandlerPanic(_)) {
+                let now = self.config.get_clock().now();
+                self.schedule_retry(now);
             }
         }
         self.state = ConnectionState::Closed;
@@ -295,8 +462,12 @@ impl Connection {
             self.flush(now); // heartbeat answers and the frame-too-large reply
         }
         if let Some(link) = &mut self.link {
-            if link.session.poll_timer(now) == Timer::LingerOver {
-                log::debug!("the server did not close its side in time; closing");
+            match link.session.poll_timer(now) {
+                Timer::LingerOver => {
+                    log::debug!("the server did not close its side in time; closing")
+                }
+                Timer::Pinged => self.flush(now), // an acknowledgement
+                _ => {}
             }
         }
         self.settle();
@@ -309,6 +480,7 @@ impl Connection {
                 self.peer = link.transport.peer_addr();
                 log::debug!("connected to {:?}", self.peer);
                 self.state = ConnectionState::Open;
+                self.attempt = 0;
                 // The transport may hold input already (a WebSocket's first message read with
                 // the upgrade's answer): read without waiting for the poller.
                 self.more_to_read = true;
@@ -350,12 +522,23 @@ impl Connection {
     fn read(&mut self, now: Instant) {
         self.more_to_read = false;
         let mut budget = self.config.get_read_budget();
-        let Some(link) = &mut self.link else { return };
+        let Connection {
+            link: Some(link),
+            inbox,
+            awaiting,
+            token,
+            scratch,
+            more_to_read,
+            ..
+        } = self
+        else {
+            return;
+        };
         loop {
-            match link.read_step(&mut self.scratch, now) {
+            match link.read_step(scratch, now) {
                 Step::Data(n) => {
                     while let Some(i) = link.session.next_inbound(now) {
-                        self.inbox.push(match i {
+                        let event = match i {
                             Inbound::Message(m, payload) => Event {
                                 message: Some(m),
                                 payload,
@@ -364,19 +547,37 @@ impl Connection {
                                 message: None,
                                 payload,
                             },
-                        });
+                            Inbound::Control(m) if m.action() == protocol::SESSION => {
+                                let answer = Answer {
+                                    session: &mut link.session,
+                                    token,
+                                    awaiting,
+                                    inbox,
+                                };
+                                answer.take(m);
+                                continue;
+                            }
+                            Inbound::Control(_) => continue,
+                        };
+                        let greeting = event
+                            .message
+                            .as_ref()
+                            .is_some_and(|m| m.action() == protocol::CONNECTED);
+                        match awaiting {
+                            Some(held @ None) if greeting => *held = Some(event),
+                            _ => inbox.push(event),
+                        }
                     }
                     if let Some(CloseReason::FrameTooLarge { limit }) = link.session.reason() {
                         let text = format!("frame too large (limit {limit} bytes)");
                         log::warn!("closing the connection: {text}");
-                        self.inbox
-                            .push(Event::synthetic(protocol::error(protocol::EMSGSIZE, &text)));
+                        inbox.push(Event::synthetic(protocol::error(protocol::EMSGSIZE, &text)));
                         link.session
                             .abort(CloseReason::FrameTooLarge { limit: *limit });
                         return;
                     }
                     if n >= budget {
-                        self.more_to_read = true;
+                        *more_to_read = true;
                         return;
                     }
                     budget -= n;

@@ -60,6 +60,20 @@ pub trait ServerHandler: Sized + 'static {
         let _ = (ctx, gone);
     }
 
+    /// A netlib client resumed channel `id`'s session from `addr` on a new connection (see
+    /// [`ServerConfig::sessions`](crate::ServerConfig::sessions)): the channel kept its state,
+    /// rooms and names, and the client was sent every message it missed before anything
+    /// queued here. Called instead of `connected` for that connection; [`closed`](Self::closed)
+    /// did not run for the lost one. As Socket.IO's `socket.recovered`. Default: nothing.
+    fn resumed(
+        &mut self,
+        ctx: &mut ServerContext<'_, Self::Channel>,
+        id: ChannelId,
+        addr: SocketAddr,
+    ) {
+        let _ = (ctx, id, addr);
+    }
+
     /// What the cluster reported: a message from another server
     /// ([`emit_nodes`](crate::ServerContext::emit_nodes)), a channel of another node that left,
     /// another node gone, a name claim's answer, a page of members, the backplane up or down:

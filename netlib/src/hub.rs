@@ -163,6 +163,11 @@ pub struct Stats {
     pub throttled: u64,
     /// Frames that went to the out-of-band hook (bad input, mistyped payloads, failed handlers).
     pub out_of_band: u64,
+    /// Sessions resumed on a new connection (see [`ServerConfig::sessions`](crate::ServerConfig::sessions)).
+    pub resumed: u64,
+    /// Resumes refused (window over, unknown token, messages let go): those clients got a new
+    /// session.
+    pub resume_refused: u64,
 }
 
 /// One channel: its connection and, once `connected` returned, its state.
@@ -178,6 +183,10 @@ pub(crate) struct Slot<C> {
     pub(crate) accounted: usize,
     /// The `closed` hook ran (or is running): the slot only lingers.
     pub(crate) reported: bool,
+    /// Its `connected` hook waits for its first frame (a server with sessions).
+    pub(crate) pending: bool,
+    /// Its resumable session's token.
+    pub(crate) token: Option<u128>,
 }
 
 impl<C> Slot<C> {
@@ -238,6 +247,10 @@ pub(crate) struct Hub<C> {
     /// Connections per client address, for the per-address limits: channels are counted from
     /// [`insert`](Self::insert) to [`remove`](Self::remove), handshakes by the listeners.
     pub(crate) addresses: Addresses,
+    /// Resumable sessions by token.
+    pub(crate) sessions: HashMap<u128, usize>,
+    /// Connections whose `connected` hook waits for their first frame, with the wait's end.
+    pub(crate) hello: Vec<(Instant, usize, ChannelId)>,
     /// The current pump's time.
     pub(crate) now: Instant,
     pub(crate) scratch: Box<[u8]>,
@@ -304,6 +317,8 @@ impl<C> Hub<C> {
             cluster_events: Vec::new(),
             cluster_seen: 0,
             next_token: 1,
+            sessions: HashMap::new(),
+            hello: Vec::new(),
             now,
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
         }
@@ -369,8 +384,28 @@ impl<C> Hub<C> {
             wire,
             accounted: 0,
             reported: false,
+            pending: false,
+            token: None,
         });
         (key, id)
+    }
+
+    /// Removes slot `key` of a connection that never became a channel (it resumed another):
+    /// its transport goes on in that channel's slot, which takes over its address's count.
+    pub(crate) fn discard(&mut self, key: usize) -> Slot<C> {
+        let mut slot = self.slots.remove(key);
+        slot.link.deregister(&self.registry);
+        self.by_serial.remove(&slot.id.serial);
+        if !slot.link.is_sourced() {
+            self.polled.retain(|&k| k != key);
+        }
+        self.memory -= slot.accounted;
+        slot.accounted = 0;
+        self.stats.opened -= 1;
+        if let Some(adapter) = self.adapter.as_mut() {
+            adapter.closed(slot.id);
+        }
+        slot
     }
 
     /// Removes an ended slot.
@@ -394,6 +429,9 @@ impl<C> Hub<C> {
     /// adapter told.
     pub(crate) fn forget(&mut self, key: usize) {
         self.rooms.leave_all(key);
+        if let Some(token) = self.slots.get_mut(key).and_then(|s| s.token.take()) {
+            self.sessions.remove(&token);
+        }
         if let Some(id) = self.slots.get(key).map(|s| s.id) {
             self.forget_id(id);
         }
@@ -609,7 +647,10 @@ impl<C> Hub<C> {
             .slots
             .iter()
             .filter(|(_, s)| s.link.session.is_open())
-            .map(|(k, s)| (s.link.buffered(), s.link.queued(), k))
+            .map(|(k, s)| {
+                let output = s.link.queued() + s.link.session.kept();
+                (s.link.buffered(), output, k)
+            })
             .collect();
         holders.sort_unstable_by(|a, b| b.cmp(a));
         let mut victims = 0;
@@ -677,7 +718,7 @@ impl<C> Hub<C> {
                 } = self;
                 let mut n = 0;
                 for (key, slot) in slots.iter_mut() {
-                    if slot.reported || Some(slot.id) == except {
+                    if slot.reported || slot.pending || Some(slot.id) == except {
                         continue;
                     }
                     let bytes = frame.for_wire(slot.wire as usize);
@@ -830,6 +871,8 @@ impl<C> Hub<C> {
             c.get_frame_timeout(),
             c.get_idle_timeout(),
             c.get_outbound_soft_limit().map(|s| s.1),
+            c.get_resume_window()
+                .map(|_| crate::resume::ACK_DELAY.min(crate::config::HELLO_WAIT)),
         ];
         let timers = deadlines
             .into_iter()

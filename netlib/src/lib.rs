@@ -25,7 +25,9 @@
 //! - `config`: [`ServerConfig`] and [`ClientConfig`], the wire format, limits and clock.
 //! - `addresses`: the per-address connection limits. `rooms`: which channels are in which
 //!   room, and each room's last messages (its history).
-//! - `queue`: a connection's outgoing frames, coalesced for `writev`.
+//! - `queue`: a connection's outgoing frames, coalesced for `writev`. `resume`: a resumable
+//!   session's numbering of frames both ways, what it keeps until acknowledged, and the
+//!   checks of a resume.
 //! - `session`: one connection's sans-IO state machine (bytes and `now` in; messages, bytes
 //!   and deadlines out), the same for server channels and clients (`Side` says which).
 //! - `net`: address resolution and listening sockets.
@@ -133,6 +135,7 @@ mod peerlog;
 pub mod protocol;
 mod queue;
 mod rencode;
+mod resume;
 mod rooms;
 mod serve;
 mod server;
@@ -145,7 +148,10 @@ pub use adapter::{Adapter, ClusterError, ClusterEvent, Inbound as ClusterInbound
 pub use client::{AnyListener, Client, Subscription, WakeHandle};
 pub use clock::{Clock, ManualClock};
 pub use codec::{Codec, PayloadCodec, Wire};
-pub use config::{ClientConfig, Heartbeat, ServerConfig, DEFAULT_MAX_LINE_LENGTH};
+pub use config::{
+    ClientConfig, Heartbeat, ServerConfig, DEFAULT_MAX_KEPT_BYTES, DEFAULT_MAX_LINE_LENGTH,
+    DEFAULT_RESUME_WINDOW, HELLO_WAIT,
+};
 pub use connection::{ConnectionState, Event};
 pub use dispatch::{check_handlers, HandlerReturn, IntoHandler, OutOfBand};
 pub use error::{

@@ -52,7 +52,52 @@ impl Drop for Link {
     }
 }
 
+/// The transport of a detached session: no connection. Reads would block, writes fail.
+#[derive(Debug)]
+struct Gone;
+
+impl io::Read for Gone {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+}
+
+impl io::Write for Gone {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::NotConnected.into())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Transport for Gone {
+    fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
+        None
+    }
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
+}
+
 impl Link {
+    /// Lets the connection go (its session waits to be resumed): deregisters and drops the
+    /// transport without telling it anything more.
+    pub(crate) fn detach(&mut self, registry: &Registry) {
+        self.deregister(registry);
+        self.goodbye();
+        self.transport = Box::new(Gone);
+        self.sourced = false;
+        self.want_write = false;
+        self.dirty = false;
+    }
+
     pub(crate) fn new(session: Session, transport: Box<dyn Transport>) -> Self {
         Link {
             session,

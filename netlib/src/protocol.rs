@@ -21,6 +21,18 @@ pub const PING: &str = "netlib.ping";
 /// A netlib client's answer to [`PING`] (never reaches handlers).
 pub const PONG: &str = "netlib.pong";
 
+/// A resumable session's set-up (see the README's "Sessions"): a netlib client asks for one
+/// (`{"action": "netlib.session"}`, or with `token`, `received` and `next` to resume) and the
+/// server answers with `token`, `id`, `recovered`, `received` and `next`. Never reaches
+/// server handlers; a client's listeners get the server's answer.
+pub const SESSION: &str = "netlib.session";
+/// `{"action": "netlib.ack", "received": n}`: the sender of this frame received every
+/// application frame up to number `n` of its session (never reaches handlers).
+pub const ACK: &str = "netlib.ack";
+/// A netlib client closing on purpose: its session ends with the connection instead of
+/// waiting to be resumed (never reaches handlers).
+pub const BYE: &str = "netlib.bye";
+
 /// `error` code: a message that does not fit its handler, or whose handler failed (EINVAL).
 pub const EINVAL: i32 = 22;
 /// `error` code: the server is full (EUSERS).
@@ -37,4 +49,35 @@ pub const ENONAME: i32 = -2;
 pub(crate) fn error(code: i32, text: &str) -> Message {
     Message::from_value(json!({"action": ERROR, "error": [code, text]}))
         .expect("an object with a string action")
+}
+
+/// `{"action": "netlib.ack", "received": n}`.
+pub(crate) fn ack(received: u64) -> Message {
+    Message::from_value(json!({"action": ACK, "received": received}))
+        .expect("an object with a string action")
+}
+
+/// A server's answer to [`SESSION`]: the session's `token` (32 hex digits), the channel's
+/// `id`, whether it was `recovered`, the number of the last frame the server `received` from
+/// the client, and the number of the `next` frame it sends; `reason` says why a resume was
+/// refused.
+pub(crate) fn session_reply(
+    token: u128,
+    id: u64,
+    recovered: bool,
+    (received, next): (u64, u64),
+    reason: Option<&str>,
+) -> Message {
+    let mut m = json!({
+        "action": SESSION,
+        "token": format!("{token:032x}"),
+        "id": id,
+        "recovered": recovered,
+        "received": received,
+        "next": next,
+    });
+    if let Some(r) = reason {
+        m["reason"] = r.into();
+    }
+    Message::from_value(m).expect("an object with a string action")
 }

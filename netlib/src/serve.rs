@@ -1,7 +1,8 @@
 //! What the server does for one channel besides I/O: open it (queue `connected`, run the
 //! `connected` hook), deliver its messages to the handlers (the channel type's, then the server
-//! type's), and end it (the `closed` hook). The driver in [`server`](crate::server) only moves
-//! bytes and readiness.
+//! type's), and end it (the `closed` hook). With sessions, also set up, resume and detach
+//! resumable sessions (the sequence state is in [`resume`](crate::resume)). The driver in
+//! [`server`](crate::server) only moves bytes and readiness.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -10,14 +11,16 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use bytes::Bytes;
 use mio::Token;
 
+use crate::config::HELLO_WAIT;
 use crate::dispatch::{self, deliver, Endpoint, OutOfBand, Table};
 use crate::error::{panic_text, CloseReason, InboundError, StartError};
-use crate::frame::Frame;
+use crate::frame::{Frame, Framing};
 use crate::handler::{ChannelContext, ChannelFn, Closed, ServerFn, ServerHandler};
 use crate::hub::{ChannelId, Hub, ServerContext, FIRST_CONN};
 use crate::link::Link;
 use crate::message::Message;
 use crate::protocol;
+use crate::resume::Resume;
 use crate::session::{Phase, Session, Side};
 use crate::transport::Transport;
 
@@ -92,13 +95,37 @@ impl<S: ServerHandler> Handlers<S> {
             let bytes = self.connected.for_wire(wire as usize).clone();
             hub.queue_bytes(key, &bytes);
         }
+        let sessions = hub.config.get_resume_window().is_some();
+        if sessions && hub.wires[wire as usize].framing != Framing::Line {
+            // Its first frame may ask to resume another channel: the hook waits for it.
+            hub.slots[key].pending = true;
+            hub.hello.push((hub.now + HELLO_WAIT, key, id));
+            return Some(id);
+        }
+        self.connect(state, hub, key, addr).then_some(id)
+    }
+
+    /// Runs the `connected` hook of channel `key` and stores the state it made; false if the
+    /// hook panicked (the channel is closed) or closed the channel.
+    fn connect(
+        &self,
+        state: &mut S,
+        hub: &mut Hub<S::Channel>,
+        key: usize,
+        addr: SocketAddr,
+    ) -> bool {
+        let id = hub.slots[key].id;
+        hub.slots[key].pending = false;
         let made = catch_unwind(AssertUnwindSafe(|| {
             state.connected(&mut ServerContext { hub: &mut *hub }, id, addr)
         }));
         match made {
             Ok(channel) => match hub.key(id) {
-                Some(key) => hub.slots[key].channel = Some(channel),
-                None => return None,
+                Some(key) => {
+                    hub.slots[key].channel = Some(channel);
+                    true
+                }
+                None => false,
             },
             Err(p) => {
                 let text = panic_text(&*p);
@@ -107,10 +134,201 @@ impl<S: ServerHandler> Handlers<S> {
                     "connected hook panicked for {addr}: {text}"
                 );
                 hub.abort(key, CloseReason::HandlerPanic(text));
-                return None;
+                false
             }
         }
-        Some(id)
+    }
+
+    /// Ends the wait of connection `key` if its `connected` hook waits (its first frame is not
+    /// a session request, or the wait is over): the hook runs now.
+    pub(crate) fn greet(&self, state: &mut S, hub: &mut Hub<S::Channel>, key: usize) {
+        if let Some(slot) = hub.slots.get(key).filter(|s| s.pending) {
+            let addr = slot.addr;
+            self.connect(state, hub, key, addr);
+        }
+    }
+
+    /// Runs the `connected` hook of every connection whose wait for a first frame is over.
+    pub(crate) fn greet_due(&self, state: &mut S, hub: &mut Hub<S::Channel>) {
+        if hub.hello.is_empty() {
+            return;
+        }
+        let now = hub.now;
+        let mut due = Vec::new();
+        hub.hello.retain(|&(until, key, id)| {
+            if until <= now {
+                due.push((key, id));
+            }
+            until > now
+        });
+        for (key, id) in due {
+            if hub.slots.get(key).is_some_and(|s| s.id == id) {
+                self.greet(state, hub, key);
+            }
+        }
+        let Hub { hello, slots, .. } = hub;
+        hello.retain(|&(_, key, id)| slots.get(key).is_some_and(|s| s.id == id && s.pending));
+    }
+
+    /// A session request or goodbye ([`protocol::SESSION`], [`protocol::BYE`]) from connection
+    /// `key`; returns the key the connection goes on under (another channel's, if it resumed
+    /// that channel's session).
+    pub(crate) fn control(
+        &self,
+        state: &mut S,
+        hub: &mut Hub<S::Channel>,
+        key: usize,
+        msg: &Message,
+    ) -> usize {
+        if hub.config.get_resume_window().is_none() {
+            log::debug!(
+                "channel {}: {} ignored: sessions are off",
+                hub.slots[key].id,
+                msg.action()
+            );
+            self.greet(state, hub, key);
+            return key;
+        }
+        let slot = &mut hub.slots[key];
+        if msg.action() == protocol::BYE {
+            slot.link.session.end_resume();
+            if let Some(token) = slot.token.take() {
+                hub.sessions.remove(&token);
+            }
+            return key;
+        }
+        if slot.link.session.is_resumable() {
+            log::debug!("channel {}: a second session request ignored", slot.id);
+            return key;
+        }
+        let number = |field: &str, default: u64| {
+            msg.get(field)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(default)
+        };
+        let (received, next, sent) = (number("received", 0), number("next", 1), number("sent", 0));
+        let token = msg.get_str("token").and_then(parse_token);
+        let pending = slot.pending;
+        let mut reason = None;
+        if let Some(token) = token {
+            if pending {
+                match self.resume(state, hub, key, token, received, next) {
+                    Ok(key) => return key,
+                    Err(why) => reason = Some(why),
+                }
+            } else {
+                reason = Some("the channel opened before the request arrived".to_owned());
+            }
+            hub.stats.resume_refused += 1;
+            log::debug!(
+                "channel {}: resume refused: {}",
+                hub.slots[key].id,
+                reason.as_deref().unwrap_or_default()
+            );
+        }
+        let Some(token) = new_token() else {
+            log::error!("no session: the system has no randomness for a token");
+            self.greet(state, hub, key);
+            return key;
+        };
+        let max = hub.config.get_max_kept_bytes();
+        let slot = &mut hub.slots[key];
+        let resume = Resume::after(max, sent, next);
+        slot.link.session.set_resume(Box::new(resume));
+        slot.token = Some(token);
+        let reply =
+            protocol::session_reply(token, slot.id.serial, false, (sent, 1), reason.as_deref());
+        slot.link.session.control(&reply);
+        hub.sessions.insert(token, key);
+        hub.mark_dirty(key);
+        self.greet(state, hub, key);
+        key
+    }
+
+    /// Moves connection `key` (whose first frame asked to resume `token` from frame
+    /// `received` + 1, sending again from its frame `next`) into that session's channel, sends
+    /// what the client missed, and runs the `resumed` hook; returns the channel's key.
+    ///
+    /// # Errors
+    /// Why the session cannot be resumed (the caller starts a new one).
+    fn resume(
+        &self,
+        state: &mut S,
+        hub: &mut Hub<S::Channel>,
+        key: usize,
+        token: u128,
+        received: u64,
+        next: u64,
+    ) -> Result<usize, String> {
+        let old = *hub
+            .sessions
+            .get(&token)
+            .ok_or("no such session (its window may be over)")?;
+        if old == key {
+            return Err("this connection holds that session".into());
+        }
+        let wire = hub.slots[key].wire;
+        let slot = &mut hub.slots[old];
+        if slot.reported || slot.channel.is_none() {
+            return Err("the session ended".into());
+        }
+        if slot.wire != wire {
+            return Err("the session speaks another wire".into());
+        }
+        let r = slot.link.session.resume_mut().ok_or("the session ended")?;
+        r.check_resent_from(next).map_err(|g| g.to_string())?;
+        let server_received = r.last_received();
+        let missed = r.replay(received).map_err(|g| g.to_string())?;
+        r.resent_from(next);
+        // The old connection goes, whether or not the server noticed it was lost.
+        let resume = slot.link.session.take_resume().expect("checked above");
+        slot.link.deregister(&hub.registry);
+        let old_addr = slot.addr;
+        hub.polled.retain(|&k| k != old);
+        let taken = hub.discard(key);
+        let mut link = taken.link;
+        link.dirty = false;
+        link.session.set_resume(resume);
+        if let Err(e) = link.register(&hub.registry, Token(old + FIRST_CONN), &hub.waker, false) {
+            log::error!("cannot register {}: {e}", taken.addr);
+            link.session.abort(CloseReason::from_io(&e));
+        }
+        if !link.is_sourced() {
+            hub.polled.push(old);
+        }
+        let slot = &mut hub.slots[old];
+        slot.link = link; // the old link (or its detached stand-in) is dropped here
+        slot.addr = taken.addr;
+        hub.addresses.closed(old_addr, false, hub.now);
+        let id = slot.id;
+        let reply = protocol::session_reply(
+            token,
+            id.serial,
+            true,
+            (server_received, received + 1),
+            None,
+        );
+        slot.link.session.control(&reply);
+        for frame in &missed {
+            slot.link.session.requeue(frame);
+        }
+        hub.mark_dirty(old);
+        hub.account(old);
+        hub.stats.resumed += 1;
+        log::debug!(
+            "channel {id} resumed from {} ({} messages sent again)",
+            taken.addr,
+            missed.len()
+        );
+        let hooked = catch_unwind(AssertUnwindSafe(|| {
+            state.resumed(&mut ServerContext { hub: &mut *hub }, id, taken.addr)
+        }));
+        if let Err(p) = hooked {
+            let text = panic_text(&*p);
+            crate::peerlog::report!(log::Level::Error, "resumed hook panicked for {id}: {text}");
+            hub.abort(old, CloseReason::HandlerPanic(text));
+        }
+        Ok(old)
     }
 
     /// Hands one decoded frame of channel `key` to its handlers; a panic closes only that
@@ -189,6 +407,24 @@ pub(crate) fn reap<S: ServerHandler>(state: &mut S, hub: &mut Hub<S::Channel>) {
             continue;
         }
         if !slot.reported {
+            let reason = slot.link.session.reason().cloned();
+            let window = hub.config.get_resume_window();
+            if let (Some(window), Some(reason)) = (window, reason.as_ref().filter(|r| lost(r))) {
+                if slot.link.session.is_resumable() && slot.channel.is_some() {
+                    // The connection is lost, not the session: it waits to be resumed.
+                    log::debug!(
+                        "channel {} ({}): {reason}; its session waits {} s to be resumed",
+                        slot.id,
+                        slot.addr,
+                        window.as_secs()
+                    );
+                    slot.link.detach(&hub.registry);
+                    slot.link.session.detach(hub.now + window);
+                    hub.polled.retain(|&k| k != key);
+                    hub.account(key);
+                    continue;
+                }
+            }
             slot.reported = true;
             hub.stats.closed += 1;
             hub.lingering += 1;
@@ -233,6 +469,33 @@ pub(crate) fn reap<S: ServerHandler>(state: &mut S, hub: &mut Hub<S::Channel>) {
             hub.remove(key);
         }
     }
+}
+
+/// Whether a connection that closed for `reason` was lost rather than ended by either side:
+/// its session, if it has one, waits to be resumed.
+fn lost(reason: &CloseReason) -> bool {
+    matches!(
+        reason,
+        CloseReason::PeerClosed
+            | CloseReason::Io { .. }
+            | CloseReason::Timeout
+            | CloseReason::WebSocket { remote: true, .. }
+    )
+}
+
+/// A session's token as sent: 32 lowercase hex digits.
+fn parse_token(text: &str) -> Option<u128> {
+    if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u128::from_str_radix(text, 16).ok()
+}
+
+/// A new session token: 128 random bits from the operating system.
+fn new_token() -> Option<u128> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(u128::from_le_bytes(bytes))
 }
 
 /// A channel, its server and both handler tables, as [`deliver`] sees them.

@@ -345,11 +345,13 @@ impl<S: ServerHandler> Server<S> {
             let now = Instant::now();
             let throttled = self.hub.throttled.iter().map(|t| t.0).min();
             let sweep = self.hub.addresses.deadline();
+            let hello = self.hub.hello.iter().map(|h| h.0).min();
             for at in [
                 self.listeners.deadline(),
                 self.next_timers,
                 throttled,
                 sweep,
+                hello,
             ]
             .into_iter()
             .flatten()
@@ -413,6 +415,7 @@ impl<S: ServerHandler> Server<S> {
         for key in to_read {
             self.read_channel(key);
         }
+        self.handlers.greet_due(&mut self.state, &mut self.hub);
         if let Some(period) = self.hub.timer_period() {
             let now = self.hub.now;
             if self.next_timers.is_none_or(|t| now >= t) {
@@ -580,7 +583,7 @@ impl<S: ServerHandler> Server<S> {
     /// dispatching after each read; frames held back by the message rate are decoded first.
     fn read_channel(&mut self, key: usize) {
         let mut budget = self.hub.config.get_read_budget();
-        self.decode_frames(key);
+        let mut key = self.decode_frames(key);
         loop {
             let hub = &mut self.hub;
             let Some(slot) = hub.slots.get_mut(key) else {
@@ -614,7 +617,7 @@ impl<S: ServerHandler> Server<S> {
             }
             match step {
                 Step::Data(n) => {
-                    self.decode_frames(key);
+                    key = self.decode_frames(key);
                     self.hub.account(key);
                     if n >= budget {
                         self.hub.read_ready.push(key);
@@ -640,12 +643,23 @@ impl<S: ServerHandler> Server<S> {
         }
     }
 
-    fn decode_frames(&mut self, key: usize) {
+    /// Decodes and dispatches what channel `key` received; returns the key its connection goes
+    /// on under (another one if it resumed a session).
+    fn decode_frames(&mut self, mut key: usize) -> usize {
         loop {
             let Some(slot) = self.hub.slots.get_mut(key) else {
-                return;
+                return key;
             };
-            match slot.link.session.next_inbound(self.hub.now) {
+            let pending = slot.pending;
+            let inbound = slot.link.session.next_inbound(self.hub.now);
+            if slot.link.session.queued() > 0 && !slot.link.dirty {
+                slot.link.dirty = true; // an acknowledgement
+                self.hub.dirty.push(key);
+            }
+            if pending && matches!(inbound, Some(Inbound::Message(..) | Inbound::Invalid(..))) {
+                self.handlers.greet(&mut self.state, &mut self.hub, key);
+            }
+            match inbound {
                 Some(Inbound::Message(m, payload)) => {
                     self.handlers
                         .dispatch(&mut self.state, &mut self.hub, key, Ok(m), payload)
@@ -654,7 +668,15 @@ impl<S: ServerHandler> Server<S> {
                     self.handlers
                         .dispatch(&mut self.state, &mut self.hub, key, Err(e), payload)
                 }
+                Some(Inbound::Control(m)) => {
+                    key = self
+                        .handlers
+                        .control(&mut self.state, &mut self.hub, key, &m);
+                }
                 None => {
+                    let Some(slot) = self.hub.slots.get(key) else {
+                        return key;
+                    };
                     if let Phase::Closing(reason @ CloseReason::FrameTooLarge { .. }) =
                         slot.link.session.phase()
                     {
@@ -666,7 +688,7 @@ impl<S: ServerHandler> Server<S> {
                         );
                         self.hub.mark_dirty(key);
                     }
-                    return;
+                    return key;
                 }
             }
         }

@@ -7,7 +7,8 @@
 //! driver sends end-of-stream) → `Lingering` (our end-of-stream is sent; input is read and
 //! dropped until the peer's end-of-stream or the linger deadline, so that closing cannot reset
 //! the connection and destroy output the peer has not read) → `Closed`. An error or a limit
-//! goes straight to `Closed`.
+//! goes straight to `Closed`. A resumable session whose connection was lost is `Detached`
+//! until it is resumed on a new connection or its window ends (see `resume`).
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use crate::limits::Bucket;
 use crate::message::Message;
 use crate::protocol::{self, PING as PING_ACTION, PONG as PONG_ACTION};
 use crate::queue::OutQueue;
+use crate::resume::Resume;
 
 /// How long a closed connection waits for the peer's end-of-stream.
 pub(crate) const LINGER: Duration = Duration::from_secs(5);
@@ -35,6 +37,9 @@ pub(crate) enum Inbound {
     Message(Message, Bytes),
     /// A frame that is not a message: the decoding error and the payload.
     Invalid(InboundError, Bytes),
+    /// A session set-up or goodbye ([`protocol::SESSION`], [`protocol::BYE`]): for the driver,
+    /// never for handlers.
+    Control(Message),
 }
 
 /// Which end of a connection a session is: a server's channel (it pings and enforces the
@@ -52,7 +57,14 @@ pub(crate) enum Side {
 pub(crate) enum Phase {
     Open,
     Closing(CloseReason),
-    Lingering { until: Instant },
+    Lingering {
+        until: Instant,
+    },
+    /// A resumable session without a connection: sends are kept for the resume, until
+    /// `until` (the resume window's end).
+    Detached {
+        until: Instant,
+    },
     Closed,
 }
 
@@ -103,6 +115,8 @@ pub(crate) struct Session {
     /// Limits beyond the hard ones; `None` when the config sets none (the common case for a
     /// PodSixNet-compatible server), so they cost an idle connection one pointer.
     guard: Option<Box<Guard>>,
+    /// A resumable session's sequence state; `None` for PodSixNet peers and until set up.
+    resume: Option<Box<Resume>>,
 }
 
 /// A session's rate limits, soft outbound limit and timeouts (see [`Config`]).
@@ -189,12 +203,64 @@ impl Session {
             pinged: false,
             strikes: 0,
             guard: Guard::new(config, side, now),
+            resume: None,
+        }
+    }
+
+    /// Makes this a resumable session with `resume`'s state (a new one, or the state of the
+    /// session it resumes).
+    pub(crate) fn set_resume(&mut self, resume: Box<Resume>) {
+        self.resume = Some(resume);
+    }
+
+    /// Takes the resumable state away (a resumed session's, to move it to its new connection).
+    pub(crate) fn take_resume(&mut self) -> Option<Box<Resume>> {
+        self.resume.take()
+    }
+
+    /// The resumable state, if any.
+    pub(crate) fn resume_mut(&mut self) -> Option<&mut Resume> {
+        self.resume.as_deref_mut()
+    }
+
+    /// Whether this is a resumable session.
+    pub(crate) fn is_resumable(&self) -> bool {
+        self.resume.is_some()
+    }
+
+    /// Ends resumability: the session ends with its connection (the peer said goodbye).
+    pub(crate) fn end_resume(&mut self) {
+        self.resume = None;
+    }
+
+    /// The connection is gone but the session waits to be resumed until `until`: buffers are
+    /// dropped (the kept frames hold every application frame the peer may lack).
+    pub(crate) fn detach(&mut self, until: Instant) {
+        self.phase = Phase::Detached { until };
+        self.decoder.clear();
+        self.out = OutQueue::default();
+    }
+
+    /// Queues a frame sent before (a resume's replay): not counted again.
+    pub(crate) fn requeue(&mut self, frame: &Bytes) {
+        self.out.push(frame);
+    }
+
+    /// Queues one of netlib's own frames (not counted as an application frame).
+    pub(crate) fn control(&mut self, msg: &Message) {
+        if let Ok(f) = self.wire.encode(msg, usize::MAX >> 1) {
+            self.out.push(&f);
         }
     }
 
     /// Bytes held: received but not yet cut into frames, plus queued output.
     pub(crate) fn memory(&self) -> usize {
-        self.decoder.held() + self.out.len()
+        self.decoder.held() + self.out.len() + self.kept()
+    }
+
+    /// Memory held for a resumable session's frames kept until acknowledged.
+    pub(crate) fn kept(&self) -> usize {
+        self.resume.as_ref().map_or(0, |r| r.memory())
     }
 
     /// Whether the transport holds input for a frame still arriving (see
@@ -240,7 +306,7 @@ impl Session {
         match self.phase {
             Phase::Open => true,
             Phase::Closing(_) | Phase::Lingering { .. } => self.answers_pings,
-            Phase::Closed => false,
+            Phase::Detached { .. } | Phase::Closed => false,
         }
     }
 
@@ -250,9 +316,9 @@ impl Session {
         self.answers_pings
     }
 
-    /// Open: reads input and takes output.
+    /// Open: reads input and takes output (a detached session takes output for its resume).
     pub(crate) fn is_open(&self) -> bool {
-        matches!(self.phase, Phase::Open)
+        matches!(self.phase, Phase::Open | Phase::Detached { .. })
     }
 
     /// Why it is closing or closed.
@@ -341,20 +407,39 @@ impl Session {
                     return None;
                 }
             };
-            match self.wire.codec.decode_bytes(payload.clone()) {
-                Ok(m) if m.action() == PONG_ACTION => continue,
-                Ok(m) if m.action() == PING_ACTION && self.answers_pings => {
-                    if let Ok(f) = self
-                        .wire
-                        .encode(&Message::new(PONG_ACTION), usize::MAX >> 1)
-                    {
-                        self.out.push(&f);
+            let decoded = self.wire.codec.decode_bytes(payload.clone());
+            if let Ok(m) = &decoded {
+                match m.action() {
+                    PONG_ACTION => continue,
+                    PING_ACTION if self.answers_pings => {
+                        self.control(&Message::new(PONG_ACTION));
+                        continue;
                     }
-                    continue;
+                    protocol::ACK => {
+                        let n = m.get("received").and_then(serde_json::Value::as_u64);
+                        if let (Some(r), Some(n)) = (self.resume.as_deref_mut(), n) {
+                            r.acknowledged(n);
+                        }
+                        continue;
+                    }
+                    protocol::SESSION | protocol::BYE => {
+                        return decoded.ok().map(Inbound::Control);
+                    }
+                    _ => {}
                 }
-                Ok(m) => return Some(Inbound::Message(m, payload)),
-                Err(e) => return Some(Inbound::Invalid(e, payload)),
             }
+            if let Some(r) = self.resume.as_deref_mut() {
+                if !r.received(now) {
+                    continue; // the peer sent it again after a resume; it was delivered
+                }
+                if let Some(n) = r.ack_due(now) {
+                    self.control(&protocol::ack(n));
+                }
+            }
+            return Some(match decoded {
+                Ok(m) => Inbound::Message(m, payload),
+                Err(e) => Inbound::Invalid(e, payload),
+            });
         }
         None
     }
@@ -366,11 +451,21 @@ impl Session {
     /// past `max_outbound_bytes`: the session is then closed
     /// ([`CloseReason::OutboundOverflow`]) and the frame dropped.
     pub(crate) fn send(&mut self, frame: &Bytes) -> Result<usize, SendError> {
-        if !matches!(self.phase, Phase::Open) {
-            return Err(SendError::NotConnected);
+        match self.phase {
+            Phase::Open => {}
+            Phase::Detached { .. } => {
+                if let (Some(r), false) = (self.resume.as_deref_mut(), frame.is_empty()) {
+                    r.sent(frame); // kept for the resume
+                }
+                return Ok(0);
+            }
+            _ => return Err(SendError::NotConnected),
         }
         if frame.is_empty() {
             return Ok(self.out.len()); // the codec sends nothing for this message
+        }
+        if let Some(r) = self.resume.as_deref_mut() {
+            r.sent(frame);
         }
         let queued = self.out.push(frame);
         if queued > self.max_outbound {
@@ -384,6 +479,13 @@ impl Session {
 
     /// Starts a graceful close: no more input or sends; queued output is still written.
     pub(crate) fn close(&mut self, reason: CloseReason) {
+        if let Phase::Detached { .. } = self.phase {
+            // Nothing to flush: the session ends now.
+            self.resume = None;
+            self.reason = Some(reason);
+            self.phase = Phase::Closed;
+            return;
+        }
         if matches!(self.phase, Phase::Open) {
             self.phase = Phase::Closing(reason.clone());
             self.reason = Some(reason);
@@ -433,7 +535,10 @@ impl Session {
         &mut self,
         w: &mut W,
     ) -> std::io::Result<Flushed> {
-        if matches!(self.phase, Phase::Closed | Phase::Lingering { .. }) {
+        if matches!(
+            self.phase,
+            Phase::Closed | Phase::Lingering { .. } | Phase::Detached { .. }
+        ) {
             return Ok(Flushed::Empty);
         }
         if !self.out.write_to(w)? {
@@ -473,8 +578,15 @@ impl Session {
                     self.abort(reason);
                     return Timer::Closed;
                 }
+                let acked = match self.resume.as_deref_mut().and_then(|r| r.ack_due(now)) {
+                    Some(n) => {
+                        self.control(&protocol::ack(n));
+                        true
+                    }
+                    None => false,
+                };
                 let Some(hb) = self.heartbeat else {
-                    return Timer::Nothing;
+                    return if acked { Timer::Pinged } else { Timer::Nothing };
                 };
                 let idle = now.saturating_duration_since(self.last_rx);
                 if idle >= hb.timeout {
@@ -489,9 +601,17 @@ impl Session {
                         self.out.push(&f);
                     }
                     Timer::Pinged
+                } else if acked {
+                    Timer::Pinged
                 } else {
                     Timer::Nothing
                 }
+            }
+            Phase::Detached { until } if now >= until => {
+                // The window is over: the session ends, as its connection did.
+                self.resume = None;
+                self.phase = Phase::Closed;
+                Timer::Closed
             }
             Phase::Lingering { until } if now >= until => {
                 self.phase = Phase::Closed;
@@ -542,9 +662,10 @@ impl Session {
                     }
                 });
                 let guard = self.guard.as_ref().and_then(|g| g.deadline());
-                hb.into_iter().chain(guard).min()
+                let ack = self.resume.as_ref().and_then(|r| r.ack_deadline());
+                hb.into_iter().chain(guard).chain(ack).min()
             }
-            Phase::Lingering { until } => Some(until),
+            Phase::Lingering { until } | Phase::Detached { until } => Some(until),
             _ => None,
         }
     }
@@ -588,6 +709,7 @@ mod tests {
                     got.push(match i {
                         Inbound::Message(m, _) => m.action().to_owned(),
                         Inbound::Invalid(..) => "invalid".to_owned(),
+                        Inbound::Control(m) => m.action().to_owned(),
                     });
                 }
             }
