@@ -220,6 +220,20 @@ impl Client {
         self.conn.start(now);
     }
 
+    /// Drops the connection at once, as a network failure would: nothing queued is written,
+    /// no goodbye is sent, `disconnected` is delivered. A [session](ClientConfig::session) is
+    /// kept for [`reconnect`](Self::reconnect) (or the automatic
+    /// [reconnect](ClientConfig::reconnect), which starts its backoff now), and messages sent
+    /// meanwhile are kept for it. For tests and tools that simulate a lost network.
+    pub fn disconnect(&mut self) {
+        if !self.conn.is_idle() {
+            self.conn.finish(CloseReason::Io {
+                errno: 0,
+                message: "disconnected".into(),
+            });
+        }
+    }
+
     /// Queues `msg` for the server; returns the frame's length in bytes, terminator or length
     /// prefix included (as PodSixNet's `Send`). Nothing is written before the next pump.
     /// Messages sent while connecting are written once connected.

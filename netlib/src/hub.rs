@@ -163,6 +163,9 @@ pub struct Stats {
     pub throttled: u64,
     /// Frames that went to the out-of-band hook (bad input, mistyped payloads, failed handlers).
     pub out_of_band: u64,
+    /// Sessions whose connection was lost: each waited to be resumed (see
+    /// [`ServerConfig::sessions`](crate::ServerConfig::sessions)).
+    pub detached: u64,
     /// Sessions resumed on a new connection (see [`ServerConfig::sessions`](crate::ServerConfig::sessions)).
     pub resumed: u64,
     /// Resumes refused (window over, unknown token, messages let go): those clients got a new

@@ -420,6 +420,7 @@ pub(crate) fn reap<S: ServerHandler>(state: &mut S, hub: &mut Hub<S::Channel>) {
                     );
                     slot.link.detach(&hub.registry);
                     slot.link.session.detach(hub.now + window);
+                    hub.stats.detached += 1;
                     hub.polled.retain(|&k| k != key);
                     hub.account(key);
                     continue;
