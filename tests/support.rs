@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod bus;
+pub mod jitter;
 pub mod redis;
 
 use std::io::{ErrorKind, Read, Write};

@@ -197,11 +197,8 @@ impl Connection {
                 "next": resume.first_kept(),
                 "sent": resume.last_sent(),
             }),
-            None => serde_json::json!({
-                "action": protocol::SESSION,
-                "next": resume.first_kept(),
-                "sent": resume.last_sent(),
-            }),
+            // Never answered: what it sent counts as new (the server numbers it from 1).
+            None => serde_json::json!({ "action": protocol::SESSION }),
         };
         if let Ok(m) = Message::from_value(request) {
             session.control(&m);

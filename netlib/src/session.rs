@@ -451,11 +451,13 @@ impl Session {
     /// past `max_outbound_bytes`: the session is then closed
     /// ([`CloseReason::OutboundOverflow`]) and the frame dropped.
     pub(crate) fn send(&mut self, frame: &Bytes) -> Result<usize, SendError> {
-        match self.phase {
-            Phase::Open => {}
-            Phase::Detached { .. } => {
-                if let (Some(r), false) = (self.resume.as_deref_mut(), frame.is_empty()) {
-                    r.sent(frame); // kept for the resume
+        match (&self.phase, self.resume.as_deref_mut()) {
+            (Phase::Open, _) => {}
+            // A resumable session whose connection is closing, lost or not yet noticed as
+            // lost keeps the frame for its resume.
+            (_, Some(r)) => {
+                if !frame.is_empty() {
+                    r.sent(frame);
                 }
                 return Ok(0);
             }
