@@ -13,6 +13,7 @@ fn main() {
         warmup: std::time::Duration::from_secs(1),
         duration: d,
         pad: 0,
+        session: false,
     };
     let r = netlib_bench::load::chat(netlib_bench::load::Wire::Tcp, &[addr], load, &[]);
     println!(

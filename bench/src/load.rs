@@ -69,6 +69,8 @@ struct Conn {
     pad: usize,
     inflight: VecDeque<(u64, Instant)>,
     next_seq: u64,
+    /// A resumable session: the number last acknowledged to the server.
+    acked: Option<u64>,
 }
 
 impl Conn {
@@ -134,6 +136,14 @@ impl Conn {
                 self.own_in(complete, found);
                 self.buf.drain(..end);
                 self.ready = true;
+                if let Some(acked) = self.acked {
+                    // The server numbers what follows its `connected` and its answer.
+                    let app = self.frames.saturating_sub(2);
+                    if app >= acked + 32 {
+                        self.acked = Some(app);
+                        self.queue("netlib.ack", serde_json::json!({ "received": app }));
+                    }
+                }
             }
             Wire::Ws(proto) => {
                 let mut at = 0;
@@ -220,6 +230,8 @@ struct Gen {
     events: Events,
     conns: Vec<Conn>,
     scratch: Vec<u8>,
+    /// Clients ask for resumable sessions (see [`Workload::session`]).
+    session: bool,
 }
 
 impl Gen {
@@ -230,6 +242,7 @@ impl Gen {
             events: Events::with_capacity(4096),
             conns: Vec::new(),
             scratch: vec![0; 256 * 1024],
+            session: false,
         }
     }
 
@@ -262,7 +275,12 @@ impl Gen {
             pad: 0,
             inflight: VecDeque::new(),
             next_seq: 0,
+            acked: None,
         };
+        if self.session && self.wire == Wire::Tcp {
+            c.queue("netlib.session", serde_json::json!({}));
+            c.acked = Some(0);
+        }
         if let Wire::Ws(proto) = self.wire {
             c.out = ws::request(&addr.to_string(), proto);
             c.handshaking = true;
@@ -378,6 +396,9 @@ pub struct Workload {
     /// Bytes of padding added to each message's text (0: none), e.g. to compare servers at
     /// equal frame sizes on the wire.
     pub pad: usize,
+    /// Netlib over TCP: every client asks for a resumable session (`netlib.session` first)
+    /// and acknowledges every 32 messages, as netlib's `Client` does.
+    pub session: bool,
 }
 
 /// The `p` quantile (0 to 1) of sorted samples; NaN when there are none.
@@ -404,8 +425,10 @@ pub fn chat(wire: Wire, addrs: &[SocketAddr], load: Workload, watch: &[u32]) -> 
         warmup,
         duration,
         pad,
+        session,
     } = load;
     let mut g = Gen::new(wire);
+    g.session = session;
     for i in 0..k {
         let id = g.connect(addrs[i % addrs.len()], Some(format!("c{i}")));
         g.conns[id].pad = pad;

@@ -11,7 +11,7 @@ use chrono::{Local, TimeZone};
 use netlib::{handler, ChannelId, ClientContext, Listener, Message};
 use serde::Deserialize;
 
-use crate::protocol::ServerMsg;
+use crate::protocol::{Join, Request, ServerMsg, SetNickname};
 use crate::render::{self, list, page_of};
 use crate::sanitize::sanitize;
 
@@ -50,6 +50,10 @@ pub struct ChatView {
     pub room: String,
     /// Our channel id, from `connected` (or `welcome`): notices about us carry it.
     pub me: Option<ChannelId>,
+    /// The server gave us a resumable session: a lost connection is resumed, not the end.
+    session: bool,
+    /// The server ended the session on purpose (`netlib.bye`: a kick, a shutdown).
+    bye: bool,
 }
 
 impl ChatView {
@@ -61,6 +65,8 @@ impl ChatView {
             nick: crate::protocol::ANONYMOUS.into(),
             room: String::new(),
             me: None,
+            session: false,
+            bye: false,
         }
     }
 
@@ -104,14 +110,66 @@ impl ChatView {
                 e.error.0
             ),
         );
-        self.ending = Some(Ending::Failed);
+        if !self.reconnecting() {
+            self.ending = Some(Ending::Failed);
+        }
     }
     fn network_disconnected(&mut self, _: &mut ClientContext<'_>, _: &Message) {
+        if self.reconnecting() {
+            self.line(
+                None,
+                "* connection lost; reconnecting (nothing will be lost)",
+            );
+            return;
+        }
         self.line(
             None,
             "* disconnected: the connection to the server is closed",
         );
         self.ending.get_or_insert(Ending::Disconnected);
+    }
+    /// Whether a lost connection is being resumed rather than ending the client.
+    fn reconnecting(&self) -> bool {
+        self.session && !self.bye && self.ending.is_none()
+    }
+    /// The server's answer to the session request (see netlib's README, "Sessions").
+    fn network_session(&mut self, ctx: &mut ClientContext<'_>, m: &Message) {
+        let recovered = m.get("recovered").and_then(|v| v.as_bool()) == Some(true);
+        self.me = m
+            .get("id")
+            .and_then(|v| v.as_u64())
+            .map(ChannelId::from_serial);
+        if !std::mem::replace(&mut self.session, true) {
+            return; // the first connection's session
+        }
+        if recovered {
+            self.line(None, "* reconnected: nothing was lost");
+            return;
+        }
+        let why = m
+            .get_str("reason")
+            .unwrap_or("the server forgot the session");
+        self.line(
+            None,
+            &format!(
+                "* reconnected as a new session ({}); some messages may be missing",
+                s(why)
+            ),
+        );
+        // The new channel is anonymous in the lobby: take our name and room back.
+        if self.nick != crate::protocol::ANONYMOUS {
+            let _ = ctx.send(&Request::Nickname(SetNickname {
+                nickname: self.nick.clone(),
+            }));
+        }
+        if !self.room.is_empty() && self.room != crate::protocol::DEFAULT_ROOM {
+            let _ = ctx.send(&Request::Join(Join {
+                room: self.room.clone(),
+            }));
+        }
+    }
+    fn network_bye(&mut self, _: &mut ClientContext<'_>, _: &Message) {
+        self.bye = true;
     }
     fn network_connected(&mut self, _: &mut ClientContext<'_>, m: &Message) {
         self.me = m
@@ -256,6 +314,8 @@ handler!(ChatView, "socketConnect" => network_socket_connect);
 handler!(ChatView, "error" => network_error);
 handler!(ChatView, "disconnected" => network_disconnected);
 handler!(ChatView, "connected" => network_connected);
+handler!(ChatView, netlib::protocol::SESSION => network_session);
+handler!(ChatView, netlib::protocol::BYE => network_bye);
 
 impl Listener for ChatView {
     fn out_of_band(&mut self, _: &mut ClientContext<'_>, oob: netlib::OutOfBand) {

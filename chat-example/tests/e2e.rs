@@ -660,8 +660,15 @@ fn out_of_file_descriptors_the_server_waits_and_accepts_later_without_spinning()
     });
     let mut peer = Peer::join(&addr, "keeper");
     let sock_addr: std::net::SocketAddr = addr.parse().unwrap();
+    // Each says something first, as PodSixNet clients do: a server with sessions (the chat's
+    // default) runs a connection's `connected` hook at its first frame, or after
+    // `netlib::HELLO_WAIT` for a silent one.
     let mut raws: Vec<RawPeer> = (0..60)
-        .map(|_| RawPeer::connect(sock_addr, Framing::Terminator))
+        .map(|_| {
+            let mut raw = RawPeer::connect(sock_addr, Framing::Terminator);
+            raw.send(&serde_json::json!({"action": "who"}));
+            raw
+        })
         .collect();
     until("the server runs out of file descriptors", || {
         stderr.any(|l| l.contains("Too many open files"))

@@ -7,6 +7,7 @@
 //   conn.on("message", (msg) => console.log(msg));          // every message
 //   conn.on("chat", (msg) => show(msg.text));               // one action
 //   conn.on("disconnected", ({ code, reason }) => console.log("lost", code, reason));
+//   conn.on("netlib.session", ({ recovered }) => recovered || resync());  // nothing lost, or not
 //
 // Each WebSocket text message is one JSON object with an "action" (a netlib Message).
 
@@ -25,7 +26,14 @@
  * @property {number} [minDelay=500] Backoff base, in milliseconds.
  * @property {number} [maxDelay=30000] Backoff cap, in milliseconds.
  * @property {number} [maxQueue=256] Messages kept while not connected; `send` returns false
- *   beyond this.
+ *   beyond this (without a session; with one, see `maxKept`).
+ * @property {boolean} [session=true] Ask the server for a resumable session: after a lost
+ *   connection, the reconnect gets the same channel back with every message sent meanwhile,
+ *   each once and in order, both ways (a server without sessions ignores the request). The
+ *   answer is the event `"netlib.session"`: `{recovered, id, ...}`; `recovered: false` means a
+ *   new session (resynchronise).
+ * @property {number} [maxKept=10000] Messages kept until the server acknowledges them (with a
+ *   session); past it the oldest go, and a resume that needs them starts a new session.
  * @property {Function} [WebSocket] The WebSocket class (default: the global one).
  * @property {() => number} [random] A random number in [0, 1) (default: Math.random).
  * @property {(fn: Function, ms: number) => any} [setTimeout] Timer (default: the global one).
@@ -35,6 +43,13 @@
 /** Actions of netlib's heartbeat: a ping is answered with a pong, neither is delivered. */
 const PING = "netlib.ping";
 const PONG = "netlib.pong";
+/** A resumable session: its set-up, acknowledgements and goodbye (see the README's "Sessions"). */
+const SESSION = "netlib.session";
+const ACK = "netlib.ack";
+const BYE = "netlib.bye";
+/** An acknowledgement goes after this many messages, or this long after the first (ms). */
+const ACK_EVERY = 32;
+const ACK_DELAY = 200;
 
 /**
  * Opens a connection to a netlib WebSocket server and returns it; messages sent before it is
@@ -60,7 +75,12 @@ export function connect(url, options = {}) {
  *   wasClean}` (RFC 6455 close code; 1006 when the connection was lost);
  * - `"error"`: a connection attempt failed, or the server sent an error:
  *   `{action: "error", error: [code, text]}`;
- * - `"reconnecting"`: `{action: "reconnecting", delay, attempt}` before waiting `delay` ms.
+ * - `"reconnecting"`: `{action: "reconnecting", delay, attempt}` before waiting `delay` ms;
+ * - `"netlib.session"`: the server's answer to the session request: `{recovered, id, token,
+ *   ...}`; when `recovered`, the new connection's `"connected"` is not delivered (nothing
+ *   changed for the application);
+ * - `"netlib.bye"`: the server ended the session on purpose (a kick, a shutdown); the next
+ *   connection starts a new one.
  */
 export class Connection {
   /**
@@ -74,6 +94,8 @@ export class Connection {
       minDelay: 500,
       maxDelay: 30000,
       maxQueue: 256,
+      session: true,
+      maxKept: 10000,
       WebSocket: globalThis.WebSocket,
       random: Math.random,
       setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
@@ -88,6 +110,18 @@ export class Connection {
     this._timer = null;
     this._attempt = 0;
     this._closed = false;
+    // A session's numbering (implicit offsets, as the server's): sent and not acknowledged
+    // messages, the last number sent and received, and what the next answer changes.
+    this._token = null;
+    this._kept = []; // encoded messages, numbers _sent - _kept.length + 1 ..= _sent
+    this._sent = 0;
+    this._received = 0;
+    this._acked = 0;
+    this._skip = 0;
+    this._counting = false;
+    this._awaiting = false; // a resume was asked; "connected" waits in _held
+    this._held = null;
+    this._ackTimer = null;
     this._open();
   }
 
@@ -143,11 +177,20 @@ export class Connection {
       throw new TypeError('a netlib message is an object with a string "action"');
     }
     const text = JSON.stringify(message);
+    if (this._closed) return false;
+    if (this.options.session) {
+      // Numbered and kept until acknowledged; sent now, or after the next session request.
+      this._sent += 1;
+      this._kept.push(text);
+      if (this._kept.length > this.options.maxKept) this._kept.shift();
+      if (this.state === "open") this._socket.send(text);
+      return true;
+    }
     if (this.state === "open") {
       this._socket.send(text);
       return true;
     }
-    if (this._closed || this._queue.length >= this.options.maxQueue) return false;
+    if (this._queue.length >= this.options.maxQueue) return false;
     this._queue.push(text);
     return true;
   }
@@ -160,11 +203,91 @@ export class Connection {
   close(code = 1000, reason = "") {
     this._closed = true;
     this._queue.length = 0;
+    this._kept.length = 0;
+    this._token = null;
     if (this._timer !== null) {
       this.options.clearTimeout(this._timer);
       this._timer = null;
     }
+    this._stopAck();
+    if (this._socket && this._socket.readyState === 1 && this.options.session) {
+      this._socket.send(JSON.stringify({ action: BYE })); // the session ends with the socket
+    }
     if (this._socket && this._socket.readyState <= 1) this._socket.close(code, reason);
+  }
+
+  _stopAck() {
+    if (this._ackTimer !== null) {
+      this.options.clearTimeout(this._ackTimer);
+      this._ackTimer = null;
+    }
+  }
+
+  _ack() {
+    this._stopAck();
+    if (this._received > this._acked && this.state === "open") {
+      this._acked = this._received;
+      this._socket.send(JSON.stringify({ action: ACK, received: this._received }));
+    }
+  }
+
+  /** A message of the session arrived: whether to deliver it (not one had already). */
+  _count() {
+    if (!this._counting) return true;
+    if (this._skip > 0) {
+      this._skip -= 1;
+      return false;
+    }
+    this._received += 1;
+    if (this._received - this._acked >= ACK_EVERY) this._ack();
+    else if (this._ackTimer === null) {
+      this._ackTimer = this.options.setTimeout(() => {
+        this._ackTimer = null;
+        this._ack();
+      }, ACK_DELAY);
+    }
+    return true;
+  }
+
+  /** The server's answer to the session request. */
+  _answer(message) {
+    const { recovered, received, next } = message;
+    if (typeof received !== "number" || typeof next !== "number") return;
+    const firstKept = this._sent - this._kept.length + 1;
+    this._kept.splice(0, Math.max(0, Math.min(this._kept.length, received - firstKept + 1)));
+    if (recovered) {
+      this._skip = Math.max(0, this._received + 1 - next);
+    } else {
+      this._received = 0;
+      this._acked = 0;
+      this._skip = 0;
+    }
+    this._counting = true;
+    this._token = message.token ?? null;
+    const held = this._held;
+    this._held = null;
+    this._awaiting = false;
+    if (!recovered && held) this._deliver(held);
+    this._deliver(message);
+  }
+
+  /** The first frames of a connection with a session: the request, then what is kept. */
+  _request(ws) {
+    this._counting = false;
+    this._stopAck();
+    this._held = null;
+    this._awaiting = this._token !== null;
+    const request = this._token === null
+      ? { action: SESSION }
+      : {
+        action: SESSION,
+        token: this._token,
+        received: this._received,
+        next: this._sent - this._kept.length + 1,
+        sent: this._sent,
+      };
+    ws.send(JSON.stringify(request));
+    for (const text of this._kept) ws.send(text);
   }
 
   _emit(event, message) {
@@ -200,6 +323,7 @@ export class Connection {
     ws.onopen = () => {
       opened = true;
       this._attempt = 0;
+      if (this.options.session) this._request(ws);
       this._deliver({ action: "socketConnect" });
       const queue = this._queue.splice(0);
       for (const text of queue) ws.send(text);
@@ -218,10 +342,39 @@ export class Connection {
         return;
       }
       if (message.action === PONG) return;
+      if (this.options.session) {
+        if (message.action === ACK) {
+          if (typeof message.received === "number") {
+            const firstKept = this._sent - this._kept.length + 1;
+            const n = Math.min(this._kept.length, message.received - firstKept + 1);
+            if (n > 0) this._kept.splice(0, n);
+          }
+          return;
+        }
+        if (message.action === SESSION) {
+          this._answer(message);
+          return;
+        }
+        if (message.action === BYE) {
+          // The server ended the session (a kick, a shutdown): the next connection starts a
+          // new one. Delivered, so the application can tell.
+          this._token = null;
+          this._kept.length = 0;
+          this._counting = false;
+          this._deliver(message);
+          return;
+        }
+        if (this._awaiting && message.action === "connected" && this._held === null) {
+          this._held = message; // delivered only if the session is not recovered
+          return;
+        }
+        if (!this._count()) return; // sent again after a resume; delivered before
+      }
       this._deliver(message);
     };
     ws.onclose = (event) => {
       if (this._socket === ws) this._socket = null;
+      this._stopAck();
       if (opened) {
         this._deliver({
           action: "disconnected",

@@ -65,6 +65,7 @@ function setup(options = {}) {
     setTimeout: timers.setTimeout,
     clearTimeout: timers.clearTimeout,
     random: () => 0.5,
+    session: false,
     ...options,
   });
   return { conn, timers, socket: () => FakeSocket.made.at(-1) };
@@ -189,4 +190,89 @@ test("reconnect: false gives up after the first loss", () => {
   assert.deepEqual(seen, [1001]);
   assert.equal(timers.pending.length, 0);
   assert.equal(conn.send({ action: "x" }), false);
+});
+
+/** Runs the pending timers until a new socket is made (cancelled timers run as nothing). */
+function runUntilReconnect(timers) {
+  const made = FakeSocket.made.length;
+  while (FakeSocket.made.length === made) assert.ok(timers.runNext(), "a reconnect is pending");
+}
+
+test("a session: the request goes first, messages are numbered, kept until acknowledged", () => {
+  const { conn, timers, socket } = setup({ session: true });
+  conn.send({ action: "early" }); // before the socket opens: kept, sent after the request
+  socket().open();
+  assert.deepEqual(socket().sent, [{ action: "netlib.session" }, { action: "early" }]);
+  socket().receive({ action: "connected" });
+  socket().receive({ action: "netlib.session", token: "t".repeat(32), id: 7, recovered: false, received: 0, next: 1 });
+  conn.send({ action: "a" });
+  socket().receive({ action: "netlib.ack", received: 1 });
+  assert.deepEqual(conn._kept, ['{"action":"a"}'], "early was acknowledged");
+  socket().receive({ action: "m", n: 1 });
+  assert.equal(timers.pending.at(-1).ms, 200, "an acknowledgement waits 200 ms at most");
+  timers.pending.at(-1).fn();
+  assert.deepEqual(socket().sent.at(-1), { action: "netlib.ack", received: 1 });
+});
+
+test("a resume sends what was not acknowledged, drops what it had, and hides the greeting", () => {
+  const { conn, timers, socket } = setup({ session: true });
+  const seen = [];
+  conn.on("message", (m) => seen.push(m.action === "m" ? `m${m.n}` : m.action));
+  socket().open();
+  socket().receive({ action: "connected" });
+  socket().receive({ action: "netlib.session", token: "a".repeat(32), id: 7, recovered: false, received: 0, next: 1 });
+  conn.send({ action: "x", n: 1 });
+  conn.send({ action: "x", n: 2 });
+  socket().receive({ action: "netlib.ack", received: 1 });
+  socket().receive({ action: "m", n: 1 });
+  socket().receive({ action: "m", n: 2 });
+  socket().drop();
+  conn.send({ action: "x", n: 3 }); // offline: kept for the resume
+  runUntilReconnect(timers); // the pending acknowledgement was cancelled with the socket
+  socket().open();
+  assert.deepEqual(socket().sent, [
+    { action: "netlib.session", token: "a".repeat(32), received: 2, next: 2, sent: 3 },
+    { action: "x", n: 2 },
+    { action: "x", n: 3 },
+  ]);
+  socket().receive({ action: "connected", id: 99 });
+  socket().receive({ action: "netlib.session", token: "a".repeat(32), id: 7, recovered: true, received: 2, next: 3 });
+  socket().receive({ action: "m", n: 3 });
+  assert.deepEqual(conn._kept, ['{"action":"x","n":3}'], "the server had x2");
+  assert.deepEqual(
+    seen.filter((a) => a !== "socketConnect" && a !== "disconnected" && a !== "reconnecting"),
+    ["connected", "netlib.session", "m1", "m2", "netlib.session", "m3"],
+  );
+});
+
+test("a refused resume delivers the greeting, then the answer; counting starts again", () => {
+  const { conn, timers, socket } = setup({ session: true });
+  const seen = [];
+  conn.on("message", (m) => seen.push(m.action));
+  socket().open();
+  socket().receive({ action: "netlib.session", token: "b".repeat(32), id: 1, recovered: false, received: 0, next: 1 });
+  socket().receive({ action: "m" });
+  socket().drop();
+  runUntilReconnect(timers);
+  socket().open();
+  socket().receive({ action: "connected" });
+  socket().receive({ action: "netlib.session", token: "c".repeat(32), id: 2, recovered: false, received: 0, next: 1, reason: "no such session" });
+  assert.deepEqual(seen.slice(-2), ["connected", "netlib.session"]);
+  assert.equal(conn._received, 0);
+  conn.close();
+  assert.deepEqual(socket().sent.at(-1), { action: "netlib.bye" }, "a close ends the session");
+});
+
+test("the server's goodbye ends the session: the next connection asks for a new one", () => {
+  const { conn, timers, socket } = setup({ session: true });
+  const seen = [];
+  conn.on("netlib.bye", () => seen.push("bye"));
+  socket().open();
+  socket().receive({ action: "netlib.session", token: "d".repeat(32), id: 1, recovered: false, received: 0, next: 1 });
+  socket().receive({ action: "netlib.bye" });
+  socket().drop();
+  runUntilReconnect(timers);
+  socket().open();
+  assert.deepEqual(seen, ["bye"]);
+  assert.deepEqual(socket().sent, [{ action: "netlib.session" }]);
 });

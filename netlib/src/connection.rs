@@ -554,7 +554,14 @@ impl Connection {
                                 answer.take(m);
                                 continue;
                             }
-                            Inbound::Control(_) => continue,
+                            Inbound::Control(m) => {
+                                // The server's goodbye: it ended the session (a kick, a
+                                // shutdown); the listeners hear it before `disconnected`.
+                                link.session.end_resume();
+                                *token = None;
+                                *awaiting = None;
+                                Event::synthetic(m)
+                            }
                         };
                         let greeting = event
                             .message

@@ -791,10 +791,17 @@ impl<C> Hub<C> {
         }
     }
 
-    /// Starts closing `key` gracefully: its queued output is still written.
+    /// Starts closing `key` gracefully: its queued output is still written. A resumable
+    /// session's client is told first (`netlib.bye`): the session ends with the connection,
+    /// and the client does not try to resume it.
     pub(crate) fn close(&mut self, key: usize, reason: CloseReason) {
         if let Some(slot) = self.slots.get_mut(key) {
-            slot.link.session.close(reason);
+            let session = &mut slot.link.session;
+            if session.is_resumable() && session.phase() == &Phase::Open {
+                session.control(&Message::new(crate::protocol::BYE));
+            }
+            session.end_resume();
+            session.close(reason);
         }
         self.mark_dirty(key);
     }

@@ -29,8 +29,10 @@ pub const SESSION: &str = "netlib.session";
 /// `{"action": "netlib.ack", "received": n}`: the sender of this frame received every
 /// application frame up to number `n` of its session (never reaches handlers).
 pub const ACK: &str = "netlib.ack";
-/// A netlib client closing on purpose: its session ends with the connection instead of
-/// waiting to be resumed (never reaches handlers).
+/// A session's end on purpose, either way: a netlib client that closes sends it (its session
+/// ends with the connection instead of waiting to be resumed; never reaches server handlers),
+/// and a server that closes a session's channel (a kick, a shutdown) sends it before closing
+/// (a client's listeners get it as an event before `disconnected`; the client does not resume).
 pub const BYE: &str = "netlib.bye";
 
 /// `error` code: a message that does not fit its handler, or whose handler failed (EINVAL).

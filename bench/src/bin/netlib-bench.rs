@@ -317,6 +317,7 @@ fn main() {
                     warmup: warm,
                     duration: dur,
                     pad: 0,
+                    session: false,
                 };
                 let r = load::chat(Wire::Tcp, &server.addrs, load, &pids);
                 // Each process's share of a core in the measured window (a cluster's three
@@ -368,6 +369,7 @@ fn main() {
                     warmup: warm,
                     duration: dur,
                     pad: 0,
+                    session: false,
                 };
                 let r = load::chat(Wire::Ws(*proto), &server.addrs, load, &[server.child.id()]);
                 eprintln!("{name} / {server_name} / run {}: {r:?}", rep + 1);
@@ -389,6 +391,7 @@ fn main() {
             warmup: warm,
             duration: dur,
             pad: 0,
+            session: false,
         };
         let r = load::chat(Wire::Ws(Proto::SocketIo), &server.addrs, load, &[]);
         eprintln!(

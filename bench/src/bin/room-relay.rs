@@ -2,7 +2,8 @@
 //! size. Every client joins the room `all`; every message a client sends goes back, as the
 //! same message (the same JSON, so the same frame size as the raw relay's), to every member of
 //! the room through `ctx.send_to(Room("all"), &msg)`, encoded once. No chat rules, no limits.
-//! Prints `room-relay listening on ADDR`.
+//! Prints `room-relay listening on ADDR`. `room-relay ADDR --sessions` turns on resumable
+//! sessions (for clients that ask), to measure what they cost.
 
 use std::net::SocketAddr;
 
@@ -28,7 +29,10 @@ fn main() -> netlib::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:0".into());
-    let config = ServerConfig::default().max_connections(20_000);
+    let mut config = ServerConfig::default().max_connections(20_000);
+    if std::env::args().nth(2).as_deref() == Some("--sessions") {
+        config = config.sessions(netlib::DEFAULT_RESUME_WINDOW);
+    }
     let mut server = Server::bind(Relay, &[addr], config)?;
     println!("room-relay listening on {}", server.local_addrs()[0]);
     server.run()?;

@@ -34,6 +34,10 @@ struct Args {
     framing: FramingArg,
 }
 
+/// The automatic reconnect's backoff: from 0-0.5 s, doubling up to 0-30 s (full jitter).
+const RECONNECT_MIN: Duration = Duration::from_millis(500);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
 /// How long a quitting client waits for its last lines to be written and the server to close.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -54,7 +58,10 @@ fn run(args: Args) -> netlib::Result<ExitCode> {
         &args.addr,
         ClientConfig::default()
             .codec(args.codec.into())
-            .framing(args.framing.into()),
+            .framing(args.framing.into())
+            // A lost connection is resumed: nothing is lost either way (netlib's sessions).
+            .session(true)
+            .reconnect(RECONNECT_MIN, RECONNECT_MAX),
     )?;
     let mut view = ChatView::new(Box::new(std::io::stdout()));
 

@@ -86,6 +86,12 @@ struct Args {
     /// 0 turns it off.
     #[arg(long, default_value_t = 512, value_name = "MIB")]
     memory_budget: usize,
+    /// How long a netlib client's session waits after its connection is lost (the terminal
+    /// client and the web page ask for one): coming back within it, the user keeps its name
+    /// and room and gets every message it missed; after it, the user leaves. 0 turns sessions
+    /// off (a lost connection is a departure at once).
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    resume_window: u64,
     /// A connection's outbound queue may stay over this many bytes for 10 s at most (the hard
     /// limit, 8 MiB, closes at once). 0 turns it off.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
@@ -156,6 +162,10 @@ fn main() -> ExitCode {
         .announce_id(true)
         // A user who enters a room sees its last messages (chat::rules::SCROLLBACK).
         .room_history(chat::rules::SCROLLBACK);
+    if args.resume_window > 0 {
+        // A client whose connection is lost gets its user back, with every message it missed.
+        config = config.sessions(Duration::from_secs(args.resume_window));
+    }
     if args.rate_limit > 0 {
         config = config
             .rate_limit(args.rate_limit, args.rate_limit.saturating_mul(2))
