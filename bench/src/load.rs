@@ -139,7 +139,7 @@ impl Conn {
                 if let Some(acked) = self.acked {
                     // The server numbers what follows its `connected` and its answer.
                     let app = self.frames.saturating_sub(2);
-                    if app >= acked + 32 {
+                    if app >= acked + 256 {
                         self.acked = Some(app);
                         self.queue("netlib.ack", serde_json::json!({ "received": app }));
                     }
@@ -397,7 +397,7 @@ pub struct Workload {
     /// equal frame sizes on the wire.
     pub pad: usize,
     /// Netlib over TCP: every client asks for a resumable session (`netlib.session` first)
-    /// and acknowledges every 32 messages, as netlib's `Client` does.
+    /// and acknowledges every 256 messages, as netlib's `Client` does.
     pub session: bool,
 }
 

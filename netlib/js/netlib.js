@@ -48,7 +48,7 @@ const SESSION = "netlib.session";
 const ACK = "netlib.ack";
 const BYE = "netlib.bye";
 /** An acknowledgement goes after this many messages, or this long after the first (ms). */
-const ACK_EVERY = 32;
+const ACK_EVERY = 256;
 const ACK_DELAY = 200;
 
 /**

@@ -204,7 +204,7 @@ impl Connection {
             session.control(&m);
         }
         for frame in resume.kept_frames() {
-            session.requeue(frame);
+            session.requeue(&frame);
         }
         self.awaiting = self.token.is_some().then_some(None);
         session.set_resume(resume);

@@ -188,8 +188,9 @@ pub(crate) struct Slot<C> {
     pub(crate) reported: bool,
     /// Its `connected` hook waits for its first frame (a server with sessions).
     pub(crate) pending: bool,
-    /// Its resumable session's token.
-    pub(crate) token: Option<u128>,
+    /// Its resumable session's token (boxed: a connection without one pays a pointer, not a
+    /// 16-byte-aligned `u128`).
+    pub(crate) token: Option<Box<u128>>,
 }
 
 impl<C> Slot<C> {
@@ -433,7 +434,7 @@ impl<C> Hub<C> {
     pub(crate) fn forget(&mut self, key: usize) {
         self.rooms.leave_all(key);
         if let Some(token) = self.slots.get_mut(key).and_then(|s| s.token.take()) {
-            self.sessions.remove(&token);
+            self.sessions.remove(&*token);
         }
         if let Some(id) = self.slots.get(key).map(|s| s.id) {
             self.forget_id(id);
@@ -795,6 +796,9 @@ impl<C> Hub<C> {
     /// session's client is told first (`netlib.bye`): the session ends with the connection,
     /// and the client does not try to resume it.
     pub(crate) fn close(&mut self, key: usize, reason: CloseReason) {
+        if let Some(token) = self.slots.get_mut(key).and_then(|s| s.token.take()) {
+            self.sessions.remove(&*token); // closed on purpose: not to be resumed
+        }
         if let Some(slot) = self.slots.get_mut(key) {
             let session = &mut slot.link.session;
             if session.is_resumable() && session.phase() == &Phase::Open {

@@ -23,9 +23,104 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 /// Frames received before an acknowledgement is sent without waiting for [`ACK_DELAY`].
-pub(crate) const ACK_EVERY: u64 = 32;
+pub(crate) const ACK_EVERY: u64 = 256;
 /// The longest an acknowledgement waits after the first frame it covers arrived.
 pub(crate) const ACK_DELAY: Duration = Duration::from_millis(200);
+
+/// Frames up to this size are kept as a copy in the session's own buffer (no shared reference
+/// count to touch for each recipient of a room's frame); larger ones are shared. The out
+/// queue's threshold.
+const COPY_MAX: usize = 2048;
+
+/// The frames kept until acknowledged, oldest first: each one's length (a copied frame's
+/// bytes are in `buf`), and the large frames, shared.
+#[derive(Debug, Default)]
+struct Store {
+    /// Copied frames' bytes, back to back, from `start`.
+    buf: Vec<u8>,
+    start: usize,
+    /// Each kept frame's length; [`SHARED`] for a frame in `shared`.
+    lengths: VecDeque<u32>,
+    shared: VecDeque<Bytes>,
+    /// Bytes of all kept frames.
+    bytes: usize,
+}
+
+/// The length of a kept frame that is shared, not copied.
+const SHARED: u32 = u32::MAX;
+
+impl Store {
+    #[inline]
+    fn push(&mut self, frame: &Bytes) {
+        if frame.len() <= COPY_MAX {
+            self.buf.extend_from_slice(frame);
+            self.lengths.push_back(frame.len() as u32);
+        } else {
+            self.shared.push_back(frame.clone());
+            self.lengths.push_back(SHARED);
+        }
+        self.bytes += frame.len();
+    }
+
+    /// Lets the oldest frame go; false if none was kept.
+    fn pop(&mut self) -> bool {
+        let n = match self.lengths.pop_front() {
+            None => return false,
+            Some(SHARED) => self.shared.pop_front().map_or(0, |f| f.len()),
+            Some(n) => {
+                let n = n as usize;
+                self.start += n;
+                if self.start == self.buf.len() {
+                    self.buf.clear(); // all acknowledged: the buffer is reused as it is
+                    self.start = 0;
+                } else if self.start > 4096 && self.start * 2 > self.buf.len() {
+                    self.buf.drain(..self.start);
+                    self.start = 0;
+                }
+                n
+            }
+        };
+        self.bytes -= n;
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.lengths.len()
+    }
+
+    /// Copies of the kept frames, oldest first.
+    fn frames(&self) -> Vec<Bytes> {
+        let mut at = self.start;
+        let mut shared = self.shared.iter();
+        self.lengths
+            .iter()
+            .map(|&n| {
+                if n == SHARED {
+                    return shared.next().cloned().unwrap_or_default();
+                }
+                let n = n as usize;
+                at += n;
+                Bytes::copy_from_slice(&self.buf[at - n..at])
+            })
+            .collect()
+    }
+
+    fn memory(&self) -> usize {
+        self.buf.capacity()
+            + self.lengths.capacity() * 4
+            + self.shared.capacity() * std::mem::size_of::<Bytes>()
+            + self.shared.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// Lets a burst's memory go once everything is acknowledged.
+    fn shrink(&mut self) {
+        if self.lengths.is_empty()
+            && (self.buf.capacity() > 1 << 16 || self.lengths.capacity() > 4096)
+        {
+            *self = Store::default();
+        }
+    }
+}
 
 /// Why a resume cannot be honoured: the frames it needs are gone or never existed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,9 +155,7 @@ pub(crate) struct Resume {
     /// Number of the last frame sent (0: none yet).
     sent: u64,
     /// Frames sent and not acknowledged, oldest first: numbers `sent - kept.len() + 1 ..= sent`.
-    kept: VecDeque<Bytes>,
-    /// Bytes in `kept`.
-    kept_bytes: usize,
+    kept: Store,
     /// Most bytes `kept` holds; past it the oldest go.
     max_kept: usize,
     /// Number of the last frame received (0: none yet).
@@ -83,8 +176,7 @@ impl Resume {
     pub(crate) fn new(max_kept: usize, counting: bool) -> Self {
         Resume {
             sent: 0,
-            kept: VecDeque::new(),
-            kept_bytes: 0,
+            kept: Store::default(),
             max_kept,
             received: 0,
             acked: 0,
@@ -134,42 +226,30 @@ impl Resume {
     /// Memory held for kept frames: their bytes and their slots (a frame shared with other
     /// recipients counts in full for each: the budget errs on the safe side).
     pub(crate) fn memory(&self) -> usize {
-        self.kept_bytes + self.kept.capacity() * std::mem::size_of::<Bytes>()
+        self.kept.memory()
     }
 
     /// Bytes of the kept frames.
     #[cfg(test)]
     pub(crate) fn kept_bytes(&self) -> usize {
-        self.kept_bytes
+        self.kept.bytes
     }
 
     /// An application frame was sent (or, while detached, would have been): it gets the next
     /// number and is kept until acknowledged; the oldest go past the cap.
+    #[inline]
     pub(crate) fn sent(&mut self, frame: &Bytes) {
         self.sent += 1;
-        self.kept_bytes += frame.len();
-        self.kept.push_back(frame.clone());
-        while self.kept_bytes > self.max_kept {
-            match self.kept.pop_front() {
-                Some(f) => self.kept_bytes -= f.len(),
-                None => break,
-            }
-        }
+        self.kept.push(frame);
+        while self.kept.bytes > self.max_kept && self.kept.pop() {}
     }
 
     /// The peer received every frame up to `upto`: they are let go. A number past the last
     /// sent counts as the last sent.
     pub(crate) fn acknowledged(&mut self, upto: u64) {
         let upto = upto.min(self.sent);
-        while self.first_kept() <= upto {
-            match self.kept.pop_front() {
-                Some(f) => self.kept_bytes -= f.len(),
-                None => break,
-            }
-        }
-        if self.kept.is_empty() && self.kept.capacity() > 64 {
-            self.kept = VecDeque::new(); // a burst's slots are not held for good
-        }
+        while self.first_kept() <= upto && self.kept.pop() {}
+        self.kept.shrink();
     }
 
     /// An application frame arrived at `now`: whether it is new (to deliver). One the peer
@@ -196,8 +276,8 @@ impl Resume {
 
     /// The frames sent and not acknowledged, oldest first (a client sends them again on a new
     /// connection, right after its request).
-    pub(crate) fn kept_frames(&self) -> impl Iterator<Item = &Bytes> + '_ {
-        self.kept.iter()
+    pub(crate) fn kept_frames(&self) -> Vec<Bytes> {
+        self.kept.frames()
     }
 
     /// The number to acknowledge at `now`, if an acknowledgement is due: [`ACK_EVERY`] frames
@@ -235,7 +315,7 @@ impl Resume {
             });
         }
         self.acknowledged(peer_received);
-        Ok(self.kept.iter().cloned().collect())
+        Ok(self.kept.frames())
     }
 
     /// Whether the peer can resume with frames from number `next` on: it must not have let
@@ -286,6 +366,21 @@ mod tests {
                 first: 5
             })
         );
+    }
+
+    #[test]
+    fn large_frames_are_shared_and_small_ones_copied_and_both_come_back_in_order() {
+        let big = Bytes::from(vec![b'x'; COPY_MAX + 1]);
+        let mut r = Resume::new(1 << 20, true);
+        r.sent(&f("a"));
+        r.sent(&big);
+        r.sent(&f("bc"));
+        assert_eq!(r.kept_bytes(), 3 + big.len());
+        assert_eq!(r.replay(0).unwrap(), vec![f("a"), big.clone(), f("bc")]);
+        r.acknowledged(1);
+        assert_eq!(r.replay(1).unwrap(), vec![big, f("bc")]);
+        r.acknowledged(3);
+        assert_eq!((r.kept_bytes(), r.first_kept()), (0, 4));
     }
 
     #[test]
@@ -358,5 +453,17 @@ mod tests {
         r.restart_received();
         r.received(t);
         assert_eq!(r.last_received(), 1);
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// What a session costs beyond its connection (README "Sessions"): this state (one
+    /// allocation), its token (one more) and its entry in the server's table of sessions.
+    #[test]
+    fn a_sessions_own_state_stays_small() {
+        let state = std::mem::size_of::<super::Resume>();
+        eprintln!("Resume: {state} bytes");
+        assert!(state <= 192, "{state} bytes");
     }
 }

@@ -193,7 +193,7 @@ impl<S: ServerHandler> Handlers<S> {
         if msg.action() == protocol::BYE {
             slot.link.session.end_resume();
             if let Some(token) = slot.token.take() {
-                hub.sessions.remove(&token);
+                hub.sessions.remove(&*token);
             }
             return key;
         }
@@ -235,7 +235,7 @@ impl<S: ServerHandler> Handlers<S> {
         let slot = &mut hub.slots[key];
         let resume = Resume::after(max, sent, next);
         slot.link.session.set_resume(Box::new(resume));
-        slot.token = Some(token);
+        slot.token = Some(Box::new(token));
         let reply =
             protocol::session_reply(token, slot.id.serial, false, (sent, 1), reason.as_deref());
         slot.link.session.control(&reply);
