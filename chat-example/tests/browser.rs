@@ -217,3 +217,57 @@ fn user_text_renders_as_text_never_as_html() {
     );
     server.stop();
 }
+
+#[test]
+fn a_page_loses_nothing_across_a_network_drop() {
+    let server = ChatServer::start(&["--web", "127.0.0.1:0"], &[]);
+    let browser = chromium();
+    let tab = open(&browser, &web_url(&server));
+    set_nick(&tab, "ann");
+    let mut bob = Peer::join(&server.addr, "bob");
+    // The socket goes as a lost network takes it (no goodbye), and the page waits about
+    // 1.5 s before it reconnects.
+    js(
+        &tab,
+        "window.chat.conn.options.minDelay = 1500; window.chat.conn.options.random = () => 0.99; \
+         window.chat.conn._socket.close(4000, 'network gone'); true",
+    );
+    wait_js(
+        &tab,
+        "document.getElementById('status').textContent.includes('reconnecting')",
+        "the page to notice",
+    );
+    for n in 1..=5 {
+        bob.send(Request::Message(Say {
+            message: format!("while you were away {n}"),
+        }));
+    }
+    bob.expect_where("message", |m| {
+        m.get_str("message") == Some("while you were away 5")
+    });
+    wait_js(
+        &tab,
+        &log_has("bob", "while you were away 5"),
+        "the missed messages",
+    );
+    wait_js(
+        &tab,
+        "document.getElementById('log').innerText.includes('Reconnected: nothing was lost')",
+        "the resume notice",
+    );
+    for n in 1..=5 {
+        let count = js(
+            &tab,
+            &format!(
+                "[...document.querySelectorAll('#log li')].filter(li => \
+                 li.textContent.endsWith('while you were away {n}')).length"
+            ),
+        );
+        assert_eq!(count, serde_json::json!(1), "message {n} once");
+    }
+    assert_eq!(js(&tab, "window.chat.state.nick"), serde_json::json!("ann"));
+    say(&tab, "back again");
+    let m = bob.expect_where("message", |m| m.get_str("message") == Some("back again"));
+    assert_eq!(m.get_str("who"), Some("ann"), "the same user");
+    server.stop();
+}

@@ -828,3 +828,111 @@ fn membership_updates_are_coalesced_to_one_list_per_pump() {
     assert_eq!(lists[0].get("players"), Some(&json!(["watcher", "x3"])));
     server.stop();
 }
+
+/// A TCP proxy on loopback standing for the network between a client and the server: it can
+/// cut every connection through it and refuse new ones until it is let through again.
+struct Network {
+    addr: std::net::SocketAddr,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Network {
+    fn to(server: &str) -> Network {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let server: std::net::SocketAddr = server.parse().unwrap();
+        let (c, d) = (conns.clone(), down.clone());
+        // Ends with the test process (blocked in accept, holding nothing else).
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if d.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused as by a dead network
+                }
+                let Ok(upstream) = std::net::TcpStream::connect(server) else {
+                    continue;
+                };
+                let mut list = c.lock().unwrap();
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                    (upstream.try_clone().unwrap(), client.try_clone().unwrap()),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                list.push(client);
+                list.push(upstream);
+            }
+        });
+        Network { addr, conns, down }
+    }
+
+    /// Cuts every connection and refuses new ones.
+    fn fail(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn the_terminal_client_loses_nothing_across_a_network_drop() {
+    let server = ChatServer::start(&[], &[]);
+    let net = Network::to(&server.addr);
+    let (mut client, out) = chat_client(&net.addr.to_string(), &["--nick", "carol"]);
+    let mut dave = Peer::join(&server.addr, "dave");
+    until("carol is connected", || {
+        out.any(|l| l.contains("you are now known as carol"))
+    });
+    net.fail();
+    until("carol's client notices", || {
+        out.any(|l| l.contains("connection lost; reconnecting"))
+    });
+    for n in 1..=5 {
+        dave.send(Request::Message(Say {
+            message: format!("while you were away {n}"),
+        }));
+    }
+    dave.expect_where("message", |m| {
+        m.get_str("message") == Some("while you were away 5")
+    });
+    net.restore();
+    until("carol's client resumes and catches up", || {
+        out.any(|l| l.contains("while you were away 5"))
+    });
+    let lines = out.all();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("reconnected: nothing was lost")),
+        "{lines:?}"
+    );
+    for n in 1..=5 {
+        let text = format!("<dave> while you were away {n}");
+        let seen = lines.iter().filter(|l| l.ends_with(&text)).count();
+        assert_eq!(seen, 1, "{text}: {lines:?}");
+    }
+    // Still carol, in the same session: what she says reaches dave under her name.
+    client
+        .0
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"back again\n")
+        .unwrap();
+    let m = dave.expect_where("message", |m| m.get_str("message") == Some("back again"));
+    assert_eq!(m.get_str("who"), Some("carol"));
+    common::quit(&mut client);
+    server.stop();
+}

@@ -147,6 +147,13 @@ const handlers = {
   kicked(m) { line({ time: m.time, text: `You were kicked by ${m.by}: ${m.reason}`, kind: "error" }); },
   help(m) { notice(`Actions: ${m.actions.join(", ")}. Commands: /nick, /msg, /who, /join, /part, /rooms, /op, /kick, /quit`); },
   refused(m) { line({ text: `${m.request || "request"} refused: ${m.text}`, kind: "error" }); },
+  // netlib's session (netlib.js asks for one): after a lost connection, the same user comes
+  // back with every message it missed, or, if the server could not keep it, as a new user.
+  "netlib.session"(m) {
+    if (!state.session) { state.session = true; return; }
+    if (m.recovered) notice("Reconnected: nothing was lost");
+    else notice(`Reconnected as a new session (${m.reason ?? "the server forgot the old one"}); some messages may be missing`);
+  },
 };
 
 conn.on("message", (m) => { const h = handlers[m.action]; if (h) h(m); });
