@@ -134,6 +134,9 @@ impl ChatView {
     }
     /// The server's answer to the session request (see netlib's README, "Sessions").
     fn network_session(&mut self, ctx: &mut ClientContext<'_>, m: &Message) {
+        if m.get("off").and_then(|v| v.as_bool()) == Some(true) {
+            return; // a server without sessions: a lost connection ends the client
+        }
         let recovered = m.get("recovered").and_then(|v| v.as_bool()) == Some(true);
         self.me = m
             .get("id")

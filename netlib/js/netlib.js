@@ -120,6 +120,7 @@ export class Connection {
     this._skip = 0;
     this._counting = false;
     this._awaiting = false; // a resume was asked; "connected" waits in _held
+    this._off = false; // the server said it has no sessions
     this._held = null;
     this._ackTimer = null;
     this._open();
@@ -178,7 +179,7 @@ export class Connection {
     }
     const text = JSON.stringify(message);
     if (this._closed) return false;
-    if (this.options.session) {
+    if (this.options.session && !this._off) {
       // Numbered and kept until acknowledged; sent now, or after the next session request.
       this._sent += 1;
       this._kept.push(text);
@@ -249,8 +250,31 @@ export class Connection {
     return true;
   }
 
+  /** The session is over: nothing kept, numbering starts again. */
+  _forget() {
+    this._token = null;
+    this._kept.length = 0;
+    this._sent = 0;
+    this._received = 0;
+    this._acked = 0;
+    this._skip = 0;
+    this._counting = false;
+  }
+
   /** The server's answer to the session request. */
   _answer(message) {
+    if (message.off === true) {
+      // A server without sessions: nothing is kept or numbered until one answers otherwise.
+      this._forget();
+      this._off = true;
+      const held = this._held;
+      this._held = null;
+      this._awaiting = false;
+      if (held) this._deliver(held);
+      this._deliver(message);
+      return;
+    }
+    this._off = false;
     const { recovered, received, next } = message;
     if (typeof received !== "number" || typeof next !== "number") return;
     const firstKept = this._sent - this._kept.length + 1;
@@ -357,10 +381,8 @@ export class Connection {
         }
         if (message.action === BYE) {
           // The server ended the session (a kick, a shutdown): the next connection starts a
-          // new one. Delivered, so the application can tell.
-          this._token = null;
-          this._kept.length = 0;
-          this._counting = false;
+          // new one, numbered from 1. Delivered, so the application can tell.
+          this._forget();
           this._deliver(message);
           return;
         }
@@ -368,7 +390,7 @@ export class Connection {
           this._held = message; // delivered only if the session is not recovered
           return;
         }
-        if (!this._count()) return; // sent again after a resume; delivered before
+        if (!this._off && !this._count()) return; // sent again after a resume; delivered before
       }
       this._deliver(message);
     };

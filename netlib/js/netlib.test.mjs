@@ -276,3 +276,32 @@ test("the server's goodbye ends the session: the next connection asks for a new 
   assert.deepEqual(seen, ["bye"]);
   assert.deepEqual(socket().sent, [{ action: "netlib.session" }]);
 });
+
+test("a server without sessions says so: nothing is kept, nothing sent twice", () => {
+  const { conn, timers, socket } = setup({ session: true });
+  socket().open();
+  socket().receive({ action: "connected" });
+  socket().receive({ action: "netlib.session", off: true });
+  conn.send({ action: "a" });
+  assert.deepEqual(conn._kept, []);
+  socket().drop();
+  runUntilReconnect(timers);
+  socket().open();
+  assert.deepEqual(socket().sent, [{ action: "netlib.session" }], "a is not sent again");
+});
+
+test("after the server's goodbye, the next session is numbered from 1", () => {
+  const { conn, timers, socket } = setup({ session: true });
+  socket().open();
+  socket().receive({ action: "netlib.session", token: "e".repeat(32), id: 1, recovered: false, received: 0, next: 1 });
+  conn.send({ action: "a" });
+  socket().receive({ action: "m" });
+  socket().receive({ action: "netlib.bye" });
+  socket().drop();
+  runUntilReconnect(timers);
+  socket().open();
+  socket().receive({ action: "netlib.session", token: "f".repeat(32), id: 2, recovered: false, received: 0, next: 1 });
+  conn.send({ action: "b" });
+  socket().receive({ action: "netlib.ack", received: 1 });
+  assert.deepEqual(conn._kept, [], "b was number 1 of the new session");
+});

@@ -80,6 +80,14 @@ impl Answer<'_> {
     /// Counting starts (again), what the server says it has is let go, and the listeners get
     /// the answer (after the `connected` event held until now, for a new session).
     fn take(self, answer: Message) {
+        if answer.get("off").and_then(serde_json::Value::as_bool) == Some(true) {
+            // The server has no sessions: nothing is kept or numbered on this connection.
+            self.session.end_resume();
+            *self.token = None;
+            self.inbox.extend(self.awaiting.take().flatten());
+            self.inbox.push(Event::synthetic(answer));
+            return;
+        }
         let number = |field: &str| answer.get(field).and_then(serde_json::Value::as_u64);
         let recovered = answer
             .get("recovered")

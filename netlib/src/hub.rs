@@ -397,9 +397,13 @@ impl<C> Hub<C> {
     /// Removes slot `key` of a connection that never became a channel (it resumed another):
     /// its transport goes on in that channel's slot, which takes over its address's count.
     pub(crate) fn discard(&mut self, key: usize) -> Slot<C> {
+        self.rooms.leave_all(key);
         let mut slot = self.slots.remove(key);
         slot.link.deregister(&self.registry);
         self.by_serial.remove(&slot.id.serial);
+        for name in self.names_of.remove(&slot.id).unwrap_or_default() {
+            self.names.remove(&name);
+        }
         if !slot.link.is_sourced() {
             self.polled.retain(|&k| k != key);
         }

@@ -83,3 +83,10 @@ pub(crate) fn session_reply(
     }
     Message::from_value(m).expect("an object with a string action")
 }
+
+/// A server without sessions answers a session request so: `{"action": "netlib.session",
+/// "off": true}` (the client keeps nothing for a resume).
+pub(crate) fn sessions_off() -> Message {
+    Message::from_value(json!({"action": SESSION, "off": true}))
+        .expect("an object with a string action")
+}

@@ -194,7 +194,7 @@ impl Resume {
         let mut r = Resume::new(max_kept, true);
         r.received = peer_sent;
         r.acked = peer_sent;
-        r.skip = (peer_sent + 1).saturating_sub(peer_next.max(1));
+        r.skip = peer_sent.saturating_add(1).saturating_sub(peer_next.max(1));
         r
     }
 
@@ -262,7 +262,7 @@ impl Resume {
             self.skip -= 1;
             return false;
         }
-        self.received += 1;
+        self.received = self.received.saturating_add(1);
         self.unacked_since.get_or_insert(now);
         true
     }
@@ -308,7 +308,7 @@ impl Resume {
             return Err(Gap::Ahead);
         }
         let first = self.first_kept();
-        if peer_received + 1 < first {
+        if peer_received.saturating_add(1) < first {
             return Err(Gap::Evicted {
                 received: peer_received,
                 first,
@@ -324,7 +324,7 @@ impl Resume {
     /// # Errors
     /// [`Gap::Ahead`] if `next` is past the frame this end expects next.
     pub(crate) fn check_resent_from(&self, next: u64) -> Result<(), Gap> {
-        if next == 0 || next > self.received + 1 {
+        if next == 0 || next > self.received.saturating_add(1) {
             return Err(Gap::Ahead);
         }
         Ok(())
@@ -333,7 +333,7 @@ impl Resume {
     /// The peer sends frames again from number `next` on (checked with
     /// [`check_resent_from`](Self::check_resent_from)): those this end had are dropped.
     pub(crate) fn resent_from(&mut self, next: u64) {
-        self.skip = (self.received + 1).saturating_sub(next);
+        self.skip = self.received.saturating_add(1).saturating_sub(next);
         self.counting = true;
     }
 }
@@ -442,6 +442,16 @@ mod tests {
         assert_eq!(r.last_received(), 8, "the count goes on");
         let fresh = Resume::after(100, 0, 1);
         assert_eq!((fresh.last_received(), fresh.skip), (0, 0));
+    }
+
+    #[test]
+    fn numbers_from_a_peer_never_overflow() {
+        let t = Instant::now();
+        let mut r = Resume::after(100, u64::MAX, 0);
+        assert!(!r.received(t), "u64::MAX frames to drop");
+        r.resent_from(u64::MAX);
+        assert!(r.check_resent_from(u64::MAX).is_ok());
+        assert_eq!(Resume::new(100, true).replay(u64::MAX), Err(Gap::Ahead));
     }
 
     #[test]

@@ -142,7 +142,10 @@ impl<S: ServerHandler> Handlers<S> {
     /// Ends the wait of connection `key` if its `connected` hook waits (its first frame is not
     /// a session request, or the wait is over): the hook runs now.
     pub(crate) fn greet(&self, state: &mut S, hub: &mut Hub<S::Channel>, key: usize) {
-        if let Some(slot) = hub.slots.get(key).filter(|s| s.pending) {
+        let waiting = |s: &&crate::hub::Slot<S::Channel>| {
+            s.pending && !s.reported && s.link.session.phase() == &Phase::Open
+        };
+        if let Some(slot) = hub.slots.get(key).filter(waiting) {
             let addr = slot.addr;
             self.connect(state, hub, key, addr);
         }
@@ -168,6 +171,9 @@ impl<S: ServerHandler> Handlers<S> {
         }
         let Hub { hello, slots, .. } = hub;
         hello.retain(|&(_, key, id)| slots.get(key).is_some_and(|s| s.id == id && s.pending));
+        if hello.is_empty() && hello.capacity() > 64 {
+            *hello = Vec::new(); // a burst of connections holds no memory once greeted
+        }
     }
 
     /// A session request or goodbye ([`protocol::SESSION`], [`protocol::BYE`]) from connection
@@ -181,11 +187,12 @@ impl<S: ServerHandler> Handlers<S> {
         msg: &Message,
     ) -> usize {
         if hub.config.get_resume_window().is_none() {
-            log::debug!(
-                "channel {}: {} ignored: sessions are off",
-                hub.slots[key].id,
-                msg.action()
-            );
+            if msg.action() == protocol::SESSION {
+                // Said plainly, so that the client keeps nothing for a resume.
+                let slot = &mut hub.slots[key];
+                slot.link.session.control(&protocol::sessions_off());
+                hub.mark_dirty(key);
+            }
             self.greet(state, hub, key);
             return key;
         }
@@ -206,8 +213,12 @@ impl<S: ServerHandler> Handlers<S> {
                 .and_then(serde_json::Value::as_u64)
                 .unwrap_or(default)
         };
-        let (received, next, sent) = (number("received", 0), number("next", 1), number("sent", 0));
         let token = msg.get_str("token").and_then(parse_token);
+        // Without a token nothing was numbered yet: the client's frames count from 1.
+        let (received, next, sent) = match token {
+            Some(_) => (number("received", 0), number("next", 1), number("sent", 0)),
+            None => (0, 1, 0),
+        };
         let pending = slot.pending;
         let mut reason = None;
         if let Some(token) = token {
@@ -272,6 +283,14 @@ impl<S: ServerHandler> Handlers<S> {
         if slot.reported || slot.channel.is_none() {
             return Err("the session ended".into());
         }
+        let usable = match slot.link.session.phase() {
+            Phase::Open | Phase::Detached { .. } => true,
+            // Closing: only if the connection was lost, not closed for cause.
+            _ => slot.link.session.reason().is_some_and(lost),
+        };
+        if !usable {
+            return Err("the session is closing".into());
+        }
         if slot.wire != wire {
             return Err("the session speaks another wire".into());
         }
@@ -305,7 +324,7 @@ impl<S: ServerHandler> Handlers<S> {
             token,
             id.serial,
             true,
-            (server_received, received + 1),
+            (server_received, received.saturating_add(1)),
             None,
         );
         slot.link.session.control(&reply);
@@ -407,6 +426,7 @@ pub(crate) fn reap<S: ServerHandler>(state: &mut S, hub: &mut Hub<S::Channel>) {
             continue;
         }
         if !slot.reported {
+            slot.pending = false;
             let reason = slot.link.session.reason().cloned();
             let window = hub.config.get_resume_window();
             if let (Some(window), Some(reason)) = (window, reason.as_ref().filter(|r| lost(r))) {

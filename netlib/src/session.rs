@@ -501,6 +501,13 @@ impl Session {
 
     /// Closes at once; queued output is dropped.
     pub(crate) fn abort(&mut self, reason: CloseReason) {
+        if let Phase::Detached { .. } = self.phase {
+            // A waiting session closed for cause (the memory budget): it ends, for good.
+            self.resume = None;
+            self.reason = Some(reason);
+            self.phase = Phase::Closed;
+            return;
+        }
         if !matches!(self.phase, Phase::Closed) {
             if self.reason.is_none() || matches!(self.phase, Phase::Open) {
                 self.reason = Some(reason);
@@ -860,6 +867,22 @@ mod tests {
         );
         w.holding = false;
         assert_eq!(s.flush(&mut w).unwrap(), Flushed::Shutdown);
+    }
+
+    #[test]
+    fn a_detached_session_closed_for_cause_ends_for_good() {
+        let t0 = Instant::now();
+        let mut s = Session::new(wire(), &Config::default(), Side::Server, t0);
+        s.set_resume(Box::new(Resume::new(1 << 20, true)));
+        s.abort(CloseReason::PeerClosed);
+        s.detach(t0 + Duration::from_secs(60));
+        assert_eq!(s.send(&Bytes::from_static(b"kept")).unwrap(), 0);
+        assert!(s.kept() > 0, "a detached session keeps what is sent to it");
+        s.abort(CloseReason::MemoryBudget);
+        assert_eq!(s.phase(), &Phase::Closed);
+        assert_eq!(s.reason(), Some(&CloseReason::MemoryBudget));
+        assert!(!s.is_resumable(), "not detached again");
+        assert_eq!(s.kept(), 0, "its frames are let go");
     }
 
     #[test]

@@ -313,3 +313,31 @@ fn a_client_without_a_session_sees_podsixnets_wire_and_its_hook_waits_at_most_th
         assert!(p.got.iter().all(|m| !m.action().starts_with("netlib.")));
     }
 }
+
+#[test]
+fn a_server_without_sessions_says_so_and_nothing_is_sent_twice() {
+    let (mut server, addr) = relay(ServerConfig::default());
+    let mut a = Peer::new(addr, ClientConfig::default().session(true));
+    let mut b = Peer::new(addr, ClientConfig::default());
+    for p in [&mut a, &mut b] {
+        p.client.send(&Message::new("join")).unwrap();
+    }
+    pump_until(&mut server, &mut [&mut a, &mut b], "both joined", |_, p| {
+        p.iter()
+            .all(|p| p.got.iter().any(|m| m.action() == "joined"))
+    });
+    assert_eq!(a.sessions().len(), 1);
+    assert_eq!(a.sessions()[0].get("off"), Some(&true.into()));
+    a.say(1);
+    pump_until(&mut server, &mut [&mut a, &mut b], "b got 1", |_, p| {
+        p[1].said() == [1]
+    });
+    a.client.disconnect();
+    a.client.reconnect();
+    a.client.send(&Message::new("join")).unwrap();
+    a.say(2);
+    pump_until(&mut server, &mut [&mut a, &mut b], "b got 2", |_, p| {
+        p[1].said().contains(&2)
+    });
+    assert_eq!(b.said(), [1, 2], "1 is not sent again");
+}
