@@ -341,3 +341,51 @@ fn a_server_without_sessions_says_so_and_nothing_is_sent_twice() {
     });
     assert_eq!(b.said(), [1, 2], "1 is not sent again");
 }
+
+#[test]
+fn a_resume_whose_messages_were_let_go_is_refused_and_says_why() {
+    let config = ServerConfig::default()
+        .sessions(Duration::from_secs(30))
+        .max_kept_bytes(200);
+    let (mut server, addr) = relay(config);
+    let (mut a, mut b) = two_in_a_room(&mut server, addr, &ClientConfig::default());
+    a.client.disconnect();
+    for n in 1..=20 {
+        b.say(n); // about 50 bytes each: a's session keeps the last few only
+    }
+    pump_until(
+        &mut server,
+        &mut [&mut b],
+        "the server relayed 20",
+        |s, _| s.state().said == 20,
+    );
+    a.client.reconnect();
+    pump_until(&mut server, &mut [&mut a, &mut b], "a's answer", |_, p| {
+        p[0].sessions().len() == 2
+    });
+    let answer = a.sessions()[1].clone();
+    assert_eq!(answer.get("recovered"), Some(&false.into()));
+    assert!(
+        answer.get_str("reason").unwrap().contains("let go"),
+        "{answer:?}"
+    );
+    assert!(a.said().is_empty(), "no partial replay");
+}
+
+#[test]
+fn the_automatic_reconnect_resumes_by_itself() {
+    let (mut server, addr) = relay(ServerConfig::default().sessions(Duration::from_secs(30)));
+    let config =
+        ClientConfig::default().reconnect(Duration::from_millis(10), Duration::from_millis(50));
+    let (mut a, mut b) = two_in_a_room(&mut server, addr, &config);
+    a.client.disconnect();
+    b.say(1);
+    pump_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        "a resumed and got 1",
+        |_, p| p[0].said() == [1],
+    );
+    assert_eq!(a.sessions()[1].get("recovered"), Some(&true.into()));
+    assert_eq!(server.state().resumed.len(), 1);
+}
