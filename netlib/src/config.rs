@@ -255,6 +255,20 @@ impl Config {
 /// [`ServerConfig`] and [`ClientConfig`].
 macro_rules! shared_settings {
     () => {
+        /// Sets the most bytes of sent messages a resumable session keeps until the other end
+        /// acknowledges them ([`ServerConfig::sessions`], [`ClientConfig::session`]). Default
+        /// 1 MiB. Past it the oldest are let go, and a resume that needs them is refused: the
+        /// client starts a new session, told `"recovered": false`.
+        ///
+        /// # Panics
+        /// If `bytes` is 0.
+        #[must_use]
+        pub fn max_kept_bytes(mut self, bytes: usize) -> Self {
+            assert!(bytes > 0, "max_kept_bytes must be positive");
+            self.0.max_kept_bytes = bytes;
+            self
+        }
+
         /// Sets how frames are delimited. Default: [`Framing::Terminator`] (PodSixNet's `\0---\0`).
         #[must_use]
         pub fn framing(mut self, framing: Framing) -> Self {
@@ -419,19 +433,6 @@ impl ClientConfig {
     pub fn reconnect(mut self, min: Duration, max: Duration) -> Self {
         assert!(!min.is_zero() && max >= min, "reconnect: 0 < min <= max");
         self.0.reconnect = Some((min, max));
-        self
-    }
-
-    /// Sets the most bytes of sent messages a session keeps until the server acknowledges
-    /// them (see [`session`](Self::session)). Default 1 MiB. Past it the oldest are let go,
-    /// and a resume that needs them starts a new session instead.
-    ///
-    /// # Panics
-    /// If `bytes` is 0.
-    #[must_use]
-    pub fn max_kept_bytes(mut self, bytes: usize) -> Self {
-        assert!(bytes > 0, "max_kept_bytes must be positive");
-        self.0.max_kept_bytes = bytes;
         self
     }
 }
@@ -688,20 +689,6 @@ impl ServerConfig {
     pub fn sessions(mut self, resume_window: Duration) -> Self {
         assert!(!resume_window.is_zero(), "resume_window must be positive");
         self.0.resume_window = Some(resume_window);
-        self
-    }
-
-    /// Sets the most bytes a session keeps of the messages sent to it and not yet
-    /// acknowledged by its client (see [`sessions`](Self::sessions)). Default 1 MiB. Past it
-    /// the oldest are let go, and a resume that needs them is refused (the client starts a
-    /// new session with `"recovered": false`).
-    ///
-    /// # Panics
-    /// If `bytes` is 0.
-    #[must_use]
-    pub fn max_kept_bytes(mut self, bytes: usize) -> Self {
-        assert!(bytes > 0, "max_kept_bytes must be positive");
-        self.0.max_kept_bytes = bytes;
         self
     }
 }

@@ -18,7 +18,10 @@ impl<S: ServerHandler> Server<S> {
     /// Connects a [`Client`] to this server in memory, with no socket: the channel is made at
     /// once (its [`connected`](ServerHandler::connected) hook has run when this returns) and its
     /// id returned. Pump both as usual; the client can [`reconnect`](Client::reconnect). For
-    /// tests of game logic, as renet's local client.
+    /// tests of game logic, as renet's local client. On a server with
+    /// [sessions](crate::ServerConfig::sessions) the hook waits for the client's first frame
+    /// (see [`HELLO_WAIT`](crate::HELLO_WAIT)); a client that asks for a session learns its
+    /// channel's id from the server's `netlib.session` answer.
     ///
     /// # Errors
     /// As [`Client::connect`]; [`Error::Io`] (`ConnectionRefused`) if the server is full.
