@@ -675,8 +675,9 @@ impl ServerConfig {
     /// messages sent to it meanwhile; a client that comes back within the window gets them,
     /// each once and in order, then live traffic, and
     /// [`ServerHandler::resumed`](crate::ServerHandler::resumed) runs;
-    /// [`closed`](crate::ServerHandler::closed) runs only when the window ends. Sessions count
-    /// toward `max_connections` and the memory budget while they wait.
+    /// [`closed`](crate::ServerHandler::closed) runs only when the window ends. A waiting
+    /// session holds no connection: the memory budget counts what it keeps, but neither
+    /// `max_connections` nor its address's limits count it, so its client can come back.
     ///
     /// With sessions on, a new connection's `connected` hook waits for its first frame (which
     /// may ask to resume another channel), at most [`HELLO_WAIT`](crate::HELLO_WAIT); line

@@ -188,6 +188,9 @@ pub(crate) struct Slot<C> {
     pub(crate) reported: bool,
     /// Its `connected` hook waits for its first frame (a server with sessions).
     pub(crate) pending: bool,
+    /// A detached session: no connection, so counted neither toward `max_connections` nor
+    /// toward its address's limits (its client must be able to come back).
+    pub(crate) away: bool,
     /// Its resumable session's token (boxed: a connection without one pays a pointer, not a
     /// 16-byte-aligned `u128`).
     pub(crate) token: Option<Box<u128>>,
@@ -253,6 +256,8 @@ pub(crate) struct Hub<C> {
     pub(crate) addresses: Addresses,
     /// Resumable sessions by token.
     pub(crate) sessions: HashMap<u128, usize>,
+    /// Slots of detached sessions (`Slot::away`).
+    pub(crate) away: usize,
     /// Connections whose `connected` hook waits for their first frame, with the wait's end.
     pub(crate) hello: Vec<(Instant, usize, ChannelId)>,
     /// The current pump's time.
@@ -322,6 +327,7 @@ impl<C> Hub<C> {
             cluster_seen: 0,
             next_token: 1,
             sessions: HashMap::new(),
+            away: 0,
             hello: Vec::new(),
             now,
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
@@ -389,9 +395,26 @@ impl<C> Hub<C> {
             accounted: 0,
             reported: false,
             pending: false,
+            away: false,
             token: None,
         });
         (key, id)
+    }
+
+    /// Slots that hold a connection (detached sessions hold none): what `max_connections`
+    /// counts.
+    pub(crate) fn connections(&self) -> usize {
+        self.slots.len() - self.away
+    }
+
+    /// Slot `slot`'s connection is gone for good (closed, or replaced by a resume): its
+    /// address's count goes, unless a detach took it already.
+    pub(crate) fn connection_gone(&mut self, slot: &mut Slot<C>) {
+        if std::mem::replace(&mut slot.away, false) {
+            self.away -= 1;
+        } else {
+            self.addresses.closed(slot.addr, false, self.now);
+        }
     }
 
     /// Removes slot `key` of a connection that never became a channel (it resumed another):
@@ -421,7 +444,7 @@ impl<C> Hub<C> {
         let mut slot = self.slots.remove(key);
         slot.link.deregister(&self.registry);
         self.by_serial.remove(&slot.id.serial);
-        self.addresses.closed(slot.addr, false, self.now);
+        self.connection_gone(&mut slot);
         debug_assert!(slot.reported, "a slot is removed after reap forgot it");
         if !slot.link.is_sourced() {
             self.polled.retain(|&k| k != key);

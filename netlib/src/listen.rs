@@ -195,7 +195,7 @@ impl Listeners {
         if let Err(why) = hub.addresses.admit(addr, hub.now) {
             return turn_away(hub, transport, addr, why);
         }
-        if hub.slots.len() + self.pending.len() >= hub.config.get_max_connections()
+        if hub.connections() + self.pending.len() >= hub.config.get_max_connections()
             || hub.ids_left() <= (hub.slots.len() + self.pending.len()) as u64
         {
             return refuse(hub, transport, addr, wire);

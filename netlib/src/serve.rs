@@ -66,7 +66,7 @@ impl<S: ServerHandler> Handlers<S> {
         addr: SocketAddr,
         wire: u8,
     ) -> Option<ChannelId> {
-        if hub.slots.len() >= hub.config.get_max_connections() {
+        if hub.connections() >= hub.config.get_max_connections() {
             refuse(hub, transport, addr, wire);
             return None;
         }
@@ -315,10 +315,14 @@ impl<S: ServerHandler> Handlers<S> {
         if !link.is_sourced() {
             hub.polled.push(old);
         }
+        if std::mem::replace(&mut hub.slots[old].away, false) {
+            hub.away -= 1; // its address was let go at the detach
+        } else {
+            hub.addresses.closed(old_addr, false, hub.now);
+        }
         let slot = &mut hub.slots[old];
         slot.link = link; // the old link (or its detached stand-in) is dropped here
         slot.addr = taken.addr;
-        hub.addresses.closed(old_addr, false, hub.now);
         let id = slot.id;
         let reply = protocol::session_reply(
             token,
@@ -440,6 +444,9 @@ pub(crate) fn reap<S: ServerHandler>(state: &mut S, hub: &mut Hub<S::Channel>) {
                     );
                     slot.link.detach(&hub.registry);
                     slot.link.session.detach(hub.now + window);
+                    slot.away = true;
+                    hub.away += 1;
+                    hub.addresses.closed(slot.addr, false, hub.now);
                     hub.stats.detached += 1;
                     hub.polled.retain(|&k| k != key);
                     hub.account(key);

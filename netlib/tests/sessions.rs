@@ -389,3 +389,37 @@ fn the_automatic_reconnect_resumes_by_itself() {
     assert_eq!(a.sessions()[1].get("recovered"), Some(&true.into()));
     assert_eq!(server.state().resumed.len(), 1);
 }
+
+#[test]
+fn a_waiting_session_does_not_lock_its_client_out_of_a_full_server_or_address() {
+    // Two clients fill both the server and their address; a's session waits without a
+    // connection, so a can come back.
+    let config = ServerConfig::default()
+        .sessions(Duration::from_secs(30))
+        .max_connections(2)
+        .max_connections_per_address(2);
+    let (mut server, addr) = relay(config);
+    let (mut a, mut b) = two_in_a_room(&mut server, addr, &ClientConfig::default());
+    a.client.disconnect();
+    pump_until(&mut server, &mut [&mut b], "the server notices", |s, _| {
+        s.stats().detached == 1
+    });
+    b.say(1);
+    a.client.reconnect();
+    pump_until(
+        &mut server,
+        &mut [&mut a, &mut b],
+        "a resumed and got 1",
+        |_, p| p[0].said() == [1],
+    );
+    assert_eq!(a.sessions()[1].get("recovered"), Some(&true.into()));
+    assert_eq!(server.stats().refused, 0);
+    // The server is full again: a third client is refused.
+    let mut c = Peer::new(addr, ClientConfig::default());
+    pump_until(
+        &mut server,
+        &mut [&mut c],
+        "the third is refused",
+        |s, _| s.stats().refused == 1,
+    );
+}
