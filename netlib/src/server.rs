@@ -652,8 +652,9 @@ impl<S: ServerHandler> Server<S> {
             };
             let pending = slot.pending;
             let inbound = slot.link.session.next_inbound(self.hub.now);
-            if slot.link.session.queued() > 0 && !slot.link.dirty {
-                slot.link.dirty = true; // an acknowledgement
+            let session = &slot.link.session;
+            if session.is_resumable() && session.queued() > 0 && !slot.link.dirty {
+                slot.link.dirty = true; // an acknowledgement the session queued
                 self.hub.dirty.push(key);
             }
             if pending && matches!(inbound, Some(Inbound::Message(..) | Inbound::Invalid(..))) {

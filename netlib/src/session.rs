@@ -400,9 +400,7 @@ impl Session {
                     };
                     log::debug!("{e}");
                     let err = protocol::error(protocol::EMSGSIZE, "frame too large");
-                    if let Ok(frame) = self.wire.encode(&err, usize::MAX >> 1) {
-                        self.out.push(&frame);
-                    }
+                    self.control(&err);
                     self.close(CloseReason::FrameTooLarge { limit });
                     return None;
                 }
@@ -603,12 +601,7 @@ impl Session {
                     Timer::Closed
                 } else if idle >= hb.interval && !self.pinged {
                     self.pinged = true;
-                    if let Ok(f) = self
-                        .wire
-                        .encode(&Message::new(PING_ACTION), usize::MAX >> 1)
-                    {
-                        self.out.push(&f);
-                    }
+                    self.control(&Message::new(PING_ACTION));
                     Timer::Pinged
                 } else if acked {
                     Timer::Pinged

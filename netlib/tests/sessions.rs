@@ -100,6 +100,21 @@ fn pump_until(
     }
 }
 
+/// Time that moves only when the test says, shared by a relay with sessions (kept for
+/// [`WINDOW`]) and its clients' config.
+fn frozen() -> (ManualClock, Server<Relay>, SocketAddr, ClientConfig) {
+    let clock = ManualClock::new();
+    let config = ServerConfig::default()
+        .sessions(WINDOW)
+        .clock(clock.clone());
+    let (server, addr) = relay(config);
+    let client_config = ClientConfig::default().clock(clock.clone());
+    (clock, server, addr, client_config)
+}
+
+/// The resume window of the tests' relays.
+const WINDOW: Duration = Duration::from_secs(30);
+
 fn relay(config: ServerConfig) -> (Server<Relay>, SocketAddr) {
     let server = Server::bind(Relay::default(), &["127.0.0.1:0"], config).unwrap();
     let addr = server.local_addrs()[0];
@@ -132,7 +147,7 @@ fn two_in_a_room(
 
 #[test]
 fn a_lost_connection_resumes_with_every_message_once_and_in_order_both_ways() {
-    let (mut server, addr) = relay(ServerConfig::default().sessions(Duration::from_secs(30)));
+    let (mut server, addr) = relay(ServerConfig::default().sessions(WINDOW));
     let (mut a, mut b) = two_in_a_room(&mut server, addr, &ClientConfig::default());
     let a_id = a.sessions()[0].get("id").cloned().unwrap();
     for n in 1..=10 {
@@ -194,12 +209,7 @@ fn a_lost_connection_resumes_with_every_message_once_and_in_order_both_ways() {
 #[test]
 fn messages_the_server_had_are_dropped_when_a_client_sends_them_again() {
     // Time stands still: no acknowledgement falls due, so the client sends everything again.
-    let clock = ManualClock::new();
-    let config = ServerConfig::default()
-        .sessions(Duration::from_secs(30))
-        .clock(clock.clone());
-    let (mut server, addr) = relay(config);
-    let client_config = ClientConfig::default().clock(clock.clone());
+    let (_clock, mut server, addr, client_config) = frozen();
     let (mut a, mut b) = two_in_a_room(&mut server, addr, &client_config);
     for n in 1..=5 {
         a.say(n);
@@ -228,20 +238,14 @@ fn messages_the_server_had_are_dropped_when_a_client_sends_them_again() {
 
 #[test]
 fn a_resume_after_the_window_starts_a_new_session_and_says_so() {
-    let clock = ManualClock::new();
-    let window = Duration::from_secs(30);
-    let config = ServerConfig::default()
-        .sessions(window)
-        .clock(clock.clone());
-    let (mut server, addr) = relay(config);
-    let client_config = ClientConfig::default().clock(clock.clone());
+    let (clock, mut server, addr, client_config) = frozen();
     let (mut a, mut b) = two_in_a_room(&mut server, addr, &client_config);
     a.client.disconnect();
     b.say(1);
     pump_until(&mut server, &mut [&mut b], "the server notices", |s, _| {
         s.stats().detached == 1
     });
-    clock.advance(window + Duration::from_secs(1));
+    clock.advance(WINDOW + Duration::from_secs(1));
     pump_until(&mut server, &mut [&mut b], "the window ends", |s, _| {
         s.state().closed.len() == 1
     });
@@ -273,13 +277,9 @@ fn a_resume_after_the_window_starts_a_new_session_and_says_so() {
 
 #[test]
 fn a_client_without_a_session_sees_podsixnets_wire_and_its_hook_waits_at_most_the_hello() {
-    let clock = ManualClock::new();
-    let config = ServerConfig::default()
-        .sessions(Duration::from_secs(30))
-        .clock(clock.clone());
-    let (mut server, addr) = relay(config);
-    let mut quiet = Peer::new(addr, ClientConfig::default().clock(clock.clone()));
-    let mut talker = Peer::new(addr, ClientConfig::default().clock(clock.clone()));
+    let (clock, mut server, addr, client_config) = frozen();
+    let mut quiet = Peer::new(addr, client_config.clone());
+    let mut talker = Peer::new(addr, client_config);
     talker.client.send(&Message::new("join")).unwrap();
     pump_until(
         &mut server,
@@ -344,9 +344,7 @@ fn a_server_without_sessions_says_so_and_nothing_is_sent_twice() {
 
 #[test]
 fn a_resume_whose_messages_were_let_go_is_refused_and_says_why() {
-    let config = ServerConfig::default()
-        .sessions(Duration::from_secs(30))
-        .max_kept_bytes(200);
+    let config = ServerConfig::default().sessions(WINDOW).max_kept_bytes(200);
     let (mut server, addr) = relay(config);
     let (mut a, mut b) = two_in_a_room(&mut server, addr, &ClientConfig::default());
     a.client.disconnect();
@@ -374,7 +372,7 @@ fn a_resume_whose_messages_were_let_go_is_refused_and_says_why() {
 
 #[test]
 fn the_automatic_reconnect_resumes_by_itself() {
-    let (mut server, addr) = relay(ServerConfig::default().sessions(Duration::from_secs(30)));
+    let (mut server, addr) = relay(ServerConfig::default().sessions(WINDOW));
     let config =
         ClientConfig::default().reconnect(Duration::from_millis(10), Duration::from_millis(50));
     let (mut a, mut b) = two_in_a_room(&mut server, addr, &config);
@@ -395,7 +393,7 @@ fn a_waiting_session_does_not_lock_its_client_out_of_a_full_server_or_address() 
     // Two clients fill both the server and their address; a's session waits without a
     // connection, so a can come back.
     let config = ServerConfig::default()
-        .sessions(Duration::from_secs(30))
+        .sessions(WINDOW)
         .max_connections(2)
         .max_connections_per_address(2);
     let (mut server, addr) = relay(config);
