@@ -183,6 +183,14 @@ pub trait Adapter: Send + fmt::Debug {
         let _ = waker;
     }
 
+    /// The server's metrics were made ([`Server::metrics`](crate::Server::metrics)): an adapter
+    /// registers its own there (messages published and received, connection state, lag) and
+    /// adds a readiness check for its backplane ([`Metrics::add_check`](crate::Metrics::add_check)).
+    /// Called once, on the server's thread. Default: nothing.
+    fn register_metrics(&mut self, metrics: &crate::Metrics) {
+        let _ = metrics;
+    }
+
     /// A channel of this node opened (before its `connected` hook). Default: nothing.
     fn opened(&mut self, id: ChannelId) {
         let _ = id;

@@ -184,9 +184,12 @@ impl std::hash::Hasher for Fnv {
 
 type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
 
-/// The handlers of one type: by action, plus the catch-all.
+/// The handlers of one type: by action (each with its index in [`names`](Self::names)), plus
+/// the catch-all.
 pub(crate) struct Table<H> {
-    actions: HashMap<&'static str, H, FnvBuild>,
+    actions: HashMap<&'static str, (H, u16), FnvBuild>,
+    /// The actions, in index order.
+    names: Vec<&'static str>,
     catch_all: Option<H>,
     /// Where each action was registered, to report clashes between two tables.
     locations: HashMap<&'static str, &'static str>,
@@ -194,7 +197,17 @@ pub(crate) struct Table<H> {
 
 impl<H> Table<H> {
     pub(crate) fn get(&self, action: &str) -> Option<&H> {
-        self.actions.get(action)
+        self.actions.get(action).map(|(h, _)| h)
+    }
+
+    /// The handler for `action` and the action's index in [`names`](Self::names).
+    pub(crate) fn get_indexed(&self, action: &str) -> Option<(&H, u16)> {
+        self.actions.get(action).map(|(h, i)| (h, *i))
+    }
+
+    /// The actions with a handler of their own, in index order.
+    pub(crate) fn names(&self) -> &[&'static str] {
+        &self.names
     }
 
     pub(crate) fn catch_all(&self) -> Option<&H> {
@@ -267,6 +280,7 @@ pub(crate) fn table<T: 'static, H: Send + Sync + 'static>() -> Result<&'static T
     }
     let mut table = Table {
         actions: HashMap::default(),
+        names: Vec::new(),
         catch_all: None,
         locations: HashMap::new(),
     };
@@ -292,7 +306,9 @@ pub(crate) fn table<T: 'static, H: Send + Sync + 'static>() -> Result<&'static T
             })?;
         match e.action {
             Some(a) => {
-                table.actions.insert(a, *h);
+                let index = u16::try_from(table.names.len()).unwrap_or(u16::MAX);
+                table.actions.insert(a, (*h, index));
+                table.names.push(a);
                 table.locations.insert(a, e.location);
             }
             None => table.catch_all = Some(*h),

@@ -321,6 +321,48 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every [`label`](Self::label), in the order of the variants.
+    pub const LABELS: [&'static str; 13] = [
+        "peer_closed",
+        "local",
+        "shutdown",
+        "frame_too_large",
+        "outbound_overflow",
+        "server_full",
+        "timeout",
+        "idle",
+        "frame_timeout",
+        "memory_budget",
+        "handler_panic",
+        "websocket",
+        "io",
+    ];
+
+    /// The variant's name in snake case, without its fields (e.g. `"outbound_overflow"`): the
+    /// `reason` label of the `netlib_connections_closed_total` metric. One of
+    /// [`LABELS`](Self::LABELS).
+    pub fn label(&self) -> &'static str {
+        Self::LABELS[self.index()]
+    }
+
+    pub(crate) fn index(&self) -> usize {
+        match self {
+            CloseReason::PeerClosed => 0,
+            CloseReason::Local => 1,
+            CloseReason::Shutdown => 2,
+            CloseReason::FrameTooLarge { .. } => 3,
+            CloseReason::OutboundOverflow { .. } => 4,
+            CloseReason::ServerFull => 5,
+            CloseReason::Timeout => 6,
+            CloseReason::Idle => 7,
+            CloseReason::FrameTimeout => 8,
+            CloseReason::MemoryBudget => 9,
+            CloseReason::HandlerPanic(_) => 10,
+            CloseReason::WebSocket { .. } => 11,
+            CloseReason::Io { .. } => 12,
+        }
+    }
+
     pub(crate) fn from_io(e: &io::Error) -> Self {
         let (errno, message) = errno_text(e);
         CloseReason::Io { errno, message }

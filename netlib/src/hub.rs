@@ -24,6 +24,7 @@ pub(crate) use crate::id::ChannelId;
 use crate::id::{NodeNumber, NODE_SHIFT, NO_KEY};
 use crate::link::Link;
 use crate::message::Message;
+use crate::metrics::{Counters, Dropped};
 use crate::rooms::RoomTable;
 use crate::session::{Phase, Timer};
 
@@ -182,6 +183,8 @@ pub(crate) struct Slot<C> {
     pub(crate) addr: SocketAddr,
     /// Index of its wire in [`Hub::wires`].
     pub(crate) wire: u8,
+    /// Index of its transport's kind in the metrics' [`Counters::kinds`].
+    pub(crate) kind: u8,
     /// Its share of [`Hub::memory`] (when a budget is set).
     pub(crate) accounted: usize,
     /// The `closed` hook ran (or is running): the slot only lingers.
@@ -237,6 +240,8 @@ pub(crate) struct Hub<C> {
     pub(crate) lingering: usize,
     /// Counters since the server started.
     pub(crate) stats: Stats,
+    /// The metrics' counters (plain integers, see `metrics`).
+    pub(crate) counters: Counters,
     /// Which channels are in which room.
     pub(crate) rooms: RoomTable,
     /// The cluster adapter, if any, and this node's number (0 without one).
@@ -272,12 +277,14 @@ fn enqueue<C>(
     bytes: &Bytes,
     dirty: &mut Vec<usize>,
     ended: &mut Vec<usize>,
+    counters: &mut Counters,
 ) -> bool {
     if bytes.is_empty() {
         return false; // this wire's codec sends nothing for the message
     }
     match slot.link.session.send(bytes) {
         Ok(_) => {
+            counters.traffic(slot.kind).messages_out += 1;
             if !slot.link.dirty {
                 slot.link.dirty = true;
                 dirty.push(key);
@@ -285,6 +292,7 @@ fn enqueue<C>(
             true
         }
         Err(_) => {
+            counters.dropped(Dropped::of(slot.link.session.reason()));
             if slot.link.session.phase() == &Phase::Closed && !slot.reported {
                 slot.log_closing(log::Level::Warn);
                 ended.push(key);
@@ -317,6 +325,7 @@ impl<C> Hub<C> {
             next_serial: 1,
             lingering: 0,
             stats: Stats::default(),
+            counters: Counters::default(),
             addresses,
             rooms: RoomTable::default(),
             adapter: None,
@@ -381,6 +390,8 @@ impl<C> Hub<C> {
         };
         self.next_serial += 1;
         self.stats.opened += 1;
+        let kind = self.counters.kind_index(link.transport.kind());
+        self.counters.traffic(kind).accepted += 1;
         self.by_serial.insert(id.serial, key as u32);
         if let Some(adapter) = self.adapter.as_mut() {
             adapter.opened(id);
@@ -392,6 +403,7 @@ impl<C> Hub<C> {
             id,
             addr,
             wire,
+            kind,
             accounted: 0,
             reported: false,
             pending: false,
@@ -433,6 +445,7 @@ impl<C> Hub<C> {
         self.memory -= slot.accounted;
         slot.accounted = 0;
         self.stats.opened -= 1;
+        self.counters.traffic(slot.kind).accepted -= 1;
         if let Some(adapter) = self.adapter.as_mut() {
             adapter.closed(slot.id);
         }
@@ -506,6 +519,7 @@ impl<C> Hub<C> {
             dirty,
             ended,
             rooms: table,
+            counters,
             ..
         } = self;
         let mut n = 0;
@@ -517,7 +531,7 @@ impl<C> Hub<C> {
                 return;
             }
             let bytes = frame.for_wire(slot.wire as usize);
-            n += usize::from(enqueue(slot, key, bytes, dirty, ended));
+            n += usize::from(enqueue(slot, key, bytes, dirty, ended, counters));
         };
         match rooms {
             [one] => table.members(one).for_each(&mut send),
@@ -732,7 +746,14 @@ impl<C> Hub<C> {
     /// Queues raw bytes (already in the slot's wire) on an open slot.
     pub(crate) fn queue_bytes(&mut self, key: usize, bytes: &Bytes) -> bool {
         match self.slots.get_mut(key) {
-            Some(slot) => enqueue(slot, key, bytes, &mut self.dirty, &mut self.ended),
+            Some(slot) => enqueue(
+                slot,
+                key,
+                bytes,
+                &mut self.dirty,
+                &mut self.ended,
+                &mut self.counters,
+            ),
             None => false,
         }
     }
@@ -745,6 +766,7 @@ impl<C> Hub<C> {
                     slots,
                     dirty,
                     ended,
+                    counters,
                     ..
                 } = self;
                 let mut n = 0;
@@ -753,7 +775,7 @@ impl<C> Hub<C> {
                         continue;
                     }
                     let bytes = frame.for_wire(slot.wire as usize);
-                    n += usize::from(enqueue(slot, key, bytes, dirty, ended));
+                    n += usize::from(enqueue(slot, key, bytes, dirty, ended, counters));
                 }
                 n
             }
@@ -786,6 +808,7 @@ impl<C> Hub<C> {
                             bytes,
                             &mut self.dirty,
                             &mut self.ended,
+                            &mut self.counters,
                         ));
                     }
                 }
@@ -807,6 +830,13 @@ impl<C> Hub<C> {
             Ok(bytes.len())
         } else {
             Err(SendError::NotConnected)
+        }
+    }
+
+    /// Counts a message (valid or not) received on channel `key`.
+    pub(crate) fn count_message_in(&mut self, key: usize) {
+        if let Some(kind) = self.slots.get(key).map(|s| s.kind) {
+            self.counters.traffic(kind).messages_in += 1;
         }
     }
 
@@ -862,8 +892,10 @@ impl<C> Hub<C> {
             return;
         };
         let token = Token(key + FIRST_CONN);
-        slot.link
+        let written = slot
+            .link
             .flush(&self.registry, token, self.now, &mut self.scratch);
+        self.counters.traffic(slot.kind).bytes_out += written as u64;
         self.account(key);
         self.check(key);
     }

@@ -23,6 +23,8 @@
 //! - `limits`: [`Bucket`], a token bucket for inbound rate limits and applications' own rules;
 //!   [`Rate`].
 //! - `config`: [`ServerConfig`] and [`ClientConfig`], the wire format, limits and clock.
+//! - `metrics`: [`Metrics`], the counters the event loop keeps and their exposition with
+//!   `prometheus-client`.
 //! - `addresses`: the per-address connection limits. `rooms`: which channels are in which
 //!   room, and each room's last messages (its history).
 //! - `queue`: a connection's outgoing frames, coalesced for `writev`. `resume`: a resumable
@@ -46,6 +48,7 @@
 //!   to the handlers, run its `closed` hook.
 //! - `listen`: the server's listeners and the connections still in their handshake (which
 //!   count toward `max_connections` and time out), made channels once established.
+//! - `admin`: [`AdminServer`], the HTTP listener for `/metrics`, `/healthz` and `/readyz`.
 //! - `client` and `server`: the thin mio drivers [`Client`] and [`Server`]
 //!   (`server/listeners.rs`: binding TCP, WebSocket and other transports; `server/local.rs`:
 //!   driving a server without sockets, for tests; `client/subscription.rs`: several consumers
@@ -112,6 +115,7 @@
 
 mod adapter;
 mod addresses;
+mod admin;
 mod client;
 mod clock;
 mod codec;
@@ -130,6 +134,7 @@ mod limits;
 mod link;
 mod listen;
 mod message;
+mod metrics;
 mod net;
 mod peerlog;
 pub mod protocol;
@@ -145,6 +150,7 @@ mod tick;
 pub mod transport;
 
 pub use adapter::{Adapter, ClusterError, ClusterEvent, Inbound as ClusterInbound};
+pub use admin::AdminServer;
 pub use client::{AnyListener, Client, Subscription, WakeHandle};
 pub use clock::{Clock, ManualClock};
 pub use codec::{Codec, PayloadCodec, Wire};
@@ -164,6 +170,10 @@ pub use hub::{All, AllBut, Audience, Recipients, Room, RoomBut, Rooms, ServerCon
 pub use id::{ChannelId, NodeNumber, NODE_SHIFT};
 pub use limits::{Bucket, Rate};
 pub use message::Message;
+pub use metrics::{Exposition, Metrics, SCRAPE_WAIT};
+/// The `prometheus-client` crate netlib's [`Metrics`] are made with, for the application's
+/// own metrics (counters, gauges, histograms, families) in the same registry.
+pub use prometheus_client;
 pub use server::{Server, StopHandle};
 pub use tick::FixedStep;
 

@@ -234,17 +234,19 @@ impl Link {
     /// Writes queued output; registers `WRITABLE` only while bytes remain. A closing session
     /// whose output is all written sends end-of-stream and starts lingering; on a server,
     /// whatever the peer already sent is read and dropped (up to 16 reads of `scratch`).
+    /// Returns the bytes of output that left this side's queues.
     pub(crate) fn flush(
         &mut self,
         registry: &Registry,
         token: Token,
         now: Instant,
         scratch: &mut [u8],
-    ) {
+    ) -> usize {
         self.dirty = false;
         let held = self.queued();
         let flushed = self.session.flush(&mut *self.transport);
-        self.moved += held.saturating_sub(self.queued()) as u64;
+        let written = held.saturating_sub(self.queued());
+        self.moved += written as u64;
         match flushed {
             Ok(Flushed::Empty) => self.write_interest(registry, token, false),
             Ok(Flushed::Blocked) => self.write_interest(registry, token, true),
@@ -255,7 +257,7 @@ impl Link {
                     Ok(()) => {
                         self.session.linger(now);
                         if self.session.reads_after_close() {
-                            return; // the driver reads and decodes what still arrives
+                            return written; // the driver reads and decodes what still arrives
                         }
                         for _ in 0..16 {
                             if !matches!(self.read_step(scratch, now), Step::Data(_)) {
@@ -277,6 +279,7 @@ impl Link {
                 self.session.abort(reason);
             }
         }
+        written
     }
 
     fn write_interest(&mut self, registry: &Registry, token: Token, on: bool) {

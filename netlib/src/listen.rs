@@ -16,6 +16,7 @@ use crate::addresses::Refusal;
 use crate::error::CloseReason;
 use crate::handler::ServerHandler;
 use crate::hub::Hub;
+use crate::metrics::Refused;
 use crate::serve::{refuse, Handlers};
 use crate::transport::{Acceptor, Transport};
 
@@ -76,6 +77,11 @@ fn establish<S: ServerHandler>(
 fn turn_away<C>(hub: &mut Hub<C>, transport: Box<dyn Transport>, addr: SocketAddr, why: Refusal) {
     hub.stats.refused += 1;
     hub.stats.refused_per_address += 1;
+    hub.counters.refused(match why {
+        Refusal::Connections(_) => Refused::AddressConnections,
+        Refusal::Handshakes(_) => Refused::AddressHandshakes,
+        Refusal::Rate(_) => Refused::AddressRate,
+    });
     hub.addresses.refused(addr, why, hub.now);
     drop(transport);
 }
@@ -121,6 +127,11 @@ impl Listeners {
     /// Number of listeners.
     pub(crate) fn len(&self) -> usize {
         self.list.len()
+    }
+
+    /// Connections in their handshake.
+    pub(crate) fn handshakes(&self) -> usize {
+        self.pending.len()
     }
 
     /// The addresses listened on.
@@ -233,7 +244,10 @@ impl Listeners {
                 self.order.push_back((deadline, key));
                 hub.addresses.opened(addr, true, hub.now);
             }
-            Err(e) => log::debug!("{addr}: no channel: {e}"),
+            Err(e) => {
+                hub.counters.refused(Refused::HandshakeFailed);
+                log::debug!("{addr}: no channel: {e}");
+            }
         }
     }
 
@@ -275,6 +289,7 @@ impl Listeners {
             }
             Err(e) => {
                 let p = self.unpark(hub, key);
+                hub.counters.refused(Refused::HandshakeFailed);
                 log::debug!("{}: no channel: {e}", p.addr);
             }
         }
@@ -323,6 +338,7 @@ impl Listeners {
                 .is_some_and(|p| p.deadline == deadline)
             {
                 let mut p = self.unpark(hub, key);
+                hub.counters.refused(Refused::HandshakeTimeout);
                 log::debug!(
                     "{}: handshake not done in {:?}; closing",
                     p.addr,

@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
 
 use bytes::Bytes;
 use mio::Token;
@@ -19,6 +20,7 @@ use crate::handler::{ChannelContext, ChannelFn, Closed, ServerFn, ServerHandler}
 use crate::hub::{ChannelId, Hub, ServerContext, FIRST_CONN};
 use crate::link::Link;
 use crate::message::Message;
+use crate::metrics::{Dropped, Refused};
 use crate::protocol;
 use crate::resume::Resume;
 use crate::session::{Phase, Session, Side};
@@ -28,6 +30,9 @@ use crate::transport::Transport;
 pub(crate) struct Handlers<S: ServerHandler> {
     channel: &'static Table<ChannelFn<S::Channel, S>>,
     server: &'static Table<ServerFn<S>>,
+    /// The labels of the handler-time histograms: the actions of the channel table, then
+    /// those of the server table, then `"*"` for every other action.
+    actions: Vec<&'static str>,
     /// `{"action": "connected"}` in every wire the server speaks.
     pub(crate) connected: Frame,
 }
@@ -52,6 +57,13 @@ impl<S: ServerHandler> Handlers<S> {
         Ok(Handlers {
             channel,
             server,
+            actions: channel
+                .names()
+                .iter()
+                .chain(server.names())
+                .copied()
+                .chain(["*"])
+                .collect(),
             connected: hub
                 .encode(&Message::new(protocol::CONNECTED))
                 .expect("a plain message encodes in every wire"),
@@ -356,6 +368,11 @@ impl<S: ServerHandler> Handlers<S> {
 
     /// Hands one decoded frame of channel `key` to its handlers; a panic closes only that
     /// channel.
+    /// The labels of the handler-time histograms (the last is `"*"`: every other action).
+    pub(crate) fn actions(&self) -> &[&'static str] {
+        &self.actions
+    }
+
     pub(crate) fn dispatch(
         &self,
         state: &mut S,
@@ -378,10 +395,18 @@ impl<S: ServerHandler> Handlers<S> {
             addr,
             channel_table: self.channel,
             server_table: self.server,
+            handled: None,
         };
+        let started = endpoint.hub.counters.timed.then(Instant::now);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             deliver(&mut endpoint, decoded, payload)
         }));
+        if let Some(started) = started {
+            let i = endpoint.handled.unwrap_or(self.actions.len() - 1);
+            if let Some(h) = hub.counters.handler_time.get_mut(i) {
+                h.observe(started.elapsed());
+            }
+        }
         if let Some(slot) = hub.slots.get_mut(key).filter(|s| s.id == id) {
             slot.channel = Some(channel);
         }
@@ -406,6 +431,7 @@ pub(crate) fn refuse<C>(
     wire: u8,
 ) {
     hub.stats.refused += 1;
+    hub.counters.refused(Refused::ServerFull);
     crate::peerlog::peer_log!(
         log::Level::Warn,
         "refusing {addr}: server full ({} connections)",
@@ -448,6 +474,7 @@ pub(crate) fn reap<S: ServerHandler>(state: &mut S, hub: &mut Hub<S::Channel>) {
                     hub.away += 1;
                     hub.addresses.closed(slot.addr, false, hub.now);
                     hub.stats.detached += 1;
+                    hub.counters.closed(reason);
                     hub.polled.retain(|&k| k != key);
                     hub.account(key);
                     continue;
@@ -468,6 +495,10 @@ pub(crate) fn reap<S: ServerHandler>(state: &mut S, hub: &mut Hub<S::Channel>) {
                 CloseReason::PeerClosed | CloseReason::Local | CloseReason::Shutdown
             ) {
                 hub.stats.closed_for_cause += 1;
+            }
+            if !slot.away {
+                // A waiting session's connection was counted when it was lost.
+                hub.counters.closed(&reason);
             }
             log::debug!("channel {id} ({}) closed: {reason}", slot.addr);
             if let Some(channel) = channel {
@@ -536,6 +567,8 @@ struct ServerEndpoint<'a, S: ServerHandler> {
     addr: SocketAddr,
     channel_table: &'static Table<ChannelFn<S::Channel, S>>,
     server_table: &'static Table<ServerFn<S>>,
+    /// The index (as in [`Handlers::actions`]) of the action whose handler ran.
+    handled: Option<usize>,
 }
 
 impl<'a, S: ServerHandler> ServerEndpoint<'a, S> {
@@ -556,11 +589,13 @@ impl<'a, S: ServerHandler> ServerEndpoint<'a, S> {
 
 impl<S: ServerHandler> Endpoint for ServerEndpoint<'_, S> {
     fn specific(&mut self, msg: &Message) -> Option<Result<(), InboundError>> {
-        if let Some(h) = self.channel_table.get(msg.action()) {
+        if let Some((h, i)) = self.channel_table.get_indexed(msg.action()) {
+            self.handled = Some(usize::from(i));
             let (channel, mut ctx) = self.split();
             return Some(h(channel, &mut ctx, msg));
         }
-        let h = self.server_table.get(msg.action())?;
+        let (h, i) = self.server_table.get_indexed(msg.action())?;
+        self.handled = Some(self.channel_table.names().len() + usize::from(i));
         Some(h(
             self.server,
             &mut ServerContext {
@@ -604,6 +639,7 @@ impl<S: ServerHandler> Endpoint for ServerEndpoint<'_, S> {
 
     fn out_of_band(&mut self, oob: OutOfBand) {
         self.hub.stats.out_of_band += 1;
+        self.hub.counters.dropped(Dropped::OutOfBand);
         self.server.out_of_band(
             &mut ServerContext {
                 hub: &mut *self.hub,

@@ -12,13 +12,16 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token, Waker};
 
+use crate::admin::AdminServer;
 use crate::client::WakeHandle;
 use crate::config::ServerConfig;
+use crate::error::ListenError;
 use crate::error::{panic_text, CloseReason, StartError};
 use crate::handler::ServerHandler;
 use crate::hub::{Hub, ServerContext, Stats, FIRST_CONN};
 use crate::link::Step;
 use crate::listen::{Listeners, FIRST_PENDING};
+use crate::metrics::{Exposition, Histogram, Metrics, Snapshot};
 use crate::serve::{reap, Handlers};
 use crate::session::{Inbound, Phase};
 use crate::transport::memory::LocalAcceptor;
@@ -73,6 +76,8 @@ pub struct Server<S: ServerHandler> {
     next_timers: Option<Instant>,
     /// When the last summary was logged, and the counters then.
     summary: (Instant, (Stats, u64)),
+    /// Its metrics, once asked for.
+    metrics: Option<Metrics>,
 }
 
 impl<S: ServerHandler> std::fmt::Debug for Server<S> {
@@ -116,6 +121,7 @@ impl<S: ServerHandler> Server<S> {
             ready: Vec::new(),
             next_timers: None,
             summary: (now, (Stats::default(), 0)),
+            metrics: None,
         })
     }
 
@@ -172,6 +178,82 @@ impl<S: ServerHandler> Server<S> {
     /// What the server has seen since it started.
     pub fn stats(&self) -> Stats {
         self.hub.stats
+    }
+
+    /// This server's metrics (see [`Metrics`] for what they hold): made on the first call,
+    /// which turns on the timing of pumps and handlers (two clock reads each) and lets the
+    /// cluster adapter, if any, add its own (see
+    /// [`Adapter::register_metrics`](crate::Adapter::register_metrics)). Register the
+    /// application's metrics in it, or serve it over HTTP with
+    /// [`serve_metrics`](Self::serve_metrics).
+    pub fn metrics(&mut self) -> Metrics {
+        if let Some(m) = &self.metrics {
+            return m.clone();
+        }
+        let m = Metrics::new();
+        m.attach(self.stop.waker.clone());
+        m.set_serving(self.serving());
+        let counters = &mut self.hub.counters;
+        counters.timed = true;
+        counters.handler_time = vec![Histogram::default(); self.handlers.actions().len()];
+        if let Some(adapter) = self.hub.adapter.as_mut() {
+            adapter.register_metrics(&m);
+        }
+        self.metrics = Some(m.clone());
+        m
+    }
+
+    /// The exposition of this server's [`metrics`](Self::metrics) as of now, made on the
+    /// calling thread: for a server driven by hand (a test pumping it in memory). A server
+    /// that runs on its own thread is scraped with [`Metrics::encode`] or over HTTP instead.
+    pub fn metrics_text(&mut self, format: Exposition) -> String {
+        let m = self.metrics();
+        self.publish_metrics();
+        m.encode_now(format)
+    }
+
+    /// Serves this server's [`metrics`](Self::metrics) over HTTP on `addr` (e.g.
+    /// `"127.0.0.1:9100"`, port 0 for any), on a thread of its own: `GET /metrics`,
+    /// `/healthz` and `/readyz` (see [`AdminServer`]). One call for what an operator
+    /// scrapes; keep the returned server (dropping it stops it).
+    ///
+    /// # Errors
+    /// [`ListenError::Resolve`] or [`ListenError::Bind`] if `addr` cannot be listened on.
+    pub fn serve_metrics(&mut self, addr: &str) -> Result<AdminServer, ListenError> {
+        AdminServer::bind(addr, self.metrics())
+    }
+
+    /// Whether the server serves: a listener is bound and it was not asked to stop.
+    fn serving(&self) -> bool {
+        self.listeners.len() > 0 && !self.stop.is_stopped()
+    }
+
+    /// Hands the metrics a snapshot of the counters and of what the channels hold now.
+    fn publish_metrics(&mut self) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        let hub = &self.hub;
+        let mut snapshot = Snapshot {
+            counters: hub.counters.clone(),
+            stats: hub.stats,
+            open: vec![0; hub.counters.kinds.len()],
+            handshakes: self.listeners.handshakes() as u64,
+            waiting: hub.away as u64,
+            budget: hub.config.get_memory_budget().map(|b| b as u64),
+            rooms: hub.rooms.names().count() as u64,
+            actions: self.handlers.actions().to_vec(),
+            ..Snapshot::default()
+        };
+        for (_, slot) in hub.slots.iter() {
+            if !slot.reported && !slot.away {
+                snapshot.open[usize::from(slot.kind)] += 1;
+            }
+            snapshot.queued_bytes += slot.link.queued() as u64;
+            snapshot.kept_bytes += slot.link.session.kept() as u64;
+            snapshot.memory += slot.link.memory() as u64;
+        }
+        metrics.publish(snapshot, self.serving());
     }
 
     /// Logs a summary at info once a minute when anything happened: channels now, then what
@@ -297,6 +379,9 @@ impl<S: ServerHandler> Server<S> {
     /// As [`pump`](Self::pump).
     pub fn shutdown(mut self, timeout: Duration) -> io::Result<S> {
         let deadline = Instant::now() + timeout;
+        if let Some(m) = &self.metrics {
+            m.set_serving(false);
+        }
         self.listeners.close(self.poll.registry());
         let keys: Vec<usize> = self.hub.slots.iter().map(|(k, _)| k).collect();
         for &k in &keys {
@@ -365,6 +450,7 @@ impl<S: ServerHandler> Server<S> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+        let worked = self.hub.counters.timed.then(Instant::now);
         self.hub.now = self.hub.config.get_clock().now();
         self.ready.clear();
         for ev in self.events.iter() {
@@ -439,6 +525,12 @@ impl<S: ServerHandler> Server<S> {
             );
         }
         self.flush_and_reap();
+        if let Some(worked) = worked {
+            self.hub.counters.loop_time.observe(worked.elapsed());
+            if self.metrics.as_ref().is_some_and(Metrics::wanted) {
+                self.publish_metrics();
+            }
+        }
         Ok(())
     }
 
@@ -617,6 +709,8 @@ impl<S: ServerHandler> Server<S> {
             }
             match step {
                 Step::Data(n) => {
+                    let kind = self.hub.slots[key].kind;
+                    self.hub.counters.traffic(kind).bytes_in += n as u64;
                     key = self.decode_frames(key);
                     self.hub.account(key);
                     if n >= budget {
@@ -662,10 +756,12 @@ impl<S: ServerHandler> Server<S> {
             }
             match inbound {
                 Some(Inbound::Message(m, payload)) => {
+                    self.hub.count_message_in(key);
                     self.handlers
                         .dispatch(&mut self.state, &mut self.hub, key, Ok(m), payload)
                 }
                 Some(Inbound::Invalid(e, payload)) => {
+                    self.hub.count_message_in(key);
                     self.handlers
                         .dispatch(&mut self.state, &mut self.hub, key, Err(e), payload)
                 }

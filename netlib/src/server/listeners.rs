@@ -116,6 +116,9 @@ impl<S: ServerHandler> Server<S> {
         let registry = self.poll.registry();
         self.listeners
             .add(registry, &self.stop.waker, acceptor, wire)?;
+        if let Some(m) = &self.metrics {
+            m.set_serving(self.serving());
+        }
         Ok(())
     }
 

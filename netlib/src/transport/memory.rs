@@ -139,6 +139,10 @@ impl Drop for MemoryStream {
 }
 
 impl Transport for MemoryStream {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
     fn source(&mut self) -> Option<&mut dyn Source> {
         None
     }

@@ -45,6 +45,14 @@ pub trait Transport: io::Read + io::Write + Send + fmt::Debug {
         let _ = waker;
     }
 
+    /// What kind of transport this is, for the `transport` label of the server's metrics
+    /// (see [`Metrics`](crate::Metrics)): `"tcp"`, `"websocket"` and `"memory"` for the
+    /// built-in ones. A fixed, short set of names (never one per connection). Default:
+    /// `"other"`.
+    fn kind(&self) -> &'static str {
+        "other"
+    }
+
     /// Sends end-of-stream after the bytes already written (TCP's FIN); reading goes on.
     ///
     /// # Errors

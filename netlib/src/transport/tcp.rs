@@ -12,6 +12,10 @@ use super::{Acceptor, Connector, Transport};
 use crate::codec::Wire;
 
 impl Transport for TcpStream {
+    fn kind(&self) -> &'static str {
+        "tcp"
+    }
+
     fn source(&mut self) -> Option<&mut dyn Source> {
         Some(self)
     }

@@ -1286,6 +1286,10 @@ impl Write for WsStream {
 }
 
 impl Transport for WsStream {
+    fn kind(&self) -> &'static str {
+        "websocket"
+    }
+
     fn source(&mut self) -> Option<&mut dyn Source> {
         self.state.stream_mut().map(|s| s as &mut dyn Source)
     }
