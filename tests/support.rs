@@ -224,6 +224,11 @@ pub const NO_ADDRESS_LIMITS: [&str; 6] = [
 /// The PodSixNet release the interop tests run against.
 pub const PODSIXNET: &str = "podsixnet==0.11.0";
 
+/// The Prometheus project's Python client, whose parsers check the metrics' exposition.
+pub const PROMETHEUS_CLIENT: &str = "prometheus-client==0.26.0";
+
+/// What the tests' virtualenv holds, as recorded in its `.installed` marker.
+const PYTHON_PACKAGES: [&str; 2] = [PODSIXNET, PROMETHEUS_CLIENT];
 /// The workspace's `target` directory.
 pub fn target_dir() -> std::path::PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -231,9 +236,10 @@ pub fn target_dir() -> std::path::PathBuf {
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
-/// The Python of a virtualenv holding [`PODSIXNET`] from PyPI, made on first use under
-/// `target/podsixnet-venv` (Python 3.11: `python3.11`, else `python3`). Several test processes
-/// may ask at once: each builds in its own directory and renames it into place.
+/// The Python of a virtualenv holding [`PODSIXNET`] and [`PROMETHEUS_CLIENT`] from PyPI, made
+/// on first use under `target/podsixnet-venv` (Python 3.11: `python3.11`, else `python3`), and
+/// made again when its packages changed. Several test processes may ask at once: each builds
+/// in its own directory and renames it into place.
 ///
 /// # Panics
 /// If the virtualenv cannot be made or the package cannot be installed: interop tests fail,
@@ -251,8 +257,16 @@ fn podsixnet_python_locked() -> std::path::PathBuf {
     let venv = target_dir().join("podsixnet-venv");
     let python = venv.join("bin/python");
     let ready = venv.join(".installed");
-    if ready.exists() {
+    let packages = PYTHON_PACKAGES.join(" ");
+    let current = |marker: &std::path::Path| {
+        std::fs::read_to_string(marker).is_ok_and(|held| held == packages)
+    };
+    if current(&ready) {
         return python;
+    }
+    if ready.exists() {
+        // Made for other packages: made again.
+        let _ = std::fs::remove_dir_all(&venv);
     }
     std::fs::create_dir_all(target_dir()).unwrap();
     let tmp = target_dir().join(format!("podsixnet-venv.tmp-{}", std::process::id()));
@@ -279,27 +293,27 @@ fn podsixnet_python_locked() -> std::path::PathBuf {
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            PODSIXNET,
         ])
+        .args(PYTHON_PACKAGES)
         .output()
         .expect("run pip");
     assert!(
         out.status.success(),
-        "pip install {PODSIXNET} failed: {}",
+        "pip install {packages} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::write(tmp.join(".installed"), PODSIXNET).unwrap();
+    std::fs::write(tmp.join(".installed"), &packages).unwrap();
     if std::fs::rename(&tmp, &venv).is_err() {
         // Another process won the race; use its venv (ours has the same contents).
         let _ = std::fs::remove_dir_all(&tmp);
-        if !ready.exists() {
+        if !current(&ready) {
             // A stale, incomplete venv from an interrupted run: replace it.
             let _ = std::fs::remove_dir_all(&venv);
             return podsixnet_python_locked();
         }
     }
     // The venv's interpreter is a symlink to the base Python, so it survives the rename.
-    assert!(ready.exists());
+    assert!(current(&ready));
     python
 }
 
@@ -475,4 +489,78 @@ pub mod ws {
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         s
     }
+}
+
+/// One HTTP/1.1 request over loopback with `Connection: close` (and `Accept: accept` if
+/// given): (status, content type, body). For the admin listener's tests.
+///
+/// # Panics
+/// If the server does not answer within [`TIMEOUT`] or the answer is not HTTP.
+pub fn http_get(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    accept: Option<&str>,
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the admin listener");
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("an answer");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP status line: {head}"));
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, content_type, body.to_owned())
+}
+
+/// The samples of a metrics exposition as the Prometheus project's Python parser reads them
+/// (`prometheus_client`, in the tests' virtualenv): `name{label="value",...}` (labels sorted)
+/// to value. `openmetrics` picks its OpenMetrics parser, else its Prometheus text parser.
+///
+/// # Panics
+/// If the text does not parse (with the parser's error), or Python cannot run.
+pub fn parse_exposition(text: &str, openmetrics: bool) -> std::collections::HashMap<String, f64> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(podsixnet_python())
+        .arg(podsixnet_scripts().join("parse_metrics.py"))
+        .arg(if openmetrics {
+            "openmetrics"
+        } else {
+            "prometheus"
+        })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run parse_metrics.py");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the exposition does not parse: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the parser's JSON")
 }

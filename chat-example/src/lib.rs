@@ -25,6 +25,7 @@
 pub mod client;
 pub mod command;
 pub mod limits;
+pub mod metrics;
 pub mod protocol;
 pub mod render;
 pub mod rules;

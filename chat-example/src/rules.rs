@@ -527,6 +527,11 @@ impl Rules {
         self.users.len()
     }
 
+    /// Number of rooms with a member, on this node or another.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
     /// The room local user `id` is in.
     pub fn room_of(&self, id: ChannelId) -> Option<&str> {
         self.users.get(&id).map(|u| &*u.room)

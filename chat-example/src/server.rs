@@ -11,6 +11,7 @@ use netlib::{
 };
 
 use crate::limits::ChatLimits;
+use crate::metrics::ChatMetrics;
 use crate::protocol::{
     now_ms, Join, Kick, Op, Quit, Refusal, Request, RoomPolicy, Rooms, Say, SayPrivately,
     ServerMsg, SetNickname, Who,
@@ -65,6 +66,8 @@ pub struct Chat {
     stop: Option<netlib::StopHandle>,
     /// Why this node was fenced out of its cluster, if it was.
     fenced: Option<String>,
+    /// The chat's metrics, once registered ([`Chat::count_into`]).
+    metrics: Option<ChatMetrics>,
 }
 
 fn send(hub: &mut Hub<'_>, id: ChannelId, msg: &ServerMsg<'_>) {
@@ -101,7 +104,14 @@ impl Chat {
             effects: Vec::new(),
             stop: None,
             fenced: None,
+            metrics: None,
         }
+    }
+
+    /// Registers the chat's metrics ([`ChatMetrics`]) in `metrics` (the server's, from
+    /// [`Server::metrics`](netlib::Server::metrics)) and keeps them up to date from now on.
+    pub fn count_into(&mut self, metrics: &netlib::Metrics) {
+        self.metrics = Some(ChatMetrics::register(metrics));
     }
 
     /// Stops the server with `stop` if the cluster fences this node out (another process took
@@ -137,6 +147,9 @@ impl Chat {
     }
 
     fn apply(&mut self, hub: &mut Hub<'_>, effect: Effect) {
+        if let Some(m) = &self.metrics {
+            m.count(&effect);
+        }
         match effect {
             Effect::Send { to, msg } => send(hub, to, &msg),
             Effect::Room { room, msg } => {
@@ -330,6 +343,9 @@ impl ServerHandler for Chat {
             self.resync_stale(hub);
         }
         self.run(hub, Input::Flush);
+        if let Some(m) = &self.metrics {
+            m.set(self.rules.user_count(), self.rules.room_count());
+        }
     }
 }
 

@@ -267,6 +267,13 @@ impl Adapter for RedisAdapter {
         self.shared.set_waker(waker);
     }
 
+    /// Adds `netlib_adapter_…` (connection state, envelopes published and received, traffic
+    /// refused, outages, queues, and the lag: a probe's round trip through Redis, timed once a
+    /// second) and the readiness check `redis` (connected, or why not).
+    fn register_metrics(&mut self, metrics: &netlib::Metrics) {
+        crate::metrics::register(&self.shared, metrics);
+    }
+
     fn joined(&mut self, id: ChannelId, room: &str) {
         self.shared.command(Cmd::Joined {
             id: id.serial(),

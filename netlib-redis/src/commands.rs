@@ -24,6 +24,8 @@ use crate::shared::Shared;
 
 /// The most operations sent in one round trip.
 pub(crate) const BATCH: usize = 1024;
+/// How often a node times its round trip through Redis (`Commander::probe`).
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Where a publish goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +146,9 @@ pub(crate) struct Commander {
     retry_at: Instant,
     next_refresh: Instant,
     next_check: Instant,
+    /// When to time the next round trip through Redis (see `probe`), and its number.
+    next_probe: Instant,
+    probes: u64,
     /// After a reconnect that found Redis's data lost (the `{p}:epoch` marker changed or
     /// gone) or this node's own key expired (Redis stalled: every presence may have expired
     /// at once), other nodes get time to register again before they count as gone.
@@ -198,6 +203,8 @@ impl Commander {
             retry_at: now,
             next_refresh: now,
             next_check: now,
+            next_probe: now,
+            probes: 0,
             grace_until: now,
             marker: None,
             known: HashSet::new(),
@@ -262,6 +269,28 @@ impl Commander {
         self.shared.thread_ended();
     }
 
+    /// Publishes a probe on this node's own channel, which only its subscriber reads: the
+    /// time until it comes back is the round trip of everything this node hears through
+    /// Redis (the subscriber reads in order, so a backlog delays it too). One a second; one
+    /// still in flight after 10 s is given up for a new one.
+    fn probe(&mut self) {
+        self.next_probe = Instant::now() + PROBE_EVERY;
+        if self.shared.probe_in_flight(PROBE_EVERY * 10) {
+            return;
+        }
+        self.probes += 1;
+        let mut bytes = Vec::new();
+        envelope::probe(&mut bytes, self.shared.node, self.probes);
+        self.shared.probe_sent(self.probes);
+        let sent = redis::cmd("PUBLISH")
+            .arg(self.keys.to(self.shared.node))
+            .arg(bytes)
+            .exec(self.con());
+        if let Err(e) = sent {
+            self.lost(&e);
+        }
+    }
+
     /// When the loop must look at its timers again.
     fn next_wake(&self) -> Instant {
         let now = Instant::now();
@@ -271,7 +300,7 @@ impl Commander {
         match &self.con {
             None => self.retry_at,
             Some(_) if self.need_resync => now,
-            Some(_) => self.next_refresh.min(self.next_check),
+            Some(_) => self.next_refresh.min(self.next_check).min(self.next_probe),
         }
     }
 
@@ -293,6 +322,9 @@ impl Commander {
                 if let Err(e) = self.check_nodes() {
                     self.lost(&e);
                 }
+            }
+            if self.con.is_some() && self.ready && Instant::now() >= self.next_probe {
+                self.probe();
             }
         }
         self.update_status();
@@ -746,6 +778,7 @@ impl Commander {
                         continue; // handed over before an outage: never replayed
                     }
                     self.publish(to, &bytes);
+                    self.shared.count_published();
                     self.expects.push(Expect::Ignore);
                 }
                 Cmd::Subscriber { up, why } => {

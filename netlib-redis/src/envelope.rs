@@ -22,6 +22,9 @@ const EMIT: u8 = 3;
 const DEPARTED: u8 = 4;
 /// A node that left or died (`{p}:bus`).
 const NODE_GONE: u8 = 5;
+/// A node's probe of its own round trip through Redis (`{p}:to:{n}`, its own channel: only
+/// it reads it).
+const PROBE: u8 = 6;
 
 /// A decoded envelope.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +58,8 @@ pub(crate) enum Body {
     },
     /// Node `node` left the cluster or died.
     NodeGone { node: NodeNumber },
+    /// The origin's probe number `nonce`, to time its round trip.
+    Probe { nonce: u64 },
 }
 
 /// An entry id of the departures log (a Redis stream id, `MS-SEQ`): ordered.
@@ -159,6 +164,12 @@ pub(crate) fn node_gone(out: &mut Vec<u8>, origin: NodeNumber, node: NodeNumber)
     out.extend_from_slice(&node.to_be_bytes());
 }
 
+/// Appends probe `nonce` of node `origin` to `out`.
+pub(crate) fn probe(out: &mut Vec<u8>, origin: NodeNumber, nonce: u64) {
+    header(out, PROBE, origin);
+    out.extend_from_slice(&nonce.to_be_bytes());
+}
+
 /// Reads fixed-size fields off the front of a slice.
 struct Reader<'a> {
     rest: &'a [u8],
@@ -257,6 +268,11 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<Envelope, DecodeError> {
             r.end()?;
             Body::NodeGone { node }
         }
+        PROBE => {
+            let nonce = r.u64()?;
+            r.end()?;
+            Body::Probe { nonce }
+        }
         other => return Err(DecodeError::Kind(other)),
     };
     Ok(Envelope { origin, body })
@@ -288,6 +304,7 @@ mod tests {
                 }
             }
             Body::NodeGone { node } => node_gone(&mut out, e.origin, *node),
+            Body::Probe { nonce } => probe(&mut out, e.origin, *nonce),
         }
         out
     }
@@ -334,6 +351,7 @@ mod tests {
                 log: None,
             },
             Body::NodeGone { node: 65_535 },
+            Body::Probe { nonce: u64::MAX },
         ]
         .into_iter()
         .map(|body| Envelope { origin: 42, body })

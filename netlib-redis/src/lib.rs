@@ -61,7 +61,7 @@
 //! | bytes | field |
 //! |---|---|
 //! | 1 | version: 1 |
-//! | 1 | kind: 1 room send, 2 send, 3 node message, 4 departures, 5 node gone |
+//! | 1 | kind: 1 room send, 2 send, 3 node message, 4 departures, 5 node gone, 6 probe |
 //! | 2 | origin: the node it speaks for (the sender, or the dead node a reaper speaks for) |
 //!
 //! then, by kind: a room send has the excepted channel's serial (u64, 0 for none), the
@@ -69,7 +69,9 @@
 //! send, the channel's serial (u64) then the payload; a node message, the node it is for
 //! (u16, 0 for every other node) then the payload; departures, their count (u32) then each
 //! serial (u64), then, as published on `{p}:bus`, the id of its entry in `{p}:departed`
-//! (`MS-SEQ`, ASCII); node gone, the node (u16). The payload is netlib's JSON message, as the
+//! (`MS-SEQ`, ASCII); node gone, the node (u16); a probe, its number (u64), published once a
+//! second on the node's own `{p}:to:{n}` to time its round trip through Redis (the
+//! `netlib_adapter_round_trip_seconds` metric). The payload is netlib's JSON message, as the
 //! sending server encoded it, unescaped and last: a receiving node copies a message's bytes
 //! once out of the `redis` crate's message and hands its server a slice of that copy, with no
 //! re-encoding.
@@ -198,6 +200,7 @@ mod config;
 mod envelope;
 mod error;
 mod keys;
+mod metrics;
 mod node;
 mod shared;
 mod subscriber;

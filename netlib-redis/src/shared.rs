@@ -65,6 +65,14 @@ pub(crate) struct Shared {
     queued: AtomicUsize,
     /// Items put in the inbox since the start.
     received: AtomicU64,
+    /// Envelopes published since the start (room sends, sends, node messages).
+    published: AtomicU64,
+    /// Room sends, sends and node messages refused since the start (Redis down or slow).
+    refused: AtomicU64,
+    /// The last probe's round trip through Redis (ns), 0 before the first.
+    round_trip_ns: AtomicU64,
+    /// The probe in flight: its number and when it was published.
+    probe: Mutex<Option<(u64, Instant)>>,
     /// Nodes reported gone (`NodeGone` once per node), and when; sends to their channels are
     /// refused. A number is forgotten once it is seen listed and alive again, or after its
     /// retirement ([`GONE_FOR`]): a later start may draw it again.
@@ -91,6 +99,10 @@ impl Shared {
             reason: Mutex::new("redis is not connected yet".to_owned()),
             queued: AtomicUsize::new(0),
             received: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            round_trip_ns: AtomicU64::new(0),
+            probe: Mutex::new(None),
             gone: Mutex::new(HashMap::new()),
             commands: Mutex::new(commands),
             stopped: Mutex::new(0),
@@ -228,15 +240,62 @@ impl Shared {
     pub(crate) fn traffic_epoch(&self) -> Result<u64, ClusterError> {
         let epoch = self.epoch.load(Ordering::SeqCst);
         if let Some(refused) = self.refusal() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(refused);
         }
         let queued = self.queued.load(Ordering::SeqCst);
         if queued >= MAX_QUEUED {
+            self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(ClusterError::Unavailable(format!(
                 "redis is not keeping up: {queued} operations queued"
             )));
         }
         Ok(epoch)
+    }
+
+    /// Counts one envelope published.
+    pub(crate) fn count_published(&self) {
+        self.published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Envelopes published and traffic refused since the start.
+    pub(crate) fn traffic_counts(&self) -> (u64, u64) {
+        (
+            self.published.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Why traffic is refused now (meaningful while not up).
+    pub(crate) fn reason(&self) -> String {
+        lock(&self.reason).clone()
+    }
+
+    /// Probe `nonce` is published now; a probe still in flight is given up.
+    pub(crate) fn probe_sent(&self, nonce: u64) {
+        *lock(&self.probe) = Some((nonce, Instant::now()));
+    }
+
+    /// Whether a probe was published less than `within` ago and has not returned.
+    pub(crate) fn probe_in_flight(&self, within: Duration) -> bool {
+        lock(&self.probe).is_some_and(|(_, at)| at.elapsed() < within)
+    }
+
+    /// Probe `nonce` came back through the subscriber: its round trip is the latest.
+    pub(crate) fn probe_returned(&self, nonce: u64) {
+        let mut probe = lock(&self.probe);
+        if let Some((sent, at)) = *probe {
+            if sent == nonce {
+                let ns = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.round_trip_ns.store(ns.max(1), Ordering::Relaxed);
+                *probe = None;
+            }
+        }
+    }
+
+    /// The latest probe's round trip (ns), 0 before the first.
+    pub(crate) fn round_trip_ns(&self) -> u64 {
+        self.round_trip_ns.load(Ordering::Relaxed)
     }
 
     pub(crate) fn epoch(&self) -> u64 {

@@ -249,6 +249,12 @@ impl Subscriber {
             }
             self.last_log.set(Some(*id));
         }
+        if let Body::Probe { nonce } = env.body {
+            if from == me {
+                self.shared.probe_returned(nonce);
+            }
+            return;
+        }
         if from == me {
             return; // this node's own publish
         }
@@ -287,6 +293,7 @@ impl Subscriber {
                     items.push(ClusterInbound::Event(ClusterEvent::NodeGone { node }));
                 }
             }
+            Body::Probe { .. } => {}
         }
     }
 }

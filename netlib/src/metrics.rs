@@ -586,7 +586,7 @@ impl Collector for NetlibCollector {
             "reason",
             REFUSED.iter().copied().zip(c.refused),
         )?;
-        family(e, Counter, "netlib_connections_closed", "Connections closed, by close reason (a lost connection whose session waits to be resumed counts here too)", "reason", CloseReason::LABELS.iter().copied().zip(c.closed))?;
+        family(e, Counter, "netlib_connections_closed", "Connections closed, by close reason (a lost connection whose session waits to be resumed counts here too).", "reason", CloseReason::LABELS.iter().copied().zip(c.closed))?;
         family(
             e,
             Counter,
@@ -627,7 +627,7 @@ impl Collector for NetlibCollector {
             "reason",
             DROPPED.iter().copied().zip(c.dropped),
         )?;
-        counter(e, "netlib_reads_throttled", "Times a connection was left unread by its rate limits (netlib holds reading back; it drops nothing for rate)", s.stats.throttled)?;
+        counter(e, "netlib_reads_throttled", "Times a connection was left unread by its rate limits (netlib holds reading back; it drops nothing for rate).", s.stats.throttled)?;
         gauge(
             e,
             "netlib_outbound_queued_bytes",
@@ -640,7 +640,7 @@ impl Collector for NetlibCollector {
             "Bytes of frames resumable sessions keep until their peer acknowledges them",
             s.kept_bytes,
         )?;
-        gauge(e, "netlib_memory_bytes", "Bytes held in connections' buffers, queues and kept frames: what the memory budget counts", s.memory)?;
+        gauge(e, "netlib_memory_bytes", "Bytes held in connections' buffers, queues and kept frames: what the memory budget counts.", s.memory)?;
         if let Some(budget) = s.budget {
             gauge(
                 e,
@@ -685,7 +685,7 @@ impl Collector for NetlibCollector {
             MetricType::Histogram,
         )?;
         c.loop_time.encode(m)?;
-        let mut m = enc.encode_descriptor("netlib_handler_seconds", "Time spent in handlers per received message, by action (\"*\": actions without a handler of their own, and frames that are not messages)", None, MetricType::Histogram)?;
+        let mut m = enc.encode_descriptor("netlib_handler_seconds", "Time spent in handlers per received message, by action (\"*\": actions without a handler of their own, and frames that are not messages).", None, MetricType::Histogram)?;
         for (action, h) in s.actions.iter().zip(&c.handler_time) {
             let labels = [("action", *action)];
             h.encode(m.encode_family(&labels)?)?;

@@ -1,13 +1,11 @@
-//! The server's metrics: counters that follow a scripted session exactly (in memory), and the
-//! admin listener over loopback (`/metrics` in both formats, `/healthz`, `/readyz`, errors).
+//! The server's metrics in memory: counters that follow a scripted session exactly. The admin
+//! listener over loopback is tested in the workspace's `tests/metrics_http.rs`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
 
 use netlib::{
-    handler, ChannelId, Client, ClientConfig, Exposition, Message, Server, ServerConfig,
-    ServerContext, ServerHandler,
+    handler, ChannelId, ClientConfig, Exposition, Message, Server, ServerConfig, ServerContext,
+    ServerHandler,
 };
 
 struct Echo;
@@ -125,126 +123,4 @@ fn a_full_server_counts_its_refusals_by_reason() {
         ),
         1.0
     );
-}
-
-/// One HTTP/1.1 request with `Connection: close`: (status, content type, body).
-fn get(addr: SocketAddr, method: &str, path: &str, accept: Option<&str>) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: test\r\n{accept}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head[9..12].parse().unwrap();
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-type")
-                .then(|| v.trim().to_owned())
-        })
-        .unwrap_or_default();
-    (status, content_type, body.to_owned())
-}
-
-/// Runs `request` on a thread while this one pumps `server`, until it is answered (at most
-/// 20 s).
-fn while_pumping<T: Send + 'static>(
-    server: &mut Server<Echo>,
-    request: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let thread = std::thread::spawn(request);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !thread.is_finished() {
-        assert!(Instant::now() < deadline, "no answer in 20 s");
-        server.pump_timeout(Duration::from_millis(5)).unwrap();
-    }
-    thread.join().unwrap()
-}
-
-#[test]
-fn the_admin_listener_serves_metrics_health_and_readiness_over_loopback() {
-    let mut server = Server::new(Echo, ServerConfig::default()).unwrap();
-    let admin = server.serve_metrics("127.0.0.1:0").unwrap();
-    let at = admin.local_addr();
-    assert!(at.ip().is_loopback());
-
-    // No listener yet: alive, not ready.
-    let (status, _, body) = while_pumping(&mut server, move || get(at, "GET", "/readyz", None));
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("no listener"), "{body}");
-    let (status, _, body) = while_pumping(&mut server, move || get(at, "GET", "/healthz", None));
-    assert_eq!((status, body.as_str()), (200, "ok\n"));
-
-    let addr = server.bind_tcp("127.0.0.1:0", None).unwrap()[0];
-    let mut client = Client::connect(&addr.to_string(), ClientConfig::default()).unwrap();
-    client.send(&Message::new("echo")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        server.pump_timeout(Duration::from_millis(5)).unwrap();
-        client.pump_messages().unwrap();
-        if server.stats().opened == 1
-            && server
-                .metrics_text(Exposition::Prometheus)
-                .contains("netlib_handler_seconds_count{action=\"echo\"} 1")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the echo did not arrive");
-    }
-
-    let (status, _, body) = while_pumping(&mut server, move || get(at, "GET", "/readyz", None));
-    assert_eq!((status, body.as_str()), (200, "ready\n"));
-    let (status, content_type, body) =
-        while_pumping(&mut server, move || get(at, "GET", "/metrics", None));
-    assert_eq!(status, 200);
-    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
-    assert_eq!(value(&body, "netlib_connections{transport=\"tcp\"}"), 1.0);
-    assert_eq!(
-        value(&body, "netlib_messages_received_total{transport=\"tcp\"}"),
-        1.0
-    );
-    assert!(!body.contains("# EOF"));
-    let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
-    let (status, content_type, body) = while_pumping(&mut server, move || {
-        get(at, "GET", "/metrics", Some(accept))
-    });
-    assert_eq!(status, 200);
-    assert!(
-        content_type.starts_with("application/openmetrics-text"),
-        "{content_type}"
-    );
-    assert!(body.ends_with("# EOF\n"), "{body}");
-    assert_eq!(
-        value(
-            &body,
-            "netlib_connections_accepted_total{transport=\"tcp\"}"
-        ),
-        1.0
-    );
-
-    let (status, _, _) = while_pumping(&mut server, move || get(at, "GET", "/nothing", None));
-    assert_eq!(status, 404);
-    let (status, _, _) = while_pumping(&mut server, move || get(at, "POST", "/metrics", None));
-    assert_eq!(status, 405);
-
-    // A loop that does not pump does not answer: not ready, and says why.
-    let (status, _, body) = get(at, "GET", "/readyz", None);
-    assert_eq!(status, 503);
-    assert!(body.contains("did not answer"), "{body}");
-    drop(admin);
-    // Its accept thread lets the socket go just after the drop returns.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(at).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "the admin listener is still open"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }

@@ -1,5 +1,6 @@
 //! `chat-server [HOST:PORT]... [--codec json|rencode] [--framing terminator|length]
-//! [--text ADDR]... [--rencode ADDR]... [--web ADDR]... [--allowed-origin ORIGIN]... [--op-password-env VAR]`: the netlib chat server.
+//! [--text ADDR]... [--rencode ADDR]... [--web ADDR]... [--allowed-origin ORIGIN]... [--op-password-env VAR]
+//! [--metrics ADDR]`: the netlib chat server.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -108,6 +109,11 @@ struct Args {
     /// Without it, this node is the whole chat.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
+    /// Serve metrics, health and readiness over HTTP on this address (off by default):
+    /// `GET /metrics` (Prometheus text, or OpenMetrics when asked), `/healthz`, `/readyz`. No
+    /// authentication: bind it to loopback or a private network, e.g. `127.0.0.1:9100`.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// This node's id in the cluster, shown to the other nodes' users; default `node-PID`. A
     /// given id belongs to one live process: a node refuses to start while a live node holds
     /// it (a restart after a crash waits until the dead one's presence expires), and needs
@@ -294,6 +300,25 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("chat-server: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    // Kept until the server stops; dropping it stops the admin listener.
+    let mut _admin = None;
+    if let Some(addr) = &args.metrics {
+        let metrics = server.metrics();
+        server.state_mut().count_into(&metrics);
+        match server.serve_metrics(addr) {
+            Ok(admin) => {
+                println!(
+                    "chat-server listening for metrics clients on {}",
+                    admin.local_addr()
+                );
+                _admin = Some(admin);
+            }
+            Err(e) => {
+                eprintln!("chat-server: --metrics: {e}");
                 return ExitCode::FAILURE;
             }
         }

@@ -103,6 +103,7 @@ impl<S: ServerHandler> Server<S> {
     /// # Errors
     /// an I/O error if it cannot be registered with the poller.
     pub fn add_listener(&mut self, acceptor: Box<dyn Acceptor>) -> std::io::Result<()> {
+        self.hub.counters.kind_index(acceptor.kind());
         let wire = match acceptor.wire() {
             Some(w) => self.hub.wire_index(w),
             None => 0,

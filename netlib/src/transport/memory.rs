@@ -192,6 +192,10 @@ impl LocalAcceptor {
 }
 
 impl Acceptor for LocalAcceptor {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
     fn accept(&mut self) -> io::Result<Option<(Box<dyn Transport>, SocketAddr)>> {
         let mut q = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         Ok(q.pending

@@ -165,6 +165,12 @@ pub trait Acceptor: Send + fmt::Debug {
     fn wire(&self) -> Option<Wire> {
         None
     }
+
+    /// The [`Transport::kind`] of the connections it accepts, so that the server's metrics
+    /// list this transport (at 0) before its first connection. Default: `"other"`.
+    fn kind(&self) -> &'static str {
+        "other"
+    }
 }
 
 /// Makes a client's connections: tried in turn until one connects, and again on

@@ -95,6 +95,10 @@ impl TcpAcceptor {
 }
 
 impl Acceptor for TcpAcceptor {
+    fn kind(&self) -> &'static str {
+        "tcp"
+    }
+
     fn accept(&mut self) -> io::Result<Option<(Box<dyn Transport>, SocketAddr)>> {
         Ok(accept_nodelay(&self.listener)?.map(|(s, a)| (Box::new(s) as Box<dyn Transport>, a)))
     }

@@ -1455,6 +1455,10 @@ impl WsAcceptor {
 }
 
 impl Acceptor for WsAcceptor {
+    fn kind(&self) -> &'static str {
+        "websocket"
+    }
+
     fn accept(&mut self) -> io::Result<Option<(Box<dyn Transport>, SocketAddr)>> {
         Ok(
             super::tcp::accept_nodelay(&self.listener)?.map(|(stream, addr)| {

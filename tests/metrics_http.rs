@@ -1,0 +1,130 @@
+//! The admin listener over loopback: `/metrics` in Prometheus text and OpenMetrics (both
+//! checked with the Prometheus project's own Python parsers), `/healthz`, `/readyz`, and the
+//! answers to what it does not serve.
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use netlib::{
+    handler, ChannelId, Client, ClientConfig, Exposition, Message, Server, ServerConfig,
+    ServerContext, ServerHandler,
+};
+use netlib_tests::{http_get as get, parse_exposition, TIMEOUT};
+
+struct Echo;
+
+impl ServerHandler for Echo {
+    type Channel = ();
+    fn connected(&mut self, _: &mut ServerContext<'_, ()>, _: ChannelId, _: SocketAddr) {}
+}
+
+impl Echo {
+    fn network_echo(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, m: &Message) {
+        ctx.send_to(from, m).unwrap();
+    }
+}
+handler!(Echo, "echo" => network_echo);
+
+/// Runs `request` on a thread while this one pumps `server`, until it is answered (at most
+/// [`TIMEOUT`]).
+fn while_pumping<T: Send + 'static>(
+    server: &mut Server<Echo>,
+    request: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let thread = std::thread::spawn(request);
+    let deadline = Instant::now() + TIMEOUT;
+    while !thread.is_finished() {
+        assert!(Instant::now() < deadline, "no answer in time");
+        server.pump_timeout(Duration::from_millis(5)).unwrap();
+    }
+    thread.join().unwrap()
+}
+
+#[test]
+fn the_admin_listener_serves_metrics_health_and_readiness_over_loopback() {
+    let mut server = Server::new(Echo, ServerConfig::default()).unwrap();
+    let admin = server.serve_metrics("127.0.0.1:0").unwrap();
+    let at = admin.local_addr();
+    assert!(at.ip().is_loopback());
+
+    // No listener yet: alive, not ready.
+    let (status, _, body) = while_pumping(&mut server, move || get(at, "GET", "/readyz", None));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no listener"), "{body}");
+    let (status, _, body) = while_pumping(&mut server, move || get(at, "GET", "/healthz", None));
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+
+    let addr = server.bind_tcp("127.0.0.1:0", None).unwrap()[0];
+    let mut client = Client::connect(&addr.to_string(), ClientConfig::default()).unwrap();
+    client.send(&Message::new("echo")).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        server.pump_timeout(Duration::from_millis(5)).unwrap();
+        client.pump_messages().unwrap();
+        if server.stats().opened == 1
+            && server
+                .metrics_text(Exposition::Prometheus)
+                .contains("netlib_handler_seconds_count{action=\"echo\"} 1")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the echo did not arrive");
+    }
+
+    let (status, _, body) = while_pumping(&mut server, move || get(at, "GET", "/readyz", None));
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    let (status, content_type, body) =
+        while_pumping(&mut server, move || get(at, "GET", "/metrics", None));
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    let samples = parse_exposition(&body, false);
+    assert_eq!(samples["netlib_connections{transport=\"tcp\"}"], 1.0);
+    assert_eq!(
+        samples["netlib_messages_received_total{transport=\"tcp\"}"],
+        1.0
+    );
+    assert_eq!(
+        samples["netlib_handler_seconds_count{action=\"echo\"}"],
+        1.0
+    );
+    assert!(!body.contains("# EOF"));
+    let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    let (status, content_type, body) = while_pumping(&mut server, move || {
+        get(at, "GET", "/metrics", Some(accept))
+    });
+    assert_eq!(status, 200);
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    let samples = parse_exposition(&body, true);
+    assert_eq!(
+        samples["netlib_connections_accepted_total{transport=\"tcp\"}"],
+        1.0
+    );
+    assert_eq!(
+        samples["netlib_handler_seconds_count{action=\"echo\"}"],
+        1.0
+    );
+
+    let (status, _, _) = while_pumping(&mut server, move || get(at, "GET", "/nothing", None));
+    assert_eq!(status, 404);
+    let (status, _, _) = while_pumping(&mut server, move || get(at, "POST", "/metrics", None));
+    assert_eq!(status, 405);
+
+    // A loop that does not pump does not answer: not ready, and says why.
+    let (status, _, body) = get(at, "GET", "/readyz", None);
+    assert_eq!(status, 503);
+    assert!(body.contains("did not answer"), "{body}");
+    drop(admin);
+    // Its accept thread lets the socket go just after the drop returns.
+    let deadline = Instant::now() + TIMEOUT;
+    while TcpStream::connect(at).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the admin listener is still open"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
