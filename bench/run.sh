@@ -7,11 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet -p chat-example -p netlib-bench
-if [ ! -e target/podsixnet-venv/.installed ]; then
+# The same virtualenv and marker as the tests' (tests/support.rs, PYTHON_PACKAGES).
+packages="podsixnet==0.11.0 prometheus-client==0.26.0"
+if [ "$(cat target/podsixnet-venv/.installed 2>/dev/null)" != "$packages" ]; then
   rm -rf target/podsixnet-venv
   python3 -m venv target/podsixnet-venv
-  target/podsixnet-venv/bin/python -m pip install --quiet --disable-pip-version-check podsixnet==0.11.0
-  echo "podsixnet==0.11.0" > target/podsixnet-venv/.installed
+  # shellcheck disable=SC2086
+  target/podsixnet-venv/bin/python -m pip install --quiet --disable-pip-version-check $packages
+  printf '%s' "$packages" > target/podsixnet-venv/.installed
 fi
 # Socket.IO 4 and its Redis adapter from npm, for the comparison (bench/socketio).
 if [ ! -d bench/socketio/node_modules ]; then
@@ -21,3 +24,6 @@ lscpu | grep -E "^(Model name|CPU\(s\)):" | sed 's/^/# /'
 taskset -c 1 target/release/netlib-bench "$@"
 # What hostile users cost the server with its default limits (chat-example/README.md, Limits).
 taskset -c 1 target/release/abuse-bench
+# What metrics cost: fan-out with metrics on against off, and scrape time with 10 000 idle
+# connections (BENCHMARKS.md, Issue 22).
+taskset -c 1 target/release/metrics-bench

@@ -153,5 +153,45 @@ fn readyz_turns_unready_while_redis_is_stopped_and_ready_when_it_returns() {
     let samples = scrape(at);
     assert_eq!(samples.get("netlib_adapter_up"), Some(&1.0));
     assert!(samples["netlib_adapter_outages_total"] >= 1.0);
+
+    // Every metric the Grafana dashboard charts is one this node exports (a refusal first,
+    // so that the refusal family has a sample).
+    let mut peer = Peer::connect(&server.addr);
+    peer.refused(Request::Nickname(SetNickname {
+        nickname: String::new(),
+    }));
+    let samples = scrape(at);
+    let charted = dashboard_metrics();
+    assert!(charted.len() > 20, "{charted:?}");
+    for name in &charted {
+        assert!(
+            samples
+                .keys()
+                .any(|s| s == name || s.starts_with(&format!("{name}{{"))),
+            "the dashboard charts {name}, which the chat does not export"
+        );
+    }
     server.stop();
+}
+
+/// The metric names in the dashboard's queries (histograms by their `_bucket` and `_count`).
+fn dashboard_metrics() -> std::collections::BTreeSet<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/grafana/netlib-chat.json");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap())
+        .expect("the dashboard's JSON");
+    let mut names = std::collections::BTreeSet::new();
+    let panels = json["panels"].as_array().expect("panels");
+    for target in panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+    {
+        let expr = target["expr"].as_str().expect("a query");
+        let words = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+        for word in words {
+            if word.starts_with("netlib_") || word.starts_with("chat_") {
+                names.insert(word.to_owned());
+            }
+        }
+    }
+    names
 }

@@ -3,7 +3,9 @@
 //! same message (the same JSON, so the same frame size as the raw relay's), to every member of
 //! the room through `ctx.send_to(Room("all"), &msg)`, encoded once. No chat rules, no limits.
 //! Prints `room-relay listening on ADDR`. `room-relay ADDR --sessions` turns on resumable
-//! sessions (for clients that ask), to measure what they cost.
+//! sessions (for clients that ask), to measure what they cost; `--metrics ADDR` serves the
+//! server's metrics on `http://ADDR/metrics` (and prints `room-relay metrics on ADDR` as its
+//! second line), to measure what they cost.
 
 use std::net::SocketAddr;
 
@@ -26,15 +28,30 @@ impl ServerHandler for Relay {
 }
 
 fn main() -> netlib::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let addr = args
+        .first()
+        .cloned()
         .unwrap_or_else(|| "127.0.0.1:0".into());
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let mut config = ServerConfig::default().max_connections(20_000);
-    if std::env::args().nth(2).as_deref() == Some("--sessions") {
+    if args.iter().any(|a| a == "--sessions") {
         config = config.sessions(netlib::DEFAULT_RESUME_WINDOW);
     }
+    let metrics = args
+        .iter()
+        .position(|a| a == "--metrics")
+        .map(|i| args.get(i + 1).cloned().expect("--metrics ADDR"));
     let mut server = Server::bind(Relay, &[addr], config)?;
     println!("room-relay listening on {}", server.local_addrs()[0]);
+    let _admin = match metrics {
+        Some(at) => {
+            let admin = server.serve_metrics(&at)?;
+            println!("room-relay metrics on {}", admin.local_addr());
+            Some(admin)
+        }
+        None => None,
+    };
     server.run()?;
     Ok(())
 }
