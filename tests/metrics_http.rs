@@ -128,3 +128,73 @@ fn the_admin_listener_serves_metrics_health_and_readiness_over_loopback() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn refusals_over_loopback_are_counted_by_reason() {
+    let config = ServerConfig::default()
+        .max_connections_per_address(1)
+        .max_connections(2);
+    let mut server = Server::new(Echo, config).unwrap();
+    let addr = server.bind_tcp("127.0.0.1:0", None).unwrap()[0];
+    // One from 127.0.0.1 is let in; a second from there is over its address's cap.
+    let _first = TcpStream::connect(addr).unwrap();
+    let _second = TcpStream::connect(addr).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let text = loop {
+        server.pump_timeout(Duration::from_millis(5)).unwrap();
+        let text = server.metrics_text(Exposition::Prometheus);
+        if server.stats().refused_per_address == 1 && server.stats().opened == 1 {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second connection was not refused"
+        );
+    };
+    let samples = parse_exposition(&text, false);
+    let refused =
+        |reason: &str| samples[&format!("netlib_connections_refused_total{{reason=\"{reason}\"}}")];
+    assert_eq!(refused("address_connections"), 1.0);
+    assert_eq!(refused("server_full"), 0.0);
+    assert_eq!(
+        samples["netlib_connections_accepted_total{transport=\"tcp\"}"],
+        1.0
+    );
+}
+
+#[test]
+fn websocket_bytes_sent_count_frame_headers() {
+    let mut server = Server::new(Echo, ServerConfig::default()).unwrap();
+    let _metrics = server.metrics();
+    let addr = server
+        .bind_ws("127.0.0.1:0", netlib::transport::ws::WsOptions::new())
+        .unwrap()[0];
+    let mut client = Client::connect(&format!("ws://{addr}/ws"), ClientConfig::default()).unwrap();
+    client.send(&Message::new("echo").with("n", 1)).unwrap();
+    let mut got: Vec<Message> = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while !got.iter().any(|m| m.action() == "echo") {
+        assert!(Instant::now() < deadline, "no echo over WebSocket");
+        server.pump_timeout(Duration::from_millis(5)).unwrap();
+        got.extend(client.pump_messages().unwrap());
+    }
+    server.pump().unwrap();
+    // `socketConnect` is the client's own event, not a frame.
+    got.retain(|m| m.action() != "socketConnect");
+    let samples = parse_exposition(&server.metrics_text(Exposition::Prometheus), false);
+    // Each message went out as one text frame with a 2-byte header (payloads under 126
+    // bytes, RFC 6455 §5.2); the HTTP upgrade is not counted.
+    let expected: usize = got
+        .iter()
+        .map(|m| serde_json::to_vec(m).unwrap().len() + 2)
+        .sum();
+    assert_eq!(got.len(), 2, "connected and the echo: {got:?}");
+    assert_eq!(
+        samples["netlib_sent_bytes_total{transport=\"websocket\"}"],
+        expected as f64
+    );
+    assert_eq!(
+        samples["netlib_messages_sent_total{transport=\"websocket\"}"],
+        2.0
+    );
+}

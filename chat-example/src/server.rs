@@ -147,7 +147,7 @@ impl Chat {
     }
 
     fn apply(&mut self, hub: &mut Hub<'_>, effect: Effect) {
-        if let Some(m) = &self.metrics {
+        if let Some(m) = self.metrics.as_mut() {
             m.count(&effect);
         }
         match effect {

@@ -43,36 +43,36 @@ impl Collector for RedisCollector {
         gauge(
             e,
             "netlib_adapter_up",
-            "1 while the Redis adapter is connected and takes traffic, else 0",
+            "1 while the Redis adapter is connected and takes traffic, else 0.",
             i64::from(s.is_up()),
         )?;
-        counter(e, "netlib_adapter_published", "Envelopes this node published to Redis (room sends, sends to other nodes' channels, node messages).", published)?;
+        counter(e, "netlib_adapter_published", "Envelopes this node handed to Redis to publish (room sends, sends to other nodes' channels, node messages).", published)?;
         counter(
             e,
             "netlib_adapter_received",
-            "Messages and events this node received from Redis and handed to its server",
+            "Messages received from Redis and events of the adapter itself (up, down) handed to the server.",
             s.received(),
         )?;
         counter(
             e,
             "netlib_adapter_refused",
-            "Room sends, sends and node messages refused because Redis was down or not keeping up",
+            "Room sends, sends and node messages refused because Redis was down or not keeping up.",
             refused,
         )?;
         counter(e, "netlib_adapter_outages", "Times the adapter went down (its epoch: traffic handed over before an outage is dropped).", s.epoch())?;
         gauge(
             e,
             "netlib_adapter_queued",
-            "Operations handed to the adapter's Redis thread and not yet carried out",
+            "Operations handed to the adapter's Redis thread and not yet carried out.",
             i64::try_from(s.queued()).unwrap_or(i64::MAX),
         )?;
         gauge(
             e,
             "netlib_adapter_inbox",
-            "Items received from Redis waiting for the server's next pump",
+            "Items received from Redis waiting for the server's next pump.",
             i64::try_from(s.inbox_len()).unwrap_or(i64::MAX),
         )?;
-        gauge(e, "netlib_adapter_round_trip_seconds", "The lag: the latest round trip of a probe through Redis to this node's subscriber, timed once a second (0 before the first).", s.round_trip_ns() as f64 / 1e9)?;
+        gauge(e, "netlib_adapter_round_trip_seconds", "The lag: the latest round trip of a probe through Redis to this node's subscriber (one a second), or, when longer, how long probes have gone unanswered (0 before the first).", s.round_trip_ns() as f64 / 1e9)?;
         Ok(())
     }
 }

@@ -71,8 +71,9 @@ pub(crate) struct Shared {
     refused: AtomicU64,
     /// The last probe's round trip through Redis (ns), 0 before the first.
     round_trip_ns: AtomicU64,
-    /// The probe in flight: its number and when it was published.
-    probe: Mutex<Option<(u64, Instant)>>,
+    /// The probe in flight: its number, when it was published, and since when probes have
+    /// gone unanswered (the first of a run of probes that never came back).
+    probe: Mutex<Option<(u64, Instant, Instant)>>,
     /// Nodes reported gone (`NodeGone` once per node), and when; sends to their channels are
     /// refused. A number is forgotten once it is seen listed and alive again, or after its
     /// retirement ([`GONE_FOR`]): a later start may draw it again.
@@ -271,20 +272,24 @@ impl Shared {
         lock(&self.reason).clone()
     }
 
-    /// Probe `nonce` is published now; a probe still in flight is given up.
+    /// Probe `nonce` is published now; a probe still in flight is given up, but not the
+    /// time since probes went unanswered.
     pub(crate) fn probe_sent(&self, nonce: u64) {
-        *lock(&self.probe) = Some((nonce, Instant::now()));
+        let now = Instant::now();
+        let mut probe = lock(&self.probe);
+        let since = probe.map_or(now, |(_, _, since)| since);
+        *probe = Some((nonce, now, since));
     }
 
     /// Whether a probe was published less than `within` ago and has not returned.
     pub(crate) fn probe_in_flight(&self, within: Duration) -> bool {
-        lock(&self.probe).is_some_and(|(_, at)| at.elapsed() < within)
+        lock(&self.probe).is_some_and(|(_, at, _)| at.elapsed() < within)
     }
 
     /// Probe `nonce` came back through the subscriber: its round trip is the latest.
     pub(crate) fn probe_returned(&self, nonce: u64) {
         let mut probe = lock(&self.probe);
-        if let Some((sent, at)) = *probe {
+        if let Some((sent, at, _)) = *probe {
             if sent == nonce {
                 let ns = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 self.round_trip_ns.store(ns.max(1), Ordering::Relaxed);
@@ -293,9 +298,15 @@ impl Shared {
         }
     }
 
-    /// The latest probe's round trip (ns), 0 before the first.
+    /// The lag (ns): the latest probe's round trip, or, when longer, how long probes have
+    /// gone unanswered (so that a backlog or an outage shows, instead of the last good
+    /// figure); 0 before the first probe.
     pub(crate) fn round_trip_ns(&self) -> u64 {
-        self.round_trip_ns.load(Ordering::Relaxed)
+        let last = self.round_trip_ns.load(Ordering::Relaxed);
+        let waiting = lock(&self.probe).map_or(0, |(_, _, since)| {
+            u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        });
+        last.max(waiting)
     }
 
     pub(crate) fn epoch(&self) -> u64 {

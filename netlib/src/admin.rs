@@ -5,6 +5,7 @@
 //! [`SCRAPE_WAIT`](crate::SCRAPE_WAIT).
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -22,9 +23,11 @@ use crate::metrics::{Exposition, Metrics};
 /// | `GET /readyz` | 200 `ready`, or 503 with one line per failing check: the server's loop answers, a listener is bound, it is not shutting down, and every [check](Metrics::add_check) passes (with the Redis adapter: Redis is connected) |
 /// | anything else | 404 (405 for a method other than `GET` or `HEAD`) |
 ///
-/// Made by [`Server::serve_metrics`](crate::Server::serve_metrics). Requests are answered one
-/// at a time on the admin thread. Keep it off the internet: it has no authentication (bind
-/// it to loopback or a private network). Dropping it stops the listener and joins its thread.
+/// Made by [`Server::serve_metrics`](crate::Server::serve_metrics). Each request is answered on
+/// a thread of its own, at most [`ADMIN_MAX_IN_FLIGHT`] at once (more get 503 at once), so a client
+/// that stops reading holds up only its own answer. Keep it off the internet: it has no
+/// authentication (bind it to loopback or a private network). Dropping it stops the listener
+/// and joins its accepting thread (answers under way finish on their own).
 pub struct AdminServer {
     addr: SocketAddr,
     http: Arc<tiny_http::Server>,
@@ -58,9 +61,25 @@ impl AdminServer {
         let thread = std::thread::Builder::new()
             .name("netlib-admin".into())
             .spawn(move || {
+                let in_flight = Arc::new(AtomicUsize::new(0));
                 // `recv` fails once `unblock` is called (on drop).
                 while let Ok(request) = serving.recv() {
-                    answer(request, &metrics);
+                    if in_flight.fetch_add(1, Ordering::AcqRel) >= ADMIN_MAX_IN_FLIGHT {
+                        in_flight.fetch_sub(1, Ordering::AcqRel);
+                        busy(request);
+                        continue;
+                    }
+                    let (metrics, done) = (metrics.clone(), in_flight.clone());
+                    let spawned = std::thread::Builder::new()
+                        .name("netlib-admin-answer".into())
+                        .spawn(move || {
+                            answer(request, &metrics);
+                            done.fetch_sub(1, Ordering::AcqRel);
+                        });
+                    if let Err(e) = spawned {
+                        in_flight.fetch_sub(1, Ordering::AcqRel);
+                        log::error!("admin: cannot start a thread for a request: {e}");
+                    }
                 }
             })?;
         log::info!("metrics, health and readiness on http://{addr}");
@@ -83,6 +102,19 @@ impl Drop for AdminServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// How many requests an [`AdminServer`] answers at once; more are answered 503 at once.
+pub const ADMIN_MAX_IN_FLIGHT: usize = 8;
+
+/// Answers 503 to a request over [`ADMIN_MAX_IN_FLIGHT`].
+fn busy(request: Request) {
+    let response = Response::from_string("busy: too many requests in flight\n")
+        .with_status_code(503)
+        .with_header(header("Retry-After", "1"));
+    if let Err(e) = request.respond(response) {
+        log::debug!("admin: cannot answer: {e}");
     }
 }
 

@@ -445,7 +445,6 @@ impl<C> Hub<C> {
         self.memory -= slot.accounted;
         slot.accounted = 0;
         self.stats.opened -= 1;
-        self.counters.traffic(slot.kind).accepted -= 1;
         if let Some(adapter) = self.adapter.as_mut() {
             adapter.closed(slot.id);
         }

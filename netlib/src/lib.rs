@@ -150,7 +150,7 @@ mod tick;
 pub mod transport;
 
 pub use adapter::{Adapter, ClusterError, ClusterEvent, Inbound as ClusterInbound};
-pub use admin::AdminServer;
+pub use admin::{AdminServer, ADMIN_MAX_IN_FLIGHT};
 pub use client::{AnyListener, Client, Subscription, WakeHandle};
 pub use clock::{Clock, ManualClock};
 pub use codec::{Codec, PayloadCodec, Wire};

@@ -234,7 +234,8 @@ impl Link {
     /// Writes queued output; registers `WRITABLE` only while bytes remain. A closing session
     /// whose output is all written sends end-of-stream and starts lingering; on a server,
     /// whatever the peer already sent is read and dropped (up to 16 reads of `scratch`).
-    /// Returns the bytes of output that left this side's queues.
+    /// Returns the bytes written to the transport's stream (what left this side's queues, or
+    /// what the transport says it wrote, see [`Transport::take_sent`]).
     pub(crate) fn flush(
         &mut self,
         registry: &Registry,
@@ -245,8 +246,12 @@ impl Link {
         self.dirty = false;
         let held = self.queued();
         let flushed = self.session.flush(&mut *self.transport);
-        let written = held.saturating_sub(self.queued());
-        self.moved += written as u64;
+        let left_queue = held.saturating_sub(self.queued());
+        self.moved += left_queue as u64;
+        let written = match self.transport.take_sent() {
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => left_queue,
+        };
         match flushed {
             Ok(Flushed::Empty) => self.write_interest(registry, token, false),
             Ok(Flushed::Blocked) => self.write_interest(registry, token, true),

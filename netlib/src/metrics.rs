@@ -9,7 +9,7 @@
 //! are transports, fixed reasons, and the program's registered actions.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,6 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Metric, Registry};
 
 use crate::error::CloseReason;
-use crate::hub::Stats;
 
 /// How long [`Metrics::encode`] waits for the server's loop to answer before it shows the
 /// figures of the loop's previous answer (a loop that is not pumping, or is stuck in a handler).
@@ -214,7 +213,11 @@ impl Counters {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Snapshot {
     pub(crate) counters: Counters,
-    pub(crate) stats: Stats,
+    /// From the server's `Stats`: reads throttled, sessions detached, resumed, refused.
+    pub(crate) throttled: u64,
+    pub(crate) detached: u64,
+    pub(crate) resumed: u64,
+    pub(crate) resume_refused: u64,
     /// Open connections by transport kind index.
     pub(crate) open: Vec<u64>,
     pub(crate) handshakes: u64,
@@ -258,6 +261,13 @@ impl Exposition {
     }
 }
 
+/// What a scrape waits for from the loop: nothing, ...
+pub(crate) const NOTHING: u8 = 0;
+/// ... an answer (readiness), ...
+pub(crate) const PING: u8 = 1;
+/// ... or its figures.
+pub(crate) const SNAPSHOT: u8 = 2;
+
 /// A readiness check: its name and the test.
 type Check = (String, Box<dyn Fn() -> Result<(), String> + Send + Sync>);
 
@@ -287,8 +297,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Inner {
     registry: Mutex<Registry>,
     shared: Arc<Shared>,
-    /// A scrape waits for the loop's answer.
-    wanted: AtomicBool,
+    /// What a scrape waits for from the loop: [`NOTHING`], [`PING`] or [`SNAPSHOT`].
+    wanted: AtomicU8,
     waker: Mutex<Option<Arc<mio::Waker>>>,
     checks: Mutex<Vec<Check>>,
 }
@@ -342,7 +352,7 @@ impl Metrics {
             inner: Arc::new(Inner {
                 registry: Mutex::new(Registry::default()),
                 shared: Arc::new(Shared::default()),
-                wanted: AtomicBool::new(false),
+                wanted: AtomicU8::new(NOTHING),
                 waker: Mutex::new(None),
                 checks: Mutex::new(Vec::new()),
             }),
@@ -380,7 +390,7 @@ impl Metrics {
     /// # Errors
     /// What is not ready, one line per failing check (`name: why`).
     pub fn readiness(&self) -> Result<(), String> {
-        let answered = self.refresh(SCRAPE_WAIT);
+        let answered = self.refresh(SCRAPE_WAIT, PING);
         self.verdict(answered)
     }
 
@@ -418,7 +428,7 @@ impl Metrics {
     /// its current pump. For a server driven by hand on the calling thread (a test), use
     /// [`Server::metrics_text`](crate::Server::metrics_text) instead.
     pub fn encode(&self, format: Exposition) -> String {
-        let _ = self.refresh(SCRAPE_WAIT);
+        let _ = self.refresh(SCRAPE_WAIT, SNAPSHOT);
         self.encode_now(format)
     }
 
@@ -440,16 +450,17 @@ impl Metrics {
         text
     }
 
-    /// Asks the attached server for a snapshot and waits for it at most `wait`; whether it
-    /// came (true without a server: nothing to wait for).
-    fn refresh(&self, wait: Duration) -> bool {
+    /// Asks the attached server for `what` ([`PING`]: that it answers; [`SNAPSHOT`]: its
+    /// figures too) and waits for the answer at most `wait`; whether it came (true without a
+    /// server: nothing to wait for).
+    fn refresh(&self, wait: Duration, what: u8) -> bool {
         let shared = &self.inner.shared;
         let board = lock(&shared.board);
         if !board.attached {
             return true;
         }
         let asked = board.generation;
-        self.inner.wanted.store(true, Ordering::Release);
+        self.inner.wanted.fetch_max(what, Ordering::AcqRel);
         if let Some(waker) = lock(&self.inner.waker).as_ref() {
             if let Err(e) = waker.wake() {
                 log::error!("metrics: cannot wake the server: {e}");
@@ -487,17 +498,21 @@ impl Metrics {
         lock(&self.inner.registry).register_collector(Box::new(collector));
     }
 
-    /// Whether a scrape waits for the loop's figures (one relaxed load: checked every pump).
+    /// What a scrape waits for ([`NOTHING`], [`PING`], [`SNAPSHOT`]; one relaxed load:
+    /// checked every pump).
     #[inline]
-    pub(crate) fn wanted(&self) -> bool {
+    pub(crate) fn wanted(&self) -> u8 {
         self.inner.wanted.load(Ordering::Relaxed)
     }
 
-    /// The loop's answer.
-    pub(crate) fn publish(&self, snapshot: Snapshot, serving: bool) {
-        self.inner.wanted.store(false, Ordering::Release);
+    /// The loop's answer: its figures, or only that it answers (`None`, for a readiness
+    /// check: no pass over the channels).
+    pub(crate) fn publish(&self, snapshot: Option<Snapshot>, serving: bool) {
+        self.inner.wanted.store(NOTHING, Ordering::Release);
         let mut board = lock(&self.inner.shared.board);
-        board.snapshot = Some(snapshot);
+        if let Some(snapshot) = snapshot {
+            board.snapshot = Some(snapshot);
+        }
         board.serving = serving;
         board.generation += 1;
         drop(board);
@@ -547,10 +562,11 @@ fn family<'v>(
 
 impl Collector for NetlibCollector {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
-        let board = lock(&self.0.board);
-        let Some(s) = board.snapshot.as_ref() else {
+        // Copied, so that the loop's next answer does not wait for the encoding.
+        let Some(snapshot) = lock(&self.0.board).snapshot.clone() else {
             return Ok(());
         };
+        let s = &snapshot;
         let c = &s.counters;
         let kinds = || c.kinds.iter().copied();
         let by_kind = |f: fn(&Traffic) -> u64| kinds().zip(c.traffic.iter().map(f));
@@ -560,21 +576,21 @@ impl Collector for NetlibCollector {
             e,
             Gauge,
             "netlib_connections",
-            "Open connections (channels with a connection), by transport",
+            "Open connections (channels with a connection), by transport.",
             "transport",
             kinds().zip(s.open.iter().copied()),
         )?;
         gauge(
             e,
             "netlib_handshakes",
-            "Connections still in their transport's handshake (e.g. a WebSocket upgrade)",
+            "Connections still in their transport's handshake (e.g. a WebSocket upgrade).",
             s.handshakes,
         )?;
         family(
             e,
             Counter,
             "netlib_connections_accepted",
-            "Connections that became channels, by transport",
+            "Connections accepted, by transport: each became a channel, or resumed one (a session's new connection).",
             "transport",
             by_kind(|t| t.accepted),
         )?;
@@ -582,7 +598,7 @@ impl Collector for NetlibCollector {
             e,
             Counter,
             "netlib_connections_refused",
-            "Connections turned away before they became channels, by reason",
+            "Connections turned away before they became channels, by reason.",
             "reason",
             REFUSED.iter().copied().zip(c.refused),
         )?;
@@ -591,7 +607,7 @@ impl Collector for NetlibCollector {
             e,
             Counter,
             "netlib_messages_received",
-            "Messages received (valid or not), by transport",
+            "Messages received (valid or not), by transport.",
             "transport",
             by_kind(|t| t.messages_in),
         )?;
@@ -599,7 +615,7 @@ impl Collector for NetlibCollector {
             e,
             Counter,
             "netlib_messages_sent",
-            "Messages queued for sending, by transport",
+            "Messages queued for sending, by transport.",
             "transport",
             by_kind(|t| t.messages_out),
         )?;
@@ -607,7 +623,7 @@ impl Collector for NetlibCollector {
             e,
             Counter,
             "netlib_received_bytes",
-            "Bytes read from connections, by transport",
+            "Bytes read from connections, by transport.",
             "transport",
             by_kind(|t| t.bytes_in),
         )?;
@@ -615,7 +631,7 @@ impl Collector for NetlibCollector {
             e,
             Counter,
             "netlib_sent_bytes",
-            "Bytes written to connections, by transport",
+            "Bytes written to connections, by transport.",
             "transport",
             by_kind(|t| t.bytes_out),
         )?;
@@ -623,21 +639,21 @@ impl Collector for NetlibCollector {
             e,
             Counter,
             "netlib_messages_dropped",
-            "Messages netlib did not deliver, by reason",
+            "Messages netlib did not deliver, by reason.",
             "reason",
             DROPPED.iter().copied().zip(c.dropped),
         )?;
-        counter(e, "netlib_reads_throttled", "Times a connection was left unread by its rate limits (netlib holds reading back; it drops nothing for rate).", s.stats.throttled)?;
+        counter(e, "netlib_reads_throttled", "Times a connection was left unread by its rate limits (netlib holds reading back; it drops nothing for rate).", s.throttled)?;
         gauge(
             e,
             "netlib_outbound_queued_bytes",
-            "Bytes queued for sending and not yet written",
+            "Bytes queued for sending and not yet written.",
             s.queued_bytes,
         )?;
         gauge(
             e,
             "netlib_session_kept_bytes",
-            "Bytes of frames resumable sessions keep until their peer acknowledges them",
+            "Bytes of frames resumable sessions keep until their peer acknowledges them.",
             s.kept_bytes,
         )?;
         gauge(e, "netlib_memory_bytes", "Bytes held in connections' buffers, queues and kept frames: what the memory budget counts.", s.memory)?;
@@ -645,42 +661,39 @@ impl Collector for NetlibCollector {
             gauge(
                 e,
                 "netlib_memory_budget_bytes",
-                "The memory budget (ServerConfig::memory_budget)",
+                "The memory budget (ServerConfig::memory_budget).",
                 budget,
             )?;
         }
         gauge(
             e,
             "netlib_sessions_waiting",
-            "Resumable sessions whose connection is lost, waiting to be resumed",
+            "Resumable sessions whose connection is lost, waiting to be resumed.",
             s.waiting,
         )?;
         counter(
             e,
             "netlib_sessions_detached",
-            "Resumable sessions whose connection was lost",
-            s.stats.detached,
+            "Resumable sessions whose connection was lost.",
+            s.detached,
         )?;
         family(
             e,
             Counter,
             "netlib_session_resumes",
-            "Resumes asked for, by outcome",
+            "Resumes asked for, by outcome.",
             "outcome",
-            [
-                ("resumed", s.stats.resumed),
-                ("refused", s.stats.resume_refused),
-            ],
+            [("resumed", s.resumed), ("refused", s.resume_refused)],
         )?;
         gauge(
             e,
             "netlib_rooms",
-            "Rooms with at least one member on this server",
+            "Rooms with at least one member on this server.",
             s.rooms,
         )?;
         let m = enc.encode_descriptor(
             "netlib_event_loop_iteration_seconds",
-            "Time each pump of the event loop worked (waiting in the poller excluded)",
+            "Time each pump of the event loop worked (waiting in the poller excluded).",
             None,
             MetricType::Histogram,
         )?;
@@ -697,6 +710,7 @@ impl Collector for NetlibCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
 
     #[test]
     fn a_duration_lands_in_the_first_bucket_at_or_over_it() {
@@ -772,7 +786,7 @@ mod tests {
         let mut s = Snapshot::default();
         s.counters.kind_index("tcp");
         s.open = vec![7];
-        m.publish(s, true);
+        m.publish(Some(s), true);
         // Nobody answers this time: the previous snapshot is shown.
         let (answered, text) = m.encode_after(Duration::from_millis(10));
         assert!(!answered);
@@ -784,7 +798,7 @@ mod tests {
 
     impl Metrics {
         fn encode_after(&self, wait: Duration) -> (bool, String) {
-            let answered = self.refresh(wait);
+            let answered = self.refresh(wait, SNAPSHOT);
             (answered, self.encode_now(Exposition::Prometheus))
         }
     }

@@ -331,10 +331,15 @@ impl<S: ServerHandler> Handlers<S> {
             hub.away -= 1; // its address was let go at the detach
         } else {
             hub.addresses.closed(old_addr, false, hub.now);
+            // Its connection is replaced before it was found lost: counted as closed now
+            // (a detached one was counted at the detach).
+            let why = hub.slots[old].link.session.reason().cloned();
+            hub.counters.closed(&why.unwrap_or(CloseReason::PeerClosed));
         }
         let slot = &mut hub.slots[old];
         slot.link = link; // the old link (or its detached stand-in) is dropped here
         slot.addr = taken.addr;
+        slot.kind = taken.kind;
         let id = slot.id;
         let reply = protocol::session_reply(
             token,
@@ -366,13 +371,13 @@ impl<S: ServerHandler> Handlers<S> {
         Ok(old)
     }
 
-    /// Hands one decoded frame of channel `key` to its handlers; a panic closes only that
-    /// channel.
     /// The labels of the handler-time histograms (the last is `"*"`: every other action).
     pub(crate) fn actions(&self) -> &[&'static str] {
         &self.actions
     }
 
+    /// Hands one decoded frame of channel `key` to its handlers; a panic closes only that
+    /// channel.
     pub(crate) fn dispatch(
         &self,
         state: &mut S,

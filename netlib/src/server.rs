@@ -208,7 +208,7 @@ impl<S: ServerHandler> Server<S> {
     /// that runs on its own thread is scraped with [`Metrics::encode`] or over HTTP instead.
     pub fn metrics_text(&mut self, format: Exposition) -> String {
         let m = self.metrics();
-        self.publish_metrics();
+        self.publish_metrics(true);
         m.encode_now(format)
     }
 
@@ -228,15 +228,23 @@ impl<S: ServerHandler> Server<S> {
         self.listeners.len() > 0 && !self.stop.is_stopped()
     }
 
-    /// Hands the metrics a snapshot of the counters and of what the channels hold now.
-    fn publish_metrics(&mut self) {
+    /// Hands the metrics a snapshot of the counters and of what the channels hold now, or,
+    /// unless `full`, only an answer when that is all a scrape waits for (a readiness check:
+    /// no pass over the channels).
+    fn publish_metrics(&mut self, full: bool) {
         let Some(metrics) = &self.metrics else {
             return;
         };
+        if !full && metrics.wanted() == crate::metrics::PING {
+            return metrics.publish(None, self.serving());
+        }
         let hub = &self.hub;
         let mut snapshot = Snapshot {
             counters: hub.counters.clone(),
-            stats: hub.stats,
+            throttled: hub.stats.throttled,
+            detached: hub.stats.detached,
+            resumed: hub.stats.resumed,
+            resume_refused: hub.stats.resume_refused,
             open: vec![0; hub.counters.kinds.len()],
             handshakes: self.listeners.handshakes() as u64,
             waiting: hub.away as u64,
@@ -253,7 +261,7 @@ impl<S: ServerHandler> Server<S> {
             snapshot.kept_bytes += slot.link.session.kept() as u64;
             snapshot.memory += slot.link.memory() as u64;
         }
-        metrics.publish(snapshot, self.serving());
+        metrics.publish(Some(snapshot), self.serving());
     }
 
     /// Logs a summary at info once a minute when anything happened: channels now, then what
@@ -527,8 +535,12 @@ impl<S: ServerHandler> Server<S> {
         self.flush_and_reap();
         if let Some(worked) = worked {
             self.hub.counters.loop_time.observe(worked.elapsed());
-            if self.metrics.as_ref().is_some_and(Metrics::wanted) {
-                self.publish_metrics();
+            if self
+                .metrics
+                .as_ref()
+                .is_some_and(|m| m.wanted() != crate::metrics::NOTHING)
+            {
+                self.publish_metrics(false);
             }
         }
         Ok(())

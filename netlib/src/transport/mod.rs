@@ -133,6 +133,14 @@ pub trait Transport: io::Read + io::Write + Send + fmt::Debug {
         None
     }
 
+    /// Bytes this transport wrote to its stream since the last call, for one that frames what
+    /// it is given (a WebSocket's frame headers and control frames), so that the metrics count
+    /// what reached the socket. `None` for one that writes exactly what it is given (the
+    /// driver counts that itself). Default: `None`.
+    fn take_sent(&mut self) -> Option<u64> {
+        None
+    }
+
     /// The peer's address, if it has one.
     fn peer_addr(&self) -> Option<SocketAddr>;
 

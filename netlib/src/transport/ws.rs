@@ -435,6 +435,8 @@ struct Served {
     close_sent: bool,
     /// Bytes taken from the socket, headers and control frames included.
     received: u64,
+    /// Bytes written to the socket since [`Transport::take_sent`] last asked.
+    sent: u64,
     /// Bytes that came with the HTTP request, counted into `received` on the first read so
     /// that the byte limit charges them.
     prepaid: u64,
@@ -448,7 +450,10 @@ impl Served {
             while self.pending_at < self.pending.len() {
                 match self.stream.write(&self.pending[self.pending_at..]) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => self.pending_at += n,
+                    Ok(n) => {
+                        self.pending_at += n;
+                        self.sent += n as u64;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
                 }
@@ -841,7 +846,10 @@ impl WsStream {
             while written < out.len() {
                 match served.stream.write(&out[written..]) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => written += n,
+                    Ok(n) => {
+                        written += n;
+                        served.sent += n as u64;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
@@ -983,6 +991,7 @@ impl WsStream {
                                 pong: None,
                                 close_sent: false,
                                 received: 0,
+                                sent: 0,
                                 prepaid: rest.len() as u64,
                             });
                             if let Some(ended) = served.absorb(&rest) {
@@ -1336,6 +1345,15 @@ impl Transport for WsStream {
     fn received(&self) -> Option<u64> {
         match &self.state {
             State::Serving(served) => Some(served.received),
+            _ => None,
+        }
+    }
+
+    /// Server side: bytes written to the socket, frame headers and control frames (Pongs,
+    /// Close) included.
+    fn take_sent(&mut self) -> Option<u64> {
+        match &mut self.state {
+            State::Serving(served) => Some(std::mem::take(&mut served.sent)),
             _ => None,
         }
     }
