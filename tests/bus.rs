@@ -40,7 +40,8 @@
 //!   `ClusterEvent::NodeGone` to the others, after its channels' departures. Node-to-node
 //!   messages ([`Adapter::emit`]) are queued like room sends, in order with them.
 //! - [`Bus::set_available`]`(false)` is an outage of the backplane: every running node gets
-//!   `ClusterEvent::Down` (and `Up` when it ends); room sends, sends to
+//!   `ClusterEvent::Down` (and `Up` when it ends); room sends are held and reach the other
+//!   nodes, in order, after their `Up` when it ends (as netlib-redis holds them); sends to
 //!   other nodes and node messages fail with [`ClusterError::Unavailable`], claims are answered with it, and
 //!   members queries wait until it is back (an adapter may answer `ClusterEvent::QueryFailed`
 //!   instead; the bus answers late rather than not at all).
@@ -123,6 +124,8 @@ struct State {
     names_of: HashMap<ChannelId, BTreeSet<String>>,
     /// Members queries made while unavailable.
     deferred: Vec<Query>,
+    /// Room sends made while unavailable, with their node: delivered when it is back.
+    held: Vec<(NodeNumber, ClusterInbound)>,
 }
 
 impl State {
@@ -249,6 +252,7 @@ impl Bus {
                 names: HashMap::new(),
                 names_of: HashMap::new(),
                 deferred: Vec::new(),
+                held: Vec::new(),
             })),
         }
     }
@@ -314,6 +318,11 @@ impl Bus {
         if available {
             for q in std::mem::take(&mut s.deferred) {
                 s.answer(q);
+            }
+            for (from, item) in std::mem::take(&mut s.held) {
+                if s.running(from) {
+                    s.push_others(Some(from), &item);
+                }
             }
         }
     }
@@ -433,13 +442,19 @@ impl Adapter for BusNode {
         except: Option<ChannelId>,
         payload: &Bytes,
     ) -> Result<(), ClusterError> {
-        let mut s = self.reach()?;
         let item = ClusterInbound::Broadcast {
             rooms: rooms.iter().map(|&r| r.to_owned()).collect(),
             except,
             payload: payload.clone(),
         };
-        s.push_others(Some(self.node), &item);
+        let mut s = self
+            .running()
+            .ok_or_else(|| ClusterError::Unavailable(format!("node {} is stopped", self.node)))?;
+        if s.available {
+            s.push_others(Some(self.node), &item);
+        } else {
+            s.held.push((self.node, item)); // for when the bus is back
+        }
         Ok(())
     }
 

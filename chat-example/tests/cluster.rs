@@ -325,6 +325,10 @@ fn nodes_keep_serving_through_a_redis_restart_and_resynchronise() {
         }
         assert!(Instant::now() < deadline, "the outage was never noticed");
     }
+    // A room message while node a knows Redis is down: its own members get it now, the
+    // other node's when Redis is back, before anything alice says after.
+    say(&mut alice, "while redis is down");
+    heard(&mut ann, "alice", "while redis is down");
     // Redis back (empty: no persistence): the nodes write their users again.
     let _redis = RedisServer::start_on(port, &password);
     who_is(&mut bob, &["alice", "ann", "bob"]);
@@ -343,6 +347,24 @@ fn nodes_keep_serving_through_a_redis_restart_and_resynchronise() {
             "no cross-node message after Redis came back"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // What bob got from alice, in order: the held message once, before what she said after;
+    // the one said before node a noticed the outage, if it was not lost with the broken
+    // connection, once and first.
+    let said_by_alice: Vec<&str> = bob
+        .inbox
+        .iter()
+        .filter(|m| m.action() == "message" && m.get_str("who") == Some("alice"))
+        .filter_map(|m| m.get_str("message"))
+        .collect();
+    let at = |text: &str| said_by_alice.iter().position(|t| *t == text);
+    let count = |text: &str| said_by_alice.iter().filter(|t| **t == text).count();
+    let held = at("while redis is down").expect("the message held while Redis was down");
+    assert_eq!(count("while redis is down"), 1, "{said_by_alice:?}");
+    assert!(held < at("after the outage").unwrap(), "{said_by_alice:?}");
+    if let Some(before) = at("during the outage") {
+        assert_eq!(count("during the outage"), 1, "{said_by_alice:?}");
+        assert!(before < held, "{said_by_alice:?}");
     }
     // Names are claimed again: still unique.
     bob.send(Request::Nickname(SetNickname {

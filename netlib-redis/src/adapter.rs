@@ -46,6 +46,8 @@ const LEAVE_WAIT: Duration = Duration::from_secs(1);
 /// [crate docs](crate#leaving-and-dying).
 pub struct RedisAdapter {
     shared: Arc<Shared>,
+    /// Room sends made so far: each one's number orders those held during an outage.
+    sends: u64,
     shown_url: String,
     prefix: String,
 }
@@ -153,7 +155,7 @@ impl RedisAdapter {
             }
         };
         let (tx, rx) = mpsc::channel();
-        let shared = Arc::new(Shared::new(me.node, io, tx));
+        let shared = Arc::new(Shared::new(me.node, io, tx, config.outage_backlog));
         let subscriber = Subscriber {
             shared: shared.clone(),
             channels: [keys.bus(), keys.to(me.node)],
@@ -207,6 +209,7 @@ impl RedisAdapter {
         }
         Ok(RedisAdapter {
             shared,
+            sends: 0,
             shown_url,
             prefix: config.prefix,
         })
@@ -298,16 +301,27 @@ impl Adapter for RedisAdapter {
         except: Option<ChannelId>,
         payload: &Bytes,
     ) -> Result<(), ClusterError> {
-        let epoch = self.shared.traffic_epoch()?;
         let mut bytes = Vec::new();
         envelope::broadcast(&mut bytes, self.shared.node, rooms, except, payload)
             .map_err(|e| ClusterError::Unavailable(e.to_string()))?;
-        self.shared.command(Cmd::Publish {
-            epoch,
-            to: Target::Bus,
-            bytes,
-        });
-        Ok(())
+        self.sends += 1;
+        let held = match self.shared.traffic_epoch() {
+            Ok(epoch) => {
+                self.shared.command(Cmd::Publish {
+                    epoch,
+                    to: Target::Bus,
+                    bytes,
+                    seq: Some(self.sends),
+                });
+                Ok(())
+            }
+            // Down: held for when Redis is back (see the crate docs' guarantees).
+            Err(refusal) => self.shared.hold(self.sends, bytes, refusal),
+        };
+        if held.is_err() {
+            self.shared.count_refused();
+        }
+        held
     }
 
     /// [`ClusterError::NoChannel`] if `to`'s node is this one, or one found gone.
@@ -316,13 +330,17 @@ impl Adapter for RedisAdapter {
         if node == self.shared.node || node == 0 || self.shared.is_gone(node) {
             return Err(ClusterError::NoChannel);
         }
-        let epoch = self.shared.traffic_epoch()?;
+        let epoch = self
+            .shared
+            .traffic_epoch()
+            .inspect_err(|_| self.shared.count_refused())?;
         let mut bytes = Vec::new();
         envelope::send(&mut bytes, self.shared.node, to, payload);
         self.shared.command(Cmd::Publish {
             epoch,
             to: Target::Node(node),
             bytes,
+            seq: None,
         });
         Ok(())
     }
@@ -354,13 +372,17 @@ impl Adapter for RedisAdapter {
         if to == Some(self.shared.node) {
             return Ok(()); // to itself: nothing, as for every other node
         }
-        let epoch = self.shared.traffic_epoch()?;
+        let epoch = self
+            .shared
+            .traffic_epoch()
+            .inspect_err(|_| self.shared.count_refused())?;
         let mut bytes = Vec::new();
         envelope::emit(&mut bytes, self.shared.node, to, payload);
         self.shared.command(Cmd::Publish {
             epoch,
             to: to.map_or(Target::Bus, Target::Node),
             bytes,
+            seq: None,
         });
         Ok(())
     }

@@ -64,11 +64,14 @@ pub(crate) enum Cmd {
         limit: usize,
         token: u64,
     },
-    /// Traffic: an envelope, handed over in outage epoch `epoch` (dropped if another began).
+    /// Traffic: an envelope, handed over in outage epoch `epoch`. If another epoch began, a
+    /// room send (`seq`: its number among the adapter's room sends) is held for when Redis is
+    /// back; anything else is dropped.
     Publish {
         epoch: u64,
         to: Target,
         bytes: Vec<u8>,
+        seq: Option<u64>,
     },
     /// The subscriber is subscribed (`up`), or lost its connection (`why`).
     Subscriber {
@@ -149,6 +152,9 @@ pub(crate) struct Commander {
     /// When to time the next round trip through Redis (see `probe`), and its number.
     next_probe: Instant,
     probes: u64,
+    /// Room sends held during the outage that just ended, to publish before any traffic
+    /// handed over since (see `drain_held`).
+    held: Vec<(u64, Vec<u8>)>,
     /// After a reconnect that found Redis's data lost (the `{p}:epoch` marker changed or
     /// gone) or this node's own key expired (Redis stalled: every presence may have expired
     /// at once), other nodes get time to register again before they count as gone.
@@ -205,6 +211,7 @@ impl Commander {
             next_check: now,
             next_probe: now,
             probes: 0,
+            held: Vec::new(),
             grace_until: now,
             marker: None,
             known: HashSet::new(),
@@ -238,7 +245,12 @@ impl Commander {
             let mut batch = Vec::new();
             match self.rx.recv_timeout(wait) {
                 Ok(c) => batch.push(c),
-                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    // Nothing handed over before the outage is left to come first.
+                    self.drain_held();
+                    self.flush();
+                    continue;
+                }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             while batch.len() < BATCH {
@@ -259,7 +271,14 @@ impl Commander {
             if let Some(at) = leave {
                 batch.truncate(at);
             }
+            let emptied = batch.len() < BATCH;
             self.execute(batch);
+            if emptied && !self.held.is_empty() {
+                // The queue was empty when the batch was taken: anything handed over before
+                // the outage came in it, and went first.
+                self.drain_held();
+                self.flush();
+            }
             self.shared.queued_done(counted);
             if leave.is_some() {
                 self.leave();
@@ -267,6 +286,27 @@ impl Commander {
             }
         }
         self.shared.thread_ended();
+    }
+
+    /// Publishes the room sends held during the outage that just ended, in the order they
+    /// were made, through the log (as departures): a node that subscribes again after this
+    /// one publishes them reads them there. Into the pipeline: the caller flushes.
+    fn drain_held(&mut self) {
+        if self.held.is_empty() || !self.live() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        log::info!(
+            "publishing {} room send(s) held while redis was down",
+            held.len()
+        );
+        for (_, bytes) in held {
+            let mut out = Vec::with_capacity(bytes.len() + 8);
+            envelope::logged(&mut out, self.me.node, &bytes);
+            self.depart(&out);
+            self.shared.count_published();
+            self.expects.push(Expect::Ignore);
+        }
     }
 
     /// Publishes a probe on this node's own channel, which only its subscriber reads: the
@@ -472,7 +512,11 @@ impl Commander {
                 }
                 self.failed = false;
                 self.reported = Some(true);
-                self.shared.report_up();
+                let mut held = self.shared.report_up();
+                // Taken at an `Up` that another outage followed before they went out: first.
+                held.extend(std::mem::take(&mut self.held));
+                held.sort_by_key(|&(seq, _)| seq);
+                self.held = held;
             }
             (false, prev) => {
                 if prev == Some(true) || self.failed {
@@ -486,6 +530,7 @@ impl Commander {
                     self.ready = false;
                     self.need_resync = true;
                     self.shared.report_down(&self.reason, false);
+                    self.shared.hold_again(std::mem::take(&mut self.held));
                 }
             }
         }
@@ -773,10 +818,28 @@ impl Commander {
                         .arg(count(limit));
                     self.expects.push(Expect::Members { room, limit, token });
                 }
-                Cmd::Publish { epoch, to, bytes } => {
+                Cmd::Publish {
+                    epoch,
+                    to,
+                    bytes,
+                    seq,
+                } => {
                     if epoch != self.shared.epoch() || !self.live() {
-                        continue; // handed over before an outage: never replayed
+                        // Handed over before an outage, never sent: a room send is published
+                        // once Redis is back (now, if it is: it is older than what was held
+                        // during the outage); anything else is dropped.
+                        if let Some(seq) = seq {
+                            if self.live() {
+                                // Before those held during the outage (its number is lower).
+                                self.held.push((seq, bytes));
+                                self.held.sort_by_key(|&(seq, _)| seq);
+                            } else {
+                                self.shared.hold_again(vec![(seq, bytes)]);
+                            }
+                        }
+                        continue;
                     }
+                    self.drain_held();
                     self.publish(to, &bytes);
                     self.shared.count_published();
                     self.expects.push(Expect::Ignore);

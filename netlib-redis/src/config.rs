@@ -6,6 +6,10 @@ use std::time::Duration;
 /// The default presence TTL (see [`RedisConfig::presence_ttl`]).
 pub const DEFAULT_PRESENCE_TTL: Duration = Duration::from_secs(10);
 
+/// The default cap on room sends held while Redis is down (see
+/// [`RedisConfig::outage_backlog`]): 16 MiB.
+pub const DEFAULT_OUTAGE_BACKLOG: usize = 16 << 20;
+
 /// The shortest presence TTL taken; shorter ones are raised to it (so that a Redis command
 /// that times out, after at most 500 ms, cannot outlast a presence).
 const MIN_PRESENCE_TTL: Duration = Duration::from_secs(1);
@@ -29,6 +33,7 @@ pub struct RedisConfig {
     pub(crate) prefix: String,
     pub(crate) presence_ttl: Duration,
     pub(crate) node_name: Option<String>,
+    pub(crate) outage_backlog: usize,
 }
 
 impl RedisConfig {
@@ -44,7 +49,18 @@ impl RedisConfig {
             prefix: "netlib".to_owned(),
             presence_ttl: DEFAULT_PRESENCE_TTL,
             node_name: None,
+            outage_backlog: DEFAULT_OUTAGE_BACKLOG,
         }
+    }
+
+    /// How many bytes of room sends (their envelopes) this node holds while Redis is down, to
+    /// publish when it is back, in order (default [`DEFAULT_OUTAGE_BACKLOG`], 16 MiB). Past
+    /// it, room sends are refused with
+    /// [`ClusterError::Unavailable`](netlib::ClusterError::Unavailable) (the sender's own
+    /// node still delivers them), as all of them are with 0.
+    pub fn outage_backlog(mut self, bytes: usize) -> Self {
+        self.outage_backlog = bytes;
+        self
     }
 
     /// The prefix of every key and pub/sub channel (default `netlib`: keys are `netlib:...`),
@@ -97,6 +113,7 @@ impl fmt::Debug for RedisConfig {
             .field("prefix", &self.prefix)
             .field("presence_ttl", &self.presence_ttl)
             .field("node_name", &self.node_name)
+            .field("outage_backlog", &self.outage_backlog)
             .finish()
     }
 }

@@ -25,6 +25,10 @@ const NODE_GONE: u8 = 5;
 /// A node's probe of its own round trip through Redis (`{p}:to:{n}`, its own channel: only
 /// it reads it).
 const PROBE: u8 = 6;
+/// An envelope that went through the log (`{p}:departed`) too, so that a node that was not
+/// subscribed when it was published reads it there (`{p}:bus`): room sends held while Redis
+/// was down.
+const LOGGED: u8 = 7;
 
 /// A decoded envelope.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +64,9 @@ pub(crate) enum Body {
     NodeGone { node: NodeNumber },
     /// The origin's probe number `nonce`, to time its round trip.
     Probe { nonce: u64 },
+    /// `inner`, another envelope of the origin's, published through the log; `log` is its
+    /// entry's id there, as the publishing script appends it.
+    Logged { inner: Bytes, log: Option<LogId> },
 }
 
 /// An entry id of the departures log (a Redis stream id, `MS-SEQ`): ordered.
@@ -87,7 +94,7 @@ pub(crate) enum DecodeError {
     Utf8,
     #[error("{0} trailing bytes after the envelope")]
     Trailing(usize),
-    #[error("a departure's log id that is not MS-SEQ")]
+    #[error("a log id that is not MS-SEQ")]
     LogId,
 }
 
@@ -168,6 +175,15 @@ pub(crate) fn node_gone(out: &mut Vec<u8>, origin: NodeNumber, node: NodeNumber)
 pub(crate) fn probe(out: &mut Vec<u8>, origin: NodeNumber, nonce: u64) {
     header(out, PROBE, origin);
     out.extend_from_slice(&nonce.to_be_bytes());
+}
+
+/// Appends `inner` (an envelope of node `origin`'s) wrapped for the log to `out` (the
+/// publishing script appends the log id).
+pub(crate) fn logged(out: &mut Vec<u8>, origin: NodeNumber, inner: &[u8]) {
+    out.reserve(HEADER + 4 + inner.len());
+    header(out, LOGGED, origin);
+    out.extend_from_slice(&(inner.len() as u32).to_be_bytes());
+    out.extend_from_slice(inner);
 }
 
 /// Reads fixed-size fields off the front of a slice.
@@ -273,6 +289,17 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<Envelope, DecodeError> {
             r.end()?;
             Body::Probe { nonce }
         }
+        LOGGED => {
+            let len = r.u32()? as usize;
+            let at = bytes.len() - r.rest.len();
+            r.take(len)?;
+            let inner = bytes.slice(at..at + len);
+            let log = match r.rest {
+                [] => None,
+                id => Some(log_id(id).ok_or(DecodeError::LogId)?),
+            };
+            Body::Logged { inner, log }
+        }
         other => return Err(DecodeError::Kind(other)),
     };
     Ok(Envelope { origin, body })
@@ -305,6 +332,12 @@ mod tests {
             }
             Body::NodeGone { node } => node_gone(&mut out, e.origin, *node),
             Body::Probe { nonce } => probe(&mut out, e.origin, *nonce),
+            Body::Logged { inner, log } => {
+                logged(&mut out, e.origin, inner);
+                if let Some((ms, seq)) = log {
+                    out.extend_from_slice(format!("{ms}-{seq}").as_bytes());
+                }
+            }
         }
         out
     }
@@ -352,6 +385,14 @@ mod tests {
             },
             Body::NodeGone { node: 65_535 },
             Body::Probe { nonce: u64::MAX },
+            Body::Logged {
+                inner: Bytes::from_static(b"\x01\x01\x00\x07inner"),
+                log: Some((1_700_000_000_000, 3)),
+            },
+            Body::Logged {
+                inner: Bytes::new(),
+                log: None,
+            },
         ]
         .into_iter()
         .map(|body| Envelope { origin: 42, body })

@@ -42,7 +42,7 @@
 //! | `{p}:name:{name}` | string | the serial of the channel that holds the name |
 //! | `{p}:nodename:{name}` | string, TTL | the token of the node that holds [node name](RedisConfig::node_name) `name`, refreshed with its presence |
 //! | `{p}:epoch` | string | a marker set with `SET NX` by the first node: a node that finds it changed or gone after a reconnect knows Redis lost its data |
-//! | `{p}:departed` | stream | every departure envelope (trimmed to about 100 000 entries), for a node that subscribes again to read what it missed |
+//! | `{p}:departed` | stream | the log: every departure envelope and every room send held during an outage (trimmed to about 100 000 entries), for a node that subscribes again to read what it missed |
 //! | `{p}:bus` | pub/sub | room sends, messages to every node, departures (with their `{p}:departed` id appended), "node gone" notices |
 //! | `{p}:to:{n}` | pub/sub | sends to channels of node `n`, messages to node `n` |
 //!
@@ -61,7 +61,7 @@
 //! | bytes | field |
 //! |---|---|
 //! | 1 | version: 1 |
-//! | 1 | kind: 1 room send, 2 send, 3 node message, 4 departures, 5 node gone, 6 probe |
+//! | 1 | kind: 1 room send, 2 send, 3 node message, 4 departures, 5 node gone, 6 probe, 7 logged |
 //! | 2 | origin: the node it speaks for (the sender, or the dead node a reaper speaks for) |
 //!
 //! then, by kind: a room send has the excepted channel's serial (u64, 0 for none), the
@@ -71,7 +71,9 @@
 //! serial (u64), then, as published on `{p}:bus`, the id of its entry in `{p}:departed`
 //! (`MS-SEQ`, ASCII); node gone, the node (u16); a probe, its number (u64), published once a
 //! second on the node's own `{p}:to:{n}` to time its round trip through Redis (the
-//! `netlib_adapter_round_trip_seconds` metric). The payload is netlib's JSON message, as the
+//! `netlib_adapter_round_trip_seconds` metric); logged, the length of the envelope it carries
+//! (u32, a room send of its origin's) and that envelope, then, as published, its entry's id
+//! in the log. The payload is netlib's JSON message, as the
 //! sending server encoded it, unescaped and last: a receiving node copies a message's bytes
 //! once out of the `redis` crate's message and hands its server a slice of that copy, with no
 //! re-encoding.
@@ -85,9 +87,15 @@
 //!   sends by id and node messages arrive everywhere in the order it sent them.
 //! - **No Redis I/O on the server's loop**: the adapter's methods only hand work to its
 //!   command thread or read atomics; what arrives is put in an inbox and the server woken.
-//!   Room sends, sends and node messages are refused with
+//!   Sends by id and node messages are refused with
 //!   [`ClusterError::Unavailable`](netlib::ClusterError::Unavailable) while the adapter is
 //!   down (or fenced, or too far behind), and what was refused is never sent later.
+//! - **Room sends outlive an outage**: made while Redis is down (or handed over before it
+//!   and not sent yet), they are held, up to [`RedisConfig::outage_backlog`] bytes (past it,
+//!   refused), and published when Redis is back, in the order they were made and before any
+//!   room send made after; they go through the log (`{p}:departed`, as departures), so that a
+//!   node that subscribes again only after they were published reads them there. Room sends
+//!   in flight when the connection broke may be lost: whether Redis got them is unknown.
 //! - **Numbers are never reused while it matters**: a node number is drawn at random at
 //!   every start among those neither live, listed, nor retired in the last hour; a dead
 //!   node's ids never reach its successor's channels.
@@ -206,6 +214,6 @@ mod shared;
 mod subscriber;
 
 pub use adapter::RedisAdapter;
-pub use config::{RedisConfig, DEFAULT_PRESENCE_TTL};
+pub use config::{RedisConfig, DEFAULT_OUTAGE_BACKLOG, DEFAULT_PRESENCE_TTL};
 pub use error::RedisError;
 pub use shared::AdapterHandle;

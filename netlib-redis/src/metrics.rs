@@ -68,6 +68,12 @@ impl Collector for RedisCollector {
         )?;
         gauge(
             e,
+            "netlib_adapter_held_bytes",
+            "Bytes of room sends held while Redis is down, published when it is back.",
+            i64::try_from(s.held_bytes()).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            e,
             "netlib_adapter_inbox",
             "Items received from Redis waiting for the server's next pump.",
             i64::try_from(s.inbox_len()).unwrap_or(i64::MAX),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use netlib::{ClusterError, ClusterEvent, ClusterInbound, NodeNumber};
 
-use crate::commands::Cmd;
+use crate::commands::{Cmd, Target};
 
 /// How many received items may wait for the server's poll: past this the subscriber stops
 /// reading (Redis then buffers, and past its `client-output-buffer-limit` for pub/sub drops the
@@ -45,6 +45,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Room sends held while Redis is down: (the adapter's number of the send, its envelope).
+struct Held {
+    items: Vec<(u64, Vec<u8>)>,
+    bytes: usize,
+    cap: usize,
+}
+
 /// The adapter's state shared with its threads.
 pub(crate) struct Shared {
     pub(crate) node: NodeNumber,
@@ -71,6 +78,8 @@ pub(crate) struct Shared {
     refused: AtomicU64,
     /// The last probe's round trip through Redis (ns), 0 before the first.
     round_trip_ns: AtomicU64,
+    /// Room sends made while Redis was down, to publish when it is back, in order.
+    held: Mutex<Held>,
     /// The probe in flight: its number, when it was published, and since when probes have
     /// gone unanswered (the first of a run of probes that never came back).
     probe: Mutex<Option<(u64, Instant, Instant)>>,
@@ -86,7 +95,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(node: NodeNumber, io_timeout: Duration, commands: Sender<Cmd>) -> Self {
+    pub(crate) fn new(
+        node: NodeNumber,
+        io_timeout: Duration,
+        commands: Sender<Cmd>,
+        hold_cap: usize,
+    ) -> Self {
         Shared {
             node,
             io_timeout,
@@ -103,6 +117,11 @@ impl Shared {
             published: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             round_trip_ns: AtomicU64::new(0),
+            held: Mutex::new(Held {
+                items: Vec::new(),
+                bytes: 0,
+                cap: hold_cap,
+            }),
             probe: Mutex::new(None),
             gone: Mutex::new(HashMap::new()),
             commands: Mutex::new(commands),
@@ -184,16 +203,85 @@ impl Shared {
     }
 
     /// Reports `Up`: the event is in the inbox when [`is_up`](Self::is_up) turns true.
-    pub(crate) fn report_up(&self) {
+    ///
+    /// Returns the room sends held during the outage, in the order they were made: the
+    /// command thread publishes them before any traffic handed over from now on (they are
+    /// taken under the same lock [`hold`](Self::hold) decides under, so none is left behind).
+    pub(crate) fn report_up(&self) -> Vec<(u64, Vec<u8>)> {
+        let mut held = lock(&self.held);
+        let mut items = std::mem::take(&mut held.items);
+        held.bytes = 0;
         let mut inbox = lock(&self.inbox);
         let was_empty = inbox.is_empty();
         inbox.push(ClusterInbound::Event(ClusterEvent::Up));
         self.received.fetch_add(1, Ordering::SeqCst);
         self.up.store(true, Ordering::SeqCst);
         drop(inbox);
+        drop(held);
         if was_empty {
             self.wake();
         }
+        items.sort_by_key(|&(seq, _)| seq);
+        items
+    }
+
+    /// A room send (number `seq` of this adapter's) that [`traffic_epoch`](Self::traffic_epoch)
+    /// refused with `refusal`: held for when Redis is back if it is down (not fenced, halted
+    /// or only slow) and the held bytes stay within the cap; handed to the command thread if
+    /// Redis came back meanwhile.
+    ///
+    /// # Errors
+    /// `refusal`, or why it cannot be held (over the cap).
+    pub(crate) fn hold(
+        &self,
+        seq: u64,
+        bytes: Vec<u8>,
+        refusal: ClusterError,
+    ) -> Result<(), ClusterError> {
+        let mut held = lock(&self.held);
+        if self.halted() || self.fenced.load(Ordering::SeqCst) {
+            return Err(refusal);
+        }
+        if self.up.load(Ordering::SeqCst) {
+            drop(held);
+            // Up again since (or only slow): as any send now.
+            let epoch = self.traffic_epoch()?;
+            self.command(Cmd::Publish {
+                epoch,
+                to: Target::Bus,
+                bytes,
+                seq: Some(seq),
+            });
+            return Ok(());
+        }
+        if held.bytes + bytes.len() > held.cap {
+            return Err(ClusterError::Unavailable(format!(
+                "{}; {} bytes of room sends wait for it already, the most this node holds",
+                lock(&self.reason),
+                held.bytes
+            )));
+        }
+        held.bytes += bytes.len();
+        held.items.push((seq, bytes));
+        Ok(())
+    }
+
+    /// Room sends the command thread could not publish (handed over before an outage, or
+    /// taken at an `Up` that another outage followed): held again, for the next `Up`.
+    pub(crate) fn hold_again(&self, items: Vec<(u64, Vec<u8>)>) {
+        let mut held = lock(&self.held);
+        held.bytes += items.iter().map(|(_, b)| b.len()).sum::<usize>();
+        held.items.extend(items);
+    }
+
+    /// Bytes of room sends held for when Redis is back.
+    pub(crate) fn held_bytes(&self) -> usize {
+        lock(&self.held).bytes
+    }
+
+    /// Counts one send refused.
+    pub(crate) fn count_refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Reports `Down` with `why` (traffic is refused with it from now on, and what was handed
@@ -241,12 +329,10 @@ impl Shared {
     pub(crate) fn traffic_epoch(&self) -> Result<u64, ClusterError> {
         let epoch = self.epoch.load(Ordering::SeqCst);
         if let Some(refused) = self.refusal() {
-            self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(refused);
         }
         let queued = self.queued.load(Ordering::SeqCst);
         if queued >= MAX_QUEUED {
-            self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(ClusterError::Unavailable(format!(
                 "redis is not keeping up: {queued} operations queued"
             )));
@@ -543,7 +629,7 @@ mod tests {
     #[test]
     fn a_number_gone_is_forgotten_once_alive_again() {
         let (tx, _rx) = std::sync::mpsc::channel();
-        let shared = Shared::new(1, Duration::from_millis(500), tx);
+        let shared = Shared::new(1, Duration::from_millis(500), tx, 1 << 20);
         assert!(!shared.is_gone(7));
         assert!(shared.mark_gone(7));
         assert!(!shared.mark_gone(7), "reported once");
@@ -558,7 +644,7 @@ mod tests {
     #[test]
     fn a_fenced_inbox_keeps_only_the_fence_and_answers() {
         let (tx, _rx) = std::sync::mpsc::channel();
-        let shared = Shared::new(1, Duration::from_millis(500), tx);
+        let shared = Shared::new(1, Duration::from_millis(500), tx, 1 << 20);
         let message = || ClusterInbound::Message {
             from: 2,
             payload: bytes::Bytes::from_static(b"{}"),

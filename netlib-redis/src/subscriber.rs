@@ -223,12 +223,13 @@ impl Subscriber {
                     .and_then(|f| f.get(1));
                 match envelope.map(|e| envelope::decode(&bytes::Bytes::copy_from_slice(e))) {
                     Some(Ok(mut env)) => {
-                        if let Body::Departed { log, .. } = &mut env.body {
+                        if let Body::Departed { log, .. } | Body::Logged { log, .. } = &mut env.body
+                        {
                             *log = Some(id);
                             self.deliver(env, items);
                         }
                     }
-                    _ => log::warn!("redis subscriber: an unreadable departures log entry"),
+                    _ => log::warn!("redis subscriber: an unreadable log entry"),
                 }
                 self.last_log
                     .set(Some(id.max(self.last_log.get().unwrap_or(id))));
@@ -243,7 +244,8 @@ impl Subscriber {
     fn deliver(&self, env: envelope::Envelope, items: &mut Vec<ClusterInbound>) {
         let me = self.shared.node;
         let from = env.origin;
-        if let Body::Departed { log: Some(id), .. } = &env.body {
+        if let Body::Departed { log: Some(id), .. } | Body::Logged { log: Some(id), .. } = &env.body
+        {
             if self.last_log.get().is_some_and(|last| *id <= last) {
                 return; // got already (from the log, after a reconnect)
             }
@@ -252,6 +254,23 @@ impl Subscriber {
         if let Body::Probe { nonce } = env.body {
             if from == me {
                 self.shared.probe_returned(nonce);
+            }
+            return;
+        }
+        if let Body::Logged { inner, .. } = &env.body {
+            match envelope::decode(inner) {
+                // Only a node's own envelopes, and only room sends, go through the log.
+                Ok(inner)
+                    if inner.origin == from && matches!(inner.body, Body::Broadcast { .. }) =>
+                {
+                    self.deliver(inner, items)
+                }
+                Ok(_) => log::warn!(
+                    "redis subscriber: a logged envelope that is not its node's room send"
+                ),
+                Err(e) => {
+                    log::warn!("redis subscriber: a logged envelope that does not decode: {e}")
+                }
             }
             return;
         }
@@ -293,7 +312,7 @@ impl Subscriber {
                     items.push(ClusterInbound::Event(ClusterEvent::NodeGone { node }));
                 }
             }
-            Body::Probe { .. } => {}
+            Body::Probe { .. } | Body::Logged { .. } => {}
         }
     }
 }

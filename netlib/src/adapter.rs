@@ -207,10 +207,13 @@ pub trait Adapter: Send + fmt::Debug {
 
     /// A room send made on this node, for the other nodes' members of any of `rooms` (each
     /// once) but `except`; `payload` is the message as JSON. One call per send, whatever the
-    /// number of nodes; each sender's order is kept.
+    /// number of nodes; each sender's order is kept. While the backplane is down an adapter
+    /// may hold the send and deliver it when it is back, in order (netlib-redis does, up to a
+    /// cap), rather than refuse it.
     ///
     /// # Errors
-    /// [`ClusterError::Unavailable`] if it cannot reach the other nodes now.
+    /// [`ClusterError::Unavailable`] if it cannot reach the other nodes now (and does not
+    /// hold the send for later).
     fn broadcast(
         &mut self,
         rooms: &[&str],
