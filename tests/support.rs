@@ -564,3 +564,54 @@ pub fn parse_exposition(text: &str, openmetrics: bool) -> std::collections::Hash
     );
     serde_json::from_slice(&out.stdout).expect("the parser's JSON")
 }
+
+/// A certificate authority made for a test (with `rcgen`), and the server certificates it
+/// signs, as PEM files in a directory of its own under `target/tls-tests`.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    /// The directory its files are in.
+    pub dir: std::path::PathBuf,
+    /// The CA's certificate (PEM): what a client that trusts it is given.
+    pub ca: std::path::PathBuf,
+}
+
+impl TestCa {
+    /// A new CA named `name`, its certificate written to `DIR/ca.pem`.
+    ///
+    /// # Panics
+    /// If the key or certificate cannot be made or written.
+    pub fn new(name: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static MADE: AtomicUsize = AtomicUsize::new(0);
+        let n = MADE.fetch_add(1, Ordering::Relaxed);
+        let dir = target_dir()
+            .join("tls-tests")
+            .join(format!("{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("netlib test CA {name}"));
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::CertifiedIssuer::self_signed(params, key).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, issuer.pem()).unwrap();
+        TestCa { issuer, dir, ca }
+    }
+
+    /// Signs a server certificate valid for `names` (DNS names, or IP addresses such as
+    /// `127.0.0.1`) with a new key, and writes both to `cert` and `key` (PEM).
+    ///
+    /// # Panics
+    /// If they cannot be made or written.
+    pub fn issue(&self, names: &[&str], cert: &std::path::Path, key: &std::path::Path) {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let params = rcgen::CertificateParams::new(names).unwrap();
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let signed = params.signed_by(&pair, &self.issuer).unwrap();
+        std::fs::write(cert, signed.pem()).unwrap();
+        std::fs::write(key, pair.serialize_pem()).unwrap();
+    }
+}

@@ -17,6 +17,7 @@ use crate::error::{CloseReason, Error, InboundError, SendError, StartError};
 use crate::handler::{ClientContext, Listener, ListenerFn};
 use crate::message::Message;
 use crate::transport::tcp::TcpConnector;
+use crate::transport::tls::{TlsClient, TlsConnector};
 use crate::transport::ws::WsConnector;
 use crate::transport::Connector;
 
@@ -166,11 +167,32 @@ impl Client {
     /// done without blocking, and `socketConnect` arrives once it is. A refused upgrade is an
     /// `error` event naming the HTTP status.
     ///
+    /// A `tls://host:port` address connects over TLS (the config's framing and codec inside):
+    /// the server's certificate must be valid for `host` and signed by an authority the
+    /// config's [`tls`](ClientConfig::tls) trusts (the public web's by default). `socketConnect`
+    /// arrives once the TLS handshake is done; a certificate that does not check out is an
+    /// `error` event saying why.
+    ///
     /// # Errors
-    /// [`StartError::Io`] if the poller cannot be created; handler registration errors.
+    /// [`StartError::Io`] if the poller cannot be created, or (`InvalidInput`) if a `tls://`
+    /// host is neither a DNS name nor an IP address; handler registration errors.
     pub fn connect(addr: &str, config: ClientConfig) -> Result<Self, StartError> {
         if addr.starts_with("ws://") || addr.starts_with("wss://") {
             let connector = WsConnector::new(addr, &config);
+            return Self::connect_with(Box::new(connector), config);
+        }
+        if let Some(target) = addr.strip_prefix("tls://") {
+            let host = match target.rsplit_once(':') {
+                Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+                None => target,
+            };
+            let tls = config
+                .0
+                .get_tls()
+                .cloned()
+                .unwrap_or_else(TlsClient::public_roots);
+            let inner = Box::new(TcpConnector::new(target));
+            let connector = TlsConnector::new(inner, tls, host)?;
             return Self::connect_with(Box::new(connector), config);
         }
         Self::connect_with(Box::new(TcpConnector::new(addr)), config)

@@ -63,6 +63,7 @@ pub(crate) struct Config {
     max_kept_bytes: usize,
     ask_session: bool,
     reconnect: Option<(Duration, Duration)>,
+    tls: Option<crate::transport::tls::TlsClient>,
 }
 
 /// The server's heartbeat: a channel that sent nothing for `interval` is sent
@@ -110,6 +111,7 @@ impl Default for Config {
             max_kept_bytes: DEFAULT_MAX_KEPT_BYTES,
             ask_session: false,
             reconnect: None,
+            tls: None,
         }
     }
 }
@@ -125,6 +127,10 @@ impl Config {
 
     pub(crate) fn get_ask_session(&self) -> bool {
         self.ask_session
+    }
+
+    pub(crate) fn get_tls(&self) -> Option<&crate::transport::tls::TlsClient> {
+        self.tls.as_ref()
     }
 
     pub(crate) fn get_reconnect(&self) -> Option<(Duration, Duration)> {
@@ -433,6 +439,16 @@ impl ClientConfig {
     pub fn reconnect(mut self, min: Duration, max: Duration) -> Self {
         assert!(!min.is_zero() && max >= min, "reconnect: 0 < min <= max");
         self.0.reconnect = Some((min, max));
+        self
+    }
+
+    /// Whom a `tls://host:port` connection trusts ([`Client::connect`](crate::Client::connect)):
+    /// e.g. [`TlsClient::from_ca_file`](crate::transport::tls::TlsClient::from_ca_file) for a
+    /// private CA. Default: the public web's authorities
+    /// ([`TlsClient::public_roots`](crate::transport::tls::TlsClient::public_roots)).
+    #[must_use]
+    pub fn tls(mut self, tls: crate::transport::tls::TlsClient) -> Self {
+        self.0.tls = Some(tls);
         self
     }
 }

@@ -11,6 +11,7 @@ use crate::error::ListenError;
 use crate::handler::ServerHandler;
 use crate::message::Message;
 use crate::transport::tcp::TcpAcceptor;
+use crate::transport::tls::{TlsAcceptor, TlsServer};
 use crate::transport::ws::{WsAcceptor, WsOptions};
 use crate::transport::Acceptor;
 
@@ -54,6 +55,29 @@ impl<S: ServerHandler> Server<S> {
         self.bind_with(addr, |l, local, _| {
             log::info!("listening on {local}");
             Box::new(TcpAcceptor::new(l, wire.clone()))
+        })
+    }
+
+    /// Adds TLS listeners (over TCP) on every address `addr` resolves to, presenting `tls`'s
+    /// certificate; their channels speak `wire`, or the config's framing and codec when `None`
+    /// (as [`bind_tcp`](Self::bind_tcp)). A connection is a channel once its TLS handshake is
+    /// done; until then it counts toward `max_connections` and the handshake timeout applies.
+    /// Returns the bound addresses.
+    ///
+    /// # Errors
+    /// As [`bind_tcp`](Self::bind_tcp).
+    pub fn bind_tls(
+        &mut self,
+        addr: &str,
+        wire: Option<Wire>,
+        tls: &TlsServer,
+    ) -> Result<Vec<SocketAddr>, ListenError> {
+        self.bind_with(addr, |l, local, _| {
+            log::info!("listening on {local} (TLS)");
+            Box::new(TlsAcceptor::new(
+                Box::new(TcpAcceptor::new(l, wire.clone())),
+                tls.clone(),
+            ))
         })
     }
 

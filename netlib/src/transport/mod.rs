@@ -30,6 +30,7 @@ use crate::error::CloseReason;
 mod http;
 pub mod memory;
 pub mod tcp;
+pub mod tls;
 pub mod ws;
 mod wsframe;
 

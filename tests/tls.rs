@@ -1,0 +1,174 @@
+//! TLS over loopback, with certificates made in the test (`rcgen`): a client and a server
+//! talk over `tls://`; a certificate for another name is refused by the client; plaintext on
+//! a TLS port is closed at once and harms nobody; a certificate reloaded while clients stay
+//! connected serves new handshakes, and a bad new file keeps the old one.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use netlib::transport::tls::{TlsClient, TlsServer};
+use netlib::{
+    handler, ChannelId, Client, ClientConfig, Exposition, Message, Server, ServerConfig,
+    ServerContext, ServerHandler,
+};
+use netlib_tests::{TestCa, TIMEOUT};
+
+struct Echo;
+
+impl ServerHandler for Echo {
+    type Channel = ();
+    fn connected(&mut self, _: &mut ServerContext<'_, ()>, _: ChannelId, _: SocketAddr) {}
+}
+
+impl Echo {
+    fn network_echo(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, m: &Message) {
+        ctx.send_to(from, m).unwrap();
+    }
+}
+handler!(Echo, "echo" => network_echo);
+
+/// A TLS server on loopback with a certificate for `localhost` signed by `ca`.
+fn tls_server(ca: &TestCa) -> (Server<Echo>, SocketAddr, TlsServer) {
+    let (cert, key) = (ca.dir.join("server.pem"), ca.dir.join("server.key"));
+    ca.issue(&["localhost"], &cert, &key);
+    let tls = TlsServer::from_pem_files(&cert, &key).unwrap();
+    let mut server = Server::new(Echo, ServerConfig::default()).unwrap();
+    let addr = server.bind_tls("127.0.0.1:0", None, &tls).unwrap()[0];
+    (server, addr, tls)
+}
+
+fn client(host: &str, addr: SocketAddr, ca: &std::path::Path) -> Client {
+    let config = ClientConfig::default().tls(TlsClient::from_ca_file(ca).unwrap());
+    Client::connect(&format!("tls://{host}:{}", addr.port()), config).unwrap()
+}
+
+/// Pumps `server` and `client` until the client got a message with `action` (returned), or
+/// fails after [`TIMEOUT`].
+fn until_action(server: &mut Server<Echo>, client: &mut Client, action: &str) -> Message {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        server.pump_timeout(Duration::from_millis(2)).unwrap();
+        for m in client.pump_messages().unwrap() {
+            if m.action() == action {
+                return m;
+            }
+        }
+        assert!(Instant::now() < deadline, "no {action:?} in time");
+    }
+}
+
+/// An echo through `client`, numbered `n`.
+fn echo(server: &mut Server<Echo>, client: &mut Client, n: u32) {
+    client.send(&Message::new("echo").with("n", n)).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        server.pump_timeout(Duration::from_millis(2)).unwrap();
+        let got = client.pump_messages().unwrap();
+        if got
+            .iter()
+            .any(|m| m.action() == "echo" && m.get("n") == Some(&n.into()))
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no echo {n} in time");
+    }
+}
+
+#[test]
+fn a_client_and_a_server_talk_over_tls() {
+    let ca = TestCa::new("talk");
+    let (mut server, addr, _tls) = tls_server(&ca);
+    let mut c = client("localhost", addr, &ca.ca);
+    until_action(&mut server, &mut c, "connected");
+    for n in 0..3 {
+        echo(&mut server, &mut c, n);
+    }
+    let text = server.metrics_text(Exposition::Prometheus);
+    assert!(
+        text.contains("netlib_connections{transport=\"tls\"} 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_certificate_for_another_name_is_refused_by_the_client() {
+    let ca = TestCa::new("mismatch");
+    let (mut server, addr, _tls) = tls_server(&ca);
+    // The certificate names `localhost`, not 127.0.0.1.
+    let mut c = client("127.0.0.1", addr, &ca.ca);
+    let error = until_action(&mut server, &mut c, "error");
+    let text = format!("{error:?}");
+    assert!(text.contains("certificate"), "{text}");
+    assert!(!c.is_connected());
+    assert_eq!(
+        server.channel_count(),
+        0,
+        "no channel for a failed handshake"
+    );
+}
+
+#[test]
+fn plaintext_on_a_tls_port_is_closed_at_once_and_harms_nobody() {
+    let ca = TestCa::new("plaintext");
+    let (mut server, addr, _tls) = tls_server(&ca);
+    let mut good = client("localhost", addr, &ca.ca);
+    until_action(&mut server, &mut good, "connected");
+    let mut raw = TcpStream::connect(addr).unwrap();
+    raw.write_all(b"{\"action\": \"echo\"}\0---\0").unwrap();
+    raw.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let mut answer = Vec::new();
+    loop {
+        server.pump_timeout(Duration::from_millis(2)).unwrap();
+        let mut buf = [0; 1024];
+        match raw.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break, // reset: closed too
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the plaintext peer was not closed"
+        );
+    }
+    // At most a TLS alert (content type 21), never a message.
+    assert!(answer.is_empty() || answer[0] == 21, "{answer:?}");
+    echo(&mut server, &mut good, 7);
+    assert_eq!(server.channel_count(), 1);
+    let text = server.metrics_text(Exposition::Prometheus);
+    assert!(
+        text.contains("netlib_connections_refused_total{reason=\"handshake_failed\"} 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_reloaded_certificate_serves_new_handshakes_while_old_connections_stay() {
+    let (first, second) = (TestCa::new("reload-1"), TestCa::new("reload-2"));
+    let (mut server, addr, tls) = tls_server(&first);
+    let mut old = client("localhost", addr, &first.ca);
+    until_action(&mut server, &mut old, "connected");
+
+    // The files now hold a certificate of the second CA.
+    let (cert, key) = tls.files();
+    let (cert, key) = (cert.to_owned(), key.to_owned());
+    second.issue(&["localhost"], &cert, &key);
+    tls.reload().unwrap();
+    echo(&mut server, &mut old, 1); // established: untouched
+    let mut new = client("localhost", addr, &second.ca);
+    until_action(&mut server, &mut new, "connected");
+    echo(&mut server, &mut new, 2);
+    let mut stale = client("localhost", addr, &first.ca);
+    let error = until_action(&mut server, &mut stale, "error");
+    assert!(format!("{error:?}").contains("certificate"), "{error:?}");
+
+    // A bad key file: refused, and the certificate in use stays.
+    std::fs::write(&key, "not a key").unwrap();
+    assert!(tls.reload().is_err());
+    let mut after = client("localhost", addr, &second.ca);
+    until_action(&mut server, &mut after, "connected");
+    echo(&mut server, &mut after, 3);
+    echo(&mut server, &mut old, 4);
+}
