@@ -26,6 +26,8 @@ use crate::shared::Shared;
 pub(crate) const BATCH: usize = 1024;
 /// How often a node times its round trip through Redis (`Commander::probe`).
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How many held room sends go to Redis in one round trip (`Commander::drain_held`).
+const DRAIN_CHUNK: usize = 256;
 
 /// Where a publish goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,7 +294,7 @@ impl Commander {
     /// were made, through the log (as departures): a node that subscribes again after this
     /// one publishes them reads them there. Into the pipeline: the caller flushes.
     fn drain_held(&mut self) {
-        if self.held.is_empty() || !self.live() {
+        if self.held.is_empty() || !self.up() {
             return;
         }
         let held = std::mem::take(&mut self.held);
@@ -300,12 +302,16 @@ impl Commander {
             "publishing {} room send(s) held while redis was down",
             held.len()
         );
-        for (_, bytes) in held {
+        for (i, (_, bytes)) in held.into_iter().enumerate() {
             let mut out = Vec::with_capacity(bytes.len() + 8);
             envelope::logged(&mut out, self.me.node, &bytes);
             self.depart(&out);
             self.shared.count_published();
             self.expects.push(Expect::Ignore);
+            if i % DRAIN_CHUNK == DRAIN_CHUNK - 1 {
+                // In round trips of a bounded size: a connection that breaks loses one.
+                self.flush();
+            }
         }
     }
 
@@ -549,6 +555,12 @@ impl Commander {
     /// Whether state changes go to Redis now.
     fn live(&self) -> bool {
         self.ready && self.con.is_some() && !self.shared.is_fenced()
+    }
+
+    /// Live and `Up` reported: room sends held during the outage may go (before it, they
+    /// wait with the others in the shared hold, all published at `Up` in order).
+    fn up(&self) -> bool {
+        self.reported == Some(true) && self.live()
     }
 
     fn hset(&mut self, id: u64) {
@@ -829,7 +841,7 @@ impl Commander {
                         // once Redis is back (now, if it is: it is older than what was held
                         // during the outage); anything else is dropped.
                         if let Some(seq) = seq {
-                            if self.live() {
+                            if self.up() {
                                 // Before those held during the outage (its number is lower).
                                 self.held.push((seq, bytes));
                                 self.held.sort_by_key(|&(seq, _)| seq);
@@ -1143,6 +1155,13 @@ impl Commander {
     /// freed, one departure published), a "node gone" notice is published, its key and record
     /// are deleted and its number retired.
     fn leave(&mut self) {
+        let held = self.held.len() + self.shared.take_held().len();
+        if held > 0 {
+            log::warn!(
+                "node {} leaves with {held} room send(s) held for redis, never published",
+                self.me.node
+            );
+        }
         if self.shared.is_fenced() || self.con.is_none() || !self.registered {
             log::info!(
                 "node {} stops without reaching Redis: the others reap it once its presence \

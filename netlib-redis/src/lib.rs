@@ -91,11 +91,14 @@
 //!   [`ClusterError::Unavailable`](netlib::ClusterError::Unavailable) while the adapter is
 //!   down (or fenced, or too far behind), and what was refused is never sent later.
 //! - **Room sends outlive an outage**: made while Redis is down (or handed over before it
-//!   and not sent yet), they are held, up to [`RedisConfig::outage_backlog`] bytes (past it,
-//!   refused), and published when Redis is back, in the order they were made and before any
-//!   room send made after; they go through the log (`{p}:departed`, as departures), so that a
-//!   node that subscribes again only after they were published reads them there. Room sends
-//!   in flight when the connection broke may be lost: whether Redis got them is unknown.
+//!   and not sent yet), they are held, up to [`RedisConfig::outage_backlog`] bytes and
+//!   10 000 sends (past it, refused), and published once this node reports `Up` again, in
+//!   the order they were made and before any room send made after; they go through the log
+//!   (`{p}:departed`, as departures), so that a node that subscribes again only after they
+//!   were published reads them there, once (a log Redis restored from an older snapshot is
+//!   not read twice). Room sends in flight when the connection broke may be lost: whether
+//!   Redis got them is unknown. Every node of a cluster must run a version that reads
+//!   held sends (envelope kind 7): an older one drops them with a warning.
 //! - **Numbers are never reused while it matters**: a node number is drawn at random at
 //!   every start among those neither live, listed, nor retired in the last hour; a dead
 //!   node's ids never reach its successor's channels.
@@ -104,8 +107,8 @@
 //! - **Departures are not lost to a reconnect**: pub/sub delivers only to who is subscribed,
 //!   so departures also go to the `{p}:departed` log; a node whose subscriber connects again
 //!   reads the entries after the last it got before it reports `Up` (each departure is
-//!   reported once). A node away for more than the log's last 100 000 departures misses the
-//!   oldest.
+//!   reported once). A node away while more than the log's length (about 100 000 entries,
+//!   departures and held room sends of every node together) were written misses the oldest.
 //!
 //! # Presence, death and reaping
 //!

@@ -21,6 +21,11 @@ pub(crate) const MAX_INBOX: usize = 1 << 20;
 /// room sends, sends and node messages are refused (Redis is not keeping up).
 pub(crate) const MAX_QUEUED: usize = 1 << 17;
 
+/// The most room sends a node holds while Redis is down, whatever their size: they go
+/// through the log, which keeps its last [`LOG_LENGTH`](crate::keys::LOG_LENGTH) entries for
+/// every node together, departures included.
+pub(crate) const MAX_HELD: usize = 10_000;
+
 /// How long a node number found gone stays gone here at most: its retirement, after which a
 /// new start may draw it.
 pub(crate) const GONE_FOR: Duration = Duration::from_millis(crate::keys::RETIRE_MS);
@@ -254,10 +259,11 @@ impl Shared {
             });
             return Ok(());
         }
-        if held.bytes + bytes.len() > held.cap {
+        if held.bytes + bytes.len() > held.cap || held.items.len() >= MAX_HELD {
             return Err(ClusterError::Unavailable(format!(
-                "{}; {} bytes of room sends wait for it already, the most this node holds",
+                "{}; {} room sends ({} bytes) wait for it already, the most this node holds",
                 lock(&self.reason),
+                held.items.len(),
                 held.bytes
             )));
         }
@@ -277,6 +283,13 @@ impl Shared {
     /// Bytes of room sends held for when Redis is back.
     pub(crate) fn held_bytes(&self) -> usize {
         lock(&self.held).bytes
+    }
+
+    /// Takes every held room send (the node leaves: they will never go).
+    pub(crate) fn take_held(&self) -> Vec<(u64, Vec<u8>)> {
+        let mut held = lock(&self.held);
+        held.bytes = 0;
+        std::mem::take(&mut held.items)
     }
 
     /// Counts one send refused.

@@ -200,7 +200,8 @@ impl Subscriber {
     ) -> redis::RedisResult<()> {
         let last = self.last_log.get().unwrap_or((0, 0));
         if latest(con, &self.log)?.is_none_or(|l| l < last) {
-            // Redis lost the log (it restarted empty): all of it is new.
+            // Redis lost the log (it restarted empty, or from an older snapshot): all of it is
+            // new to read; departures again are harmless, room sends are not (below).
             self.last_log.set(Some((0, 0)));
         }
         loop {
@@ -222,13 +223,21 @@ impl Subscriber {
                     .find(|f| f[0] == b"e")
                     .and_then(|f| f.get(1));
                 match envelope.map(|e| envelope::decode(&bytes::Bytes::copy_from_slice(e))) {
-                    Some(Ok(mut env)) => {
-                        if let Body::Departed { log, .. } | Body::Logged { log, .. } = &mut env.body
-                        {
+                    Some(Ok(mut env)) => match &mut env.body {
+                        Body::Departed { log, .. } => {
                             *log = Some(id);
                             self.deliver(env, items);
                         }
-                    }
+                        // A room send at or before the last entry read before the outage was
+                        // read then (a log restored from an older snapshot holds such): not
+                        // delivered twice. Redis numbers new entries after the latest it
+                        // holds and its clock, so what was written since comes after.
+                        Body::Logged { log, .. } if id > last => {
+                            *log = Some(id);
+                            self.deliver(env, items);
+                        }
+                        _ => {}
+                    },
                     _ => log::warn!("redis subscriber: an unreadable log entry"),
                 }
                 self.last_log
