@@ -1,4 +1,5 @@
-//! `chat-client [HOST:PORT] [--nick NAME] [--codec json|rencode] [--framing terminator|length]`: the netlib chat's terminal client.
+//! `chat-client [HOST:PORT] [--nick NAME] [--codec json|rencode] [--framing terminator|length]
+//! [--tls [--ca FILE]]`: the netlib chat's terminal client.
 //!
 //! Reads lines from standard input on a separate thread, so the network is pumped while the
 //! user types; exits on `/quit`, at end of input, or when the server goes away.
@@ -13,6 +14,7 @@ use chat::command::{self, Dialect};
 use chat::protocol::{Quit, Request, SetNickname};
 use chat::{CodecArg, FramingArg};
 use clap::Parser;
+use netlib::transport::tls::TlsClient;
 use netlib::{Client, ClientConfig};
 
 /// The netlib chat's terminal client. Plain lines are messages; /help lists the commands.
@@ -32,6 +34,13 @@ struct Args {
     /// server's `--framing`).
     #[arg(long, value_enum, default_value = "terminator")]
     framing: FramingArg,
+    /// Connect over TLS (to a `chat-server --tls-cert ... --tls-key ...`): the server's
+    /// certificate must be valid for HOST and signed by a public authority, or by `--ca`.
+    #[arg(long)]
+    tls: bool,
+    /// Trust only the certificate authorities in this PEM file (a private CA), with `--tls`.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    ca: Option<std::path::PathBuf>,
 }
 
 /// The automatic reconnect's backoff: from 0-0.5 s, doubling up to 0-30 s (full jitter).
@@ -53,16 +62,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> netlib::Result<ExitCode> {
-    let mut client = Client::connect(
-        &args.addr,
-        ClientConfig::default()
-            .codec(args.codec.into())
-            .framing(args.framing.into())
-            // A lost connection is resumed: nothing is lost either way (netlib's sessions).
-            .session(true)
-            .reconnect(RECONNECT_MIN, RECONNECT_MAX),
-    )?;
+fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let mut config = ClientConfig::default()
+        .codec(args.codec.into())
+        .framing(args.framing.into())
+        // A lost connection is resumed: nothing is lost either way (netlib's sessions).
+        .session(true)
+        .reconnect(RECONNECT_MIN, RECONNECT_MAX);
+    let mut addr = args.addr.clone();
+    if args.tls {
+        if let Some(ca) = &args.ca {
+            config = config.tls(TlsClient::from_ca_file(ca)?);
+        }
+        addr = format!("tls://{addr}");
+    }
+    let mut client = Client::connect(&addr, config)?;
     let mut view = ChatView::new(Box::new(std::io::stdout()));
 
     // Standard input on its own thread; each line wakes the pump.
@@ -104,7 +118,7 @@ fn run(args: Args) -> netlib::Result<ExitCode> {
         while let Ok(input) = rx.try_recv() {
             let Some(line) = input else {
                 view.plain("* end of input; leaving");
-                return quit(&mut client, &mut view, None);
+                return Ok(quit(&mut client, &mut view, None)?);
             };
             if awaiting_nick {
                 let nick = line.trim();
@@ -119,7 +133,7 @@ fn run(args: Args) -> netlib::Result<ExitCode> {
                 Ok(None) => {}
                 Ok(Some(Request::Help)) => view.plain(HELP),
                 Ok(Some(Request::Quit(Quit { reason }))) => {
-                    return quit(&mut client, &mut view, reason)
+                    return Ok(quit(&mut client, &mut view, reason)?)
                 }
                 Ok(Some(request)) => {
                     if let Err(e) = client.send(&request) {

@@ -11,6 +11,7 @@ use chat::server::{Chat, Settings};
 use chat::text::TextCodec;
 use chat::{CodecArg, FramingArg};
 use clap::Parser;
+use netlib::transport::tls::TlsServer;
 use netlib::{Codec, Framing, Server, ServerConfig, Wire};
 use netlib_redis::{RedisAdapter, RedisConfig, RedisError};
 
@@ -114,6 +115,15 @@ struct Args {
     /// authentication: bind it to loopback or a private network, e.g. `127.0.0.1:9100`.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
+    /// Serve the main, `--text` and `--rencode` listeners over TLS with this certificate
+    /// chain (PEM, the server's certificate first); with `--tls-key`. Reloaded on SIGHUP and
+    /// when the files change (established connections keep theirs; a bad file is logged and
+    /// the old certificate stays).
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// This node's id in the cluster, shown to the other nodes' users; default `node-PID`. A
     /// given id belongs to one live process: a node refuses to start while a live node holds
     /// it (a restart after a crash waits until the dead one's presence expires), and needs
@@ -249,8 +259,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match TlsServer::from_pem_files(cert, key) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                eprintln!("chat-server: --tls-cert/--tls-key: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    // A TCP listener, over TLS when asked.
+    let bind = |server: &mut Server<Chat>, addr: &str, wire: Option<Wire>| match &tls {
+        Some(tls) => server.bind_tls(addr, wire, tls),
+        None => server.bind_tcp(addr, wire),
+    };
     for addr in &args.addrs {
-        if let Err(e) = server.bind_tcp(addr, None) {
+        if let Err(e) = bind(&mut server, addr, None) {
             eprintln!("chat-server: {e}");
             return ExitCode::FAILURE;
         }
@@ -276,6 +301,9 @@ fn main() -> ExitCode {
     for host in &args.allowed_host {
         page = page.allow_host(host);
     }
+    if tls.is_some() && !args.web.is_empty() {
+        log::warn!("--web serves http:// and ws://, not https:// and wss:// (not built yet): put a TLS-terminating proxy in front of it (README, On the internet)");
+    }
     for addr in &args.web {
         match server.bind_ws(addr, page.clone()) {
             Ok(bound) => {
@@ -292,7 +320,7 @@ fn main() -> ExitCode {
     let extra = (args.text.iter().map(|a| (a, "line", &text)))
         .chain(args.rencode.iter().map(|a| (a, "rencode", &rencode)));
     for (addr, kind, wire) in extra {
-        match server.bind_tcp(addr, Some(wire.clone())) {
+        match bind(&mut server, addr, Some(wire.clone())) {
             Ok(bound) => {
                 for a in bound {
                     println!("chat-server listening for {kind} clients on {a}");
@@ -323,9 +351,16 @@ fn main() -> ExitCode {
             }
         }
     }
+    if let Some(tls) = &tls {
+        if let Err(e) = watch_certificate(tls.clone()) {
+            eprintln!("chat-server: cannot watch the certificate: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let stop = server.stop_handle();
     server.state_mut().stop_when_fenced(stop.clone());
-    if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
+    // SIGINT and SIGTERM stop; SIGHUP reloads the certificate (see `watch_certificate`).
+    if let Err(e) = on_stop_signals(stop) {
         eprintln!("chat-server: cannot install the Ctrl-C/SIGTERM handler: {e}");
         return ExitCode::FAILURE;
     }
@@ -352,4 +387,58 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reloads `tls`'s certificate and key on SIGHUP, and when either file's modification time
+/// changes (looked at every second), on a thread of its own: new handshakes take the new
+/// certificate, established connections keep theirs. A file that does not load is logged and
+/// the certificate in use stays.
+fn watch_certificate(tls: TlsServer) -> std::io::Result<()> {
+    use signal_hook::consts::SIGHUP;
+    let hup = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(SIGHUP, hup.clone())?;
+    let modified = |tls: &TlsServer| {
+        let (cert, key) = tls.files();
+        [cert, key].map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+    };
+    std::thread::Builder::new()
+        .name("tls-reload".into())
+        .spawn(move || {
+            let mut seen = modified(&tls);
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let now = modified(&tls);
+                let signalled = hup.swap(false, std::sync::atomic::Ordering::Relaxed);
+                if !signalled && now == seen {
+                    continue;
+                }
+                seen = now;
+                let why = if signalled {
+                    "SIGHUP"
+                } else {
+                    "the files changed"
+                };
+                match tls.reload() {
+                    Ok(()) => log::info!("TLS certificate reloaded ({why})"),
+                    Err(e) => {
+                        log::error!("TLS certificate not reloaded ({why}): {e}; the old one stays")
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Calls `stop` on SIGINT or SIGTERM, from a thread of its own.
+fn on_stop_signals(stop: netlib::StopHandle) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                stop.stop();
+            }
+        })?;
+    Ok(())
 }
