@@ -601,6 +601,16 @@ impl TestCa {
         TestCa { issuer, dir, ca }
     }
 
+    /// The base64 SHA-256 of the CA's public key (its SubjectPublicKeyInfo): what Chromium's
+    /// `--ignore-certificate-errors-spki-list` takes to trust the chains it signs.
+    pub fn spki_sha256(&self) -> String {
+        use base64::Engine;
+        use rcgen::PublicKeyData;
+        let spki = self.issuer.key().subject_public_key_info();
+        let hash = ring::digest::digest(&ring::digest::SHA256, &spki);
+        base64::engine::general_purpose::STANDARD.encode(hash.as_ref())
+    }
+
     /// Signs a server certificate valid for `names` (DNS names, or IP addresses such as
     /// `127.0.0.1`) with a new key, and writes both to `cert` and `key` (PEM).
     ///

@@ -172,3 +172,32 @@ fn a_reloaded_certificate_serves_new_handshakes_while_old_connections_stay() {
     echo(&mut server, &mut after, 3);
     echo(&mut server, &mut old, 4);
 }
+
+#[test]
+fn a_websocket_client_talks_over_wss_and_plain_ws_is_refused() {
+    let ca = TestCa::new("wss");
+    let (cert, key) = (ca.dir.join("server.pem"), ca.dir.join("server.key"));
+    ca.issue(&["localhost"], &cert, &key);
+    let tls = TlsServer::from_pem_files(&cert, &key).unwrap();
+    let mut server = Server::new(Echo, ServerConfig::default()).unwrap();
+    let options = netlib::transport::ws::WsOptions::new();
+    let addr = server.bind_wss("127.0.0.1:0", options, &tls).unwrap()[0];
+    let config = ClientConfig::default().tls(TlsClient::from_ca_file(&ca.ca).unwrap());
+    let url = format!("wss://localhost:{}/ws", addr.port());
+    let mut c = Client::connect(&url, config).unwrap();
+    until_action(&mut server, &mut c, "connected");
+    echo(&mut server, &mut c, 1);
+    let text = server.metrics_text(Exposition::Prometheus);
+    assert!(
+        text.contains("netlib_connections{transport=\"wss\"} 1"),
+        "{text}"
+    );
+    // Plain ws:// to the same port fails the TLS handshake: no channel.
+    let mut plain = Client::connect(
+        &format!("ws://localhost:{}/ws", addr.port()),
+        ClientConfig::default(),
+    )
+    .unwrap();
+    until_action(&mut server, &mut plain, "error");
+    assert_eq!(server.channel_count(), 1);
+}

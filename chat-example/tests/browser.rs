@@ -12,11 +12,11 @@ use chat::protocol::{Request, Say};
 use common::{chat_client, ChatServer, Peer};
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
-use netlib_tests::{until, TIMEOUT};
+use netlib_tests::{until, TestCa, TIMEOUT};
 
 /// Headless Chromium from the system (`/usr/bin/chromium`), without the sandbox (tests run as
-/// root in CI).
-fn chromium() -> Browser {
+/// root in CI), with `args` besides.
+fn launch(args: &[&str]) -> Browser {
     let path = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .map(std::path::PathBuf::from)
@@ -28,9 +28,23 @@ fn chromium() -> Browser {
         .sandbox(false)
         .window_size(Some((1100, 700)))
         .idle_browser_timeout(Duration::from_secs(120))
+        .args(args.iter().map(std::ffi::OsStr::new).collect())
         .build()
         .expect("launch options");
     Browser::new(options).expect("start headless Chromium")
+}
+
+fn chromium() -> Browser {
+    launch(&[])
+}
+
+/// Headless Chromium that trusts the certificates `ca` signs (their chain's CA key is on
+/// `--ignore-certificate-errors-spki-list`), as a browser that has the CA installed.
+fn chromium_trusting(ca: &TestCa) -> Browser {
+    launch(&[&format!(
+        "--ignore-certificate-errors-spki-list={}",
+        ca.spki_sha256()
+    )])
 }
 
 /// A page of the chat at `url`, once it has been welcomed.
@@ -269,5 +283,44 @@ fn a_page_loses_nothing_across_a_network_drop() {
     say(&tab, "back again");
     let m = bob.expect_where("message", |m| m.get_str("message") == Some("back again"));
     assert_eq!(m.get_str("who"), Some("ann"), "the same user");
+    server.stop();
+}
+
+#[test]
+fn the_page_chats_over_https_and_wss_with_a_certificate_of_the_test_ca() {
+    let ca = TestCa::new("browser");
+    let (cert, key) = (ca.dir.join("server.pem"), ca.dir.join("server.key"));
+    ca.issue(&["localhost"], &cert, &key);
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let server = ChatServer::start(
+        &["--web", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key],
+        &[],
+    );
+    let url = web_url(&server);
+    let port = url
+        .strip_prefix("https://127.0.0.1:")
+        .unwrap_or_else(|| panic!("an https:// listener: {url}"))
+        .trim_end_matches('/');
+    let browser = chromium_trusting(&ca);
+    let tab = open(&browser, &format!("https://localhost:{port}/"));
+    assert_eq!(js(&tab, "location.protocol"), "https:");
+    set_nick(&tab, "webby");
+    // A netlib client over TLS on the main port, in the same room.
+    let main_port = server.addr.rsplit(':').next().unwrap();
+    let config = netlib::ClientConfig::default()
+        .tls(netlib::transport::tls::TlsClient::from_ca_file(&ca.ca).unwrap());
+    let mut bob = Peer::join_with(&format!("tls://localhost:{main_port}"), "bob", config);
+    say(&tab, "hello over wss");
+    bob.expect_where("message", |m| {
+        m.get_str("message") == Some("hello over wss")
+    });
+    bob.send(Request::Message(Say {
+        message: "hi page".into(),
+    }));
+    wait_js(
+        &tab,
+        &log_has("bob", "hi page"),
+        "bob's message on the page",
+    );
     server.stop();
 }

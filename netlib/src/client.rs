@@ -186,11 +186,7 @@ impl Client {
                 Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
                 None => target,
             };
-            let tls = config
-                .0
-                .get_tls()
-                .cloned()
-                .unwrap_or_else(TlsClient::public_roots);
+            let tls = TlsClient::of(config.0.get_tls());
             let inner = Box::new(TcpConnector::new(target));
             let connector = TlsConnector::new(inner, tls, host)?;
             return Self::connect_with(Box::new(connector), config);

@@ -2,6 +2,8 @@
 //! client. Fields are private: the builder methods check every value, so a config is always
 //! valid.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
@@ -31,6 +33,25 @@ pub const DEFAULT_MAX_KEPT_BYTES: usize = 1 << 20;
 ///
 /// [`ChannelId`]: crate::ChannelId
 pub(crate) const MAX_SLOTS: usize = 1 << 24;
+
+/// A client's TLS trust settings (set by `ClientConfig::tls`, in `transport::tls`), compared by
+/// identity.
+#[derive(Clone)]
+pub(crate) struct Trust(pub(crate) Arc<rustls::ClientConfig>);
+
+impl PartialEq for Trust {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Trust {}
+
+impl fmt::Debug for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Trust(..)")
+    }
+}
 
 /// The settings behind [`ServerConfig`] and [`ClientConfig`], read by the drivers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +84,7 @@ pub(crate) struct Config {
     max_kept_bytes: usize,
     ask_session: bool,
     reconnect: Option<(Duration, Duration)>,
-    tls: Option<crate::transport::tls::TlsClient>,
+    tls: Option<Trust>,
 }
 
 /// The server's heartbeat: a channel that sent nothing for `interval` is sent
@@ -129,8 +150,12 @@ impl Config {
         self.ask_session
     }
 
-    pub(crate) fn get_tls(&self) -> Option<&crate::transport::tls::TlsClient> {
-        self.tls.as_ref()
+    pub(crate) fn get_tls(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.tls.as_ref().map(|t| &t.0)
+    }
+
+    pub(crate) fn set_tls(&mut self, tls: Arc<rustls::ClientConfig>) {
+        self.tls = Some(Trust(tls));
     }
 
     pub(crate) fn get_reconnect(&self) -> Option<(Duration, Duration)> {
@@ -439,16 +464,6 @@ impl ClientConfig {
     pub fn reconnect(mut self, min: Duration, max: Duration) -> Self {
         assert!(!min.is_zero() && max >= min, "reconnect: 0 < min <= max");
         self.0.reconnect = Some((min, max));
-        self
-    }
-
-    /// Whom a `tls://host:port` connection trusts ([`Client::connect`](crate::Client::connect)):
-    /// e.g. [`TlsClient::from_ca_file`](crate::transport::tls::TlsClient::from_ca_file) for a
-    /// private CA. Default: the public web's authorities
-    /// ([`TlsClient::public_roots`](crate::transport::tls::TlsClient::public_roots)).
-    #[must_use]
-    pub fn tls(mut self, tls: crate::transport::tls::TlsClient) -> Self {
-        self.0.tls = Some(tls);
         self
     }
 }

@@ -115,7 +115,7 @@ struct Args {
     /// authentication: bind it to loopback or a private network, e.g. `127.0.0.1:9100`.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
-    /// Serve the main, `--text` and `--rencode` listeners over TLS with this certificate
+    /// Serve every listener over TLS (`--web` as https:// and wss://) with this certificate
     /// chain (PEM, the server's certificate first); with `--tls-key`. Reloaded on SIGHUP and
     /// when the files change (established connections keep theirs; a bad file is logged and
     /// the old certificate stays).
@@ -301,14 +301,15 @@ fn main() -> ExitCode {
     for host in &args.allowed_host {
         page = page.allow_host(host);
     }
-    if tls.is_some() && !args.web.is_empty() {
-        log::warn!("--web serves http:// and ws://, not https:// and wss:// (not built yet): put a TLS-terminating proxy in front of it (README, On the internet)");
-    }
     for addr in &args.web {
-        match server.bind_ws(addr, page.clone()) {
+        let (bound, scheme) = match &tls {
+            Some(tls) => (server.bind_wss(addr, page.clone(), tls), "https"),
+            None => (server.bind_ws(addr, page.clone()), "http"),
+        };
+        match bound {
             Ok(bound) => {
                 for a in bound {
-                    println!("chat-server listening for web clients on http://{a}/");
+                    println!("chat-server listening for web clients on {scheme}://{a}/");
                 }
             }
             Err(e) => {

@@ -98,7 +98,31 @@ impl<S: ServerHandler> Server<S> {
         self.bind_with(addr, |l, local, config| {
             let path = options.upgrade_path();
             log::info!("listening for WebSocket on ws://{local}{path}");
-            Box::new(WsAcceptor::with_config(l, options.clone(), config))
+            let tcp = Box::new(TcpAcceptor::new(l, None));
+            Box::new(WsAcceptor::over_config(tcp, options.clone(), config))
+        })
+    }
+
+    /// As [`bind_ws`](Self::bind_ws), over TLS with `tls`'s certificate: `https://` pages and
+    /// `wss://` WebSockets. The TLS handshake and the HTTP exchange are the connection's
+    /// handshake (the handshake timeout covers both).
+    ///
+    /// # Errors
+    /// As [`bind_tcp`](Self::bind_tcp).
+    pub fn bind_wss(
+        &mut self,
+        addr: &str,
+        options: WsOptions,
+        tls: &TlsServer,
+    ) -> Result<Vec<SocketAddr>, ListenError> {
+        self.bind_with(addr, |l, local, config| {
+            let path = options.upgrade_path();
+            log::info!("listening for WebSocket on wss://{local}{path} (https:// pages)");
+            let tls = Box::new(TlsAcceptor::new(
+                Box::new(TcpAcceptor::new(l, None)),
+                tls.clone(),
+            ));
+            Box::new(WsAcceptor::over_config(tls, options.clone(), config))
         })
     }
 

@@ -189,7 +189,23 @@ impl PartialEq for TlsClient {
 
 impl Eq for TlsClient {}
 
+impl crate::ClientConfig {
+    /// Whom a `tls://host:port` or `wss://` connection trusts
+    /// ([`Client::connect`](crate::Client::connect)): e.g. [`TlsClient::from_ca_file`] for a
+    /// private CA. Default: the public web's authorities ([`TlsClient::public_roots`]).
+    #[must_use]
+    pub fn tls(mut self, tls: TlsClient) -> Self {
+        self.0.set_tls(tls.config);
+        self
+    }
+}
+
 impl TlsClient {
+    /// The trust a client config holds, or the public roots.
+    pub(crate) fn of(config: Option<&Arc<rustls::ClientConfig>>) -> Self {
+        config.map_or_else(Self::public_roots, |c| TlsClient { config: c.clone() })
+    }
+
     fn with_roots(roots: rustls::RootCertStore) -> Result<Self, TlsError> {
         let config = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?

@@ -78,12 +78,15 @@
 //! the connection.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use mio::event::Source;
 use mio::net::{TcpListener, TcpStream};
+
+/// The byte stream under a WebSocket: TCP, TLS over TCP, or any other transport.
+type Stream = Box<dyn Transport>;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::client::ClientHandshake;
 use tungstenite::handshake::{HandshakeError, MidHandshake};
@@ -359,18 +362,18 @@ type Step = (State, Option<io::Result<bool>>);
 /// Where a connection is.
 enum State {
     /// Server: reading the HTTP request head.
-    Request { stream: TcpStream, head: Vec<u8> },
+    Request { stream: Stream, head: Vec<u8> },
     /// Server: writing the answer; then WebSocket data (the bytes read past the head) or,
     /// for any other answer, `Drain`.
     Answer {
-        stream: TcpStream,
+        stream: Stream,
         reply: Reply,
         upgrade: Option<Vec<u8>>,
     },
     /// Server: answered and end-of-stream sent; reading until the client closes.
-    Drain { stream: TcpStream, status: u16 },
+    Drain { stream: Stream, status: u16 },
     /// Client: the TCP connect is in progress.
-    Connecting { stream: TcpStream, url: String },
+    Connecting { stream: Stream, url: String },
     /// Client: the WebSocket handshake is in progress.
     Handshake(Box<MidHandshake<ClientHandshake<Counted>>>),
     /// Client: a WebSocket, through `tungstenite`.
@@ -386,13 +389,13 @@ enum State {
 /// ([`WsStream::buffered`]), which the frame timeout counts.
 #[derive(Debug)]
 struct Counted {
-    stream: TcpStream,
+    stream: Stream,
     /// Bytes read from the socket.
     read: u64,
 }
 
 impl Counted {
-    fn new(stream: TcpStream) -> Self {
+    fn new(stream: Stream) -> Self {
         Counted { stream, read: 0 }
     }
 }
@@ -421,7 +424,7 @@ impl Write for Counted {
 /// ([`FrameReader`]), and the frames netlib wrote that the socket has not taken.
 #[derive(Debug)]
 struct Served {
-    stream: TcpStream,
+    stream: Stream,
     reader: FrameReader,
     /// Framed output the socket has not taken yet: whole frames, so a control frame can
     /// always follow.
@@ -543,7 +546,7 @@ thread_local! {
 }
 
 impl State {
-    fn stream(&self) -> Option<&TcpStream> {
+    fn stream(&self) -> Option<&Stream> {
         match self {
             State::Request { stream, .. }
             | State::Answer { stream, .. }
@@ -556,7 +559,7 @@ impl State {
         }
     }
 
-    fn stream_mut(&mut self) -> Option<&mut TcpStream> {
+    fn stream_mut(&mut self) -> Option<&mut Stream> {
         match self {
             State::Request { stream, .. }
             | State::Answer { stream, .. }
@@ -616,10 +619,7 @@ impl std::fmt::Debug for WsStream {
         f.debug_struct("WsStream")
             .field("state", &state)
             .field("role", &self.role)
-            .field(
-                "peer",
-                &self.state.stream().and_then(|s| s.peer_addr().ok()),
-            )
+            .field("peer", &self.state.stream().and_then(|s| s.peer_addr()))
             .finish_non_exhaustive()
     }
 }
@@ -644,7 +644,7 @@ impl WsStream {
     }
 
     /// Server side: a connection just accepted, its HTTP request still to be read.
-    fn server(stream: TcpStream, options: Arc<WsOptions>, config: WebSocketConfig) -> Self {
+    fn server(stream: Stream, options: Arc<WsOptions>, config: WebSocketConfig) -> Self {
         let state = State::Request {
             stream,
             head: Vec::new(),
@@ -655,7 +655,7 @@ impl WsStream {
     }
 
     /// Client side: a TCP connect in progress to the server of `url`.
-    fn client(stream: TcpStream, url: String, config: WebSocketConfig) -> Self {
+    fn client(stream: Stream, url: String, config: WebSocketConfig) -> Self {
         WsStream::new(State::Connecting { stream, url }, Role::Client, config)
     }
 
@@ -974,7 +974,7 @@ impl WsStream {
                 ),
                 Err(e) => (State::Gone, Some(Err(e))),
                 Ok(true) => {
-                    let peer = stream.peer_addr().ok();
+                    let peer = stream.peer_addr();
                     let status = reply.status;
                     log::debug!("{peer:?}: HTTP {status} for {}", self.about);
                     match upgrade {
@@ -1000,7 +1000,7 @@ impl WsStream {
                             (State::Serving(served), Some(Ok(true)))
                         }
                         None => {
-                            let _ = stream.shutdown(Shutdown::Write);
+                            let _ = stream.shutdown_write();
                             (State::Drain { stream, status }, None)
                         }
                     }
@@ -1037,16 +1037,11 @@ impl WsStream {
     /// Client side: one step of the connect and the handshake.
     fn step_client(&mut self, state: State) -> Step {
         match state {
-            State::Connecting { stream, url } => {
-                match stream.take_error() {
-                    Ok(Some(e)) | Err(e) => return (State::Gone, Some(Err(e))),
-                    Ok(None) => {}
-                }
-                match stream.peer_addr() {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                        return (State::Connecting { stream, url }, Some(Ok(false)))
-                    }
+            State::Connecting { mut stream, url } => {
+                // The TCP connect (and, for wss://, the TLS handshake).
+                match stream.finish_connect() {
+                    Ok(true) => {}
+                    Ok(false) => return (State::Connecting { stream, url }, Some(Ok(false))),
                     Err(e) => return (State::Gone, Some(Err(e))),
                 }
                 let started = url.as_str().into_client_request().and_then(|req| {
@@ -1295,12 +1290,16 @@ impl Write for WsStream {
 }
 
 impl Transport for WsStream {
+    /// `"websocket"`, or `"wss"` over TLS.
     fn kind(&self) -> &'static str {
-        "websocket"
+        match self.state.stream() {
+            Some(s) if s.kind() == "tls" => "wss",
+            _ => "websocket",
+        }
     }
 
     fn source(&mut self) -> Option<&mut dyn Source> {
-        self.state.stream_mut().map(|s| s as &mut dyn Source)
+        self.state.stream_mut()?.source()
     }
 
     /// Bytes held for a message still arriving. Server side: exactly the unfinished
@@ -1329,14 +1328,17 @@ impl Transport for WsStream {
     /// request's while it arrives. The input buffer is let go once read empty after a large
     /// message.
     fn memory(&self) -> usize {
-        match &self.state {
-            State::Serving(served) => {
-                let pong = served.pong.as_ref().map_or(0, Vec::capacity);
-                served.reader.memory() + served.pending.capacity() + pong
+        // The stream's own (a TLS connection's buffers), then the WebSocket's.
+        let under = self.state.stream().map_or(0, |s| s.memory());
+        under
+            + match &self.state {
+                State::Serving(served) => {
+                    let pong = served.pong.as_ref().map_or(0, Vec::capacity);
+                    served.reader.memory() + served.pending.capacity() + pong
+                }
+                State::Request { head, .. } => head.capacity(),
+                _ => self.buffered() + self.queued() + self.rx.capacity(),
             }
-            State::Request { head, .. } => head.capacity(),
-            _ => self.buffered() + self.queued() + self.rx.capacity(),
-        }
     }
 
     /// Server side: every byte taken from the socket, frame headers, control frames and
@@ -1412,7 +1414,7 @@ impl Transport for WsStream {
                     _ => 503,
                 };
                 let _ = Reply::error(status, &[]).write_to(stream);
-                let _ = stream.shutdown(Shutdown::Write);
+                let _ = stream.shutdown_write();
             }
             _ => {}
         }
@@ -1423,11 +1425,11 @@ impl Transport for WsStream {
     }
 
     fn peer_addr(&self) -> Option<SocketAddr> {
-        self.state.stream()?.peer_addr().ok()
+        self.state.stream()?.peer_addr()
     }
 
     fn local_addr(&self) -> Option<SocketAddr> {
-        self.state.stream()?.local_addr().ok()
+        self.state.stream()?.local_addr()
     }
 }
 
@@ -1451,7 +1453,7 @@ impl Drop for WsStream {
 /// [`Server::add_listener`](crate::Server::add_listener).
 #[derive(Debug)]
 pub struct WsAcceptor {
-    listener: TcpListener,
+    inner: Box<dyn Acceptor>,
     options: Arc<WsOptions>,
     config: WebSocketConfig,
 }
@@ -1460,12 +1462,27 @@ impl WsAcceptor {
     /// Wraps a non-blocking listener; the server's `config` gives the message size limit
     /// (`max_frame_size`), and must be the server's.
     pub fn new(listener: TcpListener, options: WsOptions, config: &ServerConfig) -> Self {
-        Self::with_config(listener, options, &config.0)
+        Self::over(
+            Box::new(super::tcp::TcpAcceptor::new(listener, None)),
+            options,
+            config,
+        )
     }
 
-    pub(crate) fn with_config(listener: TcpListener, options: WsOptions, config: &Config) -> Self {
+    /// WebSocket over what another acceptor accepts: over a
+    /// [`TlsAcceptor`](super::tls::TlsAcceptor), `https://` pages and `wss://` (see
+    /// [`Server::bind_wss`](crate::Server::bind_wss)).
+    pub fn over(inner: Box<dyn Acceptor>, options: WsOptions, config: &ServerConfig) -> Self {
+        Self::over_config(inner, options, &config.0)
+    }
+
+    pub(crate) fn over_config(
+        inner: Box<dyn Acceptor>,
+        options: WsOptions,
+        config: &Config,
+    ) -> Self {
         WsAcceptor {
-            listener,
+            inner,
             options: Arc::new(options),
             config: ws_config(config),
         }
@@ -1473,31 +1490,38 @@ impl WsAcceptor {
 }
 
 impl Acceptor for WsAcceptor {
+    /// `"websocket"`, or `"wss"` over TLS.
     fn kind(&self) -> &'static str {
-        "websocket"
+        if self.inner.kind() == "tls" {
+            "wss"
+        } else {
+            "websocket"
+        }
     }
 
     fn accept(&mut self) -> io::Result<Option<(Box<dyn Transport>, SocketAddr)>> {
-        Ok(
-            super::tcp::accept_nodelay(&self.listener)?.map(|(stream, addr)| {
-                // Decided per connection: a listener on 0.0.0.0 reached through loopback
-                // answers as a loopback one.
-                let loopback = stream
-                    .local_addr()
-                    .is_ok_and(|a| a.ip().to_canonical().is_loopback());
-                let mut s = WsStream::server(stream, self.options.clone(), self.config);
-                s.loopback = loopback;
-                (Box::new(s) as Box<dyn Transport>, addr)
-            }),
-        )
+        Ok(self.inner.accept()?.map(|(stream, addr)| {
+            // Decided per connection: a listener on 0.0.0.0 reached through loopback
+            // answers as a loopback one.
+            let loopback = stream
+                .local_addr()
+                .is_some_and(|a| a.ip().to_canonical().is_loopback());
+            let mut s = WsStream::server(stream, self.options.clone(), self.config);
+            s.loopback = loopback;
+            (Box::new(s) as Box<dyn Transport>, addr)
+        }))
     }
 
     fn source(&mut self) -> Option<&mut dyn Source> {
-        Some(&mut self.listener)
+        self.inner.source()
+    }
+
+    fn set_waker(&mut self, waker: Arc<mio::Waker>) {
+        self.inner.set_waker(waker);
     }
 
     fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
+        self.inner.local_addr()
     }
 
     /// Length-prefixed JSON ([`ws_wire`]).
@@ -1507,13 +1531,19 @@ impl Acceptor for WsAcceptor {
 }
 
 /// Connects a [`Client`](crate::Client) to a `ws://host[:port][/path]` URL (port 80 and path
-/// `/` by default), trying each address the host resolves to. `wss://` is not supported (no
-/// TLS). [`Client::connect`](crate::Client::connect) uses it for URLs starting with `ws://`.
+/// `/` by default), or `wss://` over TLS (port 443 by default; the server's certificate
+/// checked for the host against the config's [`tls`](crate::ClientConfig::tls) roots),
+/// trying each address the host resolves to. [`Client::connect`](crate::Client::connect) uses
+/// it for URLs starting with `ws://` or `wss://`.
 #[derive(Debug)]
 pub struct WsConnector {
     url: String,
     config: WebSocketConfig,
     candidates: Vec<SocketAddr>,
+    /// For `wss://`: the roots and the host's name.
+    tls: Option<(super::tls::TlsClient, String)>,
+    /// Whom `wss://` trusts.
+    roots: Option<super::tls::TlsClient>,
 }
 
 impl WsConnector {
@@ -1524,6 +1554,11 @@ impl WsConnector {
             url: url.to_owned(),
             config: ws_config(&config.0),
             candidates: Vec::new(),
+            tls: None,
+            roots: config
+                .0
+                .get_tls()
+                .map(|_| super::tls::TlsClient::of(config.0.get_tls())),
         }
     }
 }
@@ -1534,13 +1569,21 @@ impl Connector for WsConnector {
     fn restart(&mut self) -> Result<(), (i32, String)> {
         let invalid = |why: &str| (22, format!("{}: {why}", self.url));
         let uri: tungstenite::http::Uri = self.url.parse().map_err(|_| invalid("not a URL"))?;
-        match uri.scheme_str() {
-            Some("ws") => {}
-            Some("wss") => return Err(invalid("wss:// (TLS) is not supported")),
-            _ => return Err(invalid("not a ws:// URL")),
-        }
+        let secure = match uri.scheme_str() {
+            Some("ws") => false,
+            Some("wss") => true,
+            _ => return Err(invalid("not a ws:// or wss:// URL")),
+        };
         let host = uri.host().ok_or_else(|| invalid("no host"))?;
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        self.tls = secure.then(|| {
+            let roots = self
+                .roots
+                .clone()
+                .unwrap_or_else(super::tls::TlsClient::public_roots);
+            let name = host.trim_start_matches('[').trim_end_matches(']');
+            (roots, name.to_owned())
+        });
         self.candidates = super::tcp::candidates(&format!("{host}:{port}"))?;
         Ok(())
     }
@@ -1548,9 +1591,16 @@ impl Connector for WsConnector {
     fn next_attempt(&mut self) -> Option<io::Result<Box<dyn Transport>>> {
         let sa = self.candidates.pop()?;
         log::debug!("connecting to {sa} for {}", self.url);
-        Some(TcpStream::connect(sa).map(|s| {
+        Some(TcpStream::connect(sa).and_then(|s| {
             let _ = s.set_nodelay(true);
-            Box::new(WsStream::client(s, self.url.clone(), self.config)) as Box<dyn Transport>
+            let mut stream: Stream = Box::new(s);
+            if let Some((roots, name)) = &self.tls {
+                let name = rustls::pki_types::ServerName::try_from(name.clone())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                stream = Box::new(super::tls::TlsStream::client(stream, roots, name)?);
+            }
+            let ws = WsStream::client(stream, self.url.clone(), self.config);
+            Ok(Box::new(ws) as Box<dyn Transport>)
         }))
     }
 
@@ -1671,7 +1721,7 @@ mod tests {
         s.set_nonblocking(true).unwrap();
         let options = Arc::new(WsOptions::new());
         let config = ws_config(&Config::default());
-        let mut server = WsStream::server(TcpStream::from_std(s), options, config);
+        let mut server = WsStream::server(Box::new(TcpStream::from_std(s)), options, config);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !server.handshake().unwrap() {
             assert!(std::time::Instant::now() < deadline, "handshake");
