@@ -27,3 +27,6 @@ taskset -c 1 target/release/abuse-bench
 # What metrics cost: fan-out with metrics on against off, and scrape time with 10 000 idle
 # connections (BENCHMARKS.md, Issue 22).
 taskset -c 1 target/release/metrics-bench
+# What TLS costs: fan-out over TLS against TCP, idle TLS connections, full handshakes
+# (BENCHMARKS.md, Issue 21).
+taskset -c 1 target/release/tls-bench

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use memchr::memmem;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use netlib::transport::tls::{TlsClient, TlsStream};
+use netlib::transport::Transport;
 
 use crate::ws::{self, Proto};
 
@@ -46,7 +48,8 @@ impl Wire {
 }
 
 struct Conn {
-    stream: TcpStream,
+    /// TCP, or TLS over TCP (netlib's own `TlsStream`, see [`Gen::tls`]).
+    stream: Box<dyn Transport>,
     wire: Wire,
     buf: Vec<u8>,
     out: Vec<u8>,
@@ -207,6 +210,9 @@ impl Conn {
             }
         }
         self.out.drain(..written);
+        // TLS: what the handshake has to say goes out even with nothing queued (a no-op on
+        // TCP); an error here shows again on the next read.
+        let _ = self.stream.flush();
         let want = !self.out.is_empty();
         if want != self.writable {
             self.writable = want;
@@ -215,8 +221,9 @@ impl Conn {
             } else {
                 Interest::READABLE
             };
+            let source = self.stream.source().expect("a socket");
             poll.registry()
-                .reregister(&mut self.stream, token, i)
+                .reregister(source, token, i)
                 .expect("reregister");
         }
         true
@@ -232,6 +239,8 @@ struct Gen {
     scratch: Vec<u8>,
     /// Clients ask for resumable sessions (see [`Workload::session`]).
     session: bool,
+    /// Connections speak TLS, trusting this, to a server named this.
+    tls: Option<(TlsClient, String)>,
 }
 
 impl Gen {
@@ -243,18 +252,24 @@ impl Gen {
             conns: Vec::new(),
             scratch: vec![0; 256 * 1024],
             session: false,
+            tls: None,
         }
     }
 
     /// Connects to `addr`; the nickname `nick` is set as soon as the protocol allows.
     fn connect(&mut self, addr: SocketAddr, nick: Option<String>) -> usize {
-        let mut stream = TcpStream::connect(addr).expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
+        let tcp = TcpStream::connect(addr).expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        let mut stream: Box<dyn Transport> = Box::new(tcp);
+        if let Some((tls, name)) = &self.tls {
+            let name = netlib::transport::tls::ServerName::try_from(name.clone()).expect("a name");
+            stream = Box::new(TlsStream::client(stream, tls, name).expect("a TLS client"));
+        }
         let id = self.conns.len();
         self.poll
             .registry()
             .register(
-                &mut stream,
+                stream.source().expect("a socket"),
                 Token(id),
                 Interest::READABLE | Interest::WRITABLE,
             )
@@ -418,6 +433,18 @@ pub(crate) fn percentile(sorted: &[u32], p: f64) -> f64 {
 /// # Panics
 /// If the server cannot be reached or the set-up does not finish within 30 s.
 pub fn chat(wire: Wire, addrs: &[SocketAddr], load: Workload, watch: &[u32]) -> ChatResult {
+    chat_over(wire, addrs, load, watch, None)
+}
+
+/// As [`chat`], over TLS when `tls` is given (each client trusting its roots, the server named
+/// its name).
+pub fn chat_over(
+    wire: Wire,
+    addrs: &[SocketAddr],
+    load: Workload,
+    watch: &[u32],
+    tls: Option<(TlsClient, String)>,
+) -> ChatResult {
     let Workload {
         k,
         s,
@@ -429,6 +456,7 @@ pub fn chat(wire: Wire, addrs: &[SocketAddr], load: Workload, watch: &[u32]) -> 
     } = load;
     let mut g = Gen::new(wire);
     g.session = session;
+    g.tls = tls;
     for i in 0..k {
         let id = g.connect(addrs[i % addrs.len()], Some(format!("c{i}")));
         g.conns[id].pad = pad;
@@ -533,12 +561,25 @@ pub fn rss_bytes(pid: u32) -> u64 {
 /// # Panics
 /// If the limit is too low for `n`, or the connections cannot be made within 60 s.
 pub fn idle(wire: Wire, addr: SocketAddr, pid: u32, n: usize, named: bool) -> IdleResult {
+    idle_over(wire, addr, pid, n, named, None)
+}
+
+/// As [`idle`], over TLS when `tls` is given.
+pub fn idle_over(
+    wire: Wire,
+    addr: SocketAddr,
+    pid: u32,
+    n: usize,
+    named: bool,
+    tls: Option<(TlsClient, String)>,
+) -> IdleResult {
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
     assert!(
         limit as usize > n + 64,
         "need {n} sockets, the file limit is {limit}"
     );
     let mut g = Gen::new(wire);
+    g.tls = tls;
     // The probe connection, then the baseline.
     let probe = g.connect(addr, Some("probe".into()));
     g.conns[probe].tag = Some(memmem::Finder::new(b"\"0:").into_owned());

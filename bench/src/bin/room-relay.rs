@@ -5,7 +5,7 @@
 //! Prints `room-relay listening on ADDR`. `room-relay ADDR --sessions` turns on resumable
 //! sessions (for clients that ask), to measure what they cost; `--metrics ADDR` serves the
 //! server's metrics on `http://ADDR/metrics` (and prints `room-relay metrics on ADDR` as its
-//! second line), to measure what they cost.
+//! second line), to measure what they cost; `--tls-cert PATH --tls-key PATH` listens over TLS.
 
 use std::net::SocketAddr;
 
@@ -27,6 +27,13 @@ impl ServerHandler for Relay {
     }
 }
 
+/// The value after `name` in `args`, if `name` is there.
+fn flag_value(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .map(|i| args.get(i + 1).cloned().expect("a value"))
+}
+
 fn main() -> netlib::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let addr = args
@@ -38,11 +45,18 @@ fn main() -> netlib::Result<()> {
     if args.iter().any(|a| a == "--sessions") {
         config = config.sessions(netlib::DEFAULT_RESUME_WINDOW);
     }
-    let metrics = args
-        .iter()
-        .position(|a| a == "--metrics")
-        .map(|i| args.get(i + 1).cloned().expect("--metrics ADDR"));
-    let mut server = Server::bind(Relay, &[addr], config)?;
+    let metrics = flag_value(&args, "--metrics");
+    let flag = |name: &str| flag_value(&args, name);
+    let mut server = match (flag("--tls-cert"), flag("--tls-key")) {
+        (Some(cert), Some(key)) => {
+            let tls = netlib::transport::tls::TlsServer::from_pem_files(cert, key)
+                .expect("the certificate and key");
+            let mut server = Server::new(Relay, config)?;
+            server.bind_tls(&addr, None, &tls)?;
+            server
+        }
+        _ => Server::bind(Relay, &[addr], config)?,
+    };
     println!("room-relay listening on {}", server.local_addrs()[0]);
     let _admin = match metrics {
         Some(at) => {

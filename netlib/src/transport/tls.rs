@@ -20,13 +20,17 @@ use std::sync::{Arc, RwLock};
 
 use mio::event::Source;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::codec::Wire;
+
 use crate::error::CloseReason;
 use crate::transport::{Acceptor, Connector, Transport};
+/// A server's name as a TLS client checks it (a DNS name or an IP address): `rustls`'s, as
+/// [`TlsStream::client`] takes it.
+pub use rustls::pki_types::ServerName;
 
 /// What rustls holds per connection besides the buffered bytes it reports (its state, key
 /// schedule and record buffers), counted toward the memory budget: an estimate (bytes).
@@ -214,6 +218,22 @@ impl TlsClient {
         Ok(TlsClient {
             config: Arc::new(config),
         })
+    }
+
+    /// Whether connections resume earlier TLS sessions with the same server (shorter
+    /// handshakes). Default: on, as rustls (an in-memory cache of 256 sessions); off makes
+    /// every handshake a full one (what a benchmark of handshakes wants).
+    #[must_use]
+    pub fn resumption(self, on: bool) -> Self {
+        let mut config = (*self.config).clone();
+        config.resumption = if on {
+            rustls::client::Resumption::default()
+        } else {
+            rustls::client::Resumption::disabled()
+        };
+        TlsClient {
+            config: Arc::new(config),
+        }
     }
 
     /// Trusts the public web's certificate authorities (Mozilla's list, as the
