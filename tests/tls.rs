@@ -26,7 +26,24 @@ impl Echo {
         ctx.send_to(from, m).unwrap();
     }
 }
+impl Echo {
+    /// `n` messages of `size` bytes back to the sender, at once.
+    fn network_burst(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, m: &Message) {
+        let n = m.get("n").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let text = "x".repeat(1000);
+        for i in 0..n {
+            ctx.send_to(
+                from,
+                &Message::new("part")
+                    .with("i", i)
+                    .with("text", text.as_str()),
+            )
+            .unwrap();
+        }
+    }
+}
 handler!(Echo, "echo" => network_echo);
+handler!(Echo, "burst" => network_burst);
 
 /// A TLS server on loopback with a certificate for `localhost` signed by `ca`.
 fn tls_server(ca: &TestCa) -> (Server<Echo>, SocketAddr, TlsServer) {
@@ -164,7 +181,13 @@ fn a_reloaded_certificate_serves_new_handshakes_while_old_connections_stay() {
     let error = until_action(&mut server, &mut stale, "error");
     assert!(format!("{error:?}").contains("certificate"), "{error:?}");
 
-    // A bad key file: refused, and the certificate in use stays.
+    // A key that is not the certificate's: refused, and the certificate in use stays.
+    let other = first.dir.join("other.key");
+    first.issue(&["localhost"], &first.dir.join("other.pem"), &other);
+    std::fs::copy(&other, &key).unwrap();
+    let refused = tls.reload().unwrap_err().to_string();
+    assert!(refused.contains("key"), "{refused}");
+    // Nor is a file that holds no key.
     std::fs::write(&key, "not a key").unwrap();
     assert!(tls.reload().is_err());
     let mut after = client("localhost", addr, &second.ca);
@@ -200,4 +223,51 @@ fn a_websocket_client_talks_over_wss_and_plain_ws_is_refused() {
     .unwrap();
     until_action(&mut server, &mut plain, "error");
     assert_eq!(server.channel_count(), 1);
+}
+
+/// A burst far larger than the socket buffers and rustls's 64 KiB, to a client that reads
+/// late: everything arrives once it reads, with nothing more sent (no write waits for another
+/// send to be woken).
+fn burst_arrives_whole(mut server: Server<Echo>, mut client: Client) {
+    until_action(&mut server, &mut client, "connected");
+    const N: u64 = 3000; // about 3 MB
+    client.send(&Message::new("burst").with("n", N)).unwrap();
+    // The request goes out (the server has not answered: nothing to read yet) ...
+    assert!(
+        client.flush(TIMEOUT).unwrap(),
+        "the request was not written"
+    );
+    // ... and the server writes until the socket is full; the client does not read yet.
+    let quiet = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < quiet {
+        server.pump_timeout(Duration::from_millis(5)).unwrap();
+    }
+    let deadline = Instant::now() + TIMEOUT;
+    let mut got = 0;
+    while got < N {
+        assert!(Instant::now() < deadline, "{got} of {N} parts arrived");
+        server.pump_timeout(Duration::from_millis(2)).unwrap();
+        got += client
+            .pump_messages()
+            .unwrap()
+            .iter()
+            .filter(|m| m.action() == "part")
+            .count() as u64;
+    }
+}
+
+#[test]
+fn a_burst_to_a_late_reader_arrives_whole_over_tls_and_wss() {
+    let ca = TestCa::new("burst");
+    let (server, addr, tls) = tls_server(&ca);
+    let client = client("localhost", addr, &ca.ca);
+    burst_arrives_whole(server, client);
+
+    let mut server = Server::new(Echo, ServerConfig::default()).unwrap();
+    let addr = server
+        .bind_wss("127.0.0.1:0", netlib::transport::ws::WsOptions::new(), &tls)
+        .unwrap()[0];
+    let config = ClientConfig::default().tls(TlsClient::from_ca_file(&ca.ca).unwrap());
+    let url = format!("wss://localhost:{}/ws", addr.port());
+    burst_arrives_whole(server, Client::connect(&url, config).unwrap());
 }

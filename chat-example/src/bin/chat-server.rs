@@ -360,8 +360,9 @@ fn main() -> ExitCode {
     }
     let stop = server.stop_handle();
     server.state_mut().stop_when_fenced(stop.clone());
-    // SIGINT and SIGTERM stop; SIGHUP reloads the certificate (see `watch_certificate`).
-    if let Err(e) = on_stop_signals(stop) {
+    // SIGINT and SIGTERM stop, and SIGHUP too unless it reloads the certificate (see
+    // `watch_certificate`).
+    if let Err(e) = on_stop_signals(stop, tls.is_none()) {
         eprintln!("chat-server: cannot install the Ctrl-C/SIGTERM handler: {e}");
         return ExitCode::FAILURE;
     }
@@ -430,10 +431,13 @@ fn watch_certificate(tls: TlsServer) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Calls `stop` on SIGINT or SIGTERM, from a thread of its own.
-fn on_stop_signals(stop: netlib::StopHandle) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+/// Calls `stop` on SIGINT or SIGTERM (and SIGHUP if `hup`), from a thread of its own.
+fn on_stop_signals(stop: netlib::StopHandle, hup: bool) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    if hup {
+        signals.add_signal(SIGHUP)?;
+    }
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {

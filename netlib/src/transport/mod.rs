@@ -1,6 +1,7 @@
 //! The transport seam: what the mio drivers need from a connection's byte stream, and from a
-//! listener that produces them. TCP ([`tcp`]), WebSocket ([`ws`]) and an in-process pipe
-//! ([`memory`], for tests) are built in; a TLS or line transport implements the same traits and
+//! listener that produces them. TCP ([`tcp`]), TLS over any other transport ([`tls`]),
+//! WebSocket over any byte stream ([`ws`]: `ws://`, or `wss://` over TLS) and an in-process
+//! pipe ([`memory`], for tests) are built in; another transport implements the same traits and
 //! touches neither the session nor dispatch.
 //!
 //! A transport is non-blocking: `read` and `write` return `WouldBlock` instead of waiting. One
@@ -47,8 +48,8 @@ pub trait Transport: io::Read + io::Write + Send + fmt::Debug {
     }
 
     /// What kind of transport this is, for the `transport` label of the server's metrics
-    /// (see [`Metrics`](crate::Metrics)): `"tcp"`, `"websocket"` and `"memory"` for the
-    /// built-in ones. A fixed, short set of names (never one per connection). Default:
+    /// (see [`Metrics`](crate::Metrics)): `"tcp"`, `"tls"`, `"websocket"`, `"wss"` and
+    /// `"memory"` for the built-in ones. A fixed, short set of names (never one per connection). Default:
     /// `"other"`.
     fn kind(&self) -> &'static str {
         "other"

@@ -1,16 +1,20 @@
-//! TLS over any byte stream, with `rustls`: [`TlsStream`] wraps another [`Transport`] (TCP,
-//! or the in-memory pipe in tests) as rustls's `tlsserver-mio` example does, a TLS state
-//! machine under the event loop. [`TlsAcceptor`] and [`TlsConnector`] wrap any acceptor and
-//! connector, so every framing (PodSixNet's terminator, the length prefix, lines) runs over
-//! TLS unchanged. [`TlsServer`] holds a certificate and key read from PEM files and reloads
-//! them on demand (new handshakes take the new ones; established connections keep theirs);
+//! TLS over any byte stream, with `rustls`: [`TlsStream`] wraps another [`Transport`] (TCP, or
+//! any other) as rustls's `tlsserver-mio` example does, a TLS state machine under the event
+//! loop. [`TlsAcceptor`] and [`TlsConnector`] wrap any acceptor and connector, so every
+//! framing (PodSixNet's terminator, the length prefix, lines) and WebSocket run over TLS
+//! unchanged. [`TlsServer`] holds a certificate and key read from PEM files and reloads them
+//! on demand (new handshakes take the new ones; established connections keep theirs);
 //! [`TlsClient`] says whom a client trusts.
 //!
 //! The server's limits apply as on TCP: the TLS handshake is the connection's handshake
-//! (counted toward `max_connections` and dropped after the handshake timeout), the byte rate
-//! limit and the read budget count the TLS bytes taken from the socket, and the memory budget
-//! counts rustls's buffers. A peer that sends anything but TLS (plaintext on a TLS port) fails
-//! the handshake at its first bytes and is closed without a channel.
+//! (counted toward `max_connections` and dropped after the handshake timeout; rustls caps its
+//! messages at 64 KiB), the byte rate limit and the read budget count the TLS bytes taken from
+//! the socket once the connection is a channel, and the memory budget counts an estimate of
+//! rustls's state plus what rustls last said it holds. Not counted: a TLS record still
+//! arriving (the frame timeout sees no unfinished frame; the idle timeout applies) and records
+//! rustls holds for a slow reader (at most 64 KiB a connection). A peer that sends anything
+//! but TLS (plaintext on a TLS port) fails the handshake at its first bytes and is closed
+//! without a channel.
 
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
@@ -277,6 +281,8 @@ pub struct TlsStream {
     /// What rustls said it holds after it last processed input: plaintext not yet read and
     /// TLS bytes not yet written.
     held: usize,
+    /// The plaintext of that.
+    plaintext: usize,
 }
 
 impl fmt::Debug for TlsStream {
@@ -323,6 +329,7 @@ impl TlsStream {
             sent: 0,
             eof: false,
             held: 0,
+            plaintext: 0,
         }
     }
 
@@ -338,7 +345,8 @@ impl TlsStream {
                 self.received += n as u64;
                 match self.conn.process_new_packets() {
                     Ok(state) => {
-                        self.held = state.plaintext_bytes_to_read() + state.tls_bytes_to_write();
+                        self.plaintext = state.plaintext_bytes_to_read();
+                        self.held = self.plaintext + state.tls_bytes_to_write();
                         Ok(true)
                     }
                     Err(e) => {
@@ -385,8 +393,16 @@ impl TlsStream {
     }
 }
 
+/// How many TLS bytes one `read` takes that carry no plaintext (handshake messages, empty
+/// records, key updates) before it returns `WouldBlock` (the driver, seeing
+/// [`Transport::received`] move, reads on within its budget): records that carry nothing
+/// cannot keep one read going. Above rustls's largest handshake message (64 KiB), so that a
+/// handshake flight is always read whole.
+const EMPTY_READ_BUDGET: u64 = 80 * 1024;
+
 impl Read for TlsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let before = self.received;
         loop {
             match self.conn.reader().read(buf) {
                 Ok(n) => return Ok(n), // 0: the peer's close_notify
@@ -403,6 +419,9 @@ impl Read for TlsStream {
             }
             // What processing the input made (a key update's answer) goes out.
             self.write_tls()?;
+            if self.plaintext == 0 && self.received - before > EMPTY_READ_BUDGET {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
         }
     }
 }
@@ -413,10 +432,20 @@ impl Write for TlsStream {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Ok(0);
+        }
+        // What rustls holds goes first, so that it has room; `WouldBlock` only once the
+        // socket said so (the poller then reports it writable again).
+        let drained = self.write_tls()?;
         // rustls takes plaintext up to its buffer limit (64 KiB of records not yet written).
         let n = self.conn.writer().write_vectored(bufs)?;
         self.write_tls()?;
-        if n == 0 && bufs.iter().any(|b| !b.is_empty()) {
+        if n == 0 {
+            debug_assert!(
+                !drained,
+                "rustls took nothing though its buffer was written out"
+            );
             return Err(io::ErrorKind::WouldBlock.into());
         }
         Ok(n)
@@ -489,7 +518,7 @@ impl Transport for TlsStream {
     }
 
     /// TLS bytes taken from the inner stream: the byte rate limit and the read budget count
-    /// those, handshake and records included.
+    /// those (once the connection is a channel; the handshake is bounded by its timeout).
     fn received(&self) -> Option<u64> {
         Some(self.received)
     }

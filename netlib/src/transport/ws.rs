@@ -446,8 +446,9 @@ struct Served {
 }
 
 impl Served {
-    /// Writes `pending`, then the owed Pong, until all is written (the buffer then let go) or
-    /// the socket would block (`WouldBlock`).
+    /// Writes `pending`, then the owed Pong, until all is written (the buffer then let go) and
+    /// the stream holds nothing either (a TLS stream's records), or the socket would block
+    /// (`WouldBlock`).
     fn drain(&mut self) -> io::Result<()> {
         loop {
             while self.pending_at < self.pending.len() {
@@ -465,7 +466,7 @@ impl Served {
             self.pending_at = 0;
             match self.pong.take() {
                 Some(p) if !self.close_sent => wsframe::server_pong(&mut self.pending, &p),
-                _ => return Ok(()),
+                _ => return self.stream.flush(),
             }
         }
     }
@@ -535,7 +536,7 @@ impl Served {
 
     /// Bytes of `pending` not written yet.
     fn queued(&self) -> usize {
-        self.pending.len() - self.pending_at
+        self.pending.len() - self.pending_at + self.stream.queued()
     }
 }
 
@@ -910,6 +911,13 @@ impl WsStream {
                 mut stream,
                 mut head,
             } => {
+                // A TLS stream's handshake records go out when the socket takes them (the
+                // connection is registered writable while in its handshake).
+                match stream.flush() {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return (State::Gone, Some(Err(e))),
+                }
                 let mut ended = false;
                 // Read through the stack: `head` holds only what arrived (a request is a few
                 // hundred bytes; thousands of connections may be in this state at once).
@@ -963,7 +971,14 @@ impl WsStream {
                 mut stream,
                 mut reply,
                 upgrade,
-            } => match reply.write_to(&mut stream) {
+            } => match reply.write_to(&mut stream).and_then(|all| {
+                // All of it out of the stream too (a TLS stream holds records).
+                match stream.flush() {
+                    Ok(()) => Ok(all),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }) {
                 Ok(false) => (
                     State::Answer {
                         stream,
@@ -1344,7 +1359,12 @@ impl Transport for WsStream {
     /// Server side: every byte taken from the socket, frame headers, control frames and
     /// unfinished messages included, so that the byte rate limit and the read budget count
     /// them.
+    /// Over a stream that counts what it takes itself (TLS: its records), that count, both
+    /// sides: a TLS read can take bytes and hand over nothing yet.
     fn received(&self) -> Option<u64> {
+        if let Some(n) = self.state.stream().and_then(|s| s.received()) {
+            return Some(n);
+        }
         match &self.state {
             State::Serving(served) => Some(served.received),
             _ => None,
