@@ -2,28 +2,11 @@
 //! checked with the Prometheus project's own Python parsers), `/healthz`, `/readyz`, and the
 //! answers to what it does not serve.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use netlib::{
-    handler, ChannelId, Client, ClientConfig, Exposition, Message, Server, ServerConfig,
-    ServerContext, ServerHandler,
-};
-use netlib_tests::{http_get as get, parse_exposition, TIMEOUT};
-
-struct Echo;
-
-impl ServerHandler for Echo {
-    type Channel = ();
-    fn connected(&mut self, _: &mut ServerContext<'_, ()>, _: ChannelId, _: SocketAddr) {}
-}
-
-impl Echo {
-    fn network_echo(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, m: &Message) {
-        ctx.send_to(from, m).unwrap();
-    }
-}
-handler!(Echo, "echo" => network_echo);
+use netlib::{Client, ClientConfig, Exposition, Message, Server, ServerConfig};
+use netlib_tests::{http_get as get, parse_exposition, Echo, TIMEOUT};
 
 /// Runs `request` on a thread while this one pumps `server`, until it is answered (at most
 /// [`TIMEOUT`]).

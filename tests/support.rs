@@ -625,3 +625,48 @@ impl TestCa {
         std::fs::write(key, pair.serialize_pem()).unwrap();
     }
 }
+
+/// A server for transport tests: `echo` sends the message back to its sender; `burst` with
+/// `"n": N` sends the sender N messages `part` (`"i"`, and 1 000 bytes of `"text"`) at once.
+#[derive(Debug, Default)]
+pub struct Echo;
+
+impl netlib::ServerHandler for Echo {
+    type Channel = ();
+    fn connected(
+        &mut self,
+        _: &mut netlib::ServerContext<'_, ()>,
+        _: netlib::ChannelId,
+        _: SocketAddr,
+    ) {
+    }
+}
+
+impl Echo {
+    fn network_echo(
+        &mut self,
+        ctx: &mut netlib::ServerContext<'_, ()>,
+        from: netlib::ChannelId,
+        m: &Message,
+    ) {
+        ctx.send_to(from, m).unwrap();
+    }
+
+    fn network_burst(
+        &mut self,
+        ctx: &mut netlib::ServerContext<'_, ()>,
+        from: netlib::ChannelId,
+        m: &Message,
+    ) {
+        let n = m.get("n").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let text = "x".repeat(1000);
+        for i in 0..n {
+            let part = Message::new("part")
+                .with("i", i)
+                .with("text", text.as_str());
+            ctx.send_to(from, &part).unwrap();
+        }
+    }
+}
+netlib::handler!(Echo, "echo" => network_echo);
+netlib::handler!(Echo, "burst" => network_burst);

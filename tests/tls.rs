@@ -8,42 +8,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use netlib::transport::tls::{TlsClient, TlsServer};
-use netlib::{
-    handler, ChannelId, Client, ClientConfig, Exposition, Message, Server, ServerConfig,
-    ServerContext, ServerHandler,
-};
-use netlib_tests::{TestCa, TIMEOUT};
-
-struct Echo;
-
-impl ServerHandler for Echo {
-    type Channel = ();
-    fn connected(&mut self, _: &mut ServerContext<'_, ()>, _: ChannelId, _: SocketAddr) {}
-}
-
-impl Echo {
-    fn network_echo(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, m: &Message) {
-        ctx.send_to(from, m).unwrap();
-    }
-}
-impl Echo {
-    /// `n` messages of `size` bytes back to the sender, at once.
-    fn network_burst(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, m: &Message) {
-        let n = m.get("n").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        let text = "x".repeat(1000);
-        for i in 0..n {
-            ctx.send_to(
-                from,
-                &Message::new("part")
-                    .with("i", i)
-                    .with("text", text.as_str()),
-            )
-            .unwrap();
-        }
-    }
-}
-handler!(Echo, "echo" => network_echo);
-handler!(Echo, "burst" => network_burst);
+use netlib::{Client, ClientConfig, Exposition, Message, Server, ServerConfig};
+use netlib_tests::{Echo, TestCa, TIMEOUT};
 
 /// A TLS server on loopback with a certificate for `localhost` signed by `ca`.
 fn tls_server(ca: &TestCa) -> (Server<Echo>, SocketAddr, TlsServer) {

@@ -11,4 +11,5 @@
 #![deny(missing_docs, rust_2018_idioms)]
 
 pub mod load;
+pub mod process;
 pub mod ws;

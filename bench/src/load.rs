@@ -416,6 +416,23 @@ pub struct Workload {
     pub session: bool,
 }
 
+impl Workload {
+    /// The fan-out workload of the benchmarks: K=100 clients, all of them sending (S=100)
+    /// with one message in flight each (W=1), measured for `seconds` after 1 s of warm-up,
+    /// no padding, no sessions.
+    pub fn fan_out(seconds: f64) -> Self {
+        Workload {
+            k: 100,
+            s: 100,
+            w: 1,
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs_f64(seconds),
+            pad: 0,
+            session: false,
+        }
+    }
+}
+
 /// The `p` quantile (0 to 1) of sorted samples; NaN when there are none.
 pub(crate) fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {

@@ -799,16 +799,8 @@ impl<C> Hub<C> {
                         continue;
                     }
                     if let Some(key) = self.key(id) {
-                        let slot = &mut self.slots[key];
-                        let bytes = frame.for_wire(slot.wire as usize);
-                        n += usize::from(enqueue(
-                            slot,
-                            key,
-                            bytes,
-                            &mut self.dirty,
-                            &mut self.ended,
-                            &mut self.counters,
-                        ));
+                        let wire = self.slots[key].wire as usize;
+                        n += usize::from(self.queue_bytes(key, frame.for_wire(wire)));
                     }
                 }
                 n

@@ -11,16 +11,15 @@
 //! 2. Scrape time: `room-relay --metrics` holding `--idle` idle TCP connections; `--scrapes`
 //!    GETs of `/metrics`, one after another. Prints p50, p99 and the largest, and the size.
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use netlib_bench::load::{self, Wire, Workload};
+use netlib_bench::process::{median, RoomRelay};
 use netlib_tests::http_get;
 
 #[derive(Parser)]
@@ -46,48 +45,13 @@ struct Args {
     baseline: Option<std::path::PathBuf>,
 }
 
-/// A `room-relay` process: its address and, with metrics, its admin address.
-struct Relay {
-    child: Child,
-    addr: SocketAddr,
-    admin: Option<SocketAddr>,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn relay(program: &Path, metrics: bool) -> Relay {
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", "0"]).arg(program).arg("127.0.0.1:0");
-    if metrics {
-        cmd.args(["--metrics", "127.0.0.1:0"]);
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start room-relay");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = |what: &str| -> SocketAddr {
-        let mut l = String::new();
-        out.read_line(&mut l).expect("read room-relay's output");
-        l.trim()
-            .strip_prefix(what)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("room-relay said {l:?}"))
+fn relay(program: &Path, metrics: bool) -> RoomRelay {
+    let args: &[&str] = if metrics {
+        &["--metrics", "127.0.0.1:0"]
+    } else {
+        &[]
     };
-    let addr = line("room-relay listening on ");
-    let admin = metrics.then(|| line("room-relay metrics on "));
-    Relay { child, addr, admin }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    RoomRelay::start(program, args)
 }
 
 /// Scrapes `admin` every `every` until `stop`; returns the scrapes made.
@@ -114,20 +78,12 @@ fn scraper(
 fn main() {
     let args = Args::parse();
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let program = netlib_tests::target_dir().join("release/room-relay");
+    let program = RoomRelay::program();
     assert!(
         program.exists(),
         "build it first: cargo build --release -p netlib-bench"
     );
-    let workload = Workload {
-        k: 100,
-        s: 100,
-        w: 1,
-        warmup: Duration::from_secs(1),
-        duration: Duration::from_secs_f64(args.seconds),
-        pad: 0,
-        session: false,
-    };
+    let workload = Workload::fan_out(args.seconds);
     let (mut off, mut on, mut base) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..args.runs {
         if let Some(baseline) = &args.baseline {

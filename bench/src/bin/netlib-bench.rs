@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use netlib_bench::load::{self, ChatResult, Wire, Workload};
+use netlib_bench::process::{addr_at_end, start_pinned};
 use netlib_bench::ws::Proto;
 
 /// The benchmark run.
@@ -171,29 +172,10 @@ fn cluster(program: &Path) -> Server {
 }
 
 fn start(name: &str, program: &Path, args: &[&str]) -> Server {
-    let mut child = Command::new("taskset")
-        .args(["-c", "0"])
-        .arg(program)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {name}: {e}"));
-    let mut line = String::new();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    out.read_line(&mut line).expect("read address");
-    // Keep draining: PodSixNet prints a line per connection and must not hit a closed pipe.
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let addr = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|_| panic!("{name}: {line:?}"));
+    let (child, lines) = start_pinned(name, program, args, 1);
     Server {
         child,
-        addrs: vec![addr],
+        addrs: vec![addr_at_end(name, &lines[0])],
         others: Vec::new(),
     }
 }

@@ -9,14 +9,10 @@
 //! 3. Full handshakes: the TLS run of 2 opens its connections 256 at a time; the handshakes
 //!    done per second, and per second of the server's CPU time (one core).
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use clap::Parser;
 use netlib::transport::tls::TlsClient;
 use netlib_bench::load::{self, Wire, Workload};
+use netlib_bench::process::{median, RoomRelay};
 use netlib_tests::TestCa;
 
 #[derive(Parser)]
@@ -32,45 +28,12 @@ struct Args {
     idle: usize,
 }
 
-struct Relay {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn relay(tls: Option<(&str, &str)>) -> Relay {
-    let program = netlib_tests::target_dir().join("release/room-relay");
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", "0"]).arg(program).arg("127.0.0.1:0");
-    if let Some((cert, key)) = tls {
-        cmd.args(["--tls-cert", cert, "--tls-key", key]);
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start room-relay (cargo build --release -p netlib-bench)");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .expect("room-relay's address");
-    let addr = line
-        .trim()
-        .strip_prefix("room-relay listening on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("room-relay said {line:?}"));
-    Relay { child, addr }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+fn relay(tls: Option<(&str, &str)>) -> RoomRelay {
+    let args = match tls {
+        Some((cert, key)) => vec!["--tls-cert", cert, "--tls-key", key],
+        None => Vec::new(),
+    };
+    RoomRelay::start(&RoomRelay::program(), &args)
 }
 
 fn main() {
@@ -89,15 +52,7 @@ fn main() {
             "localhost".to_owned(),
         ))
     };
-    let workload = Workload {
-        k: 100,
-        s: 100,
-        w: 1,
-        warmup: Duration::from_secs(1),
-        duration: Duration::from_secs_f64(args.seconds),
-        pad: 0,
-        session: false,
-    };
+    let workload = Workload::fan_out(args.seconds);
     let (mut plain, mut tls) = (Vec::new(), Vec::new());
     for run in 0..args.runs {
         for secure in [false, true] {
