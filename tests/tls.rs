@@ -8,8 +8,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use netlib::transport::tls::{TlsClient, TlsServer};
-use netlib::{Client, ClientConfig, Exposition, Message, Server, ServerConfig};
-use netlib_tests::{Echo, TestCa, TIMEOUT};
+use netlib::{Client, ClientConfig, Exposition, ManualClock, Message, Server, ServerConfig};
+use netlib_tests::{until, Echo, TestCa, TIMEOUT};
 
 /// A TLS server on loopback with a certificate for `localhost` signed by `ca`.
 fn tls_server(ca: &TestCa) -> (Server<Echo>, SocketAddr, TlsServer) {
@@ -236,4 +236,113 @@ fn a_burst_to_a_late_reader_arrives_whole_over_tls_and_wss() {
     let config = ClientConfig::default().tls(TlsClient::from_ca_file(&ca.ca).unwrap());
     let url = format!("wss://localhost:{}/ws", addr.port());
     burst_arrives_whole(server, Client::connect(&url, config).unwrap());
+}
+
+/// The value of the sample `name` (with its labels) in `server`'s metrics, 0 if absent.
+fn sample(server: &mut Server<Echo>, name: &str) -> f64 {
+    let text = server.metrics_text(Exposition::Prometheus);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A rustls client on a non-blocking socket: writes what it holds (counted into `sent`),
+/// reads what came.
+fn client_io(tls: &mut rustls::ClientConnection, sock: &mut TcpStream, sent: &mut usize) {
+    while tls.wants_write() {
+        match tls.write_tls(sock) {
+            Ok(n) => *sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    match tls.read_tls(sock) {
+        Ok(_) => {
+            tls.process_new_packets().unwrap();
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn a_tls_record_still_arriving_is_unfinished_input_that_the_frame_timeout_ends() {
+    let ca = TestCa::new("partial");
+    let (cert, key) = (ca.dir.join("server.pem"), ca.dir.join("server.key"));
+    ca.issue(&["localhost"], &cert, &key);
+    let tls = TlsServer::from_pem_files(&cert, &key).unwrap();
+    let clock = ManualClock::new();
+    let config = ServerConfig::default()
+        .clock(clock.clone())
+        .frame_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_secs(600));
+    let mut server = Server::new(Echo, config).unwrap();
+    let addr = server.bind_tls("127.0.0.1:0", None, &tls).unwrap()[0];
+
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(&ca.ca).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = "localhost".try_into().unwrap();
+    let mut tls = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut sock = TcpStream::connect(addr).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let mut sent = 0;
+    until("the TLS handshake", || {
+        server.pump_timeout(Duration::from_millis(2)).unwrap();
+        client_io(&mut tls, &mut sock, &mut sent);
+        !tls.is_handshaking() && server.channel_count() == 1
+    });
+    // The server counts the TLS bytes it takes once the connection is a channel.
+    let handshake = sent;
+
+    // A whole message is answered.
+    tls.writer()
+        .write_all(b"{\"action\": \"echo\", \"n\": 1}\0---\0")
+        .unwrap();
+    let mut answer = Vec::new();
+    until("the echo", || {
+        server.pump_timeout(Duration::from_millis(2)).unwrap();
+        client_io(&mut tls, &mut sock, &mut sent);
+        let mut buf = [0; 1024];
+        if let Ok(n) = tls.reader().read(&mut buf) {
+            answer.extend_from_slice(&buf[..n]);
+        }
+        answer.ends_with(b"\0---\0")
+    });
+
+    // The next record arrives but for its last 3 bytes.
+    tls.writer()
+        .write_all(b"{\"action\": \"echo\", \"n\": 2}\0---\0")
+        .unwrap();
+    let mut record = Vec::new();
+    tls.write_tls(&mut record).unwrap();
+    sock.write_all(&record[..record.len() - 3]).unwrap();
+    sent += record.len() - 3;
+    until("the server reads the partial record", || {
+        server.pump_timeout(Duration::from_millis(2)).unwrap();
+        let took = sample(
+            &mut server,
+            "netlib_received_bytes_total{transport=\"tls\"}",
+        );
+        took == (sent - handshake) as f64
+    });
+    clock.advance(Duration::from_secs(4));
+    server.pump_timeout(Duration::from_millis(2)).unwrap();
+    assert_eq!(server.channel_count(), 1, "not before the frame timeout");
+
+    clock.advance(Duration::from_secs(2));
+    until("the frame timeout closes it", || {
+        server.pump_timeout(Duration::from_millis(2)).unwrap();
+        server.channel_count() == 0
+    });
+    let closed = "netlib_connections_closed_total{reason=\"frame_timeout\"}";
+    assert_eq!(sample(&mut server, closed), 1.0);
 }

@@ -1,20 +1,21 @@
 //! TLS over any byte stream, with `rustls`: [`TlsStream`] wraps another [`Transport`] (TCP, or
-//! any other) as rustls's `tlsserver-mio` example does, a TLS state machine under the event
-//! loop. [`TlsAcceptor`] and [`TlsConnector`] wrap any acceptor and connector, so every
-//! framing (PodSixNet's terminator, the length prefix, lines) and WebSocket run over TLS
-//! unchanged. [`TlsServer`] holds a certificate and key read from PEM files and reloads them
-//! on demand (new handshakes take the new ones; established connections keep theirs);
-//! [`TlsClient`] says whom a client trusts.
+//! any other) and drives rustls's unbuffered API under the event loop (a TLS state machine
+//! that does no I/O; netlib owns the buffers). [`TlsAcceptor`] and [`TlsConnector`] wrap any
+//! acceptor and connector, so every framing (PodSixNet's terminator, the length prefix, lines)
+//! and WebSocket run over TLS unchanged. [`TlsServer`] holds a certificate and key read from
+//! PEM files and reloads them on demand (new handshakes take the new ones; established
+//! connections keep theirs); [`TlsClient`] says whom a client trusts.
 //!
 //! The server's limits apply as on TCP: the TLS handshake is the connection's handshake
 //! (counted toward `max_connections` and dropped after the handshake timeout; rustls caps its
 //! messages at 64 KiB), the byte rate limit and the read budget count the TLS bytes taken from
-//! the socket once the connection is a channel, and the memory budget counts an estimate of
-//! rustls's state plus what rustls last said it holds. Not counted: a TLS record still
-//! arriving (the frame timeout sees no unfinished frame; the idle timeout applies) and records
-//! rustls holds for a slow reader (at most 64 KiB a connection). A peer that sends anything
-//! but TLS (plaintext on a TLS port) fails the handshake at its first bytes and is closed
-//! without a channel.
+//! the socket once the connection is a channel, a TLS record still arriving is unfinished
+//! input (the frame timeout runs while one is), and the memory budget counts rustls's state
+//! (an estimate) plus the exact capacity of the buffers a connection holds: a record still
+//! arriving, plaintext not read yet, and records the peer has not taken (at most 64 KiB
+//! before `write` says `WouldBlock`). An idle connection holds no buffer. A peer that sends
+//! anything but TLS (plaintext on a TLS port) fails the handshake at its first bytes and is
+//! closed without a channel.
 
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
@@ -23,10 +24,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use mio::event::Source;
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerConnectionData, UnbufferedServerConnection,
+};
 use rustls::sign::CertifiedKey;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 
 use crate::codec::Wire;
 
@@ -268,30 +273,296 @@ impl TlsClient {
     }
 }
 
-/// A TLS connection over another transport.
+/// Which end of the connection this is: rustls's unbuffered connections, whose buffers netlib
+/// owns (see [`TlsStream`]).
+enum Side {
+    Server(UnbufferedServerConnection),
+    Client(UnbufferedClientConnection),
+}
+
+/// What [`TlsStream::process`] does once the connection may send application data (rustls's
+/// `WriteTraffic` state).
+#[derive(Clone, Copy)]
+enum Job<'a> {
+    /// Nothing: take what came in, and answer it (handshake messages, a key update).
+    Nothing,
+    /// Encrypt this plaintext.
+    Encrypt(&'a [u8]),
+    /// Send close_notify (RFC 8446 §6.1).
+    CloseNotify,
+    /// After an error: hand over the alert rustls queued, and nothing more (the input is not
+    /// looked at again).
+    Alert,
+}
+
+/// What one [`TlsStream::process`] did.
+struct Processed {
+    /// Bytes of the input it is done with (to drop from the front).
+    used: usize,
+    /// The job was done (`false`: the handshake is not that far yet).
+    done: bool,
+    /// rustls's error, if the peer broke the protocol.
+    error: Option<rustls::Error>,
+}
+
+/// Where decrypted application data goes: the reader's buffer first, the rest kept.
+struct Sink<'b> {
+    buf: &'b mut [u8],
+    filled: usize,
+    rest: &'b mut Vec<u8>,
+}
+
+impl Sink<'_> {
+    fn put(&mut self, payload: &[u8]) {
+        let n = payload.len().min(self.buf.len() - self.filled);
+        self.buf[self.filled..self.filled + n].copy_from_slice(&payload[..n]);
+        self.filled += n;
+        self.rest.extend_from_slice(&payload[n..]);
+    }
+}
+
+/// rustls's two unbuffered connections, seen alike.
+trait Records {
+    type Data;
+    fn records<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data>;
+}
+
+impl Records for UnbufferedServerConnection {
+    type Data = ServerConnectionData;
+    fn records<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(incoming)
+    }
+}
+
+impl Records for UnbufferedClientConnection {
+    type Data = ClientConnectionData;
+    fn records<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(incoming)
+    }
+}
+
+/// Appends to `out` what `f` writes into a buffer at least `guess` bytes long (rustls says
+/// how much it needs when that is too little).
+fn append<E>(
+    out: &mut Vec<u8>,
+    guess: usize,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    needs: impl Fn(&E) -> Option<usize>,
+) -> Result<(), E> {
+    let at = out.len();
+    let mut want = guess;
+    loop {
+        out.resize(at + want, 0);
+        match f(&mut out[at..]) {
+            Ok(n) => {
+                out.truncate(at + n);
+                return Ok(());
+            }
+            Err(e) => {
+                out.truncate(at);
+                match needs(&e) {
+                    Some(n) if n > want => want = n,
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// Bytes a TLS record adds to its plaintext at most (header, explicit nonce, content type,
+/// tag, with room to spare), for a first guess of the room encryption needs.
+const RECORD_OVERHEAD: usize = 64;
+/// The most plaintext a TLS record carries (RFC 8446 §5.1).
+const MAX_FRAGMENT: usize = 16 * 1024;
+
+/// Takes the records in `incoming` (decrypted application data to `sink`, handshake messages
+/// and alerts answered into `out`) and, once the connection may send application data, does
+/// `job` (its records appended to `out`). The caller drops `used` bytes from the front of
+/// `incoming` afterwards, as rustls's unbuffered API asks.
+fn process<C: Records>(
+    conn: &mut C,
+    incoming: &mut [u8],
+    sink: &mut Sink<'_>,
+    out: &mut Vec<u8>,
+    job: Job<'_>,
+    peer_closed: &mut bool,
+) -> Processed {
+    let mut done = matches!(job, Job::Nothing | Job::Alert);
+    let mut used = 0;
+    loop {
+        let UnbufferedStatus { mut discard, state } = conn.records(&mut incoming[used..]);
+        let state = match state {
+            Ok(state) => state,
+            Err(e) => {
+                return Processed {
+                    used: used + discard,
+                    done,
+                    error: Some(e),
+                }
+            }
+        };
+        let mut stop = false;
+        match state {
+            ConnectionState::ReadTraffic(mut traffic) => {
+                while let Some(record) = traffic.next_record() {
+                    match record {
+                        Ok(record) => {
+                            discard += record.discard;
+                            sink.put(record.payload);
+                        }
+                        Err(e) => {
+                            return Processed {
+                                used: used + discard,
+                                done,
+                                error: Some(e),
+                            }
+                        }
+                    }
+                }
+            }
+            ConnectionState::EncodeTlsData(mut data) => {
+                let encoded = append(
+                    out,
+                    0,
+                    |b| data.encode(b),
+                    |e| match e {
+                        EncodeError::InsufficientSize(s) => Some(s.required_size),
+                        _ => None,
+                    },
+                );
+                if let Err(e) = encoded {
+                    let e =
+                        rustls::Error::General(format!("cannot encode a handshake record: {e}"));
+                    return Processed {
+                        used: used + discard,
+                        done,
+                        error: Some(e),
+                    };
+                }
+            }
+            // What `out` holds is written by the caller, in order, before anything later.
+            ConnectionState::TransmitTlsData(transmit) => transmit.done(),
+            ConnectionState::PeerClosed => *peer_closed = true,
+            ConnectionState::WriteTraffic(mut traffic) => {
+                let written = match job {
+                    Job::Nothing | Job::Alert => Ok(()),
+                    Job::Encrypt(plain) => {
+                        let records = plain.len().div_ceil(MAX_FRAGMENT).max(1);
+                        append(
+                            out,
+                            plain.len() + records * RECORD_OVERHEAD,
+                            |b| traffic.encrypt(plain, b),
+                            needs_for_encrypt,
+                        )
+                    }
+                    Job::CloseNotify => append(
+                        out,
+                        RECORD_OVERHEAD,
+                        |b| traffic.queue_close_notify(b),
+                        needs_for_encrypt,
+                    ),
+                };
+                if let Err(e) = written {
+                    let e = rustls::Error::General(format!("cannot encrypt: {e}"));
+                    return Processed {
+                        used: used + discard,
+                        done,
+                        error: Some(e),
+                    };
+                }
+                done = true;
+                stop = true;
+            }
+            // BlockedHandshake (more input needed), Closed, and early data (which netlib's
+            // servers do not accept).
+            _ => stop = true,
+        }
+        used += discard;
+        if stop || matches!(job, Job::Alert) {
+            return Processed {
+                used,
+                done,
+                error: None,
+            };
+        }
+    }
+}
+
+fn needs_for_encrypt(e: &EncryptError) -> Option<usize> {
+    match e {
+        EncryptError::InsufficientSize(s) => Some(s.required_size),
+        _ => None,
+    }
+}
+
+/// Bytes of the socket one read takes at most: a TLS record and more (RFC 8446 §5.2: at most
+/// 16 KiB + 256 bytes each).
+const READ_CHUNK: usize = 32 * 1024;
+/// Most TLS bytes a connection holds unprocessed: a handshake message rustls joins from
+/// several records (64 KiB at most) and a read more. Past it the peer is breaking the protocol.
+const MAX_INCOMING: usize = 64 * 1024 + 2 * READ_CHUNK;
+/// Most encrypted bytes held for a peer that does not read before `write` says `WouldBlock`.
+const MAX_OUTGOING: usize = 64 * 1024;
+
+thread_local! {
+    /// Where one read from the socket lands: each connection keeps only a TLS record still
+    /// arriving, so an idle connection holds no buffer.
+    static INPUT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Where the plaintext of several frames is gathered, to be encrypted into full records.
+    static GATHER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A TLS connection over another transport, on rustls's unbuffered API: netlib owns the
+/// buffers, and a connection keeps one only while it holds something (a TLS record still
+/// arriving, plaintext not yet read, records the peer has not taken), so an idle TLS
+/// connection costs rustls's state alone. What it holds is counted exactly: a record still
+/// arriving is unfinished input ([`Transport::buffered`]: the frame timeout runs while it is
+/// not 0), and every buffer's capacity counts toward the memory budget
+/// ([`Transport::memory`]).
 pub struct TlsStream {
     inner: Box<dyn Transport>,
-    conn: rustls::Connection,
+    side: Side,
+    /// TLS bytes read and not processed: a record still arriving. Let go when empty.
+    incoming: Vec<u8>,
+    /// Plaintext decrypted and not read yet (from `plain_at`). Let go when read.
+    plain: Vec<u8>,
+    plain_at: usize,
+    /// TLS bytes for the peer that `inner` has not taken (from `out_at`). Let go when written.
+    out: Vec<u8>,
+    out_at: usize,
     /// TLS bytes taken from `inner` since the connection opened.
     received: u64,
     /// TLS bytes written to `inner` since [`Transport::take_sent`] last asked.
     sent: u64,
     /// `inner` reached end of stream.
     eof: bool,
-    /// What rustls said it holds after it last processed input: plaintext not yet read and
-    /// TLS bytes not yet written.
-    held: usize,
-    /// The plaintext of that.
-    plaintext: usize,
+    /// The peer's close_notify came: no more plaintext.
+    peer_closed: bool,
+    /// rustls reported an error: the connection is over, and rustls is not called again.
+    failed: bool,
 }
 
 impl fmt::Debug for TlsStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsStream")
             .field("inner", &self.inner)
-            .field("handshaking", &self.conn.is_handshaking())
+            .field("handshaking", &self.handshaking())
             .finish_non_exhaustive()
     }
+}
+
+/// What a connection whose TLS failed answers from then on.
+fn failed() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "TLS: the connection failed")
 }
 
 fn rustls_error(e: rustls::Error) -> io::Error {
@@ -304,8 +575,8 @@ impl TlsStream {
     /// # Errors
     /// rustls's, as `InvalidData` (its settings are unusable).
     pub fn server(inner: Box<dyn Transport>, tls: &TlsServer) -> io::Result<Self> {
-        let conn = rustls::ServerConnection::new(tls.config.clone()).map_err(rustls_error)?;
-        Ok(Self::new(inner, conn.into()))
+        let conn = UnbufferedServerConnection::new(tls.config.clone()).map_err(rustls_error)?;
+        Ok(Self::new(inner, Side::Server(conn)))
     }
 
     /// The client side of a connection to server `name` over `inner`.
@@ -317,67 +588,197 @@ impl TlsStream {
         tls: &TlsClient,
         name: ServerName<'static>,
     ) -> io::Result<Self> {
-        let conn = rustls::ClientConnection::new(tls.config.clone(), name).map_err(rustls_error)?;
-        Ok(Self::new(inner, conn.into()))
+        let conn =
+            UnbufferedClientConnection::new(tls.config.clone(), name).map_err(rustls_error)?;
+        Ok(Self::new(inner, Side::Client(conn)))
     }
 
-    fn new(inner: Box<dyn Transport>, conn: rustls::Connection) -> Self {
+    fn new(inner: Box<dyn Transport>, side: Side) -> Self {
         TlsStream {
             inner,
-            conn,
+            side,
+            incoming: Vec::new(),
+            plain: Vec::new(),
+            plain_at: 0,
+            out: Vec::new(),
+            out_at: 0,
             received: 0,
             sent: 0,
             eof: false,
-            held: 0,
-            plaintext: 0,
+            peer_closed: false,
+            failed: false,
         }
     }
 
-    /// Takes TLS bytes from `inner` and processes them: whether any came (or the stream
-    /// ended). A TLS error is sent as an alert (best effort) and returned.
-    fn read_tls(&mut self) -> io::Result<bool> {
-        match self.conn.read_tls(&mut *self.inner) {
-            Ok(0) => {
-                self.eof = true;
-                Ok(true)
+    fn handshaking(&self) -> bool {
+        match &self.side {
+            Side::Server(c) => c.is_handshaking(),
+            Side::Client(c) => c.is_handshaking(),
+        }
+    }
+
+    /// Runs [`process`] over `input` (this connection's `incoming`, or a read just taken).
+    fn process(
+        side: &mut Side,
+        input: &mut [u8],
+        sink: &mut Sink<'_>,
+        out: &mut Vec<u8>,
+        job: Job<'_>,
+        peer_closed: &mut bool,
+    ) -> Processed {
+        match side {
+            Side::Server(c) => process(c, input, sink, out, job, peer_closed),
+            Side::Client(c) => process(c, input, sink, out, job, peer_closed),
+        }
+    }
+
+    /// Processes what `incoming` holds and does `job`: whether the job was done. A TLS error
+    /// is answered with its alert (best effort) and returned.
+    fn settle(&mut self, job: Job<'_>) -> io::Result<bool> {
+        if self.failed {
+            return Err(failed());
+        }
+        let mut sink = Sink {
+            buf: &mut [],
+            filled: 0,
+            rest: &mut self.plain,
+        };
+        let p = Self::process(
+            &mut self.side,
+            &mut self.incoming,
+            &mut sink,
+            &mut self.out,
+            job,
+            &mut self.peer_closed,
+        );
+        self.incoming.drain(..p.used);
+        self.let_go();
+        match p.error {
+            Some(e) => Err(self.fail(e)),
+            None => Ok(p.done),
+        }
+    }
+
+    /// A TLS error: its alert goes out (best effort), and the error is returned as `InvalidData`.
+    fn fail(&mut self, e: rustls::Error) -> io::Error {
+        if std::mem::replace(&mut self.failed, true) {
+            return rustls_error(e);
+        }
+        // rustls queued the alert; processing once more hands it over (before it would look
+        // at the input again).
+        let mut sink = Sink {
+            buf: &mut [],
+            filled: 0,
+            rest: &mut self.plain,
+        };
+        // The same input as the failed call (less what it was done with): rustls's handshake
+        // deframer keeps positions in it.
+        let _ = Self::process(
+            &mut self.side,
+            &mut self.incoming,
+            &mut sink,
+            &mut self.out,
+            Job::Alert,
+            &mut self.peer_closed,
+        );
+        let _ = self.write_out();
+        rustls_error(e)
+    }
+
+    /// Lets empty buffers go, so that an idle connection holds none.
+    fn let_go(&mut self) {
+        if self.incoming.is_empty() && self.incoming.capacity() > 0 {
+            self.incoming = Vec::new();
+        }
+        if self.plain_at == self.plain.len() && self.plain.capacity() > 0 {
+            self.plain = Vec::new();
+            self.plain_at = 0;
+        }
+    }
+
+    /// Takes one read of TLS bytes from `inner` and processes it, decrypted application data
+    /// into `buf` first: `None` if `inner` had nothing, else the plaintext bytes put in `buf`
+    /// (0 for records that carry none, or the end of the stream).
+    fn fill(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        if self.failed {
+            return Err(failed());
+        }
+        INPUT.with(|input| {
+            let mut input = input.borrow_mut();
+            let held = self.incoming.len();
+            if input.len() < held + READ_CHUNK {
+                input.resize(held + READ_CHUNK, 0);
             }
-            Ok(n) => {
-                self.received += n as u64;
-                match self.conn.process_new_packets() {
-                    Ok(state) => {
-                        self.plaintext = state.plaintext_bytes_to_read();
-                        self.held = self.plaintext + state.tls_bytes_to_write();
-                        Ok(true)
-                    }
-                    Err(e) => {
-                        let _ = self.write_tls();
-                        Err(rustls_error(e))
-                    }
+            input[..held].copy_from_slice(&self.incoming);
+            let n = match self.inner.read(&mut input[held..held + READ_CHUNK]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(Some(0));
                 }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            self.received += n as u64;
+            let mut sink = Sink {
+                buf,
+                filled: 0,
+                rest: &mut self.plain,
+            };
+            let p = Self::process(
+                &mut self.side,
+                &mut input[..held + n],
+                &mut sink,
+                &mut self.out,
+                Job::Nothing,
+                &mut self.peer_closed,
+            );
+            let filled = sink.filled;
+            self.incoming.clear();
+            self.incoming.extend_from_slice(&input[p.used..held + n]);
+            self.let_go();
+            if let Some(e) = p.error {
+                return Err(self.fail(e));
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) => Err(e),
-        }
+            if self.incoming.len() > MAX_INCOMING {
+                return Err(self.fail(rustls::Error::General(format!(
+                    "{} bytes of TLS input that make no record",
+                    self.incoming.len()
+                ))));
+            }
+            Ok(Some(filled))
+        })
     }
 
-    /// Writes what rustls holds to `inner`: whether all of it went.
-    fn write_tls(&mut self) -> io::Result<bool> {
-        while self.conn.wants_write() {
-            match self.conn.write_tls(&mut *self.inner) {
+    /// Writes the TLS bytes held for the peer to `inner`: whether all of them went (the
+    /// buffer then let go).
+    fn write_out(&mut self) -> io::Result<bool> {
+        while self.out_at < self.out.len() {
+            match self.inner.write(&self.out[self.out_at..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.sent += n as u64,
+                Ok(n) => {
+                    self.out_at += n;
+                    self.sent += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+        }
+        if self.out.capacity() > 0 {
+            self.out = Vec::new();
+            self.out_at = 0;
         }
         Ok(true)
     }
 
     /// Drives the handshake as far as the stream allows: whether it is done.
     fn drive_handshake(&mut self) -> io::Result<bool> {
+        // The client's hello, or what earlier input asked for.
+        self.settle(Job::Nothing)?;
         loop {
-            self.write_tls()?;
-            if !self.conn.is_handshaking() {
+            self.write_out()?;
+            if !self.handshaking() {
                 return Ok(true);
             }
             if self.eof {
@@ -386,7 +787,7 @@ impl TlsStream {
                     "the peer closed the connection during the TLS handshake",
                 ));
             }
-            if !self.read_tls()? {
+            if self.fill(&mut [])?.is_none() {
                 return Ok(false);
             }
         }
@@ -402,25 +803,33 @@ const EMPTY_READ_BUDGET: u64 = 80 * 1024;
 
 impl Read for TlsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.plain_at < self.plain.len() {
+            let n = buf.len().min(self.plain.len() - self.plain_at);
+            buf[..n].copy_from_slice(&self.plain[self.plain_at..self.plain_at + n]);
+            self.plain_at += n;
+            self.let_go();
+            return Ok(n);
+        }
         let before = self.received;
         loop {
-            match self.conn.reader().read(buf) {
-                Ok(n) => return Ok(n), // 0: the peer's close_notify
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // The stream ended without close_notify: an end of stream all the same.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e),
-            }
-            if self.eof {
+            // The peer's close_notify, or the stream ended without one: an end of stream
+            // all the same.
+            if self.peer_closed || self.eof {
                 return Ok(0);
             }
-            if !self.read_tls()? {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
+            let got = self.fill(buf)?;
             // What processing the input made (a key update's answer) goes out.
-            self.write_tls()?;
-            if self.plaintext == 0 && self.received - before > EMPTY_READ_BUDGET {
-                return Err(io::ErrorKind::WouldBlock.into());
+            self.write_out()?;
+            match got {
+                None => return Err(io::ErrorKind::WouldBlock.into()),
+                Some(0) if self.received - before > EMPTY_READ_BUDGET => {
+                    return Err(io::ErrorKind::WouldBlock.into())
+                }
+                Some(0) => {}
+                Some(n) => return Ok(n),
             }
         }
     }
@@ -432,27 +841,44 @@ impl Write for TlsStream {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        if bufs.iter().all(|b| b.is_empty()) {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total == 0 {
             return Ok(0);
         }
-        // What rustls holds goes first, so that it has room; `WouldBlock` only once the
-        // socket said so (the poller then reports it writable again).
-        let drained = self.write_tls()?;
-        // rustls takes plaintext up to its buffer limit (64 KiB of records not yet written).
-        let n = self.conn.writer().write_vectored(bufs)?;
-        self.write_tls()?;
-        if n == 0 {
-            debug_assert!(
-                !drained,
-                "rustls took nothing though its buffer was written out"
-            );
+        // What is held goes first; `WouldBlock` only once the socket said so (the poller
+        // then reports it writable again).
+        self.write_out()?;
+        let room = MAX_OUTGOING.saturating_sub(self.out.len() - self.out_at);
+        if room == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        Ok(n)
+        let take = total.min(room);
+        let done = match bufs.iter().find(|b| !b.is_empty()) {
+            // One frame, or the first holds all that is taken: encrypted where it lies.
+            Some(first) if first.len() >= take => self.settle(Job::Encrypt(&first[..take]))?,
+            _ => GATHER.with(|gather| {
+                let mut gather = gather.borrow_mut();
+                gather.clear();
+                for b in bufs {
+                    let n = b.len().min(take - gather.len());
+                    gather.extend_from_slice(&b[..n]);
+                    if gather.len() == take {
+                        break;
+                    }
+                }
+                self.settle(Job::Encrypt(&gather))
+            })?,
+        };
+        if !done {
+            // The handshake is not that far yet.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.write_out()?;
+        Ok(take)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if !self.write_tls()? {
+        if !self.write_out()? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         self.inner.flush()
@@ -474,8 +900,10 @@ impl Transport for TlsStream {
 
     /// Sends close_notify (RFC 8446 §6.1), then the inner stream's end of stream.
     fn shutdown_write(&mut self) -> io::Result<()> {
-        self.conn.send_close_notify();
-        let _ = self.write_tls();
+        if !self.handshaking() && !self.failed {
+            let _ = self.settle(Job::CloseNotify);
+            let _ = self.write_out();
+        }
         self.inner.shutdown_write()
     }
 
@@ -504,17 +932,24 @@ impl Transport for TlsStream {
         self.inner.close_reason()
     }
 
+    /// The inner stream's, and a TLS record still arriving.
     fn buffered(&self) -> usize {
-        self.inner.buffered()
+        self.inner.buffered() + self.incoming.len()
     }
 
+    /// The inner stream's, and the TLS bytes the peer has not taken.
     fn queued(&self) -> usize {
-        self.inner.queued() + usize::from(self.conn.wants_write())
+        self.inner.queued() + (self.out.len() - self.out_at)
     }
 
-    /// The inner stream's, rustls's state and what it said it holds.
+    /// The inner stream's, rustls's state, and the capacity of the buffers this connection
+    /// holds (none when idle).
     fn memory(&self) -> usize {
-        self.inner.memory() + TLS_STATE_BYTES + self.held
+        self.inner.memory()
+            + TLS_STATE_BYTES
+            + self.incoming.capacity()
+            + self.plain.capacity()
+            + self.out.capacity()
     }
 
     /// TLS bytes taken from the inner stream: the byte rate limit and the read budget count
@@ -638,5 +1073,156 @@ impl Connector for TlsConnector {
 
     fn wire(&self) -> Option<Wire> {
         self.inner.wire()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::memory::{pair, MemoryStream};
+
+    /// A server and a client TLS stream for `localhost`, with certificates made here, each
+    /// over its own pipe: the test relays the bytes between the pipes' other ends, as many as
+    /// it likes.
+    fn streams(name: &str) -> (TlsStream, TlsStream, MemoryStream, MemoryStream) {
+        let dir = std::env::temp_dir().join(format!("netlib-tls-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertifiedIssuer::self_signed(params, ca_key).unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let signed = leaf.signed_by(&key, &ca).unwrap();
+        let (ca_pem, cert, key_pem) = (dir.join("ca.pem"), dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&ca_pem, ca.pem()).unwrap();
+        std::fs::write(&cert, signed.pem()).unwrap();
+        std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+        let server_tls = TlsServer::from_pem_files(&cert, &key_pem).unwrap();
+        let client_tls = TlsClient::from_ca_file(&ca_pem).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let (server_end, server_relay) = pair();
+        let (client_end, client_relay) = pair();
+        let server = TlsStream::server(Box::new(server_end), &server_tls).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let client = TlsStream::client(Box::new(client_end), &client_tls, name).unwrap();
+        (server, client, server_relay, client_relay)
+    }
+
+    /// Moves at most `limit` bytes from `from` to `to`: how many moved.
+    fn relay(from: &mut MemoryStream, to: &mut MemoryStream, limit: usize) -> usize {
+        let mut buf = vec![0; limit];
+        match from.read(&mut buf) {
+            Ok(n) => {
+                to.write_all(&buf[..n]).unwrap();
+                n
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn handshake(
+        s: &mut TlsStream,
+        c: &mut TlsStream,
+        sr: &mut MemoryStream,
+        cr: &mut MemoryStream,
+    ) {
+        for _ in 0..100 {
+            let client_done = c.finish_connect().unwrap();
+            relay(cr, sr, 1 << 20);
+            let server_done = s.handshake().unwrap();
+            relay(sr, cr, 1 << 20);
+            if client_done && server_done {
+                return;
+            }
+        }
+        panic!("no handshake in 100 rounds");
+    }
+
+    fn read_all(s: &mut TlsStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return got,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_still_arriving_is_unfinished_input_and_an_idle_connection_holds_no_buffer() {
+        let (mut s, mut c, mut sr, mut cr) = streams("partial");
+        handshake(&mut s, &mut c, &mut sr, &mut cr);
+        let idle = s.inner.memory() + TLS_STATE_BYTES;
+        c.write_all(b"hello").unwrap();
+        relay(&mut cr, &mut sr, 1 << 20);
+        assert_eq!(read_all(&mut s), b"hello");
+        assert_eq!(s.buffered(), 0);
+        assert_eq!(s.memory(), idle, "an idle connection holds no buffer");
+
+        c.write_all(b"world").unwrap();
+        let mut record = vec![0; 4096];
+        let len = cr.read(&mut record).unwrap();
+        assert!(
+            len > 5 + 5,
+            "a record: header, then more than the plaintext"
+        );
+        sr.write_all(&record[..len - 3]).unwrap();
+        assert_eq!(
+            read_all(&mut s),
+            b"",
+            "no plaintext before the record is whole"
+        );
+        assert_eq!(
+            s.buffered(),
+            len - 3,
+            "the record so far is unfinished input"
+        );
+        assert!(s.memory() >= idle + len - 3, "and counted");
+        sr.write_all(&record[len - 3..len]).unwrap();
+        assert_eq!(read_all(&mut s), b"world");
+        assert_eq!((s.buffered(), s.memory()), (0, idle));
+    }
+
+    #[test]
+    fn records_held_for_a_slow_reader_are_bounded_and_counted_then_let_go() {
+        let (mut s, mut c, mut sr, mut cr) = streams("slow");
+        handshake(&mut s, &mut c, &mut sr, &mut cr);
+        let idle = s.inner.memory() + TLS_STATE_BYTES;
+        let chunk = vec![b'x'; 16 * 1024];
+        let mut written = 0;
+        let blocked = loop {
+            match s.write(&chunk) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
+                Err(e) => panic!("{e}"),
+            }
+            if written > 4 << 20 {
+                break false;
+            }
+        };
+        assert!(blocked, "a peer that does not read blocks the writer");
+        let held = s.queued();
+        assert!(
+            held > 0 && held <= MAX_OUTGOING + chunk.len() + 64,
+            "{held}"
+        );
+        assert!(s.memory() >= idle + held, "what is held is counted");
+        // The reader catches up: everything arrives, and the buffers go.
+        let mut got = 0;
+        for _ in 0..10_000 {
+            relay(&mut sr, &mut cr, 32 * 1024);
+            got += read_all(&mut c).len();
+            let _ = s.flush();
+            if got == written {
+                break;
+            }
+        }
+        assert_eq!(got, written);
+        assert_eq!((s.queued(), s.memory()), (0, idle));
     }
 }
