@@ -35,8 +35,9 @@
 //! - `net`: address resolution and listening sockets.
 //! - [`transport`]: the [`Transport`](transport::Transport) / [`Acceptor`](transport::Acceptor) /
 //!   [`Connector`](transport::Connector) seam, with TCP,
-//!   WebSocket ([`transport::ws`]: RFC 6455, its server side framed by netlib, its HTTP side
-//!   parsed with `httparse`, static pages) and an in-memory pipe.
+//!   WebSocket ([`transport::ws`]: RFC 6455 over any of the others, its server side framed by
+//!   netlib with `tungstenite`'s frame headers, its HTTP side parsed with `httparse`, static
+//!   pages; one file per concern, in the order its own `# Layout` gives) and an in-memory pipe.
 //! - `link`: a session bound to its transport: the one read path and flush path.
 //! - `hub`: the server's channel table, [`ChannelId`], [`ServerContext`] and [`Recipients`].
 //! - `connection`: a client's connection state.

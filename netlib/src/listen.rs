@@ -52,6 +52,8 @@ pub(crate) struct Listeners {
     order: VecDeque<(Instant, usize)>,
     /// After an accept error: when to try accepting again.
     retry_at: Option<Instant>,
+    /// Connections accepted so far (whatever became of them).
+    accepted: u64,
 }
 
 /// Makes a channel of an established connection; it is read on the next round, since its
@@ -93,6 +95,7 @@ impl Listeners {
             pending: Slab::new(),
             order: VecDeque::new(),
             retry_at: None,
+            accepted: 0,
         }
     }
 
@@ -134,6 +137,12 @@ impl Listeners {
         self.pending.len()
     }
 
+    /// Connections accepted so far, refused ones included: a count that moves when a
+    /// listener hands over a connection (see [`Server::settle`](crate::Server::settle)).
+    pub(crate) fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
     /// The addresses listened on.
     pub(crate) fn local_addrs(&self) -> Vec<SocketAddr> {
         self.list
@@ -172,6 +181,7 @@ impl Listeners {
         loop {
             match self.list[i].acceptor.accept() {
                 Ok(Some((transport, addr))) => {
+                    self.accepted += 1;
                     let wire = self.list[i].wire;
                     self.admit(state, hub, handlers, transport, addr, wire);
                 }

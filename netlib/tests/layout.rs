@@ -1,7 +1,9 @@
 //! The module graph has no cycle: each module of `netlib/src` uses only modules listed before
-//! it in the `# Layout` section of `lib.rs` (bottom up). Reads the sources as text.
+//! it in the `# Layout` section of `lib.rs` (bottom up), and each file of the WebSocket
+//! transport (`transport/ws/`) uses exactly the files its `# Layout` section in `ws/mod.rs`
+//! says, all listed before it. Reads the sources as text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Module names in the order the layout lists them.
@@ -61,8 +63,9 @@ fn no_module_uses_one_listed_after_it() {
         assert!(order.iter().any(|o| o == m), "layout lists {m}: {order:?}");
     }
     let mut files: BTreeMap<String, String> = BTreeMap::new();
-    // A folder's files (`transport/ws.rs`, `server/local.rs`) count as their module's.
-    let folders = ["transport", "server", "client"];
+    // A folder's files (`transport/tcp.rs`, `transport/ws/stream.rs`, `server/local.rs`) count
+    // as their module's.
+    let folders = ["transport", "transport/ws", "server", "client"];
     let entries = folders
         .iter()
         .map(|f| std::fs::read_dir(src.join(f)).unwrap())
@@ -75,7 +78,7 @@ fn no_module_uses_one_listed_after_it() {
         if path.extension().is_some_and(|e| e == "rs") {
             let parent = path.parent().unwrap();
             let module = match folders.iter().find(|f| parent.ends_with(f)) {
-                Some(folder) => (*folder).to_owned(),
+                Some(folder) => folder.split('/').next().unwrap().to_owned(),
                 None => path.file_stem().unwrap().to_string_lossy().into_owned(),
             };
             files
@@ -99,4 +102,101 @@ fn no_module_uses_one_listed_after_it() {
         }
     }
     assert!(checked > 30, "only {checked} imports were checked");
+}
+
+/// The files of `transport/ws/` in the order its `# Layout` lists them, each with the files
+/// it says it uses: `- `name` (uses `a`, `b`): ...`.
+fn ws_layout(module_docs: &str) -> Vec<(String, BTreeSet<String>)> {
+    let section = module_docs
+        .split("//! # Layout")
+        .nth(1)
+        .expect("ws/mod.rs has a # Layout section");
+    let mut out = Vec::new();
+    for line in section.lines() {
+        let Some(item) = line.strip_prefix("//! - `") else {
+            continue;
+        };
+        let (name, rest) = item.split_once('`').unwrap();
+        let mut deps = BTreeSet::new();
+        if let Some(list) = rest.strip_prefix(" (uses ") {
+            let list = list.split(')').next().unwrap();
+            deps.extend(list.split('`').skip(1).step_by(2).map(str::to_owned));
+        }
+        out.push((name.to_owned(), deps));
+    }
+    out
+}
+
+/// The sibling files a `transport/ws/` file's code (tests left out) uses through `super::`;
+/// panics on a path through the parent module (`crate::transport::ws::`, `super::super`),
+/// which would hide a dependency behind a re-export.
+fn ws_uses(src: &str, files: &BTreeSet<String>) -> BTreeSet<String> {
+    let code = src.split("#[cfg(test)]").next().unwrap();
+    let mut out = BTreeSet::new();
+    for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+        assert!(
+            !line.contains("transport::ws::") && !line.contains("super::super"),
+            "a ws file names a sibling through the ws module: {line}"
+        );
+        for (i, _) in line.match_indices("super::") {
+            let rest = &line[i + 7..];
+            let names: Vec<&str> = match rest.strip_prefix('{') {
+                Some(group) => group
+                    .split('}')
+                    .next()
+                    .unwrap()
+                    .split(',')
+                    .map(|p| p.trim().split("::").next().unwrap())
+                    .collect(),
+                None => vec![rest],
+            };
+            for name in names {
+                let name: String = name
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                if files.contains(&name) {
+                    out.insert(name);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn websocket_files_use_only_the_files_listed_before_them() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/transport/ws");
+    let layout = ws_layout(&std::fs::read_to_string(dir.join("mod.rs")).unwrap());
+    let mut on_disk = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if path.extension().is_some_and(|e| e == "rs") && stem != "mod" {
+            on_disk.insert(stem);
+        }
+    }
+    let listed: BTreeSet<String> = layout.iter().map(|(name, _)| name.clone()).collect();
+    assert_eq!(
+        listed, on_disk,
+        "the layout lists every file of ws/, and only those"
+    );
+    for (at, (file, declared)) in layout.iter().enumerate() {
+        let before: BTreeSet<String> = layout[..at].iter().map(|(n, _)| n.clone()).collect();
+        for dep in declared {
+            assert!(
+                before.contains(dep),
+                "ws/{file}.rs is said to use {dep}, which the layout lists after it: a cycle"
+            );
+        }
+        let text = std::fs::read_to_string(dir.join(format!("{file}.rs"))).unwrap();
+        let used = ws_uses(&text, &on_disk);
+        assert_eq!(
+            &used, declared,
+            "ws/{file}.rs uses {used:?}; the layout in ws/mod.rs says {declared:?}"
+        );
+    }
+    // The HTTP side asks the options and nothing of the WebSocket itself.
+    let http = &layout.iter().find(|(n, _)| n == "http").unwrap().1;
+    assert_eq!(http.iter().collect::<Vec<_>>(), ["options"]);
 }

@@ -1,6 +1,8 @@
 //! The WebSocket transport over loopback. A plain blocking `tungstenite` client over a std
 //! `TcpStream` stands in for the browser; raw sockets send what no browser would. The server
-//! runs in its own thread; the tests wait on deadlines and assert no timings.
+//! runs in its own thread; the tests wait on deadlines and assert no timings. What does not
+//! need real sockets (close codes, the heartbeat, the handshake, frame and idle timeouts) is
+//! tested in memory on a manual clock, in `ws_memory.rs`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,8 +17,6 @@ use netlib::{
     ServerContext, ServerHandler, StopHandle,
 };
 use tungstenite::client::IntoClientRequest;
-use tungstenite::protocol::frame::coding::{Data, OpCode};
-use tungstenite::protocol::frame::{CloseFrame, Frame};
 use tungstenite::Message as Ws;
 
 type WsClient = tungstenite::WebSocket<TcpStream>;
@@ -504,80 +504,6 @@ fn a_flood_of_empty_continuations_holds_neither_the_loop_nor_the_byte_limit() {
 }
 
 #[test]
-fn an_oversize_message_is_closed_with_1009_and_others_are_served() {
-    let server = Running::start(ServerConfig::default().max_frame_size(1024), pages());
-    let (mut big, big_id) = browser(server.ws);
-    let (mut other, _) = browser(server.ws);
-    send(
-        &mut big,
-        &Message::new("echo").with("pad", "x".repeat(2000)),
-    );
-    assert_eq!(close_code(&mut big), 1009);
-    assert_eq!(
-        server.closed(big_id),
-        CloseReason::FrameTooLarge { limit: 1024 }
-    );
-    let m = Message::new("echo").with("pad", "y".repeat(900));
-    send(&mut other, &m);
-    assert_eq!(next(&mut other).as_value(), m.as_value());
-}
-
-#[test]
-fn a_fragmented_message_is_reassembled() {
-    let server = Running::plain();
-    let (mut ws, _) = browser(server.ws);
-    let text = r#"{"action":"echo","text":"née, 🎲 split"}"#.as_bytes();
-    let cut = text.iter().position(|&b| b == 0xc3).unwrap() + 1; // inside "é"
-    let parts = [&text[..5], &text[5..cut], &text[cut..]];
-    for (i, part) in parts.iter().enumerate() {
-        let opcode = if i == 0 { Data::Text } else { Data::Continue };
-        let last = i == parts.len() - 1;
-        let frame = Frame::message(Bytes::copy_from_slice(part), OpCode::Data(opcode), last);
-        ws.send(Ws::Frame(frame)).unwrap();
-    }
-    let back = next(&mut ws);
-    assert_eq!(back.get_str("text"), Some("née, 🎲 split"));
-}
-
-#[test]
-fn a_binary_message_is_closed_with_1003() {
-    let server = Running::plain();
-    let (mut ws, id) = browser(server.ws);
-    ws.send(Ws::Binary(Bytes::from_static(b"{\"action\":\"echo\"}")))
-        .unwrap();
-    assert_eq!(close_code(&mut ws), 1003);
-    assert!(matches!(
-        server.closed(id),
-        CloseReason::WebSocket {
-            code: 1003,
-            remote: false,
-            ..
-        }
-    ));
-}
-
-#[test]
-fn text_that_is_not_utf8_is_closed_with_1007() {
-    let server = Running::plain();
-    let (mut ws, id) = browser(server.ws);
-    let bad = Frame::message(
-        Bytes::from_static(b"{\"action\":\"\xff\xfe\"}"),
-        OpCode::Data(Data::Text),
-        true,
-    );
-    ws.send(Ws::Frame(bad)).unwrap();
-    assert_eq!(close_code(&mut ws), 1007);
-    assert!(matches!(
-        server.closed(id),
-        CloseReason::WebSocket {
-            code: 1007,
-            remote: false,
-            ..
-        }
-    ));
-}
-
-#[test]
 fn a_reader_that_never_reads_is_closed_while_a_reading_peer_gets_everything() {
     let limit = 256 * 1024;
     let server = Running::start(ServerConfig::default().max_outbound_bytes(limit), pages());
@@ -659,37 +585,6 @@ fn a_pong_never_lands_inside_a_message_the_socket_has_not_taken() {
 }
 
 #[test]
-fn a_client_close_is_clean_and_other_codes_are_reported() {
-    let server = Running::plain();
-    let (mut normal, normal_id) = browser(server.ws);
-    let (mut coded, coded_id) = browser(server.ws);
-
-    normal.close(None).unwrap();
-    loop {
-        match normal.read() {
-            Ok(_) => {}
-            Err(tungstenite::Error::ConnectionClosed) => break,
-            Err(e) => panic!("the close handshake did not complete: {e}"),
-        }
-    }
-    assert_eq!(server.closed(normal_id), CloseReason::PeerClosed);
-
-    let frame = CloseFrame {
-        code: 4000.into(),
-        reason: "bye".into(),
-    };
-    coded.close(Some(frame)).unwrap();
-    assert_eq!(
-        server.closed(coded_id),
-        CloseReason::WebSocket {
-            code: 4000,
-            reason: "bye".into(),
-            remote: true
-        }
-    );
-}
-
-#[test]
 fn netlib_clients_connect_to_ws_urls() {
     let server = Running::plain();
     let url = format!("ws://{}/ws", server.ws);
@@ -739,61 +634,6 @@ fn a_refused_upgrade_or_wss_to_a_plain_server_is_an_error_event() {
         assert!(text.contains(want), "{url}: {text}");
     }
     assert_eq!(server.connected(), 0);
-}
-
-#[test]
-fn a_handshake_in_progress_is_no_channel_counts_toward_the_limit_and_times_out() {
-    let config = ServerConfig::default()
-        .max_connections(1)
-        .handshake_timeout(Duration::from_secs(1));
-    let server = Running::start(config, pages());
-    let mut stalled = tcp(server.ws);
-    stalled
-        .write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\n")
-        .unwrap();
-    // The server is full with the handshake alone.
-    let full = http(
-        server.ws,
-        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    );
-    assert_eq!(full.0, 503);
-    let mut answer = Vec::new();
-    stalled.read_to_end(&mut answer).unwrap();
-    assert!(
-        answer.starts_with(b"HTTP/1.1 408 "),
-        "{:?}",
-        String::from_utf8_lossy(&answer)
-    );
-    assert_eq!(server.connected(), 0);
-    let (_ws, _) = browser(server.ws);
-    assert_eq!(server.connected(), 1, "the slot is free again");
-}
-
-#[test]
-fn the_heartbeat_travels_as_websocket_pings() {
-    let config =
-        ServerConfig::default().heartbeat(Duration::from_millis(50), Duration::from_secs(30));
-    let server = Running::start(config, pages());
-    let (mut ws, id) = browser(server.ws);
-    let mut pings = 0;
-    while pings < 3 {
-        match ws.read().unwrap() {
-            Ws::Ping(_) => pings += 1,
-            Ws::Text(t) => panic!("the heartbeat came as text: {t}"),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert!(!server.is_closed(id));
-}
-
-#[test]
-fn a_close_for_a_limit_says_policy_violation() {
-    let config = ServerConfig::default().idle_timeout(Duration::from_millis(200));
-    let server = Running::start(config, pages());
-    let (mut ws, id) = browser(server.ws);
-    assert_eq!(close_code(&mut ws), 1008);
-    assert_eq!(server.closed(id), CloseReason::Idle);
 }
 
 #[test]
@@ -932,15 +772,4 @@ fn a_message_still_arriving_counts_toward_the_memory_budget() {
         .send(Ws::text(r#"{"action": "echo", "n": 1}"#))
         .unwrap();
     assert_eq!(next(&mut other).action(), "echo");
-}
-
-#[test]
-fn a_message_left_unfinished_hits_the_frame_timeout() {
-    let server = Running::start(
-        ServerConfig::default().frame_timeout(Duration::from_millis(300)),
-        pages(),
-    );
-    let (mut ws, id) = browser(server.ws);
-    start_message(&mut ws, 10_000, 100);
-    assert_eq!(server.closed(id), CloseReason::FrameTimeout);
 }

@@ -44,8 +44,9 @@ impl<S: ServerHandler> Server<S> {
     }
 
     /// Pumps this server and `clients` (e.g. from [`connect_local`](Self::connect_local)) in
-    /// turns until one whole round moves nothing: no byte read or written, no channel opened
-    /// or closed, no event for a client, nothing from the cluster. Returns the rounds it took. What the clients received
+    /// turns until one whole round moves nothing: no byte read or written, no connection
+    /// accepted, no channel opened or closed, no event for a client, nothing from the cluster.
+    /// Returns the rounds it took. What the clients received
     /// waits for their next pump (`pump`, `pump_messages`). The way to let an in-memory test's
     /// messages and replies run their course without guessing a number of pumps. Time does not
     /// move: with a [`ManualClock`](crate::ManualClock), advance it between settles.
@@ -95,11 +96,17 @@ impl<S: ServerHandler> Server<S> {
     }
 
     /// A count that moves whenever the server does anything (bytes read or written on any
-    /// channel, a channel opened or closed).
+    /// channel, a connection accepted, a channel opened or closed).
     fn progress(&self) -> u64 {
         let moved: u64 = self.hub.slots.iter().map(|(_, s)| s.link.moved).sum();
         let pending = self.hub.cluster_events.len() as u64;
-        moved + self.hub.stats.opened + self.hub.stats.closed + self.hub.cluster_seen + pending
+        let accepted = self.listeners.accepted();
+        moved
+            + accepted
+            + self.hub.stats.opened
+            + self.hub.stats.closed
+            + self.hub.cluster_seen
+            + pending
     }
 
     /// Hands `msg` to channel `id`'s handlers as if `id` had sent it, without any I/O: the

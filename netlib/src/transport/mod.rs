@@ -28,12 +28,10 @@ use mio::event::Source;
 use crate::codec::Wire;
 use crate::error::CloseReason;
 
-mod http;
 pub mod memory;
 pub mod tcp;
 pub mod tls;
 pub mod ws;
-mod wsframe;
 
 /// One connection's non-blocking byte stream.
 pub trait Transport: io::Read + io::Write + Send + fmt::Debug {

@@ -1,10 +1,13 @@
 //! The HTTP/1.1 side of a WebSocket listener, sans-IO: the bytes of a request head in (parsed
 //! with `httparse`), the answer out: a `101 Switching Protocols` upgrade (RFC 6455 §4.2.2), a
-//! static asset, or an error status. Every answer but the upgrade closes the connection.
+//! static asset, or an error status. Every answer but the upgrade closes the connection. What
+//! to answer comes from the listener's [`WsOptions`] ([`options`](super::options)); the
+//! connection ([`stream`](super::stream)) reads the request and writes the answer. Nothing
+//! else of the WebSocket transport is used here.
 
 use std::io::{self, Write};
 
-use super::ws::WsOptions;
+use super::options::WsOptions;
 
 /// Most bytes of a request head (request line and headers) read; a longer head is answered
 /// `431 Request Header Fields Too Large`.

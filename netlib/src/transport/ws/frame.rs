@@ -1,8 +1,9 @@
 //! The server side of WebSocket framing (RFC 6455 §5), sans-IO: the client's bytes in, whole
 //! text messages out as length-prefixed frames (the session's
-//! [`Framing::LengthPrefix`](crate::Framing::LengthPrefix)), and
+//! [`Framing::LengthPrefix`](crate::Framing::LengthPrefix), see [`seam`](super::seam)), and
 //! control frames out as events; the server's frames (unmasked, §5.1) encoded for the socket.
-//! No socket and no clock: the transport in [`ws`](super::ws) reads and writes, this decides.
+//! No socket and no clock: the connection ([`served`](super::served)) reads and writes, this
+//! decides.
 //!
 //! Why not `tungstenite`'s reader on the server side: its `read` goes on until it has a whole
 //! message or the socket runs dry, so one peer sending endless empty continuation frames held
@@ -15,8 +16,21 @@
 //!   ([`FrameReader::unfinished`]), whatever control frames arrive in between, and the buffer's
 //!   capacity is what the memory budget counts ([`FrameReader::memory`]);
 //! - the output buffer is let go once read empty after a large message ([`FrameReader::consume`]).
+//!
+//! What is `tungstenite`'s: a frame header is decoded by [`FrameHeader::parse`] once its bytes
+//! are in (at most 14, gathered here so that no payload byte is taken early) and encoded by
+//! [`FrameHeader::format`]; opcodes are its [`OpCode`], close codes its [`CloseCode`]. What is
+//! not: unmasking ([`unmask`]: `tungstenite`'s `apply_mask` is private and starts every call at
+//! the mask's first byte, while a payload here arrives in pieces that start anywhere), and a
+//! Close frame's payload (its `Frame::into_close` is private too, and needs the whole frame).
 
-use bytes::BufMut;
+use std::io::Cursor;
+
+use tungstenite::protocol::frame::coding::{CloseCode, Control as OpControl, Data, OpCode};
+use tungstenite::protocol::frame::FrameHeader;
+
+use super::close::{fit_reason, receivable};
+use super::seam::push_frame;
 
 /// Longest control frame payload (§5.5).
 pub(crate) const MAX_CONTROL: usize = 125;
@@ -42,13 +56,13 @@ pub(crate) enum Violation {
 }
 
 impl Violation {
-    /// The close status code and text for this violation.
-    pub(crate) fn status(&self) -> (u16, String) {
+    /// The close status code and text for this violation (§7.4.1).
+    pub(crate) fn status(&self) -> (CloseCode, &'static str) {
         match self {
-            Violation::Protocol(why) => (1002, (*why).to_owned()),
-            Violation::Binary => (1003, "binary messages are not supported".to_owned()),
-            Violation::NotUtf8 => (1007, "text message is not valid UTF-8".to_owned()),
-            Violation::TooBig { .. } => (1009, "message too large".to_owned()),
+            Violation::Protocol(why) => (CloseCode::Protocol, why),
+            Violation::Binary => (CloseCode::Unsupported, "binary messages are not supported"),
+            Violation::NotUtf8 => (CloseCode::Invalid, "text message is not valid UTF-8"),
+            Violation::TooBig { .. } => (CloseCode::Size, "message too large"),
         }
     }
 }
@@ -67,7 +81,7 @@ pub(crate) enum Control {
 /// The frame whose payload is arriving.
 #[derive(Debug, Clone, Copy)]
 struct Current {
-    opcode: u8,
+    opcode: OpCode,
     fin: bool,
     mask: [u8; 4],
     /// Payload bytes still to come.
@@ -242,41 +256,38 @@ impl FrameReader {
             if self.head_len >= need {
                 break;
             }
-            let Some(&b) = input.get(taken) else {
+            let n = (need - self.head_len).min(input.len() - taken);
+            if n == 0 {
                 return Ok(taken);
-            };
-            self.head[self.head_len] = b;
-            self.head_len += 1;
-            taken += 1;
+            }
+            self.head[self.head_len..self.head_len + n].copy_from_slice(&input[taken..taken + n]);
+            self.head_len += n;
+            taken += n;
         }
-        let h = &self.head[..self.head_len];
+        let parsed = FrameHeader::parse(&mut Cursor::new(&self.head[..self.head_len]));
         self.head_len = 0;
-        let fin = h[0] & 0x80 != 0;
-        if h[0] & 0x70 != 0 {
+        let (header, len) = match parsed {
+            Ok(Some(parsed)) => parsed,
+            // `header_len` stops at 2 bytes only for an unmasked frame, whose length may need
+            // more: refused as soon as its second byte arrives.
+            Ok(None) => return Err(Violation::Protocol("a client's frame must be masked")),
+            Err(_) => return Err(Violation::Protocol("reserved opcode")),
+        };
+        if header.rsv1 || header.rsv2 || header.rsv3 {
             return Err(Violation::Protocol(
                 "reserved bits set without an extension",
             ));
         }
-        let opcode = h[0] & 0x0F;
-        if h[1] & 0x80 == 0 {
+        let Some(mask) = header.mask else {
             return Err(Violation::Protocol("a client's frame must be masked"));
-        }
-        let (len, at) = match h[1] & 0x7F {
-            126 => (u64::from(u16::from_be_bytes([h[2], h[3]])), 4),
-            127 => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&h[2..10]);
-                let len = u64::from_be_bytes(b);
-                if len >> 63 != 0 {
-                    return Err(Violation::Protocol("frame length with the top bit set"));
-                }
-                (len, 10)
-            }
-            n => (u64::from(n), 2),
         };
-        let mask = [h[at], h[at + 1], h[at + 2], h[at + 3]];
+        if len >> 63 != 0 {
+            return Err(Violation::Protocol("frame length with the top bit set"));
+        }
+        let fin = header.is_final;
+        let opcode = header.opcode;
         match opcode {
-            0x8..=0xA => {
+            OpCode::Control(_) => {
                 if !fin {
                     return Err(Violation::Protocol(
                         "a control frame must not be fragmented",
@@ -287,7 +298,7 @@ impl FrameReader {
                 }
                 self.control.reserve_exact(len as usize);
             }
-            0x0 => {
+            OpCode::Data(Data::Continue) => {
                 let Some(start) = self.message else {
                     return Err(Violation::Protocol("continuation frame without a message"));
                 };
@@ -298,7 +309,7 @@ impl FrameReader {
                     });
                 }
             }
-            0x1 => {
+            OpCode::Data(Data::Text) => {
                 if self.message.is_some() {
                     return Err(Violation::Protocol("new message before the last one ended"));
                 }
@@ -310,13 +321,14 @@ impl FrameReader {
                 self.message = Some(self.out.len());
                 self.out.extend_from_slice(&[0; 4]);
             }
-            0x2 => {
+            OpCode::Data(Data::Binary) => {
                 if self.message.is_some() {
                     return Err(Violation::Protocol("new message before the last one ended"));
                 }
                 return Err(Violation::Binary);
             }
-            _ => return Err(Violation::Protocol("reserved opcode")),
+            // `FrameHeader::parse` refuses reserved opcodes already.
+            OpCode::Data(Data::Reserved(_)) => return Err(Violation::Protocol("reserved opcode")),
         }
         self.current = Some(Current {
             opcode,
@@ -341,7 +353,7 @@ impl FrameReader {
             return Ok(0);
         };
         let n = (input.len() as u64).min(c.left) as usize;
-        if c.opcode >= 0x8 {
+        if matches!(c.opcode, OpCode::Control(_)) {
             let at = self.control.len();
             self.control.extend_from_slice(&input[..n]);
             unmask(&mut self.control[at..], c.mask, c.done);
@@ -364,16 +376,17 @@ impl FrameReader {
         }
         self.current = None;
         match c.opcode {
-            0x9 => {
+            OpCode::Control(OpControl::Ping) => {
                 self.note_activity(active, activity);
                 on_control(Control::Ping(std::mem::take(&mut self.control)));
             }
-            0xA => {
+            OpCode::Control(OpControl::Pong) => {
                 self.note_activity(active, activity);
                 self.control.clear();
                 on_control(Control::Pong);
             }
-            0x8 => {
+            OpCode::Control(_) => {
+                // A Close: `header` let no other control opcode through.
                 let close = parse_close(&self.control)?;
                 self.control = Vec::new();
                 self.ended = true;
@@ -428,8 +441,7 @@ fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, Violation> {
         [_] => Err(Violation::Protocol("close frame with a 1-byte payload")),
         [a, b, reason @ ..] => {
             let code = u16::from_be_bytes([*a, *b]);
-            let valid = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
-            if !valid {
+            if !receivable(code) {
                 return Err(Violation::Protocol("invalid close code"));
             }
             let reason = std::str::from_utf8(reason).map_err(|_| Violation::NotUtf8)?;
@@ -438,41 +450,47 @@ fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, Violation> {
     }
 }
 
-/// Appends `payload` to `out` as one length-prefixed frame.
-pub(crate) fn push_frame(out: &mut impl BufMut, payload: &[u8]) {
-    out.put_u32(payload.len() as u32);
-    out.put_slice(payload);
-}
-
-/// Appends a final, unmasked frame header (a server's, §5.2) for `len` payload bytes.
-pub(crate) fn server_header(out: &mut Vec<u8>, opcode: u8, len: usize) {
-    out.push(0x80 | opcode);
-    if len < 126 {
-        out.push(len as u8);
-    } else if let Ok(short) = u16::try_from(len) {
-        out.push(126);
-        out.extend_from_slice(&short.to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
+/// Appends a final, unmasked frame header (a server's, §5.2) with `opcode` for `len` payload
+/// bytes, the length in its shortest form ([`FrameHeader::format`]).
+pub(crate) fn server_header(out: &mut Vec<u8>, opcode: OpCode, len: usize) {
+    let header = FrameHeader {
+        is_final: true,
+        opcode,
+        mask: None,
+        ..FrameHeader::default()
+    };
+    // Writing to a `Vec` does not fail.
+    let _ = header.format(len as u64, out);
 }
 
 /// Appends a server's Close frame with `code` and `text` cut to fit 125 bytes (§5.5).
-pub(crate) fn server_close(out: &mut Vec<u8>, code: u16, text: &str) {
-    let mut end = text.len().min(MAX_CONTROL - 2);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    server_header(out, 0x8, 2 + end);
-    out.extend_from_slice(&code.to_be_bytes());
-    out.extend_from_slice(&text.as_bytes()[..end]);
+pub(crate) fn server_close(out: &mut Vec<u8>, code: CloseCode, text: &str) {
+    let text = fit_reason(text);
+    server_header(out, OpCode::Control(OpControl::Close), 2 + text.len());
+    out.extend_from_slice(&u16::from(code).to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// Appends a server's Close frame without a status code (the answer to a peer's Close that
+/// had none, §5.5.1).
+pub(crate) fn server_close_empty(out: &mut Vec<u8>) {
+    server_header(out, OpCode::Control(OpControl::Close), 0);
 }
 
 /// Appends a server's Pong frame echoing `payload` (§5.5.3).
 pub(crate) fn server_pong(out: &mut Vec<u8>, payload: &[u8]) {
-    server_header(out, 0xA, payload.len());
+    server_header(out, OpCode::Control(OpControl::Pong), payload.len());
     out.extend_from_slice(payload);
+}
+
+/// Appends a server's Ping frame with no payload (the heartbeat, §5.5.2).
+pub(crate) fn server_ping(out: &mut Vec<u8>) {
+    server_header(out, OpCode::Control(OpControl::Ping), 0);
+}
+
+/// Appends a server's text frame header for `len` payload bytes (§5.6); the payload follows.
+pub(crate) fn server_text(out: &mut Vec<u8>, len: usize) {
+    server_header(out, OpCode::Data(Data::Text), len);
 }
 
 #[cfg(test)]
@@ -646,13 +664,15 @@ mod tests {
             (frame(true, 0x8, &[3]), 1002),
             (frame(true, 0x8, &[0x03, 0xed]), 1002), // 1005 may not be sent
             (vec![0x81, 0x01, b'x'], 1002),          // unmasked
+            (vec![0x81, 0x7F], 1002),                // unmasked, refused before its length
             (vec![0xC1, 0x80, 0, 0, 0, 0], 1002),    // RSV1
+            (vec![0x8B, 0x80, 0, 0, 0, 0], 1002),    // reserved control opcode
         ];
         for (input, code) in cases {
             let mut r = FrameReader::new(10);
             let (_, _, result) = run(&mut r, &[&input]);
             let v = result.expect_err("a violation");
-            assert_eq!(v.status().0, code, "{v:?}");
+            assert_eq!(u16::from(v.status().0), code, "{v:?}");
             assert!(r.ended());
             assert_eq!(r.unfinished(), 0);
         }
@@ -675,21 +695,26 @@ mod tests {
 
     #[test]
     fn server_frames_have_the_shortest_length() {
-        for (len, head) in [
-            (0usize, 2usize),
-            (125, 2),
-            (126, 4),
-            (65535, 4),
-            (65536, 10),
+        for (len, want) in [
+            (0usize, vec![0x81, 0]),
+            (125, vec![0x81, 125]),
+            (126, vec![0x81, 126, 0, 126]),
+            (65535, vec![0x81, 126, 0xff, 0xff]),
+            (65536, vec![0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
         ] {
             let mut out = Vec::new();
-            server_header(&mut out, 0x1, len);
-            assert_eq!(out.len(), head, "{len}");
-            assert_eq!(out[0], 0x81);
+            server_text(&mut out, len);
+            assert_eq!(out, want, "{len}");
         }
         let mut out = Vec::new();
-        server_close(&mut out, 1008, &"é".repeat(100));
+        server_ping(&mut out);
+        server_pong(&mut out, b"hi");
+        server_close_empty(&mut out);
+        assert_eq!(out, [0x89, 0, 0x8A, 2, b'h', b'i', 0x88, 0]);
+        let mut out = Vec::new();
+        server_close(&mut out, CloseCode::Policy, &"é".repeat(100));
         assert!(out.len() <= 2 + MAX_CONTROL);
+        assert_eq!(out[..4], [0x88, out.len() as u8 - 2, 0x03, 0xf0]);
         assert!(std::str::from_utf8(&out[4..]).is_ok());
     }
 }
