@@ -34,7 +34,8 @@
 //!   and deadlines out), the same for server channels and clients (`Side` says which).
 //! - `net`: address resolution and listening sockets.
 //! - [`transport`]: the [`Transport`](transport::Transport) / [`Acceptor`](transport::Acceptor) /
-//!   [`Connector`](transport::Connector) seam, with TCP,
+//!   [`Connector`](transport::Connector) seam, with TCP, the PROXY protocol from trusted load
+//!   balancers ([`transport::proxy`], headers parsed with `ppp`), TLS ([`transport::tls`]),
 //!   WebSocket ([`transport::ws`]: RFC 6455, its server side framed by netlib, its HTTP side
 //!   parsed with `httparse`, static pages) and an in-memory pipe.
 //! - `link`: a session bound to its transport: the one read path and flush path.
@@ -50,7 +51,8 @@
 //!   count toward `max_connections` and time out), made channels once established.
 //! - `admin`: [`AdminServer`], the HTTP listener for `/metrics`, `/healthz` and `/readyz`.
 //! - `client` and `server`: the thin mio drivers [`Client`] and [`Server`]
-//!   (`server/listeners.rs`: binding TCP, WebSocket and other transports; `server/local.rs`:
+//!   (`server/listeners.rs`: binding TCP, TLS, WebSocket and other transports, the PROXY
+//!   protocol under those that opt in; `server/local.rs`:
 //!   driving a server without sockets, for tests; `client/subscription.rs`: several consumers
 //!   of one client's events).
 //!
