@@ -34,10 +34,12 @@
 //!   and deadlines out), the same for server channels and clients (`Side` says which).
 //! - `net`: address resolution and listening sockets.
 //! - [`transport`]: the [`Transport`](transport::Transport) / [`Acceptor`](transport::Acceptor) /
-//!   [`Connector`](transport::Connector) seam, with TCP,
-//!   WebSocket ([`transport::ws`]: RFC 6455 over any of the others, its server side framed by
-//!   netlib with `tungstenite`'s frame headers, its HTTP side parsed with `httparse`, static
-//!   pages; one file per concern, in the order its own `# Layout` gives) and an in-memory pipe.
+//!   [`Connector`](transport::Connector) seam, with TCP, the PROXY protocol from trusted load
+//!   balancers ([`transport::proxy`], headers parsed with `ppp`), TLS ([`transport::tls`], on
+//!   rustls's unbuffered API), WebSocket ([`transport::ws`]: RFC 6455 over any of the others,
+//!   its server side framed by netlib with `tungstenite`'s frame headers, its HTTP side parsed
+//!   with `httparse`, static pages; one file per concern, in the order its own `# Layout`
+//!   gives) and an in-memory pipe.
 //! - `link`: a session bound to its transport: the one read path and flush path.
 //! - `hub`: the server's channel table, [`ChannelId`], [`ServerContext`] and [`Recipients`].
 //! - `connection`: a client's connection state.
@@ -51,7 +53,8 @@
 //!   count toward `max_connections` and time out), made channels once established.
 //! - `admin`: [`AdminServer`], the HTTP listener for `/metrics`, `/healthz` and `/readyz`.
 //! - `client` and `server`: the thin mio drivers [`Client`] and [`Server`]
-//!   (`server/listeners.rs`: binding TCP, WebSocket and other transports; `server/local.rs`:
+//!   (`server/listeners.rs`: binding TCP, TLS, WebSocket and other transports, the PROXY
+//!   protocol under those that opt in; `server/local.rs`:
 //!   driving a server without sockets, for tests; `client/subscription.rs`: several consumers
 //!   of one client's events).
 //!

@@ -3,6 +3,12 @@
 //! accepting, the per-address limits (see `addresses`) and the `max_connections` check
 //! (connections in their handshake count), the handshake timeout, and handing established
 //! connections to [`serve`](crate::serve) to become channels.
+//!
+//! A connection whose peer address comes in its handshake (from a trusted proxy, through the
+//! PROXY protocol: [`Transport::peer_pending`]) is left out of the per-address limits until
+//! it has come; it is then admitted under the client's address as a new connection would be
+//! (turned away if that address is over a limit), counted under it, and becomes a channel
+//! from that address.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -36,10 +42,14 @@ struct Listening {
 /// A connection whose handshake is not done.
 struct Pending {
     transport: Box<dyn Transport>,
+    /// Its peer's address: the client's once known (a proxy's before, see `counted`).
     addr: SocketAddr,
     wire: u8,
     deadline: Instant,
     sourced: bool,
+    /// Counted under `addr` by the per-address limits; false while its peer address is
+    /// still to come ([`Transport::peer_pending`]).
+    counted: bool,
 }
 
 /// Listeners and connections in their handshake.
@@ -86,6 +96,33 @@ fn turn_away<C>(hub: &mut Hub<C>, transport: Box<dyn Transport>, addr: SocketAdd
     });
     hub.addresses.refused(addr, why, hub.now);
     drop(transport);
+}
+
+/// The address a connection whose peer address came in its handshake is from: admitted (a
+/// token taken) under it as a new connection, and, when `handshake` (still in its
+/// handshake), checked against its handshake cap. `Err` with that address and the refusal
+/// when it is over a limit (turn the connection away).
+fn claim<C>(
+    hub: &mut Hub<C>,
+    transport: &dyn Transport,
+    proxy: SocketAddr,
+    handshake: bool,
+) -> Result<SocketAddr, (SocketAddr, Refusal)> {
+    let addr = transport.peer_addr().unwrap_or(proxy);
+    if addr != proxy {
+        log::debug!("{proxy}: PROXY protocol: the client is {addr}");
+    }
+    hub.addresses
+        .admit(addr, hub.now)
+        .and_then(|()| {
+            if handshake {
+                hub.addresses.may_handshake(addr)
+            } else {
+                Ok(())
+            }
+        })
+        .map(|()| addr)
+        .map_err(|why| (addr, why))
 }
 
 impl Listeners {
@@ -203,7 +240,8 @@ impl Listeners {
     /// A new connection: refused when its address is over its connection cap or connect rate,
     /// or when the server is full (channels and handshakes); a channel at once when its
     /// transport needs no handshake, otherwise parked until it is done (refused instead when
-    /// its address is over its handshake cap).
+    /// its address is over its handshake cap). One whose peer address is still to come
+    /// ([`Transport::peer_pending`]) is checked under that address once it has come.
     fn admit<S: ServerHandler>(
         &mut self,
         state: &mut S,
@@ -213,8 +251,11 @@ impl Listeners {
         addr: SocketAddr,
         wire: u8,
     ) {
-        if let Err(why) = hub.addresses.admit(addr, hub.now) {
-            return turn_away(hub, transport, addr, why);
+        let pending = transport.peer_pending();
+        if !pending {
+            if let Err(why) = hub.addresses.admit(addr, hub.now) {
+                return turn_away(hub, transport, addr, why);
+            }
         }
         if hub.connections() + self.pending.len() >= hub.config.get_max_connections()
             || hub.ids_left() <= (hub.slots.len() + self.pending.len()) as u64
@@ -222,11 +263,31 @@ impl Listeners {
             return refuse(hub, transport, addr, wire);
         }
         match transport.handshake() {
-            Ok(true) => establish(state, hub, handlers, transport, addr, wire),
+            Ok(true) => {
+                let addr = if pending {
+                    match claim(hub, &*transport, addr, false) {
+                        Ok(client) => client,
+                        Err((client, why)) => return turn_away(hub, transport, client, why),
+                    }
+                } else {
+                    addr
+                };
+                establish(state, hub, handlers, transport, addr, wire);
+            }
             Ok(false) => {
-                if let Err(why) = hub.addresses.may_handshake(addr) {
-                    return turn_away(hub, transport, addr, why);
-                }
+                let (addr, counted) = if !pending {
+                    if let Err(why) = hub.addresses.may_handshake(addr) {
+                        return turn_away(hub, transport, addr, why);
+                    }
+                    (addr, true)
+                } else if !transport.peer_pending() {
+                    match claim(hub, &*transport, addr, true) {
+                        Ok(client) => (client, true),
+                        Err((client, why)) => return turn_away(hub, transport, client, why),
+                    }
+                } else {
+                    (addr, false)
+                };
                 let key = self.pending.vacant_key();
                 let sourced = match transport.source() {
                     Some(src) => {
@@ -250,13 +311,18 @@ impl Listeners {
                     wire,
                     deadline,
                     sourced,
+                    counted,
                 });
                 self.order.push_back((deadline, key));
-                hub.addresses.opened(addr, true, hub.now);
+                if counted {
+                    hub.addresses.opened(addr, true, hub.now);
+                }
             }
             Err(e) => {
                 hub.counters.refused(Refused::HandshakeFailed);
-                log::debug!("{addr}: no channel: {e}");
+                // The client's address if a PROXY header gave one before the failure.
+                let from = transport.peer_addr().unwrap_or(addr);
+                log::debug!("{from}: no channel: {e}");
             }
         }
     }
@@ -272,10 +338,12 @@ impl Listeners {
         p
     }
 
-    /// As [`take`](Self::take), and uncounts it from its address.
+    /// As [`take`](Self::take), and uncounts it from its address (if it was counted).
     fn unpark<C>(&mut self, hub: &mut Hub<C>, key: usize) -> Pending {
         let p = self.take(&hub.registry, key);
-        hub.addresses.closed(p.addr, true, hub.now);
+        if p.counted {
+            hub.addresses.closed(p.addr, true, hub.now);
+        }
         p
     }
 
@@ -291,7 +359,23 @@ impl Listeners {
         let Some(p) = self.pending.get_mut(key) else {
             return;
         };
-        match p.transport.handshake() {
+        let done = p.transport.handshake();
+        if !p.counted && done.is_ok() && !p.transport.peer_pending() {
+            // Its peer's address has come: admitted and counted under it from now on.
+            let still = matches!(done, Ok(false));
+            match claim(hub, &*p.transport, p.addr, still) {
+                Ok(client) => {
+                    p.addr = client;
+                    p.counted = true;
+                    hub.addresses.opened(client, true, hub.now);
+                }
+                Err((client, why)) => {
+                    let p = self.unpark(hub, key);
+                    return turn_away(hub, p.transport, client, why);
+                }
+            }
+        }
+        match done {
             Ok(false) => {}
             Ok(true) => {
                 let p = self.unpark(hub, key);
@@ -300,7 +384,8 @@ impl Listeners {
             Err(e) => {
                 let p = self.unpark(hub, key);
                 hub.counters.refused(Refused::HandshakeFailed);
-                log::debug!("{}: no channel: {e}", p.addr);
+                let from = p.transport.peer_addr().unwrap_or(p.addr);
+                log::debug!("{from}: no channel: {e}");
             }
         }
     }

@@ -25,6 +25,7 @@ use crate::metrics::{Exposition, Histogram, Metrics, Snapshot};
 use crate::serve::{reap, Handlers};
 use crate::session::{Inbound, Phase};
 use crate::transport::memory::LocalAcceptor;
+use crate::transport::proxy::ProxyProtocol;
 
 mod listeners;
 mod local;
@@ -78,6 +79,8 @@ pub struct Server<S: ServerHandler> {
     summary: (Instant, (Stats, u64)),
     /// Its metrics, once asked for.
     metrics: Option<Metrics>,
+    /// The PROXY protocol under the listeners the `bind_*` methods add from now on.
+    proxy: Option<ProxyProtocol>,
 }
 
 impl<S: ServerHandler> std::fmt::Debug for Server<S> {
@@ -122,6 +125,7 @@ impl<S: ServerHandler> Server<S> {
             next_timers: None,
             summary: (now, (Stats::default(), 0)),
             metrics: None,
+            proxy: None,
         })
     }
 

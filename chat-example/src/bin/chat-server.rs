@@ -1,6 +1,7 @@
 //! `chat-server [HOST:PORT]... [--codec json|rencode] [--framing terminator|length]
 //! [--text ADDR]... [--rencode ADDR]... [--web ADDR]... [--allowed-origin ORIGIN]... [--op-password-env VAR]
-//! [--metrics ADDR]`: the netlib chat server.
+//! [--metrics ADDR] [--tls-cert PATH --tls-key PATH] [--proxy-protocol CIDR,...]`: the netlib
+//! chat server.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use chat::server::{Chat, Settings};
 use chat::text::TextCodec;
 use chat::{CodecArg, FramingArg};
 use clap::Parser;
+use netlib::transport::proxy::{Network, ProxyProtocol};
 use netlib::transport::tls::TlsServer;
 use netlib::{Codec, Framing, Server, ServerConfig, Wire};
 use netlib_redis::{RedisAdapter, RedisConfig, RedisError};
@@ -124,6 +126,15 @@ struct Args {
     /// The private key of `--tls-cert` (PEM).
     #[arg(long, value_name = "PATH", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// Behind a load balancer: every listener (the main ones, `--text`, `--rencode`, `--web`)
+    /// reads the PROXY protocol (v1 or v2: HAProxy's `send-proxy` / `send-proxy-v2`, nginx's
+    /// `proxy_protocol on`) from the balancers in these networks (e.g. `10.0.0.0/8`, or one
+    /// address such as `127.0.0.1`); comma-separated or repeated. Under TLS: the balancer
+    /// passes TLS through. Every connection must then come from one of them and start with a
+    /// header; the per-address limits and the logs see the client's address in it. Trust only
+    /// the balancers' own addresses.
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    proxy_protocol: Vec<Network>,
     /// This node's id in the cluster, shown to the other nodes' users; default `node-PID`. A
     /// given id belongs to one live process: a node refuses to start while a live node holds
     /// it (a restart after a crash waits until the dead one's presence expires), and needs
@@ -269,6 +280,11 @@ fn main() -> ExitCode {
         },
         _ => None,
     };
+    if !args.proxy_protocol.is_empty() {
+        // Under every listener bound from here on, below TLS.
+        let trusted = ProxyProtocol::trusting(args.proxy_protocol.iter().copied());
+        server.set_proxy_protocol(Some(trusted));
+    }
     // A TCP listener, over TLS when asked.
     let bind = |server: &mut Server<Chat>, addr: &str, wire: Option<Wire>| match &tls {
         Some(tls) => server.bind_tls(addr, wire, tls),

@@ -1,15 +1,15 @@
 //! Where a server's channels come from: listeners on TCP, WebSocket or any transport's
-//! [`Acceptor`], all sharing one state and one channel table.
+//! [`Acceptor`], all sharing one state and one channel table; the PROXY protocol under those
+//! that opt in.
 
 use std::net::SocketAddr;
-
-use mio::net::TcpListener;
 
 use crate::codec::Wire;
 use crate::config::{Config, ServerConfig};
 use crate::error::ListenError;
 use crate::handler::ServerHandler;
 use crate::message::Message;
+use crate::transport::proxy::{ProxyAcceptor, ProxyProtocol};
 use crate::transport::tcp::TcpAcceptor;
 use crate::transport::tls::{TlsAcceptor, TlsServer};
 use crate::transport::ws::{WsAcceptor, WsOptions};
@@ -52,9 +52,9 @@ impl<S: ServerHandler> Server<S> {
         addr: &str,
         wire: Option<Wire>,
     ) -> Result<Vec<SocketAddr>, ListenError> {
-        self.bind_with(addr, |l, local, _| {
+        self.bind_with(addr, wire, |tcp, local, _| {
             log::info!("listening on {local}");
-            Box::new(TcpAcceptor::new(l, wire.clone()))
+            tcp
         })
     }
 
@@ -72,12 +72,9 @@ impl<S: ServerHandler> Server<S> {
         wire: Option<Wire>,
         tls: &TlsServer,
     ) -> Result<Vec<SocketAddr>, ListenError> {
-        self.bind_with(addr, |l, local, _| {
+        self.bind_with(addr, wire, |tcp, local, _| {
             log::info!("listening on {local} (TLS)");
-            Box::new(TlsAcceptor::new(
-                Box::new(TcpAcceptor::new(l, wire.clone())),
-                tls.clone(),
-            ))
+            Box::new(TlsAcceptor::new(tcp, tls.clone()))
         })
     }
 
@@ -95,10 +92,9 @@ impl<S: ServerHandler> Server<S> {
         addr: &str,
         options: WsOptions,
     ) -> Result<Vec<SocketAddr>, ListenError> {
-        self.bind_with(addr, |l, local, config| {
+        self.bind_with(addr, None, |tcp, local, config| {
             let path = options.upgrade_path();
             log::info!("listening for WebSocket on ws://{local}{path}");
-            let tcp = Box::new(TcpAcceptor::new(l, None));
             Box::new(WsAcceptor::over_config(tcp, options.clone(), config))
         })
     }
@@ -115,30 +111,73 @@ impl<S: ServerHandler> Server<S> {
         options: WsOptions,
         tls: &TlsServer,
     ) -> Result<Vec<SocketAddr>, ListenError> {
-        self.bind_with(addr, |l, local, config| {
+        self.bind_with(addr, None, |tcp, local, config| {
             let path = options.upgrade_path();
             log::info!("listening for WebSocket on wss://{local}{path} (https:// pages)");
-            let tls = Box::new(TlsAcceptor::new(
-                Box::new(TcpAcceptor::new(l, None)),
-                tls.clone(),
-            ));
+            let tls = Box::new(TlsAcceptor::new(tcp, tls.clone()));
             Box::new(WsAcceptor::over_config(tls, options.clone(), config))
         })
     }
 
-    /// Listens on every address `addr` resolves to, each made an acceptor by `make` (given the
-    /// listening socket, its address and the config) and added; returns the bound addresses.
+    /// Puts the PROXY protocol (HAProxy PROXY protocol spec, §2.1 (v1) and §2.2 (v2), both
+    /// detected) under the listeners that [`bind_tcp`](Self::bind_tcp),
+    /// [`bind_tls`](Self::bind_tls), [`bind_ws`](Self::bind_ws) and
+    /// [`bind_wss`](Self::bind_wss) add from now on, or, with `None`, not (the default).
+    /// Listeners added before keep what they have. On such a listener every connection must
+    /// start with a PROXY header, from one of `proxy`'s trusted networks (the load balancers);
+    /// any other connection is refused in its handshake. The header is read below TLS and
+    /// WebSocket (the proxy passes TLS through), within the handshake timeout. The
+    /// per-address limits, the [`connected`](ServerHandler::connected) hook and the logs then
+    /// see the client's address instead of the proxy's (see
+    /// [`transport::proxy`](crate::transport::proxy)). By hand:
+    /// [`add_listener`](Self::add_listener) with a
+    /// [`ProxyAcceptor`](crate::transport::proxy::ProxyAcceptor) over any acceptor.
+    ///
+    /// ```no_run
+    /// # use netlib::{ChannelId, Server, ServerConfig, ServerContext, ServerHandler};
+    /// # struct Game;
+    /// # impl ServerHandler for Game { type Channel = ();
+    /// #   fn connected(&mut self, _: &mut ServerContext<'_, ()>, _: ChannelId, _: std::net::SocketAddr) {} }
+    /// use netlib::transport::proxy::ProxyProtocol;
+    ///
+    /// let config = ServerConfig::default().max_connections_per_address(16);
+    /// let mut server = Server::new(Game, config)?;
+    /// // Players come through the load balancers at 10.0.0.2 and 10.0.0.3 (HAProxy's
+    /// // `send-proxy-v2`): each counts as itself toward the 16, not as the balancer.
+    /// let balancers = ProxyProtocol::trusting(["10.0.0.2".parse()?, "10.0.0.3".parse()?]);
+    /// server.set_proxy_protocol(Some(balancers));
+    /// server.bind_tcp("0.0.0.0:31425", None)?;
+    /// // The office connects straight to this one.
+    /// server.set_proxy_protocol(None);
+    /// server.bind_tcp("192.168.1.10:31426", None)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_proxy_protocol(&mut self, proxy: Option<ProxyProtocol>) {
+        self.proxy = proxy;
+    }
+
+    /// Listens on every address `addr` resolves to: a TCP acceptor whose channels speak
+    /// `wire` (under the PROXY protocol if [`set_proxy_protocol`](Self::set_proxy_protocol)
+    /// says so), made the listener by `make` (given it, its address and the config) and
+    /// added; returns the bound addresses.
     fn bind_with(
         &mut self,
         addr: &str,
-        mut make: impl FnMut(TcpListener, SocketAddr, &Config) -> Box<dyn Acceptor>,
+        wire: Option<Wire>,
+        mut make: impl FnMut(Box<dyn Acceptor>, SocketAddr, &Config) -> Box<dyn Acceptor>,
     ) -> Result<Vec<SocketAddr>, ListenError> {
         let mut bound = Vec::new();
         for sa in crate::net::resolve(addr)? {
             let l = crate::net::listen(sa, self.hub.config.get_listen_backlog())
                 .map_err(|source| ListenError::Bind { addr: sa, source })?;
             let local = l.local_addr()?;
-            let acceptor = make(l, local, &self.hub.config);
+            let mut tcp: Box<dyn Acceptor> = Box::new(TcpAcceptor::new(l, wire.clone()));
+            if let Some(proxy) = &self.proxy {
+                let trusted: Vec<String> = proxy.networks().iter().map(|n| n.to_string()).collect();
+                log::info!("{local}: PROXY protocol from {}", trusted.join(", "));
+                tcp = Box::new(ProxyAcceptor::new(tcp, proxy.clone()));
+            }
+            let acceptor = make(tcp, local, &self.hub.config);
             self.add_listener(acceptor)?;
             bound.push(local);
         }

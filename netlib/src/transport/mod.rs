@@ -1,7 +1,8 @@
 //! The transport seam: what the mio drivers need from a connection's byte stream, and from a
-//! listener that produces them. TCP ([`tcp`]), TLS over any other transport ([`tls`]),
-//! WebSocket over any byte stream ([`ws`]: `ws://`, or `wss://` over TLS) and an in-process
-//! pipe ([`memory`], for tests) are built in; another transport implements the same traits and
+//! listener that produces them. TCP ([`tcp`]), the PROXY protocol from trusted load balancers
+//! ([`proxy`], under any other layer), TLS over any other transport ([`tls`]), WebSocket over
+//! any byte stream ([`ws`]: `ws://`, or `wss://` over TLS) and an in-process pipe ([`memory`],
+//! for tests) are built in; another transport implements the same traits and
 //! touches neither the session nor dispatch.
 //!
 //! A transport is non-blocking: `read` and `write` return `WouldBlock` instead of waiting. One
@@ -29,6 +30,7 @@ use crate::codec::Wire;
 use crate::error::CloseReason;
 
 pub mod memory;
+pub mod proxy;
 pub mod tcp;
 pub mod tls;
 pub mod ws;
@@ -80,6 +82,17 @@ pub trait Transport: io::Read + io::Write + Send + fmt::Debug {
     /// or the connection was only a request that has been answered (a page fetch).
     fn handshake(&mut self) -> io::Result<bool> {
         Ok(true)
+    }
+
+    /// Server side: whether the peer's address is still to come in the handshake, as on a
+    /// connection from a trusted proxy that sends the client's address first (the PROXY
+    /// protocol, [`proxy`]). While it is, the server's per-address limits leave the connection
+    /// out (its [`peer_addr`](Self::peer_addr) is the proxy's, which is not one client); once
+    /// it is not, they admit and count it under the address `peer_addr` then gives, and the
+    /// server's hooks and logs name that one. A wrapping transport asks the one it wraps.
+    /// Default: false.
+    fn peer_pending(&self) -> bool {
+        false
     }
 
     /// Tells the transport why this side closes the connection, once, before

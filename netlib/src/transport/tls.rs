@@ -964,6 +964,10 @@ impl Transport for TlsStream {
         self.drive_handshake()
     }
 
+    fn peer_pending(&self) -> bool {
+        self.inner.peer_pending()
+    }
+
     fn closing(&mut self, reason: &CloseReason) {
         self.inner.closing(reason);
     }

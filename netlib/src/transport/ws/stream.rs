@@ -807,6 +807,10 @@ impl Transport for WsStream {
         self.end.reason.clone()
     }
 
+    fn peer_pending(&self) -> bool {
+        self.state.stream().is_some_and(|s| s.peer_pending())
+    }
+
     fn peer_addr(&self) -> Option<SocketAddr> {
         self.state.stream()?.peer_addr()
     }
