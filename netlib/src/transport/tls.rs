@@ -750,7 +750,9 @@ impl TlsStream {
                 return Err(self.fail(e));
             }
             if self.incoming.len() > MAX_INCOMING {
-                return Err(self.fail(rustls::Error::General(format!(
+                // rustls has no error (nor alert) for this: the connection just ends.
+                self.failed = true;
+                return Err(rustls_error(rustls::Error::General(format!(
                     "{} bytes of TLS input that make no record",
                     self.incoming.len()
                 ))));
@@ -888,6 +890,12 @@ impl Write for TlsStream {
         // What is held goes first; `WouldBlock` only once the socket said so (the poller
         // then reports it writable again).
         self.write_out()?;
+        if self.out_at > 0 {
+            // What the socket took goes, so that a reader that keeps up slowly holds the
+            // buffer at its bound instead of growing it.
+            self.out.drain(..self.out_at);
+            self.out_at = 0;
+        }
         let room = MAX_OUTGOING.saturating_sub(self.out.len() - self.out_at);
         if room == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
@@ -917,8 +925,9 @@ impl Write for TlsStream {
         Ok(take)
     }
 
+    /// `WouldBlock` while records are held, or plaintext waits for the handshake.
     fn flush(&mut self) -> io::Result<()> {
-        if !self.write_out()? {
+        if !self.write_out()? || !self.early.is_empty() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         self.inner.flush()
@@ -1231,6 +1240,35 @@ mod tests {
         sr.write_all(&record[len - 3..len]).unwrap();
         assert_eq!(read_all(&mut s), b"world");
         assert_eq!((s.buffered(), s.memory()), (0, idle));
+    }
+
+    #[test]
+    fn a_reader_that_keeps_up_slowly_holds_the_buffer_at_its_bound() {
+        let (mut s, mut c, mut sr, mut cr) = streams("trickle");
+        handshake(&mut s, &mut c, &mut sr, &mut cr);
+        let chunk = vec![b'y'; 16 * 1024];
+        let (mut written, mut got, mut most) = (0, 0, 0);
+        // 8 MiB through a pipe the reader drains by at most 4 KiB a round.
+        for _ in 0..100_000 {
+            if written < 8 << 20 {
+                match s.write(&chunk) {
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            let _ = s.flush();
+            most = most.max(s.memory());
+            relay(&mut sr, &mut cr, 4 * 1024);
+            got += read_all(&mut c).len();
+            if written >= 8 << 20 && got == written {
+                break;
+            }
+        }
+        assert!(written >= 8 << 20);
+        assert_eq!(got, written);
+        let bound = s.inner.memory() + TLS_STATE_BYTES + 2 * (MAX_OUTGOING + chunk.len());
+        assert!(most <= bound, "held {most} B, bound {bound} B");
     }
 
     #[test]
