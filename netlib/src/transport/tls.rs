@@ -554,6 +554,8 @@ pub struct TlsStream {
     peer_closed: bool,
     /// rustls reported an error: the connection is over, and rustls is not called again.
     failed: bool,
+    /// The end of stream is to follow what `out` holds (see [`Transport::shutdown_write`]).
+    shutdown: bool,
 }
 
 impl fmt::Debug for TlsStream {
@@ -616,6 +618,7 @@ impl TlsStream {
             eof: false,
             peer_closed: false,
             failed: false,
+            shutdown: false,
         }
     }
 
@@ -641,25 +644,30 @@ impl TlsStream {
         }
     }
 
-    /// Processes what `incoming` holds and does `job`: whether the job was done. A TLS error
-    /// is answered with its alert (best effort) and returned.
-    fn settle(&mut self, job: Job<'_>) -> io::Result<bool> {
-        if self.failed {
-            return Err(failed());
-        }
+    /// Runs [`process`] over what `incoming` holds (decrypted data kept in `plain`).
+    fn process_incoming(&mut self, job: Job<'_>) -> Processed {
         let mut sink = Sink {
             buf: &mut [],
             filled: 0,
             rest: &mut self.plain,
         };
-        let p = Self::process(
+        Self::process(
             &mut self.side,
             &mut self.incoming,
             &mut sink,
             &mut self.out,
             job,
             &mut self.peer_closed,
-        );
+        )
+    }
+
+    /// Processes what `incoming` holds and does `job`: whether the job was done. A TLS error
+    /// is answered with its alert (best effort) and returned.
+    fn settle(&mut self, job: Job<'_>) -> io::Result<bool> {
+        if self.failed {
+            return Err(failed());
+        }
+        let p = self.process_incoming(job);
         self.incoming.drain(..p.used);
         self.let_go();
         match p.error {
@@ -674,22 +682,9 @@ impl TlsStream {
             return rustls_error(e);
         }
         // rustls queued the alert; processing once more hands it over (before it would look
-        // at the input again).
-        let mut sink = Sink {
-            buf: &mut [],
-            filled: 0,
-            rest: &mut self.plain,
-        };
-        // The same input as the failed call (less what it was done with): rustls's handshake
-        // deframer keeps positions in it.
-        let _ = Self::process(
-            &mut self.side,
-            &mut self.incoming,
-            &mut sink,
-            &mut self.out,
-            Job::Alert,
-            &mut self.peer_closed,
-        );
+        // at the input again). The same input as the failed call, less what it was done with:
+        // rustls's handshake deframer keeps positions in it.
+        let _ = self.process_incoming(Job::Alert);
         let _ = self.write_out();
         rustls_error(e)
     }
@@ -792,6 +787,9 @@ impl TlsStream {
         if self.out.capacity() > 0 {
             self.out = Vec::new();
             self.out_at = 0;
+        }
+        if std::mem::take(&mut self.shutdown) {
+            self.inner.shutdown_write()?;
         }
         Ok(true)
     }
@@ -948,12 +946,14 @@ impl Transport for TlsStream {
     }
 
     /// Sends close_notify (RFC 8446 §6.1), then the inner stream's end of stream.
+    /// The end of stream follows the close_notify once the socket took all of it (with a
+    /// later flush if it did not at once).
     fn shutdown_write(&mut self) -> io::Result<()> {
         if !self.handshaking() && !self.failed {
             let _ = self.settle(Job::CloseNotify);
-            let _ = self.write_out();
         }
-        self.inner.shutdown_write()
+        self.shutdown = true;
+        self.write_out().map(|_| ())
     }
 
     /// The inner connect, then the TLS handshake (the server's certificate checked against
@@ -1306,7 +1306,9 @@ mod tests {
             "{held}"
         );
         assert!(s.memory() >= idle + held, "what is held is counted");
-        // The reader catches up: everything arrives, and the buffers go.
+        // This side closes: its close_notify and end of stream wait behind what is held.
+        s.shutdown_write().unwrap();
+        // The reader catches up: everything arrives, then the close, and the buffers go.
         let mut got = 0;
         for _ in 0..10_000 {
             relay(&mut sr, &mut cr, 32 * 1024);
@@ -1317,6 +1319,8 @@ mod tests {
             }
         }
         assert_eq!(got, written);
+        assert!(c.peer_closed, "the close_notify came after everything");
+        assert_eq!(c.read(&mut [0; 16]).unwrap(), 0, "then the end of stream");
         assert_eq!((s.queued(), s.memory()), (0, idle));
     }
 }
