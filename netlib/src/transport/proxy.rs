@@ -937,4 +937,57 @@ mod tests {
         assert_eq!(s.peer_addr(), Some(sa("10.9.8.7:6")));
         assert_eq!(read_all(&mut s), b"after");
     }
+
+    proptest::proptest! {
+        /// Whatever a peer sends (a real header's start included, so that the parsers go deep),
+        /// cut anywhere: no panic; a header found is never longer than what came, nor the caps.
+        #[test]
+        fn any_bytes_in_any_cuts_never_panic(
+            start in proptest::sample::select(vec![
+                &b""[..],
+                b"PROXY TCP4 ",
+                b"PROXY TCP6 2001:db8::7 ",
+                b"PROXY UNKNOWN",
+                b"\r\n\r\n\0\r\nQUIT\n",
+                b"\r\n\r\n\0\r\nQUIT\n\x21\x11",
+                b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24",
+            ]),
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..700),
+            cuts in proptest::collection::vec(1usize..64, 1..12),
+        ) {
+            let mut bytes = start.to_vec();
+            bytes.extend_from_slice(&rest);
+            if let Ok(Parsed::Header { len, .. }) = parse(&bytes) {
+                proptest::prop_assert!(len <= bytes.len() && len <= V2_MAX.max(V1_MAX));
+            }
+            let (mut s, mut proxy) = proxied();
+            let mut at = 0;
+            for cut in cuts.iter().cycle().take(64) {
+                let end = (at + cut).min(bytes.len());
+                proxy.write_all(&bytes[at..end]).unwrap();
+                at = end;
+                match s.handshake() {
+                    Ok(true) => {
+                        let _ = read_all_lossy(&mut s);
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(_) => break,
+                }
+                if at == bytes.len() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Reads what is there, whatever comes back.
+    fn read_all_lossy(s: &mut ProxyStream) -> usize {
+        let mut n = 0;
+        let mut buf = [0u8; 64];
+        while let Ok(k @ 1..) = s.read(&mut buf) {
+            n += k;
+        }
+        n
+    }
 }

@@ -864,6 +864,9 @@ impl Write for TlsStream {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.failed {
+            return Err(failed());
+        }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         if total == 0 {
             return Ok(0);
@@ -1322,5 +1325,61 @@ mod tests {
         assert!(c.peer_closed, "the close_notify came after everything");
         assert_eq!(c.read(&mut [0; 16]).unwrap(), 0, "then the end of stream");
         assert_eq!((s.queued(), s.memory()), (0, idle));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever a peer sends, before the handshake or after it (where the bytes are
+        /// appended to what a real client sent), cut anywhere: no panic (rustls is never
+        /// called again after an error), and an error ends the stream for good.
+        #[test]
+        fn any_bytes_from_a_peer_never_panic(
+            after_handshake: bool,
+            record_start: bool,
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            cuts in proptest::collection::vec(1usize..600, 1..8),
+        ) {
+            let (mut s, mut c, mut sr, mut cr) = streams("fuzz");
+            if after_handshake {
+                handshake(&mut s, &mut c, &mut sr, &mut cr);
+            }
+            let mut bytes = Vec::new();
+            if record_start {
+                // A record header that announces its length, so the deframer waits for it.
+                let len = rest.len().min(16_000) as u16;
+                bytes.extend_from_slice(&[if after_handshake { 23 } else { 22 }, 3, 3]);
+                bytes.extend_from_slice(&len.to_be_bytes());
+            }
+            bytes.extend_from_slice(&rest);
+            let mut at = 0;
+            let mut failed = false;
+            for cut in cuts.iter().cycle().take(64) {
+                let end = (at + cut).min(bytes.len());
+                sr.write_all(&bytes[at..end]).unwrap();
+                at = end;
+                let step = if after_handshake {
+                    let mut buf = [0u8; 256];
+                    s.read(&mut buf).map(|_| ())
+                } else {
+                    s.handshake().map(|_| ())
+                };
+                match step {
+                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                        failed = true;
+                        break;
+                    }
+                    _ => {}
+                }
+                if at == bytes.len() {
+                    break;
+                }
+            }
+            if failed {
+                let mut buf = [0u8; 16];
+                proptest::prop_assert!(s.read(&mut buf).is_err());
+                proptest::prop_assert!(s.write(b"x").is_err());
+                let _ = s.shutdown_write();
+            }
+        }
     }
 }
