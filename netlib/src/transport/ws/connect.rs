@@ -3,31 +3,27 @@
 //! [`WsStream`] whose handshake `tungstenite` makes.
 
 use std::io;
-use std::net::SocketAddr;
 
-use mio::net::TcpStream;
 use tungstenite::protocol::WebSocketConfig;
 
 use super::seam::ws_wire;
-use super::served::Stream;
 use super::stream::{ws_config, WsStream};
 use crate::codec::Wire;
 use crate::config::ClientConfig;
-use crate::transport::tcp;
-use crate::transport::tls::{TlsClient, TlsStream};
+use crate::transport::tcp::TcpConnector;
+use crate::transport::tls::{TlsClient, TlsConnector};
 use crate::transport::{Connector, Transport};
 
 /// Where a [`WsConnector`]'s connections go.
 #[derive(Debug)]
 enum Under {
-    /// To the URL's host, over TCP (and TLS for `wss://`).
+    /// To the URL's host: a [`TcpConnector`] (in a [`TlsConnector`] for `wss://`), made from
+    /// the URL at each restart.
     Url {
-        /// The addresses the host resolved to, last first.
-        candidates: Vec<SocketAddr>,
-        /// For `wss://`: the roots and the host's name.
-        tls: Option<(TlsClient, String)>,
         /// Whom `wss://` trusts: the config's roots, or the public ones when `None`.
         roots: Option<TlsClient>,
+        /// The connector made from the URL (none before the first restart).
+        made: Option<Box<dyn Connector>>,
     },
     /// Over what another connector connects.
     Over(Box<dyn Connector>),
@@ -57,11 +53,7 @@ impl WsConnector {
         WsConnector {
             url: url.to_owned(),
             config: ws_config(&config.0),
-            under: Under::Url {
-                candidates: Vec::new(),
-                tls: None,
-                roots,
-            },
+            under: Under::Url { roots, made: None },
         }
     }
 
@@ -97,43 +89,31 @@ impl Connector for WsConnector {
         let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
         match &mut self.under {
             Under::Over(inner) => inner.restart(),
-            Under::Url {
-                candidates,
-                tls,
-                roots,
-            } => {
-                *tls = secure.then(|| {
+            Under::Url { roots, made } => {
+                let mut inner: Box<dyn Connector> =
+                    Box::new(TcpConnector::new(&format!("{host}:{port}")));
+                if secure {
                     let roots = roots.clone().unwrap_or_else(TlsClient::public_roots);
                     let name = host.trim_start_matches('[').trim_end_matches(']');
-                    (roots, name.to_owned())
-                });
-                *candidates = tcp::candidates(&format!("{host}:{port}"))?;
+                    inner = Box::new(
+                        TlsConnector::new(inner, roots, name)
+                            .map_err(|e| invalid(&e.to_string()))?,
+                    );
+                }
+                inner.restart()?;
+                *made = Some(inner);
                 Ok(())
             }
         }
     }
 
     fn next_attempt(&mut self) -> Option<io::Result<Box<dyn Transport>>> {
-        let stream = match &mut self.under {
-            Under::Over(inner) => inner.next_attempt()?,
-            Under::Url {
-                candidates, tls, ..
-            } => {
-                let sa = candidates.pop()?;
-                log::debug!("connecting to {sa} for {}", self.url);
-                TcpStream::connect(sa).and_then(|s| {
-                    let _ = s.set_nodelay(true);
-                    let mut stream: Stream = Box::new(s);
-                    if let Some((roots, name)) = tls {
-                        let name = rustls::pki_types::ServerName::try_from(name.clone())
-                            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                        stream = Box::new(TlsStream::client(stream, roots, name)?);
-                    }
-                    Ok(stream)
-                })
-            }
+        let inner = match &mut self.under {
+            Under::Over(inner) => inner,
+            Under::Url { made, .. } => made.as_mut()?,
         };
-        Some(stream.map(|stream| {
+        let attempt = inner.next_attempt()?;
+        Some(attempt.map(|stream| {
             let ws = WsStream::client(stream, self.url.clone(), self.config);
             Box::new(ws) as Box<dyn Transport>
         }))

@@ -100,8 +100,8 @@
 //!   client's connect and handshake then `tungstenite`.
 //! - `accept` (uses `options`, `seam`, `stream`): [`WsAcceptor`], WebSocket over another
 //!   acceptor's connections (TCP, TLS, the in-memory pipe).
-//! - `connect` (uses `seam`, `served`, `stream`): [`WsConnector`], WebSocket to a URL over TCP
-//!   and TLS, or over another connector's connections.
+//! - `connect` (uses `seam`, `stream`): [`WsConnector`], WebSocket to a URL over a
+//!   `TcpConnector` (in a `TlsConnector` for `wss://`), or over another connector's connections.
 
 mod accept;
 mod close;
