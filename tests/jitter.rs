@@ -35,6 +35,22 @@ pub struct Plan {
     pub seed: u64,
 }
 
+/// Where a run's clients connect: its own server (one node, in this process), or the nodes
+/// of a cluster (processes the caller started; each client reconnects to a node picked at
+/// random, as through a load balancer without sticky sessions), one of which `kill` ends
+/// abruptly (SIGKILL) at `kill_at` into the run.
+pub enum Target<'a> {
+    /// One server, started and stopped by the run.
+    Own,
+    /// The addresses of a cluster's nodes.
+    Nodes {
+        /// Each node's address.
+        addrs: Vec<String>,
+        /// When to kill a node, and how: `kill` returns the index of the node it killed.
+        kill: Option<(Duration, Box<dyn FnOnce() -> usize + 'a>)>,
+    },
+}
+
 /// What a run measured.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -55,6 +71,10 @@ pub struct Report {
     /// Replay times (ms): from a reconnect until the client holds everything the server had
     /// relayed to it before the reconnect.
     pub replay_ms: Vec<f64>,
+    /// Sessions on the node that was killed, and how many of them were resumed on another.
+    pub killed_sessions: u64,
+    /// Of [`killed_sessions`](Self::killed_sessions), those resumed (`recovered: true`).
+    pub killed_resumed: u64,
 }
 
 impl Report {
@@ -133,40 +153,60 @@ struct Peer {
     last: Vec<u64>,
     /// A replay being timed: when it started and what the server had relayed then.
     replay: Option<(Instant, Vec<(usize, u64)>)>,
+    /// The node it connects to (cluster runs).
+    node: usize,
+    /// Its session was on the killed node and has not been resumed or refused yet.
+    orphaned: bool,
 }
 
-/// Runs `plan`; the report says what was delivered.
+/// Runs `plan` on its own server; the report says what was delivered.
 ///
 /// # Panics
 /// If the server cannot bind loopback, or the clients do not catch up within 30 s after the
 /// run.
 pub fn run(plan: &Plan) -> Report {
+    run_on(plan, Target::Own)
+}
+
+/// Runs `plan` against `target`; the report says what was delivered.
+///
+/// # Panics
+/// If the server cannot bind loopback, or the clients do not catch up within 30 s after the
+/// run.
+pub fn run_on(plan: &Plan, target: Target<'_>) -> Report {
     let relayed: Arc<Vec<AtomicU64>> =
         Arc::new((0..plan.clients).map(|_| AtomicU64::new(0)).collect());
-    let config = ServerConfig::default()
-        .sessions(netlib::DEFAULT_RESUME_WINDOW)
-        .max_connections(plan.clients * 4);
-    let mut server = Server::bind(
-        Relay {
-            relayed: relayed.clone(),
-        },
-        &["127.0.0.1:0"],
-        config,
-    )
-    .expect("bind loopback");
-    let addr = server.local_addrs()[0].to_string();
-    let stop = server.stop_handle();
-    let thread = std::thread::spawn(move || {
-        server.run().expect("server runs");
-        server.stats()
-    });
-
+    let (addrs, mut kill, own) = match target {
+        Target::Own => {
+            let config = ServerConfig::default()
+                .sessions(netlib::DEFAULT_RESUME_WINDOW)
+                .max_connections(plan.clients * 4);
+            let mut server = Server::bind(
+                Relay {
+                    relayed: relayed.clone(),
+                },
+                &["127.0.0.1:0"],
+                config,
+            )
+            .expect("bind loopback");
+            let addr = server.local_addrs()[0].to_string();
+            let stop = server.stop_handle();
+            let thread = std::thread::spawn(move || {
+                server.run().expect("server runs");
+                server.stats()
+            });
+            (vec![addr], None, Some((stop, thread)))
+        }
+        Target::Nodes { addrs, kill } => (addrs, kill, None),
+    };
+    let mut dead: Option<usize> = None;
     let mut rng = Rng(plan.seed | 1);
     let start = Instant::now();
     let mut peers: Vec<Peer> = (0..plan.clients)
         .map(|i| {
-            let mut client =
-                Client::connect(&addr, ClientConfig::default().session(true)).expect("client");
+            let node = i % addrs.len();
+            let mut client = Client::connect(&addrs[node], ClientConfig::default().session(true))
+                .expect("client");
             let room = i % plan.rooms;
             client
                 .send(&Message::new("join").with("room", format!("room{room}")))
@@ -180,6 +220,8 @@ pub fn run(plan: &Plan) -> Report {
                 offline_until: None,
                 last: vec![0; plan.clients],
                 replay: None,
+                node,
+                orphaned: false,
             }
         })
         .collect();
@@ -208,19 +250,59 @@ pub fn run(plan: &Plan) -> Report {
         let now = Instant::now();
         let sending = now < end;
         let mut idle = true;
+        if kill.as_ref().is_some_and(|(at, _)| now >= start + *at) {
+            let (_, kill) = kill.take().expect("checked");
+            let node = kill();
+            dead = Some(node);
+            for p in peers.iter_mut().filter(|p| p.node == node) {
+                report.killed_sessions += 1;
+                p.orphaned = true;
+            }
+        }
+        // What another member holds from each sender was relayed: a reconnect's replay is
+        // timed until the client holds it too (with its own server, what it relayed).
+        let holds: Vec<Vec<u64>> = if own.is_some() {
+            Vec::new()
+        } else {
+            peers.iter().map(|p| p.last.clone()).collect()
+        };
         for (i, p) in peers.iter_mut().enumerate() {
             if let Some(back) = p.offline_until {
                 if now >= back || !sending {
                     p.offline_until = None;
-                    p.client.reconnect();
+                    if addrs.len() > 1 {
+                        // Any live node, as a load balancer without sticky sessions picks.
+                        let live: Vec<usize> =
+                            (0..addrs.len()).filter(|&n| Some(n) != dead).collect();
+                        p.node = live[(rng.next() % live.len() as u64) as usize];
+                        p.client
+                            .reconnect_to(&addrs[p.node])
+                            .expect("a node address");
+                    } else {
+                        p.client.reconnect();
+                    }
                     report.reconnects += 1;
                     let had = members(p.room)
                         .filter(|&j| j != i)
-                        .map(|j| (j, relayed[j].load(Ordering::Relaxed)))
+                        .map(|j| {
+                            let n = if holds.is_empty() {
+                                relayed[j].load(Ordering::Relaxed)
+                            } else {
+                                members(p.room)
+                                    .filter(|&k| k != i && k != j)
+                                    .map(|k| holds[k][j])
+                                    .max()
+                                    .unwrap_or(0)
+                            };
+                            (j, n)
+                        })
                         .collect();
                     p.replay = Some((now, had));
                     p.next_drop = now + rng.between(2000, 5000);
                 }
+            } else if dead == Some(p.node) && p.orphaned && !p.client.is_connected() {
+                // Its node died under it: it comes back to another after a while offline.
+                p.offline_until = Some(now + rng.between(200, 2000));
             } else if sending && now >= p.next_drop {
                 p.client.disconnect();
                 p.offline_until = Some(now + rng.between(200, 2000));
@@ -250,13 +332,20 @@ pub fn run(plan: &Plan) -> Report {
                         } else {
                             if n != *last + 1 {
                                 report.out_of_order += 1;
+                                if std::env::var_os("JITTER_DEBUG").is_some() {
+                                    eprintln!("JITTER {i} from {from}: {n} after {}", *last);
+                                }
                             }
                             *last = n;
                         }
                     }
                     protocol::SESSION if m.get("recovered") == Some(&true.into()) => {
                         report.resumed += 1;
+                        if std::mem::take(&mut p.orphaned) {
+                            report.killed_resumed += 1;
+                        }
                     }
+                    protocol::SESSION => p.orphaned = false,
                     _ => {}
                 }
             }
@@ -282,10 +371,20 @@ pub fn run(plan: &Plan) -> Report {
         }
     }
     for (i, p) in peers.iter().enumerate() {
+        for j in members(p.room).filter(|&j| j != i) {
+            if p.last[j] < peers[j].sent && std::env::var_os("JITTER_DEBUG").is_some() {
+                eprintln!(
+                    "JITTER {i} lacks from {j}: last {} of {}",
+                    p.last[j], peers[j].sent
+                );
+            }
+        }
         report.sent += p.sent;
         report.expected += members(p.room).filter(|&j| j != i).count() as u64 * p.sent;
     }
-    stop.stop();
-    let _ = thread.join();
+    if let Some((stop, thread)) = own {
+        stop.stop();
+        let _ = thread.join();
+    }
     report
 }

@@ -10,6 +10,7 @@
 //! generator spends little time per delivery and measures the server, not itself.
 #![deny(missing_docs, rust_2018_idioms)]
 
+pub mod cluster;
 pub mod load;
 pub mod process;
 pub mod ws;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use netlib::{Adapter, ChannelId, ClusterError, ClusterInbound, NodeNumber};
+use netlib::{
+    Adapter, Cause, ChannelId, ClusterError, ClusterInbound, Fetch, NodeNumber, SessionClaim,
+};
 use redis::ConnectionAddr;
 
 use crate::backoff::{random_u64, Rng};
@@ -50,6 +52,8 @@ pub struct RedisAdapter {
     sends: u64,
     shown_url: String,
     prefix: String,
+    /// Room streams' length (0: none; see [`RedisConfig::room_streams`]).
+    streams: usize,
 }
 
 impl RedisAdapter {
@@ -165,7 +169,8 @@ impl RedisAdapter {
             last_log: std::cell::Cell::new(None),
         };
         let commander_has_connection = con.is_some();
-        let commander = Commander::new(shared.clone(), rx, client, keys, me, scrub, con);
+        let commander = Commander::new(shared.clone(), rx, client, keys, me, scrub, con)
+            .with_streams(config.room_streams);
         let spawn_error =
             |e: std::io::Error| RedisError::Redis(format!("cannot start a thread: {e}"));
         // A panic in a thread ends it with a `Down` (fenced: see `Shared::panicked`), never
@@ -212,6 +217,7 @@ impl RedisAdapter {
             sends: 0,
             shown_url,
             prefix: config.prefix,
+            streams: config.room_streams,
         })
     }
 
@@ -322,6 +328,102 @@ impl Adapter for RedisAdapter {
             self.shared.count_refused();
         }
         held
+    }
+
+    fn streams(&self) -> bool {
+        self.streams > 0
+    }
+
+    /// The `{p}:epoch` marker: it changes when Redis lost its data.
+    fn epoch(&self) -> Option<String> {
+        (self.streams > 0).then(|| self.shared.marker()).flatten()
+    }
+
+    /// With room streams, one stream entry per room (see [`RedisConfig::room_streams`]);
+    /// otherwise as [`broadcast`](Adapter::broadcast).
+    fn broadcast_caused(
+        &mut self,
+        rooms: &[&str],
+        except: Option<ChannelId>,
+        payload: &Bytes,
+        cause: Option<Cause>,
+    ) -> Result<(), ClusterError> {
+        if self.streams == 0 {
+            return self.broadcast(rooms, except, payload);
+        }
+        for room in rooms {
+            let mut bytes = Vec::new();
+            envelope::streamed(&mut bytes, self.shared.node, room, except, payload)
+                .map_err(|e| ClusterError::Unavailable(e.to_string()))?;
+            self.sends += 1;
+            let held = match self.shared.traffic_epoch() {
+                Ok(epoch) => {
+                    self.shared.command(Cmd::Stream {
+                        epoch,
+                        room: (*room).to_owned(),
+                        bytes,
+                        seq: self.sends,
+                        cause,
+                    });
+                    Ok(())
+                }
+                Err(refusal) => self.shared.hold(self.sends, bytes, refusal),
+            };
+            if let Err(e) = held {
+                self.shared.count_refused();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn session_opened(&mut self, token: u128, id: ChannelId, window: Duration) {
+        if self.streams > 0 {
+            self.shared.command(Cmd::SessionOpened {
+                token,
+                id: id.serial(),
+                window,
+            });
+        }
+    }
+
+    fn session_detached(&mut self, token: u128) {
+        if self.streams > 0 {
+            self.shared.command(Cmd::SessionDetached { token });
+        }
+    }
+
+    fn session_ended(&mut self, token: u128) {
+        if self.streams > 0 {
+            self.shared.command(Cmd::SessionEnded { token });
+        }
+    }
+
+    fn resume(&mut self, claim: SessionClaim, into: &mut Vec<ClusterInbound>) {
+        if self.streams == 0 {
+            into.push(ClusterInbound::Resumed {
+                token: claim.token,
+                result: Err("sessions are kept on one node (no room streams)".into()),
+            });
+            return;
+        }
+        self.shared.command(Cmd::Resume { claim });
+    }
+
+    fn fetch(&mut self, room: &str, range: Fetch, token: u64, into: &mut Vec<ClusterInbound>) {
+        if self.streams == 0 {
+            into.push(ClusterInbound::Fetched {
+                token,
+                entries: Vec::new(),
+                complete: false,
+            });
+            return;
+        }
+        self.shared.command(Cmd::Fetch {
+            room: room.to_owned(),
+            range,
+            token,
+        });
     }
 
     /// [`ClusterError::NoChannel`] if `to`'s node is this one, or one found gone.

@@ -11,7 +11,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netlib::{ChannelId, ClusterError, ClusterEvent, ClusterInbound, NodeNumber};
+use netlib::{
+    Cause, ChannelId, ClusterError, ClusterEvent, ClusterInbound, Fetch, NodeNumber, Offset,
+    SessionClaim, SessionRecord,
+};
 use redis::{Connection, Pipeline, RedisResult, ToRedisArgs, Value};
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +78,38 @@ pub(crate) enum Cmd {
         bytes: Vec<u8>,
         seq: Option<u64>,
     },
+    /// A room send with room streams: added to `room`'s stream and published (see
+    /// `keys::ROOM`), recording `cause` (a session's handled message) in the same step. Held
+    /// like a [`Publish`](Self::Publish) room send if another outage epoch began.
+    Stream {
+        epoch: u64,
+        room: String,
+        bytes: Vec<u8>,
+        seq: u64,
+        cause: Option<Cause>,
+    },
+    /// A session's record: made (or taken over), its connection lost, or ended.
+    SessionOpened {
+        token: u128,
+        id: u64,
+        window: Duration,
+    },
+    SessionDetached {
+        token: u128,
+    },
+    SessionEnded {
+        token: u128,
+    },
+    /// Take a session over for this node (answered with `Inbound::Resumed`).
+    Resume {
+        claim: SessionClaim,
+    },
+    /// Read a room's stream (answered with `Inbound::Fetched`).
+    Fetch {
+        room: String,
+        range: Fetch,
+        token: u64,
+    },
     /// The subscriber is subscribed (`up`), or lost its connection (`why`).
     Subscriber {
         up: bool,
@@ -123,6 +158,8 @@ enum Expect {
     Departures(Vec<u64>),
     /// A name claim replayed after an outage.
     Reclaim(u64),
+    /// A read of a room's stream.
+    Fetch(u64),
 }
 
 /// The command thread's state.
@@ -175,7 +212,19 @@ pub(crate) struct Commander {
     /// Consecutive departures, coalesced into one publish.
     closing: Vec<u64>,
     bus: String,
+    /// Room streams' length (0: no room streams).
+    streams: usize,
+    /// This node's resumable sessions (with room streams): serial → token, and token →
+    /// (serial, window, connected).
+    session_of: HashMap<u64, u128>,
+    sessions: HashMap<u128, (u64, Duration, bool)>,
+    next_session_refresh: Instant,
+    claim_code: String,
+    fetch_code: String,
 }
+
+/// How often the records of sessions with a connection get their TTL back, at most.
+const SESSION_REFRESH: Duration = Duration::from_secs(30);
 
 impl Commander {
     pub(crate) fn new(
@@ -222,7 +271,19 @@ impl Commander {
             pipe: redis::pipe(),
             expects: Vec::new(),
             closing: Vec::new(),
+            streams: 0,
+            session_of: HashMap::new(),
+            sessions: HashMap::new(),
+            next_session_refresh: now,
+            claim_code: keys::session_claim(),
+            fetch_code: keys::stream_fetch(),
         }
+    }
+
+    /// Keeps room streams of about `length` entries (see `RedisConfig::room_streams`).
+    pub(crate) fn with_streams(mut self, length: usize) -> Self {
+        self.streams = length;
+        self
     }
 
     fn check_every(&self) -> Duration {
@@ -303,9 +364,13 @@ impl Commander {
             held.len()
         );
         for (i, (_, bytes)) in held.into_iter().enumerate() {
-            let mut out = Vec::with_capacity(bytes.len() + 8);
-            envelope::logged(&mut out, self.me.node, &bytes);
-            self.depart(&out);
+            if let Some(room) = envelope::streamed_room(&bytes) {
+                self.stream(&room, &bytes, None);
+            } else {
+                let mut out = Vec::with_capacity(bytes.len() + 8);
+                envelope::logged(&mut out, self.me.node, &bytes);
+                self.depart(&out);
+            }
             self.shared.count_published();
             self.expects.push(Expect::Ignore);
             if i % DRAIN_CHUNK == DRAIN_CHUNK - 1 {
@@ -371,6 +436,9 @@ impl Commander {
             }
             if self.con.is_some() && self.ready && Instant::now() >= self.next_probe {
                 self.probe();
+            }
+            if self.con.is_some() && self.ready {
+                self.refresh_sessions();
             }
         }
         self.update_status();
@@ -496,6 +564,7 @@ impl Commander {
             .arg(&key)
             .query(self.con())?;
         let lost = matches!(&self.marker, Some(was) if now.as_ref() != Some(was));
+        self.shared.set_marker(now.clone());
         self.marker = now;
         Ok(lost)
     }
@@ -617,6 +686,148 @@ impl Commander {
             .arg(LOG_LENGTH);
     }
 
+    /// Adds a room send to `room`'s stream and publishes it (see `keys::ROOM`), recording
+    /// `cause`. Into the pipeline; the caller pushes the reply's expectation.
+    fn stream(&mut self, room: &str, bytes: &[u8], cause: Option<Cause>) {
+        let mut keys = vec![self.keys.stream(room), self.bus.clone()];
+        if let Some(c) = cause {
+            keys.push(self.keys.session(c.token));
+        }
+        eval(&mut self.pipe, keys::ROOM, &keys)
+            .arg(bytes)
+            .arg(self.streams.max(1))
+            .arg(cause.map_or(0, |c| c.received))
+            .arg(self.me.node);
+    }
+
+    /// A session record's TTL while its channel has a connection: long enough for the
+    /// refreshes to keep it (see `SESSION_REFRESH`) and then for the window, if this node dies.
+    fn session_ttl(window: Duration) -> u64 {
+        let ttl = window + SESSION_REFRESH * 2;
+        u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// (Re)writes session `token`'s record as this node's, with the rooms its channel is in.
+    fn session_open(&mut self, token: u128, id: u64, window: Duration) {
+        let key = self.keys.session(token);
+        let epoch = self.marker.clone().unwrap_or_default();
+        eval(&mut self.pipe, keys::SESSION_OPEN, &[&key])
+            .arg(self.me.node)
+            .arg(id)
+            .arg(epoch)
+            .arg(Self::session_ttl(window));
+        self.expects.push(Expect::Ignore);
+        let rooms: Vec<String> = self
+            .mirror
+            .get(&id)
+            .map(|e| e.rooms.iter().cloned().collect())
+            .unwrap_or_default();
+        for room in rooms {
+            self.session_join(token, &room);
+        }
+    }
+
+    fn session_join(&mut self, token: u128, room: &str) {
+        let keys = [self.keys.session(token), self.keys.stream(room)];
+        eval(&mut self.pipe, keys::SESSION_JOIN, &keys)
+            .arg(room)
+            .arg(self.me.node);
+        self.expects.push(Expect::Ignore);
+    }
+
+    /// Runs `cmd args` on session `token`'s record if this node owns it.
+    fn session_if_owner(&mut self, token: u128, cmd: &str, args: &[String]) {
+        let key = self.keys.session(token);
+        eval(&mut self.pipe, keys::SESSION_IF_OWNER, &[&key])
+            .arg(self.me.node)
+            .arg(cmd)
+            .arg(args);
+        self.expects.push(Expect::Ignore);
+    }
+
+    /// Gives the records of this node's connected sessions their TTL back, when due.
+    fn refresh_sessions(&mut self) {
+        if self.sessions.is_empty() || Instant::now() < self.next_session_refresh {
+            return;
+        }
+        let due: Vec<(u128, Duration)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.2)
+            .map(|(&t, s)| (t, s.1))
+            .collect();
+        let least = due.iter().map(|d| d.1).min().unwrap_or(SESSION_REFRESH * 4);
+        self.next_session_refresh =
+            Instant::now() + (least / 4).clamp(Duration::from_secs(1), SESSION_REFRESH);
+        for (token, window) in due {
+            let ttl = Self::session_ttl(window).to_string();
+            self.session_if_owner(token, "PEXPIRE", &[ttl]);
+            if self.pipe.len() >= BATCH {
+                self.flush();
+            }
+        }
+        self.flush();
+    }
+
+    /// Takes session `claim.token` over (its own round trip) and answers.
+    fn resume(&mut self, claim: SessionClaim) {
+        let token = claim.token;
+        let answer =
+            |result: Result<SessionRecord, String>| ClusterInbound::Resumed { token, result };
+        if !self.live() || !self.shared.is_up() {
+            let why = format!("the cluster is unavailable: {}", self.reason);
+            return self.shared.push_one(answer(Err(why)));
+        }
+        self.flush();
+        let window = self
+            .sessions
+            .get(&token)
+            .map_or(Duration::from_secs(120), |s| s.1);
+        let mut moved = Vec::new();
+        envelope::moved(&mut moved, self.me.node, token);
+        let keys = [self.keys.session(token), self.keys.epoch()];
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(&self.claim_code)
+            .arg(2)
+            .arg(&keys)
+            .arg(claim.epoch.unwrap_or_default())
+            .arg(self.me.node)
+            .arg(claim.id.serial())
+            .arg(self.keys.prefix())
+            .arg(Self::session_ttl(window))
+            .arg(moved);
+        for (room, offset) in &claim.rooms {
+            cmd.arg(room).arg(offset.to_string());
+        }
+        let reply: RedisResult<Vec<String>> = cmd.query(self.con());
+        let result = match reply {
+            Ok(v) if v.first().map(String::as_str) == Some("ok") && v.len() >= 4 => {
+                let rooms = v[4..]
+                    .chunks_exact(2)
+                    .filter_map(|p| Some((p[0].clone(), p[1].parse::<Offset>().ok()?)))
+                    .collect();
+                let earlier: Vec<ChannelId> = v[2]
+                    .split(',')
+                    .filter_map(|s| s.parse().ok())
+                    .map(ChannelId::from_serial)
+                    .collect();
+                Ok(SessionRecord {
+                    previous: earlier.last().copied().unwrap_or(ChannelId::from_serial(0)),
+                    earlier,
+                    received: v[3].parse().unwrap_or(0),
+                    rooms,
+                })
+            }
+            Ok(v) => Err(v.get(1).cloned().unwrap_or_else(|| "refused".to_owned())),
+            Err(e) => {
+                let why = self.scrub.text(&e);
+                self.lost(&e);
+                Err(format!("the cluster is unavailable: {why}"))
+            }
+        };
+        self.shared.push_one(answer(result));
+    }
+
     /// Publishes the coalesced departures, if any.
     fn flush_closing(&mut self) {
         if self.closing.is_empty() {
@@ -661,6 +872,11 @@ impl Commander {
     fn failed_reply(&mut self, expect: Expect) {
         match expect {
             Expect::Ignore | Expect::Reclaim(_) => {}
+            Expect::Fetch(token) => self.shared.push_one(ClusterInbound::Fetched {
+                token,
+                entries: Vec::new(),
+                complete: false,
+            }),
             Expect::Members { room, token, .. } => {
                 self.answer(ClusterEvent::QueryFailed {
                     token,
@@ -693,6 +909,25 @@ impl Commander {
         }
         match expect {
             Expect::Ignore | Expect::Departures(_) => {}
+            Expect::Fetch(token) => {
+                let items: Vec<Vec<u8>> = redis::from_redis_value(&reply).unwrap_or_default();
+                let complete = items.first().is_some_and(|c| c.as_slice() == b"1");
+                let entries = items
+                    .get(1..)
+                    .unwrap_or_default()
+                    .chunks_exact(2)
+                    .filter_map(|p| {
+                        let (ms, seq) = envelope::log_id(&p[0])?;
+                        let (except, payload) = envelope::streamed_payload(p[1].clone())?;
+                        Some((Offset { ms, seq }, except, payload))
+                    })
+                    .collect();
+                self.shared.push_one(ClusterInbound::Fetched {
+                    token,
+                    entries,
+                    complete,
+                });
+            }
             Expect::Members { room, limit, token } => {
                 let mut page: Vec<ChannelId> = match reply {
                     Value::Array(items) => items
@@ -755,6 +990,9 @@ impl Commander {
                         // The record before the membership: a reaper must find it.
                         self.hset(id);
                         self.zadd(&room, id);
+                        if let Some(&token) = self.session_of.get(&id) {
+                            self.session_join(token, &room);
+                        }
                     }
                 }
                 Cmd::Left { id, room } => {
@@ -768,11 +1006,17 @@ impl Commander {
                     if live {
                         self.zrem(&room, id);
                         self.hset(id);
+                        if let Some(&token) = self.session_of.get(&id) {
+                            self.session_if_owner(token, "HDEL", &[format!("r:{room}")]);
+                        }
                     } else if e.is_empty() {
                         self.mirror.remove(&id);
                     }
                 }
                 Cmd::Closed { id } => {
+                    if let Some(token) = self.session_of.remove(&id) {
+                        self.sessions.remove(&token);
+                    }
                     let entry = self.mirror.remove(&id);
                     if self.live() {
                         if let Some(e) = entry {
@@ -855,6 +1099,71 @@ impl Commander {
                     self.publish(to, &bytes);
                     self.shared.count_published();
                     self.expects.push(Expect::Ignore);
+                }
+                Cmd::Stream {
+                    epoch,
+                    room,
+                    bytes,
+                    seq,
+                    cause,
+                } => {
+                    if epoch != self.shared.epoch() || !self.live() {
+                        // As a held room send (see `Publish`).
+                        if self.up() {
+                            self.held.push((seq, bytes));
+                            self.held.sort_by_key(|&(seq, _)| seq);
+                        } else {
+                            self.shared.hold_again(vec![(seq, bytes)]);
+                        }
+                        continue;
+                    }
+                    self.drain_held();
+                    self.stream(&room, &bytes, cause);
+                    self.shared.count_published();
+                    self.expects.push(Expect::Ignore);
+                }
+                Cmd::SessionOpened { token, id, window } => {
+                    self.session_of.insert(id, token);
+                    self.sessions.insert(token, (id, window, true));
+                    if self.live() {
+                        self.session_open(token, id, window);
+                    }
+                }
+                Cmd::SessionDetached { token } => {
+                    if let Some(s) = self.sessions.get_mut(&token) {
+                        s.2 = false;
+                        let ms = u64::try_from(s.1.as_millis()).unwrap_or(u64::MAX).max(1);
+                        if self.live() {
+                            self.session_if_owner(token, "PEXPIRE", &[ms.to_string()]);
+                        }
+                    }
+                }
+                Cmd::SessionEnded { token } => {
+                    if let Some((id, ..)) = self.sessions.remove(&token) {
+                        self.session_of.remove(&id);
+                    }
+                    if self.live() {
+                        self.session_if_owner(token, "DEL", &[]);
+                    }
+                }
+                Cmd::Resume { claim } => {
+                    self.flush();
+                    self.resume(claim);
+                }
+                Cmd::Fetch { room, range, token } => {
+                    if !self.live() {
+                        self.failed_reply(Expect::Fetch(token));
+                        continue;
+                    }
+                    let key = self.keys.stream(&room);
+                    let most = self.streams.max(1) as u64 * 2;
+                    let code = self.fetch_code.clone();
+                    let pipe = eval(&mut self.pipe, &code, &[key]);
+                    match range {
+                        Fetch::After(o) => pipe.arg("after").arg(o.to_string()).arg(most),
+                        Fetch::Last(n) => pipe.arg("last").arg((n as u64).min(most)),
+                    };
+                    self.expects.push(Expect::Fetch(token));
                 }
                 Cmd::Subscriber { up, why } => {
                     self.sub_up = up;
@@ -983,6 +1292,20 @@ impl Commander {
             }
             for room in &e.rooms {
                 self.zadd(room, id);
+            }
+        }
+        let sessions: Vec<(u128, u64, Duration, bool)> = self
+            .sessions
+            .iter()
+            .map(|(&t, &(id, w, on))| (t, id, w, on))
+            .collect();
+        for (token, id, window, connected) in sessions {
+            // Made again as this node's: if Redis lost them, they carry the new epoch, and a
+            // client with offsets of the old one is refused elsewhere (`reason: "epoch"`).
+            self.session_open(token, id, window);
+            if !connected {
+                let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+                self.session_if_owner(token, "PEXPIRE", &[ms.to_string()]);
             }
         }
         let departed = std::mem::take(&mut self.departures);

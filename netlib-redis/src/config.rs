@@ -34,6 +34,7 @@ pub struct RedisConfig {
     pub(crate) presence_ttl: Duration,
     pub(crate) node_name: Option<String>,
     pub(crate) outage_backlog: usize,
+    pub(crate) room_streams: usize,
 }
 
 impl RedisConfig {
@@ -50,6 +51,7 @@ impl RedisConfig {
             presence_ttl: DEFAULT_PRESENCE_TTL,
             node_name: None,
             outage_backlog: DEFAULT_OUTAGE_BACKLOG,
+            room_streams: 0,
         }
     }
 
@@ -60,6 +62,27 @@ impl RedisConfig {
     /// node still delivers them), as all of them are with 0.
     pub fn outage_backlog(mut self, bytes: usize) -> Self {
         self.outage_backlog = bytes;
+        self
+    }
+
+    /// Keeps every room's messages in a Redis stream, `{p}:stream:{room}`, of about `length`
+    /// entries (`XADD ... MAXLEN ~ length`; 0, the default, keeps none), as Centrifugo keeps
+    /// channel history. Each room send is added to its room's stream and published in one
+    /// step, and its stream id is its offset: every node, the sender's included, delivers it
+    /// to its members when it comes back from Redis, so every member of a room sees it in the
+    /// stream's order. With it:
+    /// - resumable sessions are kept in Redis too (`{p}:sess:{token}`), and a client may
+    ///   resume its session on any node, its first node dead (SIGKILL) or alive: it gets the
+    ///   room messages it missed from the streams, then live ones, each once and in order;
+    /// - a room's history (`ServerContext::send_history`) is read from its stream, so every
+    ///   node has it, whether or not it has members in the room;
+    /// - while Redis is down, room sends are held (see
+    ///   [`outage_backlog`](Self::outage_backlog)) and reach every member, local ones too, when
+    ///   it is back.
+    ///
+    /// Nodes of one cluster must agree on it.
+    pub fn room_streams(mut self, length: usize) -> Self {
+        self.room_streams = length;
         self
     }
 

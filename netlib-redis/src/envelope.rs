@@ -29,6 +29,11 @@ const PROBE: u8 = 6;
 /// subscribed when it was published reads it there (`{p}:bus`): room sends held while Redis
 /// was down.
 const LOGGED: u8 = 7;
+/// A room send kept in the room's stream (with room streams; `{p}:bus`): the publishing
+/// script appends its stream id, its offset.
+const STREAMED: u8 = 8;
+/// A session another node took over (`{p}:to:{n}`, to its old owner).
+const MOVED: u8 = 9;
 
 /// A decoded envelope.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +72,16 @@ pub(crate) enum Body {
     /// `inner`, another envelope of the origin's, published through the log; `log` is its
     /// entry's id there, as the publishing script appends it.
     Logged { inner: Bytes, log: Option<LogId> },
+    /// A room send kept in `room`'s stream at `offset` (appended by the publishing script;
+    /// `None` as stored in the stream, before it had one).
+    Streamed {
+        room: String,
+        except: Option<ChannelId>,
+        payload: Bytes,
+        offset: Option<LogId>,
+    },
+    /// Session `token` moved to the origin node.
+    Moved { token: u128 },
 }
 
 /// An entry id of the departures log (a Redis stream id, `MS-SEQ`): ordered.
@@ -186,6 +201,53 @@ pub(crate) fn logged(out: &mut Vec<u8>, origin: NodeNumber, inner: &[u8]) {
     out.extend_from_slice(inner);
 }
 
+/// Appends a room send kept in `room`'s stream to `out` (the publishing script appends the
+/// stream id); left as it was on error.
+pub(crate) fn streamed(
+    out: &mut Vec<u8>,
+    origin: NodeNumber,
+    room: &str,
+    except: Option<ChannelId>,
+    payload: &[u8],
+) -> Result<(), EncodeError> {
+    let len = u16::try_from(room.len()).map_err(|_| EncodeError::LongRoom(room.len()))?;
+    let payload_len = u32::try_from(payload.len()).map_err(|_| EncodeError::LongRoom(0))?;
+    out.reserve(HEADER + 14 + room.len() + payload.len());
+    header(out, STREAMED, origin);
+    out.extend_from_slice(&except.map_or(0, ChannelId::serial).to_be_bytes());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(room.as_bytes());
+    out.extend_from_slice(&payload_len.to_be_bytes());
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// The room of a [`streamed`] envelope (`None` for another kind, or bytes that do not
+/// decode).
+pub(crate) fn streamed_room(bytes: &[u8]) -> Option<String> {
+    match decode(&Bytes::copy_from_slice(bytes)).ok()?.body {
+        Body::Streamed { room, .. } => Some(room),
+        _ => None,
+    }
+}
+
+/// The channel left out and the payload of a [`streamed`] envelope as a stream entry holds
+/// it.
+pub(crate) fn streamed_payload(bytes: Vec<u8>) -> Option<(Option<ChannelId>, Bytes)> {
+    match decode(&Bytes::from(bytes)).ok()?.body {
+        Body::Streamed {
+            except, payload, ..
+        } => Some((except, payload)),
+        _ => None,
+    }
+}
+
+/// Appends "session `token` moved to node `origin`" to `out`.
+pub(crate) fn moved(out: &mut Vec<u8>, origin: NodeNumber, token: u128) {
+    header(out, MOVED, origin);
+    out.extend_from_slice(&token.to_be_bytes());
+}
+
 /// Reads fixed-size fields off the front of a slice.
 struct Reader<'a> {
     rest: &'a [u8],
@@ -300,6 +362,34 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<Envelope, DecodeError> {
             };
             Body::Logged { inner, log }
         }
+        STREAMED => {
+            let except = r.u64()?;
+            let len = r.u16()?;
+            let room = std::str::from_utf8(r.take(usize::from(len))?)
+                .map_err(|_| DecodeError::Utf8)?
+                .to_owned();
+            let n = r.u32()? as usize;
+            let at = bytes.len() - r.rest.len();
+            r.take(n)?;
+            let offset = match r.rest {
+                [] => None,
+                id => Some(log_id(id).ok_or(DecodeError::LogId)?),
+            };
+            Body::Streamed {
+                room,
+                except: (except != 0).then(|| ChannelId::from_serial(except)),
+                payload: bytes.slice(at..at + n),
+                offset,
+            }
+        }
+        MOVED => {
+            let hi = r.u64()?;
+            let lo = r.u64()?;
+            r.end()?;
+            Body::Moved {
+                token: (u128::from(hi) << 64) | u128::from(lo),
+            }
+        }
         other => return Err(DecodeError::Kind(other)),
     };
     Ok(Envelope { origin, body })
@@ -338,6 +428,18 @@ mod tests {
                     out.extend_from_slice(format!("{ms}-{seq}").as_bytes());
                 }
             }
+            Body::Streamed {
+                room,
+                except,
+                payload,
+                offset,
+            } => {
+                streamed(&mut out, e.origin, room, *except, payload).unwrap();
+                if let Some((ms, seq)) = offset {
+                    out.extend_from_slice(format!("{ms}-{seq}").as_bytes());
+                }
+            }
+            Body::Moved { token } => moved(&mut out, e.origin, *token),
         }
         out
     }
@@ -369,7 +471,7 @@ mod tests {
             },
             Body::Emit {
                 to: Some(9),
-                payload,
+                payload: payload.clone(),
             },
             Body::Departed {
                 ids: vec![id(1), id(u64::MAX)],
@@ -392,6 +494,21 @@ mod tests {
             Body::Logged {
                 inner: Bytes::new(),
                 log: None,
+            },
+            Body::Streamed {
+                room: "caf\u{e9}".into(),
+                except: Some(id(7 << 37 | 3)),
+                payload: payload.clone(),
+                offset: Some((1_700_000_000_000, 12)),
+            },
+            Body::Streamed {
+                room: String::new(),
+                except: None,
+                payload: Bytes::new(),
+                offset: None,
+            },
+            Body::Moved {
+                token: u128::MAX - 5,
             },
         ]
         .into_iter()
@@ -473,7 +590,7 @@ mod tests {
         }
 
         #[test]
-        fn a_valid_header_with_any_body_never_panics(kind in 0u8..8, body in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn a_valid_header_with_any_body_never_panics(kind in 0u8..10, body in proptest::collection::vec(any::<u8>(), 0..64)) {
             let mut bytes = vec![VERSION, kind, 0, 3];
             bytes.extend(body);
             let _ = decode(&Bytes::from(bytes));

@@ -60,6 +60,18 @@ impl Keys {
     pub(crate) fn epoch(&self) -> String {
         format!("{}:epoch", self.prefix)
     }
+    /// A room's stream of messages (with room streams).
+    pub(crate) fn stream(&self, room: &str) -> String {
+        format!("{}:stream:{room}", self.prefix)
+    }
+    /// A resumable session's record (with room streams).
+    pub(crate) fn session(&self, token: u128) -> String {
+        format!("{}:sess:{token:032x}", self.prefix)
+    }
+    /// The prefix, for scripts that name keys from what they read.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
     /// The pub/sub channel every node reads: room sends, messages to all nodes, departures.
     pub(crate) fn bus(&self) -> String {
         format!("{}:bus", self.prefix)
@@ -179,6 +191,153 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1]
 redis.call('PUBLISH', KEYS[2], ARGV[1] .. id)
 return id
 ";
+
+/// A room send with room streams: `KEYS` = the room's stream, the bus[, the sender's session
+/// record]; `ARGV` = envelope, stream length, the sender's message number, this node's
+/// number. Appends the envelope to the stream (trimmed to about the length), publishes it
+/// with the entry's id appended, and records in the same step that the sender's message was
+/// handled (if this node still owns the session). The entry's id.
+pub(crate) const ROOM: &str = r"
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
+redis.call('PUBLISH', KEYS[2], ARGV[1] .. id)
+if KEYS[3] and redis.call('HGET', KEYS[3], 'owner') == ARGV[4] then
+  local r = tonumber(redis.call('HGET', KEYS[3], 'received') or '0')
+  if tonumber(ARGV[3]) > r then redis.call('HSET', KEYS[3], 'received', ARGV[3]) end
+end
+return id
+";
+
+/// A session's record (re)made by its owner: `KEYS` = the record; `ARGV` = node, serial,
+/// epoch, TTL (ms). Keeps the count of handled messages and the rooms it has.
+pub(crate) const SESSION_OPEN: &str = r"
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'serial', ARGV[2], 'epoch', ARGV[3])
+redis.call('HSETNX', KEYS[1], 'received', '0')
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+
+/// A session's channel joined a room: `KEYS` = the record, the room's stream; `ARGV` = room,
+/// node. Records the stream's last id as where the session's messages of the room begin,
+/// unless the record has the room already (a session taken over keeps its offsets).
+pub(crate) const SESSION_JOIN: &str = r"
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return 0 end
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local at = '0-0'
+if last[1] then at = last[1][1] end
+return redis.call('HSETNX', KEYS[1], 'r:' .. ARGV[1], at)
+";
+
+/// Runs a command on a session's record if this node owns it: `KEYS` = the record; `ARGV` =
+/// node, then the command and its arguments (the key goes first).
+pub(crate) const SESSION_IF_OWNER: &str = r"
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+local args = {}
+for i = 3, #ARGV do args[#args + 1] = ARGV[i] end
+return redis.call(ARGV[2], KEYS[1], unpack(args))
+";
+
+/// Lua helpers for stream ids: `cmp(a, b)` (-1, 0, 1) and `trimmed(stream)`, the stream's
+/// largest deleted id (`0-0` if none, or no stream).
+const IDS: &str = r"
+local function parts(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms or '0'), tonumber(seq or '0')
+end
+local function cmp(a, b)
+  local am, as = parts(a)
+  local bm, bs = parts(b)
+  if am ~= bm then if am < bm then return -1 else return 1 end end
+  if as ~= bs then if as < bs then return -1 else return 1 end end
+  return 0
+end
+local function trimmed(stream)
+  local info = redis.pcall('XINFO', 'STREAM', stream)
+  if type(info) ~= 'table' or info.err then return '0-0' end
+  for i = 1, #info, 2 do
+    if info[i] == 'max-deleted-entry-id' then return info[i + 1] end
+  end
+  return '0-0'
+end
+";
+
+/// Takes a session over for this node: `KEYS` = the record, the epoch marker; `ARGV` = the
+/// client's epoch (or ''), this node, the new serial, the prefix, the TTL (ms), the
+/// `moved` envelope for the old owner, then room and offset pairs (the client's). Returns
+/// `{'ok', old owner, the session's earlier serials (comma-separated, the last 8, the
+/// latest last), handled count, room, from, room, from, ...}` (each room of
+/// the record, replayed from the later of the client's offset and the join's), or `{'no',
+/// why}`: no such record, another epoch, or messages the client lacks were trimmed.
+pub(crate) fn session_claim() -> String {
+    format!(
+        "{IDS}{}",
+        r"
+local h = redis.call('HGETALL', KEYS[1])
+if #h == 0 then return {'no', 'no such session (its window may be over)'} end
+local rec = {}
+for i = 1, #h, 2 do rec[h[i]] = h[i + 1] end
+local epoch = redis.call('GET', KEYS[2])
+if not epoch or rec['epoch'] ~= epoch or (ARGV[1] ~= '' and ARGV[1] ~= epoch) then
+  return {'no', 'epoch'}
+end
+local client = {}
+for i = 7, #ARGV, 2 do client[ARGV[i]] = ARGV[i + 1] end
+local ids = rec['serial']
+if rec['ids'] then ids = rec['ids'] .. ',' .. rec['serial'] end
+local kept = {}
+for id in string.gmatch(ids, '%d+') do kept[#kept + 1] = id end
+while #kept > 8 do table.remove(kept, 1) end
+ids = table.concat(kept, ',')
+local out = {'ok', rec['owner'], ids, rec['received'] or '0'}
+for k, v in pairs(rec) do
+  if string.sub(k, 1, 2) == 'r:' then
+    local room = string.sub(k, 3)
+    local from = v
+    local c = client[room]
+    if c and string.match(c, '^%d+-%d+$') and cmp(c, from) > 0 then from = c end
+    if cmp(trimmed(ARGV[4] .. ':stream:' .. room), from) > 0 then
+      return {'no', 'messages of room ' .. room .. ' were trimmed from its stream'}
+    end
+    out[#out + 1] = room
+    out[#out + 1] = from
+  end
+end
+redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'serial', ARGV[3], 'ids', ids)
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if rec['owner'] ~= ARGV[2] then
+  redis.call('PUBLISH', ARGV[4] .. ':to:' .. rec['owner'], ARGV[6])
+end
+return out
+"
+    )
+}
+
+/// Reads a room's stream: `KEYS` = the stream; `ARGV` = 'after' and an id, or 'last' and a
+/// count, then the most entries. Returns `{complete, id, envelope, id, envelope, ...}`,
+/// oldest first; `complete` is 0 if entries after the id were trimmed already.
+pub(crate) fn stream_fetch() -> String {
+    format!(
+        "{IDS}{}",
+        r"
+local out = {'1'}
+local entries
+if ARGV[1] == 'after' then
+  if cmp(trimmed(KEYS[1]), ARGV[2]) > 0 then out[1] = '0' end
+  entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[2], '+', 'COUNT', ARGV[3])
+else
+  entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[2])
+  local n = #entries
+  for i = 1, math.floor(n / 2) do
+    entries[i], entries[n + 1 - i] = entries[n + 1 - i], entries[i]
+  end
+end
+for _, e in ipairs(entries) do
+  out[#out + 1] = e[1]
+  out[#out + 1] = e[2][2]
+end
+return out
+"
+    )
+}
 
 /// Deletes `KEYS[1]` if it holds `ARGV[1]`.
 const DELETE_IF: &str = r"

@@ -97,6 +97,8 @@ pub(crate) struct Shared {
     /// How many of the two threads have ended.
     stopped: Mutex<u8>,
     stopped_changed: Condvar,
+    /// The `{p}:epoch` marker last read: the cluster's epoch, for clients' offsets.
+    marker: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -132,6 +134,7 @@ impl Shared {
             commands: Mutex::new(commands),
             stopped: Mutex::new(0),
             stopped_changed: Condvar::new(),
+            marker: Mutex::new(None),
         }
     }
 
@@ -141,6 +144,22 @@ impl Shared {
                 log::error!("cannot wake the server: {e}");
             }
         }
+    }
+
+    /// The `{p}:epoch` marker was read: `marker`.
+    pub(crate) fn set_marker(&self, marker: Option<String>) {
+        *self
+            .marker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = marker;
+    }
+
+    /// The `{p}:epoch` marker last read.
+    pub(crate) fn marker(&self) -> Option<String> {
+        self.marker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn set_waker(&self, waker: Arc<mio::Waker>) {

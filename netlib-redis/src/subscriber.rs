@@ -283,6 +283,34 @@ impl Subscriber {
             }
             return;
         }
+        match env.body {
+            // Kept in its room's stream: delivered everywhere, the sender's node included
+            // (its members get it now, in the stream's order), even from a node gone since.
+            Body::Streamed {
+                room,
+                except,
+                payload,
+                offset: Some((ms, seq)),
+            } => {
+                let offset = netlib::Offset { ms, seq };
+                items.push(ClusterInbound::Streamed {
+                    room,
+                    offset,
+                    except,
+                    payload,
+                });
+                return;
+            }
+            Body::Streamed { offset: None, .. } => {
+                log::warn!("redis subscriber: a room send without its stream offset");
+                return;
+            }
+            Body::Moved { token } => {
+                items.push(ClusterInbound::Moved { token });
+                return;
+            }
+            _ => {}
+        }
         if from == me {
             return; // this node's own publish
         }
@@ -321,7 +349,10 @@ impl Subscriber {
                     items.push(ClusterInbound::Event(ClusterEvent::NodeGone { node }));
                 }
             }
-            Body::Probe { .. } | Body::Logged { .. } => {}
+            Body::Probe { .. }
+            | Body::Logged { .. }
+            | Body::Streamed { .. }
+            | Body::Moved { .. } => {}
         }
     }
 }

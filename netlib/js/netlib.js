@@ -9,7 +9,9 @@
 //   conn.on("disconnected", ({ code, reason }) => console.log("lost", code, reason));
 //   conn.on("netlib.session", ({ recovered }) => recovered || resync());  // nothing lost, or not
 //
-// Each WebSocket text message is one JSON object with an "action" (a netlib Message).
+// Each WebSocket text message is one JSON object with an "action" (a netlib Message). A
+// cluster node's room messages to a session client also carry `"netlib.at": [room, offset]`
+// (see AT below), which this module removes before the application sees them.
 
 /**
  * A message: a JSON object with a string `action`, e.g. `{action: "chat", text: "hi"}`.
@@ -31,7 +33,8 @@
  *   connection, the reconnect gets the same channel back with every message sent meanwhile,
  *   each once and in order, both ways (a server without sessions ignores the request). The
  *   answer is the event `"netlib.session"`: `{recovered, id, ...}`; `recovered: false` means a
- *   new session (resynchronise).
+ *   new session (resynchronise). On a cluster with room streams the session is recovered on
+ *   any node, from the answer's `epoch` and each room's last offset (see {@link AT}).
  * @property {number} [maxKept=10000] Messages kept until the server acknowledges them (with a
  *   session); past it the oldest go, and a resume that needs them starts a new session.
  * @property {Function} [WebSocket] The WebSocket class (default: the global one).
@@ -47,6 +50,17 @@ const PONG = "netlib.pong";
 const SESSION = "netlib.session";
 const ACK = "netlib.ack";
 const BYE = "netlib.bye";
+/**
+ * A room message's position in its room's stream, on a cluster node with room streams: the
+ * key `"netlib.at": [room, offset]` of each room message to a session client, `room` a string
+ * and `offset` a Redis stream id `"<ms>-<seq>"`. It is removed from the message before any
+ * handler sees it; the highest offset per room is kept while the session lasts and goes back
+ * in the resume request (`rooms`, with the answer's `epoch`), so another node of the cluster
+ * can recover the session from the streams, as Centrifugo's recovery by (epoch, offset).
+ */
+const AT = "netlib.at";
+/** A Redis stream id: `"<ms>-<seq>"`, both unsigned decimal integers. */
+const STREAM_ID = /^\d+-\d+$/;
 /** An acknowledgement goes after this many messages, or this long after the first (ms). */
 const ACK_EVERY = 256;
 const ACK_DELAY = 200;
@@ -77,8 +91,8 @@ export function connect(url, options = {}) {
  *   `{action: "error", error: [code, text]}`;
  * - `"reconnecting"`: `{action: "reconnecting", delay, attempt}` before waiting `delay` ms;
  * - `"netlib.session"`: the server's answer to the session request: `{recovered, id, token,
- *   ...}`; when `recovered`, the new connection's `"connected"` is not delivered (nothing
- *   changed for the application);
+ *   ...}` (and `epoch` from a cluster node with room streams); when `recovered`, the new
+ *   connection's `"connected"` is not delivered (nothing changed for the application);
  * - `"netlib.bye"`: the server ended the session on purpose (a kick, a shutdown); the next
  *   connection starts a new one.
  */
@@ -123,6 +137,11 @@ export class Connection {
     this._off = false; // the server said it has no sessions
     this._held = null;
     this._ackTimer = null;
+    // Cross-node resume (as Centrifugo's recovery by (epoch, offset)): the last answer's
+    // epoch, and each room's highest offset seen (from `netlib.at`), sent back in a resume.
+    this._epoch = null;
+    /** @type {Map<string, string>} room -> offset "<ms>-<seq>" */
+    this._rooms = new Map();
     this._open();
   }
 
@@ -206,6 +225,8 @@ export class Connection {
     this._queue.length = 0;
     this._kept.length = 0;
     this._token = null;
+    this._epoch = null;
+    this._rooms.clear();
     if (this._timer !== null) {
       this.options.clearTimeout(this._timer);
       this._timer = null;
@@ -250,9 +271,24 @@ export class Connection {
     return true;
   }
 
-  /** The session is over: nothing kept, numbering starts again. */
+  /**
+   * A room message's `netlib.at` (see {@link AT}): kept as the room's offset if it is the
+   * highest seen, while a session counts its messages.
+   * @param {any} at `[room, offset]` as received; anything else is ignored.
+   */
+  _at(at) {
+    if (!this._counting || !Array.isArray(at) || at.length !== 2) return;
+    const [room, offset] = at;
+    if (typeof room !== "string" || typeof offset !== "string" || !STREAM_ID.test(offset)) return;
+    const seen = this._rooms.get(room);
+    if (seen === undefined || laterOffset(offset, seen)) this._rooms.set(room, offset);
+  }
+
+  /** The session is over: nothing kept, numbering starts again, no room offsets or epoch. */
   _forget() {
     this._token = null;
+    this._epoch = null;
+    this._rooms.clear();
     this._kept.length = 0;
     this._sent = 0;
     this._received = 0;
@@ -261,7 +297,10 @@ export class Connection {
     this._counting = false;
   }
 
-  /** The server's answer to the session request. */
+  /**
+   * The server's answer to the session request. Its `epoch`, if any, replaces the one kept;
+   * a new session (`recovered: false`) starts with no room offsets.
+   */
   _answer(message) {
     if (message.off === true) {
       // A server without sessions: nothing is kept or numbered until one answers otherwise.
@@ -285,7 +324,9 @@ export class Connection {
       this._received = 0;
       this._acked = 0;
       this._skip = 0;
+      this._rooms.clear();
     }
+    if (typeof message.epoch === "string") this._epoch = message.epoch;
     this._counting = true;
     this._token = message.token ?? null;
     const held = this._held;
@@ -295,23 +336,33 @@ export class Connection {
     this._deliver(message);
   }
 
-  /** The first frames of a connection with a session: the request, then what is kept. */
+  /**
+   * The first frames of a connection with a session: the request, then what is kept. A resume
+   * request also carries the kept `epoch` and, when any room message had `netlib.at`, `rooms`:
+   * `{room: offset}`, the highest offset per room (another node recovers from these).
+   */
   _request(ws) {
     this._counting = false;
     this._stopAck();
     this._held = null;
     this._awaiting = this._token !== null;
-    const request = this._token === null
-      ? { action: SESSION }
-      : {
-        action: SESSION,
-        token: this._token,
-        received: this._received,
-        next: this._sent - this._kept.length + 1,
-        sent: this._sent,
-      };
+    const request = this._token === null ? { action: SESSION } : this._resume();
     ws.send(JSON.stringify(request));
     for (const text of this._kept) ws.send(text);
+  }
+
+  /** A resume request: the session's token and numbering, its epoch and room offsets. */
+  _resume() {
+    const request = {
+      action: SESSION,
+      token: this._token,
+      received: this._received,
+      next: this._sent - this._kept.length + 1,
+      sent: this._sent,
+    };
+    if (this._epoch !== null) request.epoch = this._epoch;
+    if (this._rooms.size > 0) request.rooms = Object.fromEntries(this._rooms);
+    return request;
   }
 
   _emit(event, message) {
@@ -361,6 +412,8 @@ export class Connection {
         return;
       }
       if (!message || typeof message.action !== "string") return;
+      const at = message[AT];
+      delete message[AT]; // netlib's, never the application's
       if (message.action === PING) {
         ws.send(JSON.stringify({ action: PONG }));
         return;
@@ -391,6 +444,7 @@ export class Connection {
           return;
         }
         if (!this._off && !this._count()) return; // sent again after a resume; delivered before
+        if (at !== undefined) this._at(at);
       }
       this._deliver(message);
     };
@@ -424,4 +478,17 @@ export class Connection {
     this._deliver({ action: "reconnecting", delay, attempt: this._attempt });
     this._timer = this.options.setTimeout(() => this._open(), delay);
   }
+}
+
+/**
+ * Whether stream id `a` is after `b` (both `"<ms>-<seq>"`): ms first, then seq, as BigInts
+ * (a seq may pass 2^53).
+ * @param {string} a
+ * @param {string} b
+ * @returns {boolean}
+ */
+function laterOffset(a, b) {
+  const [ams, aseq] = a.split("-").map(BigInt);
+  const [bms, bseq] = b.split("-").map(BigInt);
+  return ams > bms || (ams === bms && aseq > bseq);
 }

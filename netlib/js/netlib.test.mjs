@@ -305,3 +305,89 @@ test("after the server's goodbye, the next session is numbered from 1", () => {
   socket().receive({ action: "netlib.ack", received: 1 });
   assert.deepEqual(conn._kept, [], "b was number 1 of the new session");
 });
+
+test("a room message's netlib.at is removed before any handler sees it", () => {
+  const { conn, socket } = setup({ session: true });
+  const seen = [];
+  conn.on("chat", (m) => seen.push(["chat", { ...m }]));
+  conn.on("message", (m) => m.action === "chat" && seen.push(["message", { ...m }]));
+  socket().open();
+  socket().receive({ action: "netlib.session", token: "g".repeat(32), id: 1, recovered: false, received: 0, next: 1, epoch: "e1" });
+  socket().receive({ action: "chat", text: "hi", "netlib.at": ["lobby", "1700000000000-0"] });
+  socket().receive({ action: "chat", text: "odd", "netlib.at": ["lobby", 5] }); // not an offset: ignored
+  assert.deepEqual(seen, [
+    ["chat", { action: "chat", text: "hi" }],
+    ["message", { action: "chat", text: "hi" }],
+    ["chat", { action: "chat", text: "odd" }],
+    ["message", { action: "chat", text: "odd" }],
+  ]);
+  assert.deepEqual([...conn._rooms], [["lobby", "1700000000000-0"]]);
+});
+
+test("a resume carries the epoch and each room's highest offset, compared as numbers", () => {
+  const { conn, timers, socket } = setup({ session: true });
+  socket().open();
+  socket().receive({ action: "netlib.session", token: "h".repeat(32), id: 1, recovered: false, received: 0, next: 1, epoch: "e1" });
+  const at = (room, offset) => socket().receive({ action: "m", "netlib.at": [room, offset] });
+  at("a", "5-9");
+  at("a", "5-10"); // seq 10 > 9 (not as strings)
+  at("a", "5-2");
+  at("b", "9-99");
+  at("b", "10-0"); // ms 10 > 9 whatever the seq
+  at("b", "9-100");
+  at("c", "1-18446744073709551614");
+  at("c", "1-18446744073709551615"); // past 2^53: equal as doubles, not as BigInts
+  socket().drop();
+  runUntilReconnect(timers);
+  socket().open();
+  assert.deepEqual(socket().sent, [{
+    action: "netlib.session",
+    token: "h".repeat(32),
+    received: 8,
+    next: 1,
+    sent: 0,
+    epoch: "e1",
+    rooms: { a: "5-10", b: "10-0", c: "1-18446744073709551615" },
+  }]);
+  // A recovered answer without an epoch keeps the one known; offsets go on from the resume.
+  socket().receive({ action: "netlib.session", token: "h".repeat(32), id: 1, recovered: true, received: 0, next: 9 });
+  at("a", "6-0");
+  socket().drop();
+  runUntilReconnect(timers);
+  socket().open();
+  assert.equal(socket().sent[0].epoch, "e1");
+  assert.deepEqual(socket().sent[0].rooms, { a: "6-0", b: "10-0", c: "1-18446744073709551615" });
+});
+
+test("a new session (not recovered) forgets the room offsets and keeps the new epoch", () => {
+  const { conn, timers, socket } = setup({ session: true });
+  socket().open();
+  socket().receive({ action: "netlib.session", token: "i".repeat(32), id: 1, recovered: false, received: 0, next: 1, epoch: "e1" });
+  socket().receive({ action: "m", "netlib.at": ["a", "3-0"] });
+  socket().drop();
+  runUntilReconnect(timers);
+  socket().open();
+  assert.deepEqual(socket().sent[0].rooms, { a: "3-0" });
+  socket().receive({ action: "netlib.session", token: "j".repeat(32), id: 2, recovered: false, received: 0, next: 1, epoch: "e2" });
+  assert.equal(conn._rooms.size, 0);
+  socket().drop();
+  runUntilReconnect(timers);
+  socket().open();
+  assert.deepEqual(socket().sent, [
+    { action: "netlib.session", token: "j".repeat(32), received: 0, next: 1, sent: 0, epoch: "e2" },
+  ], "no rooms");
+});
+
+test("the server's goodbye forgets the epoch and the room offsets", () => {
+  const { conn, timers, socket } = setup({ session: true });
+  socket().open();
+  socket().receive({ action: "netlib.session", token: "k".repeat(32), id: 1, recovered: false, received: 0, next: 1, epoch: "e1" });
+  socket().receive({ action: "m", "netlib.at": ["a", "3-0"] });
+  socket().receive({ action: "netlib.bye" });
+  assert.equal(conn._epoch, null);
+  assert.equal(conn._rooms.size, 0);
+  socket().drop();
+  runUntilReconnect(timers);
+  socket().open();
+  assert.deepEqual(socket().sent, [{ action: "netlib.session" }]);
+});

@@ -132,6 +132,90 @@ pub enum ClusterEvent {
     },
 }
 
+/// A message's place in its room's stream in the backplane, with [room
+/// streams](Adapter::streams): a Redis stream id, `ms-seq`, ordered (as Centrifugo's
+/// publication offset). Written and parsed as `"<ms>-<seq>"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Offset {
+    /// The milliseconds part.
+    pub ms: u64,
+    /// The sequence within that millisecond.
+    pub seq: u64,
+}
+
+impl fmt::Display for Offset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+impl std::str::FromStr for Offset {
+    type Err = ClusterError;
+    /// Parses `"<ms>-<seq>"`.
+    ///
+    /// # Errors
+    /// [`ClusterError::Unavailable`] naming the text, if it is not two unsigned integers
+    /// joined by `-`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ClusterError::Unavailable(format!("not a stream offset: {s:?}"));
+        let (ms, seq) = s.split_once('-').ok_or_else(bad)?;
+        Ok(Offset {
+            ms: ms.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// The session a room send was made for, so that an adapter with room streams records, in
+/// the same step as the send, that the sender's message number `received` was handled (a
+/// session resumed on another node then never has that message handled twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cause {
+    /// The sender's session token.
+    pub token: u128,
+    /// The number of the sender's message being handled (its session's count).
+    pub received: u64,
+}
+
+/// A request to take over a resumable session that another node holds or held (it may be
+/// dead): made by [`Adapter::resume`] for a client that came back to this node with a token
+/// this node does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionClaim {
+    /// The session's token.
+    pub token: u128,
+    /// The backplane epoch the client's offsets belong to (`None`: it has none).
+    pub epoch: Option<String>,
+    /// The channel this node made for the connection: the session's new channel.
+    pub id: ChannelId,
+    /// The last offset the client received, per room.
+    pub rooms: Vec<(String, Offset)>,
+}
+
+/// What a node that takes over a session needs of it: its old channel, how many of the
+/// client's messages were handled, and where to replay each of its rooms from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The channel the session had (on the node that held it).
+    pub previous: ChannelId,
+    /// Every channel the session had (the last few, `previous` last): room sends made by
+    /// the client through any of them are not sent back to it.
+    pub earlier: Vec<ChannelId>,
+    /// Messages of the client handled so far (at least: see [`Cause`]).
+    pub received: u64,
+    /// The session's rooms, each with the offset after which the client lacks messages.
+    pub rooms: Vec<(String, Offset)>,
+}
+
+/// Which messages of a room stream [`Adapter::fetch`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// Every message after this offset, oldest first (a resume's replay).
+    After(Offset),
+    /// The last `n` messages, oldest first (a room's history).
+    Last(usize),
+}
+
 /// What an adapter received for this node, taken by the server at each pump.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -161,6 +245,45 @@ pub enum Inbound {
         from: NodeNumber,
         /// The message, as JSON.
         payload: Bytes,
+    },
+    /// A room send kept in `room`'s stream at `offset` (an adapter with [room
+    /// streams](Adapter::streams)): this node's own sends come back this way too, and are
+    /// delivered to its members only then, so that every member sees the room in the
+    /// stream's order.
+    Streamed {
+        /// The room.
+        room: String,
+        /// Its place in the room's stream.
+        offset: Offset,
+        /// A channel left out (the sender, on any node).
+        except: Option<ChannelId>,
+        /// The message, as JSON.
+        payload: Bytes,
+    },
+    /// The answer to [`Adapter::resume`]: the session's record, or why it cannot be taken
+    /// over (unknown token, window over, another epoch, messages trimmed).
+    Resumed {
+        /// The session's token.
+        token: u128,
+        /// The record, or the reason of the refusal.
+        result: Result<SessionRecord, String>,
+    },
+    /// The answer to [`Adapter::fetch`] made with `token`: the messages, oldest first;
+    /// `complete` is false if some were trimmed from the stream already or the backplane
+    /// could not be read.
+    Fetched {
+        /// The token the fetch was made with.
+        token: u64,
+        /// The messages (offset, the channel the send left out, JSON payload), oldest first.
+        entries: Vec<(Offset, Option<ChannelId>, Bytes)>,
+        /// Whether every message asked for is there.
+        complete: bool,
+    },
+    /// Another node took over session `token` of this node (its client came back there): the
+    /// channel here ends, without a goodbye to the client.
+    Moved {
+        /// The session's token.
+        token: u128,
     },
     /// Something for the server's [`cluster`](crate::ServerHandler::cluster) hook.
     Event(ClusterEvent),
@@ -246,6 +369,78 @@ pub trait Adapter: Send + fmt::Debug {
     /// # Errors
     /// [`ClusterError::Unavailable`] if it cannot reach the other nodes now.
     fn emit(&mut self, to: Option<NodeNumber>, payload: &Bytes) -> Result<(), ClusterError>;
+
+    /// Whether room sends are kept in per-room streams with offsets (Redis Streams in
+    /// netlib-redis, with `RedisConfig::room_streams`): then a room send is not delivered to
+    /// this node's members at once but when it comes back as [`Inbound::Streamed`], resumable
+    /// sessions move between nodes ([`resume`](Self::resume)), and a room's history is read
+    /// from its stream ([`fetch`](Self::fetch)). Default: false.
+    fn streams(&self) -> bool {
+        false
+    }
+
+    /// The backplane's epoch with room streams: it changes whenever the backplane lost data,
+    /// so that offsets of another epoch are never trusted. Default: `None`.
+    fn epoch(&self) -> Option<String> {
+        None
+    }
+
+    /// As [`broadcast`](Self::broadcast), made while handling message `cause.received` of
+    /// session `cause.token` (see [`Cause`]). Default: [`broadcast`](Self::broadcast).
+    ///
+    /// # Errors
+    /// As [`broadcast`](Self::broadcast).
+    fn broadcast_caused(
+        &mut self,
+        rooms: &[&str],
+        except: Option<ChannelId>,
+        payload: &Bytes,
+        cause: Option<Cause>,
+    ) -> Result<(), ClusterError> {
+        let _ = cause;
+        self.broadcast(rooms, except, payload)
+    }
+
+    /// With room streams: channel `id` of this node has resumable session `token`, which
+    /// waits `window` to be resumed once its connection is lost: the adapter records it (its
+    /// rooms, with the offset each was joined at) for another node to take over. Default:
+    /// nothing.
+    fn session_opened(&mut self, token: u128, id: ChannelId, window: std::time::Duration) {
+        let _ = (token, id, window);
+    }
+
+    /// With room streams: session `token` lost its connection; it can be taken over until
+    /// its window ends. Default: nothing.
+    fn session_detached(&mut self, token: u128) {
+        let _ = token;
+    }
+
+    /// With room streams: session `token` ended for good (its window ended, or either side
+    /// closed it on purpose). Default: nothing.
+    fn session_ended(&mut self, token: u128) {
+        let _ = token;
+    }
+
+    /// With room streams: takes over the session `claim` names for this node; the answer
+    /// comes as [`Inbound::Resumed`]. The node that held it gets [`Inbound::Moved`]. Default:
+    /// refused at once.
+    fn resume(&mut self, claim: SessionClaim, into: &mut Vec<Inbound>) {
+        into.push(Inbound::Resumed {
+            token: claim.token,
+            result: Err("sessions are kept on one node (no room streams)".into()),
+        });
+    }
+
+    /// With room streams: reads `room`'s stream; the answer comes as [`Inbound::Fetched`]
+    /// with `token`. Default: an empty, incomplete answer at once.
+    fn fetch(&mut self, room: &str, range: Fetch, token: u64, into: &mut Vec<Inbound>) {
+        let _ = (room, range);
+        into.push(Inbound::Fetched {
+            token,
+            entries: Vec::new(),
+            complete: false,
+        });
+    }
 
     /// Appends what arrived for this node since the last call; `now` is the server's clock
     /// (presence deadlines are measured on it).

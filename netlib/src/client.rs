@@ -177,9 +177,14 @@ impl Client {
     /// [`StartError::Io`] if the poller cannot be created, or (`InvalidInput`) if a `tls://`
     /// host is neither a DNS name nor an IP address; handler registration errors.
     pub fn connect(addr: &str, config: ClientConfig) -> Result<Self, StartError> {
+        let connector = Self::connector_for(addr, &config)?;
+        Self::connect_with(connector, config)
+    }
+
+    /// The connector for `addr`, as [`connect`](Self::connect) reads it.
+    fn connector_for(addr: &str, config: &ClientConfig) -> Result<Box<dyn Connector>, StartError> {
         if addr.starts_with("ws://") || addr.starts_with("wss://") {
-            let connector = WsConnector::new(addr, &config);
-            return Self::connect_with(Box::new(connector), config);
+            return Ok(Box::new(WsConnector::new(addr, config)));
         }
         if let Some(target) = addr.strip_prefix("tls://") {
             let host = match target.rsplit_once(':') {
@@ -188,10 +193,27 @@ impl Client {
             };
             let tls = TlsClient::of(config.0.get_tls());
             let inner = Box::new(TcpConnector::new(target));
-            let connector = TlsConnector::new(inner, tls, host)?;
-            return Self::connect_with(Box::new(connector), config);
+            return Ok(Box::new(TlsConnector::new(inner, tls, host)?));
         }
-        Self::connect_with(Box::new(TcpConnector::new(addr)), config)
+        Ok(Box::new(TcpConnector::new(addr)))
+    }
+
+    /// As [`reconnect`](Self::reconnect), to another address (read as
+    /// [`connect`](Self::connect) reads it), which later reconnects use too: e.g. another node
+    /// of a cluster, as a load balancer without sticky sessions would pick. A
+    /// [session](ClientConfig::session) is resumed there if that node can take it over (a
+    /// cluster with room streams, see [`Adapter::streams`](crate::Adapter::streams)); else the
+    /// client gets a new session, told why (`recovered: false`).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect), for an address it cannot use (the client is left as it
+    /// was).
+    pub fn reconnect_to(&mut self, addr: &str) -> Result<(), StartError> {
+        let config = ClientConfig(self.conn.config.clone());
+        let connector = Self::connector_for(addr, &config)?;
+        self.conn.set_connector(connector);
+        self.reconnect();
+        Ok(())
     }
 
     /// Starts connecting through any [`Connector`] (e.g. a server's local acceptor; see

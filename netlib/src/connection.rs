@@ -2,6 +2,7 @@
 //! for the listeners. The client driver ([`client`](crate::client)) polls; this does the
 //! connection's part of each step.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use bytes::Bytes;
 use mio::{Registry, Token, Waker};
 use serde::Serialize;
 
+use crate::adapter::Offset;
 use crate::codec::Wire;
 use crate::config::Config;
 use crate::error::{errno_text, CloseReason, InboundError, SendError};
@@ -72,6 +74,7 @@ impl Event {
 struct Answer<'a> {
     session: &'a mut Session,
     token: &'a mut Option<String>,
+    rooms: &'a mut Rooms,
     awaiting: &'a mut Option<Option<Event>>,
     inbox: &'a mut Vec<Event>,
 }
@@ -84,6 +87,7 @@ impl Answer<'_> {
             // The server has no sessions: nothing is kept or numbered on this connection.
             self.session.end_resume();
             *self.token = None;
+            *self.rooms = Rooms::default();
             self.inbox.extend(self.awaiting.take().flatten());
             self.inbox.push(Event::synthetic(answer));
             return;
@@ -108,6 +112,12 @@ impl Answer<'_> {
             r.restart_received();
         }
         *self.token = answer.get_str("token").map(str::to_owned);
+        if let Some(epoch) = answer.get_str("epoch") {
+            self.rooms.epoch = Some(epoch.to_owned());
+        }
+        if !recovered {
+            self.rooms.offsets.clear(); // a new session: its offsets start now
+        }
         let held = self.awaiting.take().flatten();
         if !recovered {
             self.inbox.extend(held);
@@ -116,6 +126,41 @@ impl Answer<'_> {
         self.inbox.push(Event::synthetic(answer));
     }
 }
+
+/// Where a session's client is in each room's stream (a cluster with room streams): the
+/// epoch the server gave and the last offset received per room, sent when it resumes so
+/// that another node replays what it missed (as Centrifugo's recovery).
+#[derive(Debug, Default)]
+struct Rooms {
+    epoch: Option<String>,
+    offsets: HashMap<String, Offset>,
+}
+
+impl Rooms {
+    /// Takes the `netlib.at` tag off a room message, keeping its offset.
+    fn strip(&mut self, m: &mut Message) {
+        let Some(tag) = m.take(protocol::AT) else {
+            return;
+        };
+        let at = tag.as_array().and_then(|a| match a.as_slice() {
+            [room, offset] => Some((room.as_str()?, offset.as_str()?.parse::<Offset>().ok()?)),
+            _ => None,
+        });
+        if let Some((room, offset)) = at {
+            match self.offsets.get_mut(room) {
+                Some(o) => *o = (*o).max(offset),
+                None => {
+                    if self.offsets.len() < MAX_ROOMS {
+                        self.offsets.insert(room.to_owned(), offset);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The most rooms whose offsets a client keeps.
+const MAX_ROOMS: usize = 1024;
 
 /// A client's connection state.
 #[derive(Debug)]
@@ -140,6 +185,8 @@ pub(crate) struct Connection {
     resume: Option<Box<Resume>>,
     /// The session's token, once the server gave one.
     token: Option<String>,
+    /// The session's place in the room streams, if the server has them.
+    rooms: Rooms,
     /// A resume was asked on this connection and the server has not answered: its
     /// `connected` event waits here (dropped if the session is recovered).
     awaiting: Option<Option<Event>>,
@@ -174,10 +221,19 @@ impl Connection {
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
             resume: None,
             token: None,
+            rooms: Rooms::default(),
             awaiting: None,
             retry_at: None,
             attempt: 0,
         }
+    }
+
+    /// Connects through `connector` from now on (see [`Client::reconnect_to`](crate::Client::reconnect_to)).
+    pub(crate) fn set_connector(&mut self, connector: Box<dyn Connector>) {
+        if let Some(wire) = connector.wire() {
+            self.wire = wire;
+        }
+        self.connector = connector;
     }
 
     /// A new connection's session: with [`ClientConfig::session`](crate::ClientConfig::session),
@@ -198,13 +254,28 @@ impl Connection {
             .unwrap_or_else(|| Box::new(Resume::new(max, false)));
         resume.stop_counting();
         let request = match &self.token {
-            Some(token) => serde_json::json!({
-                "action": protocol::SESSION,
-                "token": token,
-                "received": resume.last_received(),
-                "next": resume.first_kept(),
-                "sent": resume.last_sent(),
-            }),
+            Some(token) => {
+                let mut m = serde_json::json!({
+                    "action": protocol::SESSION,
+                    "token": token,
+                    "received": resume.last_received(),
+                    "next": resume.first_kept(),
+                    "sent": resume.last_sent(),
+                });
+                if let Some(epoch) = &self.rooms.epoch {
+                    m["epoch"] = epoch.as_str().into();
+                }
+                if !self.rooms.offsets.is_empty() {
+                    m["rooms"] = self
+                        .rooms
+                        .offsets
+                        .iter()
+                        .map(|(r, o)| (r.clone(), serde_json::Value::from(o.to_string())))
+                        .collect::<serde_json::Map<_, _>>()
+                        .into();
+                }
+                m
+            }
             // Never answered: what it sent counts as new (the server numbers it from 1).
             None => serde_json::json!({ "action": protocol::SESSION }),
         };
@@ -396,6 +467,7 @@ impl Connection {
         self.retry_at = None;
         self.resume = None;
         self.token = None;
+        self.rooms = Rooms::default();
         if let Some(link) = &mut self.link {
             if link.session.is_resumable() && link.session.is_open() {
                 link.session.control(&Message::new(protocol::BYE));
@@ -532,6 +604,7 @@ impl Connection {
             inbox,
             awaiting,
             token,
+            rooms,
             scratch,
             more_to_read,
             ..
@@ -544,10 +617,15 @@ impl Connection {
                 Step::Data(n) => {
                     while let Some(i) = link.session.next_inbound(now) {
                         let event = match i {
-                            Inbound::Message(m, payload) => Event {
-                                message: Some(m),
-                                payload,
-                            },
+                            Inbound::Message(mut m, payload) => {
+                                if m.get(protocol::AT).is_some() {
+                                    rooms.strip(&mut m);
+                                }
+                                Event {
+                                    message: Some(m),
+                                    payload,
+                                }
+                            }
                             Inbound::Invalid(_, payload) => Event {
                                 message: None,
                                 payload,
@@ -556,6 +634,7 @@ impl Connection {
                                 let answer = Answer {
                                     session: &mut link.session,
                                     token,
+                                    rooms,
                                     awaiting,
                                     inbox,
                                 };
@@ -567,6 +646,7 @@ impl Connection {
                                 // shutdown); the listeners hear it before `disconnected`.
                                 link.session.end_resume();
                                 *token = None;
+                                *rooms = Rooms::default();
                                 *awaiting = None;
                                 Event::synthetic(m)
                             }

@@ -74,6 +74,25 @@ pub trait ServerHandler: Sized + 'static {
         let _ = (ctx, id, addr);
     }
 
+    /// A netlib client resumed, on this node, a session that channel `previous` held on
+    /// another node of the cluster (which may have died): with room streams (see
+    /// [`Adapter::streams`](crate::Adapter::streams)). Channel `id` is new (ids name their
+    /// node), is already back in the session's rooms, and gets every room message the client
+    /// missed, then live traffic; the client was not sent `connected`. Returns the channel's
+    /// state, which did not travel: rebuild it here (e.g. from the rooms, or from your own
+    /// store keyed by `previous`). `closed` runs on the other node for `previous`, if it is
+    /// alive. Default: [`connected`](Self::connected).
+    fn migrated(
+        &mut self,
+        ctx: &mut ServerContext<'_, Self::Channel>,
+        id: ChannelId,
+        addr: SocketAddr,
+        previous: ChannelId,
+    ) -> Self::Channel {
+        let _ = previous;
+        self.connected(ctx, id, addr)
+    }
+
     /// What the cluster reported: a message from another server
     /// ([`emit_nodes`](crate::ServerContext::emit_nodes)), a channel of another node that left,
     /// another node gone, a name claim's answer, a page of members, the backplane up or down:

@@ -14,7 +14,7 @@ use mio::{Registry, Token, Waker};
 use serde::Serialize;
 use slab::Slab;
 
-use crate::adapter::{Adapter, ClusterError, ClusterEvent};
+use crate::adapter::{Adapter, Cause, ClusterError, ClusterEvent, Offset};
 use crate::addresses::Addresses;
 use crate::codec::Wire;
 use crate::config::Config;
@@ -197,6 +197,39 @@ pub(crate) struct Slot<C> {
     /// Its resumable session's token (boxed: a connection without one pays a pointer, not a
     /// 16-byte-aligned `u128`).
     pub(crate) token: Option<Box<u128>>,
+    /// The channels its session had on other nodes (a session taken over): room sends the
+    /// client made through them are not sent back to it.
+    pub(crate) earlier: Option<Box<[ChannelId]>>,
+    /// Its first frame asked for a session of another node's: nothing more is decoded until
+    /// the cluster answers.
+    pub(crate) claiming: bool,
+    /// Rooms whose messages this channel is being caught up on from their streams (a resume
+    /// from another node, a history), with room streams only.
+    pub(crate) catchup: Option<Box<CatchUp>>,
+}
+
+/// A channel's catch-up from room streams (see [`Adapter::fetch`]): live room messages of a
+/// room being fetched wait until the fetched ones are queued, and a live message at or
+/// before the last fetched offset is dropped (it was fetched), so that each arrives once and
+/// in the stream's order.
+#[derive(Debug, Default)]
+pub(crate) struct CatchUp {
+    /// Rooms being fetched.
+    pub(crate) waiting: Vec<Waiting>,
+    /// Rooms caught up, with their last offset queued: live messages up to it are dropped.
+    pub(crate) floors: Vec<(Box<str>, Offset)>,
+}
+
+/// A room being fetched for a channel's catch-up.
+#[derive(Debug)]
+pub(crate) struct Waiting {
+    pub(crate) room: Box<str>,
+    /// The fetch's token.
+    pub(crate) token: u64,
+    /// The offset after which messages are wanted (`None`: all that are fetched).
+    pub(crate) after: Option<Offset>,
+    /// Live messages held meanwhile.
+    pub(crate) held: Vec<(Offset, Frame)>,
 }
 
 impl<C> Slot<C> {
@@ -247,6 +280,18 @@ pub(crate) struct Hub<C> {
     /// The cluster adapter, if any, and this node's number (0 without one).
     pub(crate) adapter: Option<Box<dyn Adapter>>,
     pub(crate) node: NodeNumber,
+    /// The adapter keeps rooms in streams ([`Adapter::streams`]): room sends reach this
+    /// node's members when they come back from it, and sessions move between nodes.
+    pub(crate) streams: bool,
+    /// The session whose message is being handled, for room sends made meanwhile.
+    pub(crate) cause: Option<Cause>,
+    /// Answers the adapter gave at once (its defaults), taken with what it polls.
+    pub(crate) answered: Vec<crate::ClusterInbound>,
+    /// Fetches in flight: token → the channel they are for.
+    pub(crate) fetches: HashMap<u64, (usize, ChannelId)>,
+    /// Sessions being taken over from another node: token → the connection, its id, the
+    /// client's numbers (`received`, `next`, `sent`) and when to give up.
+    pub(crate) claims: HashMap<u128, Claim>,
     /// Names claimed by local channels (without an adapter), both ways.
     names: HashMap<Box<str>, ChannelId>,
     names_of: HashMap<ChannelId, Vec<Box<str>>>,
@@ -268,6 +313,18 @@ pub(crate) struct Hub<C> {
     /// The current pump's time.
     pub(crate) now: Instant,
     pub(crate) scratch: Box<[u8]>,
+}
+
+/// A session being taken over from another node (see [`Hub::claims`]).
+#[derive(Debug)]
+pub(crate) struct Claim {
+    pub(crate) key: usize,
+    pub(crate) id: ChannelId,
+    /// The client's last frame received, the first it sends again, its last sent.
+    pub(crate) received: u64,
+    pub(crate) next: u64,
+    pub(crate) sent: u64,
+    pub(crate) until: Instant,
 }
 
 /// Queues `bytes` on `slot`; marks it dirty or, if that closed it, ended.
@@ -330,6 +387,11 @@ impl<C> Hub<C> {
             rooms: RoomTable::default(),
             adapter: None,
             node: 0,
+            streams: false,
+            cause: None,
+            answered: Vec::new(),
+            fetches: HashMap::new(),
+            claims: HashMap::new(),
             names: HashMap::new(),
             names_of: HashMap::new(),
             cluster_events: Vec::new(),
@@ -409,6 +471,9 @@ impl<C> Hub<C> {
             pending: false,
             away: false,
             token: None,
+            earlier: None,
+            claiming: false,
+            catchup: None,
         });
         (key, id)
     }
@@ -473,10 +538,21 @@ impl<C> Hub<C> {
     pub(crate) fn forget(&mut self, key: usize) {
         self.rooms.leave_all(key);
         if let Some(token) = self.slots.get_mut(key).and_then(|s| s.token.take()) {
-            self.sessions.remove(&*token);
+            self.end_session(*token);
         }
         if let Some(id) = self.slots.get(key).map(|s| s.id) {
             self.forget_id(id);
+        }
+    }
+
+    /// Session `token` ended for good: it cannot be resumed here, nor (with room streams)
+    /// on another node.
+    pub(crate) fn end_session(&mut self, token: u128) {
+        self.sessions.remove(&token);
+        if self.streams {
+            if let Some(adapter) = self.adapter.as_mut() {
+                adapter.session_ended(token);
+            }
         }
     }
 
@@ -503,6 +579,210 @@ impl<C> Hub<C> {
             rest.push(w.encode(msg, max)?);
         }
         Ok(Frame::new(first, rest))
+    }
+
+    /// A message from another node (JSON), framed for this server's wires; `None` (logged)
+    /// if it is not a message. A JSON wire takes the payload as it came (another netlib node
+    /// encoded it): it is framed, not decoded and encoded again; other wires decode it once.
+    pub(crate) fn local_frame(&self, payload: &bytes::Bytes) -> Option<crate::Frame> {
+        let max = self.config.get_max_frame_size();
+        let mut decoded: Option<crate::Message> = None;
+        let mut frames = Vec::with_capacity(self.wires.len());
+        for wire in &self.wires {
+            let framed = if wire.codec == crate::Codec::Json && memchr::memchr(0, payload).is_none()
+            {
+                wire.framing.frame(payload, max)
+            } else {
+                if decoded.is_none() {
+                    match crate::Codec::Json.decode_bytes(payload.clone()) {
+                        Ok(m) => decoded = Some(m),
+                        Err(e) => {
+                            crate::peerlog::peer_log!(
+                                log::Level::Error,
+                                "a message from another node: {e}"
+                            );
+                            return None;
+                        }
+                    }
+                }
+                wire.encode(decoded.as_ref().expect("decoded"), max)
+            };
+            match framed {
+                Ok(bytes) => frames.push(bytes),
+                Err(e) => {
+                    crate::peerlog::peer_log!(
+                        log::Level::Error,
+                        "a message from another node: {e}"
+                    );
+                    return None;
+                }
+            }
+        }
+        let mut frames = frames.into_iter();
+        let first = frames.next()?;
+        Some(crate::Frame::new(first, frames.collect()))
+    }
+
+    /// A room message that came back from the room's stream at `offset` (room streams):
+    /// queued for this node's members of `room` but `except`; a session's channel gets it
+    /// tagged `"netlib.at": [room, offset]` (its client keeps the last offset per room, for a
+    /// resume on another node, and strips the tag). A member being caught up on the room
+    /// holds it until its fetch is answered. Returns how many took it.
+    pub(crate) fn deliver_streamed(
+        &mut self,
+        room: &str,
+        offset: Offset,
+        except: Option<ChannelId>,
+        payload: &Bytes,
+    ) -> usize {
+        let Some(plain) = self.local_frame(payload) else {
+            return 0;
+        };
+        let mut tagged: Option<Option<Frame>> = None;
+        let keys: Vec<usize> = self.rooms.members(room).collect();
+        let mut n = 0;
+        for key in keys {
+            let Some(slot) = self.slots.get_mut(key) else {
+                continue;
+            };
+            let session = &slot.link.session;
+            if slot.reported
+                || Some(slot.id) == except
+                || !(session.is_open() || session.is_resumable())
+                || except.is_some_and(|e| slot.earlier.as_deref().is_some_and(|v| v.contains(&e)))
+            {
+                continue; // closed for good (a closing session keeps its frames for a resume)
+            }
+            let frame = if slot.token.is_some() {
+                if tagged.is_none() {
+                    let json = tag(payload, room, offset);
+                    tagged = Some(json.and_then(|j| self.local_frame(&j)));
+                }
+                tagged.as_ref().and_then(Option::as_ref).unwrap_or(&plain)
+            } else {
+                &plain
+            };
+            let slot = self.slots.get_mut(key).expect("a member");
+            if let Some(c) = slot.catchup.as_deref_mut() {
+                if let Some(w) = c.waiting.iter_mut().find(|w| &*w.room == room) {
+                    w.held.push((offset, frame.clone()));
+                    continue;
+                }
+                if let Some(i) = c.floors.iter().position(|f| &*f.0 == room) {
+                    if offset <= c.floors[i].1 {
+                        continue; // fetched already
+                    }
+                    c.floors.swap_remove(i); // the stream's order: later ones are newer
+                }
+                if c.waiting.is_empty() && c.floors.is_empty() {
+                    slot.catchup = None;
+                }
+            }
+            let bytes = frame.for_wire(slot.wire as usize).clone();
+            n += usize::from(self.queue_bytes(key, &bytes));
+        }
+        let kept = self.config.get_room_history();
+        if kept > 0 {
+            self.rooms.record(room, &plain, kept);
+        }
+        n
+    }
+
+    /// Starts catching channel `key` up on `room` from its stream: `range` is fetched, and
+    /// live messages of the room wait for the answer.
+    pub(crate) fn catch_up(&mut self, key: usize, room: &str, range: crate::Fetch) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let token = self.next_token;
+        self.next_token += 1;
+        let after = match range {
+            crate::Fetch::After(o) => Some(o),
+            crate::Fetch::Last(_) => None,
+        };
+        let c = slot.catchup.get_or_insert_with(Box::default);
+        c.floors.retain(|f| &*f.0 != room);
+        c.waiting.push(Waiting {
+            room: room.into(),
+            token,
+            after,
+            held: Vec::new(),
+        });
+        self.fetches.insert(token, (key, slot.id));
+        let mut answered = std::mem::take(&mut self.answered);
+        if let Some(adapter) = self.adapter.as_mut() {
+            adapter.fetch(room, range, token, &mut answered);
+        }
+        self.answered = answered;
+    }
+
+    /// The answer to fetch `token`: the fetched messages after the wanted offset, then those
+    /// held meanwhile that are newer, are queued for the channel, in order.
+    pub(crate) fn fetched(
+        &mut self,
+        token: u64,
+        entries: Vec<(Offset, Option<ChannelId>, Bytes)>,
+        complete: bool,
+    ) {
+        let Some((key, id)) = self.fetches.remove(&token) else {
+            return;
+        };
+        let Some(slot) = self.slots.get_mut(key).filter(|s| s.id == id) else {
+            return;
+        };
+        let Some(c) = slot.catchup.as_deref_mut() else {
+            return;
+        };
+        let Some(i) = c.waiting.iter().position(|w| w.token == token) else {
+            return;
+        };
+        let Waiting {
+            room, after, held, ..
+        } = c.waiting.swap_remove(i);
+        if !complete {
+            crate::peerlog::peer_log!(
+                log::Level::Warn,
+                "channel {id}: room {room}'s stream lacks some of the messages asked for"
+            );
+        }
+        let session = slot.token.is_some();
+        let mut ids = vec![id];
+        ids.extend(slot.earlier.iter().flat_map(|v| v.iter().copied()));
+        let mut last = after.unwrap_or_default();
+        let mut frames = Vec::new();
+        for (offset, except, payload) in entries {
+            if after.is_some_and(|a| offset <= a) {
+                continue;
+            }
+            if after.is_some() && except.is_some_and(|e| ids.contains(&e)) {
+                last = last.max(offset);
+                continue; // the client's own send, through this channel or an earlier one
+            }
+            let json = if session {
+                tag(&payload, &room, offset).unwrap_or(payload)
+            } else {
+                payload
+            };
+            if let Some(f) = self.local_frame(&json) {
+                frames.push(f);
+            }
+            last = last.max(offset);
+        }
+        for (offset, frame) in held {
+            if offset > last {
+                frames.push(frame);
+                last = offset;
+            }
+        }
+        let slot = &mut self.slots[key];
+        let wire = slot.wire as usize;
+        if let Some(c) = slot.catchup.as_deref_mut() {
+            c.floors.push((room, last));
+        }
+        for f in frames {
+            let bytes = f.for_wire(wire).clone();
+            self.queue_bytes(key, &bytes);
+        }
     }
 
     /// Queues `frame` for this node's members of any of `rooms` (each once) but `except`; not
@@ -779,10 +1059,15 @@ impl<C> Hub<C> {
                 n
             }
             Audience::Rooms { rooms, except } => {
-                let n = self.deliver_rooms(&rooms, except, frame);
+                let n = if self.streams {
+                    // Delivered here when it comes back from the streams, in their order.
+                    rooms.iter().map(|r| self.rooms.len(r)).sum()
+                } else {
+                    self.deliver_rooms(&rooms, except, frame)
+                };
                 if let (Some(adapter), Some(json)) = (self.adapter.as_mut(), &frame.json) {
                     let names: Vec<&str> = rooms.iter().map(|r| &**r).collect();
-                    if let Err(e) = adapter.broadcast(&names, except, json) {
+                    if let Err(e) = adapter.broadcast_caused(&names, except, json, self.cause) {
                         crate::peerlog::peer_log!(
                             log::Level::Warn,
                             "a room send reached this node only: {e}"
@@ -845,7 +1130,7 @@ impl<C> Hub<C> {
     /// and the client does not try to resume it.
     pub(crate) fn close(&mut self, key: usize, reason: CloseReason) {
         if let Some(token) = self.slots.get_mut(key).and_then(|s| s.token.take()) {
-            self.sessions.remove(&*token); // closed on purpose: not to be resumed
+            self.end_session(*token); // closed on purpose: not to be resumed
         }
         if let Some(slot) = self.slots.get_mut(key) {
             let session = &mut slot.link.session;
@@ -1172,11 +1457,19 @@ impl<C> ServerContext<'_, C> {
     /// its wire, oldest first: e.g. the scrollback of a user who just joined. Returns how many
     /// it took (0 without a history, for an unknown room, or a closed channel). A room keeps
     /// the messages sent to it through [`send_to`](Self::send_to) (from this node or, through
-    /// the adapter, another), while it has members on this node.
+    /// the adapter, another), while it has members on this node. With an adapter that keeps
+    /// room streams ([`Adapter::streams`]), the last `n` are read from the room's stream
+    /// instead (whatever this node holds) and queued when they arrive, before any live
+    /// message of the room, each once; it then returns 0.
     pub fn send_history(&mut self, id: ChannelId, room: &str, n: usize) -> usize {
         let Some(key) = self.hub.key(id) else {
             return 0;
         };
+        if self.hub.streams && n > 0 {
+            // From the room's stream, on every node alike; live messages wait behind it.
+            self.hub.catch_up(key, room, crate::Fetch::Last(n));
+            return 0;
+        }
         let frames: Vec<Frame> = self.hub.rooms.history(room, n).cloned().collect();
         frames
             .iter()
@@ -1238,4 +1531,23 @@ impl<C> ServerContext<'_, C> {
             m
         }
     }
+}
+
+/// `payload` (a JSON object) with `"netlib.at": [room, offset]` added as its last member;
+/// `None` if it is not an object.
+fn tag(payload: &Bytes, room: &str, offset: Offset) -> Option<Bytes> {
+    let body = payload.strip_suffix(b"}")?;
+    if !payload.starts_with(b"{") {
+        return None;
+    }
+    let room = serde_json::to_string(room).ok()?;
+    let mut out = Vec::with_capacity(payload.len() + room.len() + 40);
+    out.extend_from_slice(body);
+    if body.len() > 1 {
+        out.push(b',');
+    }
+    out.extend_from_slice(
+        format!("\"{}\":[{room},\"{offset}\"]}}", crate::protocol::AT).as_bytes(),
+    );
+    Some(Bytes::from(out))
 }

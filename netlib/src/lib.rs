@@ -153,7 +153,10 @@ mod shape;
 mod tick;
 pub mod transport;
 
-pub use adapter::{Adapter, ClusterError, ClusterEvent, Inbound as ClusterInbound};
+pub use adapter::{
+    Adapter, Cause, ClusterError, ClusterEvent, Fetch, Inbound as ClusterInbound, Offset,
+    SessionClaim, SessionRecord,
+};
 pub use admin::{AdminServer, ADMIN_MAX_IN_FLIGHT};
 pub use client::{AnyListener, Client, Subscription, WakeHandle};
 pub use clock::{Clock, ManualClock};

@@ -80,6 +80,14 @@ impl Message {
         self.map_mut().insert(key.to_owned(), value);
     }
 
+    /// Removes field `key` (never `"action"`), returning its value.
+    pub(crate) fn take(&mut self, key: &str) -> Option<Value> {
+        if key == "action" {
+            return None;
+        }
+        self.map_mut().remove(key)
+    }
+
     /// Checks that `value` is an object with a string `"action"` and wraps it.
     ///
     /// # Errors

@@ -35,6 +35,13 @@ pub const ACK: &str = "netlib.ack";
 /// (a client's listeners get it as an event before `disconnected`; the client does not resume).
 pub const BYE: &str = "netlib.bye";
 
+/// `"netlib.at": [room, offset]`, added to a room message for a session's client when the
+/// server keeps rooms in streams (a cluster with room streams): the room and the message's
+/// offset in its stream (`"<ms>-<seq>"`). The client keeps the last offset per room and
+/// sends them when it resumes on another node (as Centrifugo's recovery by epoch and
+/// offset); netlib's clients strip it before listeners see the message.
+pub const AT: &str = "netlib.at";
+
 /// `error` code: a message that does not fit its handler, or whose handler failed (EINVAL).
 pub const EINVAL: i32 = 22;
 /// `error` code: the server is full (EUSERS).
@@ -62,13 +69,14 @@ pub(crate) fn ack(received: u64) -> Message {
 /// A server's answer to [`SESSION`]: the session's `token` (32 hex digits), the channel's
 /// `id`, whether it was `recovered`, the number of the last frame the server `received` from
 /// the client, and the number of the `next` frame it sends; `reason` says why a resume was
-/// refused.
+/// refused; `epoch` is the cluster's epoch, with room streams.
 pub(crate) fn session_reply(
     token: u128,
     id: u64,
     recovered: bool,
     (received, next): (u64, u64),
     reason: Option<&str>,
+    epoch: Option<&str>,
 ) -> Message {
     let mut m = json!({
         "action": SESSION,
@@ -80,6 +88,9 @@ pub(crate) fn session_reply(
     });
     if let Some(r) = reason {
         m["reason"] = r.into();
+    }
+    if let Some(e) = epoch {
+        m["epoch"] = e.into();
     }
     Message::from_value(m).expect("an object with a string action")
 }

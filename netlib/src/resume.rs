@@ -198,6 +198,12 @@ impl Resume {
         r
     }
 
+    /// The numbering of sent frames goes on after `sent` (a session taken over from another
+    /// node: its client received frames up to `sent` there).
+    pub(crate) fn continue_sent(&mut self, sent: u64) {
+        self.sent = sent;
+    }
+
     /// A client's count of received frames starts again (a new session after a refused
     /// resume: the server numbers its frames from 1 again).
     pub(crate) fn restart_received(&mut self) {

@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mio::Token;
@@ -17,7 +17,7 @@ use crate::dispatch::{self, deliver, Endpoint, OutOfBand, Table};
 use crate::error::{panic_text, CloseReason, InboundError, StartError};
 use crate::frame::{Frame, Framing};
 use crate::handler::{ChannelContext, ChannelFn, Closed, ServerFn, ServerHandler};
-use crate::hub::{ChannelId, Hub, ServerContext, FIRST_CONN};
+use crate::hub::{ChannelId, Claim, Hub, ServerContext, FIRST_CONN};
 use crate::link::Link;
 use crate::message::Message;
 use crate::metrics::{Dropped, Refused};
@@ -212,7 +212,7 @@ impl<S: ServerHandler> Handlers<S> {
         if msg.action() == protocol::BYE {
             slot.link.session.end_resume();
             if let Some(token) = slot.token.take() {
-                hub.sessions.remove(&*token);
+                hub.end_session(*token);
             }
             return key;
         }
@@ -234,7 +234,13 @@ impl<S: ServerHandler> Handlers<S> {
         let pending = slot.pending;
         let mut reason = None;
         if let Some(token) = token {
-            if pending {
+            if pending && hub.streams && !hub.sessions.contains_key(&token) {
+                // Not a session of this node's: another node may hold or have held it.
+                if self.claim(hub, key, token, msg, (received, next, sent)) {
+                    return key;
+                }
+                reason = Some("that session is being resumed on another connection".to_owned());
+            } else if pending {
                 match self.resume(state, hub, key, token, received, next) {
                     Ok(key) => return key,
                     Err(why) => reason = Some(why),
@@ -249,23 +255,235 @@ impl<S: ServerHandler> Handlers<S> {
                 reason.as_deref().unwrap_or_default()
             );
         }
+        self.start_session(state, hub, key, (sent, next), reason.as_deref());
+        key
+    }
+
+    /// Gives connection `key` a new session, its client having sent frames up to `sent` and
+    /// sending again from `next` (a refused resume's; `(0, 1)` for a first session), says so
+    /// (with `reason`, why a resume was refused), and runs its `connected` hook.
+    fn start_session(
+        &self,
+        state: &mut S,
+        hub: &mut Hub<S::Channel>,
+        key: usize,
+        (sent, next): (u64, u64),
+        reason: Option<&str>,
+    ) {
         let Some(token) = new_token() else {
             log::error!("no session: the system has no randomness for a token");
             self.greet(state, hub, key);
-            return key;
+            return;
         };
         let max = hub.config.get_max_kept_bytes();
+        let epoch = hub
+            .adapter
+            .as_ref()
+            .filter(|_| hub.streams)
+            .and_then(|a| a.epoch());
         let slot = &mut hub.slots[key];
+        let id = slot.id;
         let resume = Resume::after(max, sent, next);
         slot.link.session.set_resume(Box::new(resume));
         slot.token = Some(Box::new(token));
-        let reply =
-            protocol::session_reply(token, slot.id.serial, false, (sent, 1), reason.as_deref());
+        let reply = protocol::session_reply(
+            token,
+            slot.id.serial,
+            false,
+            (sent, 1),
+            reason,
+            epoch.as_deref(),
+        );
         slot.link.session.control(&reply);
         hub.sessions.insert(token, key);
         hub.mark_dirty(key);
+        if hub.streams {
+            let window = hub.config.get_resume_window().unwrap_or_default();
+            if let Some(adapter) = hub.adapter.as_mut() {
+                adapter.session_opened(token, id, window);
+            }
+        }
         self.greet(state, hub, key);
-        key
+    }
+
+    /// Asks the cluster for session `token`, which this node does not hold, for connection
+    /// `key` (whose request is `msg`, with the client's numbers): its `connected` hook waits
+    /// for the answer ([`resumed_remote`](Self::resumed_remote)) or [`CLAIM_WAIT`]. False if
+    /// that session is already being asked for.
+    fn claim(
+        &self,
+        hub: &mut Hub<S::Channel>,
+        key: usize,
+        token: u128,
+        msg: &Message,
+        (received, next, sent): (u64, u64, u64),
+    ) -> bool {
+        if hub.claims.contains_key(&token) {
+            return false;
+        }
+        let rooms: Vec<(String, crate::Offset)> = msg
+            .get("rooms")
+            .and_then(serde_json::Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .take(MAX_CLAIMED_ROOMS)
+                    .filter_map(|(room, o)| Some((room.clone(), o.as_str()?.parse().ok()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let id = hub.slots[key].id;
+        hub.slots[key].claiming = true;
+        hub.hello.retain(|&(_, k, _)| k != key);
+        hub.claims.insert(
+            token,
+            Claim {
+                key,
+                id,
+                received,
+                next,
+                sent,
+                until: hub.now + CLAIM_WAIT,
+            },
+        );
+        let claim = crate::SessionClaim {
+            token,
+            epoch: msg.get_str("epoch").map(str::to_owned),
+            id,
+            rooms,
+        };
+        let mut answered = std::mem::take(&mut hub.answered);
+        if let Some(adapter) = hub.adapter.as_mut() {
+            adapter.resume(claim, &mut answered);
+        }
+        hub.answered = answered;
+        true
+    }
+
+    /// The cluster's answer to a claim of session `token`: the connection that asked takes
+    /// the session over (same token, a new channel back in its rooms, caught up on each from
+    /// its stream; the `migrated` hook makes its state), or gets a new session, told why.
+    pub(crate) fn resumed_remote(
+        &self,
+        state: &mut S,
+        hub: &mut Hub<S::Channel>,
+        token: u128,
+        result: Result<crate::SessionRecord, String>,
+    ) -> Option<usize> {
+        let claim = hub.claims.remove(&token)?;
+        let key = claim.key;
+        let usable = hub.slots.get(key).is_some_and(|s| {
+            s.id == claim.id && s.pending && !s.reported && s.link.session.phase() == &Phase::Open
+        });
+        if !usable {
+            return None; // the connection is gone: the client asks again
+        }
+        hub.slots[key].claiming = false;
+        let record = match result {
+            Ok(record) => record,
+            Err(why) => {
+                hub.stats.resume_refused += 1;
+                log::debug!("channel {}: resume refused: {why}", claim.id);
+                self.start_session(state, hub, key, (claim.sent, claim.next), Some(&why));
+                return Some(key);
+            }
+        };
+        let max = hub.config.get_max_kept_bytes();
+        // What the client's numbering says the server had, if the record lags behind it.
+        let had = record.received.max(claim.next.saturating_sub(1));
+        let mut resume = Resume::after(max, had, claim.next);
+        resume.continue_sent(claim.received);
+        let epoch = hub.adapter.as_ref().and_then(|a| a.epoch());
+        let window = hub.config.get_resume_window().unwrap_or_default();
+        let slot = &mut hub.slots[key];
+        let (id, addr) = (slot.id, slot.addr);
+        slot.link.session.set_resume(Box::new(resume));
+        slot.token = Some(Box::new(token));
+        let reply = protocol::session_reply(
+            token,
+            id.serial,
+            true,
+            (had, claim.received.saturating_add(1)),
+            None,
+            epoch.as_deref(),
+        );
+        slot.link.session.control(&reply);
+        hub.sessions.insert(token, key);
+        hub.mark_dirty(key);
+        hub.slots[key].earlier = Some(record.earlier.clone().into_boxed_slice());
+        if let Some(adapter) = hub.adapter.as_mut() {
+            adapter.session_opened(token, id, window);
+        }
+        let cap = hub.config.get_max_rooms_per_channel();
+        for (room, from) in &record.rooms {
+            if hub.rooms.join(key, room, cap).unwrap_or(false) {
+                if let Some(adapter) = hub.adapter.as_mut() {
+                    adapter.joined(id, room);
+                }
+            }
+            hub.catch_up(key, room, crate::Fetch::After(*from));
+        }
+        hub.stats.resumed += 1;
+        log::debug!(
+            "channel {id} resumed session of {} (another node's) from {addr}",
+            record.previous
+        );
+        hub.slots[key].pending = false;
+        let previous = record.previous;
+        let made = catch_unwind(AssertUnwindSafe(|| {
+            state.migrated(&mut ServerContext { hub: &mut *hub }, id, addr, previous)
+        }));
+        match made {
+            Ok(channel) => {
+                if let Some(key) = hub.key(id) {
+                    hub.slots[key].channel = Some(channel);
+                }
+            }
+            Err(p) => {
+                let text = panic_text(&*p);
+                crate::peerlog::report!(
+                    log::Level::Error,
+                    "migrated hook panicked for {id}: {text}"
+                );
+                hub.abort(key, CloseReason::HandlerPanic(text));
+            }
+        }
+        Some(key)
+    }
+
+    /// Claims the cluster did not answer within [`CLAIM_WAIT`]: those connections get a new
+    /// session.
+    /// Returns the connections whose frames wait to be decoded.
+    pub(crate) fn claims_due(&self, state: &mut S, hub: &mut Hub<S::Channel>) -> Vec<usize> {
+        if hub.claims.is_empty() {
+            return Vec::new();
+        }
+        let now = hub.now;
+        let due: Vec<u128> = hub
+            .claims
+            .iter()
+            .filter(|(_, c)| c.until <= now)
+            .map(|(&t, _)| t)
+            .collect();
+        due.into_iter()
+            .filter_map(|token| {
+                let why = "the cluster did not answer in time".to_owned();
+                self.resumed_remote(state, hub, token, Err(why))
+            })
+            .collect()
+    }
+
+    /// Another node took session `token` over: its channel here ends, quietly (no goodbye:
+    /// its client is on the other node now).
+    pub(crate) fn moved(hub: &mut Hub<S::Channel>, token: u128) {
+        let Some(key) = hub.sessions.remove(&token) else {
+            return;
+        };
+        if let Some(slot) = hub.slots.get_mut(key) {
+            slot.token = None;
+            slot.link.session.end_resume();
+            log::debug!("channel {}: its session moved to another node", slot.id);
+        }
+        hub.abort(key, CloseReason::Local);
     }
 
     /// Moves connection `key` (whose first frame asked to resume `token` from frame
@@ -341,12 +559,18 @@ impl<S: ServerHandler> Handlers<S> {
         slot.addr = taken.addr;
         slot.kind = taken.kind;
         let id = slot.id;
+        let epoch = hub
+            .adapter
+            .as_ref()
+            .filter(|_| hub.streams)
+            .and_then(|a| a.epoch());
         let reply = protocol::session_reply(
             token,
             id.serial,
             true,
             (server_received, received.saturating_add(1)),
             None,
+            epoch.as_deref(),
         );
         slot.link.session.control(&reply);
         for frame in &missed {
@@ -391,6 +615,17 @@ impl<S: ServerHandler> Handlers<S> {
         let Some(mut channel) = slot.channel.take() else {
             return;
         };
+        if hub.streams {
+            let slot = &mut hub.slots[key];
+            hub.cause = slot
+                .token
+                .as_deref()
+                .zip(slot.link.session.resume_mut())
+                .map(|(&token, r)| crate::Cause {
+                    token,
+                    received: r.last_received(),
+                });
+        }
         let mut endpoint = ServerEndpoint {
             channel: &mut channel,
             server: &mut *state,
@@ -412,6 +647,7 @@ impl<S: ServerHandler> Handlers<S> {
                 h.observe(started.elapsed());
             }
         }
+        hub.cause = None;
         if let Some(slot) = hub.slots.get_mut(key).filter(|s| s.id == id) {
             slot.channel = Some(channel);
         }
@@ -482,6 +718,13 @@ pub(crate) fn reap<S: ServerHandler>(state: &mut S, hub: &mut Hub<S::Channel>) {
                     hub.counters.closed(reason);
                     hub.polled.retain(|&k| k != key);
                     hub.account(key);
+                    if let (true, Some(&token), Some(adapter)) = (
+                        hub.streams,
+                        hub.slots[key].token.as_deref(),
+                        hub.adapter.as_mut(),
+                    ) {
+                        adapter.session_detached(token);
+                    }
                     continue;
                 }
             }
@@ -546,6 +789,13 @@ fn lost(reason: &CloseReason) -> bool {
             | CloseReason::WebSocket { remote: true, .. }
     )
 }
+
+/// How long a connection that asks for another node's session waits for the cluster's
+/// answer before it gets a new session.
+pub(crate) const CLAIM_WAIT: Duration = Duration::from_secs(5);
+
+/// The most room offsets of a resume request that are read.
+const MAX_CLAIMED_ROOMS: usize = 1024;
 
 /// A session's token as sent: 32 lowercase hex digits.
 fn parse_token(text: &str) -> Option<u128> {

@@ -150,6 +150,7 @@ impl<S: ServerHandler> Server<S> {
         let mut server = Self::new(state, config)?;
         adapter.set_waker(server.stop.waker.clone());
         server.hub.node = adapter.node();
+        server.hub.streams = adapter.streams();
         server.hub.adapter = Some(adapter);
         Ok(server)
     }
@@ -514,6 +515,9 @@ impl<S: ServerHandler> Server<S> {
             self.read_channel(key);
         }
         self.handlers.greet_due(&mut self.state, &mut self.hub);
+        for key in self.handlers.claims_due(&mut self.state, &mut self.hub) {
+            self.decode_frames(key); // what it sent meanwhile
+        }
         if let Some(period) = self.hub.timer_period() {
             let now = self.hub.now;
             if self.next_timers.is_none_or(|t| now >= t) {
@@ -556,7 +560,7 @@ impl<S: ServerHandler> Server<S> {
     /// it is delivered, so a node's note (e.g. "bob joined") reaches the hook before bob's
     /// first room message reaches the clients.
     fn take_cluster(&mut self) {
-        let mut inbound = Vec::new();
+        let mut inbound = std::mem::take(&mut self.hub.answered);
         if let Some(adapter) = self.hub.adapter.as_mut() {
             adapter.poll(self.hub.now, &mut inbound);
         }
@@ -565,7 +569,9 @@ impl<S: ServerHandler> Server<S> {
         for item in inbound {
             if matches!(
                 item,
-                crate::ClusterInbound::Broadcast { .. } | crate::ClusterInbound::Send { .. }
+                crate::ClusterInbound::Broadcast { .. }
+                    | crate::ClusterInbound::Send { .. }
+                    | crate::ClusterInbound::Streamed { .. }
             ) && !self.hub.cluster_events.is_empty()
             {
                 self.run_cluster_hooks();
@@ -576,7 +582,7 @@ impl<S: ServerHandler> Server<S> {
                     except,
                     payload,
                 } => {
-                    if let Some(frame) = self.local_frame(&payload) {
+                    if let Some(frame) = self.hub.local_frame(&payload) {
                         let names: Vec<Box<str>> = rooms.into_iter().map(Into::into).collect();
                         self.hub.deliver_rooms(&names, except, &frame);
                     }
@@ -588,7 +594,7 @@ impl<S: ServerHandler> Server<S> {
                             "the cluster handed this node a send for {to} of node {}",
                             to.node()
                         );
-                    } else if let Some(frame) = self.local_frame(&payload) {
+                    } else if let Some(frame) = self.hub.local_frame(&payload) {
                         if self.hub.send_frame(to, &frame) == 0 {
                             log::debug!("a send from another node for {to}: no such channel");
                         }
@@ -605,6 +611,32 @@ impl<S: ServerHandler> Server<S> {
                             "a message from node {from}: {e}"
                         ),
                     }
+                }
+                crate::ClusterInbound::Streamed {
+                    room,
+                    offset,
+                    except,
+                    payload,
+                } => {
+                    self.hub.deliver_streamed(&room, offset, except, &payload);
+                }
+                crate::ClusterInbound::Resumed { token, result } => {
+                    let resumed =
+                        self.handlers
+                            .resumed_remote(&mut self.state, &mut self.hub, token, result);
+                    if let Some(key) = resumed {
+                        // What the client sent after its request waited for the answer.
+                        self.decode_frames(key);
+                        self.hub.account(key);
+                    }
+                }
+                crate::ClusterInbound::Fetched {
+                    token,
+                    entries,
+                    complete,
+                } => self.hub.fetched(token, entries, complete),
+                crate::ClusterInbound::Moved { token } => {
+                    crate::serve::Handlers::<S>::moved(&mut self.hub, token);
                 }
                 crate::ClusterInbound::Event(e) => self.hub.cluster_events.push(e),
             }
@@ -628,48 +660,6 @@ impl<S: ServerHandler> Server<S> {
                 );
             }
         }
-    }
-
-    /// A message from another node (JSON), framed for this server's wires; `None` (logged)
-    /// if it is not a message. A JSON wire takes the payload as it came (another netlib node
-    /// encoded it): it is framed, not decoded and encoded again; other wires decode it once.
-    fn local_frame(&mut self, payload: &bytes::Bytes) -> Option<crate::Frame> {
-        let max = self.hub.config.get_max_frame_size();
-        let mut decoded: Option<crate::Message> = None;
-        let mut frames = Vec::with_capacity(self.hub.wires.len());
-        for wire in &self.hub.wires {
-            let framed = if wire.codec == crate::Codec::Json && memchr::memchr(0, payload).is_none()
-            {
-                wire.framing.frame(payload, max)
-            } else {
-                if decoded.is_none() {
-                    match crate::Codec::Json.decode_bytes(payload.clone()) {
-                        Ok(m) => decoded = Some(m),
-                        Err(e) => {
-                            crate::peerlog::peer_log!(
-                                log::Level::Error,
-                                "a message from another node: {e}"
-                            );
-                            return None;
-                        }
-                    }
-                }
-                wire.encode(decoded.as_ref().expect("decoded"), max)
-            };
-            match framed {
-                Ok(bytes) => frames.push(bytes),
-                Err(e) => {
-                    crate::peerlog::peer_log!(
-                        log::Level::Error,
-                        "a message from another node: {e}"
-                    );
-                    return None;
-                }
-            }
-        }
-        let mut frames = frames.into_iter();
-        let first = frames.next()?;
-        Some(crate::Frame::new(first, frames.collect()))
     }
 
     /// Flushes and removes ended channels until nothing is left to do (closed hooks may send
@@ -760,6 +750,9 @@ impl<S: ServerHandler> Server<S> {
             let Some(slot) = self.hub.slots.get_mut(key) else {
                 return key;
             };
+            if slot.claiming {
+                return key; // the rest waits for the cluster's answer
+            }
             let pending = slot.pending;
             let inbound = slot.link.session.next_inbound(self.hub.now);
             let session = &slot.link.session;

@@ -1,0 +1,69 @@
+//! One node of the cluster jitter run (`netlib_bench::cluster`): the jitter
+//! relay (`join` a room, `say` to the room but the sender) as a netlib server with sessions,
+//! in a cluster through Redis with room streams. Prints `jitter-node listening on ADDR` once
+//! bound, then runs until killed (the run SIGKILLs one node mid-way).
+//!
+//! ```text
+//! jitter-node --redis redis://:PASSWORD@127.0.0.1:6379
+//! ```
+
+use std::time::Duration;
+
+use clap::Parser;
+use netlib::{
+    handler, ChannelId, Message, RoomBut, Server, ServerConfig, ServerContext, ServerHandler,
+};
+use netlib_redis::{RedisAdapter, RedisConfig};
+
+#[derive(Parser)]
+struct Args {
+    /// The Redis server.
+    #[arg(long)]
+    redis: String,
+    /// Room streams' length (entries kept per room).
+    #[arg(long, default_value_t = 100_000)]
+    streams: usize,
+    /// Key prefix.
+    #[arg(long, default_value = "jitter")]
+    prefix: String,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+}
+
+/// The relay: joins rooms, sends `say` to the sender's room but the sender.
+struct Relay;
+
+impl ServerHandler for Relay {
+    type Channel = ();
+    fn connected(&mut self, _: &mut ServerContext<'_, ()>, _: ChannelId, _: std::net::SocketAddr) {}
+}
+
+impl Relay {
+    fn network_join(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, m: &Message) {
+        let _ = ctx.join(from, m.get_str("room").unwrap_or_default());
+        let _ = ctx.send_to(from, &Message::new("joined"));
+    }
+    fn network_say(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, m: &Message) {
+        let _ = ctx.send_to(RoomBut(m.get_str("room").unwrap_or_default(), from), m);
+    }
+}
+handler!(Relay, "join" => network_join);
+handler!(Relay, "say" => network_say);
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let a = Args::parse();
+    let redis = RedisConfig::new(&a.redis)
+        .prefix(&a.prefix)
+        .presence_ttl(Duration::from_secs(2))
+        .room_streams(a.streams);
+    let adapter = RedisAdapter::connect(redis).expect("redis");
+    let config = ServerConfig::default()
+        .sessions(netlib::DEFAULT_RESUME_WINDOW)
+        .max_connections(10_000);
+    let mut server = Server::with_adapter(Relay, config, Box::new(adapter)).expect("server");
+    server.bind_tcp(&a.listen, None).expect("bind");
+    println!("jitter-node listening on {}", server.local_addrs()[0]);
+    server.run().expect("run");
+}
