@@ -221,6 +221,8 @@ pub(crate) struct Commander {
     next_session_refresh: Instant,
     claim_code: String,
     fetch_code: String,
+    /// Session claims that wait for Redis to be reachable.
+    claims: Vec<SessionClaim>,
 }
 
 /// How often the records of sessions with a connection get their TTL back, at most.
@@ -275,6 +277,7 @@ impl Commander {
             session_of: HashMap::new(),
             sessions: HashMap::new(),
             next_session_refresh: now,
+            claims: Vec::new(),
             claim_code: keys::session_claim(),
             fetch_code: keys::stream_fetch(),
         }
@@ -440,6 +443,11 @@ impl Commander {
             if self.con.is_some() && self.ready {
                 self.refresh_sessions();
             }
+            if self.con.is_some() && self.ready && self.shared.is_up() && !self.claims.is_empty() {
+                for claim in std::mem::take(&mut self.claims) {
+                    self.resume(claim);
+                }
+            }
         }
         self.update_status();
     }
@@ -554,10 +562,13 @@ impl Commander {
     /// the last read (the marker changed, or was gone and set again).
     fn data_lost(&mut self) -> RedisResult<bool> {
         let key = self.keys.epoch();
+        // New at every setting (not this node's token alone: a node that sets it again after
+        // Redis restarted empty must not write the value it read before).
+        let fresh = format!("{}-{:016x}", self.me.token, crate::backoff::random_u64());
         let (now,): (Option<String>,) = redis::pipe()
             .cmd("SET")
             .arg(&key)
-            .arg(&self.me.token)
+            .arg(fresh)
             .arg("NX")
             .ignore()
             .cmd("GET")
@@ -775,8 +786,9 @@ impl Commander {
         let answer =
             |result: Result<SessionRecord, String>| ClusterInbound::Resumed { token, result };
         if !self.live() || !self.shared.is_up() {
-            let why = format!("the cluster is unavailable: {}", self.reason);
-            return self.shared.push_one(answer(Err(why)));
+            // Asked again once Redis is back (the server gives up first, after its own wait).
+            self.claims.push(claim);
+            return;
         }
         self.flush();
         let window = self
@@ -790,7 +802,7 @@ impl Commander {
         cmd.arg(&self.claim_code)
             .arg(2)
             .arg(&keys)
-            .arg(claim.epoch.unwrap_or_default())
+            .arg(claim.epoch.clone().unwrap_or_default())
             .arg(self.me.node)
             .arg(claim.id.serial())
             .arg(self.keys.prefix())
@@ -820,9 +832,10 @@ impl Commander {
             }
             Ok(v) => Err(v.get(1).cloned().unwrap_or_else(|| "refused".to_owned())),
             Err(e) => {
-                let why = self.scrub.text(&e);
+                // E.g. a connection Redis dropped as it restarted: asked again once back.
                 self.lost(&e);
-                Err(format!("the cluster is unavailable: {why}"))
+                self.claims.push(claim);
+                return;
             }
         };
         self.shared.push_one(answer(result));

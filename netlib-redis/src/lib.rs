@@ -43,6 +43,8 @@
 //! | `{p}:nodename:{name}` | string, TTL | the token of the node that holds [node name](RedisConfig::node_name) `name`, refreshed with its presence |
 //! | `{p}:epoch` | string | a marker set with `SET NX` by the first node: a node that finds it changed or gone after a reconnect knows Redis lost its data |
 //! | `{p}:departed` | stream | the log: every departure envelope and every room send held during an outage (trimmed to about 100 000 entries), for a node that subscribes again to read what it missed |
+//! | `{p}:stream:{room}` | stream | with [room streams](RedisConfig::room_streams): the room's sends, each a room-send envelope (field `e`); the entry id is the send's offset |
+//! | `{p}:sess:{token}` | hash, TTL | with room streams: a resumable session's record: `owner` (node), `serial`, `ids` (its earlier serials), `epoch`, `received` (the client's messages handled), `r:{room}` (the offset each room was joined at); TTL: the resume window past its owner's last refresh |
 //! | `{p}:bus` | pub/sub | room sends, messages to every node, departures (with their `{p}:departed` id appended), "node gone" notices |
 //! | `{p}:to:{n}` | pub/sub | sends to channels of node `n`, messages to node `n` |
 //!
@@ -51,8 +53,11 @@
 //! keys still hold this start's token, or expired), claiming names (all or none, recorded in the
 //! node's hash in the same step), releasing names (only those the channel holds), declaring a
 //! node dead (retiring its number in the same step), retiring a number no longer listed (only
-//! if it is still neither listed nor has a key), a node's end, and publishing a departure
-//! (appended to the departures log and published with its entry's id, in one step).
+//! if it is still neither listed nor has a key), a node's end, publishing a departure
+//! (appended to the departures log and published with its entry's id, in one step), and with
+//! room streams: a room send (added to its stream, published with its offset, and the sender's
+//! handled count recorded, in one step), a session's record changed only by its owner, and a
+//! session taken over (epoch and trimming checked, the owner changed, the old owner told).
 //!
 //! # The envelope
 //!
@@ -61,7 +66,7 @@
 //! | bytes | field |
 //! |---|---|
 //! | 1 | version: 1 |
-//! | 1 | kind: 1 room send, 2 send, 3 node message, 4 departures, 5 node gone, 6 probe, 7 logged |
+//! | 1 | kind: 1 room send, 2 send, 3 node message, 4 departures, 5 node gone, 6 probe, 7 logged, 8 streamed room send, 9 session moved |
 //! | 2 | origin: the node it speaks for (the sender, or the dead node a reaper speaks for) |
 //!
 //! then, by kind: a room send has the excepted channel's serial (u64, 0 for none), the
@@ -73,7 +78,11 @@
 //! second on the node's own `{p}:to:{n}` to time its round trip through Redis (the
 //! `netlib_adapter_round_trip_seconds` metric); logged, the length of the envelope it carries
 //! (u32, a room send of its origin's) and that envelope, then, as published, its entry's id
-//! in the log. The payload is netlib's JSON message, as the
+//! in the log; a streamed room send (with room streams), the excepted channel's serial (u64),
+//! its room's length (u16) and UTF-8 bytes, the payload's length (u32) and the payload, then,
+//! as published, its entry's id in the room's stream (its offset); session moved, the
+//! session's token (u128), sent on the old owner's `{p}:to:{n}`. The payload is netlib's JSON
+//! message, as the
 //! sending server encoded it, unescaped and last: a receiving node copies a message's bytes
 //! once out of the `redis` crate's message and hands its server a slice of that copy, with no
 //! re-encoding.

@@ -1,7 +1,7 @@
-//! One node of the cluster jitter run (`netlib_bench::cluster`): the jitter
-//! relay (`join` a room, `say` to the room but the sender) as a netlib server with sessions,
-//! in a cluster through Redis with room streams. Prints `jitter-node listening on ADDR` once
-//! bound, then runs until killed (the run SIGKILLs one node mid-way).
+//! One node of the cluster jitter run (`netlib_bench::cluster`): the jitter relay (`join` a
+//! room, `say` to the room but the sender, `history` of a room) as a netlib server with
+//! sessions, in a cluster through Redis with room streams. Prints `jitter-node listening on
+//! ADDR` once bound, then runs until killed (the run SIGKILLs one node mid-way).
 //!
 //! ```text
 //! jitter-node --redis redis://:PASSWORD@127.0.0.1:6379
@@ -47,9 +47,15 @@ impl Relay {
     fn network_say(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, m: &Message) {
         let _ = ctx.send_to(RoomBut(m.get_str("room").unwrap_or_default(), from), m);
     }
+    /// The last `n` messages of `room`, from its stream (the chat's scrollback).
+    fn network_history(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, m: &Message) {
+        let n = m.get("n").and_then(|v| v.as_u64()).unwrap_or(50).min(1000) as usize;
+        ctx.send_history(from, m.get_str("room").unwrap_or_default(), n);
+    }
 }
 handler!(Relay, "join" => network_join);
 handler!(Relay, "say" => network_say);
+handler!(Relay, "history" => network_history);
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
