@@ -30,3 +30,8 @@ taskset -c 1 target/release/metrics-bench
 # What TLS costs: fan-out over TLS against TCP, idle TLS connections, full handshakes
 # (BENCHMARKS.md, Issue 21).
 taskset -c 1 target/release/tls-bench
+# Resumable sessions under connection drops (BENCHMARKS.md, Issue 20): one server, then 3 nodes
+# through Redis with room streams, then 3 nodes with one SIGKILLed mid-run.
+taskset -c 1 target/release/jitter --seconds 60
+target/release/jitter --seconds 60 --nodes 3
+target/release/jitter --seconds 60 --nodes 3 --kill-at 30

@@ -2,7 +2,8 @@
 //! servers with sessions, through a real Redis with room streams) and netlib clients. A
 //! session resumes on another node with the room messages it missed, in order and once; a
 //! node without members serves a room's history from its stream; after Redis lost its data
-//! a resume on another node is refused for the epoch, never silently short.
+//! a resume on another node is refused for the epoch, never silently short; a send to several
+//! rooms reaches a member of several of them once.
 
 use std::path::Path;
 
@@ -215,4 +216,37 @@ fn after_redis_lost_its_data_a_resume_on_another_node_is_refused_for_the_epoch()
     let new_epoch = answer.get_str("epoch").expect("the new epoch");
     assert_ne!(new_epoch, epoch, "the client learns the new epoch");
     drop(nodes);
+}
+
+#[test]
+fn a_send_to_several_rooms_reaches_a_member_of_several_of_them_once() {
+    let c = cluster(2);
+    let mut alice = Peer::new(&c.nodes[0].1, true);
+    join(&mut alice, "r");
+    join(&mut alice, "s");
+    let mut dave = Peer::new(&c.nodes[0].1, true);
+    join(&mut dave, "s");
+    let mut bob = Peer::new(&c.nodes[1].1, true);
+    for n in 1..=2 {
+        bob.c
+            .send(
+                &Message::new("say_all")
+                    .with("rooms", vec!["r", "s"])
+                    .with("n", n),
+            )
+            .unwrap();
+    }
+    assert!(bob.c.flush(TIMEOUT).expect("flush"), "written");
+    assert_eq!(
+        numbers(&dave.take("say", 2)),
+        [1, 2],
+        "a member of one of them"
+    );
+    // Then one more to "r" alone: a second copy of 1 or 2 would come before it.
+    say(&mut bob, 3);
+    assert_eq!(
+        numbers(&alice.take("say", 3)),
+        [1, 2, 3],
+        "each once, in order"
+    );
 }

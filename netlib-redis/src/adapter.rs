@@ -351,10 +351,17 @@ impl Adapter for RedisAdapter {
         if self.streams == 0 {
             return self.broadcast(rooms, except, payload);
         }
-        for room in rooms {
+        for (i, room) in rooms.iter().enumerate() {
             let mut bytes = Vec::new();
-            envelope::streamed(&mut bytes, self.shared.node, room, except, payload)
-                .map_err(|e| ClusterError::Unavailable(e.to_string()))?;
+            envelope::streamed(
+                &mut bytes,
+                self.shared.node,
+                room,
+                &rooms[..i],
+                except,
+                payload,
+            )
+            .map_err(|e| ClusterError::Unavailable(e.to_string()))?;
             self.sends += 1;
             let held = match self.shared.traffic_epoch() {
                 Ok(epoch) => {
@@ -383,6 +390,18 @@ impl Adapter for RedisAdapter {
                 token,
                 id: id.serial(),
                 window,
+                again: false,
+            });
+        }
+    }
+
+    fn session_reattached(&mut self, token: u128, id: ChannelId, window: Duration) {
+        if self.streams > 0 {
+            self.shared.command(Cmd::SessionOpened {
+                token,
+                id: id.serial(),
+                window,
+                again: true,
             });
         }
     }

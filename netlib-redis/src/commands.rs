@@ -93,6 +93,8 @@ pub(crate) enum Cmd {
         token: u128,
         id: u64,
         window: Duration,
+        /// A resume on this node: the record is rewritten only if still this channel's.
+        again: bool,
     },
     SessionDetached {
         token: u128,
@@ -158,8 +160,11 @@ enum Expect {
     Departures(Vec<u64>),
     /// A name claim replayed after an outage.
     Reclaim(u64),
-    /// A read of a room's stream.
-    Fetch(u64),
+    /// A read of a room's stream, of at most this many entries.
+    Fetch(u64, usize),
+    /// A session record made again only if still this node's: 0 means another node took
+    /// the session over (its channel here ends).
+    Reopen(u128, u64),
 }
 
 /// The command thread's state.
@@ -221,9 +226,16 @@ pub(crate) struct Commander {
     next_session_refresh: Instant,
     claim_code: String,
     fetch_code: String,
-    /// Session claims that wait for Redis to be reachable.
-    claims: Vec<SessionClaim>,
+    /// Session claims that wait for Redis to be reachable, with when they were made (the
+    /// latest per token; dropped after `CLAIM_KEPT`).
+    claims: Vec<(SessionClaim, Instant)>,
 }
+
+/// The fewest entries a fetch of a room's stream reads at once (see `Cmd::Fetch`).
+const FETCH_MIN: usize = 1024;
+/// How long a session claim waits for Redis to be reachable (the server gives up after its
+/// own `CLAIM_WAIT`, 5 s, and the client gets a new session).
+const CLAIM_KEPT: Duration = Duration::from_secs(5);
 
 /// How often the records of sessions with a connection get their TTL back, at most.
 const SESSION_REFRESH: Duration = Duration::from_secs(30);
@@ -444,8 +456,11 @@ impl Commander {
                 self.refresh_sessions();
             }
             if self.con.is_some() && self.ready && self.shared.is_up() && !self.claims.is_empty() {
-                for claim in std::mem::take(&mut self.claims) {
-                    self.resume(claim);
+                let now = Instant::now();
+                for (claim, at) in std::mem::take(&mut self.claims) {
+                    if now < at + CLAIM_KEPT {
+                        self.resume(claim);
+                    }
                 }
             }
         }
@@ -718,16 +733,22 @@ impl Commander {
         u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// (Re)writes session `token`'s record as this node's, with the rooms its channel is in.
-    fn session_open(&mut self, token: u128, id: u64, window: Duration) {
+    /// (Re)writes session `token`'s record as this node's, with the rooms its channel is in;
+    /// `again`: only if it is missing or still this channel's (see `keys::SESSION_OPEN`).
+    fn session_open(&mut self, token: u128, id: u64, window: Duration, again: bool) {
         let key = self.keys.session(token);
         let epoch = self.marker.clone().unwrap_or_default();
         eval(&mut self.pipe, keys::SESSION_OPEN, &[&key])
             .arg(self.me.node)
             .arg(id)
             .arg(epoch)
-            .arg(Self::session_ttl(window));
-        self.expects.push(Expect::Ignore);
+            .arg(Self::session_ttl(window))
+            .arg(if again { "1" } else { "0" });
+        self.expects.push(if again {
+            Expect::Reopen(token, id)
+        } else {
+            Expect::Ignore
+        });
         let rooms: Vec<String> = self
             .mirror
             .get(&id)
@@ -787,8 +808,7 @@ impl Commander {
             |result: Result<SessionRecord, String>| ClusterInbound::Resumed { token, result };
         if !self.live() || !self.shared.is_up() {
             // Asked again once Redis is back (the server gives up first, after its own wait).
-            self.claims.push(claim);
-            return;
+            return self.hold_claim(claim);
         }
         self.flush();
         let window = self
@@ -834,11 +854,18 @@ impl Commander {
             Err(e) => {
                 // E.g. a connection Redis dropped as it restarted: asked again once back.
                 self.lost(&e);
-                self.claims.push(claim);
-                return;
+                return self.hold_claim(claim);
             }
         };
         self.shared.push_one(answer(result));
+    }
+
+    /// Keeps `claim` for when Redis is reachable: the latest per token, for `CLAIM_KEPT`.
+    fn hold_claim(&mut self, claim: SessionClaim) {
+        let now = Instant::now();
+        self.claims
+            .retain(|(c, at)| c.token != claim.token && now < *at + CLAIM_KEPT);
+        self.claims.push((claim, now));
     }
 
     /// Publishes the coalesced departures, if any.
@@ -885,11 +912,12 @@ impl Commander {
     fn failed_reply(&mut self, expect: Expect) {
         match expect {
             Expect::Ignore | Expect::Reclaim(_) => {}
-            Expect::Fetch(token) => self.shared.push_one(ClusterInbound::Fetched {
+            Expect::Fetch(token, _) => self.shared.push_one(ClusterInbound::Fetched {
                 token,
                 entries: Vec::new(),
                 complete: false,
             }),
+            Expect::Reopen(..) => {}
             Expect::Members { room, token, .. } => {
                 self.answer(ClusterEvent::QueryFailed {
                     token,
@@ -922,9 +950,24 @@ impl Commander {
         }
         match expect {
             Expect::Ignore | Expect::Departures(_) => {}
-            Expect::Fetch(token) => {
+            Expect::Reopen(token, id) => {
+                if redis::from_redis_value::<i64>(&reply).ok() == Some(0) {
+                    log::info!("session of #{id}: another node took it over");
+                    if self.sessions.get(&token).is_some_and(|s| s.0 == id) {
+                        self.sessions.remove(&token);
+                        self.session_of.remove(&id);
+                    }
+                    self.shared.push_one(ClusterInbound::Moved {
+                        token,
+                        id: Some(ChannelId::from_serial(id)),
+                    });
+                }
+            }
+            Expect::Fetch(token, most) => {
                 let items: Vec<Vec<u8>> = redis::from_redis_value(&reply).unwrap_or_default();
-                let complete = items.first().is_some_and(|c| c.as_slice() == b"1");
+                // As many as asked for: there may be more (read again from the last).
+                let complete = items.first().is_some_and(|c| c.as_slice() == b"1")
+                    && items.len().saturating_sub(1) / 2 < most;
                 let entries = items
                     .get(1..)
                     .unwrap_or_default()
@@ -1028,7 +1071,9 @@ impl Commander {
                 }
                 Cmd::Closed { id } => {
                     if let Some(token) = self.session_of.remove(&id) {
-                        self.sessions.remove(&token);
+                        if self.sessions.get(&token).is_some_and(|s| s.0 == id) {
+                            self.sessions.remove(&token);
+                        }
                     }
                     let entry = self.mirror.remove(&id);
                     if self.live() {
@@ -1135,11 +1180,16 @@ impl Commander {
                     self.shared.count_published();
                     self.expects.push(Expect::Ignore);
                 }
-                Cmd::SessionOpened { token, id, window } => {
+                Cmd::SessionOpened {
+                    token,
+                    id,
+                    window,
+                    again,
+                } => {
                     self.session_of.insert(id, token);
                     self.sessions.insert(token, (id, window, true));
                     if self.live() {
-                        self.session_open(token, id, window);
+                        self.session_open(token, id, window, again);
                     }
                 }
                 Cmd::SessionDetached { token } => {
@@ -1165,18 +1215,23 @@ impl Commander {
                 }
                 Cmd::Fetch { room, range, token } => {
                     if !self.live() {
-                        self.failed_reply(Expect::Fetch(token));
+                        self.failed_reply(Expect::Fetch(token, 0));
                         continue;
                     }
                     let key = self.keys.stream(&room);
-                    let most = self.streams.max(1) as u64 * 2;
+                    // `MAXLEN ~` may keep a little more than the length.
+                    let most = self.streams.max(1).saturating_mul(2).max(FETCH_MIN);
                     let code = self.fetch_code.clone();
                     let pipe = eval(&mut self.pipe, &code, &[key]);
                     match range {
                         Fetch::After(o) => pipe.arg("after").arg(o.to_string()).arg(most),
-                        Fetch::Last(n) => pipe.arg("last").arg((n as u64).min(most)),
+                        Fetch::Last(n) => pipe.arg("last").arg(n.min(most)),
                     };
-                    self.expects.push(Expect::Fetch(token));
+                    let most = match range {
+                        Fetch::After(_) => most,
+                        Fetch::Last(_) => usize::MAX, // fewer than asked: the stream is short
+                    };
+                    self.expects.push(Expect::Fetch(token, most));
                 }
                 Cmd::Subscriber { up, why } => {
                     self.sub_up = up;
@@ -1313,9 +1368,11 @@ impl Commander {
             .map(|(&t, &(id, w, on))| (t, id, w, on))
             .collect();
         for (token, id, window, connected) in sessions {
-            // Made again as this node's: if Redis lost them, they carry the new epoch, and a
-            // client with offsets of the old one is refused elsewhere (`reason: "epoch"`).
-            self.session_open(token, id, window);
+            // Made again as this node's, unless another node took it over meanwhile (its
+            // `moved` notice may have been lost with the connection): if Redis lost them,
+            // they carry the new epoch, and a client with offsets of the old one is refused
+            // elsewhere (`reason: "epoch"`).
+            self.session_open(token, id, window, true);
             if !connected {
                 let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
                 self.session_if_owner(token, "PEXPIRE", &[ms.to_string()]);

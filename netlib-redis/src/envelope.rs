@@ -76,12 +76,16 @@ pub(crate) enum Body {
     /// `None` as stored in the stream, before it had one).
     Streamed {
         room: String,
+        /// The rooms of the same send listed before `room` (a send to several rooms is one
+        /// entry per room; a member of several of them gets it from the first).
+        before: Vec<String>,
         except: Option<ChannelId>,
         payload: Bytes,
         offset: Option<LogId>,
     },
-    /// Session `token` moved to the origin node.
-    Moved { token: u128 },
+    /// Session `token` moved to the origin node from channel `serial` (appended by the
+    /// publishing script; `None` before it).
+    Moved { token: u128, serial: Option<u64> },
 }
 
 /// An entry id of the departures log (a Redis stream id, `MS-SEQ`): ordered.
@@ -207,16 +211,32 @@ pub(crate) fn streamed(
     out: &mut Vec<u8>,
     origin: NodeNumber,
     room: &str,
+    before: &[&str],
     except: Option<ChannelId>,
     payload: &[u8],
 ) -> Result<(), EncodeError> {
-    let len = u16::try_from(room.len()).map_err(|_| EncodeError::LongRoom(room.len()))?;
+    let count = u16::try_from(before.len()).map_err(|_| EncodeError::ManyRooms(before.len()))?;
+    if let Some(r) = std::iter::once(&room)
+        .chain(before)
+        .find(|r| r.len() > usize::from(u16::MAX))
+    {
+        return Err(EncodeError::LongRoom(r.len()));
+    }
     let payload_len = u32::try_from(payload.len()).map_err(|_| EncodeError::LongRoom(0))?;
-    out.reserve(HEADER + 14 + room.len() + payload.len());
+    let names: usize = before.iter().map(|r| 2 + r.len()).sum();
+    out.reserve(HEADER + 16 + room.len() + names + payload.len());
     header(out, STREAMED, origin);
     out.extend_from_slice(&except.map_or(0, ChannelId::serial).to_be_bytes());
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(room.as_bytes());
+    for r in std::iter::once(&room).chain(before) {
+        if std::ptr::eq(r, &room) {
+            out.extend_from_slice(&(room.len() as u16).to_be_bytes());
+            out.extend_from_slice(room.as_bytes());
+            out.extend_from_slice(&count.to_be_bytes());
+        } else {
+            out.extend_from_slice(&(r.len() as u16).to_be_bytes());
+            out.extend_from_slice(r.as_bytes());
+        }
+    }
     out.extend_from_slice(&payload_len.to_be_bytes());
     out.extend_from_slice(payload);
     Ok(())
@@ -368,6 +388,14 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<Envelope, DecodeError> {
             let room = std::str::from_utf8(r.take(usize::from(len))?)
                 .map_err(|_| DecodeError::Utf8)?
                 .to_owned();
+            let count = r.u16()?;
+            let mut before = Vec::with_capacity(usize::from(count).min(r.rest.len() / 2));
+            for _ in 0..count {
+                let len = r.u16()?;
+                let name = std::str::from_utf8(r.take(usize::from(len))?)
+                    .map_err(|_| DecodeError::Utf8)?;
+                before.push(name.to_owned());
+            }
             let n = r.u32()? as usize;
             let at = bytes.len() - r.rest.len();
             r.take(n)?;
@@ -377,6 +405,7 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<Envelope, DecodeError> {
             };
             Body::Streamed {
                 room,
+                before,
                 except: (except != 0).then(|| ChannelId::from_serial(except)),
                 payload: bytes.slice(at..at + n),
                 offset,
@@ -385,9 +414,18 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<Envelope, DecodeError> {
         MOVED => {
             let hi = r.u64()?;
             let lo = r.u64()?;
-            r.end()?;
+            let serial = match r.rest {
+                [] => None,
+                text => Some(
+                    std::str::from_utf8(text)
+                        .ok()
+                        .and_then(|t| t.parse().ok())
+                        .ok_or(DecodeError::LogId)?,
+                ),
+            };
             Body::Moved {
                 token: (u128::from(hi) << 64) | u128::from(lo),
+                serial,
             }
         }
         other => return Err(DecodeError::Kind(other)),
@@ -430,16 +468,23 @@ mod tests {
             }
             Body::Streamed {
                 room,
+                before,
                 except,
                 payload,
                 offset,
             } => {
-                streamed(&mut out, e.origin, room, *except, payload).unwrap();
+                let before: Vec<&str> = before.iter().map(String::as_str).collect();
+                streamed(&mut out, e.origin, room, &before, *except, payload).unwrap();
                 if let Some((ms, seq)) = offset {
                     out.extend_from_slice(format!("{ms}-{seq}").as_bytes());
                 }
             }
-            Body::Moved { token } => moved(&mut out, e.origin, *token),
+            Body::Moved { token, serial } => {
+                moved(&mut out, e.origin, *token);
+                if let Some(n) = serial {
+                    out.extend_from_slice(n.to_string().as_bytes());
+                }
+            }
         }
         out
     }
@@ -497,18 +542,25 @@ mod tests {
             },
             Body::Streamed {
                 room: "caf\u{e9}".into(),
+                before: vec!["lobby".into(), String::new()],
                 except: Some(id(7 << 37 | 3)),
                 payload: payload.clone(),
                 offset: Some((1_700_000_000_000, 12)),
             },
             Body::Streamed {
                 room: String::new(),
+                before: vec![],
                 except: None,
                 payload: Bytes::new(),
                 offset: None,
             },
             Body::Moved {
                 token: u128::MAX - 5,
+                serial: Some(7 << 37 | 3),
+            },
+            Body::Moved {
+                token: 1,
+                serial: None,
             },
         ]
         .into_iter()

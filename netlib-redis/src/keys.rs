@@ -208,8 +208,17 @@ return id
 ";
 
 /// A session's record (re)made by its owner: `KEYS` = the record; `ARGV` = node, serial,
-/// epoch, TTL (ms). Keeps the count of handled messages and the rooms it has.
+/// epoch, TTL (ms), and '1' to make it only if it is missing or still this channel's (a
+/// resynchronisation, or a resume on this node: another node may have taken it meanwhile).
+/// Keeps the count of handled messages and the rooms it has. 1 if written, 0 if another
+/// channel owns it.
 pub(crate) const SESSION_OPEN: &str = r"
+if ARGV[5] == '1' then
+  local o = redis.call('HGET', KEYS[1], 'owner')
+  if o and (o ~= ARGV[1] or redis.call('HGET', KEYS[1], 'serial') ~= ARGV[2]) then
+    return 0
+  end
+end
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'serial', ARGV[2], 'epoch', ARGV[3])
 redis.call('HSETNX', KEYS[1], 'received', '0')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
@@ -262,7 +271,8 @@ end
 
 /// Takes a session over for this node: `KEYS` = the record, the epoch marker; `ARGV` = the
 /// client's epoch (or ''), this node, the new serial, the prefix, the TTL (ms), the
-/// `moved` envelope for the old owner, then room and offset pairs (the client's). Returns
+/// `moved` envelope for the old owner (the script appends the old channel's serial), then
+/// room and offset pairs (the client's). Returns
 /// `{'ok', old owner, the session's earlier serials (comma-separated, the last 8, the
 /// latest last), handled count, room, from, room, from, ...}` (each room of
 /// the record, replayed from the later of the client's offset and the join's), or `{'no',
@@ -304,7 +314,7 @@ end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'serial', ARGV[3], 'ids', ids)
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 if rec['owner'] ~= ARGV[2] then
-  redis.call('PUBLISH', ARGV[4] .. ':to:' .. rec['owner'], ARGV[6])
+  redis.call('PUBLISH', ARGV[4] .. ':to:' .. rec['owner'], ARGV[6] .. rec['serial'])
 end
 return out
 "

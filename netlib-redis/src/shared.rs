@@ -36,6 +36,9 @@ pub(crate) const GONE_FOR: Duration = Duration::from_millis(crate::keys::RETIRE_
 fn kept_when_fenced(item: &ClusterInbound) -> bool {
     matches!(
         item,
+        ClusterInbound::Fetched { .. } | ClusterInbound::Resumed { .. }
+    ) || matches!(
+        item,
         ClusterInbound::Event(
             ClusterEvent::Down {
                 error: ClusterError::Fenced(_)

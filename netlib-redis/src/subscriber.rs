@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use netlib::{ClusterEvent, ClusterInbound};
+use netlib::{ChannelId, ClusterEvent, ClusterInbound};
 use redis::PubSub;
 
 use crate::backoff::Backoff;
@@ -288,6 +288,7 @@ impl Subscriber {
             // (its members get it now, in the stream's order), even from a node gone since.
             Body::Streamed {
                 room,
+                before,
                 except,
                 payload,
                 offset: Some((ms, seq)),
@@ -295,6 +296,7 @@ impl Subscriber {
                 let offset = netlib::Offset { ms, seq };
                 items.push(ClusterInbound::Streamed {
                     room,
+                    before,
                     offset,
                     except,
                     payload,
@@ -305,8 +307,9 @@ impl Subscriber {
                 log::warn!("redis subscriber: a room send without its stream offset");
                 return;
             }
-            Body::Moved { token } => {
-                items.push(ClusterInbound::Moved { token });
+            Body::Moved { token, serial } => {
+                let id = serial.map(ChannelId::from_serial);
+                items.push(ClusterInbound::Moved { token, id });
                 return;
             }
             _ => {}

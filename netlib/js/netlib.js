@@ -298,8 +298,9 @@ export class Connection {
   }
 
   /**
-   * The server's answer to the session request. Its `epoch`, if any, replaces the one kept;
-   * a new session (`recovered: false`) starts with no room offsets.
+   * The server's answer to the session request. Its `epoch`, if any, replaces the one kept
+   * (and another epoch drops the room offsets); a new session (`recovered: false`) starts
+   * with no room offsets.
    */
   _answer(message) {
     if (message.off === true) {
@@ -326,7 +327,11 @@ export class Connection {
       this._skip = 0;
       this._rooms.clear();
     }
-    if (typeof message.epoch === "string") this._epoch = message.epoch;
+    if (typeof message.epoch === "string") {
+      // Offsets of another epoch mean nothing now (the server's data was lost).
+      if (this._epoch !== null && this._epoch !== message.epoch) this._rooms.clear();
+      this._epoch = message.epoch;
+    }
     this._counting = true;
     this._token = message.token ?? null;
     const held = this._held;

@@ -253,6 +253,10 @@ pub enum Inbound {
     Streamed {
         /// The room.
         room: String,
+        /// The rooms of the same send listed before `room`: a send to several rooms is one
+        /// stream entry per room, and a member of several of them gets it once, from the
+        /// first.
+        before: Vec<String>,
         /// Its place in the room's stream.
         offset: Offset,
         /// A channel left out (the sender, on any node).
@@ -284,6 +288,8 @@ pub enum Inbound {
     Moved {
         /// The session's token.
         token: u128,
+        /// The channel it had here, if known: a newer channel of the session is left alone.
+        id: Option<ChannelId>,
     },
     /// Something for the server's [`cluster`](crate::ServerHandler::cluster) hook.
     Event(ClusterEvent),
@@ -406,6 +412,14 @@ pub trait Adapter: Send + fmt::Debug {
     /// rooms, with the offset each was joined at) for another node to take over. Default:
     /// nothing.
     fn session_opened(&mut self, token: u128, id: ChannelId, window: std::time::Duration) {
+        let _ = (token, id, window);
+    }
+
+    /// With room streams: session `token`, channel `id`, was resumed on this node (after
+    /// [`session_detached`](Self::session_detached), or before the loss was noticed): its
+    /// record lives on, unless another node took the session over meanwhile (then
+    /// [`Inbound::Moved`] follows). Default: nothing.
+    fn session_reattached(&mut self, token: u128, id: ChannelId, window: std::time::Duration) {
         let _ = (token, id, window);
     }
 

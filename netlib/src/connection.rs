@@ -113,6 +113,9 @@ impl Answer<'_> {
         }
         *self.token = answer.get_str("token").map(str::to_owned);
         if let Some(epoch) = answer.get_str("epoch") {
+            if self.rooms.epoch.as_deref() != Some(epoch) {
+                self.rooms.offsets.clear(); // offsets of another epoch mean nothing now
+            }
             self.rooms.epoch = Some(epoch.to_owned());
         }
         if !recovered {
@@ -431,6 +434,14 @@ impl Connection {
             // Between connections, a session keeps it for the next one.
             r.sent(&bytes);
             return Ok(bytes.len());
+        }
+        if let (Some(link), false) = (&mut self.link, self.close_requested) {
+            if link.session.is_resumable() && !link.session.is_open() {
+                // The connection is ending (e.g. the server's node died): the session keeps
+                // it for the next one.
+                link.session.send(&bytes)?;
+                return Ok(bytes.len());
+            }
         }
         if matches!(
             self.state(),

@@ -230,7 +230,13 @@ pub(crate) struct Waiting {
     pub(crate) after: Option<Offset>,
     /// Live messages held meanwhile.
     pub(crate) held: Vec<(Offset, Frame)>,
+    /// Reads made again after an incomplete answer.
+    pub(crate) tries: u8,
 }
+
+/// How many times an incomplete read of a room's stream for a resume is made again (the
+/// answer after the last is taken as it is, logged).
+const FETCH_TRIES: u8 = 3;
 
 impl<C> Slot<C> {
     /// Logs (through the peer-log gate) that this channel is closing, and why.
@@ -631,6 +637,7 @@ impl<C> Hub<C> {
     pub(crate) fn deliver_streamed(
         &mut self,
         room: &str,
+        before: &[String],
         offset: Offset,
         except: Option<ChannelId>,
         payload: &Bytes,
@@ -639,7 +646,19 @@ impl<C> Hub<C> {
             return 0;
         };
         let mut tagged: Option<Option<Frame>> = None;
-        let keys: Vec<usize> = self.rooms.members(room).collect();
+        let keys: Vec<usize> = self
+            .rooms
+            .members(room)
+            .filter(|&k| {
+                // A send to several rooms: a member of an earlier one got it from there.
+                before.is_empty()
+                    || !self
+                        .rooms
+                        .rooms_of(k)
+                        .iter()
+                        .any(|r| before.iter().any(|b| **b == **r))
+            })
+            .collect();
         let mut n = 0;
         for key in keys {
             let Some(slot) = self.slots.get_mut(key) else {
@@ -700,6 +719,12 @@ impl<C> Hub<C> {
             crate::Fetch::After(o) => Some(o),
             crate::Fetch::Last(_) => None,
         };
+        if let (None, Some(c)) = (after, slot.catchup.as_deref()) {
+            if c.waiting.iter().any(|w| &*w.room == room) || c.floors.iter().any(|f| &*f.0 == room)
+            {
+                return; // being replayed, or replayed already: those messages come once
+            }
+        }
         let c = slot.catchup.get_or_insert_with(Box::default);
         c.floors.retain(|f| &*f.0 != room);
         c.waiting.push(Waiting {
@@ -707,6 +732,7 @@ impl<C> Hub<C> {
             token,
             after,
             held: Vec::new(),
+            tries: 0,
         });
         self.fetches.insert(token, (key, slot.id));
         let mut answered = std::mem::take(&mut self.answered);
@@ -736,6 +762,57 @@ impl<C> Hub<C> {
         let Some(i) = c.waiting.iter().position(|w| w.token == token) else {
             return;
         };
+        if !complete && c.waiting[i].after.is_some() && c.waiting[i].tries < FETCH_TRIES {
+            // Read again (the backplane failed, or there are more than one read takes): the
+            // held messages wait on. What came is queued, and the read goes on after it.
+            let w = &mut c.waiting[i];
+            w.tries += 1;
+            let mut from = w.after.unwrap_or_default();
+            let room: Box<str> = w.room.clone();
+            let session = slot.token.is_some();
+            let mut frames = Vec::new();
+            let mut ids = vec![id];
+            ids.extend(slot.earlier.iter().flat_map(|v| v.iter().copied()));
+            for (offset, except, payload) in entries {
+                if offset <= from {
+                    continue;
+                }
+                from = offset;
+                if except.is_some_and(|e| ids.contains(&e)) {
+                    continue;
+                }
+                let json = if session {
+                    tag(&payload, &room, offset).unwrap_or(payload)
+                } else {
+                    payload
+                };
+                frames.push(json);
+            }
+            w.after = Some(from);
+            let wire = slot.wire as usize;
+            for json in frames {
+                if let Some(f) = self.local_frame(&json) {
+                    let bytes = f.for_wire(wire).clone();
+                    self.queue_bytes(key, &bytes);
+                }
+            }
+            let next = self.next_token;
+            self.next_token += 1;
+            if let Some(w) = self.slots[key]
+                .catchup
+                .as_deref_mut()
+                .and_then(|c| c.waiting.iter_mut().find(|w| w.token == token))
+            {
+                w.token = next;
+            }
+            self.fetches.insert(next, (key, id));
+            let mut answered = std::mem::take(&mut self.answered);
+            if let Some(adapter) = self.adapter.as_mut() {
+                adapter.fetch(&room, crate::Fetch::After(from), next, &mut answered);
+            }
+            self.answered = answered;
+            return;
+        }
         let Waiting {
             room, after, held, ..
         } = c.waiting.swap_remove(i);
@@ -1065,14 +1142,20 @@ impl<C> Hub<C> {
                 } else {
                     self.deliver_rooms(&rooms, except, frame)
                 };
+                let mut refused = false;
                 if let (Some(adapter), Some(json)) = (self.adapter.as_mut(), &frame.json) {
                     let names: Vec<&str> = rooms.iter().map(|r| &**r).collect();
                     if let Err(e) = adapter.broadcast_caused(&names, except, json, self.cause) {
+                        refused = true;
                         crate::peerlog::peer_log!(
                             log::Level::Warn,
                             "a room send reached this node only: {e}"
                         );
                     }
+                }
+                if refused && self.streams {
+                    // It will not come back from the streams: this node's members get it now.
+                    return self.deliver_rooms(&rooms, except, frame);
                 }
                 n
             }

@@ -391,7 +391,7 @@ impl<S: ServerHandler> Handlers<S> {
         // What the client's numbering says the server had, if the record lags behind it.
         let had = record.received.max(claim.next.saturating_sub(1));
         let mut resume = Resume::after(max, had, claim.next);
-        resume.continue_sent(claim.received);
+        resume.continue_sent(claim.received.min(u64::MAX >> 1)); // a peer's number
         let epoch = hub.adapter.as_ref().and_then(|a| a.epoch());
         let window = hub.config.get_resume_window().unwrap_or_default();
         let slot = &mut hub.slots[key];
@@ -474,10 +474,14 @@ impl<S: ServerHandler> Handlers<S> {
 
     /// Another node took session `token` over: its channel here ends, quietly (no goodbye:
     /// its client is on the other node now).
-    pub(crate) fn moved(hub: &mut Hub<S::Channel>, token: u128) {
-        let Some(key) = hub.sessions.remove(&token) else {
+    pub(crate) fn moved(hub: &mut Hub<S::Channel>, token: u128, id: Option<ChannelId>) {
+        let Some(&key) = hub.sessions.get(&token) else {
             return;
         };
+        if id.is_some_and(|id| hub.slots.get(key).is_some_and(|s| s.id != id)) {
+            return; // about an older channel of the session: this one took it back since
+        }
+        hub.sessions.remove(&token);
         if let Some(slot) = hub.slots.get_mut(key) {
             slot.token = None;
             slot.link.session.end_resume();
@@ -579,6 +583,12 @@ impl<S: ServerHandler> Handlers<S> {
         hub.mark_dirty(old);
         hub.account(old);
         hub.stats.resumed += 1;
+        if hub.streams {
+            let window = hub.config.get_resume_window().unwrap_or_default();
+            if let Some(adapter) = hub.adapter.as_mut() {
+                adapter.session_reattached(token, id, window);
+            }
+        }
         log::debug!(
             "channel {id} resumed from {} ({} messages sent again)",
             taken.addr,

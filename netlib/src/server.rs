@@ -614,11 +614,13 @@ impl<S: ServerHandler> Server<S> {
                 }
                 crate::ClusterInbound::Streamed {
                     room,
+                    before,
                     offset,
                     except,
                     payload,
                 } => {
-                    self.hub.deliver_streamed(&room, offset, except, &payload);
+                    self.hub
+                        .deliver_streamed(&room, &before, offset, except, &payload);
                 }
                 crate::ClusterInbound::Resumed { token, result } => {
                     let resumed =
@@ -635,8 +637,8 @@ impl<S: ServerHandler> Server<S> {
                     entries,
                     complete,
                 } => self.hub.fetched(token, entries, complete),
-                crate::ClusterInbound::Moved { token } => {
-                    crate::serve::Handlers::<S>::moved(&mut self.hub, token);
+                crate::ClusterInbound::Moved { token, id } => {
+                    crate::serve::Handlers::<S>::moved(&mut self.hub, token, id);
                 }
                 crate::ClusterInbound::Event(e) => self.hub.cluster_events.push(e),
             }
@@ -764,7 +766,10 @@ impl<S: ServerHandler> Server<S> {
                 self.handlers.greet(&mut self.state, &mut self.hub, key);
             }
             match inbound {
-                Some(Inbound::Message(m, payload)) => {
+                Some(Inbound::Message(mut m, payload)) => {
+                    if m.get(crate::protocol::AT).is_some() {
+                        m.take(crate::protocol::AT); // a client never sets offsets
+                    }
                     self.hub.count_message_in(key);
                     self.handlers
                         .dispatch(&mut self.state, &mut self.hub, key, Ok(m), payload)

@@ -1,5 +1,5 @@
 //! One node of the cluster jitter run (`netlib_bench::cluster`): the jitter relay (`join` a
-//! room, `say` to the room but the sender, `history` of a room) as a netlib server with
+//! room, `say` to the room but the sender, `say_all` to several rooms, `history` of a room) as a netlib server with
 //! sessions, in a cluster through Redis with room streams. Prints `jitter-node listening on
 //! ADDR` once bound, then runs until killed (the run SIGKILLs one node mid-way).
 //!
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use netlib::{
-    handler, ChannelId, Message, RoomBut, Server, ServerConfig, ServerContext, ServerHandler,
+    handler, ChannelId, Message, RoomBut, Rooms, Server, ServerConfig, ServerContext, ServerHandler,
 };
 use netlib_redis::{RedisAdapter, RedisConfig};
 
@@ -47,6 +47,22 @@ impl Relay {
     fn network_say(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, m: &Message) {
         let _ = ctx.send_to(RoomBut(m.get_str("room").unwrap_or_default(), from), m);
     }
+    /// `say` to every room of `rooms` (each member once) but the sender.
+    fn network_say_all(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, m: &Message) {
+        let rooms: Vec<String> = m
+            .get("rooms")
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+        let say = Message::new("say").with("n", m.get("n").cloned().unwrap_or_default());
+        let _ = ctx.send_to(Rooms(&rooms), &say);
+        let _ = from;
+    }
     /// The last `n` messages of `room`, from its stream (the chat's scrollback).
     fn network_history(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, m: &Message) {
         let n = m.get("n").and_then(|v| v.as_u64()).unwrap_or(50).min(1000) as usize;
@@ -56,6 +72,7 @@ impl Relay {
 handler!(Relay, "join" => network_join);
 handler!(Relay, "say" => network_say);
 handler!(Relay, "history" => network_history);
+handler!(Relay, "say_all" => network_say_all);
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
