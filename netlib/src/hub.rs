@@ -756,110 +756,88 @@ impl<C> Hub<C> {
         let Some(slot) = self.slots.get_mut(key).filter(|s| s.id == id) else {
             return;
         };
-        let Some(c) = slot.catchup.as_deref_mut() else {
+        let Some(i) = slot
+            .catchup
+            .as_deref()
+            .and_then(|c| c.waiting.iter().position(|w| w.token == token))
+        else {
             return;
         };
-        let Some(i) = c.waiting.iter().position(|w| w.token == token) else {
-            return;
-        };
-        if !complete && c.waiting[i].after.is_some() && c.waiting[i].tries < FETCH_TRIES {
-            // Read again (the backplane failed, or there are more than one read takes): the
-            // held messages wait on. What came is queued, and the read goes on after it.
-            let w = &mut c.waiting[i];
-            w.tries += 1;
-            let mut from = w.after.unwrap_or_default();
-            let room: Box<str> = w.room.clone();
-            let session = slot.token.is_some();
-            let mut frames = Vec::new();
-            let mut ids = vec![id];
-            ids.extend(slot.earlier.iter().flat_map(|v| v.iter().copied()));
-            for (offset, except, payload) in entries {
-                if offset <= from {
-                    continue;
-                }
-                from = offset;
-                if except.is_some_and(|e| ids.contains(&e)) {
-                    continue;
-                }
-                let json = if session {
-                    tag(&payload, &room, offset).unwrap_or(payload)
-                } else {
-                    payload
-                };
-                frames.push(json);
-            }
-            w.after = Some(from);
-            let wire = slot.wire as usize;
-            for json in frames {
-                if let Some(f) = self.local_frame(&json) {
-                    let bytes = f.for_wire(wire).clone();
-                    self.queue_bytes(key, &bytes);
-                }
-            }
+        let c = slot.catchup.as_deref_mut().expect("found above");
+        let w = &c.waiting[i];
+        let (room, after) = (w.room.clone(), w.after);
+        let again = !complete && after.is_some() && w.tries < FETCH_TRIES;
+        let (mut frames, mut last) = self.replay_frames(key, &room, after, entries);
+        let slot = &mut self.slots[key];
+        let wire = slot.wire as usize;
+        let c = slot.catchup.as_deref_mut().expect("found above");
+        if again {
+            // Read again (the backplane failed, or there are more than one read takes): what
+            // came is queued, the read goes on after it, and the held messages wait on.
             let next = self.next_token;
             self.next_token += 1;
-            if let Some(w) = self.slots[key]
-                .catchup
-                .as_deref_mut()
-                .and_then(|c| c.waiting.iter_mut().find(|w| w.token == token))
-            {
-                w.token = next;
-            }
+            let w = &mut c.waiting[i];
+            (w.tries, w.after, w.token) = (w.tries + 1, Some(last), next);
             self.fetches.insert(next, (key, id));
             let mut answered = std::mem::take(&mut self.answered);
             if let Some(adapter) = self.adapter.as_mut() {
-                adapter.fetch(&room, crate::Fetch::After(from), next, &mut answered);
+                adapter.fetch(&room, crate::Fetch::After(last), next, &mut answered);
             }
             self.answered = answered;
-            return;
-        }
-        let Waiting {
-            room, after, held, ..
-        } = c.waiting.swap_remove(i);
-        if !complete {
-            crate::peerlog::peer_log!(
-                log::Level::Warn,
-                "channel {id}: room {room}'s stream lacks some of the messages asked for"
-            );
-        }
-        let session = slot.token.is_some();
-        let mut ids = vec![id];
-        ids.extend(slot.earlier.iter().flat_map(|v| v.iter().copied()));
-        let mut last = after.unwrap_or_default();
-        let mut frames = Vec::new();
-        for (offset, except, payload) in entries {
-            if after.is_some_and(|a| offset <= a) {
-                continue;
+        } else {
+            if !complete {
+                crate::peerlog::peer_log!(
+                    log::Level::Warn,
+                    "channel {id}: room {room}'s stream lacks some of the messages asked for"
+                );
             }
-            if after.is_some() && except.is_some_and(|e| ids.contains(&e)) {
-                last = last.max(offset);
-                continue; // the client's own send, through this channel or an earlier one
+            for (offset, frame) in c.waiting.swap_remove(i).held {
+                if offset > last {
+                    frames.push(frame);
+                    last = offset;
+                }
             }
-            let json = if session {
-                tag(&payload, &room, offset).unwrap_or(payload)
-            } else {
-                payload
-            };
-            if let Some(f) = self.local_frame(&json) {
-                frames.push(f);
-            }
-            last = last.max(offset);
-        }
-        for (offset, frame) in held {
-            if offset > last {
-                frames.push(frame);
-                last = offset;
-            }
-        }
-        let slot = &mut self.slots[key];
-        let wire = slot.wire as usize;
-        if let Some(c) = slot.catchup.as_deref_mut() {
             c.floors.push((room, last));
         }
         for f in frames {
             let bytes = f.for_wire(wire).clone();
             self.queue_bytes(key, &bytes);
         }
+    }
+
+    /// The frames of fetched `entries` for channel `key` in `room`, oldest first, with the
+    /// last offset they reach: only those after `after` (all of them for a history, `None`),
+    /// tagged for a session's client, and, in a replay, not the client's own sends (through
+    /// this channel or an earlier one of its session).
+    fn replay_frames(
+        &self,
+        key: usize,
+        room: &str,
+        after: Option<Offset>,
+        entries: Vec<(Offset, Option<ChannelId>, Bytes)>,
+    ) -> (Vec<Frame>, Offset) {
+        let slot = &self.slots[key];
+        let session = slot.token.is_some();
+        let own =
+            |e: ChannelId| e == slot.id || slot.earlier.as_deref().is_some_and(|v| v.contains(&e));
+        let mut last = after.unwrap_or_default();
+        let mut frames = Vec::new();
+        for (offset, except, payload) in entries {
+            if after.is_some_and(|a| offset <= a) {
+                continue;
+            }
+            last = last.max(offset);
+            if after.is_some() && except.is_some_and(own) {
+                continue;
+            }
+            let json = if session {
+                tag(&payload, room, offset).unwrap_or(payload)
+            } else {
+                payload
+            };
+            frames.extend(self.local_frame(&json));
+        }
+        (frames, last)
     }
 
     /// Queues `frame` for this node's members of any of `rooms` (each once) but `except`; not

@@ -703,8 +703,11 @@ pub(crate) fn reap<S: ServerHandler>(state: &mut S, hub: &mut Hub<S::Channel>) {
             continue;
         };
         let phase = slot.link.session.phase().clone();
-        if matches!(phase, Phase::Open | Phase::Closing(_)) {
-            continue;
+        if matches!(
+            phase,
+            Phase::Open | Phase::Closing(_) | Phase::Detached { .. }
+        ) {
+            continue; // not ended, or detached already (a key noted twice)
         }
         if !slot.reported {
             slot.pending = false;
