@@ -456,3 +456,19 @@ fn shutdown_flushes_what_is_queued_for_every_channel() {
         assert_eq!(got[1999].get("n"), Some(&json!(1999)));
     }
 }
+
+#[test]
+fn a_client_cannot_set_a_room_offset_for_another_client() {
+    // `netlib.at` is the server's: a handler that passes a client's message on would otherwise
+    // plant a false offset in another client's resume state.
+    let r = Running::start(ServerConfig::default());
+    let mut peer = RawPeer::connect(r.addr, Framing::Terminator);
+    assert_eq!(peer.recv().action(), "connected");
+    peer.send(&json!({"action": "echo", "text": "hi", "netlib.at": ["lobby", "99999999999999-0"]}));
+    let echo = peer.recv_action("echo");
+    assert_eq!(echo.get_str("text"), Some("hi"));
+    assert!(
+        echo.get(netlib::protocol::AT).is_none(),
+        "the handler never saw it: {echo:?}"
+    );
+}

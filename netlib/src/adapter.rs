@@ -467,6 +467,24 @@ mod tests {
     use crate::id::NODE_SHIFT;
 
     #[test]
+    fn an_offset_reads_and_writes_as_ms_dash_seq_and_orders_by_ms_then_seq() {
+        let o: Offset = "1700000000000-12".parse().unwrap();
+        assert_eq!(
+            o,
+            Offset {
+                ms: 1_700_000_000_000,
+                seq: 12
+            }
+        );
+        assert_eq!(o.to_string(), "1700000000000-12");
+        assert!("5-10".parse::<Offset>().unwrap() > "5-9".parse().unwrap());
+        assert!("10-0".parse::<Offset>().unwrap() > "9-99".parse().unwrap());
+        for bad in ["", "5", "5-", "-5", "a-1", "1-b", "1-2-3", "-1-2"] {
+            assert!(bad.parse::<Offset>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn an_id_names_its_node_in_its_high_bits() {
         let id = ChannelId::from_serial((7 << NODE_SHIFT) | 42);
         assert_eq!(id.node(), 7);

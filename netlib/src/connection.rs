@@ -699,3 +699,53 @@ impl Connection {
             .unwrap_or(InboundError::NotAnObject)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tagged(tag: serde_json::Value) -> Message {
+        Message::new("say").with("n", 1).with(protocol::AT, tag)
+    }
+
+    #[test]
+    fn a_client_strips_the_tag_and_keeps_the_highest_offset_per_room() {
+        let mut rooms = Rooms::default();
+        for (room, offset) in [("a", "5-9"), ("a", "5-10"), ("a", "5-2"), ("b", "9-99")] {
+            let mut m = tagged(serde_json::json!([room, offset]));
+            rooms.strip(&mut m);
+            assert!(m.get(protocol::AT).is_none(), "listeners never see it");
+            assert_eq!(m.get("n"), Some(&1.into()), "the rest is left alone");
+        }
+        assert_eq!(rooms.offsets["a"], Offset { ms: 5, seq: 10 });
+        assert_eq!(rooms.offsets["b"], Offset { ms: 9, seq: 99 });
+    }
+
+    #[test]
+    fn a_malformed_tag_is_stripped_and_not_kept() {
+        let mut rooms = Rooms::default();
+        for bad in [
+            serde_json::json!("a"),
+            serde_json::json!(["a"]),
+            serde_json::json!(["a", 5]),
+            serde_json::json!(["a", "5"]),
+            serde_json::json!([1, "1-1"]),
+            serde_json::json!(["a", "1-1", "x"]),
+        ] {
+            let mut m = tagged(bad.clone());
+            rooms.strip(&mut m);
+            assert!(m.get(protocol::AT).is_none(), "{bad}");
+        }
+        assert!(rooms.offsets.is_empty());
+    }
+
+    #[test]
+    fn a_client_keeps_offsets_for_a_bounded_number_of_rooms() {
+        let mut rooms = Rooms::default();
+        for i in 0..MAX_ROOMS + 10 {
+            let mut m = tagged(serde_json::json!([format!("r{i}"), "1-1"]));
+            rooms.strip(&mut m);
+        }
+        assert_eq!(rooms.offsets.len(), MAX_ROOMS);
+    }
+}

@@ -1612,3 +1612,40 @@ fn tag(payload: &Bytes, room: &str, offset: Offset) -> Option<Bytes> {
     );
     Some(Bytes::from(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64, seq: u64) -> Offset {
+        Offset { ms, seq }
+    }
+
+    #[test]
+    fn a_room_message_is_tagged_with_its_room_and_offset_as_its_last_member() {
+        let tagged = tag(
+            &Bytes::from_static(br#"{"action":"say","n":1}"#),
+            "lobby",
+            at(17, 2),
+        );
+        assert_eq!(
+            tagged.as_deref(),
+            Some(&br#"{"action":"say","n":1,"netlib.at":["lobby","17-2"]}"#[..])
+        );
+        // The room is JSON-escaped, and the result is still one object that parses.
+        let tagged = tag(
+            &Bytes::from_static(br#"{"action":"a"}"#),
+            "a\"b\\c\u{e9}",
+            at(1, 0),
+        )
+        .expect("an object");
+        let v: serde_json::Value = serde_json::from_slice(&tagged).expect("valid JSON");
+        assert_eq!(v["netlib.at"], serde_json::json!(["a\"b\\c\u{e9}", "1-0"]));
+        assert_eq!(v["action"], "a");
+        assert!(
+            tag(&Bytes::from_static(b"[1,2]"), "r", at(1, 1)).is_none(),
+            "not an object"
+        );
+        assert!(tag(&Bytes::new(), "r", at(1, 1)).is_none());
+    }
+}
