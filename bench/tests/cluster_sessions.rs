@@ -3,7 +3,8 @@
 //! session resumes on another node with the room messages it missed, in order and once; a
 //! node without members serves a room's history from its stream; after Redis lost its data
 //! a resume on another node is refused for the epoch, never silently short; a send to several
-//! rooms reaches a member of several of them once.
+//! rooms reaches a member of several of them once; messages to one channel alone reach it on
+//! another node after its first node was SIGKILLed.
 
 use std::path::Path;
 
@@ -249,4 +250,57 @@ fn a_send_to_several_rooms_reaches_a_member_of_several_of_them_once() {
         [1, 2, 3],
         "each once, in order"
     );
+}
+
+#[test]
+fn messages_to_a_channel_alone_reach_it_on_another_node_after_its_node_was_killed() {
+    let mut c = cluster(2);
+    let b = c.nodes[1].1.clone();
+    let mut alice = Peer::new(&c.nodes[0].1, true);
+    let answer = alice.expect(protocol::SESSION);
+    let id = answer
+        .get("id")
+        .and_then(|v| v.as_u64())
+        .expect("its channel's id");
+    join(&mut alice, "r");
+    let mut bob = Peer::new(&b, true);
+    join(&mut bob, "r");
+    let whisper = |bob: &mut Peer, n: u64| {
+        bob.c
+            .send(&Message::new("whisper").with("to", id).with("n", n))
+            .unwrap();
+        assert!(bob.c.flush(TIMEOUT).expect("flush"), "written");
+    };
+    whisper(&mut bob, 1);
+    assert_eq!(numbers(&alice.take("say", 1)), [1]);
+
+    alice.c.disconnect();
+    whisper(&mut bob, 2);
+    whisper(&mut bob, 3);
+    // Node A kept them in Redis, with the session, before it is SIGKILLed.
+    let mut con = c.redis.connection();
+    until("the messages to alice alone kept in Redis", || {
+        let keys: Vec<String> = ::redis::cmd("KEYS")
+            .arg("jitter:sess:*:out")
+            .query(&mut con)
+            .unwrap_or_default();
+        keys.iter().any(|k| {
+            let n: usize = ::redis::cmd("XLEN").arg(k).query(&mut con).unwrap_or(0);
+            n >= 3
+        })
+    });
+    let (mut a, _) = c.nodes.remove(0);
+    let _ = a.0.kill();
+    let _ = a.0.wait();
+
+    alice.c.reconnect_to(&b).unwrap();
+    let answer = alice.expect(protocol::SESSION);
+    assert_eq!(answer.get("recovered"), Some(&true.into()), "{answer:?}");
+    assert_eq!(
+        numbers(&alice.take("say", 2)),
+        [2, 3],
+        "what it missed, once, in order"
+    );
+    say(&mut bob, 4);
+    assert_eq!(numbers(&alice.take("say", 1)), [4], "then live");
 }

@@ -406,6 +406,17 @@ impl Adapter for RedisAdapter {
         }
     }
 
+    fn session_sent(&mut self, token: u128, id: ChannelId, n: u64, payload: &Bytes) {
+        if self.streams > 0 {
+            self.shared.command(Cmd::SessionSent {
+                token,
+                id: id.serial(),
+                n,
+                payload: payload.to_vec(),
+            });
+        }
+    }
+
     fn session_detached(&mut self, token: u128) {
         if self.streams > 0 {
             self.shared.command(Cmd::SessionDetached { token });

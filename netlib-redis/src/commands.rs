@@ -99,6 +99,13 @@ pub(crate) enum Cmd {
     SessionDetached {
         token: u128,
     },
+    /// Message `n` to session `token`'s channel `id` alone: kept with the session.
+    SessionSent {
+        token: u128,
+        id: u64,
+        n: u64,
+        payload: Vec<u8>,
+    },
     SessionEnded {
         token: u128,
     },
@@ -767,10 +774,14 @@ impl Commander {
         self.expects.push(Expect::Ignore);
     }
 
-    /// Runs `cmd args` on session `token`'s record if this node owns it.
-    fn session_if_owner(&mut self, token: u128, cmd: &str, args: &[String]) {
-        let key = self.keys.session(token);
-        eval(&mut self.pipe, keys::SESSION_IF_OWNER, &[&key])
+    /// Runs `cmd args` on session `token`'s record if this node owns it, and with `both` on
+    /// the stream of its messages to its channel alone too.
+    fn session_if_owner(&mut self, token: u128, both: bool, cmd: &str, args: &[String]) {
+        let mut keys = vec![self.keys.session(token)];
+        if both {
+            keys.push(self.keys.session_out(token));
+        }
+        eval(&mut self.pipe, keys::SESSION_IF_OWNER, &keys)
             .arg(self.me.node)
             .arg(cmd)
             .arg(args);
@@ -793,7 +804,7 @@ impl Commander {
             Instant::now() + (least / 4).clamp(Duration::from_secs(1), SESSION_REFRESH);
         for (token, window) in due {
             let ttl = Self::session_ttl(window).to_string();
-            self.session_if_owner(token, "PEXPIRE", &[ttl]);
+            self.session_if_owner(token, true, "PEXPIRE", &[ttl]);
             if self.pipe.len() >= BATCH {
                 self.flush();
             }
@@ -817,24 +828,34 @@ impl Commander {
             .map_or(Duration::from_secs(120), |s| s.1);
         let mut moved = Vec::new();
         envelope::moved(&mut moved, self.me.node, token);
-        let keys = [self.keys.session(token), self.keys.epoch()];
+        let keys = [
+            self.keys.session(token),
+            self.keys.epoch(),
+            self.keys.session_out(token),
+        ];
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(&self.claim_code)
-            .arg(2)
+            .arg(3)
             .arg(&keys)
             .arg(claim.epoch.clone().unwrap_or_default())
             .arg(self.me.node)
             .arg(claim.id.serial())
             .arg(self.keys.prefix())
             .arg(Self::session_ttl(window))
-            .arg(moved);
+            .arg(moved)
+            .arg(claim.received);
         for (room, offset) in &claim.rooms {
             cmd.arg(room).arg(offset.to_string());
         }
         let reply: RedisResult<Vec<String>> = cmd.query(self.con());
         let result = match reply {
-            Ok(v) if v.first().map(String::as_str) == Some("ok") && v.len() >= 4 => {
-                let rooms = v[4..]
+            Ok(v) if v.first().map(String::as_str) == Some("ok") && v.len() >= 5 => {
+                let count: usize = v[4].parse().unwrap_or(0).min(v.len() - 5);
+                let direct = v[5..5 + count]
+                    .iter()
+                    .map(|p| bytes::Bytes::from(p.clone().into_bytes()))
+                    .collect();
+                let rooms = v[5 + count..]
                     .chunks_exact(2)
                     .filter_map(|p| Some((p[0].clone(), p[1].parse::<Offset>().ok()?)))
                     .collect();
@@ -847,6 +868,7 @@ impl Commander {
                     previous: earlier.last().copied().unwrap_or(ChannelId::from_serial(0)),
                     earlier,
                     received: v[3].parse().unwrap_or(0),
+                    direct,
                     rooms,
                 })
             }
@@ -1063,7 +1085,7 @@ impl Commander {
                         self.zrem(&room, id);
                         self.hset(id);
                         if let Some(&token) = self.session_of.get(&id) {
-                            self.session_if_owner(token, "HDEL", &[format!("r:{room}")]);
+                            self.session_if_owner(token, false, "HDEL", &[format!("r:{room}")]);
                         }
                     } else if e.is_empty() {
                         self.mirror.remove(&id);
@@ -1197,8 +1219,28 @@ impl Commander {
                         s.2 = false;
                         let ms = u64::try_from(s.1.as_millis()).unwrap_or(u64::MAX).max(1);
                         if self.live() {
-                            self.session_if_owner(token, "PEXPIRE", &[ms.to_string()]);
+                            self.session_if_owner(token, true, "PEXPIRE", &[ms.to_string()]);
                         }
+                    }
+                }
+                Cmd::SessionSent {
+                    token,
+                    id,
+                    n,
+                    payload,
+                } => {
+                    let Some(&(_, window, _)) = self.sessions.get(&token) else {
+                        continue;
+                    };
+                    if self.live() {
+                        let keys = [self.keys.session(token), self.keys.session_out(token)];
+                        eval(&mut self.pipe, keys::SESSION_SENT, &keys)
+                            .arg(self.me.node)
+                            .arg(id)
+                            .arg(n)
+                            .arg(payload)
+                            .arg(Self::session_ttl(window));
+                        self.expects.push(Expect::Ignore);
                     }
                 }
                 Cmd::SessionEnded { token } => {
@@ -1206,7 +1248,7 @@ impl Commander {
                         self.session_of.remove(&id);
                     }
                     if self.live() {
-                        self.session_if_owner(token, "DEL", &[]);
+                        self.session_if_owner(token, true, "DEL", &[]);
                     }
                 }
                 Cmd::Resume { claim } => {
@@ -1375,7 +1417,7 @@ impl Commander {
             self.session_open(token, id, window, true);
             if !connected {
                 let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
-                self.session_if_owner(token, "PEXPIRE", &[ms.to_string()]);
+                self.session_if_owner(token, true, "PEXPIRE", &[ms.to_string()]);
             }
         }
         let departed = std::mem::take(&mut self.departures);

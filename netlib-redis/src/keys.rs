@@ -68,6 +68,10 @@ impl Keys {
     pub(crate) fn session(&self, token: u128) -> String {
         format!("{}:sess:{token:032x}", self.prefix)
     }
+    /// A resumable session's messages to its channel alone (with room streams).
+    pub(crate) fn session_out(&self, token: u128) -> String {
+        format!("{}:sess:{token:032x}:out", self.prefix)
+    }
     /// The prefix, for scripts that name keys from what they read.
     pub(crate) fn prefix(&self) -> &str {
         &self.prefix
@@ -236,13 +240,25 @@ if last[1] then at = last[1][1] end
 return redis.call('HSETNX', KEYS[1], 'r:' .. ARGV[1], at)
 ";
 
-/// Runs a command on a session's record if this node owns it: `KEYS` = the record; `ARGV` =
-/// node, then the command and its arguments (the key goes first).
+/// Runs a command on a session's record and its messages (`KEYS` = the record, the stream
+/// of its messages to its channel alone) if this node owns it; `ARGV` = node, then the
+/// command and its arguments (each key goes first, the command runs once per key).
 pub(crate) const SESSION_IF_OWNER: &str = r"
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
 local args = {}
 for i = 3, #ARGV do args[#args + 1] = ARGV[i] end
-return redis.call(ARGV[2], KEYS[1], unpack(args))
+for _, k in ipairs(KEYS) do redis.call(ARGV[2], k, unpack(args)) end
+return 1
+";
+
+/// A message to a session's channel alone: `KEYS` = the record, its messages' stream; `ARGV`
+/// = node, serial, number, payload, TTL (ms). Kept (about the last `DIRECT_KEPT`) if this
+/// node owns the session.
+pub(crate) const SESSION_SENT: &str = r"
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000, '*', 's', ARGV[2], 'n', ARGV[3], 'p', ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return 1
 ";
 
 /// Lua helpers for stream ids: `cmp(a, b)` (-1, 0, 1) and `trimmed(stream)`, the stream's
@@ -269,12 +285,15 @@ local function trimmed(stream)
 end
 ";
 
-/// Takes a session over for this node: `KEYS` = the record, the epoch marker; `ARGV` = the
-/// client's epoch (or ''), this node, the new serial, the prefix, the TTL (ms), the
-/// `moved` envelope for the old owner (the script appends the old channel's serial), then
-/// room and offset pairs (the client's). Returns
+/// Takes a session over for this node: `KEYS` = the record, the epoch marker, the stream of
+/// its messages to its channel alone (read, then deleted: the new owner keeps those the
+/// client lacks again); `ARGV` = the client's epoch (or ''), this node, the new serial, the
+/// prefix, the TTL (ms), the
+/// `moved` envelope for the old owner (the script appends the old channel's serial), the
+/// client's last received number, then room and offset pairs (the client's). Returns
 /// `{'ok', old owner, the session's earlier serials (comma-separated, the last 8, the
-/// latest last), handled count, room, from, room, from, ...}` (each room of
+/// latest last), handled count, the count of messages to the channel alone the client lacks,
+/// those messages, room, from, room, from, ...}` (each room of
 /// the record, replayed from the later of the client's offset and the join's), or `{'no',
 /// why}`: no such record, another epoch, or messages the client lacks were trimmed.
 pub(crate) fn session_claim() -> String {
@@ -290,14 +309,32 @@ if not epoch or rec['epoch'] ~= epoch or (ARGV[1] ~= '' and ARGV[1] ~= epoch) th
   return {'no', 'epoch'}
 end
 local client = {}
-for i = 7, #ARGV, 2 do client[ARGV[i]] = ARGV[i + 1] end
+for i = 8, #ARGV, 2 do client[ARGV[i]] = ARGV[i + 1] end
+local direct = {}
+local out = redis.call('XRANGE', KEYS[3], '-', '+')
+for _, e in ipairs(out) do
+  local f = {}
+  for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
+  if f['s'] == rec['serial'] and tonumber(f['n']) > tonumber(ARGV[7]) then
+    direct[#direct + 1] = f['p']
+  end
+end
+if #out > 0 and #direct == 0 and cmp(trimmed(KEYS[3]), '0-0') > 0 then
+  local first = {}
+  for i = 1, #out[1][2], 2 do first[out[1][2][i]] = out[1][2][i + 1] end
+  if first['s'] == rec['serial'] and tonumber(first['n']) > tonumber(ARGV[7]) + 1 then
+    return {'no', 'messages to the channel were let go'}
+  end
+end
+redis.call('DEL', KEYS[3])
 local ids = rec['serial']
 if rec['ids'] then ids = rec['ids'] .. ',' .. rec['serial'] end
 local kept = {}
 for id in string.gmatch(ids, '%d+') do kept[#kept + 1] = id end
 while #kept > 8 do table.remove(kept, 1) end
 ids = table.concat(kept, ',')
-local out = {'ok', rec['owner'], ids, rec['received'] or '0'}
+local reply = {'ok', rec['owner'], ids, rec['received'] or '0', tostring(#direct)}
+for _, p in ipairs(direct) do reply[#reply + 1] = p end
 for k, v in pairs(rec) do
   if string.sub(k, 1, 2) == 'r:' then
     local room = string.sub(k, 3)
@@ -307,8 +344,8 @@ for k, v in pairs(rec) do
     if cmp(trimmed(ARGV[4] .. ':stream:' .. room), from) > 0 then
       return {'no', 'messages of room ' .. room .. ' were trimmed from its stream'}
     end
-    out[#out + 1] = room
-    out[#out + 1] = from
+    reply[#reply + 1] = room
+    reply[#reply + 1] = from
   end
 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'serial', ARGV[3], 'ids', ids)
@@ -316,7 +353,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 if rec['owner'] ~= ARGV[2] then
   redis.call('PUBLISH', ARGV[4] .. ':to:' .. rec['owner'], ARGV[6] .. rec['serial'])
 end
-return out
+return reply
 "
     )
 }

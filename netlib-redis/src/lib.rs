@@ -45,6 +45,7 @@
 //! | `{p}:departed` | stream | the log: every departure envelope and every room send held during an outage (trimmed to about 100 000 entries), for a node that subscribes again to read what it missed |
 //! | `{p}:stream:{room}` | stream | with [room streams](RedisConfig::room_streams): the room's sends, each a room-send envelope (field `e`); the entry id is the send's offset |
 //! | `{p}:sess:{token}` | hash, TTL | with room streams: a resumable session's record: `owner` (node), `serial`, `ids` (its earlier serials), `epoch`, `received` (the client's messages handled), `r:{room}` (the offset each room was joined at); TTL: the resume window past its owner's last refresh |
+//! | `{p}:sess:{token}:out` | stream, TTL | with room streams: the session's messages to its channel alone (fields `s` serial, `n` number, `p` payload; about the last 1 000), read and deleted by a node that takes the session over |
 //! | `{p}:bus` | pub/sub | room sends, messages to every node, departures (with their `{p}:departed` id appended), "node gone" notices |
 //! | `{p}:to:{n}` | pub/sub | sends to channels of node `n`, messages to node `n` |
 //!

@@ -190,6 +190,8 @@ pub struct SessionClaim {
     pub id: ChannelId,
     /// The last offset the client received, per room.
     pub rooms: Vec<(String, Offset)>,
+    /// The number of the last message the client received (its session's count).
+    pub received: u64,
 }
 
 /// What a node that takes over a session needs of it: its old channel, how many of the
@@ -203,6 +205,9 @@ pub struct SessionRecord {
     pub earlier: Vec<ChannelId>,
     /// Messages of the client handled so far (at least: see [`Cause`]).
     pub received: u64,
+    /// The messages to the session's channel alone (not a room's, see
+    /// [`Adapter::session_sent`]) that the client did not receive, oldest first, as JSON.
+    pub direct: Vec<Bytes>,
     /// The session's rooms, each with the offset after which the client lacks messages.
     pub rooms: Vec<(String, Offset)>,
 }
@@ -421,6 +426,13 @@ pub trait Adapter: Send + fmt::Debug {
     /// [`Inbound::Moved`] follows). Default: nothing.
     fn session_reattached(&mut self, token: u128, id: ChannelId, window: std::time::Duration) {
         let _ = (token, id, window);
+    }
+
+    /// With room streams: message number `n` of session `token` (channel `id`), `payload` as
+    /// JSON, went to that channel alone (not a room's): the adapter keeps it, so that a node
+    /// that takes the session over sends it if the client lacks it. Default: nothing.
+    fn session_sent(&mut self, token: u128, id: ChannelId, n: u64, payload: &Bytes) {
+        let _ = (token, id, n, payload);
     }
 
     /// With room streams: session `token` lost its connection; it can be taken over until

@@ -551,6 +551,25 @@ impl<C> Hub<C> {
         }
     }
 
+    /// With room streams: the frame just queued for channel `key`, `json`, went to it alone;
+    /// a session's adapter keeps it for a resume on another node.
+    pub(crate) fn sent_direct(&mut self, key: usize, json: &Bytes) {
+        if !self.streams {
+            return;
+        }
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let (Some(&token), Some(r)) = (slot.token.as_deref(), slot.link.session.resume_mut())
+        else {
+            return;
+        };
+        let (n, id) = (r.last_sent(), slot.id);
+        if let Some(adapter) = self.adapter.as_mut() {
+            adapter.session_sent(token, id, n, json);
+        }
+    }
+
     /// Session `token` ended for good: it cannot be resumed here, nor (with room streams)
     /// on another node.
     pub(crate) fn end_session(&mut self, token: u128) {
@@ -1146,7 +1165,11 @@ impl<C> Hub<C> {
                     }
                     if let Some(key) = self.key(id) {
                         let wire = self.slots[key].wire as usize;
-                        n += usize::from(self.queue_bytes(key, frame.for_wire(wire)));
+                        let queued = self.queue_bytes(key, frame.for_wire(wire));
+                        if let (true, Some(json)) = (queued && self.streams, &frame.json) {
+                            self.sent_direct(key, json);
+                        }
+                        n += usize::from(queued);
                     }
                 }
                 n
@@ -1161,9 +1184,15 @@ impl<C> Hub<C> {
         msg: &T,
     ) -> Result<usize, SendError> {
         let slot = self.slots.get(key).ok_or(SendError::NotConnected)?;
+        let session = self.streams && slot.token.is_some();
         let wire = &self.wires[slot.wire as usize];
         let bytes = wire.encode(msg, self.config.get_max_frame_size())?;
         if self.queue_bytes(key, &bytes) {
+            if session {
+                if let Some(json) = self.encode(msg)?.json {
+                    self.sent_direct(key, &json);
+                }
+            }
             Ok(bytes.len())
         } else {
             Err(SendError::NotConnected)

@@ -350,6 +350,7 @@ impl<S: ServerHandler> Handlers<S> {
             epoch: msg.get_str("epoch").map(str::to_owned),
             id,
             rooms,
+            received,
         };
         let mut answered = std::mem::take(&mut hub.answered);
         if let Some(adapter) = hub.adapter.as_mut() {
@@ -412,6 +413,15 @@ impl<S: ServerHandler> Handlers<S> {
         hub.slots[key].earlier = Some(record.earlier.clone().into_boxed_slice());
         if let Some(adapter) = hub.adapter.as_mut() {
             adapter.session_opened(token, id, window);
+        }
+        // What it missed of the messages to it alone, first; kept again under this channel.
+        for payload in &record.direct {
+            if let Some(frame) = hub.local_frame(payload) {
+                let wire = hub.slots[key].wire as usize;
+                if hub.queue_bytes(key, frame.for_wire(wire)) {
+                    hub.sent_direct(key, payload);
+                }
+            }
         }
         let cap = hub.config.get_max_rooms_per_channel();
         for (room, from) in &record.rooms {

@@ -594,7 +594,8 @@ impl<S: ServerHandler> Server<S> {
                             "the cluster handed this node a send for {to} of node {}",
                             to.node()
                         );
-                    } else if let Some(frame) = self.hub.local_frame(&payload) {
+                    } else if let Some(mut frame) = self.hub.local_frame(&payload) {
+                        frame.json = Some(payload); // kept with a session, with room streams
                         if self.hub.send_frame(to, &frame) == 0 {
                             log::debug!("a send from another node for {to}: no such channel");
                         }

@@ -1,5 +1,5 @@
 //! One node of the cluster jitter run (`netlib_bench::cluster`): the jitter relay (`join` a
-//! room, `say` to the room but the sender, `say_all` to several rooms, `history` of a room) as a netlib server with
+//! room, `say` to the room but the sender, `say_all` to several rooms, `whisper` to one channel, `history` of a room) as a netlib server with
 //! sessions, in a cluster through Redis with room streams. Prints `jitter-node listening on
 //! ADDR` once bound, then runs until killed (the run SIGKILLs one node mid-way).
 //!
@@ -63,6 +63,12 @@ impl Relay {
         let _ = ctx.send_to(Rooms(&rooms), &say);
         let _ = from;
     }
+    /// `say` to the channel `to` (its id's serial) alone, on whichever node it is.
+    fn network_whisper(&mut self, ctx: &mut ServerContext<'_, ()>, _: ChannelId, m: &Message) {
+        let to = ChannelId::from_serial(m.get("to").and_then(|v| v.as_u64()).unwrap_or(0));
+        let say = Message::new("say").with("n", m.get("n").cloned().unwrap_or_default());
+        let _ = ctx.send_to(to, &say);
+    }
     /// The last `n` messages of `room`, from its stream (the chat's scrollback).
     fn network_history(&mut self, ctx: &mut ServerContext<'_, ()>, from: ChannelId, m: &Message) {
         let n = m.get("n").and_then(|v| v.as_u64()).unwrap_or(50).min(1000) as usize;
@@ -73,6 +79,7 @@ handler!(Relay, "join" => network_join);
 handler!(Relay, "say" => network_say);
 handler!(Relay, "history" => network_history);
 handler!(Relay, "say_all" => network_say_all);
+handler!(Relay, "whisper" => network_whisper);
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
