@@ -86,6 +86,24 @@ impl Report {
         self.resumed as f64 / self.reconnects as f64
     }
 
+    /// One line for a test's log: what was sent, delivered, resumed, and the replay times.
+    pub fn summary(&self) -> String {
+        format!(
+            "sent {}, delivered {} of {}, {} duplicates, {} out of order, {} of {} resumed, killed node's sessions {} ({} resumed), replay p50 {:.1} ms p99 {:.1} ms",
+            self.sent,
+            self.delivered,
+            self.expected,
+            self.duplicates,
+            self.out_of_order,
+            self.resumed,
+            self.reconnects,
+            self.killed_sessions,
+            self.killed_resumed,
+            self.replay_percentile(50.0),
+            self.replay_percentile(99.0)
+        )
+    }
+
     /// The `p`th percentile (0-100) of the replay times, in ms.
     pub fn replay_percentile(&self, p: f64) -> f64 {
         let mut v = self.replay_ms.clone();

@@ -16,18 +16,7 @@ fn every_message_arrives_once_and_in_order_through_random_drops() {
         seed: 0x5eed,
     };
     let r = run(&plan);
-    eprintln!(
-        "sent {}, delivered {} of {}, {} duplicates, {} out of order, {} of {} resumed, replay p50 {:.1} ms p99 {:.1} ms",
-        r.sent,
-        r.delivered,
-        r.expected,
-        r.duplicates,
-        r.out_of_order,
-        r.resumed,
-        r.reconnects,
-        r.replay_percentile(50.0),
-        r.replay_percentile(99.0)
-    );
+    eprintln!("{}", r.summary());
     assert!(
         r.reconnects >= 100,
         "the run dropped connections: {}",

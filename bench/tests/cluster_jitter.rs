@@ -21,20 +21,7 @@ fn plan(seconds: u64) -> Plan {
 }
 
 fn show(r: &Report) {
-    eprintln!(
-        "sent {}, delivered {} of {}, {} duplicates, {} out of order, {} of {} resumed, killed node's sessions {} ({} resumed), replay p50 {:.1} ms p99 {:.1} ms",
-        r.sent,
-        r.delivered,
-        r.expected,
-        r.duplicates,
-        r.out_of_order,
-        r.resumed,
-        r.reconnects,
-        r.killed_sessions,
-        r.killed_resumed,
-        r.replay_percentile(50.0),
-        r.replay_percentile(99.0)
-    );
+    eprintln!("{}", r.summary());
 }
 
 fn node() -> &'static Path {

@@ -719,6 +719,24 @@ impl Commander {
             .arg(LOG_LENGTH);
     }
 
+    /// Room send `seq` was handed over before an outage and never sent: it is published once
+    /// Redis is back (now, if it is), before those held during the outage (its number is
+    /// lower).
+    fn hold_room_send(&mut self, seq: u64, bytes: Vec<u8>) {
+        if self.up() {
+            self.held.push((seq, bytes));
+            self.held.sort_by_key(|&(seq, _)| seq);
+        } else {
+            self.shared.hold_again(vec![(seq, bytes)]);
+        }
+    }
+
+    /// Session `token` waits to be resumed: its record and messages live for `window` more.
+    fn session_expire_in(&mut self, token: u128, window: Duration) {
+        let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.session_if_owner(token, true, "PEXPIRE", &[ms.to_string()]);
+    }
+
     /// Adds a room send to `room`'s stream and publishes it (see `keys::ROOM`), recording
     /// `cause`. Into the pipeline; the caller pushes the reply's expectation.
     fn stream(&mut self, room: &str, bytes: &[u8], cause: Option<Cause>) {
@@ -1165,13 +1183,7 @@ impl Commander {
                         // once Redis is back (now, if it is: it is older than what was held
                         // during the outage); anything else is dropped.
                         if let Some(seq) = seq {
-                            if self.up() {
-                                // Before those held during the outage (its number is lower).
-                                self.held.push((seq, bytes));
-                                self.held.sort_by_key(|&(seq, _)| seq);
-                            } else {
-                                self.shared.hold_again(vec![(seq, bytes)]);
-                            }
+                            self.hold_room_send(seq, bytes);
                         }
                         continue;
                     }
@@ -1188,13 +1200,7 @@ impl Commander {
                     cause,
                 } => {
                     if epoch != self.shared.epoch() || !self.live() {
-                        // As a held room send (see `Publish`).
-                        if self.up() {
-                            self.held.push((seq, bytes));
-                            self.held.sort_by_key(|&(seq, _)| seq);
-                        } else {
-                            self.shared.hold_again(vec![(seq, bytes)]);
-                        }
+                        self.hold_room_send(seq, bytes); // as a `Publish` room send
                         continue;
                     }
                     self.drain_held();
@@ -1217,9 +1223,9 @@ impl Commander {
                 Cmd::SessionDetached { token } => {
                     if let Some(s) = self.sessions.get_mut(&token) {
                         s.2 = false;
-                        let ms = u64::try_from(s.1.as_millis()).unwrap_or(u64::MAX).max(1);
+                        let window = s.1;
                         if self.live() {
-                            self.session_if_owner(token, true, "PEXPIRE", &[ms.to_string()]);
+                            self.session_expire_in(token, window);
                         }
                     }
                 }
@@ -1416,8 +1422,7 @@ impl Commander {
             // elsewhere (`reason: "epoch"`).
             self.session_open(token, id, window, true);
             if !connected {
-                let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
-                self.session_if_owner(token, true, "PEXPIRE", &[ms.to_string()]);
+                self.session_expire_in(token, window);
             }
         }
         let departed = std::mem::take(&mut self.departures);

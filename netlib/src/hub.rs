@@ -1187,11 +1187,17 @@ impl<C> Hub<C> {
         let session = self.streams && slot.token.is_some();
         let wire = &self.wires[slot.wire as usize];
         let bytes = wire.encode(msg, self.config.get_max_frame_size())?;
+        let json = match (session, &wire.codec) {
+            (false, _) => None,
+            // A JSON wire's frame holds the JSON already.
+            (true, crate::Codec::Json) => Some(wire.framing.payload_of(&bytes)),
+            (true, _) => Some(Bytes::from(
+                serde_json::to_vec(msg).map_err(|e| EncodeError::Serialize(e.to_string()))?,
+            )),
+        };
         if self.queue_bytes(key, &bytes) {
-            if session {
-                if let Some(json) = self.encode(msg)?.json {
-                    self.sent_direct(key, &json);
-                }
+            if let Some(json) = json {
+                self.sent_direct(key, &json);
             }
             Ok(bytes.len())
         } else {
