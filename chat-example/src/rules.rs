@@ -151,6 +151,19 @@ pub enum Note {
         /// When it was sent (ms since the Unix epoch).
         time: u64,
     },
+    /// A user came to the sending node from another one: its netlib session moved there
+    /// ([`Input::Migrated`]), with its nickname and room. Quiet where the room stays the
+    /// same: only its channel changed.
+    Moved {
+        /// Its channel on the node it left.
+        previous: ChannelId,
+        /// Its channel now, on the sending node.
+        id: ChannelId,
+        /// Its nickname.
+        nick: String,
+        /// Its room.
+        room: String,
+    },
     /// The answer to a [`Note::Private`] whose recipient had left.
     Undelivered {
         /// The sender's channel.
@@ -180,6 +193,27 @@ pub enum Input {
         id: ChannelId,
         /// Its address.
         addr: SocketAddr,
+    },
+    /// A user's netlib session, held by channel `previous` on another node, was resumed here
+    /// as channel `id` (netlib's [`migrated`](netlib::ServerHandler::migrated) hook): the
+    /// user comes back with its nickname and room, quietly, if this node knew `previous`;
+    /// otherwise it starts anonymous in the room it was in.
+    Migrated {
+        /// Its channel now.
+        id: ChannelId,
+        /// Its address.
+        addr: SocketAddr,
+        /// Its channel on the other node.
+        previous: ChannelId,
+        /// The netlib rooms `id` was put back in.
+        rooms: Vec<String>,
+    },
+    /// A local user's session moved to another node (netlib's
+    /// [`CloseReason::Moved`](netlib::CloseReason::Moved)): no goodbye, as that node's
+    /// [`Note::Moved`] tells everyone where it went.
+    MovedAway {
+        /// The user's channel here.
+        id: ChannelId,
     },
     /// A request from a local user.
     Request {
@@ -459,6 +493,13 @@ impl Rules {
     pub fn handle(&mut self, now: Now, input: Input, out: &mut Vec<Effect>) {
         match input {
             Input::Connected { id, addr } => self.connected(now, out, id, addr),
+            Input::Migrated {
+                id,
+                addr,
+                previous,
+                rooms,
+            } => self.migrated(now, out, id, addr, previous, rooms),
+            Input::MovedAway { id } => self.moved_away(id),
             Input::Request { from, request } => {
                 if self.users.contains_key(&from) {
                     self.request(now, out, from, request);
@@ -677,6 +718,18 @@ impl Rules {
 
     fn connected(&mut self, now: Now, out: &mut Out, id: ChannelId, addr: SocketAddr) {
         log::info!("{id} connected from {addr}");
+        self.connected_in(now, out, id, addr, DEFAULT_ROOM);
+    }
+
+    /// A new anonymous user `id` enters `room`.
+    fn connected_in(
+        &mut self,
+        now: Now,
+        out: &mut Out,
+        id: ChannelId,
+        addr: SocketAddr,
+        room: &str,
+    ) {
         self.users.insert(
             id,
             User {
@@ -687,7 +740,141 @@ impl Rules {
                 limits: None,
             },
         );
-        self.enter(now, out, id, DEFAULT_ROOM);
+        self.enter(now, out, id, room);
+    }
+
+    /// See [`Input::Migrated`].
+    fn migrated(
+        &mut self,
+        now: Now,
+        out: &mut Out,
+        id: ChannelId,
+        addr: SocketAddr,
+        previous: ChannelId,
+        rooms: Vec<String>,
+    ) {
+        let Some(u) = self.remote.remove(&previous) else {
+            // Never learnt (e.g. this node came up after the other died): anonymous, in the
+            // room the session was in.
+            log::info!("{id} resumed the session of unknown {previous} from {addr}");
+            let room = rooms
+                .first()
+                .map_or(DEFAULT_ROOM, String::as_str)
+                .to_owned();
+            for other in rooms.iter().skip(1) {
+                out.push(Effect::Leave {
+                    id,
+                    room: other.clone(),
+                });
+            }
+            return self.connected_in(now, out, id, addr, &room);
+        };
+        log::info!(
+            "{id} ({}) resumed the session of {previous} from {addr}",
+            u.nick
+        );
+        // netlib moved the nickname's claim with the session.
+        self.forget_keys(previous, &u.nick);
+        self.learn_keys(id, &u.nick);
+        let room = self.room_entry(&u.room);
+        room.members.swap_remove(&previous);
+        room.members.insert(id);
+        let name = room.name.clone();
+        self.users.insert(
+            id,
+            User {
+                nick: u.nick.clone(),
+                room: name,
+                // An operator logs in again.
+                op: false,
+                ip: addr.ip(),
+                limits: None,
+            },
+        );
+        for other in rooms.iter().filter(|r| **r != u.room) {
+            out.push(Effect::Leave {
+                id,
+                room: other.clone(),
+            });
+        }
+        if !rooms.contains(&u.room) {
+            out.push(Effect::Join {
+                id,
+                room: u.room.clone(),
+            });
+        }
+        out.push(Effect::Emit {
+            node: None,
+            note: Note::Moved {
+                previous,
+                id,
+                nick: u.nick,
+                room: u.room,
+            },
+        });
+    }
+
+    /// See [`Input::MovedAway`]: the user stays listed, as another node's, until that node's
+    /// [`Note::Moved`] gives its new channel.
+    fn moved_away(&mut self, id: ChannelId) {
+        self.pending_claims.remove(&id);
+        self.leaving.remove(&id);
+        if let Some(u) = self.users.remove(&id) {
+            log::info!("{id} ({}) moved to another node", u.nick);
+            let room = u.room.to_string();
+            self.remote.insert(id, RemoteUser { nick: u.nick, room });
+        }
+    }
+
+    /// [`Note::Moved`] from node `from`: `previous` (here or elsewhere) is `id` now.
+    fn moved(
+        &mut self,
+        now: Now,
+        out: &mut Out,
+        from: NodeNumber,
+        note: Presence,
+        previous: ChannelId,
+    ) {
+        let Presence { id, nick, room } = note;
+        if id.node() != from || self.users.contains_key(&id) {
+            return;
+        }
+        let was = match self.users.remove(&previous) {
+            // Ours still (its channel closes soon): it goes without a goodbye.
+            Some(u) => {
+                self.pending_claims.remove(&previous);
+                self.leaving.remove(&previous);
+                Some((u.nick, u.room.to_string()))
+            }
+            None => self.remote.remove(&previous).map(|u| (u.nick, u.room)),
+        };
+        if let Some((old, _)) = &was {
+            self.forget_keys(previous, old);
+        }
+        if let Some(r) = was.as_ref().and_then(|(_, r)| self.rooms.get_mut(r)) {
+            r.members.swap_remove(&previous);
+        }
+        self.learn_keys(id, &nick);
+        self.remote.insert(
+            id,
+            RemoteUser {
+                nick: nick.clone(),
+                room: room.clone(),
+            },
+        );
+        self.room_entry(&room).members.insert(id);
+        match was {
+            Some((old, r)) if r == room => {
+                if old != nick {
+                    self.announce_renamed(now, out, &room, (&old, &nick), id, false);
+                }
+            }
+            Some((old, r)) => {
+                self.announce_left(now, out, &r, &old, previous, "moved");
+                self.announce_joined(now, out, &room, &nick, id);
+            }
+            None => self.announce_joined(now, out, &room, &nick, id),
+        }
     }
 
     fn closed(&mut self, now: Now, out: &mut Out, id: ChannelId, reason: String) {
@@ -1491,6 +1678,12 @@ impl Rules {
                     }),
                 }
             }
+            Note::Moved {
+                previous,
+                id,
+                nick,
+                room,
+            } => self.moved(now, out, from, Presence { id, nick, room }, previous),
             Note::Undelivered { sender, to_nick } => {
                 if self.users.contains_key(&sender) {
                     let r = Refusal::new(
@@ -1755,6 +1948,148 @@ mod tests {
         });
         assert_eq!(refusal(&out), Some("nickname-taken"));
         assert_eq!(core.who(a), ["bea"]);
+    }
+
+    /// Whether `out` tells anyone that a user came or went.
+    fn announces(out: &[Effect]) -> bool {
+        out.iter().any(|e| {
+            matches!(
+                e,
+                Effect::Notify { .. }
+                    | Effect::Emit {
+                        note: Note::Left { .. } | Note::Joined { .. },
+                        ..
+                    }
+            )
+        })
+    }
+
+    #[test]
+    fn a_user_whose_session_moved_here_comes_back_as_itself_quietly() {
+        let mut core = Core::new(true);
+        core.handle(Input::Up);
+        let (dave, there, here) = (id(1, 1), id(2, 1), id(1, 2));
+        core.connect(dave);
+        let joined = Note::Joined {
+            id: there,
+            nick: "carol".into(),
+            room: DEFAULT_ROOM.into(),
+        };
+        core.handle(Input::Note {
+            from: 2,
+            note: joined,
+        });
+        core.handle(Input::Flush);
+        let out = core.handle(Input::Migrated {
+            id: here,
+            addr: addr(),
+            previous: there,
+            rooms: vec![DEFAULT_ROOM.into()],
+        });
+        // No notices, no welcome, no claim (the name came with the session): the other
+        // nodes are told where she is now.
+        assert_eq!(
+            out,
+            [Effect::Emit {
+                node: None,
+                note: Note::Moved {
+                    previous: there,
+                    id: here,
+                    nick: "carol".into(),
+                    room: DEFAULT_ROOM.into(),
+                },
+            }]
+        );
+        let mut names = core.who(dave);
+        names.sort();
+        assert_eq!(names, [ANONYMOUS, "carol"]);
+        // She is this node's user now, under her name; her old node's death keeps her.
+        let out = core.request(
+            here,
+            Request::Message(Say {
+                message: "back".into(),
+            }),
+        );
+        assert!(matches!(&out[..],
+            [Effect::Room { msg: ServerMsg::Message { who, .. }, .. }] if who == "carol"));
+        assert!(!announces(&core.handle(Input::NodeGone { node: 2 })));
+        let mut names = core.who(dave);
+        names.sort();
+        assert_eq!(names, [ANONYMOUS, "carol"]);
+        assert!(!announces(&core.handle(Input::Flush)));
+    }
+
+    #[test]
+    fn a_session_from_an_unknown_channel_starts_anonymous_in_its_room() {
+        let mut core = Core::new(true);
+        let here = id(1, 2);
+        let out = core.handle(Input::Migrated {
+            id: here,
+            addr: addr(),
+            previous: id(2, 1),
+            rooms: vec!["games".into(), "extra".into()],
+        });
+        assert!(out.contains(&Effect::Leave {
+            id: here,
+            room: "extra".into()
+        }));
+        assert!(out.iter().any(|e| matches!(e,
+            Effect::Send { to, msg: ServerMsg::Welcome { nickname, room, .. } }
+                if *to == here && nickname == ANONYMOUS && room == "games")));
+    }
+
+    #[test]
+    fn a_user_who_moved_away_is_listed_under_its_new_channel_without_a_goodbye() {
+        // Its old channel here may close before or after its new node's note arrives.
+        for note_first in [false, true] {
+            let mut core = Core::new(true);
+            core.handle(Input::Up);
+            let (dave, carol, there) = (id(1, 1), id(1, 2), id(2, 7));
+            core.connect(dave);
+            core.connect(carol);
+            core.request(carol, nick("carol"));
+            core.handle(Input::Claimed {
+                id: carol,
+                result: Ok(()),
+            });
+            core.handle(Input::Flush);
+            let moved = Input::Note {
+                from: 2,
+                note: Note::Moved {
+                    previous: carol,
+                    id: there,
+                    nick: "carol".into(),
+                    room: DEFAULT_ROOM.into(),
+                },
+            };
+            let mut out = Vec::new();
+            if note_first {
+                out.extend(core.handle(moved));
+                out.extend(core.handle(Input::MovedAway { id: carol }));
+            } else {
+                out.extend(core.handle(Input::MovedAway { id: carol }));
+                // Gone from here: what its old channel still sends is ignored.
+                assert!(core.request(carol, nick("eve")).is_empty());
+                out.extend(core.handle(moved));
+            }
+            out.extend(core.handle(Input::Flush));
+            assert!(!announces(&out), "{out:?}");
+            let mut names = core.who(dave);
+            names.sort();
+            assert_eq!(names, [ANONYMOUS, "carol"], "note first: {note_first}");
+            // Her nickname leads to her new channel.
+            let out = core.request(
+                dave,
+                Request::Private(SayPrivately {
+                    to: "carol".into(),
+                    message: "psst".into(),
+                }),
+            );
+            assert!(
+                matches!(&out[0], Effect::Emit { node: Some(2), note: Note::Private { to, .. } } if *to == there),
+                "{out:?}"
+            );
+        }
     }
 
     #[test]

@@ -251,12 +251,35 @@ impl ServerHandler for Chat {
         self.run(hub, Input::Connected { id, addr });
     }
 
+    /// The user comes back with its nickname and room ([`Input::Migrated`]).
+    fn migrated(
+        &mut self,
+        hub: &mut Hub<'_>,
+        id: ChannelId,
+        addr: SocketAddr,
+        previous: ChannelId,
+    ) {
+        let rooms = hub.rooms_of(id).map(str::to_owned).collect();
+        self.run(
+            hub,
+            Input::Migrated {
+                id,
+                addr,
+                previous,
+                rooms,
+            },
+        );
+    }
+
     fn closed(&mut self, hub: &mut Hub<'_>, gone: Closed<()>) {
+        self.stale.remove(&gone.id);
+        if gone.reason == CloseReason::Moved {
+            return self.run(hub, Input::MovedAway { id: gone.id });
+        }
         let reason = match gone.reason {
             CloseReason::PeerClosed => "disconnected".to_owned(),
             other => format!("connection lost: {other}"),
         };
-        self.stale.remove(&gone.id);
         self.run(
             hub,
             Input::Closed {

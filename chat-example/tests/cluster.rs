@@ -7,8 +7,8 @@ mod common;
 use std::io::Write;
 use std::time::Instant;
 
-use chat::protocol::{Kick, Op, Request, Say, SayPrivately, SetNickname, Who};
-use common::{chat_client, ChatServer, Lines, Peer, RedisServer};
+use chat::protocol::{Join, Kick, Op, Request, Say, SayPrivately, SetNickname, Who};
+use common::{chat_client, ChatServer, Lines, Network, Peer, RedisServer};
 use netlib::protocol::CONNECTED;
 use netlib::Message;
 use netlib_tests::{podsixnet_python, podsixnet_scripts, until, ChildGuard, TIMEOUT};
@@ -289,12 +289,99 @@ fn a_killed_nodes_users_leave_everywhere_and_free_their_names() {
     a.stop();
 }
 
+/// The terminal client behind a balancer without sticky sessions: its node is SIGKILLed, it
+/// reconnects through the balancer to another node and comes back as itself (nickname, room)
+/// with every message it missed, once; its nickname stays its own after the dead node's
+/// names are freed.
 #[test]
-fn nodes_keep_serving_through_a_redis_restart_and_resynchronise() {
+fn a_terminal_user_whose_node_dies_resumes_on_another_as_itself() {
     let redis = RedisServer::start();
-    let (port, password) = (redis.port, redis.password.clone());
     let a = node(&redis, "a", &[]);
     let b = node(&redis, "b", &[]);
+    let balancer = Network::to(&a.addr);
+    let (mut carol, out) = chat_client(&balancer.addr.to_string(), &["--nick", "carol"]);
+    until("carol is named", || {
+        out.any(|l| l.contains("you are now known as carol"))
+    });
+    let stdin = |c: &mut ChildGuard, line: &str| {
+        c.0.stdin
+            .as_mut()
+            .unwrap()
+            .write_all(line.as_bytes())
+            .unwrap();
+    };
+    stdin(&mut carol, "/join games\n");
+    until("carol is in #games", || {
+        out.any(|l| l.contains("you are carol in #games"))
+    });
+    // Another user of node a, without a session to take elsewhere: it goes with its node.
+    let _erin = Peer::join(&a.addr, "erin");
+    let mut dave = Peer::join(&b.addr, "dave");
+    dave.send(Request::Join(Join {
+        room: "games".into(),
+    }));
+    stdin(&mut carol, "hello from node a\n");
+    heard(&mut dave, "carol", "hello from node a");
+    balancer.switch_to(&b.addr);
+    kill(a);
+    for n in 1..=5 {
+        say(&mut dave, &format!("while you were away {n}"));
+    }
+    until("carol's client resumes on node b and catches up", || {
+        out.any(|l| l.contains("while you were away 5"))
+    });
+    let lines = out.all();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("reconnected: nothing was lost")),
+        "{lines:?}"
+    );
+    for n in 1..=5 {
+        let text = format!("<dave> while you were away {n}");
+        let seen = lines.iter().filter(|l| l.ends_with(&text)).count();
+        assert_eq!(seen, 1, "{text}: {lines:?}");
+    }
+    // Still carol, in #games, on node b now.
+    stdin(&mut carol, "back on node b\n");
+    heard(&mut dave, "carol", "back on node b");
+    // Node a's death is noticed (erin leaves), its names are freed (erin's can be taken)...
+    who_is(&mut dave, &["carol", "dave"]);
+    let _erin_again = claim_by(&b.addr, "erin", Instant::now() + TIMEOUT);
+    // ...but carol's went with her session, and nobody else's are listed.
+    who_is(&mut dave, &["carol", "dave", "erin"]);
+    let mut eve = Peer::connect(&b.addr);
+    let refused = eve.refused(Request::Nickname(SetNickname {
+        nickname: "carol".into(),
+    }));
+    assert_eq!(refused.get_str("code"), Some("nickname-taken"));
+    common::quit(&mut carol);
+    b.stop();
+}
+
+#[test]
+fn nodes_keep_serving_through_a_redis_restart_and_resynchronise() {
+    through_a_redis_restart(false);
+}
+
+/// With room streams (the default with `--redis`), a room message goes through Redis first:
+/// during an outage it is held, and reaches every member, the sender's node's too, once
+/// Redis is back, once and in order.
+#[test]
+fn with_room_streams_messages_of_an_outage_reach_everyone_when_redis_is_back() {
+    through_a_redis_restart(true);
+}
+
+fn through_a_redis_restart(streams: bool) {
+    let redis = RedisServer::start();
+    let (port, password) = (redis.port, redis.password.clone());
+    let extra: &[&str] = if streams {
+        &[]
+    } else {
+        &["--room-streams", "0"]
+    };
+    let a = node(&redis, "a", extra);
+    let b = node(&redis, "b", extra);
     let mut alice = Peer::join(&a.addr, "alice");
     let mut ann = Peer::join(&a.addr, "ann");
     let mut bob = Peer::join(&b.addr, "bob");
@@ -302,9 +389,11 @@ fn nodes_keep_serving_through_a_redis_restart_and_resynchronise() {
     // Both nodes know everyone before Redis goes (else a name can be unknown, not unavailable).
     who_is(&mut alice, &["alice", "ann", "bob"]);
     redis.kill();
-    // Local users are served: a message reaches the sender's own node.
+    // Without streams, local users are served: a message reaches the sender's own node.
     say(&mut alice, "during the outage");
-    heard(&mut ann, "alice", "during the outage");
+    if !streams {
+        heard(&mut ann, "alice", "during the outage");
+    }
     // Cross-node requests are refused, not lost silently.
     // (Until the node notices the outage, a private message may still be echoed; once it
     // has, it is refused.)
@@ -328,7 +417,9 @@ fn nodes_keep_serving_through_a_redis_restart_and_resynchronise() {
     // A room message while node a knows Redis is down: its own members get it now, the
     // other node's when Redis is back, before anything alice says after.
     say(&mut alice, "while redis is down");
-    heard(&mut ann, "alice", "while redis is down");
+    if !streams {
+        heard(&mut ann, "alice", "while redis is down");
+    }
     // Redis back (empty: no persistence): the nodes write their users again.
     let _redis = RedisServer::start_on(port, &password);
     who_is(&mut bob, &["alice", "ann", "bob"]);
@@ -365,6 +456,29 @@ fn nodes_keep_serving_through_a_redis_restart_and_resynchronise() {
     if let Some(before) = at("during the outage") {
         assert_eq!(count("during the outage"), 1, "{said_by_alice:?}");
         assert!(before < held, "{said_by_alice:?}");
+    }
+    if streams {
+        // Held, then delivered on her own node too: the same as bob got, once, in the same
+        // order (one order for the room), before what she said after.
+        until("ann hears what alice said after the outage", || {
+            ann.pump();
+            ann.has("message", |m| {
+                m.get_str("message") == Some("after the outage")
+            })
+        });
+        let ann_got: Vec<&str> = ann
+            .inbox
+            .iter()
+            .filter(|m| m.action() == "message" && m.get_str("who") == Some("alice"))
+            .filter_map(|m| m.get_str("message"))
+            .filter(|t| *t != "after the outage")
+            .collect();
+        let bob_got: Vec<&str> = said_by_alice
+            .iter()
+            .copied()
+            .filter(|t| *t != "after the outage")
+            .collect();
+        assert_eq!(ann_got, bob_got);
     }
     // Names are claimed again: still unique.
     bob.send(Request::Nickname(SetNickname {

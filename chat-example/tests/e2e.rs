@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use chat::protocol::{Join, Kick, Op, Quit, Request, Rooms, Say, SayPrivately, SetNickname, Who};
-use common::{chat_client, now_ms, wire, ChatServer, Lines, Peer, SERVER};
+use common::{chat_client, now_ms, wire, ChatServer, Lines, Network, Peer, SERVER};
 use netlib::protocol::{CONNECTED, DISCONNECTED};
 use netlib::{ClientConfig, Codec, Framing, Message};
 use netlib_tests::{podsixnet_python, podsixnet_scripts, until, ChildGuard, RawPeer};
@@ -827,63 +827,6 @@ fn membership_updates_are_coalesced_to_one_list_per_pump() {
     );
     assert_eq!(lists[0].get("players"), Some(&json!(["watcher", "x3"])));
     server.stop();
-}
-
-/// A TCP proxy on loopback standing for the network between a client and the server: it can
-/// cut every connection through it and refuse new ones until it is let through again.
-struct Network {
-    addr: std::net::SocketAddr,
-    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
-    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Network {
-    fn to(server: &str) -> Network {
-        use std::sync::atomic::Ordering;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let server: std::net::SocketAddr = server.parse().unwrap();
-        let (c, d) = (conns.clone(), down.clone());
-        // Ends with the test process (blocked in accept, holding nothing else).
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { continue };
-                if d.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection is refused as by a dead network
-                }
-                let Ok(upstream) = std::net::TcpStream::connect(server) else {
-                    continue;
-                };
-                let mut list = c.lock().unwrap();
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
-                    (upstream.try_clone().unwrap(), client.try_clone().unwrap()),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-                list.push(client);
-                list.push(upstream);
-            }
-        });
-        Network { addr, conns, down }
-    }
-
-    /// Cuts every connection and refuses new ones.
-    fn fail(&self) {
-        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    fn restore(&self) {
-        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 #[test]

@@ -867,13 +867,20 @@ impl Commander {
         }
         let reply: RedisResult<Vec<String>> = cmd.query(self.con());
         let result = match reply {
-            Ok(v) if v.first().map(String::as_str) == Some("ok") && v.len() >= 5 => {
-                let count: usize = v[4].parse().unwrap_or(0).min(v.len() - 5);
-                let direct = v[5..5 + count]
+            Ok(v) if v.first().map(String::as_str) == Some("ok") && v.len() >= 6 => {
+                let count: usize = v[4].parse().unwrap_or(0).min(v.len() - 6);
+                let named: usize = v[5].parse().unwrap_or(0).min(v.len() - 6 - count);
+                let direct = v[6..6 + count]
                     .iter()
                     .map(|p| bytes::Bytes::from(p.clone().into_bytes()))
                     .collect();
-                let rooms = v[5 + count..]
+                let names: Vec<String> = v[6 + count..6 + count + named].to_vec();
+                if !names.is_empty() {
+                    // Recorded by the script already: the mirror follows.
+                    let entry = self.mirror.entry(claim.id.serial()).or_default();
+                    entry.names.extend(names.iter().cloned());
+                }
+                let rooms = v[6 + count + named..]
                     .chunks_exact(2)
                     .filter_map(|p| Some((p[0].clone(), p[1].parse::<Offset>().ok()?)))
                     .collect();
@@ -887,6 +894,7 @@ impl Commander {
                     earlier,
                     received: v[3].parse().unwrap_or(0),
                     direct,
+                    names,
                     rooms,
                 })
             }

@@ -290,16 +290,18 @@ end
 /// client lacks again); `ARGV` = the client's epoch (or ''), this node, the new serial, the
 /// prefix, the TTL (ms), the
 /// `moved` envelope for the old owner (the script appends the old channel's serial), the
-/// client's last received number, then room and offset pairs (the client's). Returns
-/// `{'ok', old owner, the session's earlier serials (comma-separated, the last 8, the
-/// latest last), handled count, the count of messages to the channel alone the client lacks,
-/// those messages, room, from, room, from, ...}` (each room of
-/// the record, replayed from the later of the client's offset and the join's), or `{'no',
-/// why}`: no such record, another epoch, or messages the client lacks were trimmed.
+/// client's last received number, then room and offset pairs (the client's). The names the
+/// old channel held (its record in the old owner's channel hash) become the new serial's,
+/// recorded in this node's channel hash. Returns `{'ok', old owner, the session's earlier
+/// serials (comma-separated, the last 8, the latest last), handled count, the count of
+/// messages to the channel alone the client lacks, the count of names taken over, those
+/// messages, those names, room, from, room, from, ...}` (each room of the record, replayed
+/// from the later of the client's offset and the join's), or `{'no', why}`: no such record,
+/// another epoch, or messages the client lacks were trimmed.
 pub(crate) fn session_claim() -> String {
     format!(
         "{IDS}{}",
-        r"
+        r#"
 local h = redis.call('HGETALL', KEYS[1])
 if #h == 0 then return {'no', 'no such session (its window may be over)'} end
 local rec = {}
@@ -333,8 +335,30 @@ local kept = {}
 for id in string.gmatch(ids, '%d+') do kept[#kept + 1] = id end
 while #kept > 8 do table.remove(kept, 1) end
 ids = table.concat(kept, ',')
-local reply = {'ok', rec['owner'], ids, rec['received'] or '0', tostring(#direct)}
+local names = {}
+local was = redis.call('HGET', ARGV[4] .. ':chans:' .. rec['owner'], rec['serial'])
+if was then
+  local ok, e = pcall(cjson.decode, was)
+  if ok and type(e) == 'table' and type(e['names']) == 'table' then
+    for _, n in ipairs(e['names']) do
+      local k = ARGV[4] .. ':name:' .. n
+      if redis.call('GET', k) == rec['serial'] then
+        redis.call('SET', k, ARGV[3])
+        names[#names + 1] = n
+      end
+    end
+  end
+end
+if #names > 0 then
+  local quoted = {}
+  for i, n in ipairs(names) do quoted[i] = cjson.encode(n) end
+  redis.call('HSET', ARGV[4] .. ':chans:' .. ARGV[2], ARGV[3],
+    '{"rooms":[],"names":[' .. table.concat(quoted, ',') .. ']}')
+end
+local reply = {'ok', rec['owner'], ids, rec['received'] or '0', tostring(#direct),
+  tostring(#names)}
 for _, p in ipairs(direct) do reply[#reply + 1] = p end
+for _, n in ipairs(names) do reply[#reply + 1] = n end
 for k, v in pairs(rec) do
   if string.sub(k, 1, 2) == 'r:' then
     local room = string.sub(k, 3)
@@ -354,7 +378,7 @@ if rec['owner'] ~= ARGV[2] then
   redis.call('PUBLISH', ARGV[4] .. ':to:' .. rec['owner'], ARGV[6] .. rec['serial'])
 end
 return reply
-"
+"#
     )
 }
 

@@ -208,6 +208,9 @@ pub struct SessionRecord {
     /// The messages to the session's channel alone (not a room's, see
     /// [`Adapter::session_sent`]) that the client did not receive, oldest first, as JSON.
     pub direct: Vec<Bytes>,
+    /// The names (see [`Adapter::claim`]) `previous` held, now the new channel's: they
+    /// travel with the session.
+    pub names: Vec<String>,
     /// The session's rooms, each with the offset after which the client lacks messages.
     pub rooms: Vec<(String, Offset)>,
 }

@@ -311,6 +311,11 @@ pub enum CloseReason {
         /// Whether the peer sent the code (`true`) or this side did (`false`).
         remote: bool,
     },
+    /// The channel's session was resumed on another node of the cluster (see
+    /// [`ServerHandler::migrated`](crate::ServerHandler::migrated)): its client is there now,
+    /// under a new channel that took its rooms and names; this one's connection, if still
+    /// open, is closed.
+    Moved,
     /// A socket error, e.g. connection reset: `errno` (0 if unknown) and the system's text.
     Io {
         /// The OS error number, 0 when unknown.
@@ -322,7 +327,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every [`label`](Self::label), in the order of the variants.
-    pub const LABELS: [&'static str; 13] = [
+    pub const LABELS: [&'static str; 14] = [
         "peer_closed",
         "local",
         "shutdown",
@@ -335,6 +340,7 @@ impl CloseReason {
         "memory_budget",
         "handler_panic",
         "websocket",
+        "moved",
         "io",
     ];
 
@@ -359,7 +365,8 @@ impl CloseReason {
             CloseReason::MemoryBudget => 9,
             CloseReason::HandlerPanic(_) => 10,
             CloseReason::WebSocket { .. } => 11,
-            CloseReason::Io { .. } => 12,
+            CloseReason::Moved => 12,
+            CloseReason::Io { .. } => 13,
         }
     }
 
@@ -374,6 +381,7 @@ impl fmt::Display for CloseReason {
         match self {
             CloseReason::PeerClosed => f.write_str("peer closed the connection"),
             CloseReason::Local => f.write_str("closed locally"),
+            CloseReason::Moved => f.write_str("session moved to another node"),
             CloseReason::Shutdown => f.write_str("server shutdown"),
             CloseReason::FrameTooLarge { limit } => {
                 write!(f, "frame too large (limit {limit} bytes)")

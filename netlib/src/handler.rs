@@ -78,10 +78,12 @@ pub trait ServerHandler: Sized + 'static {
     /// another node of the cluster (which may have died): with room streams (see
     /// [`Adapter::streams`](crate::Adapter::streams)). Channel `id` is new (ids name their
     /// node), is already back in the session's rooms, and gets every room message the client
-    /// missed, then live traffic; the client was not sent `connected`. Returns the channel's
-    /// state, which did not travel: rebuild it here (e.g. from the rooms, or from your own
-    /// store keyed by `previous`). `closed` runs on the other node for `previous`, if it is
-    /// alive. Default: [`connected`](Self::connected).
+    /// missed, then live traffic; the client was not sent `connected`. The names `previous`
+    /// held ([`ServerContext::claim`](crate::ServerContext::claim)) are `id`'s now. Returns the channel's state, which did
+    /// not travel: rebuild it here (e.g. from the rooms, or from your own store keyed by
+    /// `previous`). `closed` runs on the other node for `previous`, if it is alive, with
+    /// [`CloseReason::Moved`](crate::CloseReason::Moved). Default:
+    /// [`connected`](Self::connected).
     fn migrated(
         &mut self,
         ctx: &mut ServerContext<'_, Self::Channel>,

@@ -497,7 +497,7 @@ impl<S: ServerHandler> Handlers<S> {
             slot.link.session.end_resume();
             log::debug!("channel {}: its session moved to another node", slot.id);
         }
-        hub.abort(key, CloseReason::Local);
+        hub.abort(key, CloseReason::Moved);
     }
 
     /// Moves connection `key` (whose first frame asked to resume `token` from frame

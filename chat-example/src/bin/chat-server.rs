@@ -145,6 +145,14 @@ struct Args {
     /// by the others within this plus 2 s.
     #[arg(long, default_value_t = 10, value_name = "SECS", requires = "redis")]
     presence_ttl: u64,
+    /// With `--redis`: keep about this many of each room's last messages in a Redis stream
+    /// (netlib's room streams). Every node then serves a room's scrollback, and a terminal or
+    /// web client whose node dies or whose balancer sends it elsewhere resumes on any node
+    /// with its nickname, its room and every message it missed. Room messages go through
+    /// Redis first, also to this node's own users. 0: scrollback from each node's memory, and
+    /// sessions resume only on their own node.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    room_streams: usize,
     /// Rooms up to this size get full player lists and a notice per join/leave/rename.
     #[arg(long, default_value_t = chat::protocol::DEFAULT_FULL_LIST_MAX)]
     full_list_max: usize,
@@ -234,7 +242,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|| format!("node-{}", std::process::id()));
             let mut redis = RedisConfig::new(url)
                 .prefix("chat")
-                .presence_ttl(Duration::from_secs(args.presence_ttl.max(1)));
+                .presence_ttl(Duration::from_secs(args.presence_ttl.max(1)))
+                .room_streams(args.room_streams);
             // A given id is this process's alone (claimed before listening; that needs Redis).
             // The default, `node-PID`, is not claimed: without Redis at start the node serves
             // its own users and joins the cluster once Redis answers.

@@ -252,3 +252,73 @@ pub fn chat_client(addr: &str, args: &[&str]) -> (ChildGuard, Lines) {
 /// A real `redis-server` for the cluster tests (shared with netlib-redis's).
 #[allow(unused_imports)] // each suite uses its own part
 pub use netlib_tests::redis::RedisServer;
+
+/// A TCP proxy on loopback standing for the network between a client and the server (or a
+/// load balancer in front of several nodes): it can cut every connection through it, refuse
+/// new ones until it is let through again, and send new ones to another server.
+pub struct Network {
+    pub addr: std::net::SocketAddr,
+    conns: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    upstream: Arc<Mutex<std::net::SocketAddr>>,
+}
+
+impl Network {
+    pub fn to(server: &str) -> Network {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let upstream = Arc::new(Mutex::new(server.parse().unwrap()));
+        let (c, d, u) = (conns.clone(), down.clone(), upstream.clone());
+        // Ends with the test process (blocked in accept, holding nothing else).
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if d.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused as by a dead network
+                }
+                let server = *u.lock().unwrap();
+                let Ok(upstream) = std::net::TcpStream::connect(server) else {
+                    continue;
+                };
+                let mut list = c.lock().unwrap();
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                    (upstream.try_clone().unwrap(), client.try_clone().unwrap()),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                list.push(client);
+                list.push(upstream);
+            }
+        });
+        Network {
+            addr,
+            conns,
+            down,
+            upstream,
+        }
+    }
+
+    /// Cuts every connection and refuses new ones.
+    pub fn fail(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// New connections go to `server` from now on.
+    pub fn switch_to(&self, server: &str) {
+        *self.upstream.lock().unwrap() = server.parse().unwrap();
+    }
+}
