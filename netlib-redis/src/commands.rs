@@ -744,7 +744,13 @@ impl Commander {
         if let Some(c) = cause {
             keys.push(self.keys.session(c.token));
         }
-        eval(&mut self.pipe, keys::ROOM, &keys)
+        // By hash: the script is loaded on every connection (see `Scripts::load`), and Redis
+        // neither receives nor hashes its text again for each send.
+        self.pipe
+            .cmd("EVALSHA")
+            .arg(self.scripts.room.get_hash())
+            .arg(keys.len())
+            .arg(&keys)
             .arg(bytes)
             .arg(self.streams.max(1))
             .arg(cause.map_or(0, |c| c.received))

@@ -428,6 +428,8 @@ pub(crate) struct Scripts {
     pub(crate) finish: Script,
     pub(crate) delete_if: Script,
     pub(crate) depart: Script,
+    /// [`ROOM`]: called by its hash (EVALSHA), one call per room send.
+    pub(crate) room: Script,
 }
 
 impl Scripts {
@@ -442,6 +444,7 @@ impl Scripts {
             finish: Script::new(FINISH),
             delete_if: Script::new(DELETE_IF),
             depart: Script::new(DEPART),
+            room: Script::new(ROOM),
         }
     }
 
@@ -457,6 +460,7 @@ impl Scripts {
             &self.finish,
             &self.delete_if,
             &self.depart,
+            &self.room,
         ] {
             s.load(con)?;
         }
