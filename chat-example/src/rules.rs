@@ -151,9 +151,9 @@ pub enum Note {
         /// When it was sent (ms since the Unix epoch).
         time: u64,
     },
-    /// A user came to the sending node from another one: its netlib session moved there
-    /// ([`Input::Migrated`]), with its nickname and room. Quiet where the room stays the
-    /// same: only its channel changed.
+    /// A user's netlib session moved from one node to another ([`Input::Migrated`]), with
+    /// its nickname and room; sent by both (the node it left may be dead), the first one
+    /// received counts. Quiet where the room stays the same: only its channel changed.
     Moved {
         /// Its channel on the node it left.
         previous: ChannelId,
@@ -205,15 +205,20 @@ pub enum Input {
         addr: SocketAddr,
         /// Its channel on the other node.
         previous: ChannelId,
+        /// The names netlib moved from `previous` to `id` ([`netlib::Migration::names`]).
+        names: Vec<String>,
         /// The netlib rooms `id` was put back in.
         rooms: Vec<String>,
     },
     /// A local user's session moved to another node (netlib's
-    /// [`CloseReason::Moved`](netlib::CloseReason::Moved)): no goodbye, as that node's
-    /// [`Note::Moved`] tells everyone where it went.
+    /// [`CloseReason::Moved`](netlib::CloseReason::Moved)): no goodbye; this node and the
+    /// new one tell the others where it went ([`Note::Moved`]). Where unknown (`to` is
+    /// `None`), it leaves as a closed channel does.
     MovedAway {
         /// The user's channel here.
         id: ChannelId,
+        /// Its channel on the other node, if known.
+        to: Option<ChannelId>,
     },
     /// A request from a local user.
     Request {
@@ -497,9 +502,10 @@ impl Rules {
                 id,
                 addr,
                 previous,
+                names,
                 rooms,
-            } => self.migrated(now, out, id, addr, previous, rooms),
-            Input::MovedAway { id } => self.moved_away(id),
+            } => self.migrated(now, out, id, addr, previous, names, rooms),
+            Input::MovedAway { id, to } => self.moved_away(now, out, id, to),
             Input::Request { from, request } => {
                 if self.users.contains_key(&from) {
                     self.request(now, out, from, request);
@@ -744,6 +750,7 @@ impl Rules {
     }
 
     /// See [`Input::Migrated`].
+    #[allow(clippy::too_many_arguments)] // one input's fields
     fn migrated(
         &mut self,
         now: Now,
@@ -751,12 +758,30 @@ impl Rules {
         id: ChannelId,
         addr: SocketAddr,
         previous: ChannelId,
+        names: Vec<String>,
         rooms: Vec<String>,
     ) {
-        let Some(u) = self.remote.remove(&previous) else {
-            // Never learnt (e.g. this node came up after the other died): anonymous, in the
-            // room the session was in.
-            log::info!("{id} resumed the session of unknown {previous} from {addr}");
+        // The directory's entry: `previous`, or `id` if the old node's note came first.
+        let known = self
+            .remote
+            .remove(&previous)
+            .or_else(|| self.remote.remove(&id));
+        // Its nickname is the user's only if netlib moved the nickname's claim with the
+        // session (not if the old node had let it go, e.g. found dead already).
+        let held = |u: &RemoteUser| {
+            u.nick == ANONYMOUS || name_keys(&u.nick).iter().all(|k| names.contains(k))
+        };
+        let Some(u) = known.filter(|u| held(u)) else {
+            // Never learnt (e.g. this node came up after the other died), or its nickname
+            // did not travel: anonymous, in the room the session was in.
+            log::info!("{id} resumed the session of {previous} from {addr}, as a new user");
+            self.drop_listed(now, out, &[previous, id], "reconnected");
+            if !names.is_empty() {
+                out.push(Effect::Release {
+                    id,
+                    keys: names.clone(),
+                });
+            }
             let room = rooms
                 .first()
                 .map_or(DEFAULT_ROOM, String::as_str)
@@ -773,7 +798,12 @@ impl Rules {
             "{id} ({}) resumed the session of {previous} from {addr}",
             u.nick
         );
-        // netlib moved the nickname's claim with the session.
+        let keys = name_keys(&u.nick);
+        let extra: Vec<String> = names.into_iter().filter(|n| !keys.contains(n)).collect();
+        if !extra.is_empty() {
+            // E.g. a rename the old node had claimed but not made yet.
+            out.push(Effect::Release { id, keys: extra });
+        }
         self.forget_keys(previous, &u.nick);
         self.learn_keys(id, &u.nick);
         let room = self.room_entry(&u.room);
@@ -803,6 +833,8 @@ impl Rules {
                 room: u.room.clone(),
             });
         }
+        // The old node says so too, if it is alive: the first note wins, the other is a
+        // no-op.
         out.push(Effect::Emit {
             node: None,
             note: Note::Moved {
@@ -814,16 +846,51 @@ impl Rules {
         });
     }
 
-    /// See [`Input::MovedAway`]: the user stays listed, as another node's, until that node's
-    /// [`Note::Moved`] gives its new channel.
-    fn moved_away(&mut self, id: ChannelId) {
+    /// Drops the directory's entries of `ids` (other nodes' users), with `left` notices.
+    fn drop_listed(&mut self, now: Now, out: &mut Out, ids: &[ChannelId], reason: &str) {
+        for &id in ids {
+            self.drop_remote(now, out, id, reason);
+        }
+    }
+
+    /// See [`Input::MovedAway`]: its entry here becomes the new channel's, quietly, and the
+    /// other nodes are told ([`Note::Moved`]). Where it went unknown, it leaves as if closed.
+    fn moved_away(&mut self, now: Now, out: &mut Out, id: ChannelId, to: Option<ChannelId>) {
+        let Some(to) = to else {
+            return self.closed(now, out, id, "moved to another node".to_owned());
+        };
         self.pending_claims.remove(&id);
         self.leaving.remove(&id);
-        if let Some(u) = self.users.remove(&id) {
-            log::info!("{id} ({}) moved to another node", u.nick);
-            let room = u.room.to_string();
-            self.remote.insert(id, RemoteUser { nick: u.nick, room });
+        let Some(u) = self.users.remove(&id) else {
+            return; // the new node's note came first
+        };
+        log::info!("{id} ({}) moved to {to}", u.nick);
+        let room = u.room.to_string();
+        self.forget_keys(id, &u.nick);
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.members.swap_remove(&id);
         }
+        if self.remote.contains_key(&to) {
+            return;
+        }
+        self.learn_keys(to, &u.nick);
+        self.room_entry(&room).members.insert(to);
+        self.remote.insert(
+            to,
+            RemoteUser {
+                nick: u.nick.clone(),
+                room: room.clone(),
+            },
+        );
+        out.push(Effect::Emit {
+            node: None,
+            note: Note::Moved {
+                previous: id,
+                id: to,
+                nick: u.nick,
+                room,
+            },
+        });
     }
 
     /// [`Note::Moved`] from node `from`: `previous` (here or elsewhere) is `id` now.
@@ -836,7 +903,11 @@ impl Rules {
         previous: ChannelId,
     ) {
         let Presence { id, nick, room } = note;
-        if id.node() != from || self.users.contains_key(&id) {
+        // Said by the node it left or the node it came to; the second of the two is a no-op.
+        if (previous.node() != from && id.node() != from)
+            || self.users.contains_key(&id)
+            || self.remote.contains_key(&id)
+        {
             return;
         }
         let was = match self.users.remove(&previous) {
@@ -1980,14 +2051,38 @@ mod tests {
             note: joined,
         });
         core.handle(Input::Flush);
+        // Her nickname did not travel (her node had let it go): she starts anonymous.
+        let mut other = Core::new(true);
+        other.connect(dave);
+        other.handle(Input::Note {
+            from: 2,
+            note: Note::Joined {
+                id: there,
+                nick: "carol".into(),
+                room: DEFAULT_ROOM.into(),
+            },
+        });
+        let out = other.handle(Input::Migrated {
+            id: here,
+            addr: addr(),
+            previous: there,
+            names: Vec::new(),
+            rooms: vec![DEFAULT_ROOM.into()],
+        });
+        assert!(out.iter().any(|e| matches!(e,
+            Effect::Send { to, msg: ServerMsg::Welcome { nickname, .. } }
+                if *to == here && nickname == ANONYMOUS)));
+        let mut names = other.who(dave);
+        names.sort();
+        assert_eq!(names, [ANONYMOUS, ANONYMOUS]);
+        // It did: no notices, no welcome, no claim; the other nodes are told where she is.
         let out = core.handle(Input::Migrated {
             id: here,
             addr: addr(),
             previous: there,
+            names: vec!["carol".into()],
             rooms: vec![DEFAULT_ROOM.into()],
         });
-        // No notices, no welcome, no claim (the name came with the session): the other
-        // nodes are told where she is now.
         assert_eq!(
             out,
             [Effect::Emit {
@@ -2020,6 +2115,62 @@ mod tests {
     }
 
     #[test]
+    fn a_third_node_hears_a_move_from_both_nodes_and_shows_nothing() {
+        let mut core = Core::new(true);
+        core.handle(Input::Up);
+        let (dave, old, new) = (id(1, 1), id(2, 1), id(3, 1));
+        core.connect(dave);
+        core.handle(Input::Note {
+            from: 2,
+            note: Note::Joined {
+                id: old,
+                nick: "carol".into(),
+                room: DEFAULT_ROOM.into(),
+            },
+        });
+        core.handle(Input::Flush);
+        let moved = Note::Moved {
+            previous: old,
+            id: new,
+            nick: "carol".into(),
+            room: DEFAULT_ROOM.into(),
+        };
+        let mut out = Vec::new();
+        // From the node it left, then from the node it came to; a third node may not speak
+        // for either.
+        for from in [2, 3, 4] {
+            out.extend(core.handle(Input::Note {
+                from,
+                note: moved.clone(),
+            }));
+        }
+        out.extend(core.handle(Input::Flush));
+        assert!(!announces(&out), "{out:?}");
+        let mut names = core.who(dave);
+        names.sort();
+        assert_eq!(names, [ANONYMOUS, "carol"]);
+        // The old channel's departure, late, changes nothing; the new one's is a goodbye.
+        assert!(!announces(&core.handle(Input::Departed { id: old })));
+        assert!(announces(&core.handle(Input::Departed { id: new })));
+        assert_eq!(core.who(dave), [ANONYMOUS]);
+    }
+
+    #[test]
+    fn a_user_who_moved_where_nobody_knows_leaves_as_if_closed() {
+        let mut core = Core::new(true);
+        let (dave, carol) = (id(1, 1), id(1, 2));
+        core.connect(dave);
+        core.connect(carol);
+        core.handle(Input::Flush);
+        let out = core.handle(Input::MovedAway {
+            id: carol,
+            to: None,
+        });
+        assert!(announces(&out), "{out:?}");
+        assert_eq!(core.who(dave), [ANONYMOUS]);
+    }
+
+    #[test]
     fn a_session_from_an_unknown_channel_starts_anonymous_in_its_room() {
         let mut core = Core::new(true);
         let here = id(1, 2);
@@ -2027,11 +2178,17 @@ mod tests {
             id: here,
             addr: addr(),
             previous: id(2, 1),
+            names: vec!["ghost".into()],
             rooms: vec!["games".into(), "extra".into()],
         });
         assert!(out.contains(&Effect::Leave {
             id: here,
             room: "extra".into()
+        }));
+        // The names that came with the session are let go: nobody shown holds them.
+        assert!(out.contains(&Effect::Release {
+            id: here,
+            keys: vec!["ghost".into()]
         }));
         assert!(out.iter().any(|e| matches!(e,
             Effect::Send { to, msg: ServerMsg::Welcome { nickname, room, .. } }
@@ -2063,11 +2220,20 @@ mod tests {
                 },
             };
             let mut out = Vec::new();
+            let away = Input::MovedAway {
+                id: carol,
+                to: Some(there),
+            };
             if note_first {
                 out.extend(core.handle(moved));
-                out.extend(core.handle(Input::MovedAway { id: carol }));
+                out.extend(core.handle(away));
             } else {
-                out.extend(core.handle(Input::MovedAway { id: carol }));
+                let told = core.handle(away);
+                // This node tells the others (node 2 may be the only other to know).
+                assert!(told.iter().any(|e| matches!(e,
+                    Effect::Emit { node: None, note: Note::Moved { previous, id, .. } }
+                        if *previous == carol && *id == there)));
+                out.extend(told);
                 // Gone from here: what its old channel still sends is ignored.
                 assert!(core.request(carol, nick("eve")).is_empty());
                 out.extend(core.handle(moved));

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 
 use netlib::{
-    handler, ChannelId, Clock, CloseReason, Closed, ClusterEvent, InboundError, Message, OutOfBand,
-    Room as ToRoom, ServerContext, ServerHandler,
+    handler, ChannelId, Clock, CloseReason, Closed, ClusterEvent, InboundError, Message, Migration,
+    OutOfBand, Room as ToRoom, ServerContext, ServerHandler,
 };
 
 use crate::limits::ChatLimits;
@@ -252,20 +252,15 @@ impl ServerHandler for Chat {
     }
 
     /// The user comes back with its nickname and room ([`Input::Migrated`]).
-    fn migrated(
-        &mut self,
-        hub: &mut Hub<'_>,
-        id: ChannelId,
-        addr: SocketAddr,
-        previous: ChannelId,
-    ) {
+    fn migrated(&mut self, hub: &mut Hub<'_>, id: ChannelId, addr: SocketAddr, from: &Migration) {
         let rooms = hub.rooms_of(id).map(str::to_owned).collect();
         self.run(
             hub,
             Input::Migrated {
                 id,
                 addr,
-                previous,
+                previous: from.previous,
+                names: from.names.clone(),
                 rooms,
             },
         );
@@ -273,8 +268,8 @@ impl ServerHandler for Chat {
 
     fn closed(&mut self, hub: &mut Hub<'_>, gone: Closed<()>) {
         self.stale.remove(&gone.id);
-        if gone.reason == CloseReason::Moved {
-            return self.run(hub, Input::MovedAway { id: gone.id });
+        if let CloseReason::Moved { to } = gone.reason {
+            return self.run(hub, Input::MovedAway { id: gone.id, to });
         }
         let reason = match gone.reason {
             CloseReason::PeerClosed => "disconnected".to_owned(),

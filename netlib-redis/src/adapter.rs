@@ -167,6 +167,9 @@ impl RedisAdapter {
             client: client.clone(),
             log: keys.departed(),
             last_log: std::cell::Cell::new(None),
+            streams: (config.room_streams > 0).then(|| keys.stream("")),
+            seen: Default::default(),
+            floor: std::cell::Cell::new(None),
         };
         let commander_has_connection = con.is_some();
         let commander = Commander::new(shared.clone(), rx, client, keys, me, scrub, con)

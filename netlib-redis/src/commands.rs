@@ -172,6 +172,10 @@ enum Expect {
     /// A session record made again only if still this node's: 0 means another node took
     /// the session over (its channel here ends).
     Reopen(u128, u64),
+    /// A room send through the room script, called by its hash: Redis answered NOSCRIPT
+    /// (its scripts were flushed) only if it did not run it, so it is held and sent again
+    /// once the scripts are loaded (its sequence number, its envelope).
+    Stream(u64, Vec<u8>),
 }
 
 /// The command thread's state.
@@ -385,16 +389,17 @@ impl Commander {
             "publishing {} room send(s) held while redis was down",
             held.len()
         );
-        for (i, (_, bytes)) in held.into_iter().enumerate() {
+        for (i, (seq, bytes)) in held.into_iter().enumerate() {
             if let Some(room) = envelope::streamed_room(&bytes) {
                 self.stream(&room, &bytes, None);
+                self.expects.push(Expect::Stream(seq, bytes));
             } else {
                 let mut out = Vec::with_capacity(bytes.len() + 8);
                 envelope::logged(&mut out, self.me.node, &bytes);
                 self.depart(&out);
+                self.expects.push(Expect::Ignore);
             }
             self.shared.count_published();
-            self.expects.push(Expect::Ignore);
             if i % DRAIN_CHUNK == DRAIN_CHUNK - 1 {
                 // In round trips of a bounded size: a connection that breaks loses one.
                 self.flush();
@@ -851,7 +856,7 @@ impl Commander {
             .get(&token)
             .map_or(Duration::from_secs(120), |s| s.1);
         let mut moved = Vec::new();
-        envelope::moved(&mut moved, self.me.node, token);
+        envelope::moved(&mut moved, self.me.node, token, claim.id.serial());
         let keys = [
             self.keys.session(token),
             self.keys.epoch(),
@@ -965,7 +970,8 @@ impl Commander {
 
     fn failed_reply(&mut self, expect: Expect) {
         match expect {
-            Expect::Ignore | Expect::Reclaim(_) => {}
+            // A pipeline that failed may have run it: not sent twice.
+            Expect::Ignore | Expect::Reclaim(_) | Expect::Stream(..) => {}
             Expect::Fetch(token, _) => self.shared.push_one(ClusterInbound::Fetched {
                 token,
                 entries: Vec::new(),
@@ -995,6 +1001,13 @@ impl Commander {
                     "scripts flushed",
                 )));
             }
+            if let Expect::Stream(seq, bytes) = expect {
+                if e.code() == "NOSCRIPT" {
+                    // Not run: held, and sent when the scripts are loaded again.
+                    return self.hold_room_send(seq, bytes);
+                }
+                return;
+            }
             if let Expect::Members { room, token, .. } = expect {
                 // Answered with what Redis said, not a stale reason.
                 let error = ClusterError::Unavailable(format!("redis answered {text}"));
@@ -1003,7 +1016,7 @@ impl Commander {
             return self.failed_reply(expect);
         }
         match expect {
-            Expect::Ignore | Expect::Departures(_) => {}
+            Expect::Ignore | Expect::Departures(_) | Expect::Stream(..) => {}
             Expect::Reopen(token, id) => {
                 if redis::from_redis_value::<i64>(&reply).ok() == Some(0) {
                     log::info!("session of #{id}: another node took it over");
@@ -1014,6 +1027,7 @@ impl Commander {
                     self.shared.push_one(ClusterInbound::Moved {
                         token,
                         id: Some(ChannelId::from_serial(id)),
+                        to: None,
                     });
                 }
             }
@@ -1220,7 +1234,7 @@ impl Commander {
                     self.drain_held();
                     self.stream(&room, &bytes, cause);
                     self.shared.count_published();
-                    self.expects.push(Expect::Ignore);
+                    self.expects.push(Expect::Stream(seq, bytes));
                 }
                 Cmd::SessionOpened {
                     token,
@@ -1690,7 +1704,8 @@ fn count(limit: usize) -> u64 {
 /// Adds an `EVAL` of `code` (a script of [`keys`]) with `keys` to `pipe`; its arguments
 /// follow. `EVAL`, not `EVALSHA`: a pipelined operation cannot be sent again on `NOSCRIPT`
 /// (Redis's script cache flushed, `SCRIPT FLUSH`) once later ones depend on it, and these
-/// scripts are short (Redis caches a script it evaluated, so it compiles each once).
+/// scripts are short (Redis caches a script it evaluated, so it compiles each once). The
+/// room-stream script, on the hot path, is the exception (see `Commander::stream`).
 fn eval<'p, K: ToRedisArgs>(pipe: &'p mut Pipeline, code: &str, keys: &[K]) -> &'p mut Pipeline {
     pipe.cmd("EVAL").arg(code).arg(keys.len()).arg(keys)
 }

@@ -83,9 +83,13 @@ pub(crate) enum Body {
         payload: Bytes,
         offset: Option<LogId>,
     },
-    /// Session `token` moved to the origin node from channel `serial` (appended by the
-    /// publishing script; `None` before it).
-    Moved { token: u128, serial: Option<u64> },
+    /// Session `token` moved to the origin node, to channel `to` (0: unknown), from channel
+    /// `serial` (appended by the publishing script; `None` before it).
+    Moved {
+        token: u128,
+        to: u64,
+        serial: Option<u64>,
+    },
 }
 
 /// An entry id of the departures log (a Redis stream id, `MS-SEQ`): ordered.
@@ -262,10 +266,11 @@ pub(crate) fn streamed_payload(bytes: Vec<u8>) -> Option<(Option<ChannelId>, Byt
     }
 }
 
-/// Appends "session `token` moved to node `origin`" to `out`.
-pub(crate) fn moved(out: &mut Vec<u8>, origin: NodeNumber, token: u128) {
+/// Appends "session `token` moved to node `origin`, channel serial `to`" to `out`.
+pub(crate) fn moved(out: &mut Vec<u8>, origin: NodeNumber, token: u128, to: u64) {
     header(out, MOVED, origin);
     out.extend_from_slice(&token.to_be_bytes());
+    out.extend_from_slice(&to.to_be_bytes());
 }
 
 /// Reads fixed-size fields off the front of a slice.
@@ -414,6 +419,7 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<Envelope, DecodeError> {
         MOVED => {
             let hi = r.u64()?;
             let lo = r.u64()?;
+            let to = r.u64()?;
             let serial = match r.rest {
                 [] => None,
                 text => Some(
@@ -425,6 +431,7 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<Envelope, DecodeError> {
             };
             Body::Moved {
                 token: (u128::from(hi) << 64) | u128::from(lo),
+                to,
                 serial,
             }
         }
@@ -479,8 +486,8 @@ mod tests {
                     out.extend_from_slice(format!("{ms}-{seq}").as_bytes());
                 }
             }
-            Body::Moved { token, serial } => {
-                moved(&mut out, e.origin, *token);
+            Body::Moved { token, to, serial } => {
+                moved(&mut out, e.origin, *token, *to);
                 if let Some(n) = serial {
                     out.extend_from_slice(n.to_string().as_bytes());
                 }
@@ -556,10 +563,12 @@ mod tests {
             },
             Body::Moved {
                 token: u128::MAX - 5,
+                to: 9 << 37 | 1,
                 serial: Some(7 << 37 | 3),
             },
             Body::Moved {
                 token: 1,
+                to: 0,
                 serial: None,
             },
         ]

@@ -184,7 +184,9 @@
 //! everything the server hands over to Redis, draining its queue and sending up to 1 024
 //! operations in one pipelined round trip, in order: a `redis::Pipeline` of `redis::cmd`s and
 //! `EVAL`s of the short scripts (not `EVALSHA`: a flushed script cache, `SCRIPT FLUSH`, is no
-//! outage), written at once on a `redis::Connection`, its replies read one by one (each
+//! outage; the one exception, the room-stream script of every room send, goes by its hash,
+//! and a send Redis refuses with `NOSCRIPT` is held and sent again once the connection is
+//! made again and the scripts loaded), written at once on a `redis::Connection`, its replies read one by one (each
 //! operation gets its own answer, and a timeout ends the round trip at once); a claim is a
 //! `Script::invoke` (which loads the script again on `NOSCRIPT`). It also refreshes presence
 //! (also between the claims and round trips of a long batch, so that a burst cannot starve

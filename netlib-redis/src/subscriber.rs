@@ -3,8 +3,13 @@
 //! publishes, nodes found gone) and put in the inbox, waking the server. Its reads time out
 //! every [`POLL`], so that it notices the adapter's end; a connection quiet for one I/O
 //! timeout is checked with a `PING`.
+//!
+//! With room streams, it remembers the last entry it passed on of each room; after a
+//! reconnect it reads every room's stream from there (what was published while it was not
+//! subscribed) before what arrives live, which it passes on only if newer.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +34,19 @@ pub(crate) struct Subscriber {
     pub(crate) log: String,
     /// The last departure of the log this node got (`None` before the first connection).
     pub(crate) last_log: Cell<Option<LogId>>,
+    /// With room streams: the rooms' streams' keys without the room (`{p}:stream:`).
+    pub(crate) streams: Option<String>,
+    /// With room streams, per room, the last entry passed on.
+    pub(crate) seen: RefCell<HashMap<String, LogId>>,
+    /// With room streams: a room's entries at or before this were not news when this
+    /// node first subscribed (or `seen` was cleared: see [`MAX_SEEN`]); `None` before.
+    pub(crate) floor: Cell<Option<LogId>>,
 }
+
+/// Most rooms whose last entry the subscriber remembers (about 80 bytes each). Past it, it
+/// forgets them all and keeps one floor: the millisecond before the newest entry it passed
+/// on. A reconnect right after may then pass on again the entries of that one millisecond.
+const MAX_SEEN: usize = 100_000;
 
 /// How many log entries are read at once.
 const LOG_PAGE: usize = 1000;
@@ -125,6 +142,10 @@ impl Subscriber {
         // when Redis is back, maybe before this node subscribed again): from the log.
         if let Err(e) = self.catch_up(&mut log, items) {
             return close(pubsub, self.lost("cannot read the departures log", &e));
+        }
+        // Room sends published meanwhile: from the rooms' streams.
+        if let Err(e) = self.catch_up_streams(&mut log, items) {
+            return close(pubsub, self.lost("cannot read the room streams", &e));
         }
         drop(log);
         self.shared.push(items);
@@ -249,6 +270,110 @@ impl Subscriber {
         }
     }
 
+    /// With room streams, after a reconnect: passes on every room's entries after the last
+    /// one passed on (or after the floor, for rooms never heard of), oldest first per room.
+    /// At the first connection, only sets the floor: what the rooms hold is history.
+    fn catch_up_streams(
+        &self,
+        con: &mut redis::Connection,
+        items: &mut Vec<ClusterInbound>,
+    ) -> redis::RedisResult<()> {
+        let Some(prefix) = &self.streams else {
+            return Ok(());
+        };
+        let Some(floor) = self.floor.get() else {
+            let (secs, micros): (u64, u64) = redis::cmd("TIME").query(con)?;
+            self.floor
+                .set(Some((secs * 1000 + micros / 1000, u64::MAX)));
+            return Ok(());
+        };
+        let mut cursor = 0u64;
+        let pattern = format!("{}*", glob_escape(prefix));
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(LOG_PAGE)
+                .query(con)?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup(); // SCAN may return a key twice
+        for key in keys {
+            let Some(room) = key
+                .strip_prefix(prefix.as_bytes())
+                .and_then(|r| std::str::from_utf8(r).ok())
+            else {
+                continue;
+            };
+            let mut from = self.seen.borrow().get(room).copied().unwrap_or(floor);
+            loop {
+                let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg(format!("({}-{}", from.0, from.1))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(LOG_PAGE)
+                    .query(con)?;
+                let done = entries.len() < LOG_PAGE;
+                for (id, fields) in entries {
+                    let Some(id) = envelope::log_id(id.as_bytes()) else {
+                        continue;
+                    };
+                    from = id;
+                    let entry = fields
+                        .chunks(2)
+                        .find(|f| f[0] == b"e")
+                        .and_then(|f| f.get(1));
+                    match entry.map(|e| envelope::decode(&Bytes::copy_from_slice(e))) {
+                        Some(Ok(mut env)) => {
+                            if let Body::Streamed { offset, .. } = &mut env.body {
+                                *offset = Some(id);
+                                self.deliver(env, items);
+                            }
+                        }
+                        _ => log::warn!("redis subscriber: an unreadable entry of {room}'s stream"),
+                    }
+                }
+                // In bounded steps: the server takes them as they come.
+                self.shared.push(items);
+                if done {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether room `room`'s entry `offset` is news (after the last one passed on); if so,
+    /// it is the last one now.
+    fn fresh(&self, room: &str, offset: LogId) -> bool {
+        let mut seen = self.seen.borrow_mut();
+        match seen.get_mut(room) {
+            Some(last) if offset <= *last => false,
+            Some(last) => {
+                *last = offset;
+                true
+            }
+            None => {
+                if seen.len() >= MAX_SEEN {
+                    let newest = seen.values().max().copied().unwrap_or(offset).max(offset);
+                    seen.clear();
+                    self.floor.set(Some((newest.0.saturating_sub(1), u64::MAX)));
+                }
+                seen.insert(room.to_owned(), offset);
+                true
+            }
+        }
+    }
+
     /// Turns an envelope into what the server gets, if it is for it.
     fn deliver(&self, env: envelope::Envelope, items: &mut Vec<ClusterInbound>) {
         let me = self.shared.node;
@@ -293,6 +418,9 @@ impl Subscriber {
                 payload,
                 offset: Some((ms, seq)),
             } => {
+                if !self.fresh(&room, (ms, seq)) {
+                    return; // passed on already (read from its stream after a reconnect)
+                }
                 let offset = netlib::Offset { ms, seq };
                 items.push(ClusterInbound::Streamed {
                     room,
@@ -307,9 +435,10 @@ impl Subscriber {
                 log::warn!("redis subscriber: a room send without its stream offset");
                 return;
             }
-            Body::Moved { token, serial } => {
+            Body::Moved { token, to, serial } => {
                 let id = serial.map(ChannelId::from_serial);
-                items.push(ClusterInbound::Moved { token, id });
+                let to = (to != 0).then(|| ChannelId::from_serial(to));
+                items.push(ClusterInbound::Moved { token, id, to });
                 return;
             }
             _ => {}
@@ -358,6 +487,18 @@ impl Subscriber {
             | Body::Moved { .. } => {}
         }
     }
+}
+
+/// `text` with the characters `SCAN MATCH` reads as a pattern escaped.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The id of the log's last entry, if it has one.

@@ -298,6 +298,8 @@ pub enum Inbound {
         token: u128,
         /// The channel it had here, if known: a newer channel of the session is left alone.
         id: Option<ChannelId>,
+        /// Its channel on the node that took it, if known.
+        to: Option<ChannelId>,
     },
     /// Something for the server's [`cluster`](crate::ServerHandler::cluster) hook.
     Event(ClusterEvent),

@@ -315,7 +315,11 @@ pub enum CloseReason {
     /// [`ServerHandler::migrated`](crate::ServerHandler::migrated)): its client is there now,
     /// under a new channel that took its rooms and names; this one's connection, if still
     /// open, is closed.
-    Moved,
+    Moved {
+        /// The new channel, on the other node, if known (not when a resynchronisation after
+        /// an outage found the session taken).
+        to: Option<crate::ChannelId>,
+    },
     /// A socket error, e.g. connection reset: `errno` (0 if unknown) and the system's text.
     Io {
         /// The OS error number, 0 when unknown.
@@ -365,7 +369,7 @@ impl CloseReason {
             CloseReason::MemoryBudget => 9,
             CloseReason::HandlerPanic(_) => 10,
             CloseReason::WebSocket { .. } => 11,
-            CloseReason::Moved => 12,
+            CloseReason::Moved { .. } => 12,
             CloseReason::Io { .. } => 13,
         }
     }
@@ -381,7 +385,8 @@ impl fmt::Display for CloseReason {
         match self {
             CloseReason::PeerClosed => f.write_str("peer closed the connection"),
             CloseReason::Local => f.write_str("closed locally"),
-            CloseReason::Moved => f.write_str("session moved to another node"),
+            CloseReason::Moved { to: Some(to) } => write!(f, "session moved to channel {to}"),
+            CloseReason::Moved { to: None } => f.write_str("session moved to another node"),
             CloseReason::Shutdown => f.write_str("server shutdown"),
             CloseReason::FrameTooLarge { limit } => {
                 write!(f, "frame too large (limit {limit} bytes)")

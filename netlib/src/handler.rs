@@ -17,6 +17,19 @@ use crate::error::{CloseReason, InboundError, SendError};
 use crate::hub::{ChannelId, ServerContext};
 use crate::message::Message;
 
+/// Where the session of a channel that came from another node was
+/// ([`ServerHandler::migrated`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Migration {
+    /// The session's channel on the node it left (which may be dead).
+    pub previous: ChannelId,
+    /// The names ([`ServerContext::claim`](crate::ServerContext::claim)) `previous` still
+    /// held, now the new channel's: taken over in the same step as the session (none if the
+    /// old node had released them, e.g. once it was found dead).
+    pub names: Vec<String>,
+}
+
 /// The server's state and its hooks: PodSixNet's `Server` subclass.
 ///
 /// Only [`connected`](Self::connected) is required: it makes the per-client state (the
@@ -74,24 +87,25 @@ pub trait ServerHandler: Sized + 'static {
         let _ = (ctx, id, addr);
     }
 
-    /// A netlib client resumed, on this node, a session that channel `previous` held on
+    /// A netlib client resumed, on this node, a session that channel `from.previous` held on
     /// another node of the cluster (which may have died): with room streams (see
     /// [`Adapter::streams`](crate::Adapter::streams)). Channel `id` is new (ids name their
     /// node), is already back in the session's rooms, and gets every room message the client
-    /// missed, then live traffic; the client was not sent `connected`. The names `previous`
-    /// held ([`ServerContext::claim`](crate::ServerContext::claim)) are `id`'s now. Returns the channel's state, which did
-    /// not travel: rebuild it here (e.g. from the rooms, or from your own store keyed by
-    /// `previous`). `closed` runs on the other node for `previous`, if it is alive, with
-    /// [`CloseReason::Moved`](crate::CloseReason::Moved). Default:
+    /// missed, then live traffic; the client was not sent `connected`. The names
+    /// ([`ServerContext::claim`](crate::ServerContext::claim)) that `previous` still held are
+    /// `id`'s now: `from.names`. Returns the channel's state, which did not travel: rebuild it
+    /// here (e.g. from the rooms, or from your own store keyed by `previous`). `closed` runs
+    /// on the other node for `previous`, if it is alive, with
+    /// [`CloseReason::Moved`](crate::CloseReason::Moved) naming `id`. Default:
     /// [`connected`](Self::connected).
     fn migrated(
         &mut self,
         ctx: &mut ServerContext<'_, Self::Channel>,
         id: ChannelId,
         addr: SocketAddr,
-        previous: ChannelId,
+        from: &Migration,
     ) -> Self::Channel {
-        let _ = previous;
+        let _ = from;
         self.connected(ctx, id, addr)
     }
 

@@ -172,7 +172,9 @@ pub use error::{
     StartError,
 };
 pub use frame::{Frame, Framing};
-pub use handler::{reject, ChannelContext, ClientContext, Closed, Listener, ServerHandler};
+pub use handler::{
+    reject, ChannelContext, ClientContext, Closed, Listener, Migration, ServerHandler,
+};
 pub use hub::{All, AllBut, Audience, Recipients, Room, RoomBut, Rooms, ServerContext, Stats};
 pub use id::{ChannelId, NodeNumber, NODE_SHIFT};
 pub use limits::{Bucket, Rate};

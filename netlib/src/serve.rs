@@ -376,7 +376,14 @@ impl<S: ServerHandler> Handlers<S> {
             s.id == claim.id && s.pending && !s.reported && s.link.session.phase() == &Phase::Open
         });
         if !usable {
-            return None; // the connection is gone: the client asks again
+            // The connection is gone: the client asks again. What a claim that went through
+            // moved to its channel (names, its record) goes as at any close.
+            if result.is_ok() {
+                if let Some(adapter) = hub.adapter.as_mut() {
+                    adapter.closed(claim.id);
+                }
+            }
+            return None;
         }
         hub.slots[key].claiming = false;
         let record = match result {
@@ -438,9 +445,12 @@ impl<S: ServerHandler> Handlers<S> {
             record.previous
         );
         hub.slots[key].pending = false;
-        let previous = record.previous;
+        let from = crate::Migration {
+            previous: record.previous,
+            names: record.names,
+        };
         let made = catch_unwind(AssertUnwindSafe(|| {
-            state.migrated(&mut ServerContext { hub: &mut *hub }, id, addr, previous)
+            state.migrated(&mut ServerContext { hub: &mut *hub }, id, addr, &from)
         }));
         match made {
             Ok(channel) => {
@@ -482,9 +492,14 @@ impl<S: ServerHandler> Handlers<S> {
             .collect()
     }
 
-    /// Another node took session `token` over: its channel here ends, quietly (no goodbye:
-    /// its client is on the other node now).
-    pub(crate) fn moved(hub: &mut Hub<S::Channel>, token: u128, id: Option<ChannelId>) {
+    /// Another node took session `token` over (as channel `to`, if known): its channel here
+    /// ends, quietly (no goodbye: its client is on the other node now).
+    pub(crate) fn moved(
+        hub: &mut Hub<S::Channel>,
+        token: u128,
+        id: Option<ChannelId>,
+        to: Option<ChannelId>,
+    ) {
         let Some(&key) = hub.sessions.get(&token) else {
             return;
         };
@@ -497,7 +512,7 @@ impl<S: ServerHandler> Handlers<S> {
             slot.link.session.end_resume();
             log::debug!("channel {}: its session moved to another node", slot.id);
         }
-        hub.abort(key, CloseReason::Moved);
+        hub.abort(key, CloseReason::Moved { to });
     }
 
     /// Moves connection `key` (whose first frame asked to resume `token` from frame
@@ -763,7 +778,10 @@ pub(crate) fn reap<S: ServerHandler>(state: &mut S, hub: &mut Hub<S::Channel>) {
                 .unwrap_or(CloseReason::Local);
             if !matches!(
                 reason,
-                CloseReason::PeerClosed | CloseReason::Local | CloseReason::Shutdown
+                CloseReason::PeerClosed
+                    | CloseReason::Local
+                    | CloseReason::Shutdown
+                    | CloseReason::Moved { .. }
             ) {
                 hub.stats.closed_for_cause += 1;
             }

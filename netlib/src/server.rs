@@ -638,8 +638,8 @@ impl<S: ServerHandler> Server<S> {
                     entries,
                     complete,
                 } => self.hub.fetched(token, entries, complete),
-                crate::ClusterInbound::Moved { token, id } => {
-                    crate::serve::Handlers::<S>::moved(&mut self.hub, token, id);
+                crate::ClusterInbound::Moved { token, id, to } => {
+                    crate::serve::Handlers::<S>::moved(&mut self.hub, token, id, to);
                 }
                 crate::ClusterInbound::Event(e) => self.hub.cluster_events.push(e),
             }

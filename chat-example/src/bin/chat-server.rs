@@ -151,7 +151,7 @@ struct Args {
     /// with its nickname, its room and every message it missed. Room messages go through
     /// Redis first, also to this node's own users. 0: scrollback from each node's memory, and
     /// sessions resume only on their own node.
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long, default_value_t = 1000, value_name = "N", requires = "redis")]
     room_streams: usize,
     /// Rooms up to this size get full player lists and a notice per join/leave/rename.
     #[arg(long, default_value_t = chat::protocol::DEFAULT_FULL_LIST_MAX)]

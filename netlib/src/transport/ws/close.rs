@@ -30,7 +30,7 @@ pub(crate) fn fit_reason(text: &str) -> &str {
 /// for an internal error; a peer's or a violation's own code when it may be sent, else 1000.
 pub(crate) fn close_status(reason: &CloseReason) -> (CloseCode, String) {
     match reason {
-        CloseReason::PeerClosed | CloseReason::Local | CloseReason::Moved => {
+        CloseReason::PeerClosed | CloseReason::Local | CloseReason::Moved { .. } => {
             (CloseCode::Normal, String::new())
         }
         CloseReason::Shutdown => (CloseCode::Away, reason.to_string()),
