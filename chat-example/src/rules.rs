@@ -761,17 +761,17 @@ impl Rules {
         names: Vec<String>,
         rooms: Vec<String>,
     ) {
-        // The directory's entry: `previous`, or `id` if the old node's note came first.
-        let known = self
-            .remote
-            .remove(&previous)
-            .or_else(|| self.remote.remove(&id));
-        // Its nickname is the user's only if netlib moved the nickname's claim with the
-        // session (not if the old node had let it go, e.g. found dead already).
+        // The directory's entry: `previous`, or `id` if the old node's note came first. Its
+        // nickname is the user's only if netlib moved the nickname's claim with the session
+        // (not if the old node had let it go, e.g. found dead already).
         let held = |u: &RemoteUser| {
             u.nick == ANONYMOUS || name_keys(&u.nick).iter().all(|k| names.contains(k))
         };
-        let Some(u) = known.filter(|u| held(u)) else {
+        let known = [previous, id]
+            .into_iter()
+            .find(|k| self.remote.get(k).is_some_and(held))
+            .and_then(|k| self.remote.remove(&k));
+        let Some(u) = known else {
             // Never learnt (e.g. this node came up after the other died), or its nickname
             // did not travel: anonymous, in the room the session was in.
             log::info!("{id} resumed the session of {previous} from {addr}, as a new user");
@@ -903,8 +903,11 @@ impl Rules {
         previous: ChannelId,
     ) {
         let Presence { id, nick, room } = note;
-        // Said by the node it left or the node it came to; the second of the two is a no-op.
-        if (previous.node() != from && id.node() != from)
+        // Said by the node it came to, or by the node it left while it still lists the user
+        // (a late note must not bring back a user gone since); the second of the two is a
+        // no-op.
+        let listed = self.users.contains_key(&previous) || self.remote.contains_key(&previous);
+        if !(id.node() == from || previous.node() == from && listed)
             || self.users.contains_key(&id)
             || self.remote.contains_key(&id)
         {
@@ -2075,6 +2078,18 @@ mod tests {
         let mut names = other.who(dave);
         names.sort();
         assert_eq!(names, [ANONYMOUS, ANONYMOUS]);
+        // Her old entry is gone with its name and its place in the room: the room counts
+        // two, and the name is free here (a claim is asked for, not refused).
+        assert_eq!(other.rules.rooms[DEFAULT_ROOM].members.len(), 2);
+        other.handle(Input::Up);
+        let out = other.request(dave, nick("carol"));
+        assert_eq!(
+            out,
+            [Effect::Claim {
+                id: dave,
+                keys: vec!["carol".to_owned()]
+            }]
+        );
         // It did: no notices, no welcome, no claim; the other nodes are told where she is.
         let out = core.handle(Input::Migrated {
             id: here,
@@ -2152,6 +2167,13 @@ mod tests {
         // The old channel's departure, late, changes nothing; the new one's is a goodbye.
         assert!(!announces(&core.handle(Input::Departed { id: old })));
         assert!(announces(&core.handle(Input::Departed { id: new })));
+        assert_eq!(core.who(dave), [ANONYMOUS]);
+        // A note of the old node that comes later still does not bring her back.
+        let late = core.handle(Input::Note {
+            from: 2,
+            note: moved.clone(),
+        });
+        assert!(!announces(&late));
         assert_eq!(core.who(dave), [ANONYMOUS]);
     }
 

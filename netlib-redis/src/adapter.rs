@@ -170,6 +170,9 @@ impl RedisAdapter {
             streams: (config.room_streams > 0).then(|| keys.stream("")),
             seen: Default::default(),
             floor: std::cell::Cell::new(None),
+            epoch_key: keys.epoch(),
+            epoch: Default::default(),
+            catching: Default::default(),
         };
         let commander_has_connection = con.is_some();
         let commander = Commander::new(shared.clone(), rx, client, keys, me, scrub, con)

@@ -948,7 +948,11 @@ impl Commander {
             let Some(con) = self.con.as_mut() else {
                 self.pipe.clear();
                 for expect in expects {
-                    self.failed_reply(expect);
+                    match expect {
+                        // Never sent: held, and sent once Redis is back.
+                        Expect::Stream(seq, bytes) => self.hold_room_send(seq, bytes),
+                        other => self.failed_reply(other),
+                    }
                 }
                 return;
             };
@@ -993,8 +997,9 @@ impl Commander {
         if let Value::ServerError(e) = &reply {
             let text = self.scrub.text(format_args!("{e:?}"));
             log::error!("redis answered an error: {text}");
-            if e.code() == "NOSCRIPT" {
-                // The scripts are loaded again on the next connection.
+            if e.code() == "NOSCRIPT" && self.con.is_some() {
+                // The scripts are loaded again on the next connection (one outage, whatever
+                // the number of replies that say so).
                 self.con = None;
                 self.lost(&redis::RedisError::from((
                     redis::ErrorKind::NoScriptError,

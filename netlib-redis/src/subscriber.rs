@@ -41,6 +41,13 @@ pub(crate) struct Subscriber {
     /// With room streams: a room's entries at or before this were not news when this
     /// node first subscribed (or `seen` was cleared: see [`MAX_SEEN`]); `None` before.
     pub(crate) floor: Cell<Option<LogId>>,
+    /// With room streams: the key of the epoch marker (`{p}:epoch`), and the marker last
+    /// read. A marker that changed means Redis lost its data: the streams hold only what
+    /// was added since, all of it news.
+    pub(crate) epoch_key: String,
+    pub(crate) epoch: RefCell<Option<String>>,
+    /// Set while the streams are read after a reconnect (`seen` is not cleared then).
+    pub(crate) catching: Cell<bool>,
 }
 
 /// Most rooms whose last entry the subscriber remembers (about 80 bytes each). Past it, it
@@ -129,6 +136,15 @@ impl Subscriber {
             Ok(c) => c,
             Err(e) => return self.lost("cannot connect", &e),
         };
+        // Named for `CLIENT LIST` (operators, and the tests that break it on purpose).
+        let name = format!("netlib-subscriber-{}", self.shared.node);
+        if let Err(e) = redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(&name)
+            .query::<()>(&mut con)
+        {
+            return self.lost("cannot name the connection", &e);
+        }
         if self.shared.ending() {
             return End::Stop;
         }
@@ -281,12 +297,37 @@ impl Subscriber {
         let Some(prefix) = &self.streams else {
             return Ok(());
         };
-        let Some(floor) = self.floor.get() else {
+        let marker: Option<String> = redis::cmd("GET").arg(&self.epoch_key).query(con)?;
+        let known = self.epoch.replace(marker.clone());
+        let Some(mut floor) = self.floor.get() else {
             let (secs, micros): (u64, u64) = redis::cmd("TIME").query(con)?;
             self.floor
                 .set(Some((secs * 1000 + micros / 1000, u64::MAX)));
             return Ok(());
         };
+        if known.is_some() && marker != known {
+            // Redis lost its data (restarted empty): its streams hold only what was added
+            // since, whatever their ids (its clock may be behind the last id seen).
+            log::info!("redis subscriber: redis lost its data; reading the room streams anew");
+            self.seen.borrow_mut().clear();
+            floor = (0, 0);
+            self.floor.set(Some(floor));
+        }
+        self.catching.set(true);
+        let read = self.read_streams(con, prefix, floor, items);
+        self.catching.set(false);
+        read
+    }
+
+    /// Reads every room's stream after its last entry passed on (or `floor`), for
+    /// [`catch_up_streams`](Self::catch_up_streams).
+    fn read_streams(
+        &self,
+        con: &mut redis::Connection,
+        prefix: &str,
+        floor: LogId,
+        items: &mut Vec<ClusterInbound>,
+    ) -> redis::RedisResult<()> {
         let mut cursor = 0u64;
         let pattern = format!("{}*", glob_escape(prefix));
         let mut keys: Vec<Vec<u8>> = Vec::new();
@@ -342,9 +383,14 @@ impl Subscriber {
                         _ => log::warn!("redis subscriber: an unreadable entry of {room}'s stream"),
                     }
                 }
-                // In bounded steps: the server takes them as they come.
-                self.shared.push(items);
-                if done {
+                // In bounded steps: the server takes them as they come, and the reads wait
+                // while it is behind (as live reads do, see MAX_INBOX).
+                let mut waiting = self.shared.push(items);
+                while waiting > MAX_INBOX && !self.shared.ending() {
+                    std::thread::sleep(Duration::from_millis(1));
+                    waiting = self.shared.inbox_len();
+                }
+                if done || self.shared.ending() {
                     break;
                 }
             }
@@ -363,7 +409,7 @@ impl Subscriber {
                 true
             }
             None => {
-                if seen.len() >= MAX_SEEN {
+                if seen.len() >= MAX_SEEN && !self.catching.get() {
                     let newest = seen.values().max().copied().unwrap_or(offset).max(offset);
                     seen.clear();
                     self.floor.set(Some((newest.0.saturating_sub(1), u64::MAX)));
