@@ -172,10 +172,10 @@ enum Expect {
     /// A session record made again only if still this node's: 0 means another node took
     /// the session over (its channel here ends).
     Reopen(u128, u64),
-    /// A room send through the room script, called by its hash: Redis answered NOSCRIPT
-    /// (its scripts were flushed) only if it did not run it, so it is held and sent again
-    /// once the scripts are loaded (its sequence number, its envelope).
-    Stream(u64, Vec<u8>),
+    /// Room sends through the room script, called by its hash: Redis answered NOSCRIPT
+    /// (its scripts were flushed) only if it did not run it, so they are held and sent
+    /// again once the scripts are loaded (their sequence numbers, their envelopes).
+    Streams(Vec<(u64, Vec<u8>)>),
 }
 
 /// The command thread's state.
@@ -220,6 +220,10 @@ pub(crate) struct Commander {
     known: HashSet<NodeNumber>,
     /// This node's channels that joined a room or hold a name.
     mirror: HashMap<u64, Entry>,
+    /// Room sends not in the pipeline yet (see [`Commander::push_rooms`]): their sequence
+    /// numbers and envelopes, and their streams, sessions and message numbers.
+    rooms_batch: Vec<(u64, Vec<u8>)>,
+    rooms_args: Vec<(String, String, u64)>,
     /// Departures made while Redis was unreachable: published on reconnect.
     departures: Vec<u64>,
     /// What the next round trip sends; `expects` says what each command's reply is for.
@@ -247,6 +251,9 @@ const FETCH_MIN: usize = 1024;
 /// How long a session claim waits for Redis to be reachable (the server gives up after its
 /// own `CLAIM_WAIT`, 5 s, and the client gets a new session).
 const CLAIM_KEPT: Duration = Duration::from_secs(5);
+
+/// Most room sends in one call of the room script (`keys::ROOM`).
+const ROOMS_BATCH: usize = 64;
 
 /// How often the records of sessions with a connection get their TTL back, at most.
 const SESSION_REFRESH: Duration = Duration::from_secs(30);
@@ -292,6 +299,8 @@ impl Commander {
             marker: None,
             known: HashSet::new(),
             mirror: HashMap::new(),
+            rooms_batch: Vec::new(),
+            rooms_args: Vec::new(),
             departures: Vec::new(),
             pipe: redis::pipe(),
             expects: Vec::new(),
@@ -391,8 +400,7 @@ impl Commander {
         );
         for (i, (seq, bytes)) in held.into_iter().enumerate() {
             if let Some(room) = envelope::streamed_room(&bytes) {
-                self.stream(&room, &bytes, None);
-                self.expects.push(Expect::Stream(seq, bytes));
+                self.stream(&room, seq, bytes, None);
             } else {
                 let mut out = Vec::with_capacity(bytes.len() + 8);
                 envelope::logged(&mut out, self.me.node, &bytes);
@@ -405,6 +413,7 @@ impl Commander {
                 self.flush();
             }
         }
+        self.push_rooms();
     }
 
     /// Publishes a probe on this node's own channel, which only its subscriber reads: the
@@ -742,24 +751,42 @@ impl Commander {
         self.session_if_owner(token, true, "PEXPIRE", &[ms.to_string()]);
     }
 
-    /// Adds a room send to `room`'s stream and publishes it (see `keys::ROOM`), recording
-    /// `cause`. Into the pipeline; the caller pushes the reply's expectation.
-    fn stream(&mut self, room: &str, bytes: &[u8], cause: Option<Cause>) {
-        let mut keys = vec![self.keys.stream(room), self.bus.clone()];
-        if let Some(c) = cause {
-            keys.push(self.keys.session(c.token));
+    /// Adds room send `seq` to `room`'s stream and publishes it (see `keys::ROOM`),
+    /// recording `cause`: into the batch of room sends, which goes into the pipeline as one
+    /// call ([`push_rooms`](Self::push_rooms)) before anything else does.
+    fn stream(&mut self, room: &str, seq: u64, bytes: Vec<u8>, cause: Option<Cause>) {
+        let session = cause
+            .map(|c| self.keys.session(c.token))
+            .unwrap_or_default();
+        let received = cause.map_or(0, |c| c.received);
+        self.rooms_args
+            .push((self.keys.stream(room), session, received));
+        self.rooms_batch.push((seq, bytes));
+        if self.rooms_batch.len() >= ROOMS_BATCH {
+            self.push_rooms();
         }
-        // By hash: the script is loaded on every connection (see `Scripts::load`), and Redis
-        // neither receives nor hashes its text again for each send.
-        self.pipe
+    }
+
+    /// Puts the batch of room sends into the pipeline: one call of the room script, by its
+    /// hash (loaded on every connection, see `Scripts::load`: Redis neither receives nor
+    /// hashes its text again, and runs one script for many sends).
+    fn push_rooms(&mut self) {
+        if self.rooms_batch.is_empty() {
+            return;
+        }
+        let sends = std::mem::take(&mut self.rooms_batch);
+        let cmd = self
+            .pipe
             .cmd("EVALSHA")
             .arg(self.scripts.room.get_hash())
-            .arg(keys.len())
-            .arg(&keys)
-            .arg(bytes)
+            .arg(1)
+            .arg(&self.bus)
             .arg(self.streams.max(1))
-            .arg(cause.map_or(0, |c| c.received))
             .arg(self.me.node);
+        for ((stream, session, received), (_, bytes)) in self.rooms_args.drain(..).zip(&sends) {
+            cmd.arg(stream).arg(bytes).arg(session).arg(received);
+        }
+        self.expects.push(Expect::Streams(sends));
     }
 
     /// A session record's TTL while its channel has a connection: long enough for the
@@ -929,6 +956,8 @@ impl Commander {
 
     /// Publishes the coalesced departures, if any.
     fn flush_closing(&mut self) {
+        // Room sends made before go first.
+        self.push_rooms();
         if self.closing.is_empty() {
             return;
         }
@@ -950,7 +979,11 @@ impl Commander {
                 for expect in expects {
                     match expect {
                         // Never sent: held, and sent once Redis is back.
-                        Expect::Stream(seq, bytes) => self.hold_room_send(seq, bytes),
+                        Expect::Streams(sends) => {
+                            for (seq, bytes) in sends {
+                                self.hold_room_send(seq, bytes);
+                            }
+                        }
                         other => self.failed_reply(other),
                     }
                 }
@@ -975,7 +1008,7 @@ impl Commander {
     fn failed_reply(&mut self, expect: Expect) {
         match expect {
             // A pipeline that failed may have run it: not sent twice.
-            Expect::Ignore | Expect::Reclaim(_) | Expect::Stream(..) => {}
+            Expect::Ignore | Expect::Reclaim(_) | Expect::Streams(_) => {}
             Expect::Fetch(token, _) => self.shared.push_one(ClusterInbound::Fetched {
                 token,
                 entries: Vec::new(),
@@ -1006,10 +1039,12 @@ impl Commander {
                     "scripts flushed",
                 )));
             }
-            if let Expect::Stream(seq, bytes) = expect {
+            if let Expect::Streams(sends) = expect {
                 if e.code() == "NOSCRIPT" {
                     // Not run: held, and sent when the scripts are loaded again.
-                    return self.hold_room_send(seq, bytes);
+                    for (seq, bytes) in sends {
+                        self.hold_room_send(seq, bytes);
+                    }
                 }
                 return;
             }
@@ -1021,7 +1056,7 @@ impl Commander {
             return self.failed_reply(expect);
         }
         match expect {
-            Expect::Ignore | Expect::Departures(_) | Expect::Stream(..) => {}
+            Expect::Ignore | Expect::Departures(_) | Expect::Streams(_) => {}
             Expect::Reopen(token, id) => {
                 if redis::from_redis_value::<i64>(&reply).ok() == Some(0) {
                     log::info!("session of #{id}: another node took it over");
@@ -1101,7 +1136,16 @@ impl Commander {
     /// Carries out a batch, in order.
     fn execute(&mut self, batch: Vec<Cmd>) {
         for cmd in batch {
-            if !matches!(cmd, Cmd::Closed { .. }) {
+            // A departure is coalesced; a room send joins the batch, unless departures
+            // wait (they go first).
+            let joins = match cmd {
+                Cmd::Closed { .. } => true,
+                Cmd::Stream { .. } => self.closing.is_empty(),
+                _ => false,
+            };
+            if !joins {
+                // Room sends batched so far, then departures, go before anything else
+                // (room sends join the batch).
                 self.flush_closing();
             }
             match cmd {
@@ -1237,9 +1281,8 @@ impl Commander {
                         continue;
                     }
                     self.drain_held();
-                    self.stream(&room, &bytes, cause);
+                    self.stream(&room, seq, bytes, cause);
                     self.shared.count_published();
-                    self.expects.push(Expect::Stream(seq, bytes));
                 }
                 Cmd::SessionOpened {
                     token,

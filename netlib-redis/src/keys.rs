@@ -196,19 +196,25 @@ redis.call('PUBLISH', KEYS[2], ARGV[1] .. id)
 return id
 ";
 
-/// A room send with room streams: `KEYS` = the room's stream, the bus[, the sender's session
-/// record]; `ARGV` = envelope, stream length, the sender's message number, this node's
-/// number. Appends the envelope to the stream (trimmed to about the length), publishes it
-/// with the entry's id appended, and records in the same step that the sender's message was
-/// handled (if this node still owns the session). The entry's id.
+/// Room sends with room streams, several in one call: `KEYS` = the bus; `ARGV` = stream
+/// length, this node's number, then for each send, in order: its room's stream, its
+/// envelope, the sender's session record (or ''), the sender's message number. Each is
+/// appended to its stream (trimmed to about the length) and published with the entry's id
+/// appended, and the sender's message is recorded as handled in the same step (if this node
+/// still owns the session). The entries' ids.
 pub(crate) const ROOM: &str = r"
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
-redis.call('PUBLISH', KEYS[2], ARGV[1] .. id)
-if KEYS[3] and redis.call('HGET', KEYS[3], 'owner') == ARGV[4] then
-  local r = tonumber(redis.call('HGET', KEYS[3], 'received') or '0')
-  if tonumber(ARGV[3]) > r then redis.call('HSET', KEYS[3], 'received', ARGV[3]) end
+local ids = {}
+for i = 3, #ARGV, 4 do
+  local id = redis.call('XADD', ARGV[i], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i + 1])
+  redis.call('PUBLISH', KEYS[1], ARGV[i + 1] .. id)
+  local s = ARGV[i + 2]
+  if s ~= '' and redis.call('HGET', s, 'owner') == ARGV[2] then
+    local r = tonumber(redis.call('HGET', s, 'received') or '0')
+    if tonumber(ARGV[i + 3]) > r then redis.call('HSET', s, 'received', ARGV[i + 3]) end
+  end
+  ids[#ids + 1] = id
 end
-return id
+return ids
 ";
 
 /// A session's record (re)made by its owner: `KEYS` = the record; `ARGV` = node, serial,
@@ -428,7 +434,7 @@ pub(crate) struct Scripts {
     pub(crate) finish: Script,
     pub(crate) delete_if: Script,
     pub(crate) depart: Script,
-    /// [`ROOM`]: called by its hash (EVALSHA), one call per room send.
+    /// [`ROOM`]: called by its hash (EVALSHA), one call per batch of room sends.
     pub(crate) room: Script,
 }
 
