@@ -873,15 +873,7 @@ impl Rules {
         if self.remote.contains_key(&to) {
             return;
         }
-        self.learn_keys(to, &u.nick);
-        self.room_entry(&room).members.insert(to);
-        self.remote.insert(
-            to,
-            RemoteUser {
-                nick: u.nick.clone(),
-                room: room.clone(),
-            },
-        );
+        self.list_remote(to, &u.nick, &room);
         out.push(Effect::Emit {
             node: None,
             note: Note::Moved {
@@ -928,15 +920,7 @@ impl Rules {
         if let Some(r) = was.as_ref().and_then(|(_, r)| self.rooms.get_mut(r)) {
             r.members.swap_remove(&previous);
         }
-        self.learn_keys(id, &nick);
-        self.remote.insert(
-            id,
-            RemoteUser {
-                nick: nick.clone(),
-                room: room.clone(),
-            },
-        );
-        self.room_entry(&room).members.insert(id);
+        self.list_remote(id, &nick, &room);
         match was {
             Some((old, r)) if r == room => {
                 if old != nick {
@@ -1667,15 +1651,7 @@ impl Rules {
                         r.members.swap_remove(&id);
                     }
                 }
-                self.learn_keys(id, &nick);
-                self.remote.insert(
-                    id,
-                    RemoteUser {
-                        nick: nick.clone(),
-                        room: room.clone(),
-                    },
-                );
-                self.room_entry(&room).members.insert(id);
+                self.list_remote(id, &nick, &room);
                 self.announce_joined(now, out, &room, &nick, id);
             }
             Note::Left {
@@ -1770,6 +1746,20 @@ impl Rules {
         }
     }
 
+    /// Lists `id`, a user of another node, as `nick` in `room` (its nickname's keys, its
+    /// place among the room's members).
+    fn list_remote(&mut self, id: ChannelId, nick: &str, room: &str) {
+        self.learn_keys(id, nick);
+        self.room_entry(room).members.insert(id);
+        self.remote.insert(
+            id,
+            RemoteUser {
+                nick: nick.to_owned(),
+                room: room.to_owned(),
+            },
+        );
+    }
+
     /// A user of another node left the chat with its node (or without a goodbye).
     fn drop_remote(&mut self, now: Now, out: &mut Out, id: ChannelId, reason: &str) {
         let Some(u) = self.remote.remove(&id) else {
@@ -1804,16 +1794,8 @@ impl Rules {
             if p.id.node() != node {
                 continue;
             }
-            self.learn_keys(p.id, &p.nick);
-            self.room_entry(&p.room).members.insert(p.id);
+            self.list_remote(p.id, &p.nick, &p.room);
             self.mark_dirty(&p.room);
-            self.remote.insert(
-                p.id,
-                RemoteUser {
-                    nick: p.nick,
-                    room: p.room,
-                },
-            );
         }
         let empty: Vec<String> = self
             .rooms

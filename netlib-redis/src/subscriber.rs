@@ -242,25 +242,11 @@ impl Subscriber {
             self.last_log.set(Some((0, 0)));
         }
         loop {
-            let (ms, seq) = self.last_log.get().unwrap_or((0, 0));
-            let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
-                .arg(&self.log)
-                .arg(format!("({ms}-{seq}"))
-                .arg("+")
-                .arg("COUNT")
-                .arg(LOG_PAGE)
-                .query(con)?;
-            let done = entries.len() < LOG_PAGE;
-            for (id, fields) in entries {
-                let Some(id) = envelope::log_id(id.as_bytes()) else {
-                    continue;
-                };
-                let envelope = fields
-                    .chunks(2)
-                    .find(|f| f[0] == b"e")
-                    .and_then(|f| f.get(1));
-                match envelope.map(|e| envelope::decode(&bytes::Bytes::copy_from_slice(e))) {
-                    Some(Ok(mut env)) => match &mut env.body {
+            let after = self.last_log.get().unwrap_or((0, 0));
+            let (entries, done) = page(con, &self.log, after)?;
+            for (id, envelope) in entries {
+                match envelope {
+                    Some(mut env) => match &mut env.body {
                         Body::Departed { log, .. } => {
                             *log = Some(id);
                             self.deliver(env, items);
@@ -356,25 +342,11 @@ impl Subscriber {
             };
             let mut from = self.seen.borrow().get(room).copied().unwrap_or(floor);
             loop {
-                let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
-                    .arg(&key)
-                    .arg(format!("({}-{}", from.0, from.1))
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(LOG_PAGE)
-                    .query(con)?;
-                let done = entries.len() < LOG_PAGE;
-                for (id, fields) in entries {
-                    let Some(id) = envelope::log_id(id.as_bytes()) else {
-                        continue;
-                    };
+                let (entries, done) = page(con, &key, from)?;
+                for (id, envelope) in entries {
                     from = id;
-                    let entry = fields
-                        .chunks(2)
-                        .find(|f| f[0] == b"e")
-                        .and_then(|f| f.get(1));
-                    match entry.map(|e| envelope::decode(&Bytes::copy_from_slice(e))) {
-                        Some(Ok(mut env)) => {
+                    match envelope {
+                        Some(mut env) => {
                             if let Body::Streamed { offset, .. } = &mut env.body {
                                 *offset = Some(id);
                                 self.deliver(env, items);
@@ -545,6 +517,39 @@ fn glob_escape(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// Stream entries: each id, and the envelope in its `e` field (`None` if it has none, or it
+/// does not decode).
+type Page = Vec<(LogId, Option<envelope::Envelope>)>;
+
+/// A page of stream `key`'s entries after `after`, oldest first, and whether it was the last.
+fn page(
+    con: &mut redis::Connection,
+    key: impl redis::ToRedisArgs,
+    after: LogId,
+) -> redis::RedisResult<(Page, bool)> {
+    let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+        .arg(key)
+        .arg(format!("({}-{}", after.0, after.1))
+        .arg("+")
+        .arg("COUNT")
+        .arg(LOG_PAGE)
+        .query(con)?;
+    let done = entries.len() < LOG_PAGE;
+    let page = entries
+        .into_iter()
+        .filter_map(|(id, fields)| {
+            let id = envelope::log_id(id.as_bytes())?;
+            let env = fields
+                .chunks(2)
+                .find(|f| f[0] == b"e")
+                .and_then(|f| f.get(1))
+                .and_then(|e| envelope::decode(&Bytes::copy_from_slice(e)).ok());
+            Some((id, env))
+        })
+        .collect();
+    Ok((page, done))
 }
 
 /// The id of the log's last entry, if it has one.
