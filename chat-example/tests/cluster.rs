@@ -327,21 +327,7 @@ fn a_terminal_user_whose_node_dies_resumes_on_another_as_itself() {
     for n in 1..=5 {
         say(&mut dave, &format!("while you were away {n}"));
     }
-    until("carol's client resumes on node b and catches up", || {
-        out.any(|l| l.contains("while you were away 5"))
-    });
-    let lines = out.all();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("reconnected: nothing was lost")),
-        "{lines:?}"
-    );
-    for n in 1..=5 {
-        let text = format!("<dave> while you were away {n}");
-        let seen = lines.iter().filter(|l| l.ends_with(&text)).count();
-        assert_eq!(seen, 1, "{text}: {lines:?}");
-    }
+    common::resumed_with(&out, "dave", "while you were away", 5);
     // Still carol, in #games, on node b now.
     stdin(&mut carol, "back on node b\n");
     heard(&mut dave, "carol", "back on node b");

@@ -851,21 +851,7 @@ fn the_terminal_client_loses_nothing_across_a_network_drop() {
         m.get_str("message") == Some("while you were away 5")
     });
     net.restore();
-    until("carol's client resumes and catches up", || {
-        out.any(|l| l.contains("while you were away 5"))
-    });
-    let lines = out.all();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("reconnected: nothing was lost")),
-        "{lines:?}"
-    );
-    for n in 1..=5 {
-        let text = format!("<dave> while you were away {n}");
-        let seen = lines.iter().filter(|l| l.ends_with(&text)).count();
-        assert_eq!(seen, 1, "{text}: {lines:?}");
-    }
+    common::resumed_with(&out, "dave", "while you were away", 5);
     // Still carol, in the same session: what she says reaches dave under her name.
     client
         .0

@@ -322,3 +322,24 @@ impl Network {
         *self.upstream.lock().unwrap() = server.parse().unwrap();
     }
 }
+
+/// Waits until the terminal client whose output is `out` shows `<who> {text} N` for N up to
+/// `count`, then checks that it said it resumed with nothing lost, and showed each once.
+pub fn resumed_with(out: &Lines, who: &str, text: &str, count: usize) {
+    let last = format!("{text} {count}");
+    until("the client resumes and catches up", || {
+        out.any(|l| l.contains(&last))
+    });
+    let lines = out.all();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("reconnected: nothing was lost")),
+        "{lines:?}"
+    );
+    for n in 1..=count {
+        let line = format!("<{who}> {text} {n}");
+        let seen = lines.iter().filter(|l| l.ends_with(&line)).count();
+        assert_eq!(seen, 1, "{line}: {lines:?}");
+    }
+}
