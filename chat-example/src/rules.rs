@@ -775,7 +775,9 @@ impl Rules {
             // Never learnt (e.g. this node came up after the other died), or its nickname
             // did not travel: anonymous, in the room the session was in.
             log::info!("{id} resumed the session of {previous} from {addr}, as a new user");
-            self.drop_listed(now, out, &[previous, id], "reconnected");
+            for listed in [previous, id] {
+                self.drop_remote(now, out, listed, "reconnected");
+            }
             if !names.is_empty() {
                 out.push(Effect::Release {
                     id,
@@ -844,13 +846,6 @@ impl Rules {
                 room: u.room,
             },
         });
-    }
-
-    /// Drops the directory's entries of `ids` (other nodes' users), with `left` notices.
-    fn drop_listed(&mut self, now: Now, out: &mut Out, ids: &[ChannelId], reason: &str) {
-        for &id in ids {
-            self.drop_remote(now, out, id, reason);
-        }
     }
 
     /// See [`Input::MovedAway`]: its entry here becomes the new channel's, quietly, and the
@@ -1863,6 +1858,16 @@ mod tests {
             self.handle(Input::Request { from, request })
         }
 
+        /// Node `from` says its user `who`, `nick`, entered the default room.
+        fn learn(&mut self, from: NodeNumber, who: ChannelId, nick: &str) -> Vec<Effect> {
+            let note = Note::Joined {
+                id: who,
+                nick: nick.into(),
+                room: DEFAULT_ROOM.into(),
+            };
+            self.handle(Input::Note { from, note })
+        }
+
         fn connect(&mut self, who: ChannelId) -> Vec<Effect> {
             self.handle(Input::Connected {
                 id: who,
@@ -2026,27 +2031,12 @@ mod tests {
         core.handle(Input::Up);
         let (dave, there, here) = (id(1, 1), id(2, 1), id(1, 2));
         core.connect(dave);
-        let joined = Note::Joined {
-            id: there,
-            nick: "carol".into(),
-            room: DEFAULT_ROOM.into(),
-        };
-        core.handle(Input::Note {
-            from: 2,
-            note: joined,
-        });
+        core.learn(2, there, "carol");
         core.handle(Input::Flush);
         // Her nickname did not travel (her node had let it go): she starts anonymous.
         let mut other = Core::new(true);
         other.connect(dave);
-        other.handle(Input::Note {
-            from: 2,
-            note: Note::Joined {
-                id: there,
-                nick: "carol".into(),
-                room: DEFAULT_ROOM.into(),
-            },
-        });
+        other.learn(2, there, "carol");
         let out = other.handle(Input::Migrated {
             id: here,
             addr: addr(),
@@ -2117,14 +2107,7 @@ mod tests {
         core.handle(Input::Up);
         let (dave, old, new) = (id(1, 1), id(2, 1), id(3, 1));
         core.connect(dave);
-        core.handle(Input::Note {
-            from: 2,
-            note: Note::Joined {
-                id: old,
-                nick: "carol".into(),
-                room: DEFAULT_ROOM.into(),
-            },
-        });
+        core.learn(2, old, "carol");
         core.handle(Input::Flush);
         let moved = Note::Moved {
             previous: old,
