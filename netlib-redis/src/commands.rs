@@ -1082,8 +1082,7 @@ impl Commander {
                     .chunks_exact(2)
                     .filter_map(|p| {
                         let (ms, seq) = envelope::log_id(&p[0])?;
-                        let (except, payload) = envelope::streamed_payload(p[1].clone())?;
-                        Some((Offset { ms, seq }, except, payload))
+                        envelope::stream_entry(Offset { ms, seq }, p[1].clone())
                     })
                     .collect();
                 self.shared.push_one(ClusterInbound::Fetched {

@@ -4,7 +4,7 @@
 //! received message's bytes.
 
 use bytes::Bytes;
-use netlib::{ChannelId, NodeNumber};
+use netlib::{ChannelId, NodeNumber, Offset, StreamEntry};
 
 /// The format's version, the first byte of every envelope.
 pub(crate) const VERSION: u8 = 1;
@@ -255,13 +255,20 @@ pub(crate) fn streamed_room(bytes: &[u8]) -> Option<String> {
     }
 }
 
-/// The channel left out and the payload of a [`streamed`] envelope as a stream entry holds
-/// it.
-pub(crate) fn streamed_payload(bytes: Vec<u8>) -> Option<(Option<ChannelId>, Bytes)> {
+/// The entry at `offset` of a room's stream, from the [`streamed`] envelope it holds.
+pub(crate) fn stream_entry(offset: Offset, bytes: Vec<u8>) -> Option<StreamEntry> {
     match decode(&Bytes::from(bytes)).ok()?.body {
         Body::Streamed {
-            except, payload, ..
-        } => Some((except, payload)),
+            except,
+            payload,
+            before,
+            ..
+        } => Some(StreamEntry {
+            offset,
+            except,
+            before,
+            payload,
+        }),
         _ => None,
     }
 }

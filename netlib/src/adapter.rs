@@ -132,6 +132,22 @@ pub enum ClusterEvent {
     },
 }
 
+/// One message of a room's stream, as [`Adapter::fetch`] reads it (the fields of
+/// [`Inbound::Streamed`] but the room, which the fetch named).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEntry {
+    /// Its place in the room's stream.
+    pub offset: Offset,
+    /// A channel the send left out (the sender, on any node).
+    pub except: Option<ChannelId>,
+    /// The rooms of the same send listed before this one: a send to several rooms is one
+    /// stream entry per room, and a replay skips this one for a member of any of them, which
+    /// gets it from there (as live delivery does).
+    pub before: Vec<String>,
+    /// The message, as JSON.
+    pub payload: Bytes,
+}
+
 /// A message's place in its room's stream in the backplane, with [room
 /// streams](Adapter::streams): a Redis stream id, `ms-seq`, ordered (as Centrifugo's
 /// publication offset). Written and parsed as `"<ms>-<seq>"`.
@@ -286,8 +302,8 @@ pub enum Inbound {
     Fetched {
         /// The token the fetch was made with.
         token: u64,
-        /// The messages (offset, the channel the send left out, JSON payload), oldest first.
-        entries: Vec<(Offset, Option<ChannelId>, Bytes)>,
+        /// The messages, oldest first.
+        entries: Vec<StreamEntry>,
         /// Whether every message asked for is there.
         complete: bool,
     },

@@ -668,15 +668,7 @@ impl<C> Hub<C> {
         let keys: Vec<usize> = self
             .rooms
             .members(room)
-            .filter(|&k| {
-                // A send to several rooms: a member of an earlier one got it from there.
-                before.is_empty()
-                    || !self
-                        .rooms
-                        .rooms_of(k)
-                        .iter()
-                        .any(|r| before.iter().any(|b| **b == **r))
-            })
+            .filter(|&k| !self.in_any(k, before))
             .collect();
         let mut n = 0;
         for key in keys {
@@ -726,6 +718,17 @@ impl<C> Hub<C> {
         n
     }
 
+    /// Whether channel `key` is in any of `before`, the rooms listed before this one in a send
+    /// to several rooms: it gets the send from the first of them, once.
+    fn in_any(&self, key: usize, before: &[String]) -> bool {
+        !before.is_empty()
+            && self
+                .rooms
+                .rooms_of(key)
+                .iter()
+                .any(|r| before.iter().any(|b| **b == **r))
+    }
+
     /// Starts catching channel `key` up on `room` from its stream: `range` is fetched, and
     /// live messages of the room wait for the answer.
     pub(crate) fn catch_up(&mut self, key: usize, room: &str, range: crate::Fetch) {
@@ -763,12 +766,7 @@ impl<C> Hub<C> {
 
     /// The answer to fetch `token`: the fetched messages after the wanted offset, then those
     /// held meanwhile that are newer, are queued for the channel, in order.
-    pub(crate) fn fetched(
-        &mut self,
-        token: u64,
-        entries: Vec<(Offset, Option<ChannelId>, Bytes)>,
-        complete: bool,
-    ) {
+    pub(crate) fn fetched(&mut self, token: u64, entries: Vec<crate::StreamEntry>, complete: bool) {
         let Some((key, id)) = self.fetches.remove(&token) else {
             return;
         };
@@ -827,13 +825,14 @@ impl<C> Hub<C> {
     /// The frames of fetched `entries` for channel `key` in `room`, oldest first, with the
     /// last offset they reach: only those after `after` (all of them for a history, `None`),
     /// tagged for a session's client, and, in a replay, not the client's own sends (through
-    /// this channel or an earlier one of its session).
+    /// this channel or an earlier one of its session) nor a send to several rooms it gets from
+    /// an earlier one of them.
     fn replay_frames(
         &self,
         key: usize,
         room: &str,
         after: Option<Offset>,
-        entries: Vec<(Offset, Option<ChannelId>, Bytes)>,
+        entries: Vec<crate::StreamEntry>,
     ) -> (Vec<Frame>, Offset) {
         let slot = &self.slots[key];
         let session = slot.token.is_some();
@@ -841,12 +840,18 @@ impl<C> Hub<C> {
             |e: ChannelId| e == slot.id || slot.earlier.as_deref().is_some_and(|v| v.contains(&e));
         let mut last = after.unwrap_or_default();
         let mut frames = Vec::new();
-        for (offset, except, payload) in entries {
+        for crate::StreamEntry {
+            offset,
+            except,
+            before,
+            payload,
+        } in entries
+        {
             if after.is_some_and(|a| offset <= a) {
                 continue;
             }
             last = last.max(offset);
-            if after.is_some() && except.is_some_and(own) {
+            if after.is_some() && (except.is_some_and(own) || self.in_any(key, &before)) {
                 continue;
             }
             let json = if session {

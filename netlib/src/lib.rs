@@ -155,7 +155,7 @@ pub mod transport;
 
 pub use adapter::{
     Adapter, Cause, ClusterError, ClusterEvent, Fetch, Inbound as ClusterInbound, Offset,
-    SessionClaim, SessionRecord,
+    SessionClaim, SessionRecord, StreamEntry,
 };
 pub use admin::{AdminServer, ADMIN_MAX_IN_FLIGHT};
 pub use client::{AnyListener, Client, Subscription, WakeHandle};
