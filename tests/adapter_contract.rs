@@ -737,9 +737,9 @@ fn a_killed_node_departs_after_its_presence_ttl<B: Backplane>(backplane: B) {
 
     let dead = c.number(1);
     c.kill(1);
-    c.pass(ttl / 2);
+    c.pass(ttl / 4);
     assert_eq!(c.events(0), [], "alive until its presence expires");
-    c.pass(ttl);
+    c.pass(ttl + ttl / 4);
     let gone = c.events_within_slack(0, 3);
     assert_eq!(departed(&gone), (vec![b1, b2], vec![dead]));
     assert_eq!(c.members(0, "lobby", 10), [vec![a1]]);

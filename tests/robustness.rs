@@ -253,8 +253,8 @@ fn a_client_that_connects_and_sends_nothing() {
 
 #[test]
 fn the_heartbeat_closes_silent_peers_and_netlib_clients_answer_it() {
-    let timeout = Duration::from_millis(300);
-    let config = ServerConfig::default().heartbeat(Duration::from_millis(50), timeout);
+    let timeout = Duration::from_millis(1000);
+    let config = ServerConfig::default().heartbeat(Duration::from_millis(200), timeout);
     // The harness's witness is a raw peer that never answers pings: it times out too.
     let r = Running::start(config);
     let mut silent = RawPeer::connect(r.addr, Framing::Terminator);

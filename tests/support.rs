@@ -16,11 +16,14 @@ use netlib::{Codec, Framing, Message};
 /// How long any single wait in a test may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Calls `step` until it returns true; panics naming `what` after [`TIMEOUT`].
+/// Calls `step` until it returns true; panics naming `what` after [`TIMEOUT`]. Yields the
+/// CPU between steps: a step that does not block must not starve the processes it waits on
+/// (2 cores, several tests at once).
 pub fn until(what: &str, mut step: impl FnMut() -> bool) {
     let deadline = Instant::now() + TIMEOUT;
     while !step() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
     }
 }
 
