@@ -4,8 +4,7 @@
 //! node without members serves a room's history from its stream; after Redis lost its data
 //! a resume on another node is refused for the epoch, never silently short; a send to several
 //! rooms reaches a member of several of them once, live and after a resume on another node;
-//! messages to one channel alone reach it on
-//! another node after its first node was SIGKILLed.
+//! messages to one channel alone reach it on another node after its first node was SIGKILLed.
 
 use std::path::Path;
 
